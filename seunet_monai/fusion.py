@@ -7,15 +7,23 @@ Histopathology Image Segmentation":
 - ``"pdist"``: per pixel, the head with the largest margin ``D_k = p_max - p_second`` decides.
 - ``"pens"``: per pixel, heads weighted by ``softmax_k(D_k)``.
 - ``"head:k"``: one head alone (1-based ``k``), as in the per-head columns of Table 1.
+
+Also provides the same as MONAI transforms for ``postprocessing`` in bundle configs (:class:`Fuse`,
+:class:`Fused`) and the per-pixel winning head of PDist (:func:`winning_head`), which tells which scale
+group decided each pixel (used for scale estimation and optional winning-head maps at inference).
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Hashable, Mapping
 
 import torch
+from monai.config import KeysCollection
+from monai.transforms import MapTransform, Transform
+from monai.utils import convert_to_dst_type, convert_to_tensor
 
-__all__ = ["FUSION_STRATEGIES", "fuse", "head_margins", "parse_strategy"]
+__all__ = ["FUSION_STRATEGIES", "Fuse", "Fused", "fuse", "head_margins", "parse_strategy", "winning_head"]
 
 FUSION_STRATEGIES = ("mean", "pdist", "pens")
 
@@ -95,3 +103,97 @@ def fuse(probs: torch.Tensor, strategy: str = "pens") -> torch.Tensor:
         return probs.gather(1, index).squeeze(1)
     weights = torch.softmax(margins, dim=1).unsqueeze(2)  # (B, Ω, 1, *spatial)
     return (weights * probs).sum(dim=1)
+
+
+def winning_head(probs: torch.Tensor) -> torch.Tensor:
+    """Per-pixel index of the head that PDist picks (largest margin; ties go to the lowest index).
+
+    Args:
+        probs: per-head class probabilities ``(B, Ω, C, *spatial)``, ``C >= 2``.
+
+    Returns:
+        0-based head indices ``(B, *spatial)`` (int64). Add 1 for the ``head1..headΩ`` names.
+    """
+    if probs.ndim < 4:
+        raise ValueError(f"winning_head: probs must be (B, Ω, C, *spatial), got shape {tuple(probs.shape)}.")
+    if probs.shape[2] < 2:
+        raise ValueError(f"winning_head: need at least 2 classes (dim 2), got {probs.shape[2]}.")
+    return head_margins(probs).argmax(dim=1)
+
+
+class Fuse(Transform):
+    """Array transform: fuse per-head class probabilities with :func:`fuse`.
+
+    MONAI ``postprocessing`` sees decollated items without a batch dimension, so by default the input is
+    one item ``(Ω, C, *spatial)`` and the output ``(C, *spatial)``. With ``batched=True`` the input is
+    ``(B, Ω, C, *spatial)`` and the output ``(B, C, *spatial)``. (The rank alone cannot tell the two apart:
+    a 3D item ``(Ω, C, D, H, W)`` has the rank of a batched 2D tensor, hence the explicit flag.)
+
+    Args:
+        strategy: ``"mean"``, ``"pdist"``, ``"pens"`` or ``"head:k"`` (1-based ``k``).
+        batched: whether the input carries a leading batch dimension.
+        softmax: apply a softmax over the class dimension first (for per-head logits, e.g. training-mode
+            network outputs). Default ``False``: the input already holds probabilities.
+
+    A ``MetaTensor`` input gives a ``MetaTensor`` output with the same metadata.
+    """
+
+    def __init__(self, strategy: str = "pens", batched: bool = False, softmax: bool = False) -> None:
+        parse_strategy(strategy)  # fail early on a bad name
+        self.strategy = strategy
+        self.batched = bool(batched)
+        self.softmax = bool(softmax)
+
+    def __call__(self, probs: torch.Tensor) -> torch.Tensor:
+        """
+        Args:
+            probs: ``(Ω, C, *spatial)`` (or ``(B, Ω, C, *spatial)`` with ``batched=True``).
+
+        Returns:
+            ``(C, *spatial)`` (or ``(B, C, *spatial)``) class scores.
+        """
+        x = convert_to_tensor(probs, track_meta=False)
+        min_rank = 4 if self.batched else 3
+        if x.ndim < min_rank:
+            layout = "(B, Ω, C, *spatial)" if self.batched else "(Ω, C, *spatial)"
+            raise ValueError(
+                f"Fuse: expected per-head probabilities {layout} (batched={self.batched}), got shape {tuple(x.shape)}."
+            )
+        if not self.batched:
+            x = x.unsqueeze(0)
+        if self.softmax:
+            x = torch.softmax(x, dim=2)
+        out = fuse(x, self.strategy)
+        if not self.batched:
+            out = out.squeeze(0)
+        return convert_to_dst_type(out, probs)[0]
+
+
+class Fused(MapTransform):
+    """Dictionary form of :class:`Fuse`.
+
+    Args:
+        keys: keys of the per-head probabilities to fuse (in place).
+        strategy: ``"mean"``, ``"pdist"``, ``"pens"`` or ``"head:k"``.
+        batched: whether the items carry a leading batch dimension (default ``False``: decollated items
+            ``(Ω, C, *spatial)``, as in MONAI ``postprocessing``).
+        softmax: apply a softmax over classes first (input holds logits).
+        allow_missing_keys: don't raise for missing keys.
+    """
+
+    def __init__(
+        self,
+        keys: KeysCollection,
+        strategy: str = "pens",
+        batched: bool = False,
+        softmax: bool = False,
+        allow_missing_keys: bool = False,
+    ) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.fuser = Fuse(strategy=strategy, batched=batched, softmax=softmax)
+
+    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            d[key] = self.fuser(d[key])
+        return d

@@ -1,0 +1,115 @@
+"""Specification of the head fusion (sec. 3.4, Algorithm 1) and its MONAI transforms."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from monai.data import MetaTensor
+
+from seunet_monai.fusion import FUSION_STRATEGIES, Fuse, Fused, fuse, head_margins, parse_strategy, winning_head
+
+
+def _two_heads() -> torch.Tensor:
+    """(B=1, Ω=2, C=3, 1 pixel): head 1 unsure towards class 0, head 2 confident in class 2."""
+    p = torch.tensor([[0.40, 0.35, 0.25], [0.10, 0.10, 0.80]])
+    return p.reshape(1, 2, 3, 1)
+
+
+def test_margins_from_top_two() -> None:
+    m = head_margins(_two_heads())
+    assert torch.allclose(m.flatten(), torch.tensor([0.05, 0.70]))
+
+
+def test_margin_zero_for_tied_maxima() -> None:
+    p = torch.tensor([[0.45, 0.45, 0.10]]).reshape(1, 1, 3, 1)
+    assert head_margins(p).item() == pytest.approx(0.0)
+
+
+def test_pdist_picks_confident_head() -> None:
+    out = fuse(_two_heads(), "pdist")
+    assert out.shape == (1, 3, 1)
+    assert torch.allclose(out[0, :, 0], torch.tensor([0.10, 0.10, 0.80]))
+    assert winning_head(_two_heads()).flatten().tolist() == [1]
+
+
+def test_mean_and_pdist_can_disagree() -> None:
+    # head 1 fairly sure of class 0 (two heads), head 3 very sure of class 1
+    p = torch.tensor([[0.8, 0.2], [0.8, 0.2], [0.05, 0.95]]).reshape(1, 3, 2, 1)
+    assert torch.allclose(fuse(p, "mean")[0, :, 0], torch.tensor([0.55, 0.45]))
+    assert fuse(p, "mean").argmax(1).item() == 0
+    assert fuse(p, "pdist").argmax(1).item() == 1
+
+
+def test_pens_weights_are_softmax_of_margins() -> None:
+    p = _two_heads()
+    w = torch.softmax(torch.tensor([0.05, 0.70]), 0)
+    expected = w[0] * p[0, 0, :, 0] + w[1] * p[0, 1, :, 0]
+    out = fuse(p, "pens")
+    assert torch.allclose(out[0, :, 0], expected)
+    assert torch.allclose(out.sum(1), torch.ones(1, 1))
+
+
+def test_pdist_tie_goes_to_lowest_head() -> None:
+    p = torch.tensor([[0.8, 0.2], [0.2, 0.8]]).reshape(1, 2, 2, 1)  # equal margins 0.6
+    assert winning_head(p).item() == 0
+    assert fuse(p, "pdist").argmax(1).item() == 0
+
+
+def test_head_k_is_one_based_and_checked() -> None:
+    p = _two_heads()
+    assert torch.equal(fuse(p, "head:2"), p[:, 1])
+    assert torch.equal(fuse(p, "head1"), p[:, 0])
+    with pytest.raises(ValueError, match="head 3"):
+        fuse(p, "head:3")
+    with pytest.raises(ValueError, match="1-based"):
+        fuse(p, "head:0")
+
+
+@pytest.mark.parametrize("bad", ["median", "", "head:x"])
+def test_bad_strategy_errors(bad: str) -> None:
+    with pytest.raises(ValueError, match="unknown fusion strategy"):
+        parse_strategy(bad)
+    with pytest.raises(ValueError):
+        Fuse(bad)
+
+
+def test_bad_shapes_error() -> None:
+    with pytest.raises(ValueError, match="at least 2 classes"):
+        fuse(torch.rand(1, 2, 1, 4, 4), "pens")
+    with pytest.raises(ValueError, match=r"\(B, Ω, C"):
+        fuse(torch.rand(2, 4, 4), "pens")
+
+
+@pytest.mark.parametrize("strategy", [*FUSION_STRATEGIES, "head:2"])
+def test_transform_item_and_batched_agree(strategy: str) -> None:
+    probs = torch.softmax(torch.randn(2, 3, 4, 5, 6), dim=2)  # (B, Ω, C, H, W)
+    batched = Fuse(strategy, batched=True)(probs)
+    assert batched.shape == (2, 4, 5, 6)
+    item = Fuse(strategy)(probs[1])  # decollated item (Ω, C, H, W)
+    assert item.shape == (4, 5, 6)
+    assert torch.allclose(item, batched[1])
+    assert torch.allclose(item, fuse(probs, strategy)[1])
+
+
+def test_transform_3d_item_is_not_mistaken_for_a_batch() -> None:
+    probs = torch.softmax(torch.randn(3, 2, 4, 5, 6), dim=1)  # 3D item (Ω, C, D, H, W)
+    out = Fuse("mean")(probs)
+    assert out.shape == (2, 4, 5, 6)
+
+
+def test_transform_softmax_and_meta() -> None:
+    logits = MetaTensor(torch.randn(3, 2, 4, 4), meta={"filename_or_obj": "x.png"})
+    out = Fuse("pens", softmax=True)(logits)
+    assert isinstance(out, MetaTensor)
+    assert out.meta["filename_or_obj"] == "x.png"
+    expected = fuse(torch.softmax(logits.as_tensor(), 1).unsqueeze(0), "pens")[0]
+    assert torch.allclose(out.as_tensor(), expected)
+
+
+def test_dict_transform() -> None:
+    probs = torch.softmax(torch.randn(2, 2, 4, 4), dim=1)
+    d = Fused(keys="pred", strategy="pdist")({"pred": probs, "label": torch.zeros(1, 4, 4)})
+    assert d["pred"].shape == (2, 4, 4)
+    assert torch.allclose(d["pred"], fuse(probs.unsqueeze(0), "pdist")[0])
+    with pytest.raises(ValueError, match="Fuse: expected"):
+        Fused(keys="pred")({"pred": torch.rand(2, 4)})
