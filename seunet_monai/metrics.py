@@ -1,0 +1,298 @@
+"""Segmentation scores of the paper's evaluation (sec. 4.2) and the equivariance error (eq. 10, 12).
+
+Segmentation scores
+    The headline score is the IoU from a confusion matrix accumulated over the **whole test split**
+    (METHOD.md sec. 7): binary tasks (2 classes) report the IoU of class 1 (the nucleus class), multi-class
+    tasks the mean IoU over classes. Per-image averages (MONAI's default ``MeanIoU`` / ``DiceMetric``
+    behaviour) give other numbers and are reported only as secondary columns.
+
+    Conventions (shared by :class:`ConfusionIoU` and :class:`SegmentationScores`):
+
+    - Predictions and labels may be class indices ``(B, 1, *spatial)`` or one-hot / class scores
+      ``(B, C, *spatial)`` (argmax is taken over ``C``).
+    - ``ignore_index``: label pixels with this value are excluded from every count (they are zeroed in both
+      one-hot maps, so they add no true positive, false positive or false negative). When the value is a
+      valid class index (``0 <= ignore_index < num_classes``) that class is also left out of the mean over
+      classes.
+    - A class absent from both prediction and label over the whole split has no IoU (``0/0``): it is left
+      out of the mean over classes (``nan`` if no class is left; for binary tasks ``nan`` when the split
+      holds no foreground and none is predicted).
+    - Per image (secondary columns), MONAI's ``ignore_empty=True`` convention: a class absent from an
+      image's label gives ``nan`` for that image and class and is left out of the averages.
+
+    MONAI pieces used: ``get_confusion_matrix`` (per-image TP/FP/TN/FN), ``ConfusionMatrixMetric`` with
+    ``reduction="sum_batch"`` and ``compute_confusion_matrix_metric("threat score", ...)`` (TP / (TP + FP +
+    FN) of the summed counts, i.e. the dataset-wide IoU per class), ``compute_iou`` / ``compute_dice``
+    (per-image). What MONAI lacks, and is written here: turning index maps with an ignore value into masked
+    one-hot maps, and reducing per-class IoU to the paper's single number (class 1 for binary, mean over
+    present classes otherwise).
+
+Equivariance error
+    :func:`equivariance_matrix` (eq. 12) and :func:`equivariance_error` (eq. 10) work on feature maps
+    ``(B, Ω, F, *spatial)``: the features of the original image resampled to the rescaled size
+    (``S_s Φ(f)``) against the features of the rescaled image (``Φ(S_s f)``). :func:`matched_groups` picks,
+    for each group ``k``, the group ``k'`` whose learned σ ratio ``σ_k' / σ_k`` is closest to the scale
+    ``s`` (in log scale).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from monai.metrics import ConfusionMatrixMetric, compute_confusion_matrix_metric, compute_dice, compute_iou
+from monai.metrics.confusion_matrix import get_confusion_matrix
+from monai.utils import convert_to_tensor
+
+__all__ = [
+    "ConfusionIoU",
+    "SegmentationScores",
+    "as_class_indices",
+    "equivariance_error",
+    "equivariance_matrix",
+    "masked_onehot",
+    "matched_groups",
+    "reduce_class_scores",
+]
+
+
+def as_class_indices(x: torch.Tensor, name: str = "input") -> torch.Tensor:
+    """Class-index map ``(B, *spatial)`` (int64) from indices ``(B, 1, *spatial)`` or scores ``(B, C, *spatial)``.
+
+    Args:
+        x: ``(B, 1, *spatial)`` class indices, or ``(B, C, *spatial)`` one-hot maps / class scores (argmax).
+        name: name used in error messages.
+    """
+    x = convert_to_tensor(x, track_meta=False)
+    if x.ndim < 3:
+        raise ValueError(f"{name}: expected (B, 1, *spatial) indices or (B, C, *spatial) scores, got {tuple(x.shape)}.")
+    if x.shape[1] == 1:
+        return x[:, 0].round().long() if x.is_floating_point() else x[:, 0].long()
+    return x.argmax(dim=1)
+
+
+def masked_onehot(
+    pred: torch.Tensor, label: torch.Tensor, num_classes: int, ignore_index: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One-hot maps ``(B, C, *spatial)`` of prediction and label with ignored pixels zeroed in both.
+
+    Args:
+        pred: prediction, indices ``(B, 1, *spatial)`` or scores ``(B, C, *spatial)``.
+        label: label, indices ``(B, 1, *spatial)`` or one-hot ``(B, C, *spatial)``.
+        num_classes: number of classes ``C``.
+        ignore_index: label value excluded from all counts (or ``None``).
+
+    Raises:
+        ValueError: for mismatched spatial shapes or label / prediction values outside ``[0, C)``
+            (other than ``ignore_index``).
+    """
+    if num_classes < 2:
+        raise ValueError(f"num_classes must be >= 2, got {num_classes}.")
+    p = as_class_indices(pred, "pred")
+    y = as_class_indices(label, "label")
+    if p.shape != y.shape:
+        raise ValueError(f"pred and label must have the same batch and spatial shape, got {tuple(p.shape)} and {tuple(y.shape)}.")
+    valid = torch.ones_like(y, dtype=torch.bool) if ignore_index is None else y != ignore_index
+    yv = y[valid]
+    if yv.numel() and (int(yv.min()) < 0 or int(yv.max()) >= num_classes):
+        raise ValueError(
+            f"label values must lie in [0, {num_classes}) (num_classes={num_classes}) or equal ignore_index="
+            f"{ignore_index}; found values in [{int(yv.min())}, {int(yv.max())}]."
+        )
+    if p.numel() and (int(p.min()) < 0 or int(p.max()) >= num_classes):
+        raise ValueError(f"pred values must lie in [0, {num_classes}), found [{int(p.min())}, {int(p.max())}].")
+    classes = torch.arange(num_classes, device=y.device).view(1, -1, *([1] * (y.ndim - 1)))
+    mask = valid.unsqueeze(1)
+    p_oh = ((p.unsqueeze(1) == classes) & mask).float()
+    y_oh = ((y.unsqueeze(1) == classes) & mask).float()
+    return p_oh, y_oh
+
+
+def reduce_class_scores(per_class: torch.Tensor, ignore_index: int | None = None) -> torch.Tensor:
+    """Reduce per-class scores ``(..., C)`` to the paper's single number ``(...)``.
+
+    Binary (``C == 2``): the score of class 1. Multi-class: the mean over classes, leaving out ``nan``
+    (absent) classes and the class ``ignore_index`` when it is a valid class. ``nan`` when nothing is left.
+    """
+    num_classes = per_class.shape[-1]
+    if num_classes == 2:
+        return per_class[..., 1]
+    keep = [c for c in range(num_classes) if c != ignore_index]
+    vals = per_class[..., keep]
+    return torch.nanmean(vals, dim=-1)
+
+
+class ConfusionIoU(ConfusionMatrixMetric):
+    """Dataset-wide IoU (METHOD.md sec. 7) as a MONAI ``CumulativeIterationMetric``.
+
+    Each call adds per-image TP/FP/TN/FN counts (MONAI ``get_confusion_matrix`` on masked one-hot maps);
+    :meth:`aggregate` sums them over everything seen since :meth:`reset` (``reduction="sum_batch"``) and
+    returns one scalar: the IoU of class 1 for binary tasks, the mean IoU over present classes otherwise.
+    Use it as ``key_metric`` in an Ignite evaluator through ``monai.handlers.IgniteMetricHandler``::
+
+        "key_metric": {"val_iou": {"_target_": "IgniteMetricHandler",
+            "metric_fn": {"_target_": "seunet_monai.metrics.ConfusionIoU", "num_classes": 2},
+            "output_transform": "$monai.handlers.from_engine(['pred', 'label'])"}}
+
+    Args:
+        num_classes: number of classes ``C`` (>= 2).
+        ignore_index: label value excluded from the counts (see module docstring).
+
+    Inputs ``y_pred`` / ``y``: class indices ``(B, 1, *spatial)`` or class scores / one-hot
+    ``(B, C, *spatial)`` (argmax over ``C``), or lists of decollated items without the batch dimension.
+    """
+
+    def __init__(self, num_classes: int, ignore_index: int | None = None) -> None:
+        super().__init__(include_background=True, metric_name="threat score", compute_sample=False, reduction="sum_batch")
+        if int(num_classes) < 2:
+            raise ValueError(f"ConfusionIoU: num_classes must be >= 2, got {num_classes}.")
+        self.num_classes = int(num_classes)
+        self.ignore_index = ignore_index  # handled by masked_onehot, not passed to MONAI's per-channel rule
+
+    def _compute_tensor(self, y_pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        p_oh, y_oh = masked_onehot(y_pred, y, self.num_classes, self.ignore_index)
+        return get_confusion_matrix(p_oh, y_oh, include_background=True)
+
+    def per_class(self) -> torch.Tensor:
+        """Dataset-wide IoU of every class ``(C,)`` (``nan`` for classes absent from prediction and label)."""
+        return super().aggregate()[0]  # type: ignore[return-value]
+
+    def aggregate(self, *args, **kwargs) -> torch.Tensor:  # type: ignore[override]
+        """Dataset-wide IoU: scalar tensor (class 1 for binary, mean over present classes otherwise)."""
+        return reduce_class_scores(self.per_class(), self.ignore_index)
+
+
+class SegmentationScores:
+    """Accumulates, over a split, the dataset-wide IoU and the per-image mean IoU and Dice.
+
+    Memory: the confusion counts ``(C, 4)`` plus two floats per image; predictions are not kept.
+
+    Args:
+        num_classes: number of classes ``C`` (>= 2).
+        ignore_index: label value excluded from the counts (see module docstring).
+    """
+
+    def __init__(self, num_classes: int, ignore_index: int | None = None) -> None:
+        if int(num_classes) < 2:
+            raise ValueError(f"SegmentationScores: num_classes must be >= 2, got {num_classes}.")
+        self.num_classes = int(num_classes)
+        self.ignore_index = ignore_index
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget everything accumulated."""
+        self.confusion = torch.zeros(self.num_classes, 4, dtype=torch.float64)
+        self.image_iou: list[float] = []
+        self.image_dice: list[float] = []
+
+    def update(self, pred: torch.Tensor, label: torch.Tensor) -> None:
+        """Add a batch.
+
+        Args:
+            pred: class indices ``(B, 1, *spatial)`` or class scores ``(B, C, *spatial)``.
+            label: class indices ``(B, 1, *spatial)``.
+        """
+        p_oh, y_oh = masked_onehot(pred, label, self.num_classes, self.ignore_index)
+        cm = get_confusion_matrix(p_oh, y_oh, include_background=True)  # (B, C, 4)
+        self.confusion += cm.sum(0).double().cpu()
+        iou = compute_iou(p_oh, y_oh, include_background=True, ignore_empty=True)  # (B, C)
+        dice = compute_dice(p_oh, y_oh, include_background=True, ignore_empty=True)  # (B, C)
+        self.image_iou.extend(reduce_class_scores(iou, self.ignore_index).tolist())
+        self.image_dice.extend(reduce_class_scores(dice, self.ignore_index).tolist())
+
+    def per_class_iou(self) -> torch.Tensor:
+        """Dataset-wide IoU per class ``(C,)``: TP / (TP + FP + FN) of the summed counts (``nan`` if 0/0)."""
+        return compute_confusion_matrix_metric("threat score", self.confusion)
+
+    def compute(self) -> dict[str, float]:
+        """Scores so far: ``iou`` (dataset-wide), ``iou_per_image``, ``dice`` (per-image means), ``num_images``."""
+        return {
+            "iou": float(reduce_class_scores(self.per_class_iou(), self.ignore_index)),
+            "iou_per_image": _nanmean(self.image_iou),
+            "dice": _nanmean(self.image_dice),
+            "num_images": len(self.image_iou),
+        }
+
+
+def _nanmean(values: Sequence[float]) -> float:
+    vals = [v for v in values if not math.isnan(v)]
+    return float(sum(vals) / len(vals)) if vals else float("nan")
+
+
+def equivariance_matrix(reference: torch.Tensor, test: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
+    """Ω×Ω relative equivariance errors between groups (eq. 12), per sample.
+
+    ``E[b, k, k'] = ||S_s Φ_k(f_b) − Φ_k'(S_s f_b)||² / ||S_s Φ_k(f_b)||²``
+
+    Args:
+        reference: ``S_s Φ(f)``: features of the original image resampled to the rescaled size,
+            ``(B, Ω, F, *spatial)``.
+        test: ``Φ(S_s f)``: features of the rescaled image ``(B, Ω', F, *spatial)``.
+        eps: floor of the denominator (an all-zero reference feature map gives a huge ratio, not ``nan``).
+
+    Returns:
+        ``(B, Ω, Ω')`` errors (float64).
+    """
+    if reference.ndim < 4 or reference.ndim != test.ndim:
+        raise ValueError(
+            f"equivariance_matrix: expected (B, Ω, F, *spatial) tensors of equal rank, got {tuple(reference.shape)} "
+            f"and {tuple(test.shape)}."
+        )
+    if reference.shape[0] != test.shape[0] or reference.shape[2:] != test.shape[2:]:
+        raise ValueError(
+            "equivariance_matrix: reference and test must agree in batch, features and space (resample the "
+            f"reference first), got {tuple(reference.shape)} and {tuple(test.shape)}."
+        )
+    r = reference.flatten(2).double()  # (B, Ω, N)
+    t = test.flatten(2).double()  # (B, Ω', N)
+    # ||r_k - t_k'||² = ||r_k||² + ||t_k'||² - 2 <r_k, t_k'>, computed exactly with cdist for stability
+    diff = torch.cdist(r, t, p=2.0) ** 2  # (B, Ω, Ω')
+    norm = (r**2).sum(-1, keepdim=True).clamp_min(eps)  # (B, Ω, 1)
+    return diff / norm
+
+
+def matched_groups(sigmas: torch.Tensor | Sequence[float], scale: float) -> torch.Tensor:
+    """For each group ``k``, the group ``k'`` whose σ ratio ``σ_k' / σ_k`` is closest to ``scale`` (log scale).
+
+    An image enlarged by ``s`` is seen by group ``k'`` as the original by group ``k`` when ``σ_k' ≈ s σ_k``.
+
+    Args:
+        sigmas: σ of the Ω groups of one layer ``(Ω,)`` (positive).
+        scale: the scale change ``s`` (> 0).
+
+    Returns:
+        ``(Ω,)`` int64 indices ``k'`` (0-based); the identity for ``s = 1`` and distinct σ.
+    """
+    sig = torch.as_tensor(sigmas, dtype=torch.float64).flatten()
+    if scale <= 0:
+        raise ValueError(f"matched_groups: scale must be > 0, got {scale}.")
+    if sig.numel() == 0 or bool((sig <= 0).any()):
+        raise ValueError(f"matched_groups: sigmas must be positive and non-empty, got {sig.tolist()}.")
+    log_ratio = sig.log().view(1, -1) - sig.log().view(-1, 1)  # [k, k'] = log(σ_k' / σ_k)
+    return (log_ratio - math.log(scale)).abs().argmin(dim=1)
+
+
+def equivariance_error(reference: torch.Tensor, test: torch.Tensor, matches: torch.Tensor | None = None) -> torch.Tensor:
+    """Relative equivariance error of eq. 10, per sample.
+
+    ``Δ = mean_k ||S_s Φ_k(f) − Φ_{m(k)}(S_s f)||² / ||S_s Φ_k(f)||²`` with ``m`` the matched groups
+    (:func:`matched_groups`); averaging the result over images gives eq. 10's ``(1/N) Σ_i``. With one
+    group (a plain network) this is the error of the feature map against itself across scales.
+
+    Args:
+        reference: ``S_s Φ(f)`` ``(B, Ω, F, *spatial)``.
+        test: ``Φ(S_s f)`` ``(B, Ω, F, *spatial)``.
+        matches: ``(Ω,)`` group of the rescaled image matched to each group; default the identity.
+
+    Returns:
+        ``(B,)`` float64.
+    """
+    e = equivariance_matrix(reference, test)
+    omega = e.shape[1]
+    if matches is None:
+        matches = torch.arange(min(omega, e.shape[2]))
+    matches = torch.as_tensor(matches, dtype=torch.long).flatten()
+    if matches.numel() != omega or int(matches.max()) >= e.shape[2] or int(matches.min()) < 0:
+        raise ValueError(f"equivariance_error: matches must hold {omega} indices in [0, {e.shape[2]}), got {matches.tolist()}.")
+    return e[:, torch.arange(omega), matches].mean(dim=1)

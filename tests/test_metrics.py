@@ -1,0 +1,142 @@
+"""Specification of the dataset-wide IoU (METHOD.md sec. 7) and the equivariance error (eq. 10, 12)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from seunet_monai.metrics import (
+    ConfusionIoU,
+    SegmentationScores,
+    equivariance_error,
+    equivariance_matrix,
+    masked_onehot,
+    matched_groups,
+)
+
+
+def _img(rows: list[list[int]]) -> torch.Tensor:
+    return torch.tensor(rows).view(1, 1, len(rows), len(rows[0]))
+
+
+# binary case: image A has a big nucleus predicted perfectly, image B a tiny nucleus missed and 1 FP pixel
+LAB_A = _img([[1, 1, 1, 1], [1, 1, 1, 1], [0, 0, 0, 0], [0, 0, 0, 0]])
+PRED_A = LAB_A.clone()
+LAB_B = _img([[1, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0]])
+PRED_B = _img([[0, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 1]])
+
+
+def test_binary_dataset_iou_against_hand_counts() -> None:
+    s = SegmentationScores(num_classes=2)
+    s.update(PRED_A, LAB_A)
+    s.update(PRED_B, LAB_B)
+    # class 1 over both images: TP = 8, FP = 1, FN = 1 -> 8 / 10
+    r = s.compute()
+    assert r["iou"] == pytest.approx(0.8)
+    # per image: A -> 1.0, B -> 0 / 2 = 0.0 ; mean 0.5 (differs from the dataset-wide score)
+    assert r["iou_per_image"] == pytest.approx(0.5)
+    assert r["dice"] == pytest.approx(0.5)  # A: 1, B: 0
+    assert r["num_images"] == 2
+    assert r["iou"] != pytest.approx(r["iou_per_image"])
+
+
+def test_confusion_iou_metric_matches_and_accumulates() -> None:
+    m = ConfusionIoU(num_classes=2)
+    m(PRED_A, LAB_A)
+    m([PRED_B[0]], [LAB_B[0]])  # decollated list form, no batch dimension
+    assert m.aggregate().item() == pytest.approx(0.8)
+    m.reset()
+    m(PRED_B, LAB_B)
+    assert m.aggregate().item() == pytest.approx(0.0)
+
+
+def test_confusion_iou_accepts_scores_and_onehot() -> None:
+    scores = torch.cat([1 - PRED_A, PRED_A], 1).float() * 0.7 + 0.15  # (1, 2, H, W) class scores
+    onehot_label = torch.cat([1 - LAB_A, LAB_A], 1)
+    m = ConfusionIoU(num_classes=2)
+    m(scores, onehot_label)
+    assert m.aggregate().item() == pytest.approx(1.0)
+
+
+def test_multiclass_with_ignore_value_against_hand_counts() -> None:
+    lab = _img([[0, 0, 1, 1], [2, 2, 255, 255]])
+    pred = _img([[0, 1, 1, 1], [2, 0, 2, 1]])
+    # ignored pixels (label 255) are dropped, whatever was predicted there.
+    # class 0: TP 1 (0,0), FP 1 (1,1), FN 1 (0,1) -> 1/3
+    # class 1: TP 2, FP 1 (0,1), FN 0 -> 2/3
+    # class 2: TP 1, FP 0, FN 1 -> 1/2
+    s = SegmentationScores(num_classes=3, ignore_index=255)
+    s.update(pred, lab)
+    assert s.per_class_iou().tolist() == pytest.approx([1 / 3, 2 / 3, 1 / 2])
+    assert s.compute()["iou"] == pytest.approx((1 / 3 + 2 / 3 + 1 / 2) / 3)
+    m = ConfusionIoU(num_classes=3, ignore_index=255)
+    m(pred, lab)
+    assert m.aggregate().item() == pytest.approx((1 / 3 + 2 / 3 + 1 / 2) / 3)
+
+
+def test_ignore_value_that_is_a_class_is_left_out_of_the_mean() -> None:
+    lab = _img([[0, 1, 2, 2]])
+    pred = _img([[1, 1, 2, 0]])
+    # pixel with label 0 ignored; class 1: TP1 FP0 FN0 ->1 ; class 2: TP1 FN1 -> 1/2 ; mean of classes 1, 2
+    s = SegmentationScores(num_classes=3, ignore_index=0)
+    s.update(pred, lab)
+    assert s.compute()["iou"] == pytest.approx(0.75)
+
+
+def test_absent_class_is_left_out_not_counted_as_zero() -> None:
+    lab = _img([[0, 0, 1, 1]])
+    pred = _img([[0, 0, 1, 1]])
+    s = SegmentationScores(num_classes=3)  # class 2 never appears
+    s.update(pred, lab)
+    assert math.isnan(s.per_class_iou()[2].item())
+    assert s.compute()["iou"] == pytest.approx(1.0)
+    b = SegmentationScores(num_classes=2)
+    b.update(torch.zeros(1, 1, 2, 2), torch.zeros(1, 1, 2, 2))
+    assert math.isnan(b.compute()["iou"])  # binary: no foreground anywhere -> undefined
+
+
+def test_bad_label_values_error() -> None:
+    with pytest.raises(ValueError, match=r"label values must lie in \[0, 2\)"):
+        masked_onehot(_img([[0, 1]]), _img([[0, 5]]), num_classes=2)
+    with pytest.raises(ValueError, match="same batch and spatial shape"):
+        masked_onehot(_img([[0, 1]]), _img([[0, 1, 1]]), num_classes=2)
+
+
+def test_usable_as_ignite_key_metric() -> None:
+    from ignite.engine import Engine
+    from monai.handlers import IgniteMetricHandler, from_engine
+
+    batches = [{"pred": [PRED_A[0]], "label": [LAB_A[0]]}, {"pred": [PRED_B[0]], "label": [LAB_B[0]]}]
+    engine = Engine(lambda e, b: b)
+    handler = IgniteMetricHandler(metric_fn=ConfusionIoU(num_classes=2), output_transform=from_engine(["pred", "label"]))
+    handler.attach(engine, "val_iou")
+    engine.run(batches, max_epochs=1)
+    assert engine.state.metrics["val_iou"] == pytest.approx(0.8)
+
+
+def test_equivariance_zero_for_identical_features_and_matrix_shape() -> None:
+    f = torch.randn(2, 3, 4, 5, 5)
+    assert torch.allclose(equivariance_error(f, f), torch.zeros(2, dtype=torch.float64))
+    e = equivariance_matrix(f, f)
+    assert e.shape == (2, 3, 3)
+    assert torch.allclose(torch.diagonal(e, dim1=1, dim2=2), torch.zeros(2, 3, dtype=torch.float64), atol=1e-10)
+    assert bool((e[:, 0, 1] > 0).all())
+
+
+def test_equivariance_matrix_hand_value() -> None:
+    r = torch.tensor([3.0, 4.0]).view(1, 1, 1, 2)  # ||r||² = 25
+    t = torch.tensor([3.0, 0.0]).view(1, 1, 1, 2)  # ||r - t||² = 16
+    assert equivariance_matrix(r, t).item() == pytest.approx(16 / 25)
+    shifted = torch.cat([t, r], 1)  # two groups on the test side
+    assert equivariance_error(r, shifted, matches=torch.tensor([1])).item() == pytest.approx(0.0)
+
+
+def test_matched_groups_follow_sigma_ratio() -> None:
+    sig = torch.tensor([1.0, 2.0, 4.0, 8.0])
+    assert matched_groups(sig, 1.0).tolist() == [0, 1, 2, 3]
+    assert matched_groups(sig, 2.0).tolist() == [1, 2, 3, 3]
+    assert matched_groups(sig, 0.5).tolist() == [0, 0, 1, 2]
+    with pytest.raises(ValueError, match="scale must be > 0"):
+        matched_groups(sig, 0.0)
