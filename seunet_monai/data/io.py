@@ -1,0 +1,317 @@
+"""File input/output helpers for the data pipeline: atomic writes, image/label reading, output folders.
+
+Every writer goes through a temporary file in the destination folder followed by :func:`os.replace`, so an
+interrupted run never leaves a partially written file under the final name (``os.replace`` is atomic on one
+file system, which a temporary file in the same folder guarantees).
+
+Readers return numpy arrays: :func:`read_rgb` always gives ``(H, W, 3) uint8`` (grey-scale expanded,
+alpha dropped, and says which conversion happened), :func:`read_label` gives an ``(H, W)`` integer mask.
+Unreadable files raise :class:`ImageReadError` (a ``ValueError``) naming the file.
+"""
+
+from __future__ import annotations
+
+import io as _io
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "ImageReadError",
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "atomic_write_json",
+    "atomic_save_png",
+    "read_rgb",
+    "read_label",
+    "prepare_output_dir",
+    "TIFF_SUFFIXES",
+]
+
+TIFF_SUFFIXES = (".tif", ".tiff")
+
+PathLike = str | os.PathLike
+
+
+class ImageReadError(ValueError):
+    """An image or label file could not be read or has an unsupported layout (the message names the file)."""
+
+
+# --------------------------------------------------------------------------------------------- writing
+def atomic_write_bytes(path: PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically (temporary file in the same folder, then :func:`os.replace`).
+
+    The parent folder is created if needed. On any error the temporary file is removed and the previous
+    content of ``path`` (if any) is left untouched.
+
+    Args:
+        path: destination file.
+        data: the bytes to write.
+
+    Returns:
+        ``path`` as a :class:`pathlib.Path`.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    return path
+
+
+def atomic_write_text(path: PathLike, text: str, encoding: str = "utf-8") -> Path:
+    """Write ``text`` to ``path`` atomically (see :func:`atomic_write_bytes`).
+
+    Args:
+        path: destination file.
+        text: the text to write.
+        encoding: text encoding.
+
+    Returns:
+        ``path`` as a :class:`pathlib.Path`.
+    """
+    return atomic_write_bytes(path, text.encode(encoding))
+
+
+def atomic_write_json(path: PathLike, obj: Any, indent: int = 2) -> Path:
+    """Serialise ``obj`` as JSON (with a trailing newline) and write it atomically.
+
+    Args:
+        path: destination file.
+        obj: a JSON-serialisable object (numpy scalars and arrays are converted).
+        indent: JSON indentation.
+
+    Returns:
+        ``path`` as a :class:`pathlib.Path`.
+    """
+    return atomic_write_text(path, json.dumps(obj, indent=indent, default=_json_default) + "\n")
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"object of type {type(o).__name__} is not JSON serialisable")
+
+
+def atomic_save_png(path: PathLike, array: np.ndarray) -> Path:
+    """Save an image or a label as PNG, atomically.
+
+    Args:
+        path: destination file (``.png``).
+        array: ``(H, W)`` grey/label or ``(H, W, 3)`` RGB / ``(H, W, 4)`` RGBA, dtype ``uint8`` or ``uint16``
+            (an integer array whose values fit in ``uint8``/``uint16`` is cast, anything else refused;
+            a ``bool`` mask is saved as 0/1).
+
+    Returns:
+        ``path`` as a :class:`pathlib.Path`.
+
+    Raises:
+        ValueError: for an unsupported shape or dtype, or values that do not fit.
+    """
+    from PIL import Image
+
+    arr = np.asarray(array)
+    if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (3, 4)):
+        raise ValueError(f"atomic_save_png({path}): expected (H, W), (H, W, 3) or (H, W, 4), got {arr.shape}.")
+    if arr.dtype == bool:
+        arr = arr.astype(np.uint8)
+    if arr.dtype not in (np.uint8, np.uint16):
+        if not np.issubdtype(arr.dtype, np.integer):
+            raise ValueError(f"atomic_save_png({path}): expected an integer array, got dtype {arr.dtype}.")
+        lo, hi = (int(arr.min()), int(arr.max())) if arr.size else (0, 0)
+        if lo < 0 or hi > 65535:
+            raise ValueError(f"atomic_save_png({path}): values in [{lo}, {hi}] do not fit in uint8/uint16.")
+        arr = arr.astype(np.uint8 if hi <= 255 else np.uint16)
+    if arr.dtype == np.uint16 and arr.ndim == 3:
+        raise ValueError(f"atomic_save_png({path}): 16-bit PNG is supported for (H, W) labels only.")
+    img = Image.fromarray(np.ascontiguousarray(arr))
+    buf = _io.BytesIO()
+    img.save(buf, format="PNG")
+    return atomic_write_bytes(path, buf.getvalue())
+
+
+# --------------------------------------------------------------------------------------------- reading
+def _read_array(path: Path) -> np.ndarray:
+    """Read the first image of a PNG/JPEG/TIFF file as a numpy array (palette images expanded)."""
+    if not path.is_file():
+        raise FileNotFoundError(f"image file not found: {path}")
+    try:
+        if path.suffix.lower() in TIFF_SUFFIXES:
+            import tifffile
+
+            arr = tifffile.imread(str(path), key=0)
+        else:
+            from PIL import Image
+
+            with Image.open(path) as img:
+                img.load()
+                if img.mode == "P":
+                    img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+                elif img.mode in ("LA", "PA"):
+                    img = img.convert("RGBA")
+                elif img.mode == "CMYK":
+                    img = img.convert("RGB")
+                elif img.mode == "1":
+                    img = img.convert("L")
+                arr = np.asarray(img)
+    except Exception as e:  # noqa: BLE001 - any decoder error becomes one clear error naming the file
+        raise ImageReadError(f"cannot read image file {path}: {type(e).__name__}: {e}") from e
+    return np.asarray(arr)
+
+
+def _to_uint8(arr: np.ndarray, path: Path) -> tuple[np.ndarray, str | None]:
+    if arr.dtype == np.uint8:
+        return arr, None
+    if arr.dtype == bool:
+        return arr.astype(np.uint8) * 255, "bool->uint8"
+    if arr.dtype == np.uint16:
+        return (arr >> 8).astype(np.uint8), "uint16->uint8"
+    if np.issubdtype(arr.dtype, np.floating):
+        hi = float(np.nanmax(arr)) if arr.size else 0.0
+        scale = 255.0 if hi <= 1.0 else 1.0
+        return np.clip(np.rint(np.nan_to_num(arr) * scale), 0, 255).astype(np.uint8), f"{arr.dtype}->uint8"
+    raise ImageReadError(f"image file {path}: unsupported dtype {arr.dtype} (expected uint8, uint16 or float).")
+
+
+def read_rgb(path: PathLike) -> tuple[np.ndarray, dict[str, Any]]:
+    """Read an RGB image (PNG, JPEG, TIFF...) as ``(H, W, 3) uint8``.
+
+    TIFF files (``.tif``/``.tiff``) are read with tifffile (first page), the rest with Pillow. Grey-scale
+    images are replicated to three channels, RGBA images lose their alpha channel, 16-bit images are reduced
+    to 8 bits (high byte) and float images in [0, 1] are scaled to [0, 255].
+
+    Args:
+        path: the image file.
+
+    Returns:
+        ``(image, info)`` where ``info`` has ``"path"``, ``"original_shape"``, ``"original_dtype"`` and
+        ``"conversion"``: ``None``, ``"grey->rgb"`` or ``"rgba->rgb"`` (plus ``"dtype"`` when the dtype
+        was converted, else ``None``).
+
+    Raises:
+        FileNotFoundError: when the file does not exist.
+        ImageReadError: when the file cannot be decoded or its layout is not an image (message names the file).
+    """
+    path = Path(path)
+    arr = _read_array(path)
+    info: dict[str, Any] = {
+        "path": str(path),
+        "original_shape": tuple(int(s) for s in arr.shape),
+        "original_dtype": str(arr.dtype),
+        "conversion": None,
+        "dtype": None,
+    }
+    # channel-first TIFFs (3, H, W) / (4, H, W) are transposed to channel-last
+    if arr.ndim == 3 and arr.shape[0] in (3, 4) and arr.shape[2] not in (1, 3, 4):
+        arr = np.moveaxis(arr, 0, -1)
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[..., 0]
+    if arr.ndim == 2:
+        arr = np.repeat(arr[..., None], 3, axis=2)
+        info["conversion"] = "grey->rgb"
+    elif arr.ndim == 3 and arr.shape[2] == 4:
+        arr = arr[..., :3]
+        info["conversion"] = "rgba->rgb"
+    elif not (arr.ndim == 3 and arr.shape[2] == 3):
+        raise ImageReadError(
+            f"image file {path}: unsupported shape {arr.shape} (expected (H, W), (H, W, 3) or (H, W, 4))."
+        )
+    arr, info["dtype"] = _to_uint8(arr, path)
+    return np.ascontiguousarray(arr), info
+
+
+def read_label(path: PathLike) -> np.ndarray:
+    """Read an integer label mask as ``(H, W)``.
+
+    A label saved with three identical channels (some tools write grey masks as RGB) is accepted and
+    reduced to one channel; genuinely coloured masks are refused.
+
+    Args:
+        path: the label file (PNG or TIFF).
+
+    Returns:
+        ``(H, W)`` integer array (the file's own integer dtype; ``bool`` becomes ``uint8``).
+
+    Raises:
+        FileNotFoundError: when the file does not exist.
+        ImageReadError: when it cannot be decoded, is not integer, or is not a single-channel mask.
+    """
+    path = Path(path)
+    arr = _read_array(path)
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[..., 0]
+    if arr.ndim == 3 and arr.shape[2] in (3, 4):
+        rgb = arr[..., :3]
+        if not (np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 0], rgb[..., 2])):
+            raise ImageReadError(f"label file {path}: expected a single-channel integer mask, got shape {arr.shape}.")
+        arr = rgb[..., 0]
+    if arr.ndim != 2:
+        raise ImageReadError(f"label file {path}: expected an (H, W) mask, got shape {arr.shape}.")
+    if arr.dtype == bool:
+        arr = arr.astype(np.uint8)
+    if not np.issubdtype(arr.dtype, np.integer):
+        raise ImageReadError(f"label file {path}: expected integer class ids, got dtype {arr.dtype}.")
+    return np.ascontiguousarray(arr)
+
+
+# --------------------------------------------------------------------------------------------- output dir
+def prepare_output_dir(dst: PathLike, overwrite: bool = False) -> Path:
+    """Make ``dst`` ready to receive a new dataset.
+
+    A missing or empty folder is created/accepted. A non-empty folder is refused unless ``overwrite``; with
+    ``overwrite`` its content is removed (symbolic links are unlinked, never followed). Refuses to clean the
+    file-system root, the home folder or the current working directory (or one of its parents).
+
+    Args:
+        dst: the output folder.
+        overwrite: allow emptying a non-empty ``dst``.
+
+    Returns:
+        ``dst`` as a resolved :class:`pathlib.Path`.
+
+    Raises:
+        FileExistsError: when ``dst`` is non-empty and ``overwrite`` is false, or ``dst`` is a file.
+        ValueError: when ``dst`` is a folder that must never be cleaned.
+    """
+    dst = Path(dst).expanduser()
+    if dst.exists() and not dst.is_dir():
+        raise FileExistsError(f"output path {dst} exists and is not a folder.")
+    if dst.is_symlink():
+        raise ValueError(f"output folder {dst} is a symbolic link; give the real folder instead.")
+    if dst.is_dir() and any(dst.iterdir()):
+        if not overwrite:
+            raise FileExistsError(
+                f"output folder {dst} is not empty; choose another folder or pass overwrite=True (--overwrite) "
+                "to replace its content."
+            )
+        real = dst.resolve()
+        protected = {Path(real.anchor), Path.home().resolve()}
+        cwd = Path.cwd().resolve()
+        if real in protected or real == cwd or real in cwd.parents:
+            raise ValueError(f"refusing to clean {real}: it is the root, the home folder or contains the working directory.")
+        for child in real.iterdir():
+            if child.is_symlink() or not child.is_dir():
+                child.unlink()
+            else:
+                shutil.rmtree(child)
+    dst.mkdir(parents=True, exist_ok=True)
+    return dst.resolve()

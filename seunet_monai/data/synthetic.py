@@ -1,0 +1,475 @@
+"""Synthetic H&E-like histology: the embedded default dataset and a controlled scale-shift benchmark.
+
+Images follow the Beer-Lambert model of bright-field microscopy with two stains,
+
+    I_c(x) = I0_c * exp(-(C_H(x) * h_c + C_E(x) * e_c)),     c in {R, G, B},
+
+where ``h`` and ``e`` are the optical-density (OD) vectors of haematoxylin and eosin (Ruifrok & Johnston 2001,
+slightly perturbed per image to mimic staining variation) and ``C_H``, ``C_E`` are stain concentration maps.
+The concentration maps are drawn from a tissue model:
+
+- a *region map*: the arg-max of a few smooth random fields, one per tissue class (tumour, stroma,
+  inflammatory infiltrate, necrosis, other/adipose), so regions are blob-shaped with smooth borders;
+- *nuclei*: ellipses with a random-Fourier perturbed boundary ``r(phi) = 1 + sum_k A_k cos(k phi + psi_k)``
+  (k = 2..5), varied size, elongation and orientation, placed by a Poisson process whose intensity depends on
+  the region class, some attached to a previous nucleus so that they touch; a later nucleus occludes an earlier
+  one. Chromatin texture, a darker rim and (for tumour nuclei) a paler vesicular centre modulate ``C_H``;
+- *background textures* per class: eosinophilic fibres along the zero crossings of an oriented random field
+  (stroma), mottled cytoplasm (tumour), pale blotchy debris with nuclear fragments (necrosis), white fat cells
+  with thin membranes on a Voronoi tessellation (other), sparse cytoplasm between lymphocytes (inflammatory);
+- a small optical blur of the concentration maps and per-pixel acquisition noise on the intensities.
+
+Labels are exact: the label is the geometric mask that was rendered. ``task="nuclei"`` gives 0 background /
+1 nucleus on tissue made of tumour, stroma and inflammatory regions; ``task="tissue"`` gives the region class
+of every pixel, see :data:`TISSUE_CLASSES` (nuclei are clipped to their own region there, so every pixel's
+texture is decided by its label).
+
+**Scale.** Every length is defined in *physical units* (one unit = one pixel at ``scale=1``) and the image is
+rendered by sampling pixel centres at ``(i + 0.5) / scale``. All smooth textures are random-Fourier fields
+evaluated analytically, so they are defined at any resolution; the nuclei are drawn by a Poisson process over
+the physical field of view ``size / scale``. Hence ``scale=2`` shows the same tissue statistics at twice the
+size (nucleus area x4, nuclei per pixel area /4), and with the same sample seed, ``(size=2N, scale=2)`` renders
+the same tissue as ``(size=N, scale=1)`` magnified twice (only the per-pixel noise differs). Pixel noise is an
+acquisition effect and is not scaled.
+
+Deterministic: every sample is drawn from its own ``numpy.random.SeedSequence([seed, split, index])``, so a
+split does not change when the count of another one does.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy import ndimage
+from scipy.spatial import cKDTree
+
+from seunet_monai.data.datalist import SPLITS, write_datalist
+from seunet_monai.data.io import atomic_save_png, atomic_write_json, prepare_output_dir
+
+__all__ = [
+    "TASKS",
+    "TISSUE_CLASSES",
+    "NUCLEI_CLASSES",
+    "HEMATOXYLIN_OD",
+    "EOSIN_OD",
+    "class_names",
+    "sample_seed",
+    "synthesize_sample",
+    "make_synthetic_dataset",
+]
+
+TASKS = ("nuclei", "tissue")
+#: Label values of ``task="tissue"`` (the paper's five BCSS classes, same order as the BCSS preparation).
+TISSUE_CLASSES = ("tumour", "stroma", "inflammatory", "necrosis", "other")
+#: Label values of ``task="nuclei"``.
+NUCLEI_CLASSES = ("background", "nucleus")
+
+#: Haematoxylin and eosin optical-density vectors (R, G, B), unit norm (Ruifrok & Johnston 2001).
+HEMATOXYLIN_OD = np.array([0.650, 0.704, 0.286])
+EOSIN_OD = np.array([0.072, 0.990, 0.105])
+
+_TUMOUR, _STROMA, _INFLAM, _NECROSIS, _OTHER = range(5)
+
+
+@dataclass(frozen=True)
+class _NucleusClass:
+    """Nucleus statistics of one tissue class, lengths in physical units (pixels at scale 1)."""
+
+    density: float  # nuclei per 1000 unit^2 of this region
+    radius: float  # median geometric-mean radius sqrt(a * b)
+    radius_sigma: float  # lognormal sigma of the radius
+    aspect: float  # median a / b
+    aspect_sigma: float
+    perturb: float  # boundary perturbation amplitude (k = 2 term; k-th term / k)
+    darkness: float  # mean haematoxylin concentration
+    vesicular: float  # paleness of the centre, 0..1
+    aligned: bool  # orientation follows the stroma fibres
+
+
+_NUCLEI = {
+    _TUMOUR: _NucleusClass(2.6, 6.0, 0.22, 1.35, 0.20, 0.10, 1.00, 0.45, False),
+    _STROMA: _NucleusClass(0.8, 3.8, 0.15, 3.20, 0.20, 0.05, 1.20, 0.00, True),
+    _INFLAM: _NucleusClass(9.0, 3.0, 0.12, 1.10, 0.08, 0.04, 1.55, 0.00, False),
+    _NECROSIS: _NucleusClass(6.0, 1.5, 0.35, 1.50, 0.30, 0.25, 1.35, 0.00, False),
+    _OTHER: _NucleusClass(0.12, 3.0, 0.15, 2.50, 0.20, 0.05, 1.10, 0.00, False),
+}
+_MARGIN = 16.0  # physical margin around the field of view where nuclei may be centred
+_TOUCH_P = 0.3  # probability that a candidate nucleus is attached to an earlier one
+_MIN_SEP = 0.8  # centres closer than _MIN_SEP * (r_i + r_j) are rejected (touching allowed, little overlap)
+_N_HARM = 4  # boundary harmonics k = 2..5
+
+
+def class_names(task: str) -> tuple[str, ...]:
+    """Class names indexed by label value for ``task`` (``"nuclei"`` or ``"tissue"``)."""
+    _check_task(task)
+    return NUCLEI_CLASSES if task == "nuclei" else TISSUE_CLASSES
+
+
+def _check_task(task: str) -> None:
+    if task not in TASKS:
+        raise ValueError(f"task must be one of {TASKS}, got {task!r}.")
+
+
+def sample_seed(seed: int, split: str, index: int) -> np.random.SeedSequence:
+    """The seed sequence of sample ``index`` of ``split`` (independent of the other splits' sizes)."""
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}.")
+    return np.random.SeedSequence([int(seed), SPLITS.index(split), int(index)])
+
+
+# --------------------------------------------------------------------------------------------- random fields
+class _FourierField:
+    """A stationary Gaussian-like random field as a sum of random plane waves (random Fourier features).
+
+    ``f(x, y) = sqrt(2 / J) * sum_j cos(kx_j x + ky_j y + phi_j)`` has zero mean and unit variance. Being an
+    analytic function of physical position, it is the same field at every rendering scale. Evaluated on a grid
+    through the identity cos(A + B) = cos A cos B - sin A sin B as two (H, J) @ (J, W) products.
+    """
+
+    def __init__(
+        self,
+        rng: np.random.Generator,
+        n: int,
+        wavelength: tuple[float, float],
+        direction: float | None = None,
+        spread: float = 0.25,
+    ) -> None:
+        lam = np.exp(rng.uniform(np.log(wavelength[0]), np.log(wavelength[1]), n))
+        if direction is None:
+            ang = rng.uniform(0.0, np.pi, n)
+        else:  # wave vectors perpendicular to `direction`: stripes run along it
+            ang = direction + np.pi / 2 + rng.normal(0.0, spread, n)
+        k = 2 * np.pi / lam
+        self.kx, self.ky = k * np.cos(ang), k * np.sin(ang)
+        self.phase = rng.uniform(0.0, 2 * np.pi, n)
+        self.amp = np.sqrt(2.0 / n)
+
+    def grid(self, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+        ax = np.outer(self.kx, xs) + self.phase[:, None]  # (J, W)
+        by = np.outer(self.ky, ys)  # (J, H)
+        f = np.cos(by).T @ np.cos(ax) - np.sin(by).T @ np.sin(ax)
+        return (self.amp * f).astype(np.float32)
+
+    def points(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        return self.amp * np.cos(np.outer(x, self.kx) + np.outer(y, self.ky) + self.phase).sum(1)
+
+
+def _smoothstep(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    t = np.clip((x - lo) / (hi - lo), 0.0, 1.0)
+    return t * t * (3 - 2 * t)
+
+
+# --------------------------------------------------------------------------------------------- tissue model
+class _Tissue:
+    """Random tissue in physical coordinates: region fields, textures and nuclei (no pixels yet)."""
+
+    def __init__(self, rng: np.random.Generator, extent: float, task: str) -> None:
+        self.task = task
+        self.classes = (_TUMOUR, _STROMA, _INFLAM) if task == "nuclei" else tuple(range(5))
+        bias = {_TUMOUR: 0.0, _STROMA: 0.1, _INFLAM: -0.3, _NECROSIS: 0.0, _OTHER: 0.0}
+        self.region_fields = [_FourierField(rng, 12, (45.0, 140.0)) for _ in self.classes]
+        self.region_bias = np.array([bias[c] for c in self.classes], np.float32)
+        self.fibre_dir = float(rng.uniform(0, np.pi))
+        self.fib1 = _FourierField(rng, 24, (7.0, 20.0), self.fibre_dir, 0.2)
+        self.fib2 = _FourierField(rng, 24, (9.0, 26.0), self.fibre_dir + rng.uniform(0.4, 1.2), 0.3)
+        self.fine = _FourierField(rng, 48, (2.2, 5.0))
+        self.mid = _FourierField(rng, 32, (5.0, 16.0))
+        self.coarse = _FourierField(rng, 16, (16.0, 60.0))
+        # fat cells: Voronoi tessellation of a Poisson process (mean cell ~ 22 units across)
+        lo, hi = -_MARGIN, extent + _MARGIN
+        n_fat = rng.poisson((hi - lo) ** 2 / 22.0**2)
+        self.fat_seeds = rng.uniform(lo, hi, (max(n_fat, 2), 2))
+        self._draw_nuclei(rng, extent)
+
+    def regions_at(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        v = np.stack([f.points(x, y) for f in self.region_fields], 1) + self.region_bias
+        return np.asarray(self.classes)[v.argmax(1)]
+
+    def regions_grid(self, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+        v = np.stack([f.grid(xs, ys) for f in self.region_fields], 0) + self.region_bias[:, None, None]
+        return np.asarray(self.classes, np.uint8)[v.argmax(0)]
+
+    def _draw_nuclei(self, rng: np.random.Generator, extent: float) -> None:
+        # All candidate parameters are drawn in bulk, so the random stream does not depend on acceptance.
+        lo, hi = -_MARGIN, extent + _MARGIN
+        dmax = max(_NUCLEI[c].density for c in self.classes) / 1000.0
+        n = int(rng.poisson(dmax * (hi - lo) ** 2))
+        pos = rng.uniform(lo, hi, (n, 2))
+        attach = rng.random(n) < _TOUCH_P
+        parent_u = rng.random(n)
+        attach_ang = rng.uniform(0, 2 * np.pi, n)
+        attach_gap = rng.uniform(0.85, 1.0, n)
+        z_r, z_asp, z_dark = rng.standard_normal((3, n))
+        theta_u = rng.uniform(0, np.pi, n)
+        theta_n = rng.normal(0, 0.15, n)
+        harm = rng.standard_normal((n, 2, _N_HARM))
+        acc_u = rng.random(n)
+
+        cx, cy, r_list = [], [], []
+        keep: list[tuple] = []
+        for i in range(n):
+            x, y = pos[i]
+            if attach[i] and cx:
+                j = int(parent_u[i] * len(cx))
+                cls_p = keep[j][0]
+                r_guess = _NUCLEI[cls_p].radius * np.exp(_NUCLEI[cls_p].radius_sigma * z_r[i])
+                d = (r_list[j] + r_guess) * attach_gap[i]
+                x, y = cx[j] + d * np.cos(attach_ang[i]), cy[j] + d * np.sin(attach_ang[i])
+                if not (lo <= x <= hi and lo <= y <= hi):
+                    continue
+            c = int(self.regions_at(np.array([x]), np.array([y]))[0])
+            p = _NUCLEI[c]
+            if acc_u[i] >= p.density / 1000.0 / dmax:
+                continue
+            r = p.radius * np.exp(p.radius_sigma * z_r[i])
+            if cx:
+                dist = np.hypot(np.asarray(cx) - x, np.asarray(cy) - y)
+                if np.any(dist < _MIN_SEP * (np.asarray(r_list) + r)):
+                    continue
+            asp = max(1.0, p.aspect * np.exp(p.aspect_sigma * z_asp[i]))
+            a, b = r * np.sqrt(asp), r / np.sqrt(asp)
+            theta = self.fibre_dir + theta_n[i] if p.aligned else theta_u[i]
+            k = np.arange(2, 2 + _N_HARM)
+            amp = p.perturb * harm[i, 0] * 2.0 / k
+            psi = np.pi * harm[i, 1]
+            dark = p.darkness * np.exp(0.12 * z_dark[i])
+            cx.append(x)
+            cy.append(y)
+            r_list.append(r)
+            keep.append((c, a, b, theta, amp, psi, dark, p.vesicular))
+        self.nuclei = [(cx[i], cy[i]) + keep[i] for i in range(len(keep))]
+
+
+def _rasterise_nuclei(
+    tissue: _Tissue, xs: np.ndarray, ys: np.ndarray, region: np.ndarray, scale: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Instance map (0 = none, i = i-th nucleus drawn) and normalised radius ``rho`` in [0, 1) inside nuclei.
+
+    A pixel belongs to a nucleus when its centre lies inside the perturbed ellipse; later nuclei occlude earlier
+    ones. Loops over nuclei (tens to hundreds), vectorised over the pixels of each nucleus' bounding box.
+    """
+    h, w = len(ys), len(xs)
+    inst = np.zeros((h, w), np.int32)
+    rho = np.zeros((h, w), np.float32)
+    k = np.arange(2, 2 + _N_HARM)[:, None, None]
+    for idx, (x0, y0, c, a, b, theta, amp, psi, _dark, _ves) in enumerate(tissue.nuclei, start=1):
+        reach = a * (1.0 + np.abs(amp).sum())
+        j0 = max(0, int(np.floor((x0 - reach) * scale - 0.5)))
+        j1 = min(w, int(np.ceil((x0 + reach) * scale - 0.5)) + 1)
+        i0 = max(0, int(np.floor((y0 - reach) * scale - 0.5)))
+        i1 = min(h, int(np.ceil((y0 + reach) * scale - 0.5)) + 1)
+        if j0 >= j1 or i0 >= i1:
+            continue
+        dx = xs[None, j0:j1] - x0
+        dy = ys[i0:i1, None] - y0
+        ct, st = np.cos(theta), np.sin(theta)
+        u = (dx * ct + dy * st) / a
+        v = (-dx * st + dy * ct) / b
+        r0 = np.hypot(u, v)
+        phi = np.arctan2(v, u)
+        f = 1.0 + (amp[:, None, None] * np.cos(k * phi[None] + psi[:, None, None])).sum(0)
+        f = np.maximum(f, 0.5)
+        inside = r0 < f
+        if tissue.task == "tissue":
+            inside &= region[i0:i1, j0:j1] == c
+        if not inside.any():
+            continue
+        inst[i0:i1, j0:j1][inside] = idx
+        rho[i0:i1, j0:j1][inside] = (r0 / f)[inside]
+    return inst, rho
+
+
+def synthesize_sample(
+    rng: np.random.Generator | np.random.SeedSequence | int,
+    size: int = 128,
+    scale: float = 1.0,
+    task: str = "nuclei",
+    return_instances: bool = False,
+) -> tuple[np.ndarray, np.ndarray] | tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Generate one H&E-like image and its exact label in memory.
+
+    Args:
+        rng: a ``numpy.random.Generator`` (three child streams are spawned from it: tissue, stain, noise), or
+            a seed / ``SeedSequence`` to build one.
+        size: height and width in pixels (>= 8).
+        scale: magnification; every length is multiplied by it (> 0).
+        task: ``"nuclei"`` (labels 0 background / 1 nucleus) or ``"tissue"`` (labels 0..4, see
+            :data:`TISSUE_CLASSES`).
+        return_instances: also return the instance map.
+
+    Returns:
+        ``(image, label)``: ``(size, size, 3) uint8`` RGB and ``(size, size) uint8`` class ids; with
+        ``return_instances`` a third ``(size, size) int32`` array numbering the visible nuclei (0 = none; for
+        ``"tissue"`` nuclei of every class are numbered).
+    """
+    _check_task(task)
+    size = int(size)
+    if size < 8:
+        raise ValueError(f"size must be >= 8 pixels, got {size}.")
+    if not (np.isfinite(scale) and scale > 0):
+        raise ValueError(f"scale must be a positive number, got {scale!r}.")
+    if not isinstance(rng, np.random.Generator):
+        rng = np.random.default_rng(rng)
+    tissue_rng, stain_rng, noise_rng = rng.spawn(3)
+
+    extent = size / scale
+    tissue = _Tissue(tissue_rng, extent, task)
+    xs = ((np.arange(size) + 0.5) / scale).astype(np.float64)
+    ys = xs.copy()
+
+    region = tissue.regions_grid(xs, ys)
+    inst, rho = _rasterise_nuclei(tissue, xs, ys, region, scale)
+
+    # ---- background stain concentrations per region class
+    fine, mid, coarse = tissue.fine.grid(xs, ys), tissue.mid.grid(xs, ys), tissue.coarse.grid(xs, ys)
+    fib = np.exp(-((tissue.fib1.grid(xs, ys) / 0.35) ** 2)) + 0.6 * np.exp(-((tissue.fib2.grid(xs, ys) / 0.3) ** 2))
+    c_h = np.zeros((size, size), np.float32)
+    c_e = np.zeros((size, size), np.float32)
+    present = set(np.unique(region).tolist())
+    for c in present:
+        m = region == c
+        if c == _TUMOUR:
+            e, hh = 0.30 + 0.07 * mid + 0.03 * fine, 0.10 + 0.03 * mid
+        elif c == _STROMA:
+            e, hh = 0.16 + 0.42 * fib + 0.05 * coarse + 0.03 * fine, 0.03 + 0.01 * fine
+        elif c == _INFLAM:
+            e, hh = 0.16 + 0.05 * mid + 0.03 * fine, 0.07 + 0.02 * mid
+        elif c == _NECROSIS:
+            e, hh = 0.40 + 0.12 * coarse + 0.08 * mid, 0.13 + 0.05 * coarse + 0.03 * fine
+        else:  # other: adipose tissue, white fat cells with thin eosinophilic membranes
+            gx, gy = np.meshgrid(xs, ys)
+            d, _ = cKDTree(tissue.fat_seeds).query(np.stack([gx[m], gy[m]], 1), k=2)
+            membrane = np.exp(-(((d[:, 1] - d[:, 0]) / 0.9) ** 2))
+            e_m = 0.02 + 0.45 * membrane + 0.02 * fine[m]
+            c_e[m] = e_m
+            c_h[m] = 0.01 + 0.03 * membrane
+            continue
+        c_e[m], c_h[m] = e[m], hh[m]
+    # cytoplasm of tumour cells: eosinophilic halo around tumour nuclei
+    if tissue.nuclei:
+        cls = np.array([0] + [n[2] for n in tissue.nuclei])
+        halo = ndimage.gaussian_filter(((cls[inst] == _TUMOUR) & (inst > 0)).astype(np.float32), 3.0 * scale)
+        c_e += 0.25 * halo * (region == _TUMOUR)
+
+        # ---- nuclei: chromatin texture, darker rim, paler vesicular centre
+        dark = np.array([0.0] + [n[8] for n in tissue.nuclei], np.float32)
+        ves = np.array([0.0] + [n[9] for n in tissue.nuclei], np.float32)
+        m = inst > 0
+        r = rho[m]
+        ch_n = dark[inst[m]] * (0.82 + 0.18 * fine[m]) * (1.0 - ves[inst[m]] * (1.0 - r**2) * 0.6)
+        ch_n *= 1.0 + 0.3 * _smoothstep(r, 0.75, 1.0)
+        c_h[m] = ch_n
+        c_e[m] = 0.10 + 0.03 * mid[m]
+    np.clip(c_h, 0.0, None, out=c_h)
+    np.clip(c_e, 0.0, None, out=c_e)
+
+    # ---- optics: blur of the concentration maps (0.5 units), then Beer-Lambert and acquisition noise
+    c_h = ndimage.gaussian_filter(c_h, 0.5 * scale, mode="reflect")
+    c_e = ndimage.gaussian_filter(c_e, 0.5 * scale, mode="reflect")
+    h_od = np.abs(HEMATOXYLIN_OD + stain_rng.normal(0, 0.03, 3))
+    e_od = np.abs(EOSIN_OD + stain_rng.normal(0, 0.03, 3))
+    h_od /= np.linalg.norm(h_od)
+    e_od /= np.linalg.norm(e_od)
+    s_h, s_e = stain_rng.uniform(0.85, 1.15, 2)
+    i0 = np.clip(246.0 + stain_rng.normal(0, 3.0, 3), 225, 255)
+    od = (s_h * c_h)[..., None] * h_od + (s_e * c_e)[..., None] * e_od
+    img = i0 * np.exp(-od) + noise_rng.normal(0, 2.0, (size, size, 3))
+    image = np.clip(np.rint(img), 0, 255).astype(np.uint8)
+
+    label = (inst > 0).astype(np.uint8) if task == "nuclei" else region.astype(np.uint8)
+    if return_instances:
+        return image, label, inst
+    return image, label
+
+
+# --------------------------------------------------------------------------------------------- dataset
+def make_synthetic_dataset(
+    dst: str | os.PathLike,
+    task: str = "nuclei",
+    n_train: int = 16,
+    n_val: int = 4,
+    n_test: int = 4,
+    size: int = 128,
+    scale: float = 1.0,
+    seed: int = 0,
+    overwrite: bool = False,
+) -> Path:
+    """Write a synthetic dataset in the ``datalist.json`` layout.
+
+    Writes ``dst/images/<split>_<index>.png`` (RGB uint8), ``dst/labels/<split>_<index>.png`` (uint8 class ids),
+    ``dst/synthetic_report.json`` (parameters, counts, class names, label frequencies) and, last,
+    ``dst/datalist.json`` (so a datalist present means a complete dataset). Every file is written atomically.
+
+    Args:
+        dst: output folder; must be missing or empty unless ``overwrite``.
+        task: ``"nuclei"`` or ``"tissue"``.
+        n_train: number of ``training`` samples (>= 0).
+        n_val: number of ``validation`` samples (>= 0).
+        n_test: number of ``test`` samples (>= 0).
+        size: image height and width in pixels (>= 8).
+        scale: magnification of every length (> 0); see the module docstring.
+        seed: base seed; sample ``i`` of a split uses ``SeedSequence([seed, split_index, i])``.
+        overwrite: empty a non-empty ``dst`` first.
+
+    Returns:
+        the path of the written ``datalist.json``.
+
+    Raises:
+        ValueError: for a bad argument.
+        FileExistsError: when ``dst`` is not empty and ``overwrite`` is false.
+    """
+    _check_task(task)
+    counts = {"training": n_train, "validation": n_val, "test": n_test}
+    for name, n in counts.items():
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
+            raise ValueError(f"number of {name} samples must be an integer >= 0, got {n!r}.")
+    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 8:
+        raise ValueError(f"size must be an integer >= 8, got {size!r}.")
+    scale = float(scale)
+    if not (np.isfinite(scale) and scale > 0):
+        raise ValueError(f"scale must be a positive number, got {scale!r}.")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be an integer >= 0, got {seed!r}.")
+
+    dst = prepare_output_dir(dst, overwrite=overwrite)
+    names = class_names(task)
+    freq = np.zeros(len(names), np.int64)
+    splits: dict[str, list[dict[str, str]]] = {}
+    n_nuclei = 0
+    for split in SPLITS:
+        entries = []
+        for i in range(int(counts[split])):
+            rng = np.random.default_rng(sample_seed(seed, split, i))
+            image, label, inst = synthesize_sample(rng, size=size, scale=scale, task=task, return_instances=True)
+            stem = f"{split}_{i:04d}.png"
+            atomic_save_png(dst / "images" / stem, image)
+            atomic_save_png(dst / "labels" / stem, label)
+            freq += np.bincount(label.ravel(), minlength=len(names))[: len(names)]
+            n_nuclei += int(len(np.unique(inst)) - 1)
+            entries.append({"image": f"images/{stem}", "label": f"labels/{stem}"})
+        splits[split] = entries
+
+    report: dict[str, Any] = {
+        "generator": "seunet_monai.data.synthetic.make_synthetic_dataset",
+        "parameters": {
+            "task": task,
+            "n_train": int(n_train),
+            "n_val": int(n_val),
+            "n_test": int(n_test),
+            "size": int(size),
+            "scale": scale,
+            "seed": int(seed),
+        },
+        "counts": {k: len(v) for k, v in splits.items()},
+        "class_names": list(names),
+        "label_fraction": (freq / max(int(freq.sum()), 1)).round(5).tolist(),
+        "visible_nuclei": n_nuclei,
+        "stain_od": {"hematoxylin": HEMATOXYLIN_OD.tolist(), "eosin": EOSIN_OD.tolist()},
+        "nucleus_classes": {TISSUE_CLASSES[c]: asdict(p) for c, p in _NUCLEI.items()},
+    }
+    atomic_write_json(dst / "synthetic_report.json", report)
+    return write_datalist(dst, splits)
