@@ -1,0 +1,175 @@
+"""Specification of seunet_monai.data.io: atomic writes, image/label reading, output folders."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+import tifffile
+from PIL import Image
+
+from seunet_monai.data.io import (
+    ImageReadError,
+    atomic_save_png,
+    atomic_write_bytes,
+    atomic_write_json,
+    atomic_write_text,
+    prepare_output_dir,
+    read_label,
+    read_rgb,
+)
+
+
+def _rgb(h: int = 6, w: int = 5) -> np.ndarray:
+    return np.arange(h * w * 3, dtype=np.uint8).reshape(h, w, 3)
+
+
+# ----------------------------------------------------------------------------------------------- writing
+def test_atomic_writers_write_content_and_leave_no_temporary_files(tmp_path):
+    atomic_write_bytes(tmp_path / "sub" / "a.bin", b"\x00\x01")
+    atomic_write_text(tmp_path / "b.txt", "héllo")
+    atomic_write_json(tmp_path / "c.json", {"x": np.int64(3), "y": np.arange(2)})
+    atomic_save_png(tmp_path / "d.png", _rgb())
+    assert (tmp_path / "sub" / "a.bin").read_bytes() == b"\x00\x01"
+    assert (tmp_path / "b.txt").read_text(encoding="utf-8") == "héllo"
+    assert json.loads((tmp_path / "c.json").read_text()) == {"x": 3, "y": [0, 1]}
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "d.png")), _rgb())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b.txt", "c.json", "d.png", "sub"]
+    assert [p.name for p in (tmp_path / "sub").iterdir()] == ["a.bin"]
+
+
+def test_atomic_write_failure_keeps_old_content_and_removes_temporary(tmp_path, monkeypatch):
+    target = tmp_path / "a.txt"
+    atomic_write_text(target, "old")
+
+    def boom(src, dst):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", boom)
+    with pytest.raises(OSError, match="disk full"):
+        atomic_write_text(target, "new")
+    monkeypatch.undo()
+    assert target.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["a.txt"]
+
+
+def test_atomic_save_png_labels_and_bad_arrays(tmp_path):
+    lab = np.array([[0, 1], [4, 2]], dtype=np.int64)
+    atomic_save_png(tmp_path / "l.png", lab)
+    back = np.asarray(Image.open(tmp_path / "l.png"))
+    assert back.dtype == np.uint8 and np.array_equal(back, lab)
+    with pytest.raises(ValueError, match="expected"):
+        atomic_save_png(tmp_path / "x.png", np.zeros((2, 2, 2), np.uint8))
+    with pytest.raises(ValueError, match="do not fit"):
+        atomic_save_png(tmp_path / "x.png", np.array([[-1, 0]]))
+    with pytest.raises(ValueError, match="integer"):
+        atomic_save_png(tmp_path / "x.png", np.zeros((2, 2), np.float32))
+    assert not (tmp_path / "x.png").exists()
+
+
+# ----------------------------------------------------------------------------------------------- reading
+def test_read_rgb_png_grey_and_rgba_conversions(tmp_path):
+    rgb = _rgb()
+    Image.fromarray(rgb).save(tmp_path / "rgb.png")
+    img, info = read_rgb(tmp_path / "rgb.png")
+    assert img.dtype == np.uint8 and np.array_equal(img, rgb) and info["conversion"] is None
+
+    grey = rgb[..., 0]
+    Image.fromarray(grey).save(tmp_path / "grey.png")
+    img, info = read_rgb(tmp_path / "grey.png")
+    assert img.shape == (6, 5, 3) and info["conversion"] == "grey->rgb"
+    assert all(np.array_equal(img[..., c], grey) for c in range(3))
+
+    rgba = np.concatenate([rgb, np.full((6, 5, 1), 7, np.uint8)], 2)
+    Image.fromarray(rgba).save(tmp_path / "rgba.png")
+    img, info = read_rgb(tmp_path / "rgba.png")
+    assert info["conversion"] == "rgba->rgb" and np.array_equal(img, rgb)
+    assert info["original_shape"] == (6, 5, 4)
+
+
+def test_read_rgb_tiff_rgb_grey_rgba_and_16_bit(tmp_path):
+    rgb = _rgb()
+    tifffile.imwrite(tmp_path / "a.tif", rgb, photometric="rgb")
+    img, info = read_rgb(tmp_path / "a.tif")
+    assert np.array_equal(img, rgb) and info["conversion"] is None
+
+    tifffile.imwrite(tmp_path / "g.tiff", rgb[..., 1])
+    img, info = read_rgb(tmp_path / "g.tiff")
+    assert info["conversion"] == "grey->rgb" and np.array_equal(img[..., 2], rgb[..., 1])
+
+    rgba = np.concatenate([rgb, np.full((6, 5, 1), 255, np.uint8)], 2)
+    tifffile.imwrite(tmp_path / "r.tif", rgba, photometric="rgb", extrasamples=["unassalpha"])
+    img, info = read_rgb(tmp_path / "r.tif")
+    assert info["conversion"] == "rgba->rgb" and np.array_equal(img, rgb)
+
+    tifffile.imwrite(tmp_path / "w.tif", rgb.astype(np.uint16) * 256, photometric="rgb")
+    img, info = read_rgb(tmp_path / "w.tif")
+    assert info["dtype"] == "uint16->uint8" and np.array_equal(img, rgb)
+
+
+def test_read_errors_name_the_file(tmp_path):
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
+    with pytest.raises(ImageReadError, match="broken.png"):
+        read_rgb(bad)
+    truncated = tmp_path / "trunc.tif"
+    tifffile.imwrite(truncated, _rgb(64, 64), photometric="rgb")
+    truncated.write_bytes(truncated.read_bytes()[:40])
+    with pytest.raises(ImageReadError, match="trunc.tif"):
+        read_rgb(truncated)
+    with pytest.raises(FileNotFoundError, match="missing.png"):
+        read_rgb(tmp_path / "missing.png")
+    with pytest.raises(FileNotFoundError, match="missing.png"):
+        read_label(tmp_path / "missing.png")
+
+
+def test_read_label_grey_and_equal_channel_rgb(tmp_path):
+    lab = np.array([[0, 1, 2], [3, 4, 0]], np.uint8)
+    Image.fromarray(lab).save(tmp_path / "l.png")
+    assert np.array_equal(read_label(tmp_path / "l.png"), lab)
+    Image.fromarray(np.repeat(lab[..., None], 3, 2)).save(tmp_path / "l3.png")
+    assert np.array_equal(read_label(tmp_path / "l3.png"), lab)
+    tifffile.imwrite(tmp_path / "l16.tif", lab.astype(np.uint16) * 300)
+    out = read_label(tmp_path / "l16.tif")
+    assert out.dtype == np.uint16 and np.array_equal(out, lab.astype(np.uint16) * 300)
+    Image.fromarray(_rgb(2, 3)).save(tmp_path / "colour.png")
+    with pytest.raises(ImageReadError, match="colour.png"):
+        read_label(tmp_path / "colour.png")
+
+
+# ----------------------------------------------------------------------------------------------- output dir
+def test_prepare_output_dir_refuses_non_empty_and_cleans_with_overwrite(tmp_path):
+    fresh = prepare_output_dir(tmp_path / "new" / "dst")
+    assert fresh.is_dir()
+    assert prepare_output_dir(fresh) == fresh  # empty: accepted
+
+    (fresh / "keep.txt").write_text("x")
+    (fresh / "sub").mkdir()
+    (fresh / "sub" / "f.txt").write_text("y")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "precious.txt").write_text("z")
+    (fresh / "link").symlink_to(outside, target_is_directory=True)
+
+    with pytest.raises(FileExistsError, match="dst.*not empty"):
+        prepare_output_dir(fresh)
+    assert (fresh / "keep.txt").exists()  # nothing touched
+
+    assert prepare_output_dir(fresh, overwrite=True) == fresh
+    assert list(fresh.iterdir()) == []
+    assert (outside / "precious.txt").read_text() == "z"  # links are removed, never followed
+
+
+def test_prepare_output_dir_refuses_a_file_and_the_working_directory(tmp_path, monkeypatch):
+    f = tmp_path / "file.txt"
+    f.write_text("x")
+    with pytest.raises(FileExistsError, match="file.txt"):
+        prepare_output_dir(f, overwrite=True)
+    work = tmp_path / "work"
+    (work / "inner").mkdir(parents=True)
+    monkeypatch.chdir(work / "inner")
+    with pytest.raises(ValueError, match="refusing"):
+        prepare_output_dir(work, overwrite=True)
+    assert (work / "inner").is_dir()
