@@ -1,0 +1,35 @@
+"""Scale-group layers: Gaussian-derivative bases, learnable scales, GD convolutions, group layout."""
+
+from .gaussian_basis import (
+    DISCRETIZATIONS,
+    central_difference,
+    derivative_multi_indices,
+    gaussian_derivative_kernels_1d,
+    gaussian_kernel_1d,
+    gd_basis,
+    hermite_polynomial,
+    outer_basis,
+)
+from .gd_conv import IMPLEMENTATIONS, GDConv
+from .group_ops import fold_groups, unfold_groups
+from .scales import SIGMA_MODES, ScaleParameter, default_sigma_ranges, half_widths, validate_sigma_bounds
+
+__all__ = [
+    "DISCRETIZATIONS",
+    "IMPLEMENTATIONS",
+    "SIGMA_MODES",
+    "GDConv",
+    "ScaleParameter",
+    "central_difference",
+    "default_sigma_ranges",
+    "derivative_multi_indices",
+    "fold_groups",
+    "gaussian_derivative_kernels_1d",
+    "gaussian_kernel_1d",
+    "gd_basis",
+    "half_widths",
+    "hermite_polynomial",
+    "outer_basis",
+    "unfold_groups",
+    "validate_sigma_bounds",
+]

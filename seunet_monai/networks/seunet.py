@@ -1,0 +1,323 @@
+"""The Scale-Equivariant UNet (SEUNet), sec. 3.1 and Fig. 1 of Yang et al.
+
+Y. Yang, S. Dasmahapatra, S. Mahmoodi, "Scale-Equivariant UNet for Histopathology Image Segmentation".
+
+A UNet of 9 blocks of two Gaussian-derivative layers (18 GD layers), 4 max-pool down-samplings and 4
+up-samplings with skip connections. The first layer lifts the image to Ω scale groups; from then on every
+layer is group-wise, so the groups are Ω independent sub-networks sharing all weights and differing only by
+their learned scales σ. Each group ends in a head (a 1×1 convolution, shared by default), giving Ω
+predictions that a multi-head loss trains (eq. 8-9) and a per-pixel fusion combines (sec. 3.4).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from monai.networks.layers.utils import get_act_layer, get_norm_layer
+from torch import nn
+
+from ..fusion import fuse, parse_strategy
+from ..layers.gd_conv import GDConv
+from ..layers.group_ops import unfold_groups
+from ..layers.scales import SIGMA_MODES, default_sigma_ranges, validate_sigma_bounds
+
+__all__ = ["GDBlock", "SEUNet"]
+
+_NUM_LEVELS = 5
+_NUM_LAYERS = 18
+
+
+class GDBlock(nn.Module):
+    """Two GD layers, each followed by norm and activation (and optional dropout), on folded groups.
+
+    Args:
+        conv1: first GD layer (lifting or group-wise).
+        conv2: second, group-wise GD layer.
+        spatial_dims: 2 or 3.
+        norm: MONAI norm spec (``"batch"``, ``("instance", {...})``, ...) or None; applied to the folded
+            tensor, so batch statistics and the affine are shared by all groups.
+        act: MONAI activation spec.
+        dropout: dropout probability after the block.
+
+    Shapes: ``(B or B·Ω, C_in, *spatial) -> (B·Ω, C_out, *spatial)``.
+    """
+
+    def __init__(
+        self,
+        conv1: nn.Module,
+        conv2: nn.Module,
+        spatial_dims: int,
+        norm: str | tuple | None = "batch",
+        act: str | tuple = "relu",
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.conv1 = conv1
+        self.norm1 = _norm(norm, spatial_dims, conv1.out_channels)
+        self.act1 = get_act_layer(act)
+        self.conv2 = conv2
+        self.norm2 = _norm(norm, spatial_dims, conv2.out_channels)
+        self.act2 = get_act_layer(act)
+        self.drop = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.act1(self.norm1(self.conv1(x)))
+        return self.drop(self.act2(self.norm2(self.conv2(x))))
+
+
+def _norm(norm: str | tuple | None, spatial_dims: int, channels: int) -> nn.Module:
+    if norm is None:
+        return nn.Identity()
+    return get_norm_layer(norm, spatial_dims=spatial_dims, channels=channels)
+
+
+class _Up(nn.Module):
+    """×2 interpolation then a 1×1 convolution (shared by all groups) halving the channels."""
+
+    def __init__(self, spatial_dims: int, in_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.mode = "bilinear" if spatial_dims == 2 else "trilinear" if spatial_dims == 3 else "linear"
+        conv = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}[spatial_dims]
+        self.proj = conv(in_channels, out_channels, kernel_size=1, bias=False)
+
+    def forward(self, x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+        # project first (fewer channels to interpolate); both are linear, so the order does not matter
+        return F.interpolate(self.proj(x), size=tuple(size), mode=self.mode, align_corners=False)
+
+
+class SEUNet(nn.Module):
+    """Scale-Equivariant UNet with Gaussian-derivative layers and learnable, range-constrained scales.
+
+    Args:
+        spatial_dims: 2 or 3.
+        in_channels: image channels (3 for RGB H&E).
+        out_channels: number of classes C.
+        num_scales: number of scale groups (and heads) Ω.
+        channels: total widths of the five UNet levels (encoder levels 1-4 and the bottleneck), each split
+            evenly over the Ω groups; the paper's conventional CNN uses (60, 120, 240, 480, 960).
+        order: highest Gaussian-derivative order N (the paper uses 1).
+        sigma_ranges: σ intervals of the 18 GD layers, a list of 18 lists of Ω pairs ``(b, a)``, in order
+            enc1.conv1, enc1.conv2, ..., bottleneck, dec4, ..., dec1.conv2. Default:
+            :func:`~seunet_monai.layers.scales.default_sigma_ranges` with ``sigma_width`` and
+            ``sigma_growth`` (first-layer sizes 3, 5, 7, 9, 11 for Ω = 5; ranges growing to the bottleneck).
+        sigma_width: width of each group's σ interval in the first layer (default ranges only).
+        sigma_growth: relative widening of the intervals per UNet level (default ranges only).
+        sigma_mode: ``"constrained"`` (eq. 6), ``"fixed"`` (midpoints, not trained) or ``"free"`` (Table 3).
+        discretization: ``"hybrid"`` (sampled Gaussian + central differences; fast, sound at fine scales)
+            or ``"sampled"`` (the paper's sampled Hermite closed form). See
+            :mod:`~seunet_monai.layers.gaussian_basis`.
+        max_half_width: optional cap on every filter's half-width ``⌈2σ⌉``.
+        norm: MONAI norm spec or None (batch norm pools its statistics over batch and groups).
+        act: MONAI activation spec.
+        dropout: dropout after each block.
+        share_heads: one 1×1 head shared by all groups (default, as the authors' code) or one per group.
+        fusion: eval-mode fusion of the heads: ``"pens"`` (default), ``"pdist"``, ``"mean"`` or ``"head:k"``.
+        implementation: GD layers' ``"fast"`` path or the ``"dense"`` reference.
+
+    Forward:
+        ``x``: ``(B, in_channels, *spatial)``, any spatial size (padded with zeros at the far end to a
+        multiple of 16 and cropped back). In training mode returns the per-head logits
+        ``(B, Ω, C, *spatial)``. In eval mode returns the fused class probabilities ``(B, C, *spatial)``
+        (strategy ``self.fusion``), or the per-head probabilities ``(B, Ω, C, *spatial)`` when
+        ``self.output_heads`` is True.
+    """
+
+    def __init__(
+        self,
+        spatial_dims: int = 2,
+        in_channels: int = 3,
+        out_channels: int = 2,
+        num_scales: int = 5,
+        channels: Sequence[int] = (60, 120, 240, 480, 960),
+        order: int = 1,
+        sigma_ranges: Sequence[Sequence[Sequence[float]]] | None = None,
+        sigma_width: float = 0.5,
+        sigma_growth: float = 0.25,
+        sigma_mode: str = "constrained",
+        discretization: str = "hybrid",
+        max_half_width: int | None = None,
+        norm: str | tuple | None = "batch",
+        act: str | tuple = "relu",
+        dropout: float = 0.0,
+        share_heads: bool = True,
+        fusion: str = "pens",
+        implementation: str = "fast",
+    ) -> None:
+        super().__init__()
+        if spatial_dims not in (2, 3):
+            raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims}.")
+        if num_scales < 1:
+            raise ValueError(f"num_scales must be >= 1, got {num_scales}.")
+        if in_channels < 1 or out_channels < 1:
+            raise ValueError(f"in_channels and out_channels must be >= 1, got {in_channels}, {out_channels}.")
+        channels = tuple(int(c) for c in channels)
+        if len(channels) != _NUM_LEVELS:
+            raise ValueError(f"channels must give {_NUM_LEVELS} widths (4 encoder levels + bottleneck), got {channels}.")
+        for c in channels:
+            if c < num_scales or c % num_scales:
+                raise ValueError(
+                    f"every width in channels must be a positive multiple of num_scales={num_scales} (split evenly "
+                    f"over the scale groups), got {channels}."
+                )
+        if sigma_mode not in SIGMA_MODES:
+            raise ValueError(f"sigma_mode must be one of {SIGMA_MODES}, got {sigma_mode!r}.")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout}.")
+        parse_strategy(fusion)
+        if sigma_ranges is None:
+            sigma_ranges = default_sigma_ranges(num_scales, _NUM_LAYERS, sigma_width, sigma_growth)
+        if len(sigma_ranges) != _NUM_LAYERS:
+            raise ValueError(f"sigma_ranges must give {_NUM_LAYERS} layers of {num_scales} (b, a) pairs, got {len(sigma_ranges)}.")
+
+        self.spatial_dims = spatial_dims
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.num_scales = num_scales
+        self.channels = channels
+        self.order = order
+        self.sigma_mode = sigma_mode
+        self.discretization = discretization
+        self.share_heads = share_heads
+        self.fusion = fusion
+        self.output_heads = False
+        self._conv_kwargs = dict(
+            order=order,
+            sigma_mode=sigma_mode,
+            discretization=discretization,
+            max_half_width=max_half_width,
+            implementation=implementation,
+        )
+
+        names = [f"enc{i}" for i in range(1, 5)] + ["bottleneck"] + [f"dec{i}" for i in range(4, 0, -1)]
+        self._layer_names = [f"{n}.conv{j}" for n in names for j in (1, 2)]
+        ranges = {
+            name: validate_sigma_bounds(r, num_scales, f"sigma_ranges[{i}] ({name})")
+            for i, (name, r) in enumerate(zip(self._layer_names, sigma_ranges))
+        }
+        widths = [c // num_scales for c in channels]  # per group
+
+        def block(name: str, cin: int, cout: int, lifting: bool = False) -> GDBlock:
+            c1 = self._make_conv(cin, cout, ranges[f"{name}.conv1"], lifting, f"{name}.conv1")
+            c2 = self._make_conv(cout, cout, ranges[f"{name}.conv2"], False, f"{name}.conv2")
+            return GDBlock(c1, c2, spatial_dims, norm, act, dropout)
+
+        self.enc1 = block("enc1", in_channels, widths[0], lifting=True)
+        self.enc2 = block("enc2", widths[0], widths[1])
+        self.enc3 = block("enc3", widths[1], widths[2])
+        self.enc4 = block("enc4", widths[2], widths[3])
+        self.bottleneck = block("bottleneck", widths[3], widths[4])
+        self.up4 = _Up(spatial_dims, widths[4], widths[3])
+        self.dec4 = block("dec4", 2 * widths[3], widths[3])
+        self.up3 = _Up(spatial_dims, widths[3], widths[2])
+        self.dec3 = block("dec3", 2 * widths[2], widths[2])
+        self.up2 = _Up(spatial_dims, widths[2], widths[1])
+        self.dec2 = block("dec2", 2 * widths[1], widths[1])
+        self.up1 = _Up(spatial_dims, widths[1], widths[0])
+        self.dec1 = block("dec1", 2 * widths[0], widths[0])
+        self.pool = {2: nn.MaxPool2d, 3: nn.MaxPool3d}[spatial_dims](kernel_size=2)
+        conv = {2: nn.Conv2d, 3: nn.Conv3d}[spatial_dims]
+        self.head = conv(
+            widths[0] * (1 if share_heads else num_scales),
+            out_channels * (1 if share_heads else num_scales),
+            kernel_size=1,
+            groups=1 if share_heads else num_scales,
+        )
+
+    def _make_conv(self, cin: int, cout: int, bounds, lifting: bool, name: str) -> nn.Module:
+        """Build one scale-group layer; subclasses (other equivariant layers) override this."""
+        return GDConv(self.spatial_dims, cin, cout, bounds, lifting=lifting, name=name, **self._conv_kwargs)
+
+    # ------------------------------------------------------------------ forward
+    def _pad(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, ...]]:
+        if x.ndim != self.spatial_dims + 2:
+            raise ValueError(
+                f"SEUNet expects input of shape (B, {self.in_channels}, *spatial) with {self.spatial_dims} spatial "
+                f"dims, got {tuple(x.shape)}."
+            )
+        if x.shape[1] != self.in_channels:
+            raise ValueError(f"SEUNet expects {self.in_channels} input channels, got {x.shape[1]}.")
+        size = tuple(x.shape[2:])
+        mult = 2 ** (_NUM_LEVELS - 1)
+        pad = []
+        for s in reversed(size):
+            pad += [0, (-s) % mult]
+        if any(pad):
+            x = F.pad(x, pad)
+        return x, size
+
+    def _decoder_features(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, ...]]:
+        x, size = self._pad(x)
+        e1 = self.enc1(x)
+        e2 = self.enc2(self.pool(e1))
+        e3 = self.enc3(self.pool(e2))
+        e4 = self.enc4(self.pool(e3))
+        b = self.bottleneck(self.pool(e4))
+        d4 = self.dec4(torch.cat([e4, self.up4(b, e4.shape[2:])], dim=1))
+        d3 = self.dec3(torch.cat([e3, self.up3(d4, e3.shape[2:])], dim=1))
+        d2 = self.dec2(torch.cat([e2, self.up2(d3, e2.shape[2:])], dim=1))
+        d1 = self.dec1(torch.cat([e1, self.up1(d2, e1.shape[2:])], dim=1))
+        return d1, size
+
+    @staticmethod
+    def _crop(x: torch.Tensor, size: tuple[int, ...]) -> torch.Tensor:
+        if tuple(x.shape[-len(size):]) == size:
+            return x
+        return x[(..., *[slice(0, s) for s in size])]
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The last GD layer's features before the heads, ``(B, Ω, F, *spatial)`` (for eq. 10 and 12)."""
+        d1, size = self._decoder_features(x)
+        return self._crop(unfold_groups(d1, self.num_scales), size)
+
+    def forward_heads(self, x: torch.Tensor) -> torch.Tensor:
+        """Per-head logits ``(B, Ω, C, *spatial)`` in any mode."""
+        d1, size = self._decoder_features(x)
+        if self.share_heads:
+            logits = unfold_groups(self.head(d1), self.num_scales)
+        else:
+            grouped = d1.reshape(d1.shape[0] // self.num_scales, -1, *d1.shape[2:])
+            logits = self.head(grouped).reshape(grouped.shape[0], self.num_scales, self.out_channels, *d1.shape[2:])
+        return self._crop(logits, size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = self.forward_heads(x)
+        if self.training:
+            return logits
+        probs = torch.softmax(logits, dim=2)
+        if self.output_heads:
+            return probs
+        return fuse(probs, self.fusion)
+
+    # ------------------------------------------------------------------ reporting
+    def gd_layers(self) -> "OrderedDict[str, GDConv]":
+        """The GD layers in network order, by name (``"enc1.conv1"`` ... ``"dec1.conv2"``)."""
+        out: OrderedDict[str, GDConv] = OrderedDict()
+        for name in self._layer_names:
+            block, conv = name.split(".")
+            out[name] = getattr(getattr(self, block), conv)
+        return out
+
+    def sigmas(self) -> "OrderedDict[str, torch.Tensor]":
+        """Current σ ``(Ω,)`` of every GD layer, detached, in network order."""
+        return OrderedDict((n, m.sigma().detach()) for n, m in self.gd_layers().items() if hasattr(m, "sigma"))
+
+    def sigma_bounds(self) -> "OrderedDict[str, torch.Tensor]":
+        """Configured σ intervals ``(Ω, 2)`` as ``(b, a)`` of every GD layer, in network order."""
+        return OrderedDict(
+            (n, m.scales.bounds().detach()) for n, m in self.gd_layers().items() if hasattr(m, "scales")
+        )
+
+    def first_layer_filters(self) -> torch.Tensor:
+        """Dense filters of the lifting layer per group, ``(Ω, C_out, C_in, K, ..., K)`` (Fig. 4)."""
+        return self.enc1.conv1.dense_filters().detach()
+
+    def extra_repr(self) -> str:
+        return (
+            f"spatial_dims={self.spatial_dims}, in_channels={self.in_channels}, out_channels={self.out_channels}, "
+            f"num_scales={self.num_scales}, channels={self.channels}, order={self.order}, "
+            f"sigma_mode={self.sigma_mode!r}, discretization={self.discretization!r}, "
+            f"share_heads={self.share_heads}, fusion={self.fusion!r}"
+        )
