@@ -1,0 +1,102 @@
+"""Shared machinery of the dataset preparation scripts (MoNuSeg, BCSS): tiling, validation split, bad-file log.
+
+Tiling rule (both datasets): tile origins along one axis are ``0, stride, 2 * stride, ...`` while the tile fits;
+when the last of them does not reach the border, one more tile flush with the border (origin
+``length - tile``) is added, so every pixel is covered and every tile has the full size. A 1000-pixel side with
+tile 400 and stride 200 gives origins 0, 200, 400, 600 (4 per axis, 16 tiles); 1100 gives 0, 200, 400, 600, 700.
+An image smaller than the tile in either dimension is refused (:class:`PreparationError`).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["PreparationError", "tile_starts", "tile_boxes", "pick_validation", "BadFileLog"]
+
+
+class PreparationError(ValueError):
+    """An input file of a preparation script is missing, malformed or inconsistent (the message names it)."""
+
+
+def tile_starts(length: int, tile: int, stride: int) -> list[int]:
+    """Origins of the tiles along one axis (see the module docstring for the rule).
+
+    Args:
+        length: image size along the axis.
+        tile: tile size.
+        stride: step between tile origins.
+
+    Returns:
+        sorted list of origins; every origin ``s`` satisfies ``0 <= s <= length - tile``.
+
+    Raises:
+        ValueError: for non-positive ``tile``/``stride`` or ``length < tile``.
+    """
+    if tile <= 0 or stride <= 0:
+        raise ValueError(f"tile and stride must be positive, got tile={tile}, stride={stride}.")
+    if length < tile:
+        raise ValueError(f"image side {length} is smaller than the tile size {tile}.")
+    starts = list(range(0, length - tile + 1, stride))
+    if starts[-1] + tile < length:
+        starts.append(length - tile)
+    return starts
+
+
+def tile_boxes(shape: Sequence[int], tile: int, stride: int) -> list[tuple[int, int]]:
+    """Top-left corners ``(row, col)`` of the tiles of an image of ``shape`` ``(H, W, ...)``, row-major."""
+    return [(r, c) for r in tile_starts(int(shape[0]), tile, stride) for c in tile_starts(int(shape[1]), tile, stride)]
+
+
+def pick_validation(names: Sequence[str], fraction: float, seed: int) -> set[str]:
+    """Choose the validation members of a group of names (whole images or slides), deterministically.
+
+    ``round(fraction * n)`` names are drawn with ``numpy.random.RandomState(seed)`` from the sorted names; at
+    least one is drawn when ``fraction > 0`` and ``n >= 2``, and at least one name is always left for training.
+
+    Args:
+        names: candidate names (duplicates ignored).
+        fraction: validation fraction in ``[0, 1)``.
+        seed: random seed.
+
+    Returns:
+        the set of validation names.
+    """
+    if not 0.0 <= fraction < 1.0:
+        raise ValueError(f"val_fraction must be in [0, 1), got {fraction}.")
+    uniq = sorted(set(names))
+    n = len(uniq)
+    if n < 2 or fraction == 0.0:
+        return set()
+    n_val = min(n - 1, max(1, int(round(fraction * n))))
+    order = np.random.RandomState(seed).permutation(n)
+    return {uniq[i] for i in order[:n_val]}
+
+
+class BadFileLog:
+    """Collects bad input files: raises at once unless ``skip_bad``, else records them for the report."""
+
+    def __init__(self, skip_bad: bool) -> None:
+        self.skip_bad = skip_bad
+        self.items: list[dict[str, str]] = []
+
+    def bad(self, path: str | os.PathLike, message: str) -> None:
+        """Report a bad file: raise :class:`PreparationError` or (``skip_bad``) record it and warn on stderr.
+
+        Args:
+            path: the bad file.
+            message: what is wrong; should name the file (it is used as the error message).
+        """
+        if not self.skip_bad:
+            raise PreparationError(message + " (use --skip-bad to skip such files)")
+        print(f"skipping: {message}", file=sys.stderr)
+        self.items.append({"file": str(Path(path)), "reason": message})
+
+    def report(self) -> list[dict[str, Any]]:
+        """The recorded files, for ``prepare_report.json``."""
+        return list(self.items)
