@@ -1,0 +1,270 @@
+"""MoNuSeg preparation: Aperio XML parsing, rasterisation rule, tiling, splits, report, bad inputs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+from PIL import Image
+
+from seunet_monai.data.datalist import load_datalist
+from seunet_monai.data.monuseg import main, parse_aperio_xml, prepare_monuseg, rasterise_regions
+from seunet_monai.data.preparation import PreparationError, pick_validation, tile_starts
+
+FIXTURE = Path(__file__).resolve().parents[2] / ".." / "shared" / "fixtures" / "monuseg-sample"
+
+SQUARE = [(10, 10), (20, 10), (20, 20), (10, 20)]
+TRIANGLE = [(30, 10), (50, 10), (30, 30)]
+FRACTIONAL = [(10.6, 40.6), (19.4, 40.6), (19.4, 49.4), (10.6, 49.4)]
+OUT_LEFT_TOP = [(-5, -5), (4, -5), (4, 4), (-5, 4)]  # 3 vertices outside
+OUT_RIGHT = [(60, 30), (70, 30), (70, 40), (60, 40)]  # 2 vertices outside a 64-wide image
+DEGENERATE = [(5, 50), (9, 55)]  # fewer than 3 vertices
+
+
+def xml_text(regions, mpp: str | None = "0.252000") -> str:
+    head = f'<Annotations MicronsPerPixel="{mpp}">' if mpp is not None else "<Annotations>"
+    body = []
+    for k, reg in enumerate(regions, 1):
+        verts = "".join(f'<Vertex X="{x}" Y="{y}"/>' for x, y in reg)
+        body.append(f'<Region Id="{k}" Type="0"><Attributes/><Vertices>{verts}</Vertices></Region>')
+    return f'{head}<Annotation Id="1"><Regions>{"".join(body)}</Regions></Annotation></Annotations>'
+
+
+def expected_mask(shape=(64, 64)) -> np.ndarray:
+    """Pixel-exact expectation of SQUARE + TRIANGLE + FRACTIONAL + OUT_* under the centre (j+.5, i+.5) rule."""
+    ii, jj = np.mgrid[: shape[0], : shape[1]]
+    m = np.zeros(shape, np.uint8)
+    m[10:20, 10:20] = 1  # centres 10.5 .. 19.5
+    m[(jj >= 30) & (ii >= 10) & (ii + jj <= 59)] = 1  # closed triangle: hypotenuse centres included
+    m[41:49, 11:19] = 1  # centres in [10.6, 19.4] -> 11.5 .. 18.5
+    m[0:4, 0:4] = 1
+    m[30:40, 60:64] = 1
+    return m
+
+
+ALL_REGIONS = [SQUARE, TRIANGLE, FRACTIONAL, OUT_LEFT_TOP, OUT_RIGHT, DEGENERATE]
+
+
+def rgb(shape, seed, mode="rgb") -> np.ndarray:
+    rng = np.random.RandomState(seed)
+    img = rng.randint(120, 250, size=(*shape, 3)).astype(np.uint8)
+    if mode == "grey":
+        return img[..., 0]
+    if mode == "rgba":
+        return np.concatenate([img, np.full((*shape, 1), 255, np.uint8)], axis=2)
+    return img
+
+
+def make_monuseg(root: Path, n_train=4, n_test=1, sizes=None, modes=None) -> Path:
+    tr_img, tr_xml = root / "MoNuSegTrainingData" / "Tissue Images", root / "MoNuSegTrainingData" / "Annotations"
+    te = root / "MoNuSegTestData"
+    for d in (tr_img, tr_xml, te):
+        d.mkdir(parents=True, exist_ok=True)
+    sizes = sizes or {}
+    modes = modes or {}
+    for k in range(n_train):
+        stem = f"TCGA-TR-{k:04d}"
+        tifffile.imwrite(tr_img / f"{stem}.tif", rgb(sizes.get(stem, (64, 64)), k, modes.get(stem, "rgb")))
+        (tr_xml / f"{stem}.xml").write_text(xml_text(ALL_REGIONS, mpp=None if k == 0 else "0.25"))
+    for k in range(n_test):
+        stem = f"TCGA-TE-{k:04d}"
+        tifffile.imwrite(te / f"{stem}.tif", rgb((64, 64), 100 + k))
+        (te / f"{stem}.xml").write_text(xml_text(ALL_REGIONS))
+    return root
+
+
+# ------------------------------------------------------------------------------------------- parsing, raster
+def test_parse_counts_degenerate_and_missing_mpp(tmp_path):
+    p = tmp_path / "a.xml"
+    p.write_text(xml_text(ALL_REGIONS, mpp=None))
+    ann = parse_aperio_xml(p)
+    assert len(ann.regions) == 5 and ann.skipped_regions == 1
+    assert ann.microns_per_pixel is None
+    np.testing.assert_allclose(ann.regions[2], np.array(FRACTIONAL))
+    p.write_text(xml_text([SQUARE], mpp="0.2468"))
+    assert parse_aperio_xml(p).microns_per_pixel == pytest.approx(0.2468)
+
+
+def test_rasterise_pixel_exact():
+    regions = [np.array(r, float) for r in ALL_REGIONS[:5]]
+    binary, instance, stats = rasterise_regions(regions, (64, 64))
+    np.testing.assert_array_equal(binary, expected_mask())
+    assert binary.dtype == np.uint8 and set(np.unique(binary)) == {0, 1}
+    assert stats.clipped_vertices == 5 and stats.empty_regions == 0
+    assert (instance[10:20, 10:20] == 1).all() and instance[41, 11] == 3 and instance[0, 0] == 4
+    assert binary[10:20, 10:20].sum() == 100  # the square's pixel count equals its area
+
+
+def test_rasterise_overlap_later_wins_and_empty_region():
+    a = np.array(SQUARE, float)
+    b = a + 5  # overlaps the lower-right part of a
+    outside = np.array([(100, 100), (110, 100), (110, 110)], float)
+    _, inst, stats = rasterise_regions([a, b, outside], (40, 40))
+    assert (inst[15:20, 15:20] == 2).all() and (inst[10:15, 10:15] == 1).all()
+    assert stats.empty_regions == 1 and stats.clipped_vertices == 3
+
+
+def test_malformed_and_truncated_xml_name_the_file(tmp_path):
+    p = tmp_path / "broken.xml"
+    p.write_text(xml_text([SQUARE])[:-40])
+    with pytest.raises(PreparationError, match="broken.xml"):
+        parse_aperio_xml(p)
+    p.write_text('<Annotations><Annotation><Regions><Region><Vertices><Vertex X="a" Y="1"/>'
+                 "</Vertices></Region></Regions></Annotation></Annotations>")
+    with pytest.raises(PreparationError, match="broken.xml.*non-numeric X"):
+        parse_aperio_xml(p)
+    p.write_text("<Other/>")
+    with pytest.raises(PreparationError, match="broken.xml.*Annotations"):
+        parse_aperio_xml(p)
+
+
+def test_tile_starts_and_validation_pick():
+    assert tile_starts(1000, 400, 200) == [0, 200, 400, 600]  # 16 tiles per 1000 x 1000 image
+    assert tile_starts(1100, 400, 200) == [0, 200, 400, 600, 700]  # last tile flush with the border
+    assert tile_starts(400, 400, 200) == [0]
+    with pytest.raises(ValueError, match="smaller than the tile"):
+        tile_starts(300, 400, 200)
+    names = [f"n{k}" for k in range(10)]
+    v = pick_validation(names, 0.2, seed=3)
+    assert len(v) == 2 and v == pick_validation(list(reversed(names)), 0.2, seed=3)
+    assert len(pick_validation(["a", "b"], 0.2, 0)) == 1  # at least one validation, one training
+    assert pick_validation(["a"], 0.5, 0) == set()
+
+
+# ------------------------------------------------------------------------------------------- end to end
+def test_prepare_end_to_end(tmp_path):
+    src = make_monuseg(tmp_path / "src", n_train=4, sizes={"TCGA-TR-0003": (70, 64)})
+    dst = tmp_path / "dst"
+    rep = prepare_monuseg(src, dst, val_fraction=0.25, tile=32, stride=16, stain_norm="none", seed=1)
+    assert rep["images"] == {"training": 3, "validation": 1, "test": 1}
+    per = rep["per_image"]
+    assert {s: per[s]["tiles"] for s in per} == {
+        "TCGA-TR-0000": 9, "TCGA-TR-0001": 9, "TCGA-TR-0002": 9, "TCGA-TR-0003": 12, "TCGA-TE-0000": 1
+    }
+    assert rep["regions"] == 25 and rep["skipped_regions"] == 5 and rep["clipped_vertices"] == 25
+    assert rep["microns_per_pixel"]["TCGA-TR-0000"] is None and rep["microns_per_pixel"]["TCGA-TR-0001"] == 0.25
+    assert rep["stain_normalisation"]["method"] == "none"
+    assert json.loads((dst / "prepare_report.json").read_text())["tiles"] == rep["tiles"]
+
+    dl = load_datalist(dst, check_sizes=True)
+    assert sum(rep["tiles"].values()) == sum(len(v) for v in dl.values())
+    train_src = {e["source"] for e in dl["training"]}
+    val_src = {e["source"] for e in dl["validation"]}
+    assert train_src and val_src and not train_src & val_src  # split by whole image
+    assert {e["source"] for e in dl["test"]} == {"TCGA-TE-0000"}
+
+    # a training tile's label is the right crop of the full-image mask; the test image is kept whole
+    full = expected_mask()
+    entry = next(e for e in dl["training"] + dl["validation"] if e["name"] == "TCGA-TR-0001_r16_c32")
+    np.testing.assert_array_equal(np.asarray(Image.open(entry["label"])), full[16:48, 32:64])
+    test = dl["test"][0]
+    np.testing.assert_array_equal(np.asarray(Image.open(test["label"])), full)
+    inst = np.asarray(Image.open(dst / test["instance"]))  # extra keys stay relative
+    assert inst.dtype in (np.uint16, np.int32) and inst.max() == 5 and inst.shape == (64, 64)
+    img = tifffile.imread(src / "MoNuSegTestData" / "TCGA-TE-0000.tif")
+    np.testing.assert_array_equal(np.asarray(Image.open(test["image"])), img)
+
+
+def test_training_part_only_and_seed_determinism(tmp_path):
+    src = make_monuseg(tmp_path / "src", n_train=5, n_test=0)
+    (src / "MoNuSegTestData").rmdir()
+    r1 = prepare_monuseg(src, tmp_path / "a", tile=32, stride=32, stain_norm="none", seed=7)
+    r2 = prepare_monuseg(src, tmp_path / "b", tile=32, stride=32, stain_norm="none", seed=7)
+    split = lambda r: {s: v["split"] for s, v in r["per_image"].items()}  # noqa: E731
+    assert split(r1) == split(r2) and r1["images"] == {"training": 4, "validation": 1, "test": 0}
+    assert r1["tiles"] == {"training": 16, "validation": 4, "test": 0}
+
+
+def test_stain_norm_reference_recorded(tmp_path):
+    src = make_monuseg(tmp_path / "src", n_train=2, n_test=0)
+    rep = prepare_monuseg(src, tmp_path / "dst", tile=32, stride=32, stain_norm="macenko", val_fraction=0.0)
+    st = rep["stain_normalisation"]
+    assert st["method"] == "macenko" and st["reference"]["image"] == "TCGA-TR-0000"
+    assert (tmp_path / "dst" / "stain_reference.png").is_file()
+    assert np.asarray(st["target_stain_matrix"]).shape == (2, 3)
+
+
+# ------------------------------------------------------------------------------------------- bad inputs
+def test_image_without_annotation_and_skip_bad(tmp_path):
+    src = make_monuseg(tmp_path / "src", n_train=3)
+    (src / "MoNuSegTrainingData" / "Annotations" / "TCGA-TR-0001.xml").unlink()
+    with pytest.raises(PreparationError, match="TCGA-TR-0001.tif.*without an annotation"):
+        prepare_monuseg(src, tmp_path / "dst", tile=32, stride=32, stain_norm="none")
+    assert not (tmp_path / "dst").exists()  # checked before writing anything
+    (src / "MoNuSegTestData" / "TCGA-TE-0000.xml").write_text("<Annotations><Annotation>")  # truncated
+    code = main(["--src", str(src), "--dst", str(tmp_path / "dst"), "--tile", "32", "--stride", "32",
+                 "--stain-norm", "none", "--skip-bad"])
+    assert code == 0
+    rep = json.loads((tmp_path / "dst" / "prepare_report.json").read_text())
+    skipped = {Path(s["file"]).name for s in rep["skipped_files"]}
+    assert skipped == {"TCGA-TR-0001.tif", "TCGA-TE-0000.xml"}
+    assert rep["images"]["training"] + rep["images"]["validation"] == 2 and rep["images"]["test"] == 0
+
+
+def test_nothing_written_exits_nonzero(tmp_path, capsys):
+    src = make_monuseg(tmp_path / "src", n_train=1, n_test=0)
+    (src / "MoNuSegTrainingData" / "Tissue Images" / "TCGA-TR-0000.tif").write_bytes(b"not a tiff")
+    args = ["--src", str(src), "--dst", str(tmp_path / "dst"), "--stain-norm", "none", "--tile", "32"]
+    assert main(args) == 1 and "TCGA-TR-0000.tif" in capsys.readouterr().err  # unreadable image named
+    assert main(args + ["--skip-bad"]) == 1
+    assert main(["--src", str(tmp_path / "nowhere"), "--dst", str(tmp_path / "d2")]) == 1
+
+
+def test_grey_rgba_converted_and_counted(tmp_path):
+    src = make_monuseg(tmp_path / "src", n_train=2, n_test=0,
+                       modes={"TCGA-TR-0000": "grey", "TCGA-TR-0001": "rgba"})
+    rep = prepare_monuseg(src, tmp_path / "dst", tile=32, stride=32, stain_norm="none", val_fraction=0)
+    assert rep["conversions"] == {"grey->rgb": 1, "rgba->rgb": 1}
+    dl = load_datalist(tmp_path / "dst")
+    assert all(np.asarray(Image.open(e["image"])).shape == (32, 32, 3) for e in dl["training"])
+
+
+def test_small_image_refused(tmp_path):
+    src = make_monuseg(tmp_path / "src", n_train=1, n_test=0, sizes={"TCGA-TR-0000": (20, 64)})
+    with pytest.raises(PreparationError, match="TCGA-TR-0000.tif.*smaller than the tile"):
+        prepare_monuseg(src, tmp_path / "dst", tile=32, stain_norm="none")
+
+
+def test_non_empty_dst_refused_and_overwrite_clean(tmp_path):
+    src = make_monuseg(tmp_path / "src", n_train=2, n_test=0)
+    dst = tmp_path / "dst"
+    dst.mkdir()
+    (dst / "stale.png").write_bytes(b"x")
+    with pytest.raises(FileExistsError, match="not empty"):
+        prepare_monuseg(src, dst, tile=32, stride=32, stain_norm="none")
+    assert (dst / "stale.png").exists()
+    assert main(["--src", str(src), "--dst", str(dst), "--tile", "32", "--stain-norm", "none"]) == 1
+    rep = prepare_monuseg(src, dst, tile=32, stride=32, stain_norm="none", overwrite=True)
+    assert not (dst / "stale.png").exists()
+    files = {p.relative_to(dst).as_posix() for p in dst.rglob("*") if p.is_file()}
+    assert not any(".tmp" in f for f in files)
+    assert len([f for f in files if f.startswith(("training/images", "validation/images"))]) == sum(
+        rep["tiles"].values()
+    )
+
+
+# ------------------------------------------------------------------------------------------- genuine files
+def test_genuine_fixture_parses():
+    if not FIXTURE.is_dir():
+        pytest.skip(f"genuine MoNuSeg sample not found at {FIXTURE}")
+    from seunet_monai.data.io import read_rgb
+
+    xmls = sorted((FIXTURE / "annotations").glob("*.xml"))
+    assert len(xmls) >= 2
+    clipped = skipped = 0
+    for x in xmls:
+        ann = parse_aperio_xml(x)
+        image, _ = read_rgb(FIXTURE / "images" / f"{x.stem}.tif")
+        assert image.shape == (1000, 1000, 3) and image.dtype == np.uint8
+        binary, instance, stats = rasterise_regions(ann.regions, image.shape)
+        assert 100 < len(ann.regions) < 2000  # hundreds of nuclei per 1000 x 1000 image
+        assert 0.03 < binary.mean() < 0.4
+        # nearly every region keeps some pixels despite later regions overwriting earlier ones
+        assert len(np.unique(instance)) - 1 >= 0.95 * len(ann.regions)
+        assert ann.microns_per_pixel is None or 0.1 < ann.microns_per_pixel < 1.0
+        clipped += stats.clipped_vertices
+        skipped += ann.skipped_regions
+    assert clipped > 0 and skipped > 0  # the real files' quirks are present and counted
