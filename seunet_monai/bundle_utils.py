@@ -19,11 +19,13 @@ import torch
 __all__ = [
     "IMAGE_SUFFIXES",
     "bundle_root",
+    "check_outputs",
     "check_state_dict",
     "ensure_dataset",
     "is_main_process",
     "list_images",
     "resolve_path",
+    "save_metrics",
     "to_rgb",
 ]
 
@@ -201,6 +203,45 @@ def list_images(input_dir: str | os.PathLike, suffixes: Sequence[str] = IMAGE_SU
     return [{"image": str(p.resolve())} for p in files]
 
 
+def check_outputs(
+    items: Sequence[Mapping[str, Any]],
+    output_dir: str | os.PathLike,
+    overwrite: bool = False,
+    suffixes: Sequence[str] = (".png",),
+) -> None:
+    """Check, before anything is written, that the outputs of ``items`` neither collide nor overwrite files.
+
+    Output names are the input's base name without extension plus each of ``suffixes`` (as written by
+    :class:`seunet_monai.engine_utils.SaveLabelMaskd`).
+
+    Args:
+        items: the inputs, ``[{"image": path}, ...]``.
+        output_dir: folder of the outputs.
+        overwrite: allow replacing existing outputs.
+        suffixes: output endings per input (e.g. ``(".png", "_prob.tif")``).
+
+    Raises:
+        ValueError: when two inputs map to the same output name.
+        FileExistsError: when an output exists and ``overwrite`` is false.
+    """
+    out = Path(os.path.expanduser(str(output_dir)))
+    seen: dict[str, str] = {}
+    for item in items:
+        src = str(item["image"])
+        stem = Path(src).stem
+        if stem in seen:
+            raise ValueError(f"inputs {seen[stem]!r} and {src!r} would both write {stem}.png in {str(out)!r}.")
+        seen[stem] = src
+        if not overwrite:
+            for suffix in suffixes:
+                target = out / f"{stem}{suffix}"
+                if target.exists():
+                    raise FileExistsError(
+                        f"output {str(target)!r} exists (from a previous run?); pass --overwrite true to replace "
+                        "it or choose another --output_dir."
+                    )
+
+
 def check_state_dict(module: torch.nn.Module, checkpoint: str | os.PathLike, key: str | None = "network") -> None:
     """Check that ``checkpoint`` holds weights for ``module`` (same parameter names and shapes).
 
@@ -247,3 +288,28 @@ def check_state_dict(module: torch.nn.Module, checkpoint: str | os.PathLike, key
             f"checkpoint {str(path)!r} does not fit the configured network {type(net).__name__} "
             f"(key 'network_def'): {'; '.join(parts)}. Was it trained with other network_def arguments?"
         )
+
+
+def save_metrics(engine: Any, path: str | os.PathLike, **extra: Any) -> Path:
+    """Write ``engine.state.metrics`` (plus ``extra`` run information) to a JSON file, atomically.
+
+    Only the main process writes.
+
+    Args:
+        engine: an Ignite engine that has run (e.g. the evaluator).
+        path: the JSON file to write (folders are created).
+        extra: more JSON-serialisable entries (checkpoint, dataset, split, ...).
+
+    Returns:
+        ``path``.
+    """
+    from seunet_monai.data.io import atomic_write_json
+
+    metrics = {k: (float(v) if isinstance(v, (int, float)) or torch.is_tensor(v) and v.numel() == 1 else v)
+               for k, v in engine.state.metrics.items()}
+    out = Path(path)
+    if is_main_process():
+        out.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(out, {"metrics": metrics, **{k: str(v) if isinstance(v, os.PathLike) else v for k, v in extra.items()}})
+        logger.info(f"metrics written to {out}: {metrics}")
+    return out

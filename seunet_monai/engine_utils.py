@@ -9,18 +9,26 @@ probabilities ``(Ω, C, *spatial)``; each metric fuses them with its own strateg
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import logging
+import os
+import tempfile
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 import torch
 from monai.handlers import IgniteMetricHandler
 from monai.inferers import Inferer, SimpleInferer
+from monai.transforms import MapTransform
 
 from seunet_monai.fusion import FUSION_STRATEGIES, fuse
 from seunet_monai.metrics import ConfusionIoU
 
 __all__ = [
     "HeadsInferer",
+    "SaveLabelMaskd",
     "dataset_iou",
     "display_batch_transform",
     "display_output_transform",
@@ -198,3 +206,74 @@ def display_output_transform(strategy: str = "pens", pred_key: str = "pred") -> 
         return [prediction_display(o[pred_key], strategy) for o in items]
 
     return _transform
+
+
+def output_stem(image_path: str | os.PathLike) -> str:
+    """The base name of an input image without its extension(s) (``a.ome.tif`` -> ``a.ome``; ``a.png`` -> ``a``)."""
+    return Path(str(image_path)).stem
+
+
+class SaveLabelMaskd(MapTransform):
+    """Write a prediction of one decollated item as ``output_dir/<image base name>.png`` (class ids, uint8),
+    and optionally its class probabilities as ``<base name>_prob.tif`` (float32, ``(C, H, W)``).
+
+    Written here rather than with MONAI's ``SaveImaged`` so that files are written atomically (temporary
+    name in the same folder, then ``os.replace``), keep exactly the input's base name, and keep the
+    ``(H, W)`` orientation of the input as loaded (``PILReader(reverse_indexing=False)``).
+
+    Args:
+        keys: key of the class probabilities / scores ``(C, H, W)`` (argmax over ``C`` gives the mask).
+        output_dir: folder of the outputs (created).
+        image_key: key whose ``meta["filename_or_obj"]`` names the input file.
+        save_probabilities: also write the probabilities.
+        allow_missing_keys: don't raise for missing keys.
+    """
+
+    def __init__(
+        self,
+        keys: str | Sequence[str],
+        output_dir: str | os.PathLike,
+        image_key: str = "image",
+        save_probabilities: bool = False,
+        allow_missing_keys: bool = False,
+    ) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.output_dir = Path(output_dir)
+        self.image_key = image_key
+        self.save_probabilities = bool(save_probabilities)
+        self.logger = logging.getLogger(__name__)
+
+    def _source(self, d: Mapping[Hashable, Any]) -> str:
+        img = d.get(self.image_key)
+        meta = getattr(img, "meta", None) or d.get(f"{self.image_key}_meta_dict") or {}
+        name = meta.get("filename_or_obj")
+        if not name:
+            raise ValueError(f"SaveLabelMaskd: no filename_or_obj in the metadata of key {self.image_key!r}.")
+        return str(name)
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        from seunet_monai.data.io import atomic_save_png
+
+        d = dict(data)
+        stem = output_stem(self._source(d))
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        for key in self.key_iterator(d):
+            probs = torch.as_tensor(d[key]).detach().float().cpu()
+            if probs.ndim != 3:
+                raise ValueError(f"SaveLabelMaskd: {key!r} must be (C, H, W) class scores, got {tuple(probs.shape)}.")
+            mask = probs.argmax(0).numpy().astype(np.uint8)
+            atomic_save_png(self.output_dir / f"{stem}.png", mask)
+            if self.save_probabilities:
+                import tifffile
+
+                target = self.output_dir / f"{stem}_prob.tif"
+                fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=self.output_dir)
+                os.close(fd)
+                try:
+                    tifffile.imwrite(tmp, probs.numpy().astype(np.float32))
+                    os.replace(tmp, target)
+                finally:
+                    if os.path.exists(tmp):
+                        os.remove(tmp)
+            self.logger.info(f"wrote {self.output_dir / (stem + '.png')}")
+        return d
