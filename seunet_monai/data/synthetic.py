@@ -46,6 +46,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 from scipy.spatial import cKDTree
+from threadpoolctl import threadpool_limits
 
 from seunet_monai.data.datalist import SPLITS, write_datalist
 from seunet_monai.data.io import atomic_save_png, atomic_write_json, prepare_output_dir
@@ -91,15 +92,15 @@ class _NucleusClass:
 
 
 _NUCLEI = {
-    _TUMOUR: _NucleusClass(2.6, 6.0, 0.22, 1.35, 0.20, 0.10, 1.00, 0.45, False),
+    _TUMOUR: _NucleusClass(6.5, 6.2, 0.22, 1.35, 0.20, 0.10, 1.00, 0.45, False),
     _STROMA: _NucleusClass(0.8, 3.8, 0.15, 3.20, 0.20, 0.05, 1.20, 0.00, True),
-    _INFLAM: _NucleusClass(9.0, 3.0, 0.12, 1.10, 0.08, 0.04, 1.55, 0.00, False),
+    _INFLAM: _NucleusClass(14.0, 3.0, 0.12, 1.10, 0.08, 0.04, 1.55, 0.00, False),
     _NECROSIS: _NucleusClass(6.0, 1.5, 0.35, 1.50, 0.30, 0.25, 1.35, 0.00, False),
     _OTHER: _NucleusClass(0.12, 3.0, 0.15, 2.50, 0.20, 0.05, 1.10, 0.00, False),
 }
 _MARGIN = 16.0  # physical margin around the field of view where nuclei may be centred
 _TOUCH_P = 0.3  # probability that a candidate nucleus is attached to an earlier one
-_MIN_SEP = 0.8  # centres closer than _MIN_SEP * (r_i + r_j) are rejected (touching allowed, little overlap)
+_MIN_SEP = 0.75  # centres closer than _MIN_SEP * (r_i + r_j) are rejected (touching allowed, little overlap)
 _N_HARM = 4  # boundary harmonics k = 2..5
 
 
@@ -171,11 +172,14 @@ class _Tissue:
         self.task = task
         self.classes = (_TUMOUR, _STROMA, _INFLAM) if task == "nuclei" else tuple(range(5))
         bias = {_TUMOUR: 0.0, _STROMA: 0.1, _INFLAM: -0.3, _NECROSIS: 0.0, _OTHER: 0.0}
-        self.region_fields = [_FourierField(rng, 12, (45.0, 140.0)) for _ in self.classes]
+        self.region_fields = [_FourierField(rng, 12, (60.0, 180.0)) for _ in self.classes]
         self.region_bias = np.array([bias[c] for c in self.classes], np.float32)
         self.fibre_dir = float(rng.uniform(0, np.pi))
-        self.fib1 = _FourierField(rng, 24, (7.0, 20.0), self.fibre_dir, 0.2)
-        self.fib2 = _FourierField(rng, 24, (9.0, 26.0), self.fibre_dir + rng.uniform(0.4, 1.2), 0.3)
+        # collagen: bundles (broad stripes), thin fibres inside them, and cracks between bundles, all running
+        # along `fibre_dir` (random-field stripes are wavy because the wave vectors spread around the normal)
+        self.bundles = _FourierField(rng, 24, (12.0, 34.0), self.fibre_dir, 0.25)
+        self.fibres = _FourierField(rng, 32, (4.0, 10.0), self.fibre_dir, 0.3)
+        self.cracks = _FourierField(rng, 16, (14.0, 40.0), self.fibre_dir, 0.2)
         self.fine = _FourierField(rng, 48, (2.2, 5.0))
         self.mid = _FourierField(rng, 32, (5.0, 16.0))
         self.coarse = _FourierField(rng, 16, (16.0, 60.0))
@@ -207,12 +211,15 @@ class _Tissue:
         theta_u = rng.uniform(0, np.pi, n)
         theta_n = rng.normal(0, 0.15, n)
         harm = rng.standard_normal((n, 2, _N_HARM))
+        nucleolus = rng.uniform(-0.35, 0.35, (n, 2))
         acc_u = rng.random(n)
+        cls0 = self.regions_at(pos[:, 0], pos[:, 1]) if n else np.zeros(0, int)
 
         cx, cy, r_list = [], [], []
         keep: list[tuple] = []
         for i in range(n):
             x, y = pos[i]
+            c = int(cls0[i])
             if attach[i] and cx:
                 j = int(parent_u[i] * len(cx))
                 cls_p = keep[j][0]
@@ -221,7 +228,7 @@ class _Tissue:
                 x, y = cx[j] + d * np.cos(attach_ang[i]), cy[j] + d * np.sin(attach_ang[i])
                 if not (lo <= x <= hi and lo <= y <= hi):
                     continue
-            c = int(self.regions_at(np.array([x]), np.array([y]))[0])
+                c = int(self.regions_at(np.array([x]), np.array([y]))[0])
             p = _NUCLEI[c]
             if acc_u[i] >= p.density / 1000.0 / dmax:
                 continue
@@ -240,14 +247,17 @@ class _Tissue:
             cx.append(x)
             cy.append(y)
             r_list.append(r)
-            keep.append((c, a, b, theta, amp, psi, dark, p.vesicular))
+            keep.append((c, a, b, theta, amp, psi, dark, p.vesicular, nucleolus[i]))
         self.nuclei = [(cx[i], cy[i]) + keep[i] for i in range(len(keep))]
 
 
 def _rasterise_nuclei(
     tissue: _Tissue, xs: np.ndarray, ys: np.ndarray, region: np.ndarray, scale: float
-) -> tuple[np.ndarray, np.ndarray]:
-    """Instance map (0 = none, i = i-th nucleus drawn) and normalised radius ``rho`` in [0, 1) inside nuclei.
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rasterise the nuclei at pixel centres.
+
+    Returns the instance map (0 = none, i = i-th nucleus drawn), the normalised radius ``rho`` in [0, 1) inside
+    nuclei (0 at the centre, 1 on the boundary) and a nucleolus intensity map (vesicular nuclei only).
 
     A pixel belongs to a nucleus when its centre lies inside the perturbed ellipse; later nuclei occlude earlier
     ones. Loops over nuclei (tens to hundreds), vectorised over the pixels of each nucleus' bounding box.
@@ -255,8 +265,9 @@ def _rasterise_nuclei(
     h, w = len(ys), len(xs)
     inst = np.zeros((h, w), np.int32)
     rho = np.zeros((h, w), np.float32)
+    nucleoli = np.zeros((h, w), np.float32)
     k = np.arange(2, 2 + _N_HARM)[:, None, None]
-    for idx, (x0, y0, c, a, b, theta, amp, psi, _dark, _ves) in enumerate(tissue.nuclei, start=1):
+    for idx, (x0, y0, c, a, b, theta, amp, psi, _dark, ves, nuc) in enumerate(tissue.nuclei, start=1):
         reach = a * (1.0 + np.abs(amp).sum())
         j0 = max(0, int(np.floor((x0 - reach) * scale - 0.5)))
         j1 = min(w, int(np.ceil((x0 + reach) * scale - 0.5)) + 1)
@@ -280,7 +291,10 @@ def _rasterise_nuclei(
             continue
         inst[i0:i1, j0:j1][inside] = idx
         rho[i0:i1, j0:j1][inside] = (r0 / f)[inside]
-    return inst, rho
+        if ves > 0:  # a nucleolus of radius 0.2 (normalised) at a random offset from the centre
+            dn = np.exp(-(((u - nuc[0]) ** 2 + (v - nuc[1]) ** 2) / 0.2**2))
+            nucleoli[i0:i1, j0:j1][inside] = dn[inside]
+    return inst, rho, nucleoli
 
 
 def synthesize_sample(
@@ -307,13 +321,20 @@ def synthesize_sample(
         ``"tissue"`` nuclei of every class are numbered).
     """
     _check_task(task)
-    size = int(size)
-    if size < 8:
-        raise ValueError(f"size must be >= 8 pixels, got {size}.")
+    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 8:
+        raise ValueError(f"size must be an integer >= 8 pixels, got {size!r}.")
     if not (np.isfinite(scale) and scale > 0):
         raise ValueError(f"scale must be a positive number, got {scale!r}.")
     if not isinstance(rng, np.random.Generator):
         rng = np.random.default_rng(rng)
+    # Small matrix products below: a multi-threaded BLAS is ~100x slower than one thread on a busy machine.
+    with threadpool_limits(1, user_api="blas"):
+        return _synthesize(rng, int(size), float(scale), task, return_instances)
+
+
+def _synthesize(
+    rng: np.random.Generator, size: int, scale: float, task: str, return_instances: bool
+) -> tuple[np.ndarray, np.ndarray] | tuple[np.ndarray, np.ndarray, np.ndarray]:
     tissue_rng, stain_rng, noise_rng = rng.spawn(3)
 
     extent = size / scale
@@ -322,11 +343,14 @@ def synthesize_sample(
     ys = xs.copy()
 
     region = tissue.regions_grid(xs, ys)
-    inst, rho = _rasterise_nuclei(tissue, xs, ys, region, scale)
+    inst, rho, nucleoli = _rasterise_nuclei(tissue, xs, ys, region, scale)
 
     # ---- background stain concentrations per region class
     fine, mid, coarse = tissue.fine.grid(xs, ys), tissue.mid.grid(xs, ys), tissue.coarse.grid(xs, ys)
-    fib = np.exp(-((tissue.fib1.grid(xs, ys) / 0.35) ** 2)) + 0.6 * np.exp(-((tissue.fib2.grid(xs, ys) / 0.3) ** 2))
+    bundle = 1.0 - _smoothstep(np.abs(tissue.bundles.grid(xs, ys)), 0.25, 1.0)
+    fibre = np.exp(-((tissue.fibres.grid(xs, ys) / 0.3) ** 2))
+    crack = _smoothstep(tissue.cracks.grid(xs, ys), 1.1, 1.6)
+    fib = (0.55 * bundle + 0.35 * fibre * (0.4 + 0.6 * bundle)) * (1.0 - 0.85 * crack)
     c_h = np.zeros((size, size), np.float32)
     c_e = np.zeros((size, size), np.float32)
     present = set(np.unique(region).tolist())
@@ -335,7 +359,7 @@ def synthesize_sample(
         if c == _TUMOUR:
             e, hh = 0.30 + 0.07 * mid + 0.03 * fine, 0.10 + 0.03 * mid
         elif c == _STROMA:
-            e, hh = 0.16 + 0.42 * fib + 0.05 * coarse + 0.03 * fine, 0.03 + 0.01 * fine
+            e, hh = 0.08 + 0.5 * fib + 0.04 * coarse + 0.02 * fine, 0.03 + 0.01 * fine
         elif c == _INFLAM:
             e, hh = 0.16 + 0.05 * mid + 0.03 * fine, 0.07 + 0.02 * mid
         elif c == _NECROSIS:
@@ -362,6 +386,7 @@ def synthesize_sample(
         r = rho[m]
         ch_n = dark[inst[m]] * (0.82 + 0.18 * fine[m]) * (1.0 - ves[inst[m]] * (1.0 - r**2) * 0.6)
         ch_n *= 1.0 + 0.3 * _smoothstep(r, 0.75, 1.0)
+        ch_n += 0.9 * nucleoli[m]
         c_h[m] = ch_n
         c_e[m] = 0.10 + 0.03 * mid[m]
     np.clip(c_h, 0.0, None, out=c_h)
