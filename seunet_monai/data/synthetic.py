@@ -102,6 +102,7 @@ _MARGIN = 16.0  # physical margin around the field of view where nuclei may be c
 _TOUCH_P = 0.3  # probability that a candidate nucleus is attached to an earlier one
 _MIN_SEP = 0.75  # centres closer than _MIN_SEP * (r_i + r_j) are rejected (touching allowed, little overlap)
 _N_HARM = 4  # boundary harmonics k = 2..5
+_IN_PROGRESS = ".synthetic_in_progress"  # present while make_synthetic_dataset writes
 
 
 def class_names(task: str) -> tuple[str, ...]:
@@ -428,6 +429,8 @@ def make_synthetic_dataset(
     Writes ``dst/images/<split>_<index>.png`` (RGB uint8), ``dst/labels/<split>_<index>.png`` (uint8 class ids),
     ``dst/synthetic_report.json`` (parameters, counts, class names, label frequencies) and, last,
     ``dst/datalist.json`` (so a datalist present means a complete dataset). Every file is written atomically.
+    While it runs, a marker file ``dst/.synthetic_in_progress`` exists; a later call finding the marker and no
+    datalist (an interrupted run) cleans the folder and starts again, without needing ``overwrite``.
 
     Args:
         dst: output folder; must be missing or empty unless ``overwrite``.
@@ -445,7 +448,8 @@ def make_synthetic_dataset(
 
     Raises:
         ValueError: for a bad argument.
-        FileExistsError: when ``dst`` is not empty and ``overwrite`` is false.
+        FileExistsError: when ``dst`` is not empty (and not an interrupted synthetic run) and ``overwrite``
+            is false.
     """
     _check_task(task)
     counts = {"training": n_train, "validation": n_val, "test": n_test}
@@ -460,7 +464,15 @@ def make_synthetic_dataset(
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed must be an integer >= 0, got {seed!r}.")
 
-    dst = prepare_output_dir(dst, overwrite=overwrite)
+    dst = Path(dst)
+    marker = dst / _IN_PROGRESS
+    # A run interrupted before its datalist was written left only our own files, tagged by the marker:
+    # it is cleaned and regenerated without needing `overwrite` (resume cleanly).
+    resume = marker.is_file() and not (dst / "datalist.json").exists()
+    dst = prepare_output_dir(dst, overwrite=overwrite or resume)
+    params = {"task": task, "n_train": int(n_train), "n_val": int(n_val), "n_test": int(n_test),
+              "size": int(size), "scale": scale, "seed": int(seed)}  # fmt: skip
+    atomic_write_json(marker, params)
     names = class_names(task)
     freq = np.zeros(len(names), np.int64)
     splits: dict[str, list[dict[str, str]]] = {}
@@ -480,15 +492,7 @@ def make_synthetic_dataset(
 
     report: dict[str, Any] = {
         "generator": "seunet_monai.data.synthetic.make_synthetic_dataset",
-        "parameters": {
-            "task": task,
-            "n_train": int(n_train),
-            "n_val": int(n_val),
-            "n_test": int(n_test),
-            "size": int(size),
-            "scale": scale,
-            "seed": int(seed),
-        },
+        "parameters": params,
         "counts": {k: len(v) for k, v in splits.items()},
         "class_names": list(names),
         "label_fraction": (freq / max(int(freq.sum()), 1)).round(5).tolist(),
@@ -497,4 +501,6 @@ def make_synthetic_dataset(
         "nucleus_classes": {TISSUE_CLASSES[c]: asdict(p) for c, p in _NUCLEI.items()},
     }
     atomic_write_json(dst / "synthetic_report.json", report)
-    return write_datalist(dst, splits)
+    path = write_datalist(dst, splits)
+    marker.unlink()
+    return path

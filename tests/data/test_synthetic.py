@@ -175,3 +175,26 @@ def test_script_end_to_end_and_refusal(tmp_path):
     r = subprocess.run(cmd + ["--overwrite"], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert _files(dst) == before  # deterministic re-run
+
+
+def test_an_interrupted_run_is_regenerated_without_overwrite(tmp_path, monkeypatch):
+    import seunet_monai.data.synthetic as synthetic
+
+    dst = tmp_path / "d"
+    calls = {"n": 0}
+    real = synthetic.atomic_save_png
+
+    def dying_save(path, array):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt("killed")
+        return real(path, array)
+
+    monkeypatch.setattr(synthetic, "atomic_save_png", dying_save)
+    with pytest.raises(KeyboardInterrupt):
+        make_synthetic_dataset(dst, **SMALL)
+    monkeypatch.undo()
+    assert not (dst / "datalist.json").exists() and (dst / ".synthetic_in_progress").exists()
+    make_synthetic_dataset(dst, **SMALL)  # no overwrite needed for our own partial output
+    clean = make_synthetic_dataset(tmp_path / "ref", **SMALL).parent
+    assert _files(dst) == _files(clean)
