@@ -1,0 +1,121 @@
+"""Uniform access to per-head probabilities and last-layer features of SEUNet-like and plain networks.
+
+A multi-head network (SEUNet and the other scale-group networks of this package) has ``num_scales`` and
+``output_heads``: in eval mode with ``output_heads = True`` it returns per-head probabilities
+``(B, Ω, C, *spatial)``, and ``features(x)`` returns the last layer's features ``(B, Ω, F, *spatial)``.
+A plain network (e.g. MONAI ``BasicUNet``) returns logits ``(B, C, *spatial)`` and is treated as one head:
+per-head probabilities are ``softmax(net(x), 1).unsqueeze(1)``; its "last-layer features" are the input
+of the **last convolution executed** in the forward pass (for ``BasicUNet``: the input of ``final_conv``,
+the 1×1 classifier), as ``(B, 1, F, *spatial)``.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from collections.abc import Iterator
+
+import torch
+import torch.nn as nn
+
+__all__ = ["HeadProbabilities", "is_multihead", "network_features", "num_heads", "output_heads_mode"]
+
+
+def is_multihead(network: nn.Module) -> bool:
+    """Whether ``network`` follows the package's multi-head API (``num_scales`` and ``output_heads``)."""
+    return hasattr(network, "num_scales") and hasattr(network, "output_heads")
+
+
+def num_heads(network: nn.Module) -> int:
+    """Number of heads Ω (1 for a plain network)."""
+    return int(network.num_scales) if is_multihead(network) else 1
+
+
+@contextmanager
+def output_heads_mode(network: nn.Module) -> Iterator[nn.Module]:
+    """Put ``network`` in eval mode with ``output_heads = True``; restore both afterwards."""
+    was_training = network.training
+    had = getattr(network, "output_heads", None)
+    network.eval()
+    if is_multihead(network):
+        network.output_heads = True
+    try:
+        yield network
+    finally:
+        if is_multihead(network):
+            network.output_heads = had
+        network.train(was_training)
+
+
+class HeadProbabilities(nn.Module):
+    """Wraps a network so that it returns per-head probabilities flattened into channels.
+
+    ``forward(x)`` gives ``(B, Ω * C, *spatial)`` (head-major: channel ``k * C + c``), which MONAI inferers
+    (``SlidingWindowInferer``) can stitch; :meth:`unflatten` turns it back into ``(B, Ω, C, *spatial)``.
+    Call it inside :func:`output_heads_mode` (or with the wrapped network in eval mode).
+
+    Args:
+        network: a multi-head network (see module docstring) or a plain network returning logits.
+    """
+
+    def __init__(self, network: nn.Module) -> None:
+        super().__init__()
+        self.network = network
+        self.num_heads = num_heads(network)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.network(x)
+        if isinstance(out, (tuple, list)):
+            out = out[0]
+        if is_multihead(self.network):
+            if out.ndim != x.ndim + 1 or out.shape[1] != self.num_heads:
+                raise ValueError(
+                    f"HeadProbabilities: expected per-head probabilities (B, {self.num_heads}, C, *spatial) from "
+                    f"{type(self.network).__name__} with output_heads=True in eval mode, got {tuple(out.shape)}."
+                )
+            probs = out
+        else:
+            if out.ndim != x.ndim:
+                raise ValueError(f"HeadProbabilities: expected logits (B, C, *spatial), got {tuple(out.shape)}.")
+            probs = torch.softmax(out, dim=1).unsqueeze(1)
+        return probs.flatten(1, 2)
+
+    def unflatten(self, flat: torch.Tensor) -> torch.Tensor:
+        """``(B, Ω * C, *spatial)`` -> ``(B, Ω, C, *spatial)``."""
+        b, oc = flat.shape[:2]
+        if oc % self.num_heads:
+            raise ValueError(f"{oc} channels cannot be split into {self.num_heads} heads.")
+        return flat.reshape(b, self.num_heads, oc // self.num_heads, *flat.shape[2:])
+
+
+def network_features(network: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Last-layer features ``(B, Ω, F, *spatial)`` of ``network`` for input ``x`` (no gradients).
+
+    Multi-head networks: ``network.features(x)``. Plain networks: the input of the last convolution
+    module executed in ``network(x)`` (captured by forward pre-hooks), as one group ``(B, 1, F, *spatial)``.
+
+    Raises:
+        ValueError: when a plain network runs no convolution or its features don't match ``x``'s batch.
+    """
+    with torch.no_grad():
+        if hasattr(network, "features") and callable(network.features):
+            return network.features(x)
+        captured: list[torch.Tensor] = []
+
+        def hook(_module: nn.Module, args: tuple) -> None:
+            captured.append(args[0])
+            if len(captured) > 1:
+                captured.pop(0)
+
+        convs = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+        handles = [m.register_forward_pre_hook(hook) for m in network.modules() if isinstance(m, convs)]
+        try:
+            network(x)
+        finally:
+            for h in handles:
+                h.remove()
+        if not captured:
+            raise ValueError(f"network_features: {type(network).__name__} has no features() and ran no convolution.")
+        feats = captured[-1]
+        if feats.shape[0] != x.shape[0] or feats.ndim != x.ndim:
+            raise ValueError(f"network_features: captured features of shape {tuple(feats.shape)} for input {tuple(x.shape)}.")
+        return feats.unsqueeze(1)

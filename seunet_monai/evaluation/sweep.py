@@ -1,0 +1,485 @@
+"""The scale sweep of the paper's evaluation (METHOD.md sec. 7, Figs. 2-7, Tables 1-2).
+
+:func:`run_scale_sweep` rescales every test image by each scale (anti-aliased when shrinking, bilinear
+when enlarging; labels nearest neighbour), predicts per-head probabilities with MONAI's
+``SlidingWindowInferer``, fuses them with every strategy (``head1..headΩ``, ``mean``, ``pdist``,
+``pens``) and accumulates, per scale and strategy, the dataset-wide IoU plus per-image IoU and Dice
+(:class:`seunet_monai.metrics.SegmentationScores`). It also measures the equivariance error (eq. 10, 12)
+on centre crops, estimates each image's relative scale from the winning heads
+(:mod:`seunet_monai.evaluation.scale_estimation`), and writes the contract outputs into
+``output_dir/eval/``:
+
+``scale_sweep.csv`` / ``.json`` / ``.md``, ``iou_vs_scale.png``, ``equivariance.csv`` (eq. 10 per scale),
+``equivariance_matrix.csv`` (eq. 12, long format), ``equivariance.png``, ``sigmas.png``, ``filters.png``,
+``examples.png`` and TensorBoard scalars under ``output_dir/eval/tensorboard``.
+
+Memory: one image is processed at a time; only its per-head probabilities at the current scale are held
+(``Ω · C`` floats per pixel of the rescaled image, stitched on ``output_device``); scores are running
+counts. Peak RSS (``resource.getrusage``) is logged per image and stored in the JSON.
+
+Existing results (``if_exists``): a run whose ``eval`` folder already holds ``scale_sweep.csv`` or
+``scale_sweep.json`` either stops with ``FileExistsError`` (``"error"``), moves the previous outputs into
+``eval/archive/<UTC time>/`` first (``"archive"``, the default: nothing is lost, the contract paths hold
+the new run), or replaces them (``"overwrite"``). Every file is written atomically;
+``scale_sweep.json`` is written last and marks a finished run.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import resource
+import shutil
+import sys
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from monai.data import decollate_batch
+from monai.inferers import SlidingWindowInferer
+from monai.utils import convert_to_tensor
+
+from seunet_monai.data.io import atomic_write_json, atomic_write_text
+from seunet_monai.evaluation import plots
+from seunet_monai.evaluation.equivariance import equivariance_matrices, matched_error
+from seunet_monai.evaluation.heads import HeadProbabilities, num_heads, output_heads_mode
+from seunet_monai.evaluation.report import SWEEP_COLUMNS, strategy_names, summarise, sweep_markdown, write_csv_rows
+from seunet_monai.evaluation.rescale import default_scales, rescale_image, rescale_label
+from seunet_monai.evaluation.scale_estimation import (
+    head_votes,
+    last_layer_log_sigmas,
+    relative_scale_estimates,
+    scale_correlation,
+)
+from seunet_monai.fusion import fuse, winning_head
+from seunet_monai.metrics import SegmentationScores, matched_groups
+
+__all__ = ["OUTPUT_FILES", "peak_rss_mb", "predict_heads", "run_scale_sweep"]
+
+logger = logging.getLogger(__name__)
+
+OUTPUT_FILES = (
+    "scale_sweep.csv",
+    "scale_sweep.json",
+    "scale_sweep.md",
+    "iou_vs_scale.png",
+    "equivariance.csv",
+    "equivariance_matrix.csv",
+    "equivariance.png",
+    "sigmas.png",
+    "filters.png",
+    "examples.png",
+)
+_IF_EXISTS = ("error", "archive", "overwrite")
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process in MiB (``ru_maxrss``: KiB on Linux, bytes on macOS)."""
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / (1024 * 1024) if sys.platform == "darwin" else rss / 1024
+
+
+def predict_heads(
+    wrapper: HeadProbabilities, image: torch.Tensor, inferer: SlidingWindowInferer, device: torch.device
+) -> torch.Tensor:
+    """Per-head probabilities ``(1, Ω, C, *spatial)`` of one image ``(C_in, *spatial)`` via ``inferer``.
+
+    The wrapped network must already be in eval mode with ``output_heads`` on (:func:`output_heads_mode`).
+    """
+    with torch.no_grad():
+        flat = inferer(image.unsqueeze(0).to(device), wrapper)
+    if isinstance(flat, (tuple, list, dict)):
+        raise ValueError("predict_heads: the inferer returned several outputs; expected one tensor.")
+    return wrapper.unflatten(convert_to_tensor(flat, track_meta=False).float())
+
+
+def _iterate_items(dataset: Any) -> Iterable[Mapping[str, Any]]:
+    if isinstance(dataset, torch.utils.data.DataLoader):
+        for batch in dataset:
+            yield from decollate_batch(batch)
+    else:
+        yield from dataset
+
+
+def _item_name(item: Mapping[str, Any], key: str, index: int) -> str:
+    meta = getattr(item.get(key), "meta", None) or item.get(f"{key}_meta_dict") or {}
+    name = meta.get("filename_or_obj") if isinstance(meta, Mapping) else None
+    if isinstance(name, (list, tuple)):
+        name = name[0] if name else None
+    return Path(str(name)).stem if name else f"image{index:04d}"
+
+
+def _prepare_item(item: Mapping[str, Any], image_key: str, label_key: str, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+    if image_key not in item or label_key not in item:
+        raise KeyError(
+            f"test item {index}: expected keys {image_key!r} and {label_key!r}, found {sorted(map(str, item))}."
+        )
+    image = convert_to_tensor(item[image_key], track_meta=False)
+    label = convert_to_tensor(item[label_key], track_meta=False)
+    if not image.is_floating_point():
+        image = image.float()
+    if label.ndim == image.ndim - 1:
+        label = label.unsqueeze(0)
+    if label.ndim != image.ndim or label.shape[0] != 1 or label.shape[1:] != image.shape[1:]:
+        raise ValueError(
+            f"test item {index}: image {tuple(image.shape)} and label {tuple(label.shape)} must be (C, *spatial) "
+            "and (1, *spatial) of the same spatial size."
+        )
+    return image, label.round().long() if label.is_floating_point() else label.long()
+
+
+def _resolve_eval_dir(output_dir: str | os.PathLike, subdir: str, if_exists: str) -> Path:
+    if if_exists not in _IF_EXISTS:
+        raise ValueError(f"if_exists must be one of {_IF_EXISTS}, got {if_exists!r}.")
+    eval_dir = Path(output_dir) / subdir
+    existing = [eval_dir / n for n in ("scale_sweep.csv", "scale_sweep.json") if (eval_dir / n).exists()]
+    if existing:
+        if if_exists == "error":
+            raise FileExistsError(
+                f"{existing[0]} exists: results of an earlier sweep. Pass if_exists='archive' (move them to "
+                f"{eval_dir / 'archive'}) or 'overwrite', or choose another output_dir."
+            )
+        if if_exists == "archive":
+            stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+            dst = eval_dir / "archive" / stamp
+            dst.mkdir(parents=True, exist_ok=False)
+            for name in (*OUTPUT_FILES, "tensorboard"):
+                if (eval_dir / name).exists():
+                    shutil.move(str(eval_dir / name), str(dst / name))
+            logger.warning("scale sweep: earlier results in %s moved to %s", eval_dir, dst)
+        else:
+            logger.warning("scale sweep: overwriting earlier results in %s", eval_dir)
+    eval_dir.mkdir(parents=True, exist_ok=True)
+    return eval_dir
+
+
+def _load_checkpoint(network: torch.nn.Module, checkpoint: str | os.PathLike) -> None:
+    path = Path(checkpoint)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} not found.")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if isinstance(state, Mapping) and isinstance(state.get("network"), Mapping):
+        state = state["network"]
+    try:
+        network.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        raise ValueError(f"checkpoint {path} does not fit {type(network).__name__}: {e}") from e
+
+
+def _thumb(x: torch.Tensor, max_size: int = 192) -> np.ndarray:
+    step = max(1, int(math.ceil(max(x.shape[-2:]) / max_size)))
+    return x[..., ::step, ::step].cpu().numpy()
+
+
+def _pick_example_scales(scales: Sequence[float], wanted: Sequence[float] | None) -> set[float]:
+    targets = wanted if wanted is not None else (min(scales), 1.0, max(scales))
+    return {min(scales, key=lambda s: abs(math.log(s) - math.log(t))) for t in targets}
+
+
+def run_scale_sweep(
+    network: torch.nn.Module,
+    dataset: Any,
+    output_dir: str | os.PathLike,
+    scales: Sequence[float] | None = None,
+    *,
+    model_name: str = "model",
+    checkpoint: str | os.PathLike | None = None,
+    load_checkpoint: bool = False,
+    dataset_name: str | None = None,
+    ignore_index: int | None = None,
+    roi_size: int | Sequence[int] = 256,
+    overlap: float = 0.25,
+    sw_batch_size: int = 4,
+    sw_mode: str = "gaussian",
+    device: str | torch.device | None = None,
+    output_device: str | torch.device = "cpu",
+    image_key: str = "image",
+    label_key: str = "label",
+    equivariance_images: int = 4,
+    equivariance_crop: int = 128,
+    num_examples: int = 2,
+    example_scales: Sequence[float] | None = None,
+    if_exists: str = "archive",
+    eval_subdir: str = "eval",
+    tensorboard: bool = True,
+) -> dict[str, Any]:
+    """Run the scale sweep and write its outputs into ``output_dir/eval_subdir``.
+
+    Args:
+        network: a multi-head network (SEUNet API: ``num_scales``, ``output_heads``, ``features``,
+            ``sigmas``, ``sigma_bounds``, ``first_layer_filters``) or a plain network returning logits (one
+            head). Its weights must be loaded, or pass ``checkpoint`` with ``load_checkpoint=True``.
+        dataset: the test split: a sequence/iterable of dicts (e.g. ``monai.data.Dataset``) with
+            ``image_key`` ``(C, *spatial)`` and ``label_key`` ``(1, *spatial)`` (class indices), without a
+            batch dimension; or a ``DataLoader`` (batches are decollated).
+        output_dir: run folder; outputs go to ``output_dir/eval_subdir``.
+        scales: test scales; default the paper's 17 scales ``0.25 · 2^(i/4)``.
+        model_name: value of the ``model`` column.
+        checkpoint: checkpoint path recorded in the metadata (and loaded when ``load_checkpoint``).
+        load_checkpoint: load ``checkpoint`` (a state dict, or a dict with key ``network``) first.
+        dataset_name: recorded in the metadata.
+        ignore_index: label value excluded from all scores.
+        roi_size: sliding-window size (int or one per spatial axis).
+        overlap: sliding-window overlap in [0, 1).
+        sw_batch_size: windows per network call.
+        sw_mode: window blending, ``"gaussian"`` or ``"constant"``.
+        device: where the network runs (default: where its parameters are).
+        output_device: where stitched probabilities live (default CPU, which bounds GPU memory).
+        image_key: image key of the items.
+        label_key: label key of the items.
+        equivariance_images: number of test images whose centre crops are used for eq. 10 / 12 (0: skip).
+        equivariance_crop: side of the centre crop (pixels at scale 1) for the equivariance error.
+        num_examples: number of test images drawn in ``examples.png``.
+        example_scales: scales drawn there (the nearest sweep scales are used); default min, 1, max.
+        if_exists: ``"archive"``, ``"error"`` or ``"overwrite"`` (see module docstring).
+        eval_subdir: name of the evaluation folder (the contract name is ``eval``).
+        tensorboard: also write scalars with ``torch.utils.tensorboard.SummaryWriter``.
+
+    Returns:
+        a summary: ``eval_dir``, ``files``, ``summary`` (mean over scales per strategy), ``elapsed_s``,
+        ``peak_rss_mb``, ``equivariance_error_mean``, ``scale_estimation``.
+    """
+    scales = [float(s) for s in (default_scales() if scales is None else scales)]
+    if not scales or any(not (s > 0 and math.isfinite(s)) for s in scales):
+        raise ValueError(f"scales must be a non-empty list of positive numbers, got {scales!r}.")
+    if len(set(scales)) != len(scales):
+        raise ValueError(f"scales must not repeat, got {scales!r}.")
+    if not 0 <= overlap < 1:
+        raise ValueError(f"overlap must be in [0, 1), got {overlap}.")
+    if load_checkpoint:
+        if checkpoint is None:
+            raise ValueError("load_checkpoint=True needs a checkpoint path.")
+        _load_checkpoint(network, checkpoint)
+    eval_dir = _resolve_eval_dir(output_dir, eval_subdir, if_exists)
+    if device is None:
+        p = next(network.parameters(), None)
+        device = p.device if p is not None else torch.device("cpu")
+    device = torch.device(device)
+    network.to(device)
+
+    omega = num_heads(network)
+    strategies = strategy_names(omega)
+    wrapper = HeadProbabilities(network)
+    log_sigmas, sigma_source = last_layer_log_sigmas(network, omega)
+    example_at = _pick_example_scales(scales, example_scales)
+
+    scores: dict[tuple[float, str], SegmentationScores] = {}
+    time_per_scale = {s: 0.0 for s in scales}
+    eq_sum = {s: torch.zeros(omega, omega, dtype=torch.float64) for s in scales}
+    eq_delta: dict[float, list[float]] = {s: [] for s in scales}
+    matches = {s: (matched_groups(log_sigmas.exp(), s) if sigma_source != "head index" else torch.arange(omega))
+               for s in scales}
+    votes: list[np.ndarray] = []  # per image (S, Ω) margin-weighted
+    counts: list[np.ndarray] = []  # per image (S, Ω) pixel counts
+    names: list[str] = []
+    examples: list[dict[str, Any]] = []
+    num_classes: int | None = None
+    eq_images = 0
+    spatial_dims: int | None = None
+    t_start = time.perf_counter()
+
+    with output_heads_mode(network):
+        for index, item in enumerate(_iterate_items(dataset)):
+            image, label = _prepare_item(item, image_key, label_key, index)
+            if spatial_dims is None:
+                spatial_dims = image.ndim - 1
+                roi = (roi_size,) * spatial_dims if isinstance(roi_size, int) else tuple(int(r) for r in roi_size)
+                if len(roi) != spatial_dims:
+                    raise ValueError(f"roi_size {roi_size!r} does not match {spatial_dims}D images.")
+                inferer = SlidingWindowInferer(roi_size=roi, sw_batch_size=sw_batch_size, overlap=overlap,
+                                               mode=sw_mode, device=torch.device(output_device), progress=False)
+            name = _item_name(item, image_key, index)
+            names.append(name)
+            img_votes = np.zeros((len(scales), omega))
+            img_counts = np.zeros((len(scales), omega))
+            for j, s in enumerate(scales):
+                t0 = time.perf_counter()
+                img_s = rescale_image(image, s)
+                lab_s = rescale_label(label, s).unsqueeze(0)  # (1, 1, *spatial)
+                probs = predict_heads(wrapper, img_s, inferer, device)  # (1, Ω, C, *spatial)
+                if num_classes is None:
+                    num_classes = int(probs.shape[2])
+                    for s2 in scales:
+                        for st in strategies:
+                            scores[(s2, st)] = SegmentationScores(num_classes, ignore_index)
+                lab_s = lab_s.to(probs.device)
+                for st in strategies:
+                    pred = fuse(probs, st).argmax(dim=1, keepdim=True)
+                    scores[(s, st)].update(pred, lab_s)
+                valid = None if ignore_index is None else (lab_s[:, 0] != ignore_index)
+                c, w = head_votes(probs, valid)
+                img_counts[j], img_votes[j] = c.cpu().numpy(), w.cpu().numpy()
+                if index < num_examples and s in example_at:
+                    examples.append({
+                        "name": name, "scale": s, "strategy": "pens", "num_heads": omega,
+                        "image": _thumb(img_s), "label": _thumb(lab_s[0, 0]),
+                        "pred": _thumb(fuse(probs, "pens").argmax(1)[0]),
+                        "winner": _thumb(winning_head(probs)[0]),
+                    })
+                del probs
+                time_per_scale[s] += time.perf_counter() - t0
+            votes.append(img_votes)
+            counts.append(img_counts)
+            if index < equivariance_images:
+                for s, mat in equivariance_matrices(network, image, scales, equivariance_crop, device).items():
+                    eq_sum[s] += mat
+                    eq_delta[s].append(matched_error(mat, matches[s]))
+                eq_images += 1
+            logger.info("scale sweep: image %d (%s) done, %.1f s elapsed, peak RSS %.0f MiB", index + 1, name,
+                        time.perf_counter() - t_start, peak_rss_mb())
+    if num_classes is None:
+        raise ValueError("run_scale_sweep: the test dataset is empty.")
+    elapsed = time.perf_counter() - t_start
+
+    rows = []
+    for s in scales:
+        for st in strategies:
+            r = scores[(s, st)].compute()
+            rows.append({"model": model_name, "strategy": st, "scale": s, **r})
+    eq_rows, eq_matrix_rows, eq_matrices = [], [], {}
+    if eq_images:
+        for s in scales:
+            mat = (eq_sum[s] / eq_images).numpy()
+            eq_matrices[s] = mat
+            eq_rows.append({"model": model_name, "scale": s, "equivariance_error": float(np.mean(eq_delta[s])),
+                            "num_images": eq_images,
+                            "matched_groups": " ".join(f"{k + 1}>{int(m) + 1}" for k, m in enumerate(matches[s]))})
+            for k in range(omega):
+                for kp in range(omega):
+                    eq_matrix_rows.append({"model": model_name, "scale": s, "group": k + 1, "group_rescaled": kp + 1,
+                                           "error": float(mat[k, kp]), "matched": int(matches[s][k]) == kp})
+    off_one = [e["equivariance_error"] for e in eq_rows if not math.isclose(e["scale"], 1.0)]
+    eq_mean = float(np.mean(off_one)) if off_one else float("nan")
+
+    votes_arr = np.stack(votes)  # (N, S, Ω)
+    est = relative_scale_estimates(votes_arr, scales, log_sigmas)
+    estimation = {
+        "method": "margin-weighted PDist winners, mean log σ of the last layer, relative to the split's mean at scale 1",
+        "sigma_source": sigma_source,
+        "correlation": scale_correlation(est, scales),
+        "per_image": [
+            {"name": names[i], "estimated_scale": [float(v) for v in est[i]],
+             "winning_head_histogram": counts[i].astype(int).tolist()}
+            for i in range(len(names))
+        ],
+    }
+    summary = summarise(rows)
+    metadata: dict[str, Any] = {
+        "model": model_name,
+        "checkpoint": None if checkpoint is None else str(checkpoint),
+        "dataset": dataset_name,
+        "num_images": len(names),
+        "images": names,
+        "scales": scales,
+        "strategies": strategies,
+        "num_heads": omega,
+        "num_classes": num_classes,
+        "ignore_index": ignore_index,
+        "metric": "iou: dataset-wide confusion-matrix IoU (class 1 if binary, else mean over present classes)",
+        "inferer": {"roi_size": list(roi), "overlap": overlap, "sw_batch_size": sw_batch_size, "mode": sw_mode},
+        "device": str(device),
+        "elapsed_s": round(elapsed, 3),
+        "time_per_scale_s": {f"{s:.6g}": round(t, 3) for s, t in time_per_scale.items()},
+        "peak_rss_mb": round(peak_rss_mb(), 1),
+        "parameters": int(sum(p.numel() for p in network.parameters())),
+        "equivariance": {"num_images": eq_images, "crop": equivariance_crop, "sigma_source": sigma_source,
+                         "features": "net.features(x)" if hasattr(network, "features") else
+                         "input of the last convolution executed (plain network)"},
+        "equivariance_error_mean": eq_mean,
+        "scale_estimation": estimation,
+        "finished_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    files = _write_outputs(eval_dir, network, rows, summary, metadata, eq_rows, eq_matrix_rows, eq_matrices,
+                           examples, tensorboard)
+    logger.info("scale sweep: %d images x %d scales in %.1f s, peak RSS %.0f MiB, results in %s", len(names),
+                len(scales), elapsed, metadata["peak_rss_mb"], eval_dir)
+    return {"eval_dir": str(eval_dir), "files": files, "summary": summary, "elapsed_s": elapsed,
+            "peak_rss_mb": metadata["peak_rss_mb"], "equivariance_error_mean": eq_mean, "scale_estimation": estimation}
+
+
+def _write_outputs(
+    eval_dir: Path,
+    network: torch.nn.Module,
+    rows: list[dict[str, Any]],
+    summary: list[dict[str, Any]],
+    metadata: dict[str, Any],
+    eq_rows: list[dict[str, Any]],
+    eq_matrix_rows: list[dict[str, Any]],
+    eq_matrices: dict[float, np.ndarray],
+    examples: list[dict[str, Any]],
+    tensorboard: bool,
+) -> list[str]:
+    files = []
+    files.append(write_csv_rows(eval_dir / "scale_sweep.csv", rows, SWEEP_COLUMNS))
+    files.append(write_csv_rows(eval_dir / "equivariance.csv", eq_rows,
+                                ("model", "scale", "equivariance_error", "num_images", "matched_groups")))
+    files.append(write_csv_rows(eval_dir / "equivariance_matrix.csv", eq_matrix_rows,
+                                ("model", "scale", "group", "group_rescaled", "error", "matched")))
+    files.append(plots.plot_iou_vs_scale(rows, eval_dir / "iou_vs_scale.png", title=f"{metadata['model']}: IoU vs scale"))
+    if eq_rows:
+        files.append(plots.plot_equivariance(eq_rows, eq_matrices, eval_dir / "equivariance.png"))
+    else:
+        files.append(plots.plot_message(eval_dir / "equivariance.png", "equivariance", "equivariance_images = 0: not measured"))
+    sig = getattr(network, "sigmas", None)
+    if callable(sig) and sig():
+        bounds_fn = getattr(network, "sigma_bounds", None)
+        bounds = bounds_fn() if callable(bounds_fn) else None
+        files.append(plots.plot_sigmas(sig(), bounds, eval_dir / "sigmas.png"))
+    else:
+        files.append(plots.plot_message(eval_dir / "sigmas.png", "learned σ", f"{type(network).__name__} has no learned σ"))
+    filt = getattr(network, "first_layer_filters", None)
+    if callable(filt):
+        with torch.no_grad():
+            files.append(plots.plot_filters(filt(), eval_dir / "filters.png"))
+    else:
+        files.append(plots.plot_message(eval_dir / "filters.png", "first-layer filters",
+                                        f"{type(network).__name__} has no scale-group filters"))
+    files.append(plots.plot_examples(examples, eval_dir / "examples.png"))
+    if tensorboard:
+        _write_tensorboard(eval_dir / "tensorboard", rows, summary, eq_rows)
+    files.append(atomic_write_text(eval_dir / "scale_sweep.md", sweep_markdown(rows, metadata, eq_rows)))
+    payload = {**metadata, "rows": rows, "summary": summary, "equivariance": eq_rows,
+               "equivariance_matrix": {f"{s:.6g}": m.tolist() for s, m in eq_matrices.items()}}
+    files.append(atomic_write_json(eval_dir / "scale_sweep.json", _json_safe(payload)))  # last: marks a finished run
+    return [str(f) for f in files]
+
+
+def _write_tensorboard(log_dir: Path, rows: list[dict[str, Any]], summary: list[dict[str, Any]],
+                       eq_rows: list[dict[str, Any]]) -> None:
+    """Scalars per strategy against the scale (step = round(100 · s), i.e. the scale in percent)."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    writer = SummaryWriter(log_dir=str(log_dir))
+    try:
+        for r in rows:
+            step = int(round(100 * r["scale"]))
+            for k in ("iou", "iou_per_image", "dice"):
+                if not math.isnan(r[k]):
+                    writer.add_scalar(f"sweep/{k}/{r['strategy']}", r[k], step)
+        for e in eq_rows:
+            writer.add_scalar("sweep/equivariance_error", e["equivariance_error"], int(round(100 * e["scale"])))
+        for s in summary:
+            if not math.isnan(s["iou_mean"]):
+                writer.add_scalar(f"sweep_mean_over_scales/iou/{s['strategy']}", s["iou_mean"], 0)
+        writer.add_text("sweep/about", "step = test scale x 100; iou = dataset-wide confusion IoU", 0)
+    finally:
+        writer.close()
+
+
+def _json_safe(obj: Any) -> Any:
+    if isinstance(obj, float):
+        return None if math.isnan(obj) or math.isinf(obj) else obj
+    if isinstance(obj, Mapping):
+        return {str(k): _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    if isinstance(obj, (np.floating, np.integer)):
+        return _json_safe(obj.item())
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
