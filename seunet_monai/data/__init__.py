@@ -19,7 +19,18 @@ from seunet_monai.data.io import (
     read_label,
     read_rgb,
 )
-from seunet_monai.data.synthetic import TISSUE_CLASSES, make_synthetic_dataset, synthesize_sample
+
+# The generator pulls in scipy: imported on first use (PEP 562) to keep `import seunet_monai.data` light.
+_LAZY = {"TISSUE_CLASSES": "synthetic", "make_synthetic_dataset": "synthetic", "synthesize_sample": "synthetic"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f"seunet_monai.data.{_LAZY[name]}"), name)
+    raise AttributeError(f"module 'seunet_monai.data' has no attribute {name!r}")
+
 
 __all__ = [
     "DATALIST_NAME",

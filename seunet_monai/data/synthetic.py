@@ -171,8 +171,12 @@ class _Tissue:
 
     def __init__(self, rng: np.random.Generator, extent: float, task: str) -> None:
         self.task = task
-        self.classes = (_TUMOUR, _STROMA, _INFLAM) if task == "nuclei" else tuple(range(5))
-        bias = {_TUMOUR: 0.0, _STROMA: 0.1, _INFLAM: -0.3, _NECROSIS: 0.0, _OTHER: 0.0}
+        # nuclei task: no necrosis (its nuclear debris is not annotated as nuclei), and a little fat
+        self.classes = (_TUMOUR, _STROMA, _INFLAM, _OTHER) if task == "nuclei" else tuple(range(5))
+        if task == "nuclei":
+            bias = {_TUMOUR: 0.0, _STROMA: 0.1, _INFLAM: -0.3, _OTHER: -1.0}
+        else:
+            bias = {_TUMOUR: 0.0, _STROMA: 0.0, _INFLAM: 0.0, _NECROSIS: 0.0, _OTHER: 0.0}
         self.region_fields = [_FourierField(rng, 12, (60.0, 180.0)) for _ in self.classes]
         self.region_bias = np.array([bias[c] for c in self.classes], np.float32)
         self.fibre_dir = float(rng.uniform(0, np.pi))
@@ -360,14 +364,14 @@ def _synthesize(
         if c == _TUMOUR:
             e, hh = 0.30 + 0.07 * mid + 0.03 * fine, 0.10 + 0.03 * mid
         elif c == _STROMA:
-            e, hh = 0.08 + 0.5 * fib + 0.04 * coarse + 0.02 * fine, 0.03 + 0.01 * fine
+            e, hh = 0.12 + 0.5 * fib + 0.04 * coarse + 0.02 * fine, 0.03 + 0.01 * fine
         elif c == _INFLAM:
             e, hh = 0.16 + 0.05 * mid + 0.03 * fine, 0.07 + 0.02 * mid
         elif c == _NECROSIS:
             e, hh = 0.40 + 0.12 * coarse + 0.08 * mid, 0.13 + 0.05 * coarse + 0.03 * fine
         else:  # other: adipose tissue, white fat cells with thin eosinophilic membranes
-            gx, gy = np.meshgrid(xs, ys)
-            d, _ = cKDTree(tissue.fat_seeds).query(np.stack([gx[m], gy[m]], 1), k=2)
+            gy, gx = np.nonzero(m)
+            d, _ = cKDTree(tissue.fat_seeds).query(np.stack([xs[gx], ys[gy]], 1), k=2)
             membrane = np.exp(-(((d[:, 1] - d[:, 0]) / 0.9) ** 2))
             e_m = 0.02 + 0.45 * membrane + 0.02 * fine[m]
             c_e[m] = e_m
@@ -379,6 +383,13 @@ def _synthesize(
         cls = np.array([0] + [n[2] for n in tissue.nuclei])
         halo = ndimage.gaussian_filter(((cls[inst] == _TUMOUR) & (inst > 0)).astype(np.float32), 3.0 * scale)
         c_e += 0.25 * halo * (region == _TUMOUR)
+        # faint cell borders between tumour cells: the Voronoi edges of the tumour nuclei centres
+        centres = np.array([(n[0], n[1]) for n in tissue.nuclei if n[2] == _TUMOUR])
+        mt = region == _TUMOUR
+        if len(centres) >= 2 and mt.any():
+            gy, gx = np.nonzero(mt)
+            d, _ = cKDTree(centres).query(np.stack([xs[gx], ys[gy]], 1), k=2)
+            c_e[mt] += 0.12 * np.exp(-(((d[:, 1] - d[:, 0]) / 0.8) ** 2))
 
         # ---- nuclei: chromatin texture, darker rim, paler vesicular centre
         dark = np.array([0.0] + [n[8] for n in tissue.nuclei], np.float32)
