@@ -1,0 +1,131 @@
+"""The scale sweep end to end on tiny models and data: rows, scores and every output file."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+
+import pytest
+import torch
+
+from seunet_monai.evaluation.sweep import OUTPUT_FILES, run_scale_sweep
+from seunet_monai.metrics import SegmentationScores
+from seunet_monai.evaluation.rescale import rescale_image, rescale_label
+
+from .conftest import toy_dataset
+
+SCALES = [0.5, 1.0, 2.0]
+
+
+def _rows(path):
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_sweep_writes_every_file_with_the_right_rows(tmp_path, toy_heads) -> None:
+    data = toy_dataset(n=2, size=(40, 36))
+    out = run_scale_sweep(toy_heads, data, tmp_path, scales=SCALES, model_name="toy", roi_size=16, overlap=0.25,
+                          sw_batch_size=2, equivariance_images=1, equivariance_crop=16, num_examples=1)
+    eval_dir = tmp_path / "eval"
+    for name in OUTPUT_FILES:
+        assert (eval_dir / name).is_file() and (eval_dir / name).stat().st_size > 0, name
+    assert any((eval_dir / "tensorboard").iterdir())
+    rows = _rows(eval_dir / "scale_sweep.csv")
+    assert {"model", "strategy", "scale", "iou", "iou_per_image", "dice"} <= set(rows[0])
+    expected = {(st, s) for s in SCALES for st in ("head1", "head2", "mean", "pdist", "pens")}
+    assert {(r["strategy"], float(r["scale"])) for r in rows} == expected
+    assert len(rows) == len(expected)
+    # ToyHeads predicts the label exactly at scale 1 (every head, every strategy)
+    for r in rows:
+        if float(r["scale"]) == 1.0:
+            assert float(r["iou"]) == pytest.approx(1.0)
+            assert float(r["dice"]) == pytest.approx(1.0)
+    # the sliding-window result equals a whole-image computation by hand (toy is pointwise)
+    ref = SegmentationScores(2)
+    for item in data:
+        img, lab = rescale_image(item["image"], 2.0), rescale_label(item["label"], 2.0)
+        ref.update((img[:1] > 0.5).long().unsqueeze(0), lab.unsqueeze(0))
+    r2 = next(r for r in rows if r["strategy"] == "pens" and float(r["scale"]) == 2.0)
+    assert float(r2["iou"]) == pytest.approx(ref.compute()["iou"], abs=1e-6)
+
+    meta = json.loads((eval_dir / "scale_sweep.json").read_text())
+    for key in ("checkpoint", "dataset", "scales", "elapsed_s", "peak_rss_mb", "time_per_scale_s", "rows", "summary",
+                "equivariance", "equivariance_matrix", "scale_estimation"):
+        assert key in meta, key
+    assert meta["scales"] == SCALES and meta["num_heads"] == 2 and meta["peak_rss_mb"] > 0
+    est = meta["scale_estimation"]
+    assert set(est["correlation"]) >= {"spearman", "pearson"}
+    assert len(est["per_image"]) == 2 and len(est["per_image"][0]["winning_head_histogram"]) == len(SCALES)
+    # the toy's head 2 is always the more confident one: PDist picks it at every pixel
+    hist = est["per_image"][0]["winning_head_histogram"]
+    assert all(h[0] == 0 and h[1] > 0 for h in hist)
+    eq = _rows(eval_dir / "equivariance.csv")
+    assert [float(r["scale"]) for r in eq] == SCALES
+    assert all(float(r["equivariance_error"]) < 1e-8 for r in eq)  # linear pointwise features
+    assert len(_rows(eval_dir / "equivariance_matrix.csv")) == len(SCALES) * 4
+    md = (eval_dir / "scale_sweep.md").read_text()
+    assert "Table 1 style" in md and "Table 2 style" in md and "| pens |" in md
+    assert out["eval_dir"] == str(eval_dir)
+
+
+def test_existing_results_are_not_overwritten_silently(tmp_path, toy_heads) -> None:
+    data = toy_dataset(n=1, size=(16, 16))
+    kw = dict(scales=[1.0], roi_size=16, equivariance_images=0, num_examples=0, tensorboard=False)
+    run_scale_sweep(toy_heads, data, tmp_path, model_name="first", **kw)
+    with pytest.raises(FileExistsError, match="scale_sweep"):
+        run_scale_sweep(toy_heads, data, tmp_path, model_name="second", if_exists="error", **kw)
+    run_scale_sweep(toy_heads, data, tmp_path, model_name="second", if_exists="archive", **kw)
+    archived = list((tmp_path / "eval" / "archive").iterdir())
+    assert len(archived) == 1
+    assert _rows(archived[0] / "scale_sweep.csv")[0]["model"] == "first"
+    assert _rows(tmp_path / "eval" / "scale_sweep.csv")[0]["model"] == "second"
+    run_scale_sweep(toy_heads, data, tmp_path, model_name="third", if_exists="overwrite", **kw)
+    assert _rows(tmp_path / "eval" / "scale_sweep.csv")[0]["model"] == "third"
+    with pytest.raises(ValueError, match="if_exists"):
+        run_scale_sweep(toy_heads, data, tmp_path, if_exists="maybe", **kw)
+
+
+def test_plain_network_is_one_head(tmp_path, plain_pointwise) -> None:
+    data = toy_dataset(n=1, size=(20, 20))
+    run_scale_sweep(plain_pointwise, data, tmp_path, scales=[0.5, 1.0], roi_size=16, equivariance_images=1,
+                    equivariance_crop=16, num_examples=1, tensorboard=False)
+    rows = _rows(tmp_path / "eval" / "scale_sweep.csv")
+    assert sorted({r["strategy"] for r in rows}) == ["head1", "mean", "pdist", "pens"]
+    by = {(r["strategy"], r["scale"]): float(r["iou"]) for r in rows}
+    for s in ("0.5", "1.0"):
+        vals = [by[(st, s)] for st in ("head1", "mean", "pdist", "pens")]
+        assert all(v == vals[0] or (math.isnan(v) and math.isnan(vals[0])) for v in vals)
+    eq = _rows(tmp_path / "eval" / "equivariance.csv")
+    assert all(float(r["equivariance_error"]) < 1e-8 for r in eq)  # hooks: input of the last (linear) conv
+    for name in ("sigmas.png", "filters.png"):
+        assert (tmp_path / "eval" / name).stat().st_size > 0
+
+
+def test_bad_arguments(tmp_path, toy_heads) -> None:
+    data = toy_dataset(n=1, size=(16, 16))
+    with pytest.raises(ValueError, match="scales"):
+        run_scale_sweep(toy_heads, data, tmp_path, scales=[0.0, 1.0])
+    with pytest.raises(KeyError, match="'img'"):
+        run_scale_sweep(toy_heads, data, tmp_path, scales=[1.0], image_key="img", tensorboard=False)
+    with pytest.raises(ValueError, match="empty"):
+        run_scale_sweep(toy_heads, [], tmp_path / "x", scales=[1.0], tensorboard=False)
+    bad = [{"image": torch.rand(3, 16, 16), "label": torch.zeros(1, 8, 8)}]
+    with pytest.raises(ValueError, match="same spatial size"):
+        run_scale_sweep(toy_heads, bad, tmp_path / "y", scales=[1.0], tensorboard=False)
+
+
+def test_real_seunet_smoke(tmp_path) -> None:
+    from seunet_monai.networks import SEUNet
+
+    torch.manual_seed(0)
+    net = SEUNet(spatial_dims=2, in_channels=3, out_channels=2, num_scales=2, channels=(2, 2, 2, 2, 2), norm=None)
+    data = toy_dataset(n=1, size=(24, 24))
+    out = run_scale_sweep(net, data, tmp_path, scales=[0.5, 1.0, 2.0], roi_size=32, equivariance_images=1,
+                          equivariance_crop=24, num_examples=1, tensorboard=False)
+    rows = _rows(tmp_path / "eval" / "scale_sweep.csv")
+    assert len(rows) == 3 * (2 + 3)
+    assert net.training and not net.output_heads  # modes restored
+    eq = _rows(tmp_path / "eval" / "equivariance.csv")
+    assert float(next(r for r in eq if r["scale"] == "1.0")["equivariance_error"]) == pytest.approx(0.0, abs=1e-10)
+    assert out["scale_estimation"]["sigma_source"] == "dec1.conv2"
