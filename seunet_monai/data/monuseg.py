@@ -72,8 +72,15 @@ from typing import Any
 import numpy as np
 from skimage.measure import grid_points_in_poly
 
-from seunet_monai.data.preparation import BadFileLog, PreparationError, pick_validation, tile_boxes, tile_starts
-from seunet_monai.data.stain import STAIN_METHODS, get_stain_normalizer, tissue_mask
+from seunet_monai.data.preparation import (
+    BadFileLog,
+    PreparationError,
+    most_tissue_tile,
+    pick_validation,
+    tile_boxes,
+    tile_starts,
+)
+from seunet_monai.data.stain import STAIN_METHODS, get_stain_normalizer
 
 __all__ = [
     "AperioAnnotation",
@@ -385,10 +392,7 @@ def prepare_monuseg(
             first_train = next((p for p in good if split_of[p.stem] == "training"), None)
             if first_train is not None:
                 img, _, _ = _load_pair(first_train)
-                boxes = tile_boxes(img.shape, tile, stride)
-                tissue = tissue_mask(img)
-                counts = [int(tissue[r : r + tile, c : c + tile].sum()) for r, c in boxes]
-                r, c = boxes[int(np.argmax(counts))]
+                r, c = most_tissue_tile(img, tile, stride)
                 ref_image = np.ascontiguousarray(img[r : r + tile, c : c + tile])
                 atomic_save_png(dst / "stain_reference.png", ref_image)
                 reference_desc = {

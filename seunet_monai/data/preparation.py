@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["PreparationError", "tile_starts", "tile_boxes", "pick_validation", "BadFileLog"]
+__all__ = ["PreparationError", "tile_starts", "tile_boxes", "most_tissue_tile", "pick_validation", "BadFileLog"]
 
 
 class PreparationError(ValueError):
@@ -51,6 +51,24 @@ def tile_starts(length: int, tile: int, stride: int) -> list[int]:
 def tile_boxes(shape: Sequence[int], tile: int, stride: int) -> list[tuple[int, int]]:
     """Top-left corners ``(row, col)`` of the tiles of an image of ``shape`` ``(H, W, ...)``, row-major."""
     return [(r, c) for r in tile_starts(int(shape[0]), tile, stride) for c in tile_starts(int(shape[1]), tile, stride)]
+
+
+def most_tissue_tile(image: np.ndarray, tile: int, stride: int) -> tuple[int, int]:
+    """Top-left corner of the tile (of :func:`tile_boxes`) with the most tissue pixels (first one on ties).
+
+    Used as the default stain-normalisation reference: a fixed, tissue-rich training tile.
+
+    Args:
+        image: ``(H, W, 3)`` uint8 RGB image.
+        tile: tile size.
+        stride: tile stride.
+    """
+    from seunet_monai.data.stain import tissue_mask
+
+    boxes = tile_boxes(image.shape, tile, stride)
+    tissue = tissue_mask(image)
+    counts = [int(tissue[r : r + tile, c : c + tile].sum()) for r, c in boxes]
+    return boxes[int(np.argmax(counts))]
 
 
 def pick_validation(names: Sequence[str], fraction: float, seed: int) -> set[str]:

@@ -110,6 +110,9 @@ def nonneg_lasso_2atoms(od: np.ndarray, stains: np.ndarray, lam: float) -> np.nd
     d = np.asarray(stains, dtype=np.float64)
     if d.shape != (2, 3) or x.ndim != 2 or x.shape[1] != 3:
         raise ValueError(f"nonneg_lasso_2atoms: expected od (N, 3) and stains (2, 3), got {x.shape}, {d.shape}.")
+    chunk = 1 << 20  # bound the temporary memory on large images
+    if x.shape[0] > chunk:
+        return np.concatenate([nonneg_lasso_2atoms(x[i : i + chunk], d, lam) for i in range(0, x.shape[0], chunk)])
     g = d @ d.T  # (2, 2)
     b = x @ d.T - lam  # (N, 2): the linear term of the objective
     xx = 0.5 * np.einsum("ij,ij->i", x, x)
