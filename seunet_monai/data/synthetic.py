@@ -38,6 +38,7 @@ split does not change when the count of another one does.
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -220,38 +221,52 @@ class _Tissue:
         acc_u = rng.random(n)
         cls0 = self.regions_at(pos[:, 0], pos[:, 1]) if n else np.zeros(0, int)
 
+        # Sequential hard-core rejection against the accepted nuclei, looked up in a grid of cells (a plain
+        # list scan would be quadratic in the number of nuclei, which grows as (size / scale)^2).
+        cell = 16.0
+        grid: dict[tuple[int, int], list[int]] = {}
         cx, cy, r_list = [], [], []
+        r_max = 0.0
         keep: list[tuple] = []
+        harmonics = np.arange(2, 2 + _N_HARM)
         for i in range(n):
-            x, y = pos[i]
+            x, y = float(pos[i, 0]), float(pos[i, 1])
             c = int(cls0[i])
             if attach[i] and cx:
                 j = int(parent_u[i] * len(cx))
                 cls_p = keep[j][0]
-                r_guess = _NUCLEI[cls_p].radius * np.exp(_NUCLEI[cls_p].radius_sigma * z_r[i])
+                r_guess = _NUCLEI[cls_p].radius * math.exp(_NUCLEI[cls_p].radius_sigma * z_r[i])
                 d = (r_list[j] + r_guess) * attach_gap[i]
-                x, y = cx[j] + d * np.cos(attach_ang[i]), cy[j] + d * np.sin(attach_ang[i])
+                x, y = cx[j] + d * math.cos(attach_ang[i]), cy[j] + d * math.sin(attach_ang[i])
                 if not (lo <= x <= hi and lo <= y <= hi):
                     continue
                 c = int(self.regions_at(np.array([x]), np.array([y]))[0])
             p = _NUCLEI[c]
             if acc_u[i] >= p.density / 1000.0 / dmax:
                 continue
-            r = p.radius * np.exp(p.radius_sigma * z_r[i])
-            if cx:
-                dist = np.hypot(np.asarray(cx) - x, np.asarray(cy) - y)
-                if np.any(dist < _MIN_SEP * (np.asarray(r_list) + r)):
-                    continue
-            asp = max(1.0, p.aspect * np.exp(p.aspect_sigma * z_asp[i]))
-            a, b = r * np.sqrt(asp), r / np.sqrt(asp)
+            r = p.radius * math.exp(p.radius_sigma * z_r[i])
+            reach = _MIN_SEP * (r + r_max)
+            gx0, gx1 = math.floor((x - reach) / cell), math.floor((x + reach) / cell)
+            gy0, gy1 = math.floor((y - reach) / cell), math.floor((y + reach) / cell)
+            clash = any(
+                math.hypot(cx[j] - x, cy[j] - y) < _MIN_SEP * (r_list[j] + r)
+                for gx in range(gx0, gx1 + 1)
+                for gy in range(gy0, gy1 + 1)
+                for j in grid.get((gx, gy), ())
+            )
+            if clash:
+                continue
+            asp = max(1.0, p.aspect * math.exp(p.aspect_sigma * z_asp[i]))
+            a, b = r * math.sqrt(asp), r / math.sqrt(asp)
             theta = self.fibre_dir + theta_n[i] if p.aligned else theta_u[i]
-            k = np.arange(2, 2 + _N_HARM)
-            amp = p.perturb * harm[i, 0] * 2.0 / k
+            amp = p.perturb * harm[i, 0] * 2.0 / harmonics
             psi = np.pi * harm[i, 1]
-            dark = p.darkness * np.exp(0.12 * z_dark[i])
+            dark = p.darkness * math.exp(0.12 * z_dark[i])
+            grid.setdefault((math.floor(x / cell), math.floor(y / cell)), []).append(len(cx))
             cx.append(x)
             cy.append(y)
             r_list.append(r)
+            r_max = max(r_max, r)
             keep.append((c, a, b, theta, amp, psi, dark, p.vesicular, nucleolus[i]))
         self.nuclei = [(cx[i], cy[i]) + keep[i] for i in range(len(keep))]
 
