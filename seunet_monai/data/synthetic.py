@@ -14,13 +14,16 @@ The concentration maps are drawn from a tissue model:
   (k = 2..5), varied size, elongation and orientation, placed by a Poisson process whose intensity depends on
   the region class, some attached to a previous nucleus so that they touch; a later nucleus occludes an earlier
   one. Chromatin texture, a darker rim and (for tumour nuclei) a paler vesicular centre modulate ``C_H``;
-- *background textures* per class: eosinophilic fibres along the zero crossings of an oriented random field
-  (stroma), mottled cytoplasm (tumour), pale blotchy debris with nuclear fragments (necrosis), white fat cells
-  with thin membranes on a Voronoi tessellation (other), sparse cytoplasm between lymphocytes (inflammatory);
+- *background textures* per class: wavy collagen bundles, thin fibres along the zero crossings of an oriented
+  random field and pale cracks between bundles (stroma); mottled eosinophilic cytoplasm around each nucleus
+  with faint cell borders on the Voronoi edges of the nuclei (tumour); pale blotchy debris with small nuclear
+  fragments (necrosis); white fat cells with thin membranes on a Voronoi tessellation (other); sparse
+  cytoplasm between dense small round lymphocytes (inflammatory);
 - a small optical blur of the concentration maps and per-pixel acquisition noise on the intensities.
 
 Labels are exact: the label is the geometric mask that was rendered. ``task="nuclei"`` gives 0 background /
-1 nucleus on tissue made of tumour, stroma and inflammatory regions; ``task="tissue"`` gives the region class
+1 nucleus on tissue made of tumour, stroma and inflammatory regions with a little fat (no necrosis: its nuclear
+debris is not annotated as nuclei in MoNuSeg-like data); ``task="tissue"`` gives the region class
 of every pixel, see :data:`TISSUE_CLASSES` (nuclei are clipped to their own region there, so every pixel's
 texture is decided by its label).
 
@@ -337,8 +340,10 @@ def synthesize_sample(
 
     Returns:
         ``(image, label)``: ``(size, size, 3) uint8`` RGB and ``(size, size) uint8`` class ids; with
-        ``return_instances`` a third ``(size, size) int32`` array numbering the visible nuclei (0 = none; for
-        ``"tissue"`` nuclei of every class are numbered).
+        ``return_instances`` a third ``(size, size) int32`` instance map (0 = no nucleus; ids follow the drawing
+        order, so ids of nuclei that are hidden or outside the image are absent and the ids of one tissue
+        agree between renderings of the same field of view at different scales; for ``"tissue"`` nuclei of
+        every class are numbered).
     """
     _check_task(task)
     if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 8:
