@@ -1,0 +1,44 @@
+"""Per-head probabilities and features of multi-head and plain networks."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from seunet_monai.evaluation.heads import HeadProbabilities, network_features, num_heads, output_heads_mode
+
+
+def test_multihead_probabilities_flattened_and_back(toy_heads) -> None:
+    x = torch.rand(2, 3, 8, 8)
+    w = HeadProbabilities(toy_heads)
+    assert toy_heads.training and not toy_heads.output_heads
+    with output_heads_mode(toy_heads):
+        flat = w(x)
+    assert flat.shape == (2, 4, 8, 8)  # Ω * C
+    heads = w.unflatten(flat)
+    assert torch.allclose(heads, torch.softmax(toy_heads.forward_heads(x), 2))
+    assert toy_heads.training and not toy_heads.output_heads  # restored
+
+
+def test_plain_network_is_one_head(plain_pointwise) -> None:
+    x = torch.rand(1, 3, 8, 8)
+    assert num_heads(plain_pointwise) == 1
+    w = HeadProbabilities(plain_pointwise)
+    with output_heads_mode(plain_pointwise):
+        heads = w.unflatten(w(x))
+    assert heads.shape == (1, 1, 2, 8, 8)
+    assert torch.allclose(heads[:, 0], torch.softmax(plain_pointwise(x), 1))
+
+
+def test_features_of_plain_network_are_the_last_conv_input(plain_pointwise) -> None:
+    x = torch.rand(1, 3, 8, 8)
+    f = network_features(plain_pointwise, x)
+    assert f.shape == (1, 1, 3, 8, 8)
+    assert torch.allclose(f[:, 0], plain_pointwise.a(x))
+
+
+def test_wrong_output_is_refused(toy_heads) -> None:
+    w = HeadProbabilities(toy_heads)
+    with pytest.raises(ValueError, match="output_heads=True"):
+        toy_heads.eval()
+        w(torch.rand(1, 3, 4, 4))  # eval without output_heads: fused (B, C, H, W)
