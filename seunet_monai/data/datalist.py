@@ -111,7 +111,7 @@ def image_size(path: PathLike) -> tuple[int, int]:
     """``(height, width)`` of an image file, read from its header where the format allows it.
 
     Args:
-        path: a PNG/JPEG/TIFF file (other formats are read fully through ITK via MONAI's reader).
+        path: a PNG/JPEG/TIFF/NIfTI file (header only); other formats are read fully by MONAI's ``LoadImage``.
 
     Returns:
         ``(H, W)``.
@@ -134,10 +134,15 @@ def image_size(path: PathLike) -> tuple[int, int]:
             with Image.open(path) as img:
                 w, h = img.size
             return int(h), int(w)
+        if path.name.lower().endswith((".nii", ".nii.gz")):
+            import nibabel
+
+            shape = nibabel.load(str(path)).shape  # header only; stored (x, y[, ...]) = (W, H[, ...])
+            return int(shape[1]), int(shape[0])
         from monai.transforms import LoadImage
 
         arr = LoadImage(image_only=True, ensure_channel_first=False)(str(path))
-        # MONAI's ITK reader gives (W, H[, C]) for 2D images (spatial axes reversed to x, y)
+        # MONAI's readers give the spatial axes as (x, y) = (W, H), as its PIL reader does for a PNG
         return int(arr.shape[1]), int(arr.shape[0])
     except Exception as e:  # noqa: BLE001 - one clear error naming the file
         raise DatalistError(f"cannot read the size of {path}: {type(e).__name__}: {e}") from e

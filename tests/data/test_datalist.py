@@ -124,3 +124,18 @@ def test_size_mismatch_names_both_files(tmp_path):
     load_datalist(tmp_path)  # sizes are only compared on request
     with pytest.raises(DatalistError, match=r"training\[1\]: image .*images/training1.png has size 8x6 but label .*labels/training1.png has size 8x7"):
         load_datalist(tmp_path, check_sizes=True)
+
+
+def test_size_check_reads_nifti_with_monai_axis_order(tmp_path):
+    # A NIfTI image stored (x, y, c) matches a PNG label of H = y rows and W = x columns, as MONAI loads them.
+    nib = pytest.importorskip("nibabel")
+    splits = _dataset(tmp_path, n=1)
+    nib.save(nib.Nifti1Image(np.zeros((6, 8, 3), np.float32), np.eye(4)), tmp_path / "images" / "t.nii.gz")
+    nib.save(nib.Nifti1Image(np.zeros((7, 8, 3), np.float32), np.eye(4)), tmp_path / "images" / "u.nii.gz")
+    splits["test"] = [{"image": "images/t.nii.gz", "label": "labels/training0.png"}]
+    write_datalist(tmp_path, splits)
+    load_datalist(tmp_path, check_sizes=True)
+    splits["test"] = [{"image": "images/u.nii.gz", "label": "labels/training0.png"}]
+    write_datalist(tmp_path, splits)
+    with pytest.raises(DatalistError, match=r"test\[0\]: image .*u.nii.gz has size 8x7"):
+        load_datalist(tmp_path, check_sizes=True)
