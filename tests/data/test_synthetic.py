@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from scipy import ndimage
 from skimage.color import rgb2hed
 
 from seunet_monai.data.datalist import load_datalist
@@ -93,13 +94,17 @@ def test_bad_arguments(tmp_path, kwargs, match):
 
 # ----------------------------------------------------------------------------------------------- realism
 def test_nuclei_are_darker_and_more_haematoxylin_than_background():
+    touching = 0
     for seed in range(3):
-        img, lab = synthesize_sample(np.random.default_rng(seed), size=64)
+        img, lab, inst = synthesize_sample(np.random.default_rng(seed), size=64, return_instances=True)
         assert lab.dtype == np.uint8 and 0.02 < lab.mean() < 0.6
+        assert np.array_equal(lab, (inst > 0).astype(np.uint8))  # the label is the rendered geometry
+        touching += (len(np.unique(inst)) - 1) - ndimage.label(lab)[1]  # nuclei merged into one component
         grey = img.astype(float).mean(2)
         h_od = rgb2hed(img)[..., 0]  # colour deconvolution with the standard H&E vectors
         assert grey[lab == 1].mean() < grey[lab == 0].mean() - 30
         assert h_od[lab == 1].mean() > 3 * h_od[lab == 0].mean()
+    assert touching > 0, "some nuclei touch"
 
 
 def test_tissue_task_has_five_classes_with_distinct_appearance():
