@@ -75,6 +75,8 @@ def bundle_root() -> str:
     Returns:
         an absolute path (string, as configs concatenate it with ``+``).
     """
+    from monai.bundle import ConfigWorkflow
+
     env = os.environ.get(BUNDLE_ROOT_ENV)
     if env:
         return str(Path(env).resolve())
@@ -83,9 +85,8 @@ def bundle_root() -> str:
         f = frame.f_back if frame is not None else None
         while f is not None:
             owner = f.f_locals.get("self")
-            root_path = getattr(owner, "config_root_path", None)
-            if root_path is not None and type(owner).__module__.startswith("monai.bundle"):
-                root = Path(root_path).resolve()
+            if isinstance(owner, ConfigWorkflow):
+                root = Path(owner.config_root_path).resolve()
                 return str(root.parent if root.name == "configs" else root)
             if f.f_globals.get("__name__") == "monai.bundle.scripts" and "config_file" in f.f_locals:
                 root = _root_from_config_file(f.f_locals["config_file"])

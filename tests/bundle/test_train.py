@@ -1,0 +1,80 @@
+"""`python -m monai.bundle run training`: outputs, TensorBoard content, bundle_root from another working
+directory, seed repeatability and resume."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import torch
+
+from .conftest import CONFIGS, TINY_TRAIN, bundle, scalars
+
+
+def test_training_writes_data_checkpoints_and_tensorboard(trained):
+    log = trained["log"]
+    # the embedded default was generated (and the log says so)
+    assert "generating the embedded default" in log
+    datalist = json.loads((trained["dataset_dir"] / "datalist.json").read_text())
+    assert [len(datalist[k]) for k in ("training", "validation", "test")] == [4, 2, 2]
+    # best model (a bare state dict) and the resumable checkpoint
+    assert (trained["ckpt_dir"] / "model.pt").is_file()
+    last = torch.load(trained["ckpt_dir"] / "last.pt", map_location="cpu", weights_only=True)
+    assert set(last) == {"network", "optimizer", "scheduler", "loss", "trainer"}
+    assert last["trainer"]["iteration"] == 4 and last["trainer"]["epoch_length"] == 2  # 4 images, batch 2
+    assert last["loss"]["eta"].shape == (2,)
+    # η is in the optimizer: it moved away from its zero initialisation
+    assert last["loss"]["eta"].abs().sum() > 0
+    tb = scalars(trained["output_dir"])
+    for tag in ("train_loss", "loss/head1", "loss/head2", "loss_weight/omega1", "loss_weight/omega2", "lr",
+                "val_iou", "val_iou_mean", "val_iou_pdist", "val_iou_pens"):
+        assert tag in tb, f"missing TensorBoard tag {tag}"
+    assert [s for s, _ in tb["train_loss"]] == [1, 2, 3, 4]
+    omegas = [v for _, v in tb["loss_weight/omega1"]]
+    assert all(0.25 - 1e-6 <= w <= 0.75 + 1e-6 for w in omegas)  # [1/(2Ω), (Ω+1)/(2Ω)] with Ω = 2
+    sigma_tags = [t for t in tb if "sigma" in t]
+    assert len(sigma_tags) >= 2 * 18 and any(t.endswith("group2") for t in sigma_tags)
+    lrs = [v for _, v in sorted(tb["lr"])]
+    assert max(lrs) <= 0.015 + 1e-9 and len(set(lrs)) > 1  # 1-cycle schedule, stepped per iteration
+    assert any(t.startswith("input_0") for t in tb["images"]) and any(t.startswith("output") for t in tb["images"])
+    assert "ETA" in log or "<" in log  # progress bar / per-iteration log with time estimate
+
+
+def test_training_from_another_directory_with_seed_and_resume(tmp_path, trained):
+    """Copy of the configs in tmp_path/mybundle/configs, run from an unrelated working directory with the
+    absolute config path and no folder overrides: data, logs and checkpoints land next to the configs.
+    Stop after epoch 1 of 2, then resume to epoch 2."""
+    bundle_dir = tmp_path / "mybundle"
+    shutil.copytree(CONFIGS, bundle_dir / "configs")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    config = str(bundle_dir / "configs" / "train.json")
+
+    first = bundle("training", config, *TINY_TRAIN, "--train#trainer#max_epochs", "1", cwd=elsewhere)
+    assert (bundle_dir / "data" / "synthetic_nuclei" / "datalist.json").is_file()
+    assert (bundle_dir / "models" / "last.pt").is_file() and (bundle_dir / "models" / "model.pt").is_file()
+    assert list(elsewhere.iterdir()) == []
+    ckpt1 = torch.load(bundle_dir / "models" / "last.pt", map_location="cpu", weights_only=True)
+    assert ckpt1["trainer"]["iteration"] == 2 and ckpt1["trainer"]["epoch_length"] == 2  # epoch 1
+    assert "epoch 1" in first.stdout
+
+    # same seed, same data (the generator is deterministic): the first epoch's losses repeat exactly
+    ours = dict(scalars(bundle_dir / "logs")["train_loss"])
+    ref = dict(trained_losses := scalars(trained["output_dir"])["train_loss"])
+    assert ours[1] == ref[1] and ours[2] == ref[2], (ours, trained_losses)
+
+    second = bundle("training", config, *TINY_TRAIN, "--resume", "true", cwd=elsewhere)
+    assert "resumed from" in second.stdout and "epoch 1, iteration 2" in second.stdout
+    ckpt2 = torch.load(bundle_dir / "models" / "last.pt", map_location="cpu", weights_only=True)
+    # the counters continued: 2 more iterations, not a fresh 2 epochs
+    assert ckpt2["trainer"]["iteration"] == 4 and ckpt2["trainer"]["max_epochs"] == 2  # epoch 2
+    assert ckpt2["scheduler"]["last_epoch"] == 4 and ckpt2["scheduler"]["total_steps"] == 4
+    steps = {int(s["step"]) for s in ckpt2["optimizer"]["state"].values()}
+    assert steps == {4}  # Adam's step count continued from 2
+    # the weights continued from the epoch-1 checkpoint
+    w1, w2 = ckpt1["network"], ckpt2["network"]
+    assert any(not torch.equal(w1[k], w2[k]) for k in w1)
+    # only the resumed epoch's two iterations were logged by the second run
+    all_steps = sorted(s for s, _ in scalars(bundle_dir / "logs")["train_loss"])
+    assert all_steps == [1, 2, 3, 4]
