@@ -22,6 +22,21 @@ from seunet_monai.data.io import (
 
 # The generator pulls in scipy: imported on first use (PEP 562) to keep `import seunet_monai.data` light.
 _LAZY = {"TISSUE_CLASSES": "synthetic", "make_synthetic_dataset": "synthetic", "synthesize_sample": "synthetic"}
+# Dataset preparation and stain normalisation (also lazy: they import MONAI's pathology transforms / scikit-image).
+_LAZY.update(
+    {
+        "NormalizeStainsVahadane": "stain",
+        "NormalizeStainsVahadaned": "stain",
+        "NormalizeStainsMacenko": "stain",
+        "NormalizeStainsMacenkod": "stain",
+        "get_stain_normalizer": "stain",
+        "prepare_monuseg": "monuseg",
+        "parse_aperio_xml": "monuseg",
+        "rasterise_regions": "monuseg",
+        "prepare_bcss": "bcss",
+        "PreparationError": "preparation",
+    }
+)
 
 
 def __getattr__(name: str):
@@ -51,4 +66,16 @@ __all__ = [
     "TISSUE_CLASSES",
     "make_synthetic_dataset",
     "synthesize_sample",
+]
+__all__ += [
+    "NormalizeStainsVahadane",
+    "NormalizeStainsVahadaned",
+    "NormalizeStainsMacenko",
+    "NormalizeStainsMacenkod",
+    "get_stain_normalizer",
+    "prepare_monuseg",
+    "parse_aperio_xml",
+    "rasterise_regions",
+    "prepare_bcss",
+    "PreparationError",
 ]
