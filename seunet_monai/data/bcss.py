@@ -45,8 +45,8 @@ is already colour-normalised by its authors; ``--stain-norm vahadane`` applies t
 with the reference chosen as for MoNuSeg (the most tissue-rich tile of the first training region, saved as
 ``stain_reference.png``).
 
-Output (``DST``): ``datalist.json``, ``prepare_report.json``, ``{training,validation,test}/{images,labels}/<stem>_r<row>_c<col>.png``
-(labels ``uint8``: 0..4 and 255).
+Output (``DST``): ``datalist.json``, ``prepare_report.json`` and
+``{training,validation,test}/{images,labels}/<stem>_r<row>_c<col>.png`` (labels ``uint8``: 0..4 and 255).
 """
 
 from __future__ import annotations

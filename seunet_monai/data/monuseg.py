@@ -348,7 +348,7 @@ def prepare_monuseg(
     if not 0.0 <= val_fraction < 1.0:
         raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}.")
     src, dst = Path(src), Path(dst)
-    if dst.exists() and any(dst.iterdir()) and not overwrite:
+    if dst.is_dir() and any(dst.iterdir()) and not overwrite:
         raise FileExistsError(f"output folder {dst} is not empty; pass --overwrite to replace its content.")
     log = BadFileLog(skip_bad)
     pairs = find_monuseg_pairs(src, log)
@@ -376,7 +376,9 @@ def prepare_monuseg(
 
     train_stems = [p.stem for p in good if p.part == "train"]
     val_stems = pick_validation(train_stems, val_fraction, seed)
-    split_of = {p.stem: ("test" if p.part == "test" else "validation" if p.stem in val_stems else "training") for p in good}
+    split_of = {
+        p.stem: "test" if p.part == "test" else "validation" if p.stem in val_stems else "training" for p in good
+    }
 
     dst = prepare_output_dir(dst, overwrite=overwrite)
 

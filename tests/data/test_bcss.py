@@ -106,7 +106,8 @@ def test_prepare_split_tiles_and_report(tmp_path):
     assert rep["images"]["test"] == 2 and rep["images"]["training"] + rep["images"]["validation"] == 4
     assert sum(rep["tiles"].values()) == 8 * n and sum(rep["dropped_empty_tiles"].values()) == 4 * n
     assert rep["institutions"]["test"] == ["E2", "OL"]
-    assert not set(rep["institutions"]["test"]) & set(rep["institutions"]["training"] + rep["institutions"]["validation"])
+    seen = set(rep["institutions"]["training"] + rep["institutions"]["validation"])
+    assert not set(rep["institutions"]["test"]) & seen
     assert rep["slides"]["validation"] == 1  # round(0.34 * 3 slides)
     per = rep["per_image"]
     a0cm = {per[s]["split"] for s in NAMES if "A0CM" in s}
