@@ -215,6 +215,11 @@ def _as_uint8(arr: np.ndarray, what: str) -> np.ndarray:
     raise ValueError(f"{what}: expected a uint8 RGB image, got dtype {arr.dtype}.")
 
 
+def _red_blue_ratio(stains: np.ndarray) -> np.ndarray:
+    """Red / blue optical density of each stain row (MONAI's H/E ordering criterion)."""
+    return stains[:, 0] / (stains[:, 2] + np.finfo(np.float32).eps)
+
+
 class _StainNormalizer(Transform):
     """Shared layout handling and low-tissue fallback of the stain transforms."""
 
@@ -379,13 +384,22 @@ class NormalizeStainsMacenko(_StainNormalizer):
                     f"NormalizeStainsMacenko: the reference {self.reference_name} has fewer than "
                     f"{self.min_tissue_pixels} tissue pixels; choose a reference with tissue."
                 )
-            he = ExtractHEStains(tli=self.tli, alpha=self.alpha, beta=self.beta)(ref)  # (3, 2)
+            he = ExtractHEStains(tli=self.tli, alpha=self.alpha, beta=self.beta)(ref)  # (3, 2), MONAI's order
             absorbance = -np.log(np.minimum(ref.reshape(-1, 3).astype(np.float32) + 1.0, self.tli) / self.tli)
             conc = np.linalg.lstsq(he, absorbance.T, rcond=None)[0]
-            self.target_stains = np.asarray(he, dtype=np.float64).T
-            self.target_max = np.percentile(conc, 99, axis=1)
+            stains, maxc = np.asarray(he, dtype=np.float64).T, np.percentile(conc, 99, axis=1)
+            order = np.argsort(-_red_blue_ratio(stains), kind="stable")  # store H first, like Vahadane
+            self.target_stains, self.target_max = stains[order], maxc[order]
+        # MONAI's ExtractHEStains returns the stain with the *lower* red/blue optical-density ratio (eosin) first,
+        # while its default ``target_he`` lists haematoxylin first (MONAI 1.6.1): passing a target in the
+        # extractor's order avoids swapping the H and E colours.
+        order = np.argsort(_red_blue_ratio(self.target_stains), kind="stable")
         self._normalizer = NormalizeHEStains(
-            tli=self.tli, alpha=self.alpha, beta=self.beta, target_he=self.target_stains.T, max_cref=self.target_max
+            tli=self.tli,
+            alpha=self.alpha,
+            beta=self.beta,
+            target_he=self.target_stains[order].T,
+            max_cref=self.target_max[order],
         )
 
     def _macenko_tissue(self, image: np.ndarray) -> int:

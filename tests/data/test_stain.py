@@ -134,3 +134,13 @@ def test_default_reference_dict_forms_and_factory(tmp_path):
     assert str(ref_path) in get_stain_normalizer("vahadane", reference=ref_path).describe()["reference"]
     with pytest.raises(ValueError, match="unknown stain normalisation"):
         get_stain_normalizer("reinhard")
+
+
+@pytest.mark.parametrize("cls", [NormalizeStainsVahadane, NormalizeStainsMacenko])
+def test_builtin_reference_keeps_haematoxylin_blue(cls):
+    # guards against swapping H and E (MONAI's extractor returns eosin first, its default target H first)
+    conc = concentrations(seed=4)
+    out = cls()(render(conc, SHIFTED)).astype(float)
+    nuclei, stroma = conc[..., 0] > 1.5, (conc[..., 0] < 0.5) & (conc[..., 1] > 1.0)
+    assert (out[nuclei, 2] > out[nuclei, 0]).mean() > 0.9  # nuclei blue-purple
+    assert (out[stroma, 0] > out[stroma, 1]).mean() > 0.9  # eosin pink: red above green
