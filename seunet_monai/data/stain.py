@@ -38,6 +38,7 @@ tile and record it in ``prepare_report.json``.
 
 from __future__ import annotations
 
+import functools
 import os
 import warnings
 from collections.abc import Hashable, Mapping
@@ -220,6 +221,19 @@ def _red_blue_ratio(stains: np.ndarray) -> np.ndarray:
     return stains[:, 0] / (stains[:, 2] + np.finfo(np.float32).eps)
 
 
+@functools.lru_cache(maxsize=1)
+def _monai_extracts_eosin_first() -> bool:
+    """Whether MONAI's :class:`ExtractHEStains` returns eosin in its first column (probed on a synthetic image)."""
+    rng = np.random.RandomState(0)
+    conc = np.stack([rng.uniform(0.2, 2.0, 4096) * (rng.rand(4096) < 0.5), rng.uniform(0.3, 1.5, 4096)], axis=1)
+    conc[:, 0] += 0.3
+    image = np.clip(np.rint(_I0 * np.exp(-(conc @ DEFAULT_STAIN_MATRIX))), 0, 255).astype(np.uint8)
+    he = ExtractHEStains()(image.reshape(64, 64, 3))  # (3, 2)
+    first = he[:, 0] / np.linalg.norm(he[:, 0])
+    h, e = (DEFAULT_STAIN_MATRIX / np.linalg.norm(DEFAULT_STAIN_MATRIX, axis=1, keepdims=True))
+    return bool(first @ e > first @ h)
+
+
 class _StainNormalizer(Transform):
     """Shared layout handling and low-tissue fallback of the stain transforms."""
 
@@ -390,10 +404,11 @@ class NormalizeStainsMacenko(_StainNormalizer):
             stains, maxc = np.asarray(he, dtype=np.float64).T, np.percentile(conc, 99, axis=1)
             order = np.argsort(-_red_blue_ratio(stains), kind="stable")  # store H first, like Vahadane
             self.target_stains, self.target_max = stains[order], maxc[order]
-        # MONAI's ExtractHEStains returns the stain with the *lower* red/blue optical-density ratio (eosin) first,
-        # while its default ``target_he`` lists haematoxylin first (MONAI 1.6.1): passing a target in the
-        # extractor's order avoids swapping the H and E colours.
-        order = np.argsort(_red_blue_ratio(self.target_stains), kind="stable")
+        # MONAI 1.6.1's ExtractHEStains returns the stain with the *lower* red/blue optical-density ratio (eosin)
+        # first (the ordering heuristic of MONAI PR #8551 compares the ratio on absorbance), while its default
+        # ``target_he`` lists haematoxylin first, which swaps the H and E colours. The target is passed in the
+        # extractor's own order, probed once on a synthetic H&E image so that a future MONAI fix keeps working.
+        order = np.array([1, 0]) if _monai_extracts_eosin_first() else np.array([0, 1])
         self._normalizer = NormalizeHEStains(
             tli=self.tli,
             alpha=self.alpha,
