@@ -1,0 +1,78 @@
+"""`evaluating` (train.json + evaluate.json) and `inferring` (inference.json) on the shared tiny run."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from .conftest import INFERENCE, TINY_NET, bundle
+
+
+def test_evaluating_scores_the_test_split(trained):
+    proc = bundle(
+        "evaluating",
+        "['bundle/configs/train.json','bundle/configs/evaluate.json']",
+        *TINY_NET,
+        *trained["dir_args"],
+    )
+    assert "Restored all variables" in proc.stdout
+    out = json.loads((trained["output_dir"] / "eval" / "metrics.json").read_text())
+    metrics = out["metrics"]
+    expected = {"test_iou", "test_iou_mean", "test_iou_pdist", "test_iou_pens", "test_iou_head1", "test_iou_head2"}
+    assert set(metrics) == expected
+    assert all(0.0 <= v <= 1.0 or np.isnan(v) for v in metrics.values())
+    assert metrics["test_iou"] == metrics["test_iou_pens"]  # the key metric uses the network's fusion
+    assert out["split"] == "test" and out["scale"] == 1.0
+    assert out["checkpoint"].endswith("model.pt")
+
+
+def _inputs(folder):
+    rng = np.random.default_rng(0)
+    folder.mkdir()
+    rgb = rng.integers(0, 255, (40, 72, 3), dtype=np.uint8)  # not square: orientation must be kept
+    Image.fromarray(rgb).save(folder / "wide.png")
+    Image.fromarray(rgb[:, :, 0]).save(folder / "grey.png")
+    Image.fromarray(np.dstack([rgb, np.full((40, 72), 255, np.uint8)])).save(folder / "rgba.png")
+    Image.fromarray(rng.integers(0, 255, (150, 90, 3), dtype=np.uint8)).save(folder / "large.tif")  # > window
+    (folder / "notes.txt").write_text("not an image")
+    return {"wide": (40, 72), "grey": (40, 72), "rgba": (40, 72), "large": (150, 90)}
+
+
+def test_inferring_writes_one_mask_per_image(tmp_path, trained):
+    sizes = _inputs(tmp_path / "in")
+    out = tmp_path / "out"
+    args = [*TINY_NET, "--ckpt_dir", str(trained["ckpt_dir"]), "--input_dir", str(tmp_path / "in"),
+            "--output_dir", str(out), "--roi_size", "[64,64]"]
+    proc = bundle("inferring", INFERENCE, *args, "--save_probabilities", "true")
+    assert "converting PIL mode 'L' to RGB" in proc.stdout and "converting PIL mode 'RGBA' to RGB" in proc.stdout
+    names = sorted(p.name for p in out.iterdir())
+    assert names == sorted([f"{k}.png" for k in sizes] + [f"{k}_prob.tif" for k in sizes])
+    import tifffile
+
+    for stem, (h, w) in sizes.items():
+        mask = np.asarray(Image.open(out / f"{stem}.png"))
+        assert mask.shape == (h, w) and mask.dtype == np.uint8 and set(np.unique(mask)) <= {0, 1}
+        prob = tifffile.imread(out / f"{stem}_prob.tif")
+        assert prob.shape == (2, h, w)
+        np.testing.assert_allclose(prob.sum(0), 1.0, atol=1e-4)
+        np.testing.assert_array_equal(prob.argmax(0), mask)
+    # a second run does not silently overwrite the masks
+    before = (out / "wide.png").stat().st_mtime_ns
+    again = bundle("inferring", INFERENCE, *args, check=False)
+    assert again.returncode != 0 and "exists" in again.stdout and "--overwrite true" in again.stdout
+    assert (out / "wide.png").stat().st_mtime_ns == before
+    bundle("inferring", INFERENCE, *args, "--overwrite", "true")
+
+
+def test_inferring_refuses_16_bit_images(tmp_path, trained):
+    folder = tmp_path / "in16"
+    folder.mkdir()
+    Image.fromarray(np.full((32, 32), 1000, np.uint16)).save(folder / "deep.png")
+    proc = bundle("inferring", INFERENCE, *TINY_NET, "--ckpt_dir", str(trained["ckpt_dir"]),
+                  "--input_dir", str(folder), "--output_dir", str(tmp_path / "o"), "--roi_size", "[64,64]", check=False)
+    assert proc.returncode != 0
+    assert "deep.png" in proc.stdout and "16-bit" in proc.stdout
+    assert not (tmp_path / "o" / "deep.png").exists()
