@@ -25,6 +25,11 @@ Images are ``(H, W, 3)`` ``uint8`` numpy arrays (channel last, as MONAI's stain 
 MONAI_NOTES); ``channel_dim=0`` accepts ``(3, H, W)`` instead and torch tensors are converted and returned in
 their input type.
 
+In a MONAI pipeline, after ``LoadImaged`` and ``EnsureChannelFirstd`` (a float ``(3, W, H)`` MetaTensor with
+PIL's reversed spatial axes: irrelevant here, the operation is per pixel), use ``channel_dim=0``, e.g. in a bundle
+config ``{"_target_": "seunet_monai.data.stain.NormalizeStainsVahadaned", "keys": "image", "channel_dim": 0,
+"reference": "$@dataset_dir + '/stain_reference.png'"}``; the metadata is kept.
+
 Tissue and low-tissue handling: a pixel is tissue when its largest channel optical density is at least ``beta``
 (0.15). When an image has fewer than ``min_tissue_pixels`` tissue pixels its stains cannot be estimated: the
 transform returns the image unchanged, emits a :class:`LowTissueWarning` and increments ``fallback_count`` (the

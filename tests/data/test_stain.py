@@ -144,3 +144,25 @@ def test_builtin_reference_keeps_haematoxylin_blue(cls):
     nuclei, stroma = conc[..., 0] > 1.5, (conc[..., 0] < 0.5) & (conc[..., 1] > 1.0)
     assert (out[nuclei, 2] > out[nuclei, 0]).mean() > 0.9  # nuclei blue-purple
     assert (out[stroma, 0] > out[stroma, 1]).mean() > 0.9  # eosin pink: red above green
+
+
+def test_in_monai_pipeline_channel_first(tmp_path):
+    from monai.transforms import Compose, EnsureChannelFirstd, LoadImaged
+    from PIL import Image
+
+    conc = concentrations(seed=5)
+    Image.fromarray(render(conc, STAINS)).save(tmp_path / "ref.png")
+    shifted = render(conc, SHIFTED)
+    Image.fromarray(shifted).save(tmp_path / "img.png")
+    pipeline = Compose(
+        [
+            LoadImaged(keys="image", image_only=True),
+            EnsureChannelFirstd(keys="image"),
+            NormalizeStainsMacenkod(keys="image", channel_dim=0, reference=str(tmp_path / "ref.png")),
+        ]
+    )
+    out = pipeline({"image": str(tmp_path / "img.png")})["image"]
+    assert out.shape == (3, 64, 64) and str(tmp_path / "img.png") in str(out.meta["filename_or_obj"])
+    expected = NormalizeStainsMacenko(reference=str(tmp_path / "ref.png"))(shifted)
+    # PIL reader: (C, W, H), i.e. the spatial axes of the HWC array reversed
+    np.testing.assert_array_equal(out.numpy().transpose(2, 1, 0), expected)
