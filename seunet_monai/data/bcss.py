@@ -376,10 +376,8 @@ def prepare_bcss(
         s: "test" if inst in tests else "validation" if slide_of(s) in val_slides else "training"
         for s, _, _, inst in good
     }
-    dst = prepare_output_dir(dst, overwrite=overwrite)
-
-    normalizer, reference_desc = None, None
-    if stain_norm != "none":
+    normalizer, reference_desc, ref_tile = None, None, None
+    if stain_norm != "none":  # built before dst is touched: a bad reference fails early
         ref: Any = None
         if stain_reference is not None:
             ref, reference_desc = str(stain_reference), str(stain_reference)
@@ -388,13 +386,15 @@ def prepare_bcss(
             if first is not None:
                 img, _ = read_rgb(first[1])
                 r, c = most_tissue_tile(img, tile, tile)
-                ref = np.ascontiguousarray(img[r : r + tile, c : c + tile])
-                atomic_save_png(dst / "stain_reference.png", ref)
+                ref = ref_tile = np.ascontiguousarray(img[r : r + tile, c : c + tile])
                 reference_desc = {"image": first[0], "rows": [r, r + tile], "cols": [c, c + tile],
                                   "saved_as": "stain_reference.png"}
             else:
                 reference_desc = "built-in"
         normalizer = get_stain_normalizer(stain_norm, reference=ref)
+    dst = prepare_output_dir(dst, overwrite=overwrite)
+    if ref_tile is not None:
+        atomic_save_png(dst / "stain_reference.png", ref_tile)
 
     split_names = ("training", "validation", "test")
     splits: dict[str, list[dict[str, str]]] = {s: [] for s in split_names}

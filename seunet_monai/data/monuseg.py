@@ -380,23 +380,21 @@ def prepare_monuseg(
         p.stem: "test" if p.part == "test" else "validation" if p.stem in val_stems else "training" for p in good
     }
 
-    dst = prepare_output_dir(dst, overwrite=overwrite)
-
-    # 2. stain normaliser and its reference
+    # 2. stain normaliser and its reference (built before dst is touched: a bad reference fails early)
     normalizer = None
     reference_desc: Any = None
+    ref_tile: np.ndarray | None = None
     if stain_norm != "none":
-        ref_image = None
+        ref_image: Any = None
         if stain_reference is not None:
             reference_desc = str(stain_reference)
             ref_image = str(stain_reference)
         else:
             first_train = next((p for p in good if split_of[p.stem] == "training"), None)
             if first_train is not None:
-                img, _, _ = _load_pair(first_train)
+                img, _ = _read_image(first_train.image)
                 r, c = most_tissue_tile(img, tile, stride)
-                ref_image = np.ascontiguousarray(img[r : r + tile, c : c + tile])
-                atomic_save_png(dst / "stain_reference.png", ref_image)
+                ref_image = ref_tile = np.ascontiguousarray(img[r : r + tile, c : c + tile])
                 reference_desc = {
                     "image": first_train.stem,
                     "rows": [r, r + tile],
@@ -406,6 +404,10 @@ def prepare_monuseg(
             else:
                 reference_desc = "built-in"
         normalizer = get_stain_normalizer(stain_norm, reference=ref_image)
+
+    dst = prepare_output_dir(dst, overwrite=overwrite)
+    if ref_tile is not None:
+        atomic_save_png(dst / "stain_reference.png", ref_tile)
 
     # 3. rasterise, normalise, tile, write
     splits: dict[str, list[dict[str, str]]] = {"training": [], "validation": [], "test": []}

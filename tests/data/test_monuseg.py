@@ -268,3 +268,15 @@ def test_genuine_fixture_parses():
         clipped += stats.clipped_vertices
         skipped += ann.skipped_regions
     assert clipped > 0 and skipped > 0  # the real files' quirks are present and counted
+
+
+def test_bad_stain_reference_fails_before_touching_dst(tmp_path):
+    src = make_monuseg(tmp_path / "src", n_train=2, n_test=0)
+    dst = tmp_path / "dst"
+    dst.mkdir()
+    (dst / "keep.txt").write_text("previous run")
+    blank = tmp_path / "blank.png"
+    Image.fromarray(np.full((32, 32, 3), 250, np.uint8)).save(blank)
+    with pytest.raises(ValueError, match="blank.png.*tissue"):
+        prepare_monuseg(src, dst, tile=32, stain_norm="vahadane", stain_reference=blank, overwrite=True)
+    assert (dst / "keep.txt").read_text() == "previous run"
