@@ -23,7 +23,17 @@ from monai.config import KeysCollection
 from monai.transforms import MapTransform, Transform
 from monai.utils import convert_to_dst_type, convert_to_tensor
 
-__all__ = ["FUSION_STRATEGIES", "Fuse", "Fused", "fuse", "head_margins", "parse_strategy", "winning_head"]
+__all__ = [
+    "FUSION_STRATEGIES",
+    "Fuse",
+    "Fused",
+    "WinningHead",
+    "WinningHeadd",
+    "fuse",
+    "head_margins",
+    "parse_strategy",
+    "winning_head",
+]
 
 FUSION_STRATEGIES = ("mean", "pdist", "pens")
 
@@ -196,4 +206,56 @@ class Fused(MapTransform):
         d = dict(data)
         for key in self.key_iterator(d):
             d[key] = self.fuser(d[key])
+        return d
+
+
+class WinningHead(Transform):
+    """Array transform: per-pixel PDist winning head, 1-based (``head1`` = 1), as a one-channel map.
+
+    Shows which scale group decided each pixel (a per-pixel scale map for ``inferring``).
+
+    Args:
+        batched: input ``(B, Ω, C, *spatial)`` -> ``(B, 1, *spatial)``; default ``False``: a decollated item
+            ``(Ω, C, *spatial)`` -> ``(1, *spatial)``.
+
+    The output is int64 (values 1..Ω); a ``MetaTensor`` input keeps its metadata.
+    """
+
+    def __init__(self, batched: bool = False) -> None:
+        self.batched = bool(batched)
+
+    def __call__(self, probs: torch.Tensor) -> torch.Tensor:
+        x = convert_to_tensor(probs, track_meta=False)
+        if x.ndim < (4 if self.batched else 3):
+            raise ValueError(f"WinningHead: expected per-head probabilities, got shape {tuple(x.shape)} (batched={self.batched}).")
+        if not self.batched:
+            x = x.unsqueeze(0)
+        out = (winning_head(x) + 1).unsqueeze(1)  # (B, 1, *spatial)
+        if not self.batched:
+            out = out.squeeze(0)
+        return convert_to_dst_type(out, probs, dtype=torch.int64)[0]
+
+
+class WinningHeadd(MapTransform):
+    """Dictionary form of :class:`WinningHead`: writes the map of ``keys`` under ``new_key`` (``pred`` is kept).
+
+    Args:
+        keys: key of the per-head probabilities (one key).
+        new_key: key of the winning-head map.
+        batched: whether the items carry a leading batch dimension.
+        allow_missing_keys: don't raise for missing keys.
+    """
+
+    def __init__(self, keys: KeysCollection, new_key: str = "winning_head", batched: bool = False,
+                 allow_missing_keys: bool = False) -> None:
+        super().__init__(keys, allow_missing_keys)
+        if len(self.keys) != 1:
+            raise ValueError(f"WinningHeadd: give one key, got {self.keys}.")
+        self.new_key = new_key
+        self.transform = WinningHead(batched=batched)
+
+    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            d[self.new_key] = self.transform(d[key])
         return d

@@ -113,3 +113,16 @@ def test_dict_transform() -> None:
     assert torch.allclose(d["pred"], fuse(probs.unsqueeze(0), "pdist")[0])
     with pytest.raises(ValueError, match="Fuse: expected"):
         Fused(keys="pred")({"pred": torch.rand(2, 4)})
+
+
+def test_winning_head_transforms() -> None:
+    from seunet_monai.fusion import WinningHead, WinningHeadd
+
+    probs = torch.softmax(torch.randn(3, 2, 5, 4), dim=1)  # item (Ω, C, H, W)
+    m = WinningHead()(probs)
+    assert m.shape == (1, 5, 4) and m.dtype == torch.int64
+    assert torch.equal(m[0], winning_head(probs.unsqueeze(0))[0] + 1)
+    assert int(m.min()) >= 1 and int(m.max()) <= 3
+    d = WinningHeadd(keys="pred")({"pred": probs})
+    assert torch.equal(d["winning_head"], m) and d["pred"] is probs
+    assert WinningHead(batched=True)(probs.unsqueeze(0)).shape == (1, 1, 5, 4)
