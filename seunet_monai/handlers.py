@@ -185,6 +185,11 @@ class ResumableCheckpoint:
             self.save_dict[self.engine_key] = engine
         if self.resume:
             engine.add_event_handler(Events.STARTED, self.load)
+        elif self.path.is_file() and is_main_process():
+            self.logger.warning(
+                f"{self.path} exists from an earlier run and will be replaced at the end of epoch 1 "
+                "(pass --resume true to continue it instead)."
+            )
         engine.add_event_handler(Events.EPOCH_COMPLETED, self._maybe_save)
 
     def state(self) -> dict[str, Any]:
