@@ -6,23 +6,23 @@ A GD layer holds coefficients ``α[c_out, c_in, n]`` over the basis of
 coefficients are shared by all groups, only σ differs.
 
 - The **lifting** layer (first layer) feeds the whole input to every group:
-  ``(B, C_in, *spatial) -> (B·Ω, C_out, *spatial)``.
+  ``(B, C_in, *spatial) -> (Ω·B, C_out, *spatial)``.
 - The **group-wise** layer lets group ``k`` see only group ``k``:
-  ``(B·Ω, C_in, *spatial) -> (B·Ω, C_out, *spatial)``.
+  ``(Ω·B, C_in, *spatial) -> (Ω·B, C_out, *spatial)``.
 
-Layout: groups folded into the batch, batch-major (see :mod:`~seunet_monai.layers.group_ops`).
+Layout: groups folded into the batch, group-major (see :mod:`~seunet_monai.layers.group_ops`).
 
 Two implementations give the same result (up to float rounding):
 
 - ``"dense"`` (reference, the paper's way): build the full ``k^d`` kernel of every group and run one
   convolution per group.
-- ``"fast"``: never builds dense Gaussian-size kernels.
-  * ``discretization="hybrid"``: one separable Gaussian smoothing per group (a depthwise 1-D pass per axis,
-    all groups in one call with zero-padded kernels), then one grouped convolution with a tiny
-    ``(2⌈N/2⌉+1)^d`` kernel that applies every central-difference stencil, the σ^|n| normalisation and the
-    α mixing at once (``W_k = Σ_n α_n σ_k^{|n|} δ_n``; 3×3 for N <= 2). The smoothing costs ``d·(2h+1)``
-    multiply-adds per input channel; the mixing ``Ω·C_out·C_in·3^d``, a fraction ``1/Ω`` of an ordinary
-    convolution of the same total width.
+- ``"fast"``: never builds dense Gaussian-size kernels. Each group is a contiguous block of rows of the
+  folded batch, processed with its own kernel sizes (no padding to the largest group).
+  * ``discretization="hybrid"``: one separable Gaussian smoothing per group (a depthwise 1-D pass per axis),
+    then one small convolution with a ``(2⌈N/2⌉+1)^d`` kernel that applies every central-difference stencil,
+    the σ^|n| normalisation and the α mixing at once (``W_k = Σ_n α_n σ_k^{|n|} δ_n``; 3×3 for N <= 2).
+    The smoothing costs ``d·(2h+1)`` multiply-adds per input channel; the mixing ``C_out·C_in·3^d`` per
+    group, so a layer of total width ``Ω·C`` does ``1/Ω`` of the work of an ordinary 3×3 convolution.
   * ``discretization="sampled"``: separable 1-D passes with every derivative order per axis (a depthwise
     pass per axis, orders as channel multiplier), then α as a 1×1 convolution shared by all groups.
 """
@@ -73,8 +73,9 @@ class GDConv(nn.Module):
         name: layer name, used in error messages and reports.
 
     Shapes:
-        lifting: ``(B, C_in, *spatial) -> (B·Ω, C_out, *spatial)``; group-wise:
-        ``(B·Ω, C_in, *spatial) -> (B·Ω, C_out, *spatial)``, batch-major (row ``b·Ω + k`` is group ``k``).
+        lifting: ``(B, C_in, *spatial) -> (Ω·B, C_out, *spatial)``; group-wise:
+        ``(Ω·B, C_in, *spatial) -> (Ω·B, C_out, *spatial)``, group-major (rows ``k·B .. k·B + B - 1`` are
+        group ``k``).
     """
 
     def __init__(
@@ -179,7 +180,7 @@ class GDConv(nn.Module):
             raise ValueError(f"{self.name}: expected {self.in_channels} input channels, got {x.shape[1]}.")
         if not self.lifting and x.shape[0] % self.num_scales:
             raise ValueError(
-                f"{self.name}: a group-wise layer needs a batch folded as (B·Ω, C, ...) with Ω={self.num_scales}, "
+                f"{self.name}: a group-wise layer needs a batch folded as (Ω·B, C, ...) with Ω={self.num_scales}, "
                 f"got batch {x.shape[0]}."
             )
 
@@ -197,74 +198,73 @@ class GDConv(nn.Module):
             out = out + self.bias.view(1, -1, *([1] * self.spatial_dims))
         return out
 
-    def _grouped_input(self, x: torch.Tensor) -> torch.Tensor:
-        """``(B, Ω·C_in, *spatial)``: the folded input viewed group-major per sample (lifting: repeated)."""
-        omega, cin = self.num_scales, self.in_channels
+    def _group_inputs(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The input of every group: the whole input (lifting) or the group's contiguous block of rows."""
         if self.lifting:
-            return x.unsqueeze(1).expand(-1, omega, *x.shape[1:]).reshape(x.shape[0], omega * cin, *x.shape[2:])
-        return x.reshape(x.shape[0] // omega, omega * cin, *x.shape[2:])
+            return [x] * self.num_scales
+        return list(x.chunk(self.num_scales, dim=0))
 
     def _separable_pass(self, x: torch.Tensor, kernels: torch.Tensor, axis: int, extra_pad: int) -> torch.Tensor:
-        """Depthwise correlation of ``x`` along spatial ``axis`` with one 1-D kernel per (input channel, output)
+        """Depthwise correlation of ``x`` along spatial ``axis``.
 
-        ``kernels``: ``(x.shape[1] * m, K)``; output channel ``j·m + t`` is channel ``j`` filtered with kernel
-        ``j·m + t``. Zero padding ``K//2 + extra_pad`` along ``axis`` (so the output grows by ``2·extra_pad``).
+        ``kernels``: ``(m, K)``: every channel of ``x`` is filtered with each of the ``m`` kernels (output
+        channel ``j·m + t`` is channel ``j`` with kernel ``t``). Zero padding ``K//2 + extra_pad`` along
+        ``axis``, so the output grows by ``2·extra_pad`` there.
         """
         d = self.spatial_dims
-        size = kernels.shape[-1]
-        weight = kernels.reshape(kernels.shape[0], 1, *[size if a == axis else 1 for a in range(d)])
+        m, size = kernels.shape
+        channels = x.shape[1]
+        weight = kernels.unsqueeze(0).expand(channels, m, size).reshape(channels * m, 1, *[size if a == axis else 1 for a in range(d)])
         padding = [size // 2 + extra_pad if a == axis else 0 for a in range(d)]
-        return _CONV[d](x, weight, padding=padding, groups=x.shape[1])
+        return _CONV[d](x, weight, padding=padding, groups=channels)
 
     def _forward_fast_hybrid(self, x: torch.Tensor) -> torch.Tensor:
-        omega, cin, cout, d = self.num_scales, self.in_channels, self.out_channels, self.spatial_dims
-        sigma = self.sigma()
+        d = self.spatial_dims
+        sigma = self.sigma().to(x.dtype)
         r = stencil_radius(self.order)
-        g = gaussian_kernel_1d(sigma, self.half_widths()).to(x.dtype)  # (Ω, K), zero-padded per group
-        g = g.repeat_interleave(cin, dim=0)  # one kernel per (group, channel)
-        y = self._grouped_input(x)
-        for axis in range(d):
-            # smoothing on a domain r pixels larger on each side, so that the 'valid' stencil below sees the
-            # exact Gaussian response beyond the border (equal to the dense reference with zero padding)
-            y = self._separable_pass(y, g, axis, r)
-        # W_k = Σ_n α_n σ_k^{|n|} δ_n: stencils, γ-normalisation and α in one grouped convolution
-        scale = sigma.to(x.dtype).unsqueeze(1) ** self.basis_orders.to(x.dtype).unsqueeze(0)  # (Ω, nb)
-        weight = torch.einsum("oin,kn,n...->koi...", self.alpha.to(x.dtype), scale, self.stencils.to(x.dtype))
-        weight = weight.reshape(omega * cout, cin, *weight.shape[3:])
-        out = _CONV[d](y, weight, groups=omega)  # (B, Ω·C_out, *spatial)
-        return out.reshape(out.shape[0] * omega, cout, *out.shape[2:])
+        alpha = self.alpha.to(x.dtype)
+        stencils = self.stencils.to(x.dtype)
+        orders = self.basis_orders.to(x.dtype)
+        outs = []
+        for k, (xk, h) in enumerate(zip(self._group_inputs(x), self.half_widths())):
+            g = gaussian_kernel_1d(sigma[k : k + 1], h)  # (1, 2h + 1): this group's own size
+            y = xk
+            for axis in range(d):
+                # smoothing on a domain r pixels larger on each side, so that the 'valid' stencil below sees the
+                # exact Gaussian response beyond the border (equal to the dense reference with zero padding)
+                y = self._separable_pass(y, g, axis, r)
+            # W_k = Σ_n α_n σ_k^{|n|} δ_n: central differences, γ-normalisation and α in one small convolution
+            weight = torch.einsum("oin,n,n...->oi...", alpha, sigma[k] ** orders, stencils)
+            outs.append(_CONV[d](y, weight))
+        return torch.cat(outs, dim=0)
 
     def _forward_fast_sampled(self, x: torch.Tensor) -> torch.Tensor:
-        omega, cin, d, m = self.num_scales, self.in_channels, self.spatial_dims, self.order + 1
-        sigma = self.sigma()
-        k1 = gaussian_derivative_kernels_1d(sigma, self.order, self.half_widths(), "sampled").to(x.dtype)  # (Ω, m, K)
-        y = self._grouped_input(x)
-        channels = cin
-        for axis in range(d):
-            # channel layout (k, c, t_0, ..., t_axis): every channel of group k gets the m orders of group k
-            kernels = k1.unsqueeze(1).expand(omega, channels, m, k1.shape[-1]).reshape(-1, k1.shape[-1])
-            y = self._separable_pass(y, kernels, axis, 0)
-            channels *= m
+        d, m, cin = self.spatial_dims, self.order + 1, self.in_channels
+        sigma = self.sigma().to(x.dtype)
         # α over the full tensor-product basis (orders with |n| > N get zero weight), shared by all groups
         full = torch.zeros(self.out_channels, cin, *([m] * d), dtype=x.dtype, device=x.device)
         idx = tuple(torch.tensor(v, device=x.device) for v in zip(*self.multi_indices))
         full[(slice(None), slice(None), *idx)] = self.alpha.to(x.dtype)
         weight = full.reshape(self.out_channels, cin * m**d, *([1] * d))
-        y = y.reshape(y.shape[0] * omega, cin * m**d, *y.shape[2:])
-        return _CONV[d](y, weight)
+        outs = []
+        for k, (xk, h) in enumerate(zip(self._group_inputs(x), self.half_widths())):
+            k1 = gaussian_derivative_kernels_1d(sigma[k], self.order, h, "sampled")  # (m, 2h + 1)
+            y = xk
+            for axis in range(d):  # channel layout (c, t_0, ..., t_axis)
+                y = self._separable_pass(y, k1, axis, 0)
+            outs.append(_CONV[d](y, weight))
+        return torch.cat(outs, dim=0)
 
     def _forward_dense(self, x: torch.Tensor) -> torch.Tensor:
-        omega, d = self.num_scales, self.spatial_dims
+        d = self.spatial_dims
         sigma = self.sigma()
+        alpha = self.alpha.to(x.dtype)
         outs = []
-        xg = None if self.lifting else x.reshape(x.shape[0] // omega, omega, *x.shape[1:])
-        for k, h in enumerate(self.half_widths()):
+        for k, (xk, h) in enumerate(zip(self._group_inputs(x), self.half_widths())):
             basis = gd_basis(sigma[k], d, self.order, h, self.discretization).to(x.dtype)  # (nb, K..K)
-            kernel = torch.einsum("oin,n...->oi...", self.alpha.to(x.dtype), basis)
-            xk = x if self.lifting else xg[:, k]
+            kernel = torch.einsum("oin,n...->oi...", alpha, basis)
             outs.append(_CONV[d](xk, kernel, padding=kernel.shape[-1] // 2))
-        out = torch.stack(outs, dim=1)  # (B, Ω, C_out, *spatial)
-        return out.reshape(out.shape[0] * omega, *out.shape[2:])
+        return torch.cat(outs, dim=0)
 
     def extra_repr(self) -> str:
         sig = ", ".join(f"{v:.3g}" for v in self.sigma().detach().cpu().tolist())

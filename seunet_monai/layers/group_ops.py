@@ -1,14 +1,15 @@
-"""The scale-group layout and the operations shared by all groups.
+"""The scale-group layout shared by every layer of the package.
 
-Layout (used by every layer in this package): the Ω scale groups are folded into the batch, batch-major,
+Inside the networks the Ω scale groups are folded into the batch, **group-major**:
 
-    folded:    (B·Ω, C, *spatial)      row b·Ω + k = group k of sample b
-    per-head:  (B, Ω, C, *spatial)     the same memory, unfolded
-    grouped:   (B, Ω·C, *spatial)      the same memory again, as grouped convolutions (groups=Ω) see it
+    folded:    (Ω·B, C, *spatial)      rows k·B ... k·B + B - 1 hold group k of the B samples
+    per-head:  (B, Ω, C, *spatial)     the public layout (network outputs, fusion, losses, metrics)
 
-so anything applied per channel (norm statistics and affine, bias, activation, pooling, up-sampling, 1×1
+Group-major folding keeps every group a contiguous block of rows, in both contiguous and channels-last
+memory formats, so a GD layer filters each group with its own kernel sizes without copies, and anything
+applied per channel (norm statistics and affine, bias, activation, pooling, up-sampling, 1×1
 convolutions, heads) runs once on the folded tensor and is automatically shared by all groups, as the
-method requires (METHOD.md sec. 3: groups must differ only by σ). Batch norm on the folded tensor pools its
+method requires (METHOD.md sec. 3: groups differ only by σ). Batch norm on the folded tensor pools its
 statistics over the batch and the groups.
 """
 
@@ -20,14 +21,14 @@ __all__ = ["fold_groups", "unfold_groups"]
 
 
 def unfold_groups(x: torch.Tensor, num_scales: int) -> torch.Tensor:
-    """``(B·Ω, C, *spatial) -> (B, Ω, C, *spatial)`` (a view)."""
+    """``(Ω·B, C, *spatial) -> (B, Ω, C, *spatial)`` (a permuted view, not contiguous)."""
     if x.shape[0] % num_scales:
         raise ValueError(f"batch {x.shape[0]} is not a multiple of num_scales={num_scales}.")
-    return x.reshape(x.shape[0] // num_scales, num_scales, *x.shape[1:])
+    return x.reshape(num_scales, x.shape[0] // num_scales, *x.shape[1:]).transpose(0, 1)
 
 
 def fold_groups(x: torch.Tensor) -> torch.Tensor:
-    """``(B, Ω, C, *spatial) -> (B·Ω, C, *spatial)``."""
+    """``(B, Ω, C, *spatial) -> (Ω·B, C, *spatial)`` (a copy unless the input is an unfolded view)."""
     if x.ndim < 3:
         raise ValueError(f"expected (B, Ω, C, *spatial), got shape {tuple(x.shape)}.")
-    return x.reshape(x.shape[0] * x.shape[1], *x.shape[2:])
+    return x.transpose(0, 1).reshape(x.shape[0] * x.shape[1], *x.shape[2:])

@@ -88,6 +88,25 @@ class _Up(nn.Module):
         return F.interpolate(self.proj(x), size=tuple(size), mode=self.mode, align_corners=False)
 
 
+class _GroupHeads(nn.Module):
+    """One 1×1 head per scale group (``share_heads=False``): ``(Ω·B, F, *spatial) -> (Ω·B, C, *spatial)``."""
+
+    def __init__(self, num_scales: int, in_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(num_scales, out_channels, in_channels))
+        self.bias = nn.Parameter(torch.zeros(num_scales, out_channels))
+        bound = 1.0 / in_channels**0.5
+        nn.init.uniform_(self.weight, -bound, bound)
+        nn.init.uniform_(self.bias, -bound, bound)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        omega = self.weight.shape[0]
+        xs = x.reshape(omega, x.shape[0] // omega, *x.shape[1:])
+        out = torch.einsum("kbf...,kcf->kbc...", xs, self.weight)
+        out = out + self.bias.reshape(omega, 1, -1, *([1] * (x.ndim - 2)))
+        return out.reshape(x.shape[0], -1, *x.shape[2:])
+
+
 class SEUNet(nn.Module):
     """Scale-Equivariant UNet with Gaussian-derivative layers and learnable, range-constrained scales.
 
@@ -218,13 +237,10 @@ class SEUNet(nn.Module):
         self.up1 = _Up(spatial_dims, widths[1], widths[0])
         self.dec1 = block("dec1", 2 * widths[0], widths[0])
         self.pool = {2: nn.MaxPool2d, 3: nn.MaxPool3d}[spatial_dims](kernel_size=2)
-        conv = {2: nn.Conv2d, 3: nn.Conv3d}[spatial_dims]
-        self.head = conv(
-            widths[0] * (1 if share_heads else num_scales),
-            out_channels * (1 if share_heads else num_scales),
-            kernel_size=1,
-            groups=1 if share_heads else num_scales,
-        )
+        if share_heads:
+            self.head = {2: nn.Conv2d, 3: nn.Conv3d}[spatial_dims](widths[0], out_channels, kernel_size=1)
+        else:
+            self.head = _GroupHeads(num_scales, widths[0], out_channels)
 
     def _make_conv(self, cin: int, cout: int, bounds, lifting: bool, name: str) -> nn.Module:
         """Build one scale-group layer; subclasses (other equivariant layers) override this."""
@@ -246,7 +262,10 @@ class SEUNet(nn.Module):
             pad += [0, (-s) % mult]
         if any(pad):
             x = F.pad(x, pad)
-        return x, size
+        # channels-last: the depthwise smoothing and the small per-group convolutions run 2-3x faster on CPU
+        # (oneDNN) in this format, and every later op keeps it
+        fmt = torch.channels_last if self.spatial_dims == 2 else torch.channels_last_3d
+        return x.contiguous(memory_format=fmt), size
 
     def _decoder_features(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, ...]]:
         x, size = self._pad(x)
@@ -275,11 +294,8 @@ class SEUNet(nn.Module):
     def forward_heads(self, x: torch.Tensor) -> torch.Tensor:
         """Per-head logits ``(B, Ω, C, *spatial)`` in any mode."""
         d1, size = self._decoder_features(x)
-        if self.share_heads:
-            logits = unfold_groups(self.head(d1), self.num_scales)
-        else:
-            grouped = d1.reshape(d1.shape[0] // self.num_scales, -1, *d1.shape[2:])
-            logits = self.head(grouped).reshape(grouped.shape[0], self.num_scales, self.out_channels, *d1.shape[2:])
+        logits = self.head(d1)
+        logits = unfold_groups(logits.contiguous(), self.num_scales)
         return self._crop(logits, size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,205 @@
+#!/usr/bin/env python
+"""Speed and memory of the GD layers and of one SEUNet training step against the paper's conventional CNN.
+
+    python scripts/benchmark.py [--json FILE] [--device cpu|cuda] [--repeats N] [--quick]
+
+Measures, in one run (both sides of every ratio in the same process, interleaved, best of ``--repeats``):
+
+- one GD layer, forward + backward (Ω = 5, 32 channels per group, batch 4, 128×128, σ intervals
+  (0,1), (1,2), ..., (4,5)): the dense reference (one convolution per group with the full k×k kernel, the
+  paper's way) against the fast path -> ``gdconv_dense_ms``, ``gdconv_fast_ms``, ``gdconv_speedup``;
+- one training step (forward + backward + Adam, batch 2 at 256×256) of the default SEUNet and of MONAI's
+  ``BasicUNet(features=(60, 120, 240, 480, 960, 60))`` -> ``seunet_step_ms``, ``unet_step_ms``,
+  ``seunet_vs_unet`` (SEUNet / UNet), parameter counts, and the peak memory of one step of each
+  (``*_peak_mb``: on CUDA ``max_memory_allocated``; on CPU the peak resident-set growth of a fresh process
+  doing one step).
+
+``--quick`` shrinks everything (a demo that runs in well under a minute); its figures are not the contract's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import platform
+import resource
+import sys
+import time
+
+import torch
+
+
+def _gd_layer_case(quick: bool):
+    from seunet_monai.layers import GDConv
+
+    channels, batch, size = (8, 2, 64) if quick else (32, 4, 128)
+    bounds = [(k * 1.0, (k + 1) * 1.0) for k in range(5)]
+    layer = GDConv(2, channels, channels, bounds)
+    # channels-last, as inside the SEUNet (both implementations get the same input)
+    x = torch.randn(batch * 5, channels, size, size).contiguous(memory_format=torch.channels_last)
+    return layer, x
+
+
+def _nets(quick: bool):
+    from monai.networks.nets import BasicUNet
+
+    from seunet_monai.networks import SEUNet
+
+    feats = (10, 20, 40, 80, 160) if quick else (60, 120, 240, 480, 960)
+    seunet = SEUNet(spatial_dims=2, in_channels=3, out_channels=2, num_scales=5, channels=feats)
+    unet = BasicUNet(spatial_dims=2, in_channels=3, out_channels=2, features=(*feats, feats[0]))
+    return seunet, unet
+
+
+def _train_step(net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor):
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    net.train()
+
+    def step() -> None:
+        opt.zero_grad(set_to_none=True)
+        out = net(x)
+        if out.ndim == x.ndim + 1:  # per-head logits (B, Ω, C, H, W): plain mean of the heads' losses
+            target = y.unsqueeze(1).expand(-1, out.shape[1], *y.shape[1:]).reshape(-1, *y.shape[1:])
+            out = out.reshape(-1, *out.shape[2:])
+        else:
+            target = y
+        torch.nn.functional.cross_entropy(out, target).backward()
+        opt.step()
+
+    return step
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _time_interleaved(fns: dict, repeats: int, device: torch.device) -> dict:
+    """Best-of-``repeats`` wall time in ms of every callable, run in turn so that load affects all alike."""
+    for fn in fns.values():  # warm-up (allocator, mkldnn primitives)
+        fn()
+    _sync(device)
+    best = {k: float("inf") for k in fns}
+    for _ in range(repeats):
+        for k, fn in fns.items():
+            _sync(device)
+            t0 = time.perf_counter()
+            fn()
+            _sync(device)
+            best[k] = min(best[k], (time.perf_counter() - t0) * 1000.0)
+    return best
+
+
+def _peak_child(which: str, quick: bool, size: int, batch: int, queue) -> None:
+    torch.manual_seed(0)
+    seunet, unet = _nets(quick)
+    net = seunet if which == "seunet" else unet
+    x = torch.randn(batch, 3, size, size)
+    y = torch.randint(0, 2, (batch, size, size))
+    step = _train_step(net, x, y)
+    with open("/proc/self/statm") as f:  # current resident set, in pages
+        before_kib = int(f.read().split()[1]) * (os.sysconf("SC_PAGE_SIZE") // 1024)
+    step()
+    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    queue.put(max(peak_kib - before_kib, 0) / 1024.0)
+
+
+def _peak_mb_cpu(which: str, quick: bool, size: int, batch: int) -> float:
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=_peak_child, args=(which, quick, size, batch, queue))
+    proc.start()
+    value = queue.get(timeout=1800)
+    proc.join()
+    return float(value)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--json", help="write the figures to this JSON file")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--repeats", type=int, default=3, help="timed repetitions per case (best is kept)")
+    parser.add_argument("--quick", action="store_true", help="small sizes: a demo, not the contract's figures")
+    args = parser.parse_args(argv)
+    device = torch.device(args.device)
+    torch.manual_seed(0)
+    res: dict = {
+        "device": str(device),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "quick": bool(args.quick),
+    }
+
+    layer, x = _gd_layer_case(args.quick)
+    layer, x = layer.to(device), x.to(device)
+    dense = type(layer)(**{**_layer_kwargs(layer), "implementation": "dense"}).to(device)
+    dense.load_state_dict(layer.state_dict())
+
+    def fast_fn() -> None:
+        layer(x).square().mean().backward()
+
+    def dense_fn() -> None:
+        dense(x).square().mean().backward()
+
+    t = _time_interleaved({"fast": fast_fn, "dense": dense_fn}, args.repeats, device)
+    res.update(gdconv_fast_ms=t["fast"], gdconv_dense_ms=t["dense"], gdconv_speedup=t["dense"] / t["fast"])
+    print(f"GD layer fwd+bwd: dense {t['dense']:.1f} ms, fast {t['fast']:.1f} ms, speed-up {t['dense'] / t['fast']:.2f}x")
+
+    size, batch = (64, 2) if args.quick else (256, 2)
+    seunet, unet = _nets(args.quick)
+    seunet, unet = seunet.to(device), unet.to(device)
+    xb = torch.randn(batch, 3, size, size, device=device)
+    yb = torch.randint(0, 2, (batch, size, size), device=device)
+    steps = {"seunet": _train_step(seunet, xb, yb), "unet": _train_step(unet, xb, yb)}
+    t = _time_interleaved(steps, args.repeats, device)
+    res.update(
+        seunet_step_ms=t["seunet"],
+        unet_step_ms=t["unet"],
+        seunet_vs_unet=t["seunet"] / t["unet"],
+        seunet_params=sum(p.numel() for p in seunet.parameters()),
+        unet_params=sum(p.numel() for p in unet.parameters()),
+    )
+    if device.type == "cuda":
+        for name, step in steps.items():
+            torch.cuda.reset_peak_memory_stats(device)
+            step()
+            res[f"{name}_peak_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
+    else:
+        for name in steps:
+            res[f"{name}_peak_mb"] = _peak_mb_cpu(name, args.quick, size, batch)
+
+    print(
+        f"training step (batch {batch}, {size}x{size}): SEUNet {t['seunet']:.0f} ms, UNet {t['unet']:.0f} ms, "
+        f"ratio {res['seunet_vs_unet']:.2f}"
+    )
+    print(f"parameters: SEUNet {res['seunet_params']:,}, UNet {res['unet_params']:,}")
+    print(f"peak memory of one step: SEUNet {res['seunet_peak_mb']:.0f} MB, UNet {res['unet_peak_mb']:.0f} MB")
+    print(f"device: {res['device']} ({res['device_name']}), torch {res['torch']}, {res['threads']} threads")
+    if args.json:
+        tmp = f"{args.json}.tmp{os.getpid()}"
+        with open(tmp, "w") as f:
+            json.dump(res, f, indent=2)
+        os.replace(tmp, args.json)
+    return 0
+
+
+def _layer_kwargs(layer) -> dict:
+    return dict(
+        spatial_dims=layer.spatial_dims,
+        in_channels=layer.in_channels,
+        out_channels=layer.out_channels,
+        sigma_bounds=layer.scales.bounds().tolist(),
+        order=layer.order,
+        sigma_mode=layer.scales.mode,
+        discretization=layer.discretization,
+        lifting=layer.lifting,
+        bias=layer.bias is not None,
+        max_half_width=layer.max_half_width,
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
