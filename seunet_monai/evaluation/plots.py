@@ -214,7 +214,9 @@ def plot_examples(examples: Sequence[Mapping[str, Any]], path: str | Path) -> Pa
             if cmap is None:
                 a.imshow(arr, cmap="gray" if arr.ndim == 2 else None)
             else:
-                a.imshow(arr, cmap=cmap, vmin=lim[0], vmax=lim[1], interpolation="nearest")
+                im = a.imshow(arr, cmap=cmap, vmin=lim[0], vmax=lim[1], interpolation="nearest")
+                if j == 3:  # winning head 1..Ω
+                    fig.colorbar(im, ax=a, fraction=0.046, pad=0.04, ticks=range(1, int(lim[1]) + 1))
             a.set_xticks([])
             a.set_yticks([])
             if i == 0:

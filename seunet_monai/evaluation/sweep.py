@@ -171,7 +171,10 @@ def _load_checkpoint(network: torch.nn.Module, checkpoint: str | os.PathLike) ->
         raise ValueError(f"checkpoint {path} does not fit {type(network).__name__}: {e}") from e
 
 
-def _thumb(x: torch.Tensor, max_size: int = 192) -> np.ndarray:
+def _thumb(x: torch.Tensor, spatial_dims: int, max_size: int = 192) -> np.ndarray:
+    """A small 2D view for plots: the middle slice of 3D data, subsampled to at most ``max_size`` px."""
+    if spatial_dims == 3:
+        x = x.select(-3, x.shape[-3] // 2)
     step = max(1, int(math.ceil(max(x.shape[-2:]) / max_size)))
     return x[..., ::step, ::step].cpu().numpy()
 
@@ -317,9 +320,9 @@ def run_scale_sweep(
                 if index < num_examples and s in example_at:
                     examples.append({
                         "name": name, "scale": s, "strategy": "pens", "num_heads": omega,
-                        "image": _thumb(img_s), "label": _thumb(lab_s[0, 0]),
-                        "pred": _thumb(fuse(probs, "pens").argmax(1)[0]),
-                        "winner": _thumb(winning_head(probs)[0]),
+                        "image": _thumb(img_s, spatial_dims), "label": _thumb(lab_s[0, 0], spatial_dims),
+                        "pred": _thumb(fuse(probs, "pens").argmax(1)[0], spatial_dims),
+                        "winner": _thumb(winning_head(probs)[0], spatial_dims),
                     })
                 del probs
                 time_per_scale[s] += time.perf_counter() - t0

@@ -129,3 +129,23 @@ def test_real_seunet_smoke(tmp_path) -> None:
     eq = _rows(tmp_path / "eval" / "equivariance.csv")
     assert float(next(r for r in eq if r["scale"] == "1.0")["equivariance_error"]) == pytest.approx(0.0, abs=1e-10)
     assert out["scale_estimation"]["sigma_source"] == "dec1.conv2"
+
+
+def test_3d_volumes(tmp_path) -> None:
+    class Pointwise3D(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a = torch.nn.Conv3d(1, 2, 1)
+
+        def forward(self, x):
+            return self.a(x)
+
+    g = torch.Generator().manual_seed(0)
+    vol = torch.rand(1, 1, 4, 4, 4, generator=g)
+    vol = torch.nn.functional.interpolate(vol, size=(12, 12, 12), mode="trilinear")[0]
+    data = [{"image": vol, "label": (vol > 0.5).long()}]
+    run_scale_sweep(Pointwise3D(), data, tmp_path, scales=[0.5, 1.0], roi_size=8, equivariance_images=1,
+                    equivariance_crop=8, num_examples=1, tensorboard=False)
+    rows = _rows(tmp_path / "eval" / "scale_sweep.csv")
+    assert len(rows) == 2 * 4
+    assert (tmp_path / "eval" / "examples.png").stat().st_size > 0
