@@ -17,6 +17,7 @@ def test_evaluating_scores_the_test_split(trained):
         "['bundle/configs/train.json','bundle/configs/evaluate.json']",
         *TINY_NET,
         *trained["dir_args"],
+        "--scales", "[0.5,1]",  # the scale sweep added to evaluating (tested in tests/evaluation)
     )
     assert "Restored all variables" in proc.stdout
     out = json.loads((trained["output_dir"] / "eval" / "metrics.json").read_text())
