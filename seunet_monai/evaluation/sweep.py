@@ -51,6 +51,7 @@ from seunet_monai.evaluation.heads import HeadProbabilities, num_heads, output_h
 from seunet_monai.evaluation.report import SWEEP_COLUMNS, strategy_names, summarise, sweep_markdown, write_csv_rows
 from seunet_monai.evaluation.rescale import default_scales, rescale_image, rescale_label
 from seunet_monai.evaluation.scale_estimation import (
+    head_confidence,
     head_votes,
     last_layer_log_sigmas,
     relative_scale_estimates,
@@ -210,6 +211,7 @@ def run_scale_sweep(
     if_exists: str = "archive",
     eval_subdir: str = "eval",
     tensorboard: bool = True,
+    scale_temperature: float = 0.05,
 ) -> dict[str, Any]:
     """Run the scale sweep and write its outputs into ``output_dir/eval_subdir``.
 
@@ -242,6 +244,7 @@ def run_scale_sweep(
         if_exists: ``"archive"``, ``"error"`` or ``"overwrite"`` (see module docstring).
         eval_subdir: name of the evaluation folder (the contract name is ``eval``).
         tensorboard: also write scalars with ``torch.utils.tensorboard.SummaryWriter``.
+        scale_temperature: τ of the scale estimate (:mod:`~seunet_monai.evaluation.scale_estimation`).
 
     Returns:
         a summary: ``eval_dir``, ``files``, ``summary`` (mean over scales per strategy), ``elapsed_s``,
@@ -277,8 +280,8 @@ def run_scale_sweep(
     eq_delta: dict[float, list[float]] = {s: [] for s in scales}
     matches = {s: (matched_groups(log_sigmas.exp(), s) if sigma_source != "head index" else torch.arange(omega))
                for s in scales}
-    votes: list[np.ndarray] = []  # per image (S, Ω) margin-weighted
-    counts: list[np.ndarray] = []  # per image (S, Ω) pixel counts
+    confidences: list[np.ndarray] = []  # per image (S, Ω) mean margin per head
+    counts: list[np.ndarray] = []  # per image (S, Ω) PDist winner pixel counts
     names: list[str] = []
     examples: list[dict[str, Any]] = []
     num_classes: int | None = None
@@ -298,7 +301,7 @@ def run_scale_sweep(
                                                mode=sw_mode, device=torch.device(output_device), progress=False)
             name = _item_name(item, image_key, index)
             names.append(name)
-            img_votes = np.zeros((len(scales), omega))
+            img_conf = np.zeros((len(scales), omega))
             img_counts = np.zeros((len(scales), omega))
             for j, s in enumerate(scales):
                 t0 = time.perf_counter()
@@ -315,8 +318,8 @@ def run_scale_sweep(
                     pred = fuse(probs, st).argmax(dim=1, keepdim=True)
                     scores[(s, st)].update(pred, lab_s)
                 valid = None if ignore_index is None else (lab_s[:, 0] != ignore_index)
-                c, w = head_votes(probs, valid)
-                img_counts[j], img_votes[j] = c.cpu().numpy(), w.cpu().numpy()
+                img_counts[j] = head_votes(probs, valid)[0].cpu().numpy()
+                img_conf[j] = head_confidence(probs, valid).cpu().numpy()
                 if index < num_examples and s in example_at:
                     examples.append({
                         "name": name, "scale": s, "strategy": "pens", "num_heads": omega,
@@ -326,7 +329,7 @@ def run_scale_sweep(
                     })
                 del probs
                 time_per_scale[s] += time.perf_counter() - t0
-            votes.append(img_votes)
+            confidences.append(img_conf)
             counts.append(img_counts)
             if index < equivariance_images:
                 for s, mat in equivariance_matrices(network, image, scales, equivariance_crop, device).items():
@@ -359,15 +362,17 @@ def run_scale_sweep(
     off_one = [e["equivariance_error"] for e in eq_rows if not math.isclose(e["scale"], 1.0)]
     eq_mean = float(np.mean(off_one)) if off_one else float("nan")
 
-    votes_arr = np.stack(votes)  # (N, S, Ω)
-    est = relative_scale_estimates(votes_arr, scales, log_sigmas)
+    est = relative_scale_estimates(np.stack(confidences), scales, log_sigmas, temperature=scale_temperature)
     estimation = {
-        "method": "margin-weighted PDist winners, mean log σ of the last layer, relative to the split's mean at scale 1",
+        "method": "log σ of the last layer weighted by softmax(mean margin per head / temperature), relative to "
+                  "the split's mean at scale 1 (see seunet_monai.evaluation.scale_estimation)",
+        "temperature": scale_temperature,
         "sigma_source": sigma_source,
         "correlation": scale_correlation(est, scales),
         "per_image": [
             {"name": names[i], "estimated_scale": [float(v) for v in est[i]],
-             "winning_head_histogram": counts[i].astype(int).tolist()}
+             "winning_head_histogram": counts[i].astype(int).tolist(),
+             "head_confidence": np.round(confidences[i], 6).tolist()}
             for i in range(len(names))
         ],
     }

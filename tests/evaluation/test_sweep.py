@@ -60,6 +60,8 @@ def test_sweep_writes_every_file_with_the_right_rows(tmp_path, toy_heads) -> Non
     # the toy's head 2 is always the more confident one: PDist picks it at every pixel
     hist = est["per_image"][0]["winning_head_histogram"]
     assert all(h[0] == 0 and h[1] > 0 for h in hist)
+    conf = est["per_image"][0]["head_confidence"]
+    assert len(conf) == len(SCALES) and all(c[1] > c[0] for c in conf)  # mean margins: head 2 is sharper
     eq = _rows(eval_dir / "equivariance.csv")
     assert [float(r["scale"]) for r in eq] == SCALES
     assert all(float(r["equivariance_error"]) < 1e-8 for r in eq)  # linear pointwise features
