@@ -134,10 +134,10 @@ def _prepare_item(item: Mapping[str, Any], image_key: str, label_key: str, index
     return image, label.round().long() if label.is_floating_point() else label.long()
 
 
-def _resolve_eval_dir(output_dir: str | os.PathLike, subdir: str, if_exists: str) -> Path:
+def _resolve_eval_dir(eval_dir: str | os.PathLike, if_exists: str) -> Path:
     if if_exists not in _IF_EXISTS:
         raise ValueError(f"if_exists must be one of {_IF_EXISTS}, got {if_exists!r}.")
-    eval_dir = Path(output_dir) / subdir
+    eval_dir = Path(eval_dir)
     existing = [eval_dir / n for n in ("scale_sweep.csv", "scale_sweep.json") if (eval_dir / n).exists()]
     if existing:
         if if_exists == "error":
@@ -210,6 +210,7 @@ def run_scale_sweep(
     example_scales: Sequence[float] | None = None,
     if_exists: str = "archive",
     eval_subdir: str = "eval",
+    eval_dir: str | os.PathLike | None = None,
     tensorboard: bool = True,
     scale_temperature: float = 0.05,
 ) -> dict[str, Any]:
@@ -243,6 +244,8 @@ def run_scale_sweep(
         example_scales: scales drawn there (the nearest sweep scales are used); default min, 1, max.
         if_exists: ``"archive"``, ``"error"`` or ``"overwrite"`` (see module docstring).
         eval_subdir: name of the evaluation folder (the contract name is ``eval``).
+        eval_dir: the evaluation folder itself (overrides ``output_dir / eval_subdir``; the bundle passes its
+            ``eval_dir`` key).
         tensorboard: also write scalars with ``torch.utils.tensorboard.SummaryWriter``.
         scale_temperature: τ of the scale estimate (:mod:`~seunet_monai.evaluation.scale_estimation`).
 
@@ -261,7 +264,7 @@ def run_scale_sweep(
         if checkpoint is None:
             raise ValueError("load_checkpoint=True needs a checkpoint path.")
         _load_checkpoint(network, checkpoint)
-    eval_dir = _resolve_eval_dir(output_dir, eval_subdir, if_exists)
+    eval_dir = _resolve_eval_dir(eval_dir if eval_dir is not None else Path(output_dir) / eval_subdir, if_exists)
     if device is None:
         p = next(network.parameters(), None)
         device = p.device if p is not None else torch.device("cpu")
