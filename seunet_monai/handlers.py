@@ -48,8 +48,8 @@ class MultiHeadStatsHandler:
     non-zero rank creates no event file.
 
     Args:
-        loss: a loss with ``weights()`` and ``last_head_losses`` (e.g. :class:`seunet_monai.losses.MultiHeadLoss`);
-            ``None`` skips the loss scalars.
+        loss: a loss with ``weights()`` and ``last_head_losses`` (e.g. :class:`seunet_monai.losses.MultiHeadLoss`,
+            also wrapped in ``DistributedDataParallel``); ``None`` skips the loss scalars.
         network: the network (``DistributedDataParallel`` is unwrapped); ``None`` skips σ.
         optimizer: its learning rate is logged; ``None`` skips it.
         log_dir: TensorBoard folder (ignored when ``summary_writer`` is given).
@@ -94,13 +94,14 @@ class MultiHeadStatsHandler:
     def scalars(self) -> dict[str, float]:
         """The current values, ``{tag: value}``."""
         out: dict[str, float] = {}
-        if self.loss is not None:
-            if hasattr(self.loss, "last_head_losses"):
-                for k, v in enumerate(torch.as_tensor(self.loss.last_head_losses).flatten().tolist()):
+        loss = _unwrap(self.loss) if self.loss is not None else None
+        if loss is not None:
+            if hasattr(loss, "last_head_losses"):
+                for k, v in enumerate(torch.as_tensor(loss.last_head_losses).flatten().tolist()):
                     out[f"loss/head{k + 1}"] = float(v)
-            if hasattr(self.loss, "weights"):
+            if hasattr(loss, "weights"):
                 with torch.no_grad():
-                    for k, v in enumerate(self.loss.weights().flatten().tolist()):
+                    for k, v in enumerate(loss.weights().flatten().tolist()):
                         out[f"loss_weight/omega{k + 1}"] = float(v)
         net = _unwrap(self.network) if self.network is not None else None
         if net is not None and hasattr(net, "sigmas"):

@@ -24,6 +24,8 @@ def test_two_process_gloo_training(tmp_path, trained):
     assert last["trainer"]["iteration"] == 2 and last["trainer"]["epoch_length"] == 1
     assert not any(k.startswith("module.") for k in last["network"])  # saved unwrapped from DDP
     assert (ckpt / "model.pt").is_file()
+    # the loss weights η are trained too (their gradients are all-reduced like the network's)
+    assert last["loss"]["eta"].abs().sum() > 0
     # every TensorBoard file comes from one process (rank 0)
     pids = {re.match(r"events\.out\.tfevents\.\d+\.[^.]+\.(\d+)\.", p.name).group(1) for p in logs.iterdir()}
     assert len(pids) == 1, sorted(p.name for p in logs.iterdir())
