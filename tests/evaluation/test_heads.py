@@ -42,3 +42,17 @@ def test_wrong_output_is_refused(toy_heads) -> None:
     with pytest.raises(ValueError, match="output_heads=True"):
         toy_heads.eval()
         w(torch.rand(1, 3, 4, 4))  # eval without output_heads: fused (B, C, H, W)
+
+
+def test_monai_basicunet_features_come_from_its_final_conv_input() -> None:
+    from monai.networks.nets import BasicUNet
+
+    torch.manual_seed(0)
+    net = BasicUNet(spatial_dims=2, in_channels=3, out_channels=2, features=(4, 4, 4, 4, 4, 6)).eval()
+    x = torch.rand(1, 3, 32, 32)
+    captured = {}
+    h = net.final_conv.register_forward_pre_hook(lambda m, a: captured.setdefault("x", a[0]))
+    f = network_features(net, x)
+    h.remove()
+    assert f.shape == (1, 1, 6, 32, 32)
+    assert torch.allclose(f[:, 0], captured["x"])
