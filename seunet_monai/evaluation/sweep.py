@@ -319,7 +319,10 @@ def run_scale_sweep(
                 lab_s = lab_s.to(probs.device)
                 for st in strategies:
                     pred = fuse(probs, st).argmax(dim=1, keepdim=True)
-                    scores[(s, st)].update(pred, lab_s)
+                    try:
+                        scores[(s, st)].update(pred, lab_s)
+                    except ValueError as e:
+                        raise ValueError(f"test item {index} ({name}) at scale {s:g}: {e}") from e
                 valid = None if ignore_index is None else (lab_s[:, 0] != ignore_index)
                 img_counts[j] = head_votes(probs, valid)[0].cpu().numpy()
                 img_conf[j] = head_confidence(probs, valid).cpu().numpy()

@@ -151,3 +151,14 @@ def test_3d_volumes(tmp_path) -> None:
     rows = _rows(tmp_path / "eval" / "scale_sweep.csv")
     assert len(rows) == 2 * 4
     assert (tmp_path / "eval" / "examples.png").stat().st_size > 0
+
+
+def test_label_values_beyond_the_classes_name_the_image(tmp_path, toy_heads) -> None:
+    img = torch.rand(3, 16, 16)
+    lab = torch.zeros(1, 16, 16, dtype=torch.long)
+    lab[0, 0, 0] = 3  # the toy has 2 classes; 3 is no class and not the ignore value
+    with pytest.raises(ValueError, match=r"test item 0 \(image0000\).*label values"):
+        run_scale_sweep(toy_heads, [{"image": img, "label": lab}], tmp_path, scales=[1.0], tensorboard=False)
+    lab[0, 0, 0] = 255
+    run_scale_sweep(toy_heads, [{"image": img, "label": lab}], tmp_path / "ok", scales=[1.0], ignore_index=255,
+                    equivariance_images=0, tensorboard=False)
