@@ -67,7 +67,9 @@ class HeadsInferer(Inferer):
 
     The heads are flattened into channels ``(B, Ω * C, *spatial)`` while the wrapped inferer runs, so
     :class:`monai.inferers.SlidingWindowInferer` stitches them like any channel-first output, and reshaped
-    to ``(B, Ω, C, *spatial)`` afterwards.
+    to ``(B, Ω, C, *spatial)`` afterwards. An input no larger than the sliding window's ``roi_size`` in every
+    dimension goes to the network whole (the network pads internally), instead of being padded up to the
+    window as ``SlidingWindowInferer`` would do.
 
     Args:
         inferer: the inferer doing the actual work (windowing, padding, ...).
@@ -85,7 +87,9 @@ class HeadsInferer(Inferer):
             shape.append((p.shape[1], p.shape[2]))
             return p.flatten(1, 2)
 
-        out = self.inferer(inputs, flat, *args, **kwargs)
+        roi = getattr(self.inferer, "roi_size", None)
+        small = roi is not None and all(int(r) <= 0 or n <= int(r) for n, r in zip(inputs.shape[2:], roi))
+        out = flat(inputs) if small else self.inferer(inputs, flat, *args, **kwargs)
         heads, classes = shape[0]
         return out.reshape(out.shape[0], heads, classes, *out.shape[2:])
 

@@ -57,6 +57,12 @@ def test_heads_inferer_with_sliding_window_matches_whole_image():
         windows = HeadsInferer(SlidingWindowInferer(roi_size=(8, 8), overlap=0.25))(x, net)
     assert windows.shape == whole.shape == (1, 2, 2, 20, 28)
     torch.testing.assert_close(windows, whole, atol=1e-5, rtol=1e-5)  # pointwise net: windows change nothing
+    # an image smaller than the window is not padded up to it: the network sees it whole
+    seen = []
+    net.conv.register_forward_pre_hook(lambda m, a: seen.append(tuple(a[0].shape)))
+    with torch.no_grad():
+        HeadsInferer(SlidingWindowInferer(roi_size=(32, 32)))(x, net)
+    assert seen == [(1, 3, 20, 28)]
 
 
 def test_fused_output_transform_and_dataset_iou_on_hand_counts():
