@@ -90,10 +90,18 @@ def predict_heads(
 ) -> torch.Tensor:
     """Per-head probabilities ``(1, Ω, C, *spatial)`` of one image ``(C_in, *spatial)`` via ``inferer``.
 
-    The wrapped network must already be in eval mode with ``output_heads`` on (:func:`output_heads_mode`).
+    An image no larger than the inferer's window goes to the network whole (``SlidingWindowInferer`` would
+    pad it with zeros up to the window, i.e. a black border unlike H&E background), as the bundle's
+    ``HeadsInferer`` does. The wrapped network must already be in eval mode with ``output_heads`` on
+    (:func:`output_heads_mode`).
     """
+    roi = getattr(inferer, "roi_size", None)
+    x = image.unsqueeze(0).to(device)
     with torch.no_grad():
-        flat = inferer(image.unsqueeze(0).to(device), wrapper)
+        if roi is not None and all(int(n) <= int(r) for n, r in zip(image.shape[1:], roi)):
+            flat = wrapper(x).to(getattr(inferer, "device", None) or x.device)
+        else:
+            flat = inferer(x, wrapper)
     if isinstance(flat, (tuple, list, dict)):
         raise ValueError("predict_heads: the inferer returned several outputs; expected one tensor.")
     return wrapper.unflatten(convert_to_tensor(flat, track_meta=False).float())

@@ -162,3 +162,21 @@ def test_label_values_beyond_the_classes_name_the_image(tmp_path, toy_heads) -> 
     lab[0, 0, 0] = 255
     run_scale_sweep(toy_heads, [{"image": img, "label": lab}], tmp_path / "ok", scales=[1.0], ignore_index=255,
                     equivariance_images=0, tensorboard=False)
+
+
+def test_images_smaller_than_the_window_are_not_padded(toy_heads) -> None:
+    from monai.inferers import SlidingWindowInferer
+
+    from seunet_monai.evaluation.heads import HeadProbabilities, output_heads_mode
+    from seunet_monai.evaluation.sweep import predict_heads
+
+    seen = []
+    toy_heads.register_forward_pre_hook(lambda m, a: seen.append(tuple(a[0].shape[2:])))
+    w = HeadProbabilities(toy_heads)
+    inferer = SlidingWindowInferer(roi_size=(16, 16), sw_batch_size=1, overlap=0.25)
+    with output_heads_mode(toy_heads):
+        small = predict_heads(w, torch.rand(3, 10, 12), inferer, torch.device("cpu"))
+        large = predict_heads(w, torch.rand(3, 20, 12), inferer, torch.device("cpu"))
+    assert small.shape == (1, 2, 2, 10, 12) and large.shape == (1, 2, 2, 20, 12)
+    assert seen[0] == (10, 12)  # whole image, no zero padding up to the window
+    assert all(s == (16, 16) for s in seen[1:])  # larger ones through the sliding window
