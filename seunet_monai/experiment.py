@@ -1,0 +1,431 @@
+"""One-command experiments: train and scale-sweep several model variants through the bundle, then compare.
+
+Every variant is trained and evaluated by the *same* bundle commands (``python -m monai.bundle run
+training|evaluating``) with the same data, seed, epochs and augmentation; a variant differs only by its
+override file ``bundle/configs/variants/NAME.json``, merged **last** (after ``train.json`` and, for
+evaluating, ``evaluate.json``) so that its keys win:
+
+- ``seunet``: the bundle's default SEUNet (no override file),
+- ``unet``: MONAI's ``BasicUNet`` (features 60..960, one head; the sweep reports it as ``head1`` with
+  ``mean`` / ``pdist`` / ``pens`` equal to it),
+- ``sesn``: :class:`~seunet_monai.networks.sesn.SESNUNet`,
+- ``seunet_fixed`` / ``seunet_free``: the σ ablation (Table 3): ``sigma_mode`` ``"fixed"`` / ``"free"``.
+
+Layout of ``out``::
+
+    out/<variant>/            output_dir of the variant (TensorBoard, train.log, evaluate.log, eval/)
+    out/<variant>/models/     ckpt_dir (last.pt, model.pt)
+    out/<variant>/experiment_state.json   runner state (arguments, parameters, epoch times, finished steps)
+    out/comparison.csv, comparison.md, iou_vs_scale.png
+
+Resuming: a variant whose evaluation finished is skipped; one whose training was interrupted continues from
+its ``last.pt`` (``--resume true``); one whose training finished but evaluation did not is only evaluated.
+A variant is never continued with different arguments (error naming the state file). A failing variant is
+reported and the others still run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "TINY_DATA",
+    "VARIANTS",
+    "VariantSpec",
+    "bundle_overrides",
+    "count_parameters",
+    "run_experiment",
+    "write_comparison",
+]
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+CONFIG_DIR = REPO_ROOT / "bundle" / "configs"
+STATE_FILE = "experiment_state.json"
+
+
+@dataclass(frozen=True)
+class VariantSpec:
+    """How one variant is built from the bundle.
+
+    Args:
+        override: file name under ``bundle/configs/variants/`` merged last, or None (the bundle default).
+        width_key: ``network_def`` key holding the widths (``channels`` for SEUNet-like, ``features`` for
+            ``BasicUNet``).
+        tiny_widths: widths used with ``tiny=True``.
+    """
+
+    override: str | None
+    width_key: str = "channels"
+    tiny_widths: tuple[int, ...] = (5, 10, 20, 40, 80)
+
+
+VARIANTS: dict[str, VariantSpec] = {
+    "seunet": VariantSpec(None),
+    "unet": VariantSpec("unet.json", "features", (5, 10, 20, 40, 80, 5)),
+    "sesn": VariantSpec("sesn.json"),
+    "seunet_fixed": VariantSpec("seunet_fixed.json"),
+    "seunet_free": VariantSpec("seunet_free.json"),
+}
+
+#: tiny data (used when the embedded synthetic default is generated), patch and batch sizes
+TINY_DATA: dict[str, Any] = {
+    "synthetic#n_train": 4,
+    "synthetic#n_val": 2,
+    "synthetic#n_test": 2,
+    "synthetic#size": 64,
+    "patch_size": [64, 64],
+    "shift": 8,
+    "batch_size": 2,
+}
+#: tiny scale sweep settings (evaluating only)
+TINY_SWEEP: dict[str, Any] = {"sweep#equivariance_images": 1, "sweep#equivariance_crop": 64, "sweep#num_examples": 1}
+
+_RE_START = re.compile(r"SupervisedTrainer - INFO - Engine run resuming from iteration (\d+), epoch (\d+) until (\d+) epochs")
+_RE_EPOCH = re.compile(r"SupervisedTrainer - INFO - Epoch\[(\d+)\] Complete\. Time taken: (\d+):(\d+):([\d.]+)")
+_RE_VAL = re.compile(r"Epoch\[(\d+)\] Metrics -- val_iou: ([\d.naN]+)")
+
+
+def _config_files(spec: VariantSpec, evaluating: bool) -> list[str]:
+    files = [str(CONFIG_DIR / "train.json")]
+    if evaluating:
+        files.append(str(CONFIG_DIR / "evaluate.json"))
+    if spec.override is not None:
+        path = CONFIG_DIR / "variants" / spec.override
+        if not path.is_file():
+            raise FileNotFoundError(f"variant override file {path} is missing.")
+        files.append(str(path))
+    return files
+
+
+def _cli_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, str):
+        return v
+    return json.dumps(v)
+
+
+def bundle_overrides(
+    name: str,
+    dataset_dir: str | os.PathLike,
+    variant_dir: str | os.PathLike,
+    epochs: int | None = None,
+    tiny: bool = False,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """The bundle overrides (``{key: value}``) shared by a variant's training and evaluating commands.
+
+    Args:
+        name: variant name (a key of :data:`VARIANTS`).
+        dataset_dir: the dataset folder (``datalist.json``; generated there when absent).
+        variant_dir: the variant's folder (``output_dir``; ``ckpt_dir`` is ``variant_dir/models``).
+        epochs: training epochs (None: the bundle's default).
+        tiny: shrink the network (``VARIANTS[name].tiny_widths``) and the data (:data:`TINY_DATA`).
+        seed: the bundle's ``seed``.
+    """
+    spec = VARIANTS[name]
+    vdir = Path(variant_dir).resolve()
+    ov: dict[str, Any] = {
+        "dataset_dir": str(Path(dataset_dir).resolve()),
+        "output_dir": str(vdir),
+        "ckpt_dir": str(vdir / "models"),
+        "seed": int(seed),
+    }
+    if epochs is not None:
+        ov["epochs"] = int(epochs)
+    if tiny:
+        ov[f"network_def#{spec.width_key}"] = list(spec.tiny_widths)
+        ov.update(TINY_DATA)
+    return ov
+
+
+def _cli(overrides: Mapping[str, Any]) -> list[str]:
+    return [a for k, v in overrides.items() for a in (f"--{k}", _cli_value(v))]
+
+
+def count_parameters(name: str, overrides: Mapping[str, Any]) -> int:
+    """Trainable parameters of variant ``name``'s ``network_def`` with ``overrides`` (built on the CPU)."""
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser()
+    parser.read_config(_config_files(VARIANTS[name], evaluating=False))
+    for k, v in overrides.items():
+        if k.startswith("network_def") or k in ("num_classes", "fusion"):
+            parser[k] = v
+    net = parser.get_parsed_content("network_def", instantiate=True)
+    return int(sum(p.numel() for p in net.parameters() if p.requires_grad))
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise ValueError(f"cannot read {path}: {e}") from e
+
+
+def _write_json(path: Path, data: Mapping[str, Any]) -> None:
+    from seunet_monai.data.io import atomic_write_text
+
+    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def _fmt_time(s: float) -> str:
+    s = int(round(s))
+    return f"{s // 3600:d}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+
+@dataclass
+class _Progress:
+    name: str
+    log: Callable[[str], None]
+    state: dict[str, Any]
+    state_path: Path
+    t0: float = field(default_factory=time.perf_counter)
+    start_epoch: int = 0
+    max_epochs: int | None = None
+    last_val: str = ""
+    epoch_s: list = field(default_factory=list)
+
+    def feed(self, line: str) -> None:
+        m = _RE_START.search(line)
+        if m:
+            self.start_epoch, self.max_epochs = int(m.group(2)), int(m.group(3))
+            self.state["max_epochs"] = self.max_epochs
+            if self.start_epoch:
+                self.log(f"[{self.name}] resumed at epoch {self.start_epoch}/{self.max_epochs}")
+            return
+        m = _RE_VAL.search(line)
+        if m:
+            self.last_val = f", val_iou {float(m.group(2)):.4f}"
+            return
+        m = _RE_EPOCH.search(line)
+        if m:
+            epoch = int(m.group(1))
+            took = int(m.group(2)) * 3600 + int(m.group(3)) * 60 + float(m.group(4))
+            self.state.setdefault("epoch_times_s", {})[str(epoch)] = round(took, 3)
+            _write_json(self.state_path, self.state)
+            self.epoch_s.append(took)
+            elapsed = time.perf_counter() - self.t0
+            total = self.max_epochs or epoch
+            eta = sum(self.epoch_s) / len(self.epoch_s) * (total - epoch)  # mean epoch time of this attempt
+            self.log(f"[{self.name}] epoch {epoch}/{total}{self.last_val}, elapsed {_fmt_time(elapsed)}, ETA {_fmt_time(eta)}")
+            self.last_val = ""
+
+
+def _run_logged(cmd: list[str], log_path: Path, env: Mapping[str, str], on_line: Callable[[str], None] | None) -> int:
+    """Run ``cmd`` with stdout and stderr appended to ``log_path``, feeding each line to ``on_line``."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "a", encoding="utf-8") as log:
+        log.write(f"\n$ {' '.join(cmd)}\n")
+        log.flush()
+        proc = subprocess.Popen(cmd, cwd=str(REPO_ROOT), env=dict(env), stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True, errors="replace")
+        try:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                log.write(line)
+                if on_line is not None:
+                    on_line(line)
+            return proc.wait()
+        except BaseException:
+            proc.kill()
+            proc.wait()
+            raise
+
+
+def _run_variant(
+    name: str,
+    dataset_dir: Path,
+    out: Path,
+    epochs: int | None,
+    tiny: bool,
+    scales: Sequence[float] | None,
+    seed: int,
+    python: str,
+    env: Mapping[str, str],
+    log: Callable[[str], None],
+) -> dict[str, Any]:
+    spec = VARIANTS[name]
+    vdir = out / name
+    state_path = vdir / STATE_FILE
+    ov = bundle_overrides(name, dataset_dir, vdir, epochs, tiny, seed)
+    args = {"overrides": ov, "scales": None if scales is None else [float(s) for s in scales]}
+    if state_path.is_file():
+        state = _read_json(state_path)
+        if state.get("args") != json.loads(json.dumps(args)):
+            raise ValueError(
+                f"{state_path} was written with other arguments ({state.get('args')}); refusing to mix runs: pass "
+                f"the same arguments or another --out folder."
+            )
+    else:
+        state = {"variant": name, "args": args}
+    if state.get("evaluation_finished") and (vdir / "eval" / "scale_sweep.json").is_file():
+        log(f"[{name}] already trained and evaluated: skipped ({vdir})")
+        return state
+    vdir.mkdir(parents=True, exist_ok=True)
+    if "parameters" not in state:
+        state["parameters"] = count_parameters(name, ov)
+    log(f"[{name}] {state['parameters']} trainable parameters")
+    _write_json(state_path, state)
+
+    if not state.get("training_finished"):
+        resume = (vdir / "models" / "last.pt").is_file()
+        cmd = [python, "-m", "monai.bundle", "run", "training", "--config_file",
+               json.dumps(_config_files(spec, evaluating=False)), *_cli(ov), "--resume", _cli_value(resume)]
+        log(f"[{name}] training{' (resuming from last.pt)' if resume else ''}; log: {vdir / 'train.log'}")
+        progress = _Progress(name, log, state, state_path)
+        rc = _run_logged(cmd, vdir / "train.log", env, progress.feed)
+        if rc != 0:
+            raise RuntimeError(f"training failed (exit status {rc}); see {vdir / 'train.log'}")
+        state["training_finished"] = True
+        state["training_time_s"] = round(sum(state.get("epoch_times_s", {}).values()), 3)
+        _write_json(state_path, state)
+
+    eval_ov = dict(ov)
+    if tiny:
+        eval_ov.update(TINY_SWEEP)
+    if scales is not None:
+        eval_ov["scales"] = [float(s) for s in scales]
+    eval_ov["sweep#model_name"] = name
+    cmd = [python, "-m", "monai.bundle", "run", "evaluating", "--config_file",
+           json.dumps(_config_files(spec, evaluating=True)), *_cli(eval_ov)]
+    log(f"[{name}] evaluating (scale sweep); log: {vdir / 'evaluate.log'}")
+    t0 = time.perf_counter()
+    rc = _run_logged(cmd, vdir / "evaluate.log", env, None)
+    if rc != 0:
+        raise RuntimeError(f"evaluating failed (exit status {rc}); see {vdir / 'evaluate.log'}")
+    state["evaluation_time_s"] = round(time.perf_counter() - t0, 3)
+    state["evaluation_finished"] = True
+    _write_json(state_path, state)
+    log(f"[{name}] done in {_fmt_time(time.perf_counter() - t0)} of evaluation")
+    return state
+
+
+def write_comparison(out: str | os.PathLike, states: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """Write ``comparison.csv``, ``comparison.md`` and ``iou_vs_scale.png`` in ``out`` from finished variants.
+
+    Uses :func:`seunet_monai.evaluation.compare.compare_evaluations` (CSV, figure, Table 2), then extends
+    ``comparison.md`` with parameters and training times and the σ ablation (Table 3 form).
+
+    Args:
+        out: the experiment folder holding ``<variant>/eval``.
+        states: per variant, its runner state (``parameters``, ``training_time_s``, ...).
+
+    Returns:
+        the written files.
+    """
+    from seunet_monai.data.io import atomic_write_text
+    from seunet_monai.evaluation.compare import compare_evaluations
+    from seunet_monai.evaluation.report import comparison_markdown, read_csv_rows, summarise
+
+    out = Path(out)
+    names = [n for n in states if (out / n / "eval" / "scale_sweep.csv").is_file()]
+    if not names:
+        raise ValueError(f"{out}: no finished variant evaluation to compare.")
+    # the comparison is derived data of this folder: it is regenerated whenever a variant finishes
+    result = compare_evaluations([out / n / "eval" for n in names], out, overwrite=True)
+    rows = read_csv_rows(out / "comparison.csv")
+    summary = summarise(rows)
+    extras: dict[str, dict[str, Any]] = {}
+    for n in names:
+        meta = _read_json(out / n / "eval" / "scale_sweep.json")
+        extras[n] = {"equivariance_error": meta.get("equivariance_error_mean"),
+                     "parameters": states[n].get("parameters", meta.get("parameters"))}
+
+    def fmt_s(v: Any) -> str:
+        return "–" if v is None else f"{float(v):.1f}"
+
+    md = ["# Experiment comparison", "",
+          "Every variant was trained and evaluated by the same bundle commands (same data, seed, epochs, "
+          "augmentation); IoU is the dataset-wide IoU of the test split, averaged over the test scales.", "",
+          "## Table 2 form: mean IoU over scales per model and strategy", "",
+          comparison_markdown(summary, extras),
+          "## Parameters and training time", "",
+          "| model | parameters | epochs | training time (s) | evaluation time (s) |", "|---|---|---|---|---|"]
+    for n in names:
+        s = states[n]
+        md.append(f"| {n} | {s.get('parameters', '')} | {s.get('max_epochs', '')} | {fmt_s(s.get('training_time_s'))} "
+                  f"| {fmt_s(s.get('evaluation_time_s'))} |")
+    md.append("")
+    md.append("Training time: sum of the trainer's per-epoch times (validation included) over all attempts.")
+    md.append("")
+    ablation = [n for n in ("seunet", "seunet_fixed", "seunet_free") if n in names]
+    if len(ablation) > 1:
+        md += ["## Table 3 form: σ ablation (constrained / fixed at the midpoints / free)", "",
+               comparison_markdown([r for r in summary if r["model"] in ablation], extras)]
+    md += ["Sources:", ""] + [f"- {n}: {out / n / 'eval'}" for n in names]
+    atomic_write_text(out / "comparison.md", "\n".join(md) + "\n")
+    return result["files"]
+
+
+def run_experiment(
+    dataset_dir: str | os.PathLike,
+    out: str | os.PathLike,
+    variants: Sequence[str] = tuple(VARIANTS),
+    epochs: int | None = None,
+    tiny: bool = False,
+    scales: Sequence[float] | None = None,
+    seed: int = 0,
+    python: str | None = None,
+    env: Mapping[str, str] | None = None,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Train and scale-sweep every variant through the bundle into ``out/<variant>``, then compare them.
+
+    Args:
+        dataset_dir: dataset folder with ``datalist.json`` (the embedded synthetic default is generated
+            there when it has none).
+        out: experiment folder.
+        variants: names from :data:`VARIANTS`.
+        epochs: training epochs (None: the bundle's default).
+        tiny: tiny networks and data (smoke tests).
+        scales: test scales of the sweep (None: the bundle's default).
+        seed: random seed of every run.
+        python: interpreter for the bundle commands (default: this one).
+        env: environment of the bundle commands (default: this process's).
+        log: progress sink (one line per variant and epoch).
+
+    Returns:
+        ``{"states": {variant: state}, "failed": {variant: message}, "files": [...]}``.
+    """
+    variants = list(variants)
+    unknown = [v for v in variants if v not in VARIANTS]
+    if not variants or unknown:
+        raise ValueError(f"variants must be names from {sorted(VARIANTS)}, got {variants}.")
+    if len(set(variants)) != len(variants):
+        raise ValueError(f"variants must not repeat, got {variants}.")
+    if epochs is not None and int(epochs) < 1:
+        raise ValueError(f"epochs must be >= 1, got {epochs}.")
+    out = Path(out).resolve()
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"--out {out} exists and is not a folder.")
+    dataset_dir = Path(dataset_dir).resolve()
+    python = python or sys.executable
+    env = dict(os.environ if env is None else env)
+    env.pop("SEUNET_BUNDLE_ROOT", None)  # the runner always uses this repository's bundle
+    states: dict[str, dict[str, Any]] = {}
+    failed: dict[str, str] = {}
+    t0 = time.perf_counter()
+    for i, name in enumerate(variants):
+        log(f"== variant {i + 1}/{len(variants)}: {name} (elapsed {_fmt_time(time.perf_counter() - t0)})")
+        try:
+            states[name] = _run_variant(name, dataset_dir, out, epochs, tiny, scales, seed, python, env, log)
+        except Exception as e:  # noqa: BLE001 - a failing variant is reported; the others still run
+            failed[name] = f"{type(e).__name__}: {e}"
+            log(f"[{name}] FAILED: {failed[name]}")
+    files: list[str] = []
+    if states:
+        files = write_comparison(out, states)
+        log(f"comparison: {', '.join(files)}")
+    if failed:
+        log(f"{len(failed)} variant(s) failed: {', '.join(failed)}")
+    return {"states": states, "failed": failed, "files": files}
