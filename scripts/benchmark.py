@@ -37,7 +37,8 @@ def _gd_layer_case(quick: bool):
     channels, batch, size = (8, 2, 64) if quick else (32, 4, 128)
     bounds = [(k * 1.0, (k + 1) * 1.0) for k in range(5)]
     layer = GDConv(2, channels, channels, bounds)
-    # channels-last, as inside the SEUNet (both implementations get the same input)
+    # the fast path gets channels-last input, as inside the SEUNet; the dense reference converts it to the
+    # contiguous format, its faster one on CPU (see GDConv._forward_dense)
     x = torch.randn(batch * 5, channels, size, size).contiguous(memory_format=torch.channels_last)
     return layer, x
 
