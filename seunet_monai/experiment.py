@@ -91,6 +91,7 @@ TINY_SWEEP: dict[str, Any] = {"sweep#equivariance_images": 1, "sweep#equivarianc
 
 _RE_START = re.compile(r"SupervisedTrainer - INFO - Engine run resuming from iteration (\d+), epoch (\d+) until (\d+) epochs")
 _RE_EPOCH = re.compile(r"SupervisedTrainer - INFO - Epoch\[(\d+)\] Complete\. Time taken: (\d+):(\d+):([\d.]+)")
+_RE_RESUMED = re.compile(r"resumed from .*: epoch (\d+), iteration (\d+)")
 _RE_VAL = re.compile(r"Epoch\[(\d+)\] Metrics -- val_iou: ([\d.naN]+)")
 
 
@@ -200,8 +201,11 @@ class _Progress:
         if m:
             self.start_epoch, self.max_epochs = int(m.group(2)), int(m.group(3))
             self.state["max_epochs"] = self.max_epochs
-            if self.start_epoch:
-                self.log(f"[{self.name}] resumed at epoch {self.start_epoch}/{self.max_epochs}")
+            return
+        m = _RE_RESUMED.search(line)  # seunet_monai.handlers.ResumableCheckpoint restored last.pt
+        if m:
+            self.start_epoch = int(m.group(1))
+            self.log(f"[{self.name}] resumed at epoch {self.start_epoch}/{self.max_epochs}")
             return
         m = _RE_VAL.search(line)
         if m:

@@ -1,0 +1,158 @@
+"""The experiment runner and the variant override files, end to end through ``monai.bundle`` subprocesses.
+
+One session run trains every non-default variant for one epoch (2 iterations) on the tiny embedded
+dataset and sweeps two scales; the other tests reuse it (skip on rerun, failure isolation) or its dataset
+(resume after a killed training). Subprocesses get ``OMP_NUM_THREADS=1``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from seunet_monai import experiment
+from seunet_monai.evaluation.report import read_csv_rows
+
+REPO = Path(__file__).resolve().parents[1]
+SCALES = [0.5, 1.0]
+VARIANTS = ["unet", "sesn", "seunet_fixed", "seunet_free"]
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["OMP_NUM_THREADS"] = "1"
+    return env
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> dict:
+    root = tmp_path_factory.mktemp("experiment")
+    lines: list[str] = []
+    result = experiment.run_experiment(root / "data", root / "out", VARIANTS, epochs=1, tiny=True, scales=SCALES,
+                                       env=_env(), log=lines.append)
+    return {"root": root, "out": root / "out", "data": root / "data", "lines": lines, "result": result}
+
+
+def test_every_variant_trains_and_sweeps_two_scales(run):
+    assert run["result"]["failed"] == {}, run["result"]["failed"]
+    out = run["out"]
+    for v in VARIANTS:
+        rows = read_csv_rows(out / v / "eval" / "scale_sweep.csv")
+        assert {float(r["scale"]) for r in rows} == set(SCALES)
+        strategies = {r["strategy"] for r in rows}
+        if v == "unet":  # a plain network: one head, every fusion equal to it
+            assert strategies == {"head1", "mean", "pdist", "pens"}
+            by = {(r["strategy"], r["scale"]): r["iou"] for r in rows}
+            assert all(by[(s, sc)] == by[("head1", sc)] for s in ("mean", "pdist", "pens") for sc in SCALES)
+        else:
+            assert strategies == {f"head{k}" for k in range(1, 6)} | {"mean", "pdist", "pens"}
+        assert (out / v / "models" / "model.pt").is_file() and (out / v / "models" / "last.pt").is_file()
+        state = json.loads((out / v / experiment.STATE_FILE).read_text())
+        assert state["training_finished"] and state["evaluation_finished"] and state["max_epochs"] == 1
+        assert state["parameters"] > 0 and f"[{v}] {state['parameters']} trainable parameters" in run["lines"]
+    assert any(line.startswith("[sesn] epoch 1/1") and "ETA" in line for line in run["lines"])
+
+
+def test_variant_networks_are_what_the_override_files_say(run):
+    out = run["out"]
+    sweeps = {v: json.loads((out / v / "eval" / "scale_sweep.json").read_text()) for v in VARIANTS}
+    assert sweeps["unet"]["num_heads"] == 1 and sweeps["sesn"]["num_heads"] == 5
+    unet = torch.load(out / "unet" / "models" / "model.pt", map_location="cpu", weights_only=True)
+    assert any(k.startswith("conv_0.") for k in unet)  # BasicUNet's first block
+    sesn = torch.load(out / "sesn" / "models" / "model.pt", map_location="cpu", weights_only=True)
+    assert "enc1.conv1.basis4" in sesn and "enc1.conv1.weight" in sesn
+    # σ ablation: fixed σ stays at the configured midpoints, free σ moved during training
+    for v, moved in (("seunet_fixed", False), ("seunet_free", True)):
+        cfg = json.loads((REPO / "bundle" / "configs" / "variants" / f"{v}.json").read_text())
+        assert cfg == {"network_def#sigma_mode": v.split("_")[1]}
+        sd = torch.load(out / v / "models" / "last.pt", map_location="cpu", weights_only=True)["network"]
+        from seunet_monai.networks import SEUNet
+
+        fresh = SEUNet(channels=(5, 10, 20, 40, 80), sigma_mode=v.split("_")[1]).state_dict()
+        keys = [k for k in fresh if "scales" in k]
+        assert keys, "SEUNet state has no σ entries"
+        changed = any(not torch.equal(fresh[k], sd[k]) for k in keys)
+        assert changed is moved, v
+
+
+def test_comparison_tables_and_figure(run):
+    out = run["out"]
+    rows = read_csv_rows(out / "comparison.csv")
+    assert {"model", "strategy", "scale", "iou"} <= set(rows[0])
+    assert {r["model"] for r in rows} == set(VARIANTS)
+    md = (out / "comparison.md").read_text()
+    assert "Table 2 form" in md and "Table 3 form" in md and "training time" in md
+    for v in VARIANTS:
+        params = json.loads((out / v / experiment.STATE_FILE).read_text())["parameters"]
+        assert f"| {v} | {params} |" in md
+    assert (out / "iou_vs_scale.png").stat().st_size > 0
+
+
+def test_rerun_skips_finished_variants_and_refuses_other_arguments(run):
+    lines: list[str] = []
+    t0 = time.perf_counter()
+    res = experiment.run_experiment(run["data"], run["out"], ["unet", "sesn"], epochs=1, tiny=True, scales=SCALES,
+                                    env=_env(), log=lines.append)
+    assert time.perf_counter() - t0 < 20 and res["failed"] == {}
+    assert "[unet] already trained and evaluated: skipped" in " ".join(lines)
+    res = experiment.run_experiment(run["data"], run["out"], ["unet"], epochs=2, tiny=True, scales=SCALES,
+                                    env=_env(), log=lines.append)
+    assert "other arguments" in res["failed"]["unet"]
+
+
+def test_failing_variant_is_reported_and_others_still_run(run, monkeypatch, tmp_path, capsys):
+    real = experiment._run_variant
+
+    def flaky(name, *args, **kwargs):
+        if name == "sesn":
+            raise RuntimeError("training failed (exit status 1)")
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(experiment, "_run_variant", flaky)
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("run_experiment_script", REPO / "scripts" / "run_experiment.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    rc = script.main(["--dataset-dir", str(run["data"]), "--out", str(run["out"]), "--variants", "sesn,unet",
+                      "--epochs", "1", "--tiny", "--scales", "0.5,1"])
+    text = capsys.readouterr().out
+    assert rc == 1 and "[sesn] FAILED" in text and "[unet] already trained" in text and "comparison:" in text
+
+
+def test_interrupted_training_resumes_from_last_pt(run, tmp_path):
+    out = tmp_path / "out"
+    cmd = [sys.executable, str(REPO / "scripts" / "run_experiment.py"), "--dataset-dir", str(run["data"]),
+           "--out", str(out), "--variants", "unet", "--epochs", "3", "--tiny", "--scales", "1"]
+    proc = subprocess.Popen(cmd, cwd=str(REPO), env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    last = out / "unet" / "models" / "last.pt"
+    deadline = time.time() + 120
+    try:
+        while not last.is_file() and time.time() < deadline and proc.poll() is None:
+            time.sleep(0.02)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # the runner and its bundle subprocess (a session we started)
+        proc.wait()
+    assert last.is_file(), "no last.pt was written before the deadline"
+    state = json.loads((out / "unet" / experiment.STATE_FILE).read_text())
+    assert not state.get("training_finished")
+    lines: list[str] = []
+    res = experiment.run_experiment(run["data"], out, ["unet"], epochs=3, tiny=True, scales=[1.0], env=_env(),
+                                    log=lines.append)
+    assert res["failed"] == {}, res["failed"]
+    text = "\n".join(lines)
+    assert "training (resuming from last.pt)" in text and "[unet] resumed at epoch" in text
+    state = json.loads((out / "unet" / experiment.STATE_FILE).read_text())
+    assert state["training_finished"] and state["evaluation_finished"]
+    # epochs 2 and 3 ran in the resumed attempt (epoch 1's time is lost when the kill came before its log line)
+    assert {"2", "3"} <= set(state["epoch_times_s"]) <= {"1", "2", "3"}
+    assert "resumed from" in (out / "unet" / "train.log").read_text()
