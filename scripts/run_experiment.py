@@ -4,7 +4,7 @@
 Usage::
 
     python scripts/run_experiment.py --dataset-dir D --out O \
-        --variants seunet,unet,sesn,seunet_fixed,seunet_free [--epochs N] [--tiny] [--scales 0.5,1,2] [--seed S]
+        --variants seunet,unet,sesn,seunet_fixed,seunet_free [--epochs N] [--tiny] [--scales 0.5,1,2] [--seed S] [--widths 20,40,80,160,320]
 
 Each variant is trained and evaluated with the bundle's own commands (override file
 ``bundle/configs/variants/NAME.json`` merged last) into ``O/<variant>/``; then ``O/comparison.csv``,
@@ -40,11 +40,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tiny", action="store_true", help="tiny networks and data (smoke test)")
     parser.add_argument("--scales", type=_scales, default=None, help="test scales, e.g. 0.5,1,2 (default: the bundle's)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--widths", default=None,
+                        help="five level widths for every variant, e.g. 20,40,80,160,320 (default: the bundle's)")
     args = parser.parse_args(argv)
+    try:
+        widths = None if args.widths is None else [int(v) for v in args.widths.split(",")]
+    except ValueError:
+        parser.error(f"--widths must be comma-separated integers, got {args.widths!r}")
     try:
         result = run_experiment(args.dataset_dir, args.out, [v for v in args.variants.split(",") if v],
                                 epochs=args.epochs, tiny=args.tiny, scales=args.scales, seed=args.seed,
-                                log=lambda s: print(s, flush=True))
+                                widths=widths, log=lambda s: print(s, flush=True))
     except (ValueError, FileNotFoundError, NotADirectoryError) as e:
         print(f"run_experiment.py: error: {e}", file=sys.stderr)
         return 2

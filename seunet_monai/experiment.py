@@ -44,6 +44,7 @@ __all__ = [
     "bundle_overrides",
     "count_parameters",
     "run_experiment",
+    "run_scale_shift_benchmark",
     "write_comparison",
 ]
 
@@ -122,6 +123,8 @@ def bundle_overrides(
     epochs: int | None = None,
     tiny: bool = False,
     seed: int = 0,
+    widths: Sequence[int] | None = None,
+    extra: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The bundle overrides (``{key: value}``) shared by a variant's training and evaluating commands.
 
@@ -132,6 +135,9 @@ def bundle_overrides(
         epochs: training epochs (None: the bundle's default).
         tiny: shrink the network (``VARIANTS[name].tiny_widths``) and the data (:data:`TINY_DATA`).
         seed: the bundle's ``seed``.
+        widths: the five level widths for every variant (overrides ``tiny``'s; ``BasicUNet`` gets the first
+            width again as its last feature count, as in the paper's (60, ..., 960, 60)).
+        extra: further bundle overrides (``{key: value}``), applied last.
     """
     spec = VARIANTS[name]
     vdir = Path(variant_dir).resolve()
@@ -146,6 +152,12 @@ def bundle_overrides(
     if tiny:
         ov[f"network_def#{spec.width_key}"] = list(spec.tiny_widths)
         ov.update(TINY_DATA)
+    if widths is not None:
+        w = [int(v) for v in widths]
+        if len(w) != 5 or any(v < 1 for v in w):
+            raise ValueError(f"widths must be 5 positive numbers (4 encoder levels + bottleneck), got {widths}.")
+        ov[f"network_def#{spec.width_key}"] = w + [w[0]] if spec.width_key == "features" else w
+    ov.update(dict(extra or {}))
     return ov
 
 
@@ -257,11 +269,13 @@ def _run_variant(
     python: str,
     env: Mapping[str, str],
     log: Callable[[str], None],
+    widths: Sequence[int] | None = None,
+    extra: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     spec = VARIANTS[name]
     vdir = out / name
     state_path = vdir / STATE_FILE
-    ov = bundle_overrides(name, dataset_dir, vdir, epochs, tiny, seed)
+    ov = bundle_overrides(name, dataset_dir, vdir, epochs, tiny, seed, widths, extra)
     args = {"overrides": ov, "scales": None if scales is None else [float(s) for s in scales]}
     if state_path.is_file():
         state = _read_json(state_path)
@@ -382,6 +396,8 @@ def run_experiment(
     python: str | None = None,
     env: Mapping[str, str] | None = None,
     log: Callable[[str], None] = print,
+    widths: Sequence[int] | None = None,
+    overrides: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Train and scale-sweep every variant through the bundle into ``out/<variant>``, then compare them.
 
@@ -397,6 +413,8 @@ def run_experiment(
         python: interpreter for the bundle commands (default: this one).
         env: environment of the bundle commands (default: this process's).
         log: progress sink (one line per variant and epoch).
+        widths: the five level widths of every variant (see :func:`bundle_overrides`).
+        overrides: further bundle overrides for every command (``{key: value}``, e.g. ``{"batch_size": 4}``).
 
     Returns:
         ``{"states": {variant: state}, "failed": {variant: message}, "files": [...]}``.
@@ -422,7 +440,8 @@ def run_experiment(
     for i, name in enumerate(variants):
         log(f"== variant {i + 1}/{len(variants)}: {name} (elapsed {_fmt_time(time.perf_counter() - t0)})")
         try:
-            states[name] = _run_variant(name, dataset_dir, out, epochs, tiny, scales, seed, python, env, log)
+            states[name] = _run_variant(name, dataset_dir, out, epochs, tiny, scales, seed, python, env, log,
+                                        widths, overrides)
         except Exception as e:  # noqa: BLE001 - a failing variant is reported; the others still run
             failed[name] = f"{type(e).__name__}: {e}"
             log(f"[{name}] FAILED: {failed[name]}")
@@ -433,3 +452,138 @@ def run_experiment(
     if failed:
         log(f"{len(failed)} variant(s) failed: {', '.join(failed)}")
     return {"states": states, "failed": failed, "files": files}
+
+
+def run_scale_shift_benchmark(
+    out: str | os.PathLike,
+    variants: Sequence[str] = ("seunet", "unet"),
+    test_scales: Sequence[float] = (0.5, 1.0, 2.0),
+    n_train: int = 16,
+    n_val: int = 4,
+    n_test: int = 4,
+    size: int = 96,
+    epochs: int | None = None,
+    tiny: bool = False,
+    widths: Sequence[int] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    seed: int = 0,
+    python: str | None = None,
+    env: Mapping[str, str] | None = None,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Controlled scale shift: train at synthetic scale 1, test on sets *generated* at other scales.
+
+    1. ``out/data/scale_1``: a synthetic nuclei dataset at scale 1 (training, validation and test splits).
+    2. :func:`run_experiment` trains every variant on it into ``out/runs`` and sweeps ``test_scales`` on
+       **resampled** copies of its test split (the usual scale sweep).
+    3. ``out/data/scale_K`` for each ``K``: test sets generated by the synthetic generator at scale ``K``
+       (every length magnified ``K`` times, image size unchanged), each evaluated at scale 1 with the bundle's
+       evaluating command (``--dataset_dir out/data/scale_K --eval_dir out/runs/<variant>/eval_native_K``).
+    4. ``out/scale_shift.csv`` (``model, strategy, test_scale, test_set, iou``, ``test_set`` = ``generated`` or
+       ``resampled``) and ``out/scale_shift.md``.
+
+    Args:
+        out: benchmark folder.
+        variants: variant names (see :data:`VARIANTS`).
+        test_scales: scales ``K`` of the generated (and resampled) test sets.
+        n_train: training samples at scale 1 (also ``n_val`` validation and ``n_test`` test samples per set).
+        n_val: validation samples.
+        n_test: test samples of every test set.
+        size: image side in pixels (every set).
+        epochs: training epochs.
+        tiny: tiny networks (see :func:`bundle_overrides`).
+        widths: five level widths of every variant.
+        overrides: further bundle overrides (e.g. ``{"batch_size": 4, "patch_size": [96, 96]}``).
+        seed: random seed of the generator and the training.
+        python: interpreter for the bundle commands.
+        env: environment of the bundle commands.
+        log: progress sink.
+
+    Returns:
+        ``{"rows": [...], "failed": {...}, "files": [...]}``.
+    """
+    from seunet_monai.data.datalist import datalist_exists
+    from seunet_monai.data.io import atomic_write_text
+    from seunet_monai.data.synthetic import make_synthetic_dataset
+    from seunet_monai.evaluation.report import read_csv_rows, write_csv_rows
+
+    out = Path(out).resolve()
+    scales = [float(k) for k in test_scales]
+    if not scales or any(not k > 0 for k in scales):
+        raise ValueError(f"test_scales must be positive numbers, got {test_scales}.")
+    data = out / "data"
+
+    def dataset(k: float, n_tr: int, n_v: int) -> Path:
+        d = data / f"scale_{k:g}"
+        if not datalist_exists(d):
+            log(f"generating the synthetic test set at scale {k:g} in {d}")
+            make_synthetic_dataset(d, task="nuclei", n_train=n_tr, n_val=n_v, n_test=n_test, size=size, scale=k,
+                                   seed=seed)
+        return d
+
+    train_dir = dataset(1.0, n_train, n_val)
+    runs = out / "runs"
+    result = run_experiment(train_dir, runs, variants, epochs=epochs, tiny=tiny, scales=scales, seed=seed,
+                            python=python, env=env, log=log, widths=widths, overrides=overrides)
+    failed = dict(result["failed"])
+    python = python or sys.executable
+    env = dict(os.environ if env is None else env)
+    env.pop("SEUNET_BUNDLE_ROOT", None)
+    rows: list[dict[str, Any]] = []
+    for name in variants:
+        if name in failed:
+            continue
+        vdir = runs / name
+        for r in read_csv_rows(vdir / "eval" / "scale_sweep.csv"):
+            rows.append({"model": name, "strategy": r["strategy"], "test_scale": float(r["scale"]),
+                         "test_set": "resampled", "iou": r["iou"]})
+        for k in scales:
+            if k == 1.0:  # the training set's own test split, already swept (resampling by 1 is the identity)
+                rows += [dict(r, test_set="generated") for r in rows
+                         if r["model"] == name and r["test_scale"] == 1.0 and r["test_set"] == "resampled"]
+                continue
+            d = dataset(k, 0, 0)
+            eval_dir = vdir / f"eval_native_{k:g}"
+            if not (eval_dir / "scale_sweep.json").is_file():
+                ov = bundle_overrides(name, d, vdir, epochs, tiny, seed, widths, overrides)
+                if tiny:
+                    ov.update(TINY_SWEEP)
+                ov.update({"eval_dir": str(eval_dir), "scales": [1.0], "sweep#model_name": name})
+                cmd = [python, "-m", "monai.bundle", "run", "evaluating", "--config_file",
+                       json.dumps(_config_files(VARIANTS[name], evaluating=True)), *_cli(ov)]
+                log(f"[{name}] evaluating on the test set generated at scale {k:g}")
+                rc = _run_logged(cmd, vdir / "evaluate_native.log", env, None)
+                if rc != 0:
+                    failed[name] = f"evaluating at generated scale {k:g} failed (exit {rc}); see {vdir / 'evaluate_native.log'}"
+                    log(f"[{name}] FAILED: {failed[name]}")
+                    break
+            for r in read_csv_rows(eval_dir / "scale_sweep.csv"):
+                rows.append({"model": name, "strategy": r["strategy"], "test_scale": k, "test_set": "generated",
+                             "iou": r["iou"]})
+    files: list[str] = []
+    if rows:
+        files.append(str(write_csv_rows(out / "scale_shift.csv", rows,
+                                        ("model", "strategy", "test_scale", "test_set", "iou"))))
+        md = ["# Scale-shift benchmark", "",
+              f"Trained at synthetic scale 1 ({n_train} images of {size} px); dataset-wide IoU (%) of {n_test} test "
+              "images per set. `generated`: test sets rendered by the synthetic generator at scale K; `resampled`: "
+              "the scale-1 test split resized by K.", ""]
+        head = [f"{k:g} {t}" for k in scales for t in ("generated", "resampled")]
+        md.append("| model | strategy | " + " | ".join(head) + " |")
+        md.append("|---|---|" + "---|" * len(head))
+        table = {(r["model"], r["strategy"], r["test_scale"], r["test_set"]): r["iou"] for r in rows}
+        for name in variants:
+            strategies = sorted({r["strategy"] for r in rows if r["model"] == name},
+                                key=lambda s: (s.startswith("head"), s))
+            for st in strategies:
+                cells = []
+                for k in scales:
+                    for t in ("generated", "resampled"):
+                        v = table.get((name, st, k, t))
+                        cells.append("–" if v is None else f"{100 * float(v):.2f}")
+                md.append(f"| {name} | {st} | " + " | ".join(cells) + " |")
+        md += ["", f"Training and comparison of the resampled sweep: {runs / 'comparison.md'}"]
+        atomic_write_text(out / "scale_shift.md", "\n".join(md) + "\n")
+        files.append(str(out / "scale_shift.md"))
+        log(f"scale-shift benchmark: {', '.join(files)}")
+    return {"rows": rows, "failed": failed, "files": files + result["files"]}
