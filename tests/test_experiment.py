@@ -19,6 +19,7 @@ import pytest
 import torch
 
 from seunet_monai import experiment
+from seunet_monai.data.synthetic import make_synthetic_dataset
 from seunet_monai.evaluation.report import read_csv_rows
 
 REPO = Path(__file__).resolve().parents[1]
@@ -34,11 +35,14 @@ def _env() -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory) -> dict:
+    # laid out as the scale-shift benchmark expects (data/scale_1, runs/), so that its test reuses the run
     root = tmp_path_factory.mktemp("experiment")
+    data = root / "data" / "scale_1"
+    make_synthetic_dataset(data, n_train=4, n_val=2, n_test=2, size=64, scale=1.0, seed=0)
     lines: list[str] = []
-    result = experiment.run_experiment(root / "data", root / "out", VARIANTS, epochs=1, tiny=True, scales=SCALES,
+    result = experiment.run_experiment(data, root / "runs", VARIANTS, epochs=1, tiny=True, scales=SCALES,
                                        env=_env(), log=lines.append)
-    return {"root": root, "out": root / "out", "data": root / "data", "lines": lines, "result": result}
+    return {"root": root, "out": root / "runs", "data": data, "lines": lines, "result": result}
 
 
 def test_every_variant_trains_and_sweeps_two_scales(run):
@@ -156,3 +160,24 @@ def test_interrupted_training_resumes_from_last_pt(run, tmp_path):
     # epochs 2 and 3 ran in the resumed attempt (epoch 1's time is lost when the kill came before its log line)
     assert {"2", "3"} <= set(state["epoch_times_s"]) <= {"1", "2", "3"}
     assert "resumed from" in (out / "unet" / "train.log").read_text()
+
+
+def test_scale_shift_benchmark_evaluates_generated_test_sets(run):
+    lines: list[str] = []
+    res = experiment.run_scale_shift_benchmark(run["root"], ["unet"], SCALES, n_train=4, n_val=2, n_test=2, size=64,
+                                               epochs=1, tiny=True, env=_env(), log=lines.append)
+    assert res["failed"] == {}, res["failed"]
+    text = "\n".join(lines)
+    assert "[unet] already trained and evaluated: skipped" in text  # trained once, at scale 1
+    assert "generating the synthetic test set at scale 0.5" in text
+    gen = json.loads((run["root"] / "data" / "scale_0.5" / "datalist.json").read_text())
+    assert len(gen["test"]) == 2
+    native = read_csv_rows(run["out"] / "unet" / "eval_native_0.5" / "scale_sweep.csv")
+    assert {float(r["scale"]) for r in native} == {1.0}  # the generated set itself, not resampled
+    rows = read_csv_rows(run["root"] / "scale_shift.csv")
+    keys = {(r["test_scale"], r["test_set"]) for r in rows if r["strategy"] == "head1"}
+    assert keys == {(0.5, "generated"), (0.5, "resampled"), (1.0, "generated"), (1.0, "resampled")}
+    by = {(r["test_scale"], r["test_set"]): r["iou"] for r in rows if r["strategy"] == "head1"}
+    assert by[(0.5, "generated")] == next(r["iou"] for r in native if r["strategy"] == "head1")
+    assert by[(1.0, "generated")] == by[(1.0, "resampled")]
+    assert "| unet | head1 |" in (run["root"] / "scale_shift.md").read_text()
