@@ -11,8 +11,8 @@ Measures, in one run (both sides of every ratio in the same process, interleaved
 - one training step (forward + backward + Adam, batch 2 at 256×256) of the default SEUNet and of MONAI's
   ``BasicUNet(features=(60, 120, 240, 480, 960, 60))`` -> ``seunet_step_ms``, ``unet_step_ms``,
   ``seunet_vs_unet`` (SEUNet / UNet), parameter counts, and the peak memory of one step of each
-  (``*_peak_mb``: on CUDA ``max_memory_allocated``; on CPU the peak resident-set growth of a fresh process
-  doing one step).
+  (``*_peak_mb``: on CUDA ``max_memory_allocated``; on CPU the peak of live tensor memory in the profiler's
+  memory timeline, parameters and optimiser state included).
 
 ``--quick`` shrinks everything (a demo that runs in well under a minute); its figures are not the contract's.
 """
@@ -21,12 +21,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing as mp
 import os
 import platform
-import resource
 import sys
+import tempfile
 import time
+import warnings
 
 import torch
 
@@ -93,28 +93,25 @@ def _time_interleaved(fns: dict, repeats: int, device: torch.device) -> dict:
     return best
 
 
-def _peak_child(which: str, quick: bool, size: int, batch: int, queue) -> None:
-    torch.manual_seed(0)
-    seunet, unet = _nets(quick)
-    net = seunet if which == "seunet" else unet
-    x = torch.randn(batch, 3, size, size)
-    y = torch.randint(0, 2, (batch, size, size))
-    step = _train_step(net, x, y)
-    with open("/proc/self/statm") as f:  # current resident set, in pages
-        before_kib = int(f.read().split()[1]) * (os.sysconf("SC_PAGE_SIZE") // 1024)
-    step()
-    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
-    queue.put(max(peak_kib - before_kib, 0) / 1024.0)
+def _peak_mb_cpu(step) -> float:
+    """Peak of live tensor memory during one call of ``step``, in MB (CPU).
 
-
-def _peak_mb_cpu(which: str, quick: bool, size: int, batch: int) -> float:
-    ctx = mp.get_context("spawn")
-    queue = ctx.Queue()
-    proc = ctx.Process(target=_peak_child, args=(which, quick, size, batch, queue))
-    proc.start()
-    value = queue.get(timeout=1800)
-    proc.join()
-    return float(value)
+    From the profiler's memory timeline (every allocation and free of tensors: parameters, gradients,
+    optimiser state, activations, temporaries), so it is deterministic, unlike the process's resident set,
+    which depends on when the allocator returns memory to the system.
+    """
+    with torch.profiler.profile(
+        activities=[torch.profiler.ProfilerActivity.CPU], profile_memory=True, record_shapes=True, with_stack=True
+    ) as prof:
+        step()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "timeline.json")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            prof.export_memory_timeline(path, device="cpu")
+        with open(path) as f:
+            _, sizes = json.load(f)
+    return max(sum(row) for row in sizes) / 2**20
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -169,8 +166,8 @@ def main(argv: list[str] | None = None) -> int:
             step()
             res[f"{name}_peak_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
     else:
-        for name in steps:
-            res[f"{name}_peak_mb"] = _peak_mb_cpu(name, args.quick, size, batch)
+        for name, step in steps.items():
+            res[f"{name}_peak_mb"] = _peak_mb_cpu(step)
 
     print(
         f"training step (batch {batch}, {size}x{size}): SEUNet {t['seunet']:.0f} ms, UNet {t['unet']:.0f} ms, "
