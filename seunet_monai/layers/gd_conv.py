@@ -218,37 +218,36 @@ class GDConv(nn.Module):
         padding = [size // 2 + extra_pad if a == axis else 0 for a in range(d)]
         return _CONV[d](x, weight, padding=padding, groups=channels)
 
+    # Kernels are built in the parameters' dtype (full precision under autocast) and cast to the input's.
     def _forward_fast_hybrid(self, x: torch.Tensor) -> torch.Tensor:
         d = self.spatial_dims
-        sigma = self.sigma().to(x.dtype)
+        sigma = self.sigma()
         r = stencil_radius(self.order)
-        alpha = self.alpha.to(x.dtype)
-        stencils = self.stencils.to(x.dtype)
-        orders = self.basis_orders.to(x.dtype)
+        # W_k = Σ_n α_n σ_k^{|n|} δ_n: central differences, γ-normalisation and α in one small kernel per group
+        scale = sigma.unsqueeze(1) ** self.basis_orders.to(sigma.dtype).unsqueeze(0)  # (Ω, nb)
+        weights = torch.einsum("oin,kn,n...->koi...", self.alpha, scale, self.stencils.to(sigma.dtype)).to(x.dtype)
         outs = []
         for k, (xk, h) in enumerate(zip(self._group_inputs(x), self.half_widths())):
-            g = gaussian_kernel_1d(sigma[k : k + 1], h)  # (1, 2h + 1): this group's own size
+            g = gaussian_kernel_1d(sigma[k : k + 1], h).to(x.dtype)  # (1, 2h + 1): this group's own size
             y = xk
             for axis in range(d):
                 # smoothing on a domain r pixels larger on each side, so that the 'valid' stencil below sees the
                 # exact Gaussian response beyond the border (equal to the dense reference with zero padding)
                 y = self._separable_pass(y, g, axis, r)
-            # W_k = Σ_n α_n σ_k^{|n|} δ_n: central differences, γ-normalisation and α in one small convolution
-            weight = torch.einsum("oin,n,n...->oi...", alpha, sigma[k] ** orders, stencils)
-            outs.append(_CONV[d](y, weight))
+            outs.append(_CONV[d](y, weights[k]))
         return torch.cat(outs, dim=0)
 
     def _forward_fast_sampled(self, x: torch.Tensor) -> torch.Tensor:
         d, m, cin = self.spatial_dims, self.order + 1, self.in_channels
-        sigma = self.sigma().to(x.dtype)
+        sigma = self.sigma()
         # α over the full tensor-product basis (orders with |n| > N get zero weight), shared by all groups
-        full = torch.zeros(self.out_channels, cin, *([m] * d), dtype=x.dtype, device=x.device)
+        full = self.alpha.new_zeros(self.out_channels, cin, *([m] * d))
         idx = tuple(torch.tensor(v, device=x.device) for v in zip(*self.multi_indices))
-        full[(slice(None), slice(None), *idx)] = self.alpha.to(x.dtype)
-        weight = full.reshape(self.out_channels, cin * m**d, *([1] * d))
+        full[(slice(None), slice(None), *idx)] = self.alpha
+        weight = full.reshape(self.out_channels, cin * m**d, *([1] * d)).to(x.dtype)
         outs = []
         for k, (xk, h) in enumerate(zip(self._group_inputs(x), self.half_widths())):
-            k1 = gaussian_derivative_kernels_1d(sigma[k], self.order, h, "sampled")  # (m, 2h + 1)
+            k1 = gaussian_derivative_kernels_1d(sigma[k], self.order, h, "sampled").to(x.dtype)  # (m, 2h + 1)
             y = xk
             for axis in range(d):  # channel layout (c, t_0, ..., t_axis)
                 y = self._separable_pass(y, k1, axis, 0)
@@ -258,11 +257,10 @@ class GDConv(nn.Module):
     def _forward_dense(self, x: torch.Tensor) -> torch.Tensor:
         d = self.spatial_dims
         sigma = self.sigma()
-        alpha = self.alpha.to(x.dtype)
         outs = []
         for k, (xk, h) in enumerate(zip(self._group_inputs(x), self.half_widths())):
-            basis = gd_basis(sigma[k], d, self.order, h, self.discretization).to(x.dtype)  # (nb, K..K)
-            kernel = torch.einsum("oin,n...->oi...", alpha, basis)
+            basis = gd_basis(sigma[k], d, self.order, h, self.discretization)  # (nb, K..K)
+            kernel = torch.einsum("oin,n...->oi...", self.alpha, basis).to(x.dtype)
             # contiguous (not channels-last): oneDNN's backward for large dense kernels in channels-last took
             # 100x longer than in contiguous format on CPU (torch 2.13, 17x17 and 23x23 kernels)
             outs.append(_CONV[d](xk.contiguous(), kernel, padding=kernel.shape[-1] // 2))
