@@ -152,7 +152,8 @@ def plot_sigmas(sigmas: Mapping[str, Any], bounds: Mapping[str, Any] | None, pat
     ax.set_xticks(x)
     ax.set_xticklabels(names, rotation=60, ha="right", fontsize=7)
     ax.set_ylabel("σ")
-    ax.set_title("learned σ per layer and group (dashed: allowed range)")
+    # bounds exist only for learned, range-constrained σ (SEUNet); a fixed basis (SESN) has none
+    ax.set_title("learned σ per layer and group (dashed: allowed range)" if bounds else "σ per layer and group")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=7)
     return _save(fig, path)
