@@ -119,6 +119,8 @@ class GDConv(nn.Module):
         self.num_scales = self.scales.num_scales
         self.multi_indices = derivative_multi_indices(spatial_dims, order)
         self.num_basis = len(self.multi_indices)
+        # per-axis order lists: places of the basis functions in the full (N+1)^d tensor-product grid
+        self._basis_index = tuple(list(v) for v in zip(*self.multi_indices))
         self.alpha = nn.Parameter(torch.empty(out_channels, in_channels, self.num_basis))
         self.bias = nn.Parameter(torch.empty(out_channels)) if bias else None
         self.register_buffer(
@@ -242,8 +244,7 @@ class GDConv(nn.Module):
         sigma = self.sigma()
         # α over the full tensor-product basis (orders with |n| > N get zero weight), shared by all groups
         full = self.alpha.new_zeros(self.out_channels, cin, *([m] * d))
-        idx = tuple(torch.tensor(v, device=x.device) for v in zip(*self.multi_indices))
-        full[(slice(None), slice(None), *idx)] = self.alpha
+        full[(slice(None), slice(None), *self._basis_index)] = self.alpha
         weight = full.reshape(self.out_channels, cin * m**d, *([1] * d)).to(x.dtype)
         outs = []
         for k, (xk, h) in enumerate(zip(self._group_inputs(x), self.half_widths())):
