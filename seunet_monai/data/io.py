@@ -30,6 +30,7 @@ __all__ = [
     "read_rgb",
     "read_label",
     "prepare_output_dir",
+    "check_not_overlapping",
     "TIFF_SUFFIXES",
 ]
 
@@ -274,29 +275,54 @@ def read_label(path: PathLike) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------------------------- output dir
-def prepare_output_dir(dst: PathLike, overwrite: bool = False) -> Path:
-    """Make ``dst`` ready to receive a new dataset.
+def check_not_overlapping(dst: PathLike, inputs: Any, what: str = "output folder") -> None:
+    """Refuse an output folder that is, contains or lies inside one of the ``inputs`` (files or folders).
+
+    Raises:
+        ValueError: naming both paths.
+    """
+    real = Path(dst).expanduser().resolve()
+    for src in inputs or ():
+        s = Path(src).expanduser().resolve()
+        if real == s or s in real.parents or real in s.parents:
+            raise ValueError(
+                f"{what} {real} overlaps the input {s} (same folder, inside it or containing it); "
+                "choose an output folder outside the inputs."
+            )
+
+
+def prepare_output_dir(
+    dst: PathLike, overwrite: bool = False, inputs: Any = None, marker: str | None = None
+) -> Path:
+    """Make ``dst`` ready to receive a new dataset, never removing what this project did not write.
 
     A missing or empty folder is created/accepted. A non-empty folder is refused unless ``overwrite``; with
-    ``overwrite`` its content is removed (symbolic links are unlinked, never followed). Refuses to clean the
-    file-system root, the home folder or the current working directory (or one of its parents).
+    ``overwrite`` its content is removed (symbolic links are unlinked, never followed) only when it holds
+    ``marker`` (a file that the project writes last into every folder it produces, e.g.
+    ``prepare_report.json``): a folder without it was not written by us and is never cleaned. A ``dst`` that
+    is, contains or lies inside one of ``inputs`` is refused whatever ``overwrite`` says. Also refuses to clean
+    the file-system root, the home folder or the current working directory (or one of its parents).
 
     Args:
         dst: the output folder.
-        overwrite: allow emptying a non-empty ``dst``.
+        overwrite: allow emptying a non-empty ``dst`` that this project wrote.
+        inputs: input files/folders of the run (never inside or around ``dst``).
+        marker: name of the file that marks a folder written by this project; ``None`` accepts any folder
+            (for callers that only write into folders they created).
 
     Returns:
         ``dst`` as a resolved :class:`pathlib.Path`.
 
     Raises:
         FileExistsError: when ``dst`` is non-empty and ``overwrite`` is false, or ``dst`` is a file.
-        ValueError: when ``dst`` is a folder that must never be cleaned.
+        ValueError: when ``dst`` overlaps an input, lacks the marker, or must never be cleaned.
     """
     dst = Path(dst).expanduser()
     if dst.exists() and not dst.is_dir():
         raise FileExistsError(f"output path {dst} exists and is not a folder.")
     if dst.is_symlink():
         raise ValueError(f"output folder {dst} is a symbolic link; give the real folder instead.")
+    check_not_overlapping(dst, inputs)
     if dst.is_dir() and any(dst.iterdir()):
         if not overwrite:
             raise FileExistsError(
@@ -308,6 +334,11 @@ def prepare_output_dir(dst: PathLike, overwrite: bool = False) -> Path:
         cwd = Path.cwd().resolve()
         if real in protected or real == cwd or real in cwd.parents:
             raise ValueError(f"refusing to clean {real}: it is the root, the home folder or contains the working directory.")
+        if marker is not None and not (real / marker).is_file():
+            raise ValueError(
+                f"refusing to clean {real}: it has no {marker}, so this project did not write it; "
+                "choose an empty or new output folder."
+            )
         for child in real.iterdir():
             if child.is_symlink() or not child.is_dir():
                 child.unlink()

@@ -71,9 +71,16 @@ __all__ = [
     "NormalizeStainsVahadaned",
     "NormalizeStainsMacenkod",
     "get_stain_normalizer",
+    "STAIN_REFERENCE_FILE",
+    "load_stain_reference",
 ]
 
 STAIN_METHODS = ("vahadane", "macenko", "none")
+
+#: File name of the fitted stain reference written next to a prepared dataset (and shipped with the bundle's
+#: model): method, target stain matrix and 99th-percentile concentrations, so that evaluation and inference
+#: apply exactly the normalisation the training data had.
+STAIN_REFERENCE_FILE = "stain_reference.json"
 
 #: Built-in reference stains, rows H and E, columns the optical density in R, G, B (MONAI's default Macenko
 #: target, transposed; each row has unit norm up to rounding).
@@ -287,6 +294,26 @@ class _StainNormalizer(Transform):
             out = np.moveaxis(out, -1, 0)
         return convert_to_dst_type(out.astype(arr.dtype, copy=False), img)[0]
 
+    def set_target(self, stains: Any, max_concentrations: Any, name: str = "stain_reference.json") -> None:
+        """Use a fitted reference (stain matrix rows H, E; 99th-percentile concentrations) as the target."""
+        stains = np.asarray(stains, dtype=np.float64)
+        maxc = np.asarray(max_concentrations, dtype=np.float64)
+        if stains.shape != (2, 3) or maxc.shape != (2,) or not (np.isfinite(stains).all() and np.isfinite(maxc).all()):
+            raise ValueError(
+                f"{name}: expected a 2x3 target_stain_matrix and 2 target_max_concentrations (finite), got "
+                f"shapes {stains.shape} and {maxc.shape}."
+            )
+        self.target_stains, self.target_max, self.reference_name = stains, maxc, name
+
+    def reference_record(self) -> dict[str, Any]:
+        """The fitted target as stored in :data:`STAIN_REFERENCE_FILE` (read back by :func:`load_stain_reference`)."""
+        return {
+            "method": self.method,  # type: ignore[attr-defined]
+            "reference": self.reference_name,
+            "target_stain_matrix": self.target_stains.tolist(),
+            "target_max_concentrations": self.target_max.tolist(),
+        }
+
     def describe(self) -> dict[str, Any]:
         """JSON-friendly summary (method, reference, target stain matrix and concentrations, fallbacks)."""
         return {
@@ -414,6 +441,10 @@ class NormalizeStainsMacenko(_StainNormalizer):
         # first (the ordering heuristic of MONAI PR #8551 compares the ratio on absorbance), while its default
         # ``target_he`` lists haematoxylin first, which swaps the H and E colours. The target is passed in the
         # extractor's own order, probed once on a synthetic H&E image so that a future MONAI fix keeps working.
+        self._rebuild()
+
+    def _rebuild(self) -> None:
+        """(Re)build MONAI's transform for the current target (after :meth:`set_target`)."""
         order = np.array([1, 0]) if _monai_extracts_eosin_first() else np.array([0, 1])
         self._normalizer = NormalizeHEStains(
             tli=self.tli,
@@ -478,3 +509,41 @@ def get_stain_normalizer(
     if m == "macenko":
         return NormalizeStainsMacenko(reference=reference, **kwargs)
     raise ValueError(f"unknown stain normalisation {method!r}; expected one of {list(STAIN_METHODS)}.")
+
+
+def load_stain_reference(path: str | os.PathLike, method: str | None = None, **kwargs: Any) -> _StainNormalizer | None:
+    """Array stain transform from a :data:`STAIN_REFERENCE_FILE` record (``None`` when its method is ``none``).
+
+    Args:
+        path: the JSON file written by a preparation script (or shipped in ``bundle/models/``).
+        method: override the recorded method (``"none"`` gives ``None``).
+        kwargs: passed to the transform (e.g. ``channel_dim=0``).
+
+    Raises:
+        FileNotFoundError / ValueError: missing or malformed file (the message names it and the key).
+    """
+    import json
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"stain reference {path} not found; prepare the data with a stain normalisation, or turn it off "
+            "with --stain_norm none."
+        )
+    try:
+        record = json.loads(path.read_text())
+        m = str(method or record["method"]).lower()
+    except (ValueError, KeyError, TypeError) as e:
+        raise ValueError(f"{path}: not a stain reference record (needs 'method', 'target_stain_matrix', ...): {e}") from e
+    if m == "none":
+        return None
+    normalizer = get_stain_normalizer(m, reference=None, **kwargs)
+    if normalizer is None:
+        return None
+    try:
+        normalizer.set_target(record["target_stain_matrix"], record["target_max_concentrations"], str(path))
+    except KeyError as e:
+        raise ValueError(f"{path}: missing key {e} of a stain reference record.") from e
+    if isinstance(normalizer, NormalizeStainsMacenko):
+        normalizer._rebuild()
+    return normalizer

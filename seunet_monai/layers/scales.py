@@ -21,7 +21,14 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-__all__ = ["SIGMA_MODES", "ScaleParameter", "default_sigma_ranges", "half_widths", "validate_sigma_bounds"]
+__all__ = [
+    "SIGMA_LAYOUTS",
+    "SIGMA_MODES",
+    "ScaleParameter",
+    "default_sigma_ranges",
+    "half_widths",
+    "validate_sigma_bounds",
+]
 
 SIGMA_MODES = ("constrained", "fixed", "free")
 
@@ -68,23 +75,39 @@ def validate_sigma_bounds(
     return pairs
 
 
+SIGMA_LAYOUTS = ("centred", "offset")
+
+
 def default_sigma_ranges(
-    num_scales: int = 5, num_layers: int = 18, width: float = 0.5, growth: float = 0.25
+    num_scales: int = 5,
+    num_layers: int = 18,
+    width: float = 0.5,
+    growth: float = 0.25,
+    layout: str = "centred",
 ) -> list[list[tuple[float, float]]]:
     """Paper-style σ intervals for the 18 GD layers of the SEUNet.
 
-    Group ``k`` (0-based) of the first layer gets ``(k·width, (k+1)·width)``; with ``width = 0.5`` the
-    midpoints give filter sizes 3, 5, 7, 9, 11 for Ω = 5 (eq. 7), matching SESN/DISCO with scales 1..5.
+    First layer, group ``k`` (1-based):
+
+    - ``"centred"`` (default, the paper's Appendix C / Fig. 4): the interval ``(k·w - w/2, k·w + w/2)`` centred
+      on ``σ = k·w``; with ``w = 0.5`` the midpoints are 0.5, 1, 1.5, 2, 2.5 (ratios 1:2:3:4:5), so groups
+      ``k`` and ``2k`` are exactly a factor 2 apart (equivariance at scale 2 of the sweep) and the filter
+      sizes ``2⌈2σ⌉ + 1`` at the midpoints are 3, 5, 7, 9, 11, those of SESN/DISCO with scales 1..5.
+    - ``"offset"`` (this project's first layout): ``((k-1)·w, k·w)``, midpoints 0.25, 0.75, ... (ratios
+      1:3:5:7:9, no exact factor-2 pair), kept for comparisons with earlier runs.
+
     Deeper layers multiply the intervals by ``1 + growth · level``, where ``level`` is the UNet depth of the
     layer's block (0 for the first encoder block up to 4 for the bottleneck, and back down along the
-    decoder), so the ranges increase along the encoder and decrease along the decoder (METHOD.md sec. 2).
-    With the defaults the largest σ is 5 (bottleneck, group 5).
+    decoder), so the ranges increase along the encoder and decrease along the decoder (METHOD.md sec. 2) and
+    every layer keeps the first layer's σ ratios between groups. With the defaults the largest σ is
+    ``2.75 · 2 = 5.5`` (bottleneck, group 5).
 
     Args:
         num_scales: Ω.
         num_layers: number of GD layers (two per UNet block; 18 for the 9-block SEUNet).
-        width: width of each group's interval in the first layer.
+        width: spacing of the groups' midpoints and width of each group's interval in the first layer.
         growth: relative widening per UNet level.
+        layout: ``"centred"`` or ``"offset"`` (above).
 
     Returns:
         ``num_layers`` lists of Ω ``(b, a)`` pairs.
@@ -93,6 +116,10 @@ def default_sigma_ranges(
         raise ValueError(f"num_scales must be >= 1, got {num_scales}.")
     if num_layers < 1 or num_layers % 2:
         raise ValueError(f"num_layers must be a positive even number (two per block), got {num_layers}.")
+    if layout not in SIGMA_LAYOUTS:
+        raise ValueError(f"sigma layout must be one of {SIGMA_LAYOUTS}, got {layout!r}.")
+    # group k (0-based) spans (k + lo) * width .. (k + lo + 1) * width in the first layer
+    lo = 0.5 if layout == "centred" else 0.0
     num_blocks = num_layers // 2
     depth = num_blocks // 2
     ranges = []
@@ -100,7 +127,7 @@ def default_sigma_ranges(
         block = layer // 2
         level = block if block <= depth else num_blocks - 1 - block
         m = 1.0 + growth * level
-        ranges.append([(k * width * m, (k + 1) * width * m) for k in range(num_scales)])
+        ranges.append([((k + lo) * width * m, (k + lo + 1) * width * m) for k in range(num_scales)])
     return ranges
 
 

@@ -120,9 +120,14 @@ class SEUNet(nn.Module):
         order: highest Gaussian-derivative order N (the paper uses 1).
         sigma_ranges: σ intervals of the 18 GD layers, a list of 18 lists of Ω pairs ``(b, a)``, in order
             enc1.conv1, enc1.conv2, ..., bottleneck, dec4, ..., dec1.conv2. Default:
-            :func:`~seunet_monai.layers.scales.default_sigma_ranges` with ``sigma_width`` and
-            ``sigma_growth`` (first-layer sizes 3, 5, 7, 9, 11 for Ω = 5; ranges growing to the bottleneck).
-        sigma_width: width of each group's σ interval in the first layer (default ranges only).
+            :func:`~seunet_monai.layers.scales.default_sigma_ranges` with ``sigma_width``, ``sigma_growth`` and
+            ``sigma_layout`` (first-layer midpoints 0.5, 1, ..., 2.5 and sizes 3, 5, 7, 9, 11 for Ω = 5;
+            ranges growing to the bottleneck).
+        sigma_width: spacing of the groups' σ midpoints and width of each interval in the first layer
+            (default ranges only).
+        sigma_layout: ``"centred"`` (default; midpoints ``k · sigma_width``, the paper's σ = 0.5·k, so groups
+            ``k`` and ``2k`` are a factor 2 apart) or ``"offset"`` (intervals ``((k-1)·w, k·w)``, the layout
+            of this project's first releases; default ranges only).
         sigma_growth: relative widening of the intervals per UNet level (default ranges only).
         sigma_mode: ``"constrained"`` (eq. 6), ``"fixed"`` (midpoints, not trained) or ``"free"`` (Table 3).
         discretization: ``"hybrid"`` (sampled Gaussian + central differences; fast, sound at fine scales)
@@ -133,7 +138,12 @@ class SEUNet(nn.Module):
         act: MONAI activation spec.
         dropout: dropout after each block.
         share_heads: one 1×1 head shared by all groups (default, as the authors' code) or one per group.
-        fusion: eval-mode fusion of the heads: ``"pens"`` (default), ``"pdist"``, ``"mean"`` or ``"head:k"``.
+        fusion: eval-mode fusion of the heads: ``"pens"`` (default), ``"pdist"``, ``"mean"``, ``"scale"`` or
+            ``"head:k"`` (:mod:`~seunet_monai.fusion`).
+        profile_scales: the scales at which the ``"scale"`` fusion's calibration (buffers ``fusion_scales``,
+            ``fusion_iou`` ``(P, Ω)``, ``fusion_signature`` ``(P, 2Ω)``) is measured; default the 17 sweep
+            scales ``2^(k/4)``, ``k = -8..8``. The buffers are part of the state dict (saved with the weights)
+            and hold NaN until a calibration fills them.
         implementation: GD layers' ``"fast"`` path or the ``"dense"`` reference.
 
     Forward:
@@ -155,6 +165,7 @@ class SEUNet(nn.Module):
         sigma_ranges: Sequence[Sequence[Sequence[float]]] | None = None,
         sigma_width: float = 0.5,
         sigma_growth: float = 0.25,
+        sigma_layout: str = "centred",
         sigma_mode: str = "constrained",
         discretization: str = "hybrid",
         max_half_width: int | None = None,
@@ -164,6 +175,7 @@ class SEUNet(nn.Module):
         share_heads: bool = True,
         fusion: str = "pens",
         implementation: str = "fast",
+        profile_scales: Sequence[float] | None = None,
     ) -> None:
         super().__init__()
         if spatial_dims not in (2, 3):
@@ -187,7 +199,7 @@ class SEUNet(nn.Module):
             raise ValueError(f"dropout must be in [0, 1), got {dropout}.")
         parse_strategy(fusion)
         if sigma_ranges is None:
-            sigma_ranges = default_sigma_ranges(num_scales, _NUM_LAYERS, sigma_width, sigma_growth)
+            sigma_ranges = default_sigma_ranges(num_scales, _NUM_LAYERS, sigma_width, sigma_growth, sigma_layout)
         if len(sigma_ranges) != _NUM_LAYERS:
             raise ValueError(f"sigma_ranges must give {_NUM_LAYERS} layers of {num_scales} (b, a) pairs, got {len(sigma_ranges)}.")
 
@@ -236,6 +248,12 @@ class SEUNet(nn.Module):
         self.dec2 = block("dec2", 2 * widths[1], widths[1])
         self.up1 = _Up(spatial_dims, widths[1], widths[0])
         self.dec1 = block("dec1", 2 * widths[0], widths[0])
+        if profile_scales is None:
+            profile_scales = [2.0 ** (k / 4.0) for k in range(-8, 9)]
+        p = len(profile_scales)
+        self.register_buffer("fusion_scales", torch.tensor([float(v) for v in profile_scales], dtype=torch.float32))
+        self.register_buffer("fusion_iou", torch.full((p, num_scales), float("nan")))
+        self.register_buffer("fusion_signature", torch.full((p, 2 * num_scales), float("nan")))
         self.pool = {2: nn.MaxPool2d, 3: nn.MaxPool3d}[spatial_dims](kernel_size=2)
         if share_heads:
             self.head = {2: nn.Conv2d, 3: nn.Conv3d}[spatial_dims](widths[0], out_channels, kernel_size=1)
