@@ -405,17 +405,30 @@ def _read_labels(pair: _Pair, shape: Sequence[int]) -> _Labels:
     return _Labels(binary, instance, int(instance.max()), 0, 0, 0, None)
 
 
-def _check_pair(pair: _Pair, tile: int) -> None:
-    """Parse the label source and decode the image of one pair (raises :class:`PreparationError`)."""
-    image, _ = _read_image(pair.image)
+def _check_pair(pair: _Pair, tile: int, log: BadFileLog) -> bool:
+    """Parse the label source and decode the image of one pair; a bad file goes to ``log`` (False)."""
     if pair.xml is not None:
-        parse_aperio_xml(pair.xml)
-    else:
-        _read_labels(pair, image.shape)
-    if pair.part == "train" and (image.shape[0] < tile or image.shape[1] < tile):
-        raise PreparationError(
-            f"{pair.image}: image {image.shape[0]}x{image.shape[1]} is smaller than the tile {tile}x{tile}."
-        )
+        try:
+            parse_aperio_xml(pair.xml)
+        except PreparationError as e:
+            log.bad(pair.xml, str(e))
+            return False
+    try:
+        image, _ = _read_image(pair.image)
+        if pair.part == "train" and (image.shape[0] < tile or image.shape[1] < tile):
+            raise PreparationError(
+                f"{pair.image}: image {image.shape[0]}x{image.shape[1]} is smaller than the tile {tile}x{tile}."
+            )
+    except PreparationError as e:
+        log.bad(pair.image, str(e))
+        return False
+    if pair.xml is None:
+        try:
+            _read_labels(pair, image.shape)
+        except PreparationError as e:
+            log.bad(pair.mask, str(e))  # type: ignore[arg-type]
+            return False
+    return True
 
 
 def _parse_stems(value: str | Sequence[str] | None, flag: str) -> list[str] | None:
@@ -577,14 +590,7 @@ def prepare_monuseg(
     pairs = find_monuseg_pairs(src, log) if src is not None else find_flat_items(images, annotations, masks, log)
 
     # 1. validate everything before writing anything
-    good: list[_Pair] = []
-    for pair in pairs:
-        try:
-            _check_pair(pair, tile)
-        except PreparationError as e:
-            log.bad(pair.image, str(e))
-            continue
-        good.append(pair)
+    good = [pair for pair in pairs if _check_pair(pair, tile, log)]
     if not good:
         raise PreparationError(f"{src or images}: no usable image with labels; nothing written.")
     split_of = _assign_splits(good, val_fraction, val_list, test_list, seed)

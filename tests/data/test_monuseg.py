@@ -34,14 +34,14 @@ def xml_text(regions, mpp: str | None = "0.252000") -> str:
 
 
 def expected_mask(shape=(64, 64)) -> np.ndarray:
-    """Pixel-exact expectation of SQUARE + TRIANGLE + FRACTIONAL + OUT_* under the centre (j+.5, i+.5) rule."""
+    """Pixel-exact expectation of SQUARE + TRIANGLE + FRACTIONAL + OUT_* with pixel (i, j) at the point (X=j, Y=i)."""
     ii, jj = np.mgrid[: shape[0], : shape[1]]
     m = np.zeros(shape, np.uint8)
-    m[10:20, 10:20] = 1  # centres 10.5 .. 19.5
-    m[(jj >= 30) & (ii >= 10) & (ii + jj <= 59)] = 1  # closed triangle: hypotenuse centres included
-    m[41:49, 11:19] = 1  # centres in [10.6, 19.4] -> 11.5 .. 18.5
-    m[0:4, 0:4] = 1
-    m[30:40, 60:64] = 1
+    m[10:21, 10:21] = 1  # closed square [10, 20]^2: points 10 .. 20, the border included
+    m[(jj >= 30) & (ii >= 10) & (ii + jj <= 60)] = 1  # closed triangle: points on the hypotenuse included
+    m[41:50, 11:20] = 1  # points in [10.6, 19.4] x [40.6, 49.4] -> columns 11 .. 19, rows 41 .. 49
+    m[0:5, 0:5] = 1  # [-5, 4]^2 clipped to the image: points 0 .. 4
+    m[30:41, 60:64] = 1
     return m
 
 
@@ -94,8 +94,8 @@ def test_rasterise_pixel_exact():
     np.testing.assert_array_equal(binary, expected_mask())
     assert binary.dtype == np.uint8 and set(np.unique(binary)) == {0, 1}
     assert stats.clipped_vertices == 5 and stats.empty_regions == 0
-    assert (instance[10:20, 10:20] == 1).all() and instance[41, 11] == 3 and instance[0, 0] == 4
-    assert binary[10:20, 10:20].sum() == 100  # the square's pixel count equals its area
+    assert (instance[10:21, 10:21] == 1).all() and instance[41, 11] == 3 and instance[0, 0] == 4
+    assert binary[9:22, 9:22].sum() == 121  # integer corners [10, 20]: 11 x 11 points, as skimage.draw.polygon
 
 
 def test_rasterise_overlap_later_wins_and_empty_region():
@@ -103,7 +103,7 @@ def test_rasterise_overlap_later_wins_and_empty_region():
     b = a + 5  # overlaps the lower-right part of a
     outside = np.array([(100, 100), (110, 100), (110, 110)], float)
     _, inst, stats = rasterise_regions([a, b, outside], (40, 40))
-    assert (inst[15:20, 15:20] == 2).all() and (inst[10:15, 10:15] == 1).all()
+    assert (inst[15:26, 15:26] == 2).all() and (inst[10:15, 10:15] == 1).all()
     assert stats.empty_regions == 1 and stats.clipped_vertices == 3
 
 
@@ -237,8 +237,15 @@ def test_non_empty_dst_refused_and_overwrite_clean(tmp_path):
         prepare_monuseg(src, dst, tile=32, stride=32, stain_norm="none")
     assert (dst / "stale.png").exists()
     assert main(["--src", str(src), "--dst", str(dst), "--tile", "32", "--stain-norm", "none"]) == 1
+    # --overwrite never cleans a folder this project did not write (no prepare_report.json)
+    with pytest.raises(ValueError, match="did not write it"):
+        prepare_monuseg(src, dst, tile=32, stride=32, stain_norm="none", overwrite=True)
+    assert (dst / "stale.png").exists()
+    (dst / "stale.png").unlink()
+    prepare_monuseg(src, dst, tile=32, stride=32, stain_norm="none")
+    (dst / "training" / "stale.png").write_bytes(b"x")  # left over in a folder we wrote: removed
     rep = prepare_monuseg(src, dst, tile=32, stride=32, stain_norm="none", overwrite=True)
-    assert not (dst / "stale.png").exists()
+    assert not (dst / "training" / "stale.png").exists()
     files = {p.relative_to(dst).as_posix() for p in dst.rglob("*") if p.is_file()}
     assert not any(".tmp" in f for f in files)
     assert len([f for f in files if f.startswith(("training/images", "validation/images"))]) == sum(
@@ -280,3 +287,100 @@ def test_bad_stain_reference_fails_before_touching_dst(tmp_path):
     with pytest.raises(ValueError, match="blank.png.*tissue"):
         prepare_monuseg(src, dst, tile=32, stain_norm="vahadane", stain_reference=blank, overwrite=True)
     assert (dst / "keep.txt").read_text() == "previous run"
+
+
+def test_dst_overlapping_the_inputs_is_refused_and_inputs_survive(tmp_path):
+    src = make_monuseg(tmp_path / "src", n_train=2, n_test=0)
+    before = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*"))
+    for dst in (src, tmp_path, src / "MoNuSegTrainingData" / "out"):
+        with pytest.raises(ValueError, match="overlaps the input"):
+            prepare_monuseg(src, dst, tile=32, stride=32, stain_norm="none", overwrite=True)
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*")) == before
+
+
+# ------------------------------------------------------------------------------------------- flat folders
+def make_flat(root: Path, n=4, xml_for=(0, 1), png_for=(1, 2, 3), png_scale=255) -> Path:
+    for d in ("images", "annotations", "masks"):
+        (root / d).mkdir(parents=True, exist_ok=True)
+    for k in range(n):
+        stem = f"TCGA-FL-{k:04d}"
+        tifffile.imwrite(root / "images" / f"{stem}.tif", rgb((64, 64), k))
+        if k in xml_for:
+            (root / "annotations" / f"{stem}.xml").write_text(xml_text(ALL_REGIONS))
+        if k in png_for:
+            Image.fromarray((expected_mask() * png_scale).astype(np.uint8)).save(root / "masks" / f"{stem}.png")
+    return root
+
+
+def flat_args(root: Path, dst: Path, *extra: str) -> list[str]:
+    return ["--images", str(root / "images"), "--annotations", str(root / "annotations"), "--masks",
+            str(root / "masks"), "--dst", str(dst), "--tile", "32", "--stride", "32", "--stain-norm", "none", *extra]
+
+
+def test_flat_folders_xml_first_then_png_and_sources_recorded(tmp_path):
+    root = make_flat(tmp_path / "raw")
+    dst = tmp_path / "dst"
+    assert main(flat_args(root, dst, "--val-images", "TCGA-FL-0003")) == 0
+    rep = json.loads((dst / "prepare_report.json").read_text())
+    assert rep["label_sources"] == {"TCGA-FL-0000": "xml", "TCGA-FL-0001": "xml", "TCGA-FL-0002": "png",
+                                    "TCGA-FL-0003": "png"}
+    assert rep["images"] == {"training": 3, "validation": 1, "test": 0}  # no test split without --test-images
+    assert rep["split_images"]["validation"] == ["TCGA-FL-0003"]
+    dl = load_datalist(dst)
+    for e in dl["training"] + dl["validation"]:  # both sources give the same 0/1 mask
+        r, c = (int(v[1:]) for v in e["name"].split("_")[-2:])
+        np.testing.assert_array_equal(np.asarray(Image.open(e["label"])), expected_mask()[r : r + 32, c : c + 32])
+    inst = np.asarray(Image.open(dst / dl["validation"][0]["instance"]))
+    assert inst.max() >= 3  # PNG masks: connected components stand in for instances
+
+
+def test_flat_folders_test_images_tiles_and_bad_stems(tmp_path):
+    root = make_flat(tmp_path / "raw", png_scale=1)
+    rep = prepare_monuseg(None, tmp_path / "a", images=root / "images", annotations=root / "annotations",
+                          masks=root / "masks", tile=32, stride=32, stain_norm="none",
+                          val_images="TCGA-FL-0001", test_images=["TCGA-FL-0002"])
+    assert rep["images"] == {"training": 2, "validation": 1, "test": 1}
+    assert rep["per_image"]["TCGA-FL-0002"]["tiles"] == 1  # test images whole by default
+    rep = prepare_monuseg(None, tmp_path / "b", images=root / "images", masks=root / "masks",
+                          annotations=root / "annotations", tile=32, stride=32, stain_norm="none",
+                          test_images="TCGA-FL-0002", test_tiles=True)
+    assert rep["per_image"]["TCGA-FL-0002"]["tiles"] == 4 and rep["settings"]["test_protocol"] == "tiles"
+    with pytest.raises(PreparationError, match="--val-images.*TCGA-XX"):
+        prepare_monuseg(None, tmp_path / "c", images=root / "images", masks=root / "masks", tile=32,
+                        stain_norm="none", val_images="TCGA-XX")
+    assert not (tmp_path / "c").exists()
+
+
+def test_flat_folders_bad_masks_and_unlabelled_images(tmp_path, capsys):
+    root = make_flat(tmp_path / "raw", xml_for=(), png_for=(0, 1))
+    dst = tmp_path / "dst"
+    assert main(flat_args(root, dst)) == 1  # images 2 and 3 have neither XML nor PNG
+    assert "TCGA-FL-0002.tif" in capsys.readouterr().err and not dst.exists()
+    assert main(flat_args(root, dst, "--skip-bad")) == 0
+    rep = json.loads((dst / "prepare_report.json").read_text())
+    assert {Path(s["file"]).name for s in rep["skipped_files"]} == {"TCGA-FL-0002.tif", "TCGA-FL-0003.tif"}
+    Image.fromarray((expected_mask() * 7).astype(np.uint8)).save(root / "masks" / "TCGA-FL-0000.png")
+    assert main(flat_args(root, tmp_path / "d2")) == 1
+    err = capsys.readouterr().err
+    assert "TCGA-FL-0000.png" in err and "{0, 1} or {0, 255}" in err
+
+
+# ------------------------------------------------------------------------------------------- real data
+REAL = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "monuseg-train"
+SHIFTED_PNG = "TCGA-B0-5710-01Z-00-DX1"  # its PNG is drawn half a pixel up-left of the XML (data README)
+
+
+def test_real_masks_match_the_community_png_masks():
+    if not (REAL / "annotations").is_dir():
+        pytest.skip(f"real MoNuSeg training set not found at {REAL}")
+    from seunet_monai.data.io import read_label
+
+    xmls = sorted((REAL / "annotations").glob("*.xml"))
+    assert len(xmls) >= 10
+    for x in xmls:
+        if x.stem == SHIFTED_PNG:
+            continue
+        png = read_label(REAL / "masks" / f"{x.stem}.png") > 0
+        binary, _, _ = rasterise_regions(parse_aperio_xml(x).regions, png.shape)
+        dice = 2.0 * (binary.astype(bool) & png).sum() / (binary.sum() + png.sum())
+        assert dice >= 0.99, f"{x.stem}: Dice {dice:.4f} against the PNG mask"
