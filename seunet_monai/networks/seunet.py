@@ -323,7 +323,7 @@ class SEUNet(nn.Module):
         probs = torch.softmax(logits, dim=2)
         if self.output_heads:
             return probs
-        return fuse(probs, self.fusion)
+        return fuse(probs, self.fusion, profile=self)  # "scale" reads the fusion_* buffers; others ignore it
 
     # ------------------------------------------------------------------ reporting
     def gd_layers(self) -> "OrderedDict[str, GDConv]":
