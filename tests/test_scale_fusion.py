@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 
@@ -175,3 +176,19 @@ def test_fuse_transforms_read_the_profile_when_called(disk_heads: ScaleBandHeads
     expected = probs[0, 2]
     assert torch.equal(t(probs[0]).argmax(0), expected.argmax(0))
     assert torch.equal(td({"pred": probs[0]})["pred"].argmax(0), expected.argmax(0))
+
+
+def test_sweep_reports_the_scale_fusion_of_a_calibrated_network(disk_heads: ScaleBandHeads, tmp_path) -> None:
+    from seunet_monai.evaluation.sweep import run_scale_sweep
+
+    out = run_scale_sweep(disk_heads, disk_items(1.0, 2, seed=2), tmp_path, [0.5, 1.0, 2.0], equivariance_images=0,
+                          num_examples=0, tensorboard=False, roi_size=256)
+    rows = json.loads((tmp_path / "eval" / "scale_sweep.json").read_text())["rows"]
+    iou = {(r["strategy"], r["scale"]): r["iou"] for r in rows}
+    for s in (0.5, 1.0, 2.0):
+        best_head = max(iou[(f"head{k}", s)] for k in (1, 2, 3))
+        assert iou[("scale", s)] >= best_head - 0.005  # the goal: within 0.5 IoU points of the best head
+    mean = {st: sum(iou[(st, s)] for s in (0.5, 1.0, 2.0)) / 3 for st in ("scale", "pens")}
+    assert mean["scale"] > mean["pens"]
+    assert out["scale_estimation"]["scale_fusion"]["calibrated"] is True
+    assert "'scale' fusion's calibrated estimate" in (tmp_path / "eval" / "scale_sweep.md").read_text()
