@@ -3,7 +3,8 @@
 :func:`run_scale_sweep` rescales every test image by each scale (anti-aliased when shrinking, bilinear
 when enlarging; labels nearest neighbour), predicts per-head probabilities with MONAI's
 ``SlidingWindowInferer``, fuses them with every strategy (``head1..headΩ``, ``mean``, ``pdist``,
-``pens``, and ``scale`` when the network's scale fusion is calibrated) and accumulates, per scale and strategy, the dataset-wide IoU plus per-image IoU and Dice
+``pens``, and ``scale`` when the network's scale fusion is calibrated) and accumulates, per scale and
+strategy, the dataset-wide IoU plus per-image IoU and Dice
 (:class:`seunet_monai.metrics.SegmentationScores`). It also measures the equivariance error (eq. 10, 12)
 on centre crops, estimates each image's relative scale from the winning heads
 (:mod:`seunet_monai.evaluation.scale_estimation`), and writes the contract outputs into
