@@ -23,7 +23,7 @@ from monai.handlers import IgniteMetricHandler
 from monai.inferers import Inferer, SimpleInferer
 from monai.transforms import MapTransform
 
-from seunet_monai.fusion import FUSION_STRATEGIES, fuse
+from seunet_monai.fusion import PAPER_STRATEGIES, fuse
 from seunet_monai.metrics import ConfusionIoU
 
 __all__ = [
@@ -95,7 +95,7 @@ class HeadsInferer(Inferer):
 
 
 def fused_output_transform(
-    strategy: str = "pens", pred_key: str = "pred", label_key: str = "label"
+    strategy: str = "pens", pred_key: str = "pred", label_key: str = "label", profile: Any = None
 ) -> Callable[[Any], tuple[torch.Tensor, torch.Tensor]]:
     """An Ignite ``output_transform`` giving ``(fused probabilities (B, C, *spatial), labels (B, 1, *spatial))``.
 
@@ -104,9 +104,10 @@ def fused_output_transform(
 
     Args:
         strategy: fusion strategy of :func:`seunet_monai.fusion.fuse` (``"mean"``, ``"pdist"``, ``"pens"``,
-            ``"head:k"``).
+            ``"scale"``, ``"head:k"``).
         pred_key: key of the per-head probabilities.
         label_key: key of the integer labels.
+        profile: the ``"scale"`` fusion's calibration, typically the network (its buffers are read at each call).
     """
 
     def _transform(output: Any) -> tuple[torch.Tensor, torch.Tensor]:
@@ -119,7 +120,7 @@ def fused_output_transform(
         label = label.as_tensor() if hasattr(label, "as_tensor") else label
         if label.ndim == pred.ndim - 2:  # (B, *spatial) next to (B, Ω, C, *spatial)
             label = label.unsqueeze(1)
-        return fuse(pred.float(), strategy), label.long()
+        return fuse(pred.float(), strategy, profile=profile), label.long()
 
     return _transform
 
@@ -148,25 +149,28 @@ def dataset_iou(
 
 def fusion_iou_metrics(
     num_classes: int,
-    strategies: Sequence[str] = FUSION_STRATEGIES,
+    strategies: Sequence[str] = PAPER_STRATEGIES,
     prefix: str = "val_iou",
     pred_key: str = "pred",
     label_key: str = "label",
     ignore_index: int | None = None,
+    profile: Any = None,
 ) -> dict[str, IgniteMetricHandler]:
     """``{f"{prefix}_{strategy}": dataset_iou(...)}`` for each fusion strategy (``head:k`` becomes ``headk``).
 
     Args:
         num_classes: number of classes.
-        strategies: fusion strategies to score.
+        strategies: fusion strategies to score (default the paper's three: during training the ``"scale"``
+            fusion is not calibrated yet and would only repeat PEns).
         prefix: metric name prefix.
         pred_key: key of the per-head probabilities in the engine output.
         label_key: key of the labels.
         ignore_index: label value excluded from the counts, or ``None``.
+        profile: the ``"scale"`` fusion's calibration (typically the network), see :func:`fused_output_transform`.
     """
     return {
         f"{prefix}_{s.replace(':', '')}": dataset_iou(
-            num_classes, fused_output_transform(s, pred_key, label_key), ignore_index
+            num_classes, fused_output_transform(s, pred_key, label_key, profile), ignore_index
         )
         for s in strategies
     }
@@ -179,11 +183,11 @@ def label_display(label: torch.Tensor, num_classes: int) -> torch.Tensor:
     return lab / max(int(num_classes) - 1, 1)
 
 
-def prediction_display(pred: torch.Tensor, strategy: str = "pens") -> torch.Tensor:
+def prediction_display(pred: torch.Tensor, strategy: str = "pens", profile: Any = None) -> torch.Tensor:
     """Fused label map of one item's per-head probabilities ``(Ω, C, *spatial)``, as ``(1, *spatial)`` in
-    ``[0, 1]`` for TensorBoard."""
+    ``[0, 1]`` for TensorBoard (``profile``: the ``"scale"`` fusion's calibration)."""
     p = torch.as_tensor(pred).float()
-    fused = fuse(p[None], strategy)[0] if p.ndim >= 4 else p
+    fused = fuse(p[None], strategy, profile=profile)[0] if p.ndim >= 4 else p
     classes = fused.shape[0]
     return fused.argmax(0, keepdim=True).float() / max(classes - 1, 1)
 
@@ -201,13 +205,13 @@ def display_batch_transform(num_classes: int, image_key: str = "image", label_ke
     return _transform
 
 
-def display_output_transform(strategy: str = "pens", pred_key: str = "pred") -> Callable:
+def display_output_transform(strategy: str = "pens", pred_key: str = "pred", profile: Any = None) -> Callable:
     """``output_transform`` for ``TensorBoardImageHandler``: ``[fused label maps in [0, 1]]`` of a decollated
-    output whose ``pred`` holds per-head probabilities ``(Ω, C, *spatial)``."""
+    output whose ``pred`` holds per-head probabilities ``(Ω, C, *spatial)`` (``profile``: see :func:`fuse`)."""
 
     def _transform(output: Any) -> list:
         items = output if isinstance(output, (list, tuple)) else [{pred_key: p} for p in output[pred_key]]
-        return [prediction_display(o[pred_key], strategy) for o in items]
+        return [prediction_display(o[pred_key], strategy, profile) for o in items]
 
     return _transform
 

@@ -7,6 +7,9 @@ Histopathology Image Segmentation":
 - ``"pdist"``: per pixel, the head with the largest margin ``D_k = p_max - p_second`` decides.
 - ``"pens"``: per pixel, heads weighted by ``softmax_k(D_k)``.
 - ``"head:k"``: one head alone (1-based ``k``), as in the per-head columns of Table 1.
+- ``"scale"`` (beyond the paper): estimate the input's scale from the heads and weight the heads by their
+  validation IoU measured at that scale (:mod:`seunet_monai.scale_fusion`: design, justification and the
+  uncalibrated fallback to PEns). It needs the calibration ``profile`` (the network's ``fusion_*`` buffers).
 
 Also provides the same as MONAI transforms for ``postprocessing`` in bundle configs (:class:`Fuse`,
 :class:`Fused`) and the per-pixel winning head of PDist (:func:`winning_head`), which tells which scale
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Hashable, Mapping
+from typing import Any
 
 import torch
 from monai.config import KeysCollection
@@ -25,6 +29,7 @@ from monai.utils import convert_to_dst_type, convert_to_tensor
 
 __all__ = [
     "FUSION_STRATEGIES",
+    "PAPER_STRATEGIES",
     "Fuse",
     "Fused",
     "WinningHead",
@@ -35,7 +40,10 @@ __all__ = [
     "winning_head",
 ]
 
-FUSION_STRATEGIES = ("mean", "pdist", "pens")
+#: the paper's fusions (sec. 3.4)
+PAPER_STRATEGIES = ("mean", "pdist", "pens")
+#: every named fusion (``"head:k"`` aside)
+FUSION_STRATEGIES = (*PAPER_STRATEGIES, "scale")
 
 _HEAD_RE = re.compile(r"^head:?(\d+)$")
 
@@ -43,7 +51,7 @@ _HEAD_RE = re.compile(r"^head:?(\d+)$")
 def parse_strategy(strategy: str) -> tuple[str, int | None]:
     """Split a strategy name into ``(kind, head)``; ``head`` is 0-based for ``"head:k"``.
 
-    Accepts ``"mean"``, ``"pdist"``, ``"pens"``, ``"head:k"`` and its short form ``"headk"``.
+    Accepts ``"mean"``, ``"pdist"``, ``"pens"``, ``"scale"``, ``"head:k"`` and its short form ``"headk"``.
 
     Raises:
         ValueError: for an unknown name or a head index below 1.
@@ -77,13 +85,17 @@ def head_margins(probs: torch.Tensor) -> torch.Tensor:
     return top2[:, :, 0] - top2[:, :, 1]
 
 
-def fuse(probs: torch.Tensor, strategy: str = "pens") -> torch.Tensor:
+def fuse(probs: torch.Tensor, strategy: str = "pens", profile: Any = None, temperature: float = 0.01) -> torch.Tensor:
     """Fuse per-head class probabilities into one class-score map.
 
     Args:
         probs: per-head class probabilities ``(B, Ω, C, *spatial)`` (softmax over ``C`` already applied),
             ``C >= 2``.
-        strategy: ``"mean"``, ``"pdist"``, ``"pens"`` or ``"head:k"`` (1-based ``k``).
+        strategy: ``"mean"``, ``"pdist"``, ``"pens"``, ``"scale"`` or ``"head:k"`` (1-based ``k``).
+        profile: ``"scale"`` only: the calibration (:func:`seunet_monai.scale_fusion.resolve_profile`: a network
+            with the ``fusion_*`` buffers, a state dict or a ``ScaleProfile``); without a calibrated one,
+            ``"scale"`` falls back to ``"pens"`` with a one-time warning. Ignored by the other strategies.
+        temperature: ``"scale"`` only: ``τ`` of the head weights in IoU units (0: best expected head alone).
 
     Returns:
         ``(B, C, *spatial)`` class scores whose argmax over ``C`` is the prediction. Every strategy returns
@@ -99,6 +111,10 @@ def fuse(probs: torch.Tensor, strategy: str = "pens") -> torch.Tensor:
         raise ValueError(f"fuse: need at least 2 classes (dim 2) to compute margins, got {probs.shape[2]}.")
     kind, head = parse_strategy(strategy)
     num_heads = probs.shape[1]
+    if kind == "scale":
+        from seunet_monai.scale_fusion import scale_fuse  # here: scale_fusion imports this module
+
+        return scale_fuse(probs, profile, temperature)
     if kind == "mean":
         return probs.mean(dim=1)
     if kind == "head":
@@ -140,19 +156,26 @@ class Fuse(Transform):
     a 3D item ``(Ω, C, D, H, W)`` has the rank of a batched 2D tensor, hence the explicit flag.)
 
     Args:
-        strategy: ``"mean"``, ``"pdist"``, ``"pens"`` or ``"head:k"`` (1-based ``k``).
+        strategy: ``"mean"``, ``"pdist"``, ``"pens"``, ``"scale"`` or ``"head:k"`` (1-based ``k``).
         batched: whether the input carries a leading batch dimension.
         softmax: apply a softmax over the class dimension first (for per-head logits, e.g. training-mode
             network outputs). Default ``False``: the input already holds probabilities.
+        profile: ``"scale"`` only: the calibration, typically the network itself (``"profile": "@network"`` in a
+            bundle config); a network's buffers are read at every call, so a checkpoint loaded after this
+            transform was built is used. See :func:`fuse`.
+        temperature: ``"scale"`` only: ``τ`` of the head weights (IoU units).
 
     A ``MetaTensor`` input gives a ``MetaTensor`` output with the same metadata.
     """
 
-    def __init__(self, strategy: str = "pens", batched: bool = False, softmax: bool = False) -> None:
+    def __init__(self, strategy: str = "pens", batched: bool = False, softmax: bool = False, profile: Any = None,
+                 temperature: float = 0.01) -> None:
         parse_strategy(strategy)  # fail early on a bad name
         self.strategy = strategy
         self.batched = bool(batched)
         self.softmax = bool(softmax)
+        self.profile = profile
+        self.temperature = float(temperature)
 
     def __call__(self, probs: torch.Tensor) -> torch.Tensor:
         """
@@ -173,7 +196,7 @@ class Fuse(Transform):
             x = x.unsqueeze(0)
         if self.softmax:
             x = torch.softmax(x, dim=2)
-        out = fuse(x, self.strategy)
+        out = fuse(x, self.strategy, profile=self.profile, temperature=self.temperature)
         if not self.batched:
             out = out.squeeze(0)
         return convert_to_dst_type(out, probs)[0]
@@ -184,10 +207,12 @@ class Fused(MapTransform):
 
     Args:
         keys: keys of the per-head probabilities to fuse (in place).
-        strategy: ``"mean"``, ``"pdist"``, ``"pens"`` or ``"head:k"``.
+        strategy: ``"mean"``, ``"pdist"``, ``"pens"``, ``"scale"`` or ``"head:k"``.
         batched: whether the items carry a leading batch dimension (default ``False``: decollated items
             ``(Ω, C, *spatial)``, as in MONAI ``postprocessing``).
         softmax: apply a softmax over classes first (input holds logits).
+        profile: ``"scale"`` only: the calibration, typically ``"@network"`` (see :class:`Fuse`).
+        temperature: ``"scale"`` only: ``τ`` of the head weights (IoU units).
         allow_missing_keys: don't raise for missing keys.
     """
 
@@ -197,10 +222,13 @@ class Fused(MapTransform):
         strategy: str = "pens",
         batched: bool = False,
         softmax: bool = False,
+        profile: Any = None,
+        temperature: float = 0.01,
         allow_missing_keys: bool = False,
     ) -> None:
         super().__init__(keys, allow_missing_keys)
-        self.fuser = Fuse(strategy=strategy, batched=batched, softmax=softmax)
+        self.fuser = Fuse(strategy=strategy, batched=batched, softmax=softmax, profile=profile,
+                          temperature=temperature)
 
     def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
         d = dict(data)

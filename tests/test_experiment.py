@@ -57,7 +57,9 @@ def test_every_variant_trains_and_sweeps_two_scales(run):
             by = {(r["strategy"], r["scale"]): r["iou"] for r in rows}
             assert all(by[(s, sc)] == by[("head1", sc)] for s in ("mean", "pdist", "pens") for sc in SCALES)
         else:
-            assert strategies == {f"head{k}" for k in range(1, 6)} | {"mean", "pdist", "pens"}
+            # SEUNet-like variants are calibrated at the end of training, so the sweep has the "scale" fusion too
+            assert strategies == {f"head{k}" for k in range(1, 6)} | {"mean", "pdist", "pens", "scale"}
+            assert (out / v / "models" / "model_uncalibrated.pt").is_file()
         assert (out / v / "models" / "model.pt").is_file() and (out / v / "models" / "last.pt").is_file()
         state = json.loads((out / v / experiment.STATE_FILE).read_text())
         assert state["training_finished"] and state["evaluation_finished"] and state["max_epochs"] == 1

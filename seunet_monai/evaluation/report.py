@@ -2,7 +2,7 @@
 
 Long format: one row per ``(model, strategy, scale)`` with at least ``model, strategy, scale, iou,
 iou_per_image, dice`` (scores in [0, 1]; Markdown tables print them ×100 like the paper).
-Strategies are ordered ``head1 .. headΩ, mean, pdist, pens``.
+Strategies are ordered ``head1 .. headΩ, mean, pdist, pens, scale``.
 """
 
 from __future__ import annotations
@@ -39,12 +39,12 @@ def strategy_names(num_heads: int) -> list[str]:
 
 
 def strategy_sort_key(strategy: str) -> tuple[int, int]:
-    """Heads first (by index), then mean, pdist, pens, then anything else."""
+    """Heads first (by index), then mean, pdist, pens, scale, then anything else."""
     m = re.fullmatch(r"head(\d+)", strategy)
     if m:
         return (0, int(m.group(1)))
-    order = {"mean": 1, "pdist": 2, "pens": 3}
-    return (order.get(strategy, 4), 0)
+    order = {"mean": 1, "pdist": 2, "pens": 3, "scale": 4}
+    return (order.get(strategy, 5), 0)
 
 
 def write_csv_rows(path: str | Path, rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None) -> Path:
@@ -131,6 +131,13 @@ def sweep_markdown(
     if "scale_estimation" in metadata:
         c = metadata["scale_estimation"].get("correlation", {})
         lines.append(f"- scale estimation (log ŝ vs log s): Spearman {_num(c.get('spearman'))}, Pearson {_num(c.get('pearson'))}")
+        sf = metadata["scale_estimation"].get("scale_fusion") or {}
+        if sf.get("calibrated"):
+            c = sf.get("correlation") or {}
+            lines.append(f"- 'scale' fusion's calibrated estimate (log ŝ vs log s): Spearman {_num(c.get('spearman'))}, "
+                         f"Pearson {_num(c.get('pearson'))}")
+        elif sf:
+            lines.append("- 'scale' fusion: not calibrated (no `scale` row; run the bundle's `calibrating` first)")
     lines.append("")
     for model in models:
         mrows = [r for r in rows if str(r["model"]) == model]

@@ -3,7 +3,8 @@
 :func:`run_scale_sweep` rescales every test image by each scale (anti-aliased when shrinking, bilinear
 when enlarging; labels nearest neighbour), predicts per-head probabilities with MONAI's
 ``SlidingWindowInferer``, fuses them with every strategy (``head1..headΩ``, ``mean``, ``pdist``,
-``pens``) and accumulates, per scale and strategy, the dataset-wide IoU plus per-image IoU and Dice
+``pens``, and ``scale`` when the network's scale fusion is calibrated) and accumulates, per scale and
+strategy, the dataset-wide IoU plus per-image IoU and Dice
 (:class:`seunet_monai.metrics.SegmentationScores`). It also measures the equivariance error (eq. 10, 12)
 on centre crops, estimates each image's relative scale from the winning heads
 (:mod:`seunet_monai.evaluation.scale_estimation`), and writes the contract outputs into
@@ -58,6 +59,7 @@ from seunet_monai.evaluation.scale_estimation import (
     scale_correlation,
 )
 from seunet_monai.fusion import fuse, winning_head
+from seunet_monai.scale_fusion import ScaleProfile, estimate_scale
 from seunet_monai.metrics import SegmentationScores, matched_groups
 
 __all__ = ["OUTPUT_FILES", "peak_rss_mb", "predict_heads", "run_scale_sweep"]
@@ -281,6 +283,10 @@ def run_scale_sweep(
 
     omega = num_heads(network)
     strategies = strategy_names(omega)
+    profile = ScaleProfile.from_module(network)  # the "scale" fusion is swept when the network is calibrated
+    if profile is not None:
+        strategies.append("scale")
+    calibrated_est: list[np.ndarray] = []  # per image (S,) scale estimated by the calibrated "scale" fusion
     wrapper = HeadProbabilities(network)
     log_sigmas, sigma_source = last_layer_log_sigmas(network, omega)
     example_at = _pick_example_scales(scales, example_scales)
@@ -312,6 +318,7 @@ def run_scale_sweep(
                                                mode=sw_mode, device=torch.device(output_device), progress=False)
             name = _item_name(item, image_key, index)
             names.append(name)
+            img_est = np.full(len(scales), np.nan)
             img_conf = np.zeros((len(scales), omega))
             img_counts = np.zeros((len(scales), omega))
             for j, s in enumerate(scales):
@@ -326,7 +333,7 @@ def run_scale_sweep(
                             scores[(s2, st)] = SegmentationScores(num_classes, ignore_index)
                 lab_s = lab_s.to(probs.device)
                 for st in strategies:
-                    pred = fuse(probs, st).argmax(dim=1, keepdim=True)
+                    pred = fuse(probs, st, profile=profile).argmax(dim=1, keepdim=True)
                     try:
                         scores[(s, st)].update(pred, lab_s)
                     except ValueError as e:
@@ -334,6 +341,8 @@ def run_scale_sweep(
                 valid = None if ignore_index is None else (lab_s[:, 0] != ignore_index)
                 img_counts[j] = head_votes(probs, valid)[0].cpu().numpy()
                 img_conf[j] = head_confidence(probs, valid).cpu().numpy()
+                if profile is not None:
+                    img_est[j] = float(estimate_scale(probs, profile)[0])
                 if index < num_examples and s in example_at:
                     examples.append({
                         "name": name, "scale": s, "strategy": "pens", "num_heads": omega,
@@ -344,6 +353,7 @@ def run_scale_sweep(
                 del probs
                 time_per_scale[s] += time.perf_counter() - t0
             confidences.append(img_conf)
+            calibrated_est.append(img_est)
             counts.append(img_counts)
             if index < equivariance_images:
                 for s, mat in equivariance_matrices(network, image, scales, equivariance_crop, device).items():
@@ -383,8 +393,15 @@ def run_scale_sweep(
         "temperature": scale_temperature,
         "sigma_source": sigma_source,
         "correlation": scale_correlation(est, scales),
+        "scale_fusion": {
+            "calibrated": profile is not None,
+            "calibrated_scales": [] if profile is None else profile.scales.tolist(),
+            "method": "seunet_monai.scale_fusion.estimate_scale (calibrated signatures, nearest point)",
+            "correlation": scale_correlation(np.stack(calibrated_est), scales) if profile is not None else None,
+        },
         "per_image": [
             {"name": names[i], "estimated_scale": [float(v) for v in est[i]],
+             "scale_fusion_estimate": [None if np.isnan(v) else float(v) for v in calibrated_est[i]],
              "winning_head_histogram": counts[i].astype(int).tolist(),
              "head_confidence": np.round(confidences[i], 6).tolist()}
             for i in range(len(names))

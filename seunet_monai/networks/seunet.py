@@ -139,7 +139,8 @@ class SEUNet(nn.Module):
         dropout: dropout after each block.
         share_heads: one 1×1 head shared by all groups (default, as the authors' code) or one per group.
         fusion: eval-mode fusion of the heads: ``"pens"`` (default), ``"pdist"``, ``"mean"``, ``"scale"`` or
-            ``"head:k"`` (:mod:`~seunet_monai.fusion`).
+            ``"head:k"`` (:mod:`~seunet_monai.fusion`). ``"scale"`` (:mod:`~seunet_monai.scale_fusion`) reads the
+            calibration buffers below (PEns with a warning while they are NaN).
         profile_scales: the scales at which the ``"scale"`` fusion's calibration (buffers ``fusion_scales``,
             ``fusion_iou`` ``(P, Ω)``, ``fusion_signature`` ``(P, 2Ω)``) is measured; default the 17 sweep
             scales ``2^(k/4)``, ``k = -8..8``. The buffers are part of the state dict (saved with the weights)
@@ -323,7 +324,7 @@ class SEUNet(nn.Module):
         probs = torch.softmax(logits, dim=2)
         if self.output_heads:
             return probs
-        return fuse(probs, self.fusion)
+        return fuse(probs, self.fusion, profile=self)  # "scale" reads the fusion_* buffers; others ignore it
 
     # ------------------------------------------------------------------ reporting
     def gd_layers(self) -> "OrderedDict[str, GDConv]":

@@ -21,7 +21,8 @@ def test_evaluating_scores_the_test_split(trained):
     assert "Restored all variables" in proc.stdout
     out = json.loads((trained["output_dir"] / "eval" / "metrics.json").read_text())
     metrics = out["metrics"]
-    expected = {"test_iou", "test_iou_mean", "test_iou_pdist", "test_iou_pens", "test_iou_head1", "test_iou_head2"}
+    expected = {"test_iou", "test_iou_mean", "test_iou_pdist", "test_iou_pens", "test_iou_scale", "test_iou_head1",
+                "test_iou_head2"}
     assert set(metrics) == expected
     assert all(0.0 <= v <= 1.0 or np.isnan(v) for v in metrics.values())
     assert metrics["test_iou"] == metrics["test_iou_pens"]  # the key metric uses the network's fusion

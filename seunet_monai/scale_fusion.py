@@ -1,0 +1,321 @@
+"""Scale-adaptive fusion of the Ω heads (``fuse(probs, "scale")``), beyond the paper.
+
+Why: the heads of a scale-equivariant network specialise by scale (head k with σ_k behaves at test scale s
+like the head of σ s·σ_k at scale 1), so which head is best depends on the magnification of the input. The
+paper's fusions (mean, PDist, PEns) decide per pixel by confidence and ignore that structure; measured on
+real images they fall several IoU points below the best head away from the training scale (issue 15).
+This fusion (1) estimates the scale of the input from the heads' outputs alone and (2) weights the heads by
+how well each is *measured* to do at that scale.
+
+**Calibration** (:func:`seunet_monai.evaluation.calibration.calibrate_scale_fusion`, stored in the network's
+state-dict buffers, so saved with the checkpoint): at each profile scale ``s_p`` (``fusion_scales``, by
+default the 17 sweep scales ``2^(k/4)``, ``k = -8..8``) the validation images are rescaled by ``s_p`` and
+predicted; ``fusion_iou[p, k]`` is head k's dataset-wide IoU there and ``fusion_signature[p]`` the mean over
+images of the label-free signature :func:`head_signature` (NaN rows: not calibrated).
+
+**Signature** (2 numbers per head, label-free, computable on any window): for each head k,
+
+- ``m_k``: the mean margin ``D_k = p_max - p_second`` (Algorithm 1) over the window, its *confidence*.
+  A head is most confident where its σ matches the structures; on enlarged inputs the larger-σ heads
+  gain confidence (the relative confidence profile moves towards larger σ);
+- ``b_k``: the *boundary density* of the head's label map: the fraction of neighbouring pixel pairs whose
+  arg-max labels differ (mean over the spatial axes). For a fixed tissue it falls as ``1/s`` when the
+  input is enlarged by ``s`` (boundary length grows as ``s``, area as ``s²``), and heads whose σ is too
+  small for the structures fragment them (higher ``b_k``), so both its level and its profile over the heads
+  carry the scale. It needs no classes to be "foreground" (a foreground fraction would), so it works for
+  the multi-class tasks too.
+
+``signature = [m_1 .. m_Ω, b_1 .. b_Ω]`` (shape ``(2Ω,)``, the layout of the ``fusion_signature`` buffer).
+
+**Estimate** (:func:`estimate_log_scale`): the calibrated signatures are a curve ``S(t)`` over
+``t = log s``; it is linearly interpolated on a fine grid (``grid_steps`` points per calibration interval)
+and the window's scale is the grid point nearest to its signature, each signature component divided by its
+spread over the calibrated scales (so the two statistics and all heads count by how much they vary with
+scale, whatever their units). Outside the calibrated range the estimate is clamped to its ends.
+
+**Weights** (:func:`scale_head_weights`): the expected IoU of head k at the estimate, ``q_k = IoU_k(t̂)``
+(linear interpolation of ``fusion_iou`` in ``log s``), gives ``w_k = softmax_k((q_k - max_j q_j) / τ)``;
+the fused probabilities are ``Σ_k w_k ŷ_k``. ``τ`` is in IoU units: with the default ``τ = 0.01`` a head
+expected to be 1 IoU point behind the best weighs ``e^-1`` of it and one 5 points behind less than 1%, so
+heads that are about equally good are averaged (an ensemble) and clearly worse heads are left out;
+``τ = 0`` selects the best head alone. One estimate per item (window): the fused map is a fixed mixture of
+the heads, so the fusion is as good as the best head wherever the estimate is right, and near a cross-over
+of two heads an error costs little because both are then about equally good.
+
+**Without calibration** (all buffers NaN, or no profile given) there is no measured basis to prefer one
+head at any scale; :func:`fuse` then falls back to PEns (the paper's best fusion and this package's previous
+default) and warns once per process.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+__all__ = [
+    "SIGNATURE_STATISTICS",
+    "ScaleProfile",
+    "estimate_log_scale",
+    "estimate_scale",
+    "head_signature",
+    "resolve_profile",
+    "scale_fuse",
+    "scale_head_weights",
+]
+
+logger = logging.getLogger(__name__)
+
+#: The two statistics per head in ``fusion_signature``, in buffer order (Ω values each).
+SIGNATURE_STATISTICS = ("mean_margin", "boundary_density")
+#: Names of the state-dict buffers holding the calibration (SEUNet and subclasses).
+BUFFER_NAMES = ("fusion_scales", "fusion_iou", "fusion_signature")
+
+_warned_uncalibrated = False
+
+
+@dataclass(frozen=True)
+class ScaleProfile:
+    """The calibrated rows of a scale-fusion calibration, sorted by scale.
+
+    Attributes:
+        scales: ``(P,)`` calibrated scales (> 0, increasing).
+        iou: ``(P, Ω)`` per-head validation IoU at each scale.
+        signature: ``(P, 2Ω)`` mean label-free signature (:func:`head_signature`) at each scale.
+    """
+
+    scales: torch.Tensor
+    iou: torch.Tensor
+    signature: torch.Tensor
+
+    @property
+    def num_heads(self) -> int:
+        return int(self.iou.shape[1])
+
+    @classmethod
+    def from_buffers(cls, scales: Any, iou: Any, signature: Any) -> ScaleProfile | None:
+        """Keep the rows where everything is finite; ``None`` when no row is (not calibrated).
+
+        Args:
+            scales: ``(P,)``; iou: ``(P, Ω)``; signature: ``(P, 2Ω)`` (tensors or array-likes).
+
+        Raises:
+            ValueError: for inconsistent shapes or non-positive scales.
+        """
+        s = torch.as_tensor(scales, dtype=torch.float64).detach().cpu().flatten()
+        q = torch.as_tensor(iou, dtype=torch.float64).detach().cpu()
+        g = torch.as_tensor(signature, dtype=torch.float64).detach().cpu()
+        if q.ndim != 2 or g.ndim != 2 or q.shape[0] != s.numel() or g.shape != (s.numel(), 2 * q.shape[1]):
+            raise ValueError(
+                "scale profile: expected fusion_scales (P,), fusion_iou (P, Ω) and fusion_signature (P, 2Ω), got "
+                f"{tuple(s.shape)}, {tuple(q.shape)} and {tuple(g.shape)}."
+            )
+        ok = torch.isfinite(s) & torch.isfinite(q).all(1) & torch.isfinite(g).all(1)
+        if not bool(ok.any()):
+            return None
+        if bool((s[ok] <= 0).any()):
+            raise ValueError(f"scale profile: fusion_scales must be > 0, got {s[ok].tolist()}.")
+        order = torch.argsort(s[ok])
+        return cls(s[ok][order], q[ok][order], g[ok][order])
+
+    @classmethod
+    def from_module(cls, module: torch.nn.Module) -> ScaleProfile | None:
+        """The profile held by a network's buffers (``DistributedDataParallel`` is unwrapped); ``None`` when the
+        network has no such buffers or they are not calibrated."""
+        net = module.module if isinstance(getattr(module, "module", None), torch.nn.Module) else module
+        bufs = dict(net.named_buffers(recurse=False))
+        if not all(n in bufs for n in BUFFER_NAMES):
+            return None
+        return cls.from_buffers(*(bufs[n] for n in BUFFER_NAMES))
+
+
+def resolve_profile(profile: Any) -> ScaleProfile | None:
+    """A :class:`ScaleProfile` from what callers hold: ``None``, a profile, a network with the buffers (read now,
+    so a transform built before the checkpoint is loaded sees the loaded values), or a mapping with the keys
+    ``fusion_scales``, ``fusion_iou``, ``fusion_signature`` (e.g. a state dict).
+
+    Raises:
+        TypeError: for anything else.
+    """
+    if profile is None or isinstance(profile, ScaleProfile):
+        return profile
+    if isinstance(profile, torch.nn.Module):
+        return ScaleProfile.from_module(profile)
+    if isinstance(profile, Mapping):
+        missing = [n for n in BUFFER_NAMES if n not in profile]
+        if missing:
+            raise ValueError(f"scale profile mapping lacks the keys {missing} (expected {list(BUFFER_NAMES)}).")
+        return ScaleProfile.from_buffers(*(profile[n] for n in BUFFER_NAMES))
+    raise TypeError(
+        f"profile must be None, a ScaleProfile, a network with the fusion_* buffers or a mapping, got {type(profile).__name__}."
+    )
+
+
+def _boundary_density(labels: torch.Tensor) -> torch.Tensor:
+    """Fraction of neighbouring pixel pairs with different labels, mean over spatial axes: ``(B, Ω, *sp) -> (B, Ω)``."""
+    spatial = labels.ndim - 2
+    per_axis = []
+    for axis in range(2, 2 + spatial):
+        n = labels.shape[axis]
+        if n < 2:
+            continue
+        a = labels.narrow(axis, 1, n - 1)
+        b = labels.narrow(axis, 0, n - 1)
+        per_axis.append((a != b).flatten(2).float().mean(2))
+    if not per_axis:
+        return torch.zeros(labels.shape[:2], device=labels.device)
+    return torch.stack(per_axis).mean(0)
+
+
+def head_signature(probs: torch.Tensor) -> torch.Tensor:
+    """Label-free signature of every item (image or window): ``[m_1..m_Ω, b_1..b_Ω]`` (see the module docstring).
+
+    Args:
+        probs: per-head class probabilities ``(B, Ω, C, *spatial)``, ``C >= 2``.
+
+    Returns:
+        ``(B, 2Ω)`` float64: mean margin of each head, then boundary density of each head's arg-max map.
+    """
+    if probs.ndim < 4 or probs.shape[2] < 2:
+        raise ValueError(f"head_signature: probs must be (B, Ω, C, *spatial) with C >= 2, got {tuple(probs.shape)}.")
+    top2 = probs.topk(2, dim=2).values
+    margins = (top2[:, :, 0] - top2[:, :, 1]).flatten(2).double().mean(2)  # (B, Ω)
+    density = _boundary_density(probs.argmax(dim=2)).double()  # (B, Ω)
+    return torch.cat([margins, density], dim=1)
+
+
+def _dense_curve(profile: ScaleProfile, grid_steps: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(log s grid (G,), signatures (G, 2Ω), iou (G, Ω))`` linearly interpolated between calibrated scales."""
+    t = profile.scales.log()
+    if t.numel() == 1:
+        return t, profile.signature, profile.iou
+    steps = max(1, int(grid_steps))
+    frac = torch.arange(steps, dtype=torch.float64) / steps  # (steps,)
+
+    def interp(v: torch.Tensor) -> torch.Tensor:
+        f = frac.view(1, steps, *([1] * (v.ndim - 1)))
+        dense = v[:-1].unsqueeze(1) + (v[1:] - v[:-1]).unsqueeze(1) * f  # (P-1, steps, ...)
+        return torch.cat([dense.reshape(-1, *v.shape[1:]), v[-1:]])
+
+    return interp(t.unsqueeze(1)).squeeze(1), interp(profile.signature), interp(profile.iou)
+
+
+def _signature_spread(profile: ScaleProfile) -> torch.Tensor:
+    """Per component, the standard deviation of the calibrated signatures over scales (a floor avoids /0)."""
+    g = profile.signature
+    spread = g.std(0, unbiased=False) if g.shape[0] > 1 else torch.ones(g.shape[1], dtype=g.dtype)
+    floor = 1e-3 * float(spread.max()) if float(spread.max()) > 0 else 1.0
+    return spread.clamp_min(floor)
+
+
+def _check_heads(probs: torch.Tensor, profile: ScaleProfile, name: str) -> None:
+    if probs.ndim < 4 or probs.shape[2] < 2:
+        raise ValueError(f"{name}: probs must be (B, Ω, C, *spatial) with C >= 2, got {tuple(probs.shape)}.")
+    if probs.shape[1] != profile.num_heads:
+        raise ValueError(
+            f"{name}: the scale profile was calibrated for {profile.num_heads} heads but probs has {probs.shape[1]}."
+        )
+
+
+def _nearest_on_curve(signature: torch.Tensor, profile: ScaleProfile, grid_steps: int) -> torch.Tensor:
+    """Index into the dense curve of the grid point nearest to each signature ``(B, 2Ω)`` -> ``(B,)``."""
+    _, curve, _ = _dense_curve(profile, grid_steps)
+    spread = _signature_spread(profile)
+    d = (((signature.unsqueeze(1) - curve.unsqueeze(0)) / spread) ** 2).sum(-1)  # (B, G)
+    return d.argmin(dim=1)
+
+
+def estimate_log_scale(probs: torch.Tensor, profile: Any, grid_steps: int = 8) -> torch.Tensor:
+    """Estimated ``log s`` of every item (image or any window, e.g. a slide region) from its heads' outputs.
+
+    Args:
+        probs: per-head class probabilities ``(B, Ω, C, *spatial)``.
+        profile: a calibrated :class:`ScaleProfile` (or anything :func:`resolve_profile` accepts).
+        grid_steps: interpolation points per interval between calibrated scales.
+
+    Returns:
+        ``(B,)`` float64 ``log ŝ`` within the calibrated range.
+
+    Raises:
+        ValueError: when the profile is not calibrated or its Ω differs from ``probs``'.
+    """
+    prof = resolve_profile(profile)
+    if prof is None:
+        raise ValueError("estimate_log_scale: the scale profile is not calibrated (run the 'calibrating' command).")
+    _check_heads(probs, prof, "estimate_log_scale")
+    grid, _, _ = _dense_curve(prof, grid_steps)
+    return grid[_nearest_on_curve(head_signature(probs).cpu(), prof, grid_steps)]
+
+
+def estimate_scale(probs: torch.Tensor, profile: Any, grid_steps: int = 8) -> torch.Tensor:
+    """``exp`` of :func:`estimate_log_scale`: the estimated magnification relative to training, ``(B,)``."""
+    return estimate_log_scale(probs, profile, grid_steps).exp()
+
+
+def scale_head_weights(
+    probs: torch.Tensor, profile: Any, temperature: float = 0.01, grid_steps: int = 8
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-item head weights of the scale fusion and the scale estimates.
+
+    Args:
+        probs: per-head class probabilities ``(B, Ω, C, *spatial)``.
+        profile: a calibrated profile (see :func:`resolve_profile`).
+        temperature: ``τ`` in IoU units (``>= 0``; 0 picks the best expected head alone).
+        grid_steps: interpolation points per interval between calibrated scales.
+
+    Returns:
+        ``(weights (B, Ω), scales (B,))``, float64 on the CPU; weights sum to 1.
+    """
+    if not (temperature >= 0 and math.isfinite(temperature)):
+        raise ValueError(f"temperature must be a finite number >= 0, got {temperature!r}.")
+    prof = resolve_profile(profile)
+    if prof is None:
+        raise ValueError("scale_head_weights: the scale profile is not calibrated (run the 'calibrating' command).")
+    _check_heads(probs, prof, "scale_head_weights")
+    grid, _, iou = _dense_curve(prof, grid_steps)
+    index = _nearest_on_curve(head_signature(probs).cpu(), prof, grid_steps)
+    q = iou[index]  # (B, Ω) expected IoU per head
+    if temperature == 0:
+        weights = torch.nn.functional.one_hot(q.argmax(1), q.shape[1]).double()
+    else:
+        weights = torch.softmax((q - q.max(1, keepdim=True).values) / temperature, dim=1)
+    return weights, grid[index].exp()
+
+
+def _warn_uncalibrated() -> None:
+    global _warned_uncalibrated
+    if not _warned_uncalibrated:
+        _warned_uncalibrated = True
+        logger.warning(
+            "fusion 'scale': no calibrated scale profile (fusion_* buffers are NaN or no profile was given); "
+            "falling back to 'pens'. Calibrate with `python -m monai.bundle run calibrating ...` "
+            "(see bundle/docs/README.md)."
+        )
+
+
+def scale_fuse(probs: torch.Tensor, profile: Any = None, temperature: float = 0.01, grid_steps: int = 8) -> torch.Tensor:
+    """The ``"scale"`` strategy of :func:`seunet_monai.fusion.fuse`: ``Σ_k w_k ŷ_k`` with per-item weights
+    :func:`scale_head_weights`; PEns (with a one-time warning) when ``profile`` is missing or not calibrated.
+
+    Args:
+        probs: per-head class probabilities ``(B, Ω, C, *spatial)``.
+        profile: see :func:`resolve_profile`.
+        temperature: ``τ`` of the weights (IoU units).
+        grid_steps: interpolation points per interval between calibrated scales.
+
+    Returns:
+        ``(B, C, *spatial)`` probabilities.
+    """
+    prof = resolve_profile(profile)
+    if prof is None:
+        from seunet_monai.fusion import fuse
+
+        _warn_uncalibrated()
+        return fuse(probs, "pens")
+    weights, _ = scale_head_weights(probs, prof, temperature, grid_steps)
+    w = weights.to(device=probs.device, dtype=probs.dtype).view(*weights.shape, *([1] * (probs.ndim - 2)))
+    return (w * probs).sum(dim=1)
