@@ -58,7 +58,7 @@ from seunet_monai.evaluation.scale_estimation import (
     scale_correlation,
 )
 from seunet_monai.fusion import fuse, winning_head
-from seunet_monai.metrics import SegmentationScores, matched_groups
+from seunet_monai.metrics import SegmentationScores, scale_partners
 
 __all__ = ["OUTPUT_FILES", "peak_rss_mb", "predict_heads", "run_scale_sweep"]
 
@@ -77,6 +77,8 @@ OUTPUT_FILES = (
     "examples.png",
 )
 _IF_EXISTS = ("error", "archive", "overwrite")
+EQUIVARIANCE_COLUMNS = ("model", "scale", "equivariance_error", "num_images", "matched_groups", "pair_errors",
+                        "groups_without_partner")
 
 
 def peak_rss_mb() -> float:
@@ -221,6 +223,7 @@ def run_scale_sweep(
     eval_dir: str | os.PathLike | None = None,
     tensorboard: bool = True,
     scale_temperature: float = 0.05,
+    partner_tolerance: float = 0.1,
 ) -> dict[str, Any]:
     """Run the scale sweep and write its outputs into ``output_dir/eval_subdir``.
 
@@ -256,6 +259,8 @@ def run_scale_sweep(
             ``eval_dir`` key).
         tensorboard: also write scalars with ``torch.utils.tensorboard.SummaryWriter``.
         scale_temperature: τ of the scale estimate (:mod:`~seunet_monai.evaluation.scale_estimation`).
+        partner_tolerance: eq. 10 averages only groups whose matched group's σ ratio is within this relative
+            tolerance of the scale (:func:`~seunet_monai.metrics.scale_partners`); the others are listed.
 
     Returns:
         a summary: ``eval_dir``, ``files``, ``summary`` (mean over scales per strategy), ``elapsed_s``,
@@ -289,8 +294,7 @@ def run_scale_sweep(
     time_per_scale = {s: 0.0 for s in scales}
     eq_sum = {s: torch.zeros(omega, omega, dtype=torch.float64) for s in scales}
     eq_delta: dict[float, list[float]] = {s: [] for s in scales}
-    matches = {s: (matched_groups(log_sigmas.exp(), s) if sigma_source != "head index" else torch.arange(omega))
-               for s in scales}
+    partners = {s: _partners(log_sigmas, sigma_source, s, omega, partner_tolerance) for s in scales}
     confidences: list[np.ndarray] = []  # per image (S, Ω) mean margin per head
     counts: list[np.ndarray] = []  # per image (S, Ω) PDist winner pixel counts
     names: list[str] = []
@@ -348,7 +352,7 @@ def run_scale_sweep(
             if index < equivariance_images:
                 for s, mat in equivariance_matrices(network, image, scales, equivariance_crop, device).items():
                     eq_sum[s] += mat
-                    eq_delta[s].append(matched_error(mat, matches[s]))
+                    eq_delta[s].append(matched_error(mat, *partners[s]))
                 eq_images += 1
             logger.info("scale sweep: image %d (%s) done, %.1f s elapsed, peak RSS %.0f MiB", index + 1, name,
                         time.perf_counter() - t_start, peak_rss_mb())
@@ -361,19 +365,11 @@ def run_scale_sweep(
         for st in strategies:
             r = scores[(s, st)].compute()
             rows.append({"model": model_name, "strategy": st, "scale": s, **r})
-    eq_rows, eq_matrix_rows, eq_matrices = [], [], {}
-    if eq_images:
-        for s in scales:
-            mat = (eq_sum[s] / eq_images).numpy()
-            eq_matrices[s] = mat
-            eq_rows.append({"model": model_name, "scale": s, "equivariance_error": float(np.mean(eq_delta[s])),
-                            "num_images": eq_images,
-                            "matched_groups": " ".join(f"{k + 1}>{int(m) + 1}" for k, m in enumerate(matches[s]))})
-            for k in range(omega):
-                for kp in range(omega):
-                    eq_matrix_rows.append({"model": model_name, "scale": s, "group": k + 1, "group_rescaled": kp + 1,
-                                           "error": float(mat[k, kp]), "matched": int(matches[s][k]) == kp})
-    off_one = [e["equivariance_error"] for e in eq_rows if not math.isclose(e["scale"], 1.0)]
+    eq_rows, eq_matrix_rows, eq_matrices = _equivariance_rows(model_name, scales, eq_sum, eq_delta, eq_images,
+                                                              partners, omega,
+                                                              None if sigma_source == "head index" else log_sigmas.exp())
+    off_one = [e["equivariance_error"] for e in eq_rows
+               if not math.isclose(e["scale"], 1.0) and not math.isnan(e["equivariance_error"])]
     eq_mean = float(np.mean(off_one)) if off_one else float("nan")
 
     est = relative_scale_estimates(np.stack(confidences), scales, log_sigmas, temperature=scale_temperature)
@@ -410,6 +406,10 @@ def run_scale_sweep(
         "peak_rss_mb": round(peak_rss_mb(), 1),
         "parameters": int(sum(p.numel() for p in network.parameters())),
         "equivariance": {"num_images": eq_images, "crop": equivariance_crop, "sigma_source": sigma_source,
+                         "partner_tolerance": partner_tolerance,
+                         "average": "eq. 10 averages only the groups whose matched group has a σ ratio within "
+                                    "partner_tolerance of the scale (columns pairs / groups_without_partner); the "
+                                    "mean over scales leaves out scales where no group has one",
                          "features": "net.features(x)" if hasattr(network, "features") else
                          "input of the last convolution executed (plain network)"},
         "equivariance_error_mean": eq_mean,
@@ -422,6 +422,53 @@ def run_scale_sweep(
                 len(scales), elapsed, metadata["peak_rss_mb"], eval_dir)
     return {"eval_dir": str(eval_dir), "files": files, "summary": summary, "elapsed_s": elapsed,
             "peak_rss_mb": metadata["peak_rss_mb"], "equivariance_error_mean": eq_mean, "scale_estimation": estimation}
+
+
+def _partners(log_sigmas: torch.Tensor, sigma_source: str, scale: float, omega: int,
+              tolerance: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Matched groups and partner mask at one scale; without σ (plain networks) every group is its own partner."""
+    if sigma_source == "head index":
+        return torch.arange(omega), torch.ones(omega, dtype=torch.bool)
+    return scale_partners(log_sigmas.exp(), scale, tolerance)
+
+
+def _equivariance_rows(
+    model_name: str,
+    scales: Sequence[float],
+    eq_sum: dict[float, torch.Tensor],
+    eq_delta: dict[float, list[float]],
+    eq_images: int,
+    partners: dict[float, tuple[torch.Tensor, torch.Tensor]],
+    omega: int,
+    sigmas: torch.Tensor | None,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[float, np.ndarray]]:
+    """Rows of ``equivariance.csv`` (eq. 10 per scale, every partner pair with its error, the groups without
+    one), of ``equivariance_matrix.csv`` (eq. 12, long format; ``sigma_ratio`` ``σ_k'/σ_k``, ``nan`` without σ) and
+    the mean matrices per scale."""
+    eq_rows, eq_matrix_rows, eq_matrices = [], [], {}
+    if not eq_images:
+        return eq_rows, eq_matrix_rows, eq_matrices
+    for s in scales:
+        mat = (eq_sum[s] / eq_images).numpy()
+        eq_matrices[s] = mat
+        matches, has = partners[s]
+        pairs = [(k, int(matches[k])) for k in range(omega) if bool(has[k])]
+        values = [v for v in eq_delta[s] if not math.isnan(v)]
+        eq_rows.append({
+            "model": model_name, "scale": s,
+            "equivariance_error": float(np.mean(values)) if values else float("nan"),
+            "num_images": eq_images,
+            "matched_groups": " ".join(f"{k + 1}>{m + 1}" for k, m in pairs),
+            "pair_errors": " ".join(f"{k + 1}>{m + 1}={mat[k, m]:.6g}" for k, m in pairs),
+            "groups_without_partner": " ".join(str(k + 1) for k in range(omega) if not bool(has[k])),
+        })
+        for k in range(omega):
+            for kp in range(omega):
+                eq_matrix_rows.append({"model": model_name, "scale": s, "group": k + 1, "group_rescaled": kp + 1,
+                                       "sigma_ratio": float(sigmas[kp] / sigmas[k]) if sigmas is not None else float("nan"),
+                                       "error": float(mat[k, kp]),
+                                       "matched": bool(has[k]) and int(matches[k]) == kp})
+    return eq_rows, eq_matrix_rows, eq_matrices
 
 
 def _write_outputs(
@@ -439,9 +486,9 @@ def _write_outputs(
     files = []
     files.append(write_csv_rows(eval_dir / "scale_sweep.csv", rows, SWEEP_COLUMNS))
     files.append(write_csv_rows(eval_dir / "equivariance.csv", eq_rows,
-                                ("model", "scale", "equivariance_error", "num_images", "matched_groups")))
+                                EQUIVARIANCE_COLUMNS))
     files.append(write_csv_rows(eval_dir / "equivariance_matrix.csv", eq_matrix_rows,
-                                ("model", "scale", "group", "group_rescaled", "error", "matched")))
+                                ("model", "scale", "group", "group_rescaled", "sigma_ratio", "error", "matched")))
     files.append(plots.plot_iou_vs_scale(rows, eval_dir / "iou_vs_scale.png", title=f"{metadata['model']}: IoU vs scale"))
     if eq_rows:
         files.append(plots.plot_equivariance(eq_rows, eq_matrices, eval_dir / "equivariance.png"))

@@ -65,10 +65,30 @@ def test_sweep_writes_every_file_with_the_right_rows(tmp_path, toy_heads) -> Non
     eq = _rows(eval_dir / "equivariance.csv")
     assert [float(r["scale"]) for r in eq] == SCALES
     assert all(float(r["equivariance_error"]) < 1e-8 for r in eq)  # linear pointwise features
-    assert len(_rows(eval_dir / "equivariance_matrix.csv")) == len(SCALES) * 4
+    # the toy's last-layer σ are 1 and 2: at s = 2 only group 1 has a partner (σ ratio 2), at 0.5 only group 2
+    by_scale = {float(r["scale"]): r for r in eq}
+    assert by_scale[2.0]["matched_groups"] == "1>2" and by_scale[2.0]["groups_without_partner"] == "2"
+    assert by_scale[0.5]["matched_groups"] == "2>1" and by_scale[0.5]["groups_without_partner"] == "1"
+    assert by_scale[1.0]["matched_groups"] == "1>1 2>2" and by_scale[1.0]["groups_without_partner"] == ""
+    assert by_scale[2.0]["pair_errors"].startswith("1>2=")
+    matrix = _rows(eval_dir / "equivariance_matrix.csv")
+    assert len(matrix) == len(SCALES) * 4
+    assert [(r["group"], r["group_rescaled"]) for r in matrix if r["scale"] == "2.0" and r["matched"] == "True"] == [("1", "2")]
+    assert {float(r["sigma_ratio"]) for r in matrix} == {0.5, 1.0, 2.0}
     md = (eval_dir / "scale_sweep.md").read_text()
     assert "Table 1 style" in md and "Table 2 style" in md and "| pens |" in md
     assert out["eval_dir"] == str(eval_dir)
+
+
+def test_scales_without_any_partner_are_left_out_of_the_mean(tmp_path, toy_heads) -> None:
+    data = toy_dataset(n=1, size=(24, 24))
+    out = run_scale_sweep(toy_heads, data, tmp_path, scales=[1.5, 2.0], roi_size=32, equivariance_images=1,
+                          equivariance_crop=24, num_examples=0, tensorboard=False)
+    eq = {float(r["scale"]): r for r in _rows(tmp_path / "eval" / "equivariance.csv")}
+    assert eq[1.5]["equivariance_error"] == "nan" and eq[1.5]["groups_without_partner"] == "1 2"
+    assert out["equivariance_error_mean"] == pytest.approx(float(eq[2.0]["equivariance_error"]))
+    md = (tmp_path / "eval" / "scale_sweep.md").read_text()
+    assert "groups without partner" in md
 
 
 def test_existing_results_are_not_overwritten_silently(tmp_path, toy_heads) -> None:
