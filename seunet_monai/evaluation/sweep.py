@@ -1,8 +1,9 @@
 """The scale sweep of the paper's evaluation (METHOD.md sec. 7, Figs. 2-7, Tables 1-2).
 
 :func:`run_scale_sweep` rescales every test image by each scale (anti-aliased when shrinking, bilinear
-when enlarging; labels nearest neighbour), predicts per-head probabilities with MONAI's
-``SlidingWindowInferer``, fuses them with every strategy (``head1..headΩ``, ``mean``, ``pdist``,
+when enlarging; labels nearest neighbour), predicts per-head probabilities of the whole rescaled image when it
+fits a memory budget (``max_pixels``), else with MONAI's ``SlidingWindowInferer`` and windows of at least 512 px
+(overlap 0.5; :func:`sweep_window`), fuses them with every strategy (``head1..headΩ``, ``mean``, ``pdist``,
 ``pens``) and accumulates, per scale and strategy, the dataset-wide IoU plus per-image IoU and Dice
 (:class:`seunet_monai.metrics.SegmentationScores`). It also measures the equivariance error (eq. 10, 12)
 on centre crops, estimates each image's relative scale from the winning heads
@@ -60,7 +61,8 @@ from seunet_monai.evaluation.scale_estimation import (
 from seunet_monai.fusion import fuse, winning_head
 from seunet_monai.metrics import SegmentationScores, scale_partners
 
-__all__ = ["OUTPUT_FILES", "peak_rss_mb", "predict_heads", "run_scale_sweep"]
+__all__ = ["DEFAULT_MAX_PIXELS", "MIN_WINDOW", "OUTPUT_FILES", "peak_rss_mb", "predict_heads", "run_scale_sweep",
+           "sweep_window"]
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +79,13 @@ OUTPUT_FILES = (
     "examples.png",
 )
 _IF_EXISTS = ("error", "archive", "overwrite")
+#: whole-image budget of the sweep (pixels of one rescaled image): 2048² = 4.2 M px. Sized for 16 GB: the paper-size
+#: SEUNet (60..960, Ω = 5) in eval mode measured 2.2-3.0 KB of peak memory per pixel (CPU, 1024² and 512²), so
+#: about 9-13 GB at the budget. MoNuSeg's 1000-px images are predicted whole up to scale 2.
+DEFAULT_MAX_PIXELS = 2048 * 2048
+#: smallest sliding window of the sweep: windows much smaller than the receptive field of the large-σ heads change
+#: their probabilities (15-29% with 128-px windows, issue 11)
+MIN_WINDOW = 512
 EQUIVARIANCE_COLUMNS = ("model", "scale", "equivariance_error", "num_images", "matched_groups", "pair_errors",
                         "groups_without_partner")
 
@@ -107,6 +116,49 @@ def predict_heads(
     if isinstance(flat, (tuple, list, dict)):
         raise ValueError("predict_heads: the inferer returned several outputs; expected one tensor.")
     return wrapper.unflatten(convert_to_tensor(flat, track_meta=False).float())
+
+
+def sweep_window(
+    spatial_shape: Sequence[int],
+    max_pixels: int | None,
+    roi_size: Sequence[int],
+    min_window: int = MIN_WINDOW,
+    sw_batch_size: int = 1,
+) -> tuple[int, ...] | None:
+    """The sweep's rule for one rescaled image: ``None`` (predict it whole) or the sliding-window size per axis.
+
+    An image of at most ``max_pixels`` pixels goes to the network whole (``max_pixels=None``: always). A larger
+    one is cut into windows as large as the budget allows for ``sw_batch_size`` windows per call, rounded down to
+    a multiple of 16, but at least ``max(roi_size, min_window)`` and at most the image, per axis (no zero padding
+    beyond the image).
+
+    Args:
+        spatial_shape: the rescaled image's spatial size.
+        max_pixels: whole-image budget in pixels (``None``: no limit).
+        roi_size: smallest window per axis (the training patch size).
+        min_window: smallest window side (512).
+        sw_batch_size: windows per network call.
+    """
+    shape = [int(n) for n in spatial_shape]
+    if max_pixels is None or math.prod(shape) <= max_pixels:
+        return None
+    d = len(shape)
+    side = int((max(max_pixels, 0) / max(1, sw_batch_size)) ** (1.0 / d)) // 16 * 16
+    return tuple(min(n, max(side, int(r), int(min_window))) for n, r in zip(shape, roi_size))
+
+
+def _predict_image(
+    wrapper: HeadProbabilities, image: torch.Tensor, device: torch.device, window: tuple[int, ...] | None,
+    overlap: float, sw_batch_size: int, sw_mode: str, output_device: torch.device,
+) -> torch.Tensor:
+    """Per-head probabilities ``(1, Ω, C, *spatial)`` of one rescaled image, whole or by windows (:func:`sweep_window`)."""
+    if window is None:
+        with torch.no_grad():
+            flat = wrapper(image.unsqueeze(0).to(device)).to(output_device)
+        return wrapper.unflatten(convert_to_tensor(flat, track_meta=False).float())
+    inferer = SlidingWindowInferer(roi_size=window, sw_batch_size=sw_batch_size, overlap=overlap, mode=sw_mode,
+                                   device=output_device, progress=False)
+    return predict_heads(wrapper, image, inferer, device)
 
 
 def _iterate_items(dataset: Any) -> Iterable[Mapping[str, Any]]:
@@ -207,7 +259,7 @@ def run_scale_sweep(
     dataset_name: str | None = None,
     ignore_index: int | None = None,
     roi_size: int | Sequence[int] = 256,
-    overlap: float = 0.25,
+    overlap: float = 0.5,
     sw_batch_size: int = 4,
     sw_mode: str = "gaussian",
     device: str | torch.device | None = None,
@@ -224,6 +276,8 @@ def run_scale_sweep(
     tensorboard: bool = True,
     scale_temperature: float = 0.05,
     partner_tolerance: float = 0.1,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    min_window: int = MIN_WINDOW,
 ) -> dict[str, Any]:
     """Run the scale sweep and write its outputs into ``output_dir/eval_subdir``.
 
@@ -241,8 +295,8 @@ def run_scale_sweep(
         load_checkpoint: load ``checkpoint`` (a state dict, or a dict with key ``network``) first.
         dataset_name: recorded in the metadata.
         ignore_index: label value excluded from all scores.
-        roi_size: sliding-window size (int or one per spatial axis).
-        overlap: sliding-window overlap in [0, 1).
+        roi_size: smallest sliding window (int or one per spatial axis); see ``max_pixels``.
+        overlap: sliding-window overlap in [0, 1) (0.5).
         sw_batch_size: windows per network call.
         sw_mode: window blending, ``"gaussian"`` or ``"constant"``.
         device: where the network runs (default: where its parameters are).
@@ -259,6 +313,11 @@ def run_scale_sweep(
             ``eval_dir`` key).
         tensorboard: also write scalars with ``torch.utils.tensorboard.SummaryWriter``.
         scale_temperature: τ of the scale estimate (:mod:`~seunet_monai.evaluation.scale_estimation`).
+        max_pixels: whole-image budget: a rescaled image of at most this many pixels is predicted whole (default
+            :data:`DEFAULT_MAX_PIXELS`, sized for 16 GB; ``None``: always whole); a larger one by sliding windows
+            of at least ``max(roi_size, min_window)`` px (:func:`sweep_window`), so that the large-σ heads see
+            enough context and the probabilities do not depend on the window.
+        min_window: smallest window side (512).
         partner_tolerance: eq. 10 averages only groups whose matched group's σ ratio is within this relative
             tolerance of the scale (:func:`~seunet_monai.metrics.scale_partners`); the others are listed.
 
@@ -294,6 +353,7 @@ def run_scale_sweep(
     time_per_scale = {s: 0.0 for s in scales}
     eq_sum = {s: torch.zeros(omega, omega, dtype=torch.float64) for s in scales}
     eq_delta: dict[float, list[float]] = {s: [] for s in scales}
+    windowed: dict[float, tuple[int, ...]] = {}  # scales where some image was cut into windows (last window size)
     partners = {s: _partners(log_sigmas, sigma_source, s, omega, partner_tolerance) for s in scales}
     confidences: list[np.ndarray] = []  # per image (S, Ω) mean margin per head
     counts: list[np.ndarray] = []  # per image (S, Ω) PDist winner pixel counts
@@ -312,8 +372,6 @@ def run_scale_sweep(
                 roi = (roi_size,) * spatial_dims if isinstance(roi_size, int) else tuple(int(r) for r in roi_size)
                 if len(roi) != spatial_dims:
                     raise ValueError(f"roi_size {roi_size!r} does not match {spatial_dims}D images.")
-                inferer = SlidingWindowInferer(roi_size=roi, sw_batch_size=sw_batch_size, overlap=overlap,
-                                               mode=sw_mode, device=torch.device(output_device), progress=False)
             name = _item_name(item, image_key, index)
             names.append(name)
             img_conf = np.zeros((len(scales), omega))
@@ -322,7 +380,11 @@ def run_scale_sweep(
                 t0 = time.perf_counter()
                 img_s = rescale_image(image, s)
                 lab_s = rescale_label(label, s).unsqueeze(0)  # (1, 1, *spatial)
-                probs = predict_heads(wrapper, img_s, inferer, device)  # (1, Ω, C, *spatial)
+                window = sweep_window(img_s.shape[1:], max_pixels, roi, min_window, sw_batch_size)
+                if window is not None:
+                    windowed[s] = tuple(window)
+                probs = _predict_image(wrapper, img_s, device, window, overlap, sw_batch_size, sw_mode,
+                                       torch.device(output_device))  # (1, Ω, C, *spatial)
                 if num_classes is None:
                     num_classes = int(probs.shape[2])
                     for s2 in scales:
@@ -399,7 +461,11 @@ def run_scale_sweep(
         "num_classes": num_classes,
         "ignore_index": ignore_index,
         "metric": "iou: dataset-wide confusion-matrix IoU (class 1 if binary, else mean over present classes)",
-        "inferer": {"roi_size": list(roi), "overlap": overlap, "sw_batch_size": sw_batch_size, "mode": sw_mode},
+        "inferer": {"rule": "whole image when it has at most max_pixels pixels, else sliding windows of at least "
+                            "max(roi_size, min_window) px (seunet_monai.evaluation.sweep.sweep_window)",
+                    "max_pixels": max_pixels, "min_window": min_window, "roi_size": list(roi), "overlap": overlap,
+                    "sw_batch_size": sw_batch_size, "mode": sw_mode,
+                    "windowed_scales": {f"{s:.6g}": list(w) for s, w in windowed.items()}},
         "device": str(device),
         "elapsed_s": round(elapsed, 3),
         "time_per_scale_s": {f"{s:.6g}": round(t, 3) for s, t in time_per_scale.items()},
