@@ -4,7 +4,7 @@
 Usage::
 
     python scripts/run_experiment.py --dataset-dir D --out O \
-        --variants seunet,unet,sesn,seunet_fixed,seunet_free [--epochs N] [--tiny] [--scales 0.5,1,2] [--seed S] [--widths 20,40,80,160,320]
+        --variants seunet,cnn,unet,sesn,disco,seunet_fixed,seunet_free [--epochs N] [--tiny] [--scales 0.5,1,2] [--seed S] [--widths 20,40,80,160,320]
 
 Each variant is trained and evaluated with the bundle's own commands (override file
 ``bundle/configs/variants/NAME.json`` merged last) into ``O/<variant>/``; then ``O/comparison.csv``,

@@ -8,7 +8,10 @@ evaluating, ``evaluate.json``) so that its keys win:
 - ``seunet``: the bundle's default SEUNet (no override file),
 - ``unet``: MONAI's ``BasicUNet`` (features 60..960, one head; the sweep reports it as ``head1`` with
   ``mean`` / ``pdist`` / ``pens`` equal to it),
+- ``cnn``: :class:`~seunet_monai.networks.cnn.CNNUNet`, the SEUNet architecture and training path with
+  learned 3×3 convolutions, one group, one head (the paper's conventional CNN, widths 60..960),
 - ``sesn``: :class:`~seunet_monai.networks.sesn.SESNUNet`,
+- ``disco``: :class:`~seunet_monai.networks.disco.DISCOUNet`,
 - ``seunet_fixed`` / ``seunet_free``: the σ ablation (Table 3): ``sigma_mode`` ``"fixed"`` / ``"free"``.
 
 Layout of ``out``::
@@ -72,7 +75,9 @@ class VariantSpec:
 VARIANTS: dict[str, VariantSpec] = {
     "seunet": VariantSpec(None),
     "unet": VariantSpec("unet.json", "features", (5, 10, 20, 40, 80, 5)),
+    "cnn": VariantSpec("cnn.json"),
     "sesn": VariantSpec("sesn.json"),
+    "disco": VariantSpec("disco.json"),
     "seunet_fixed": VariantSpec("seunet_fixed.json"),
     "seunet_free": VariantSpec("seunet_free.json"),
 }

@@ -32,7 +32,8 @@ Equivariance error
     ``(B, Ω, F, *spatial)``: the features of the original image resampled to the rescaled size
     (``S_s Φ(f)``) against the features of the rescaled image (``Φ(S_s f)``). :func:`matched_groups` picks,
     for each group ``k``, the group ``k'`` whose learned σ ratio ``σ_k' / σ_k`` is closest to the scale
-    ``s`` (in log scale).
+    ``s`` (in log scale); :func:`scale_partners` says which of those pairs are within 10% of ``s`` (the pairs eq. 10
+    averages over in the scale sweep).
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ __all__ = [
     "masked_onehot",
     "matched_groups",
     "reduce_class_scores",
+    "scale_partners",
 ]
 
 
@@ -271,6 +273,32 @@ def matched_groups(sigmas: torch.Tensor | Sequence[float], scale: float) -> torc
         raise ValueError(f"matched_groups: sigmas must be positive and non-empty, got {sig.tolist()}.")
     log_ratio = sig.log().view(1, -1) - sig.log().view(-1, 1)  # [k, k'] = log(σ_k' / σ_k)
     return (log_ratio - math.log(scale)).abs().argmin(dim=1)
+
+
+def scale_partners(
+    sigmas: torch.Tensor | Sequence[float], scale: float, tolerance: float = 0.1
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Matched groups (:func:`matched_groups`) and which of them are real partners for eq. 10 at ``scale``.
+
+    Group ``k`` has a partner when its matched group ``k'`` has ``σ_k' / σ_k`` within ``tolerance`` (relative) of
+    ``s``: ``|σ_k' / (σ_k s) − 1| <= tolerance``. Groups without one (e.g. the largest σ when the image is
+    enlarged) have no group that sees the rescaled image as they saw the original; averaging their error into
+    eq. 10 would measure the σ layout, not the equivariance.
+
+    Args:
+        sigmas: σ of the Ω groups of one layer ``(Ω,)`` (positive).
+        scale: the scale change ``s`` (> 0).
+        tolerance: relative tolerance on the σ ratio (0.1: within 10%).
+
+    Returns:
+        ``(matches (Ω,) int64, has_partner (Ω,) bool)``.
+    """
+    if not tolerance >= 0:
+        raise ValueError(f"scale_partners: tolerance must be >= 0, got {tolerance}.")
+    matches = matched_groups(sigmas, scale)
+    sig = torch.as_tensor(sigmas, dtype=torch.float64).flatten()
+    ratio = sig[matches] / sig
+    return matches, (ratio / scale - 1.0).abs() <= tolerance + 1e-12
 
 
 def equivariance_error(reference: torch.Tensor, test: torch.Tensor, matches: torch.Tensor | None = None) -> torch.Tensor:

@@ -24,7 +24,7 @@ from seunet_monai.evaluation.report import read_csv_rows
 
 REPO = Path(__file__).resolve().parents[1]
 SCALES = [0.5, 1.0]
-VARIANTS = ["unet", "sesn", "seunet_fixed", "seunet_free"]
+VARIANTS = ["unet", "cnn", "sesn", "disco", "seunet_fixed", "seunet_free"]
 
 
 def _env() -> dict[str, str]:
@@ -52,7 +52,7 @@ def test_every_variant_trains_and_sweeps_two_scales(run):
         rows = read_csv_rows(out / v / "eval" / "scale_sweep.csv")
         assert {float(r["scale"]) for r in rows} == set(SCALES)
         strategies = {r["strategy"] for r in rows}
-        if v == "unet":  # a plain network: one head, every fusion equal to it
+        if v in ("unet", "cnn"):  # one head: every fusion equal to it
             assert strategies == {"head1", "mean", "pdist", "pens"}
             by = {(r["strategy"], r["scale"]): r["iou"] for r in rows}
             assert all(by[(s, sc)] == by[("head1", sc)] for s in ("mean", "pdist", "pens") for sc in SCALES)
@@ -71,6 +71,11 @@ def test_variant_networks_are_what_the_override_files_say(run):
     out = run["out"]
     sweeps = {v: json.loads((out / v / "eval" / "scale_sweep.json").read_text()) for v in VARIANTS}
     assert sweeps["unet"]["num_heads"] == 1 and sweeps["sesn"]["num_heads"] == 5
+    assert sweeps["cnn"]["num_heads"] == 1 and sweeps["disco"]["num_heads"] == 5
+    cnn = torch.load(out / "cnn" / "models" / "model.pt", map_location="cpu", weights_only=True)
+    assert cnn["enc1.conv1.conv.weight"].shape == (5, 3, 3, 3) and "enc1.norm1.running_mean" in cnn
+    disco = torch.load(out / "disco" / "models" / "model.pt", map_location="cpu", weights_only=True)
+    assert disco["enc1.conv1.basis4"].shape == (9, 11, 11) and disco["enc1.conv1.weight"].shape[-1] == 9
     unet = torch.load(out / "unet" / "models" / "model.pt", map_location="cpu", weights_only=True)
     assert any(k.startswith("conv_0.") for k in unet)  # BasicUNet's first block
     sesn = torch.load(out / "sesn" / "models" / "model.pt", map_location="cpu", weights_only=True)

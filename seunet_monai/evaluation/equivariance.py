@@ -66,7 +66,17 @@ def equivariance_matrices(
     return out
 
 
-def matched_error(matrix: torch.Tensor, matches: torch.Tensor) -> float:
-    """Eq. 10 for one image: the mean over groups ``k`` of ``matrix[k, matches[k]]``."""
+def matched_error(matrix: torch.Tensor, matches: torch.Tensor, mask: torch.Tensor | None = None) -> float:
+    """Eq. 10 for one image: the mean over groups ``k`` of ``matrix[k, matches[k]]``.
+
+    Args:
+        matrix: ``(Ω, Ω)`` errors of eq. 12.
+        matches: ``(Ω,)`` matched group of each group.
+        mask: optional ``(Ω,)`` bool, the groups to average over (those with a partner,
+            :func:`~seunet_monai.metrics.scale_partners`); ``nan`` when it selects none.
+    """
     k = torch.arange(matrix.shape[0])
-    return float(matrix[k, torch.as_tensor(matches, dtype=torch.long)].mean())
+    errors = matrix[k, torch.as_tensor(matches, dtype=torch.long)]
+    if mask is not None:
+        errors = errors[torch.as_tensor(mask, dtype=torch.bool)]
+    return float(errors.mean()) if errors.numel() else float("nan")

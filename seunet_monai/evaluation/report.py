@@ -159,11 +159,15 @@ def sweep_markdown(
             lines.append(f"| {st} | {_pct(s['iou_mean'])} | {_pct(s['iou_per_image_mean'])} | {_pct(s['dice_mean'])} |")
         lines.append("")
     if equivariance:
-        lines += ["## Equivariance error (eq. 10, last-layer features, matched groups)", ""]
-        lines.append("| scale | error | matched groups (k → k') |")
-        lines.append("|---|---|---|")
+        lines += ["## Equivariance error (eq. 10, last-layer features, matched groups)", "",
+                  "Averaged over the groups k whose matched group k' has σ_k'/σ_k within 10% of the scale "
+                  "(pairs k>k'=error); groups without such a partner are listed and left out.", ""]
+        lines.append("| scale | error | pairs (k>k'=error) | groups without partner |")
+        lines.append("|---|---|---|---|")
         for e in equivariance:
-            lines.append(f"| {float(e['scale']):.2f} | {_num(e['equivariance_error'], 4)} | {e.get('matched_groups', '')} |")
+            pairs = e.get("pair_errors") or e.get("matched_groups", "")
+            lines.append(f"| {float(e['scale']):.2f} | {_num(e['equivariance_error'], 4)} | {pairs} | "
+                         f"{e.get('groups_without_partner', '')} |")
         if "equivariance_error_mean" in metadata:
             lines += ["", f"Mean over scales ≠ 1: {_num(metadata['equivariance_error_mean'], 4)}"]
         lines.append("")

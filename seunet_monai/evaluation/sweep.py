@@ -1,10 +1,10 @@
 """The scale sweep of the paper's evaluation (METHOD.md sec. 7, Figs. 2-7, Tables 1-2).
 
 :func:`run_scale_sweep` rescales every test image by each scale (anti-aliased when shrinking, bilinear
-when enlarging; labels nearest neighbour), predicts per-head probabilities with MONAI's
-``SlidingWindowInferer``, fuses them with every strategy (``head1..headΩ``, ``mean``, ``pdist``,
-``pens``, and ``scale`` when the network's scale fusion is calibrated) and accumulates, per scale and
-strategy, the dataset-wide IoU plus per-image IoU and Dice
+when enlarging; labels nearest neighbour), predicts per-head probabilities of the whole rescaled image when it
+fits a memory budget (``max_pixels``), else with MONAI's ``SlidingWindowInferer`` and windows of at least 512 px
+(overlap 0.5; :func:`sweep_window`), fuses them with every strategy (``head1..headΩ``, ``mean``, ``pdist``,
+``pens``, and ``scale`` when the network's scale fusion is calibrated) and accumulates, per scale and strategy, the dataset-wide IoU plus per-image IoU and Dice
 (:class:`seunet_monai.metrics.SegmentationScores`). It also measures the equivariance error (eq. 10, 12)
 on centre crops, estimates each image's relative scale from the winning heads
 (:mod:`seunet_monai.evaluation.scale_estimation`), and writes the contract outputs into
@@ -59,10 +59,11 @@ from seunet_monai.evaluation.scale_estimation import (
     scale_correlation,
 )
 from seunet_monai.fusion import fuse, winning_head
+from seunet_monai.metrics import SegmentationScores, scale_partners
 from seunet_monai.scale_fusion import ScaleProfile, estimate_scale
-from seunet_monai.metrics import SegmentationScores, matched_groups
 
-__all__ = ["OUTPUT_FILES", "peak_rss_mb", "predict_heads", "run_scale_sweep"]
+__all__ = ["DEFAULT_MAX_PIXELS", "MIN_WINDOW", "OUTPUT_FILES", "peak_rss_mb", "predict_heads", "run_scale_sweep",
+           "sweep_window"]
 
 logger = logging.getLogger(__name__)
 
@@ -79,6 +80,15 @@ OUTPUT_FILES = (
     "examples.png",
 )
 _IF_EXISTS = ("error", "archive", "overwrite")
+#: whole-image budget of the sweep (pixels of one rescaled image): 2048² = 4.2 M px. Sized for 16 GB: the paper-size
+#: SEUNet (60..960, Ω = 5) in eval mode measured 2.2-3.0 KB of peak memory per pixel (CPU, 1024² and 512²), so
+#: about 9-13 GB at the budget. MoNuSeg's 1000-px images are predicted whole up to scale 2.
+DEFAULT_MAX_PIXELS = 2048 * 2048
+#: smallest sliding window of the sweep: windows much smaller than the receptive field of the large-σ heads change
+#: their probabilities (15-29% with 128-px windows, issue 11)
+MIN_WINDOW = 512
+EQUIVARIANCE_COLUMNS = ("model", "scale", "equivariance_error", "num_images", "matched_groups", "pair_errors",
+                        "groups_without_partner")
 
 
 def peak_rss_mb() -> float:
@@ -107,6 +117,49 @@ def predict_heads(
     if isinstance(flat, (tuple, list, dict)):
         raise ValueError("predict_heads: the inferer returned several outputs; expected one tensor.")
     return wrapper.unflatten(convert_to_tensor(flat, track_meta=False).float())
+
+
+def sweep_window(
+    spatial_shape: Sequence[int],
+    max_pixels: int | None,
+    roi_size: Sequence[int],
+    min_window: int = MIN_WINDOW,
+    sw_batch_size: int = 1,
+) -> tuple[int, ...] | None:
+    """The sweep's rule for one rescaled image: ``None`` (predict it whole) or the sliding-window size per axis.
+
+    An image of at most ``max_pixels`` pixels goes to the network whole (``max_pixels=None``: always). A larger
+    one is cut into windows as large as the budget allows for ``sw_batch_size`` windows per call, rounded down to
+    a multiple of 16, but at least ``max(roi_size, min_window)`` and at most the image, per axis (no zero padding
+    beyond the image).
+
+    Args:
+        spatial_shape: the rescaled image's spatial size.
+        max_pixels: whole-image budget in pixels (``None``: no limit).
+        roi_size: smallest window per axis (the training patch size).
+        min_window: smallest window side (512).
+        sw_batch_size: windows per network call.
+    """
+    shape = [int(n) for n in spatial_shape]
+    if max_pixels is None or math.prod(shape) <= max_pixels:
+        return None
+    d = len(shape)
+    side = int((max(max_pixels, 0) / max(1, sw_batch_size)) ** (1.0 / d)) // 16 * 16
+    return tuple(min(n, max(side, int(r), int(min_window))) for n, r in zip(shape, roi_size))
+
+
+def _predict_image(
+    wrapper: HeadProbabilities, image: torch.Tensor, device: torch.device, window: tuple[int, ...] | None,
+    overlap: float, sw_batch_size: int, sw_mode: str, output_device: torch.device,
+) -> torch.Tensor:
+    """Per-head probabilities ``(1, Ω, C, *spatial)`` of one rescaled image, whole or by windows (:func:`sweep_window`)."""
+    if window is None:
+        with torch.no_grad():
+            flat = wrapper(image.unsqueeze(0).to(device)).to(output_device)
+        return wrapper.unflatten(convert_to_tensor(flat, track_meta=False).float())
+    inferer = SlidingWindowInferer(roi_size=window, sw_batch_size=sw_batch_size, overlap=overlap, mode=sw_mode,
+                                   device=output_device, progress=False)
+    return predict_heads(wrapper, image, inferer, device)
 
 
 def _iterate_items(dataset: Any) -> Iterable[Mapping[str, Any]]:
@@ -207,7 +260,7 @@ def run_scale_sweep(
     dataset_name: str | None = None,
     ignore_index: int | None = None,
     roi_size: int | Sequence[int] = 256,
-    overlap: float = 0.25,
+    overlap: float = 0.5,
     sw_batch_size: int = 4,
     sw_mode: str = "gaussian",
     device: str | torch.device | None = None,
@@ -223,6 +276,9 @@ def run_scale_sweep(
     eval_dir: str | os.PathLike | None = None,
     tensorboard: bool = True,
     scale_temperature: float = 0.05,
+    partner_tolerance: float = 0.1,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    min_window: int = MIN_WINDOW,
 ) -> dict[str, Any]:
     """Run the scale sweep and write its outputs into ``output_dir/eval_subdir``.
 
@@ -240,8 +296,8 @@ def run_scale_sweep(
         load_checkpoint: load ``checkpoint`` (a state dict, or a dict with key ``network``) first.
         dataset_name: recorded in the metadata.
         ignore_index: label value excluded from all scores.
-        roi_size: sliding-window size (int or one per spatial axis).
-        overlap: sliding-window overlap in [0, 1).
+        roi_size: smallest sliding window (int or one per spatial axis); see ``max_pixels``.
+        overlap: sliding-window overlap in [0, 1) (0.5).
         sw_batch_size: windows per network call.
         sw_mode: window blending, ``"gaussian"`` or ``"constant"``.
         device: where the network runs (default: where its parameters are).
@@ -258,6 +314,13 @@ def run_scale_sweep(
             ``eval_dir`` key).
         tensorboard: also write scalars with ``torch.utils.tensorboard.SummaryWriter``.
         scale_temperature: τ of the scale estimate (:mod:`~seunet_monai.evaluation.scale_estimation`).
+        max_pixels: whole-image budget: a rescaled image of at most this many pixels is predicted whole (default
+            :data:`DEFAULT_MAX_PIXELS`, sized for 16 GB; ``None``: always whole); a larger one by sliding windows
+            of at least ``max(roi_size, min_window)`` px (:func:`sweep_window`), so that the large-σ heads see
+            enough context and the probabilities do not depend on the window.
+        min_window: smallest window side (512).
+        partner_tolerance: eq. 10 averages only groups whose matched group's σ ratio is within this relative
+            tolerance of the scale (:func:`~seunet_monai.metrics.scale_partners`); the others are listed.
 
     Returns:
         a summary: ``eval_dir``, ``files``, ``summary`` (mean over scales per strategy), ``elapsed_s``,
@@ -295,8 +358,8 @@ def run_scale_sweep(
     time_per_scale = {s: 0.0 for s in scales}
     eq_sum = {s: torch.zeros(omega, omega, dtype=torch.float64) for s in scales}
     eq_delta: dict[float, list[float]] = {s: [] for s in scales}
-    matches = {s: (matched_groups(log_sigmas.exp(), s) if sigma_source != "head index" else torch.arange(omega))
-               for s in scales}
+    windowed: dict[float, tuple[int, ...]] = {}  # scales where some image was cut into windows (last window size)
+    partners = {s: _partners(log_sigmas, sigma_source, s, omega, partner_tolerance) for s in scales}
     confidences: list[np.ndarray] = []  # per image (S, Ω) mean margin per head
     counts: list[np.ndarray] = []  # per image (S, Ω) PDist winner pixel counts
     names: list[str] = []
@@ -314,8 +377,6 @@ def run_scale_sweep(
                 roi = (roi_size,) * spatial_dims if isinstance(roi_size, int) else tuple(int(r) for r in roi_size)
                 if len(roi) != spatial_dims:
                     raise ValueError(f"roi_size {roi_size!r} does not match {spatial_dims}D images.")
-                inferer = SlidingWindowInferer(roi_size=roi, sw_batch_size=sw_batch_size, overlap=overlap,
-                                               mode=sw_mode, device=torch.device(output_device), progress=False)
             name = _item_name(item, image_key, index)
             names.append(name)
             img_est = np.full(len(scales), np.nan)
@@ -325,7 +386,11 @@ def run_scale_sweep(
                 t0 = time.perf_counter()
                 img_s = rescale_image(image, s)
                 lab_s = rescale_label(label, s).unsqueeze(0)  # (1, 1, *spatial)
-                probs = predict_heads(wrapper, img_s, inferer, device)  # (1, Ω, C, *spatial)
+                window = sweep_window(img_s.shape[1:], max_pixels, roi, min_window, sw_batch_size)
+                if window is not None:
+                    windowed[s] = tuple(window)
+                probs = _predict_image(wrapper, img_s, device, window, overlap, sw_batch_size, sw_mode,
+                                       torch.device(output_device))  # (1, Ω, C, *spatial)
                 if num_classes is None:
                     num_classes = int(probs.shape[2])
                     for s2 in scales:
@@ -358,7 +423,7 @@ def run_scale_sweep(
             if index < equivariance_images:
                 for s, mat in equivariance_matrices(network, image, scales, equivariance_crop, device).items():
                     eq_sum[s] += mat
-                    eq_delta[s].append(matched_error(mat, matches[s]))
+                    eq_delta[s].append(matched_error(mat, *partners[s]))
                 eq_images += 1
             logger.info("scale sweep: image %d (%s) done, %.1f s elapsed, peak RSS %.0f MiB", index + 1, name,
                         time.perf_counter() - t_start, peak_rss_mb())
@@ -371,19 +436,11 @@ def run_scale_sweep(
         for st in strategies:
             r = scores[(s, st)].compute()
             rows.append({"model": model_name, "strategy": st, "scale": s, **r})
-    eq_rows, eq_matrix_rows, eq_matrices = [], [], {}
-    if eq_images:
-        for s in scales:
-            mat = (eq_sum[s] / eq_images).numpy()
-            eq_matrices[s] = mat
-            eq_rows.append({"model": model_name, "scale": s, "equivariance_error": float(np.mean(eq_delta[s])),
-                            "num_images": eq_images,
-                            "matched_groups": " ".join(f"{k + 1}>{int(m) + 1}" for k, m in enumerate(matches[s]))})
-            for k in range(omega):
-                for kp in range(omega):
-                    eq_matrix_rows.append({"model": model_name, "scale": s, "group": k + 1, "group_rescaled": kp + 1,
-                                           "error": float(mat[k, kp]), "matched": int(matches[s][k]) == kp})
-    off_one = [e["equivariance_error"] for e in eq_rows if not math.isclose(e["scale"], 1.0)]
+    eq_rows, eq_matrix_rows, eq_matrices = _equivariance_rows(model_name, scales, eq_sum, eq_delta, eq_images,
+                                                              partners, omega,
+                                                              None if sigma_source == "head index" else log_sigmas.exp())
+    off_one = [e["equivariance_error"] for e in eq_rows
+               if not math.isclose(e["scale"], 1.0) and not math.isnan(e["equivariance_error"])]
     eq_mean = float(np.mean(off_one)) if off_one else float("nan")
 
     est = relative_scale_estimates(np.stack(confidences), scales, log_sigmas, temperature=scale_temperature)
@@ -420,13 +477,21 @@ def run_scale_sweep(
         "num_classes": num_classes,
         "ignore_index": ignore_index,
         "metric": "iou: dataset-wide confusion-matrix IoU (class 1 if binary, else mean over present classes)",
-        "inferer": {"roi_size": list(roi), "overlap": overlap, "sw_batch_size": sw_batch_size, "mode": sw_mode},
+        "inferer": {"rule": "whole image when it has at most max_pixels pixels, else sliding windows of at least "
+                            "max(roi_size, min_window) px (seunet_monai.evaluation.sweep.sweep_window)",
+                    "max_pixels": max_pixels, "min_window": min_window, "roi_size": list(roi), "overlap": overlap,
+                    "sw_batch_size": sw_batch_size, "mode": sw_mode,
+                    "windowed_scales": {f"{s:.6g}": list(w) for s, w in windowed.items()}},
         "device": str(device),
         "elapsed_s": round(elapsed, 3),
         "time_per_scale_s": {f"{s:.6g}": round(t, 3) for s, t in time_per_scale.items()},
         "peak_rss_mb": round(peak_rss_mb(), 1),
         "parameters": int(sum(p.numel() for p in network.parameters())),
         "equivariance": {"num_images": eq_images, "crop": equivariance_crop, "sigma_source": sigma_source,
+                         "partner_tolerance": partner_tolerance,
+                         "average": "eq. 10 averages only the groups whose matched group has a σ ratio within "
+                                    "partner_tolerance of the scale (columns pairs / groups_without_partner); the "
+                                    "mean over scales leaves out scales where no group has one",
                          "features": "net.features(x)" if hasattr(network, "features") else
                          "input of the last convolution executed (plain network)"},
         "equivariance_error_mean": eq_mean,
@@ -439,6 +504,53 @@ def run_scale_sweep(
                 len(scales), elapsed, metadata["peak_rss_mb"], eval_dir)
     return {"eval_dir": str(eval_dir), "files": files, "summary": summary, "elapsed_s": elapsed,
             "peak_rss_mb": metadata["peak_rss_mb"], "equivariance_error_mean": eq_mean, "scale_estimation": estimation}
+
+
+def _partners(log_sigmas: torch.Tensor, sigma_source: str, scale: float, omega: int,
+              tolerance: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Matched groups and partner mask at one scale; without σ (plain networks) every group is its own partner."""
+    if sigma_source == "head index":
+        return torch.arange(omega), torch.ones(omega, dtype=torch.bool)
+    return scale_partners(log_sigmas.exp(), scale, tolerance)
+
+
+def _equivariance_rows(
+    model_name: str,
+    scales: Sequence[float],
+    eq_sum: dict[float, torch.Tensor],
+    eq_delta: dict[float, list[float]],
+    eq_images: int,
+    partners: dict[float, tuple[torch.Tensor, torch.Tensor]],
+    omega: int,
+    sigmas: torch.Tensor | None,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[float, np.ndarray]]:
+    """Rows of ``equivariance.csv`` (eq. 10 per scale, every partner pair with its error, the groups without
+    one), of ``equivariance_matrix.csv`` (eq. 12, long format; ``sigma_ratio`` ``σ_k'/σ_k``, ``nan`` without σ) and
+    the mean matrices per scale."""
+    eq_rows, eq_matrix_rows, eq_matrices = [], [], {}
+    if not eq_images:
+        return eq_rows, eq_matrix_rows, eq_matrices
+    for s in scales:
+        mat = (eq_sum[s] / eq_images).numpy()
+        eq_matrices[s] = mat
+        matches, has = partners[s]
+        pairs = [(k, int(matches[k])) for k in range(omega) if bool(has[k])]
+        values = [v for v in eq_delta[s] if not math.isnan(v)]
+        eq_rows.append({
+            "model": model_name, "scale": s,
+            "equivariance_error": float(np.mean(values)) if values else float("nan"),
+            "num_images": eq_images,
+            "matched_groups": " ".join(f"{k + 1}>{m + 1}" for k, m in pairs),
+            "pair_errors": " ".join(f"{k + 1}>{m + 1}={mat[k, m]:.6g}" for k, m in pairs),
+            "groups_without_partner": " ".join(str(k + 1) for k in range(omega) if not bool(has[k])),
+        })
+        for k in range(omega):
+            for kp in range(omega):
+                eq_matrix_rows.append({"model": model_name, "scale": s, "group": k + 1, "group_rescaled": kp + 1,
+                                       "sigma_ratio": float(sigmas[kp] / sigmas[k]) if sigmas is not None else float("nan"),
+                                       "error": float(mat[k, kp]),
+                                       "matched": bool(has[k]) and int(matches[k]) == kp})
+    return eq_rows, eq_matrix_rows, eq_matrices
 
 
 def _write_outputs(
@@ -456,9 +568,9 @@ def _write_outputs(
     files = []
     files.append(write_csv_rows(eval_dir / "scale_sweep.csv", rows, SWEEP_COLUMNS))
     files.append(write_csv_rows(eval_dir / "equivariance.csv", eq_rows,
-                                ("model", "scale", "equivariance_error", "num_images", "matched_groups")))
+                                EQUIVARIANCE_COLUMNS))
     files.append(write_csv_rows(eval_dir / "equivariance_matrix.csv", eq_matrix_rows,
-                                ("model", "scale", "group", "group_rescaled", "error", "matched")))
+                                ("model", "scale", "group", "group_rescaled", "sigma_ratio", "error", "matched")))
     files.append(plots.plot_iou_vs_scale(rows, eval_dir / "iou_vs_scale.png", title=f"{metadata['model']}: IoU vs scale"))
     if eq_rows:
         files.append(plots.plot_equivariance(eq_rows, eq_matrices, eval_dir / "equivariance.png"))

@@ -1,6 +1,8 @@
-"""Networks: the SEUNet and (later) baselines, all following the per-head conventions of the package."""
+"""Networks: the SEUNet and its baselines (CNN, SESN, DISCO), all following the per-head conventions of the package."""
 
+from .cnn import CNNUNet, PlainConv
+from .disco import DISCOConv, DISCOUNet
 from .seunet import GDBlock, SEUNet
 from .sesn import SESNConv, SESNUNet
 
-__all__ = ["GDBlock", "SEUNet", "SESNConv", "SESNUNet"]
+__all__ = ["CNNUNet", "DISCOConv", "DISCOUNet", "GDBlock", "PlainConv", "SEUNet", "SESNConv", "SESNUNet"]

@@ -159,10 +159,10 @@ class SESNConv(nn.Module):
         self.lifting = lifting
         self.name = name
         self.multi_indices = hermite_multi_indices(spatial_dims, self.max_order)
-        self.num_basis = len(self.multi_indices)
         self.half_width_list = [max(1, int(round(s))) for s in scales]
-        for k, s in enumerate(scales):
-            b = hermite_gaussian_basis(s, spatial_dims, self.max_order, self.half_width_list[k], self.envelope)
+        bases = self._make_bases()
+        self.num_basis = int(bases[0].shape[0])
+        for k, b in enumerate(bases):
             self.register_buffer(f"basis{k}", b.float())
         self.register_buffer("fixed_sigma", torch.tensor([self.envelope * s for s in scales]), persistent=False)
         self.weight = nn.Parameter(torch.empty(out_channels, in_channels, self.num_basis))
@@ -175,6 +175,13 @@ class SESNConv(nn.Module):
         nn.init.normal_(self.weight, 0.0, math.sqrt(2.0 / (self.in_channels * self.num_basis)))
         if self.bias is not None:
             nn.init.zeros_(self.bias)
+
+    def _make_bases(self) -> list[torch.Tensor]:
+        """The fixed basis of every scale, ``(num_basis, K_k, ..., K_k)`` each (subclasses give other bases)."""
+        return [
+            hermite_gaussian_basis(s, self.spatial_dims, self.max_order, h, self.envelope)
+            for s, h in zip(self.scale_factors, self.half_width_list)
+        ]
 
     def basis(self, k: int) -> torch.Tensor:
         """The fixed basis of scale ``k`` (0-based), ``(num_basis, K_k, ..., K_k)``."""

@@ -276,11 +276,11 @@ class SEUNet(nn.Module):
             raise ValueError(f"SEUNet expects {self.in_channels} input channels, got {x.shape[1]}.")
         size = tuple(x.shape[2:])
         mult = 2 ** (_NUM_LEVELS - 1)
-        pad = []
-        for s in reversed(size):
-            pad += [0, (-s) % mult]
-        if any(pad):
-            x = F.pad(x, pad)
+        # Always pad by mult - 1 and crop to the next multiple of mult, with no Python branch on the size: the
+        # same ops run for every size, so a traced export (torch.jit.trace records the sizes as graph values)
+        # pads correctly at any input size, not only at the size it was traced at (issue 11).
+        x = F.pad(x, [0, mult - 1] * self.spatial_dims)
+        x = x[(..., *[slice(0, (s + mult - 1) // mult * mult) for s in size])]
         # channels-last: the depthwise smoothing and the small per-group convolutions run 2-3x faster on CPU
         # (oneDNN) in this format, and every later op keeps it
         fmt = torch.channels_last if self.spatial_dims == 2 else torch.channels_last_3d
@@ -301,8 +301,7 @@ class SEUNet(nn.Module):
 
     @staticmethod
     def _crop(x: torch.Tensor, size: tuple[int, ...]) -> torch.Tensor:
-        if tuple(x.shape[-len(size):]) == size:
-            return x
+        # unconditional slice (a view when nothing is cut): traced exports crop to the size of each input
         return x[(..., *[slice(0, s) for s in size])]
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
@@ -325,6 +324,15 @@ class SEUNet(nn.Module):
         if self.output_heads:
             return probs
         return fuse(probs, self.fusion, profile=self)  # "scale" reads the fusion_* buffers; others ignore it
+
+    def __prepare_scriptable__(self) -> "SEUNet":
+        """Called by ``torch.jit.script``: refuse with one clear line (kernel sizes follow σ through Python integer
+        arithmetic, which TorchScript cannot compile); tracing exports a model correct at every input size."""
+        raise RuntimeError(
+            f"{type(self).__name__} cannot be exported with torch.jit.script; export it by tracing instead "
+            '(ckpt_export ... --use_trace True --input_shape "[1,3,128,128]"; the traced model is correct at every '
+            "input size)."
+        )
 
     # ------------------------------------------------------------------ reporting
     def gd_layers(self) -> "OrderedDict[str, GDConv]":

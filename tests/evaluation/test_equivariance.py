@@ -3,6 +3,9 @@ group of a Gaussian-derivative lifting layer beats the unmatched one."""
 
 from __future__ import annotations
 
+import math
+
+import pytest
 import torch
 import torch.nn as nn
 
@@ -70,3 +73,25 @@ def test_centre_crop() -> None:
     c = centre_crop(x, 4)
     assert c.shape == (2, 4, 4) and c[0, 0, 0] == x[0, 1, 0]
     assert centre_crop(x, None) is x
+
+
+def test_scale_partners_within_ten_percent():
+    from seunet_monai.metrics import scale_partners
+
+    sig = torch.tensor([0.5, 1.0, 1.5, 2.0, 2.5])
+    matches, has = scale_partners(sig, 2.0)
+    assert matches.tolist()[:2] == [1, 3] and has.tolist() == [True, True, False, False, False]
+    # 2^(1/4) = 1.19: 2.5/2 = 1.25 is within 5%; 2/1.5 = 1.33 is 12% away
+    matches, has = scale_partners(sig, 2 ** 0.25)
+    assert has.tolist() == [False, False, False, True, False] and int(matches[3]) == 4
+    assert scale_partners(sig, 1.0)[1].all()
+    assert not scale_partners(sig, 7.0)[1].any()
+    with pytest.raises(ValueError, match="tolerance"):
+        scale_partners(sig, 2.0, tolerance=-1)
+
+
+def test_matched_error_averages_only_groups_with_a_partner():
+    mat = torch.tensor([[1.0, 0.1], [5.0, 9.0]], dtype=torch.float64)
+    assert matched_error(mat, torch.tensor([1, 1])) == pytest.approx(4.55)
+    assert matched_error(mat, torch.tensor([1, 1]), torch.tensor([True, False])) == pytest.approx(0.1)
+    assert math.isnan(matched_error(mat, torch.tensor([1, 1]), torch.tensor([False, False])))
