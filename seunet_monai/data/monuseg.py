@@ -75,10 +75,12 @@ import numpy as np
 from skimage.measure import grid_points_in_poly
 
 from seunet_monai.data.preparation import (
+    PREPARE_MARKER,
     BadFileLog,
     PreparationError,
     most_tissue_tile,
     pick_validation,
+    record_conversion,
     tile_boxes,
     tile_starts,
 )
@@ -555,7 +557,7 @@ def prepare_monuseg(
         ValueError: bad arguments.
     """
     from seunet_monai.data.datalist import write_datalist
-    from seunet_monai.data.io import atomic_save_png, atomic_write_json, prepare_output_dir
+    from seunet_monai.data.io import atomic_save_png, atomic_write_json, check_not_overlapping, prepare_output_dir
 
     t_start = time.time()
     if stain_norm not in STAIN_METHODS:
@@ -570,10 +572,11 @@ def prepare_monuseg(
         raise ValueError("--annotations and --masks go with --images, not with --src.")
     val_list, test_list = _parse_stems(val_images, "--val-images"), _parse_stems(test_images, "--test-images")
     dst = Path(dst)
+    sources = [Path(p) for p in (src, images, annotations, masks) if p is not None]
+    check_not_overlapping(dst, sources)  # before any work; never write into or around the inputs
     if dst.is_dir() and any(dst.iterdir()) and not overwrite:
         raise FileExistsError(f"output folder {dst} is not empty; pass --overwrite to replace its content.")
     log = BadFileLog(skip_bad)
-    sources = [Path(p) for p in (src, images, annotations, masks) if p is not None]
     pairs = find_monuseg_pairs(src, log) if src is not None else find_flat_items(images, annotations, masks, log)
 
     # 1. validate everything before writing anything
@@ -592,7 +595,7 @@ def prepare_monuseg(
     # 2. stain normaliser and its reference (built before dst is touched: a bad reference fails early)
     normalizer, reference_desc, ref_tile = _stain_normalizer(stain_norm, stain_reference, good, split_of, tile, stride)
 
-    dst = prepare_output_dir(dst, overwrite=overwrite, inputs=sources, marker="prepare_report.json")
+    dst = prepare_output_dir(dst, overwrite=overwrite, inputs=sources, marker=PREPARE_MARKER)
     if ref_tile is not None:
         atomic_save_png(dst / "stain_reference.png", ref_tile)
 
@@ -606,9 +609,7 @@ def prepare_monuseg(
         split = split_of[pair.stem]
         image, info = _read_image(pair.image)
         labels = _read_labels(pair, image.shape)
-        if info.get("conversion"):
-            conversions[info["conversion"]] = conversions.get(info["conversion"], 0) + 1
-            converted_files.append({"file": str(pair.image), "conversion": info["conversion"]})
+        conversion = record_conversion(pair.image, info, conversions, converted_files)
         if normalizer is not None:
             image = normalizer(image)
         per_image[pair.stem] = {
@@ -622,7 +623,7 @@ def prepare_monuseg(
             "clipped_vertices": labels.clipped_vertices,
             "microns_per_pixel": labels.microns_per_pixel,
             "nucleus_fraction": round(float(labels.binary.mean()), 6),
-            "conversion": info.get("conversion"),
+            "conversion": conversion,
         }
         for key in totals:
             totals[key] += per_image[pair.stem][key]
@@ -678,7 +679,7 @@ def prepare_monuseg(
         "seconds": round(time.time() - t_start, 2),
     }
     write_datalist(dst, splits)
-    atomic_write_json(dst / "prepare_report.json", report)
+    atomic_write_json(dst / PREPARE_MARKER, report)  # last: it marks a complete folder written here
     return report
 
 
