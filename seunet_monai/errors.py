@@ -23,8 +23,11 @@ from types import TracebackType
 __all__ = [
     "DEBUG_ENV",
     "EXIT_STATUS",
+    "CheckpointError",
     "ConfigValueError",
     "DataError",
+    "ExistingPathError",
+    "MissingPathError",
     "RunLockedError",
     "SeunetError",
     "TrainingDivergedError",
@@ -49,6 +52,18 @@ class ConfigValueError(SeunetError, ValueError):
 
 class DataError(SeunetError, ValueError):
     """Bad or missing data: a dataset folder, a datalist, a label file (the message names the path)."""
+
+
+class MissingPathError(SeunetError, FileNotFoundError):
+    """A file or folder the run needs does not exist (the message names it and the key that sets it)."""
+
+
+class ExistingPathError(SeunetError, FileExistsError):
+    """An output exists and may not be replaced (the message names it and how to allow or avoid it)."""
+
+
+class CheckpointError(SeunetError, ValueError):
+    """A checkpoint cannot be read, is of the other kind, or does not fit the configured network."""
 
 
 class RunLockedError(SeunetError, RuntimeError):

@@ -8,7 +8,8 @@ mode 0600; the writers give it the mode of an ordinary new file (``0666`` less t
 
 Readers return numpy arrays: :func:`read_rgb` always gives ``(H, W, 3) uint8`` (grey-scale expanded,
 alpha dropped, and says which conversion happened), :func:`read_label` gives an ``(H, W)`` integer mask.
-Unreadable files raise :class:`ImageReadError` (a ``ValueError``) naming the file.
+Unreadable files raise :class:`ImageReadError` (a ``ValueError`` and a
+:class:`seunet_monai.errors.DataError`) naming the file.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from seunet_monai.errors import DataError
 
 __all__ = [
     "ImageReadError",
@@ -45,7 +48,7 @@ TIFF_SUFFIXES = (".tif", ".tiff")
 PathLike = str | os.PathLike
 
 
-class ImageReadError(ValueError):
+class ImageReadError(DataError):
     """An image or label file could not be read or has an unsupported layout (the message names the file)."""
 
 

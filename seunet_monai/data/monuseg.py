@@ -95,6 +95,8 @@ __all__ = [
     "prepare_monuseg",
     "main",
     "RASTERISATION_RULE",
+    "OUTSIDE_WARN_FRACTION",
+    "annotation_warning",
 ]
 
 TRAIN_DIR = "MoNuSegTrainingData"
@@ -407,17 +409,48 @@ def _read_labels(pair: _Pair, shape: Sequence[int]) -> _Labels:
     return _Labels(binary, instance, int(instance.max()), 0, 0, 0, None)
 
 
-def _check_pair(pair: _Pair, tile: int) -> None:
-    """Parse the label source and decode the image of one pair (raises :class:`PreparationError`)."""
+OUTSIDE_WARN_FRACTION = 0.5
+"""An annotation whose regions lie outside its image for more than this fraction (centroid outside) is
+suspicious: the image was probably resized, or the annotation belongs to another image."""
+
+
+def annotation_warning(regions: Sequence[np.ndarray], shape: Sequence[int], label_file: Path, image: Path) -> str | None:
+    """A warning for a suspicious annotation, else ``None``: no region at all, or more than
+    :data:`OUTSIDE_WARN_FRACTION` of the regions with their centroid outside the image.
+
+    Args:
+        regions: the polygons, ``(N, 2)`` arrays of ``(X, Y)`` (for a PNG mask: one entry per nucleus).
+        shape: the image ``(H, W, ...)``.
+        label_file: the annotation file (named in the warning).
+        image: the image file (named in the warning).
+    """
+    h, w = int(shape[0]), int(shape[1])
+    if len(regions) == 0:
+        return f"{label_file}: no nucleus annotated for {image} (empty annotation?)"
+    centres = np.array([np.asarray(r, dtype=np.float64).mean(axis=0) for r in regions])
+    outside = int(((centres[:, 0] < 0) | (centres[:, 0] > w) | (centres[:, 1] < 0) | (centres[:, 1] > h)).sum())
+    if outside > OUTSIDE_WARN_FRACTION * len(regions):
+        return (
+            f"{label_file}: {outside} of {len(regions)} regions lie outside the {h}x{w} image {image} "
+            "(image resized, or the annotation of another image?)"
+        )
+    return None
+
+
+def _check_pair(pair: _Pair, tile: int) -> str | None:
+    """Parse the label source and decode the image of one pair (raises :class:`PreparationError`); returns the
+    :func:`annotation_warning` of the pair."""
     image, _ = _read_image(pair.image)
     if pair.xml is not None:
-        parse_aperio_xml(pair.xml)
+        warning = annotation_warning(parse_aperio_xml(pair.xml).regions, image.shape, pair.xml, pair.image)
     else:
-        _read_labels(pair, image.shape)
+        labels = _read_labels(pair, image.shape)
+        warning = None if labels.regions else annotation_warning([], image.shape, pair.label_file, pair.image)
     if pair.part == "train" and (image.shape[0] < tile or image.shape[1] < tile):
         raise PreparationError(
             f"{pair.image}: image {image.shape[0]}x{image.shape[1]} is smaller than the tile {tile}x{tile}."
         )
+    return warning
 
 
 def _parse_stems(value: str | Sequence[str] | None, flag: str) -> list[str] | None:
@@ -521,6 +554,7 @@ def prepare_monuseg(
     val_images: str | Sequence[str] | None = None,
     test_images: str | Sequence[str] | None = None,
     test_tiles: bool = False,
+    strict: bool = False,
 ) -> dict[str, Any]:
     """Prepare MoNuSeg as a dataset folder with ``datalist.json`` (module docstring).
 
@@ -547,6 +581,9 @@ def prepare_monuseg(
         test_images: stems moved to the ``test`` split (with ``images`` the test split is otherwise empty).
         test_tiles: cut test images into tiles like training ones (the paper's protocol) instead of keeping
             them whole.
+        strict: treat a suspicious annotation (:func:`annotation_warning`: no region, or most regions outside
+            the image) as a bad file instead of a warning (printed on stderr and listed in the report under
+            ``annotation_warnings``).
 
     Returns:
         the report (also written to ``dst/prepare_report.json``).
@@ -581,12 +618,18 @@ def prepare_monuseg(
 
     # 1. validate everything before writing anything
     good: list[_Pair] = []
+    warnings: list[dict[str, str]] = []
     for pair in pairs:
         try:
-            _check_pair(pair, tile)
+            warning = _check_pair(pair, tile)
+            if warning is not None and strict:
+                raise PreparationError(f"{warning} (refused by --strict)")
         except PreparationError as e:
             log.bad(pair.image, str(e))
             continue
+        if warning is not None:
+            print(f"warning: {warning}", file=sys.stderr)
+            warnings.append({"file": str(pair.label_file), "warning": warning})
         good.append(pair)
     if not good:
         raise PreparationError(f"{src or images}: no usable image with labels; nothing written.")
@@ -675,6 +718,7 @@ def prepare_monuseg(
         "conversions": conversions,
         "converted_files": converted_files,
         "skipped_files": log.report(),
+        "annotation_warnings": warnings,
         "per_image": per_image,
         "seconds": round(time.time() - t_start, 2),
     }
@@ -709,6 +753,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stain-reference", default=None, help="reference image (default: a training tile)")
     p.add_argument("--overwrite", action="store_true", help="replace the content of a non-empty --dst")
     p.add_argument("--skip-bad", action="store_true", help="skip (and report) bad files instead of failing")
+    p.add_argument("--strict", action="store_true",
+                   help="an annotation with no region, or most regions outside its image, is a bad file (default: warn)")
     p.add_argument("--seed", type=int, default=0, help="seed of the training/validation split")
     return p
 
@@ -734,6 +780,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             overwrite=args.overwrite,
             skip_bad=args.skip_bad,
             seed=args.seed,
+            strict=args.strict,
         )
     except (PreparationError, FileExistsError, FileNotFoundError, ValueError) as e:
         print(f"prepare_monuseg: error: {e}", file=sys.stderr)

@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from seunet_monai.errors import DataError
+
 __all__ = [
     "PREPARE_MARKER",
     "PreparationError",
@@ -34,7 +36,7 @@ PREPARE_MARKER = "prepare_report.json"
 folder that holds it (see :func:`seunet_monai.data.io.prepare_output_dir`)."""
 
 
-class PreparationError(ValueError):
+class PreparationError(DataError):
     """An input file of a preparation script is missing, malformed or inconsistent (the message names it)."""
 
 
