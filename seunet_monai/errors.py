@@ -8,6 +8,7 @@ traceback with the useful message somewhere in the middle. Errors this project d
 ``sys.excepthook`` so that an uncaught exception whose chain holds a :class:`SeunetError` prints only
 
     error: <message>
+    (set SEUNET_DEBUG=1 for the full traceback)
 
 on stderr and exits with status 2 (the command-line convention for bad usage, as ``argparse`` does). Set
 ``SEUNET_DEBUG=1`` for the full traceback. Other exceptions keep Python's usual traceback and status 1.
@@ -18,7 +19,9 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from collections.abc import Callable
 from types import TracebackType
+from typing import Any
 
 __all__ = [
     "DEBUG_ENV",
@@ -96,31 +99,38 @@ def _excepthook(exc_type: type[BaseException], exc: BaseException, tb: Traceback
         if ours is None:
             return
     else:
-        sys.stderr.write(f"error: {ours}\n(set {DEBUG_ENV}=1 for the full traceback)\n")
+        # a leading newline: a progress bar may have left the cursor mid-line
+        sys.stderr.write(f"\nerror: {ours}\n(set {DEBUG_ENV}=1 for the full traceback)\n")
     sys.stderr.flush()
     raise SystemExit(EXIT_STATUS)
 
 
-class _DropSeunetTracebacks(logging.Filter):
-    """Drop log records that carry a :class:`SeunetError` traceback (Ignite/MONAI handlers log the exception
-    with ``logger.exception`` before it reaches the top; the excepthook prints its message once)."""
+def _record_factory(factory: Callable[..., logging.LogRecord]) -> Callable[..., logging.LogRecord]:
+    """Wrap a log-record factory so that a record logging a :class:`SeunetError` keeps its message line but not
+    its traceback (Ignite and MONAI's ``StatsHandler`` log every engine exception with ``logger.exception``,
+    through handlers created after the hook is installed; a factory covers them all)."""
 
-    def filter(self, record: logging.LogRecord) -> bool:
-        exc = record.exc_info[1] if record.exc_info else None
-        return _debug() or find_seunet_error(exc) is None
+    def make(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = factory(*args, **kwargs)
+        if record.exc_info and not _debug() and find_seunet_error(record.exc_info[1]) is not None:
+            record.exc_info, record.exc_text = None, None
+        return record
+
+    make._seunet = True  # type: ignore[attr-defined]
+    return make
 
 
 def install_excepthook() -> bool:
     """Print a :class:`SeunetError` as one line and exit with status 2 (see the module docstring).
 
-    Also adds a filter to the handlers of the root logger that drops records logging such an exception with
-    its traceback (MONAI's ``StatsHandler`` logs every engine exception that way). Idempotent.
+    Also makes log records of such an exception drop their traceback (see :func:`_record_factory`), unless
+    ``SEUNET_DEBUG`` is set. Idempotent.
 
     Returns:
         ``True`` (so that a config expression can call it).
     """
     sys.excepthook = _excepthook
-    for handler in logging.getLogger().handlers:
-        if not any(isinstance(f, _DropSeunetTracebacks) for f in handler.filters):
-            handler.addFilter(_DropSeunetTracebacks())
+    factory = logging.getLogRecordFactory()
+    if not getattr(factory, "_seunet", False):
+        logging.setLogRecordFactory(_record_factory(factory))
     return True

@@ -449,7 +449,8 @@ class BestModelSaver(CheckpointSaver):
 
 class StopOnNonFinite:
     """Stop training with :class:`~seunet_monai.errors.TrainingDivergedError` at the first NaN or infinite loss
-    (every iteration) or weight (end of every epoch), naming the epoch and iteration.
+    (every iteration) or weight or buffer (end of every epoch, before validation), naming the epoch and
+    iteration.
 
     Written by hand because Ignite's ``TerminateOnNan`` ends the run as if it had succeeded (the command exits
     0) and checks the loss only. Attach it first in the trainer's handler list: it then runs before any other
@@ -478,7 +479,17 @@ class StopOnNonFinite:
         """Check the loss after every iteration and the weights after every epoch."""
         engine.add_event_handler(Events.ITERATION_COMPLETED, self.check_loss)
         if self.network is not None:
+            engine.add_event_handler(Events.STARTED, self._note_non_finite)
             engine.add_event_handler(Events.EPOCH_COMPLETED, self.check_weights)
+
+    def _tensors(self) -> Any:
+        net = _unwrap(self.network)
+        yield from net.named_parameters()
+        yield from ((n, b) for n, b in net.named_buffers() if b.is_floating_point())
+
+    def _note_non_finite(self, engine: Engine) -> None:
+        # buffers that are NaN by design before a calibration (SEUNet's fusion_* buffers) are not checked
+        self._exempt = {n for n, t in self._tensors() if not torch.isfinite(t.detach()).all()}
 
     def _fail(self, engine: Engine, what: str) -> TrainingDivergedError:
         lr = f" at learning rate {self.optimizer.param_groups[0]['lr']:.3g}" if self.optimizer is not None else ""
@@ -496,7 +507,9 @@ class StopOnNonFinite:
             raise self._fail(engine, f"the loss is {loss.flatten()[0].item()}")
 
     def check_weights(self, engine: Engine) -> None:
-        """Raise when a parameter of the network is not finite."""
-        for name, param in _unwrap(self.network).named_parameters():
-            if not torch.isfinite(param.detach()).all():
-                raise self._fail(engine, f"parameter {name!r} holds NaN or infinite values")
+        """Raise when a parameter or buffer (e.g. BatchNorm's running variance) of the network, finite at the
+        start, is not finite any more."""
+        exempt = getattr(self, "_exempt", set())
+        for name, tensor in self._tensors():
+            if name not in exempt and not torch.isfinite(tensor.detach()).all():
+                raise self._fail(engine, f"{name!r} of the network holds NaN or infinite values")

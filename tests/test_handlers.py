@@ -227,12 +227,16 @@ def test_stop_on_non_finite_loss_names_epoch_and_iteration_before_any_checkpoint
     assert torch.load(tmp_path / "last.pt", weights_only=True)["trainer"]["iteration"] == 4  # end of epoch 2
 
     # NaN weights after a finite last loss are caught at the end of the epoch, before the checkpoint
-    engine = Engine(lambda e, b: {"loss": torch.tensor(1.0)})
+    def step(engine, batch):
+        with torch.no_grad():
+            net.bias[0] = float("inf")  # e.g. the optimizer step after the last finite loss
+        return {"loss": torch.tensor(1.0)}
+
+    net = torch.nn.Linear(3, 2)
+    engine = Engine(step)
     StopOnNonFinite(network=net).attach(engine)
     ResumableCheckpoint(tmp_path / "w", {"network": net}).attach(engine)
-    with torch.no_grad():
-        net.bias[0] = float("inf")
-    with pytest.raises(TrainingDivergedError, match="epoch 1.*'bias'"):
+    with pytest.raises(TrainingDivergedError, match="epoch 1.*'bias' of the network"):
         engine.run([0], max_epochs=1)
     assert not (tmp_path / "w" / "last.pt").exists()
 

@@ -469,6 +469,9 @@ def _check_replaceable(dst: Path, overwrite: bool) -> None:
     """Refuse, before any work, a non-empty ``dst`` without ``overwrite`` or one this generator did not write."""
     if dst.exists() and not dst.is_dir():
         raise FileExistsError(f"output path {dst} exists and is not a folder.")
+    cwd = Path.cwd().resolve()
+    if dst.resolve() == cwd or dst.resolve() in cwd.parents:
+        raise ValueError(f"output folder {dst} is (or contains) the working directory; choose a folder inside it.")
     if dst.is_dir() and any(dst.iterdir()):
         if not overwrite:
             raise FileExistsError(
