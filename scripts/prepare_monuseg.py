@@ -3,7 +3,7 @@
 
 Usage:
     python scripts/prepare_monuseg.py --src SRC --dst DST [--val-fraction F] [--tile 400] [--stride 200]
-        [--stain-norm vahadane|macenko|none] [--stain-reference IMG] [--overwrite] [--skip-bad] [--seed S]
+        [--stain-norm vahadane|macenko|none] [--stain-reference IMG] [--overwrite] [--skip-bad] [--strict] [--seed S]
 """
 
 import sys

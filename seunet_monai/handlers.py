@@ -6,27 +6,45 @@
   restores it at start so that training continues to the same final epoch.
 - :class:`ScaleFusionCalibration`: at the end of training, calibrates the ``"scale"`` fusion of the best
   checkpoint (``model.pt``) on the validation split and writes it back (:mod:`seunet_monai.scale_fusion`).
+- :class:`RandomStates`: the random-number states a resumed run needs to repeat the uninterrupted one.
+- :class:`BestModelSaver`: MONAI's ``CheckpointSaver`` for ``model.pt`` that never counts a NaN metric as best
+  and whose best score survives a resume.
+- :class:`StopOnNonFinite`: stops training at the first NaN/inf loss, before any checkpoint is written.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
+import random
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 from ignite.engine import Engine, Events
 from ignite.handlers import Checkpoint
+from monai.handlers import CheckpointSaver
+from monai.transforms import Randomizable, Transform
 
-from seunet_monai.bundle_utils import is_main_process
+from seunet_monai.bundle_utils import is_main_process, is_training_checkpoint
+from seunet_monai.data.io import ordinary_file_mode
+from seunet_monai.errors import CheckpointError, TrainingDivergedError
 
 if TYPE_CHECKING:
     from torch.utils.tensorboard import SummaryWriter
 
-__all__ = ["MultiHeadStatsHandler", "ResumableCheckpoint", "ScaleFusionCalibration"]
+__all__ = [
+    "BestModelSaver",
+    "MultiHeadStatsHandler",
+    "RandomStates",
+    "ResumableCheckpoint",
+    "ScaleFusionCalibration",
+    "StopOnNonFinite",
+]
 
 
 def _unwrap(module: Any) -> Any:
@@ -152,8 +170,12 @@ class ResumableCheckpoint:
         resume: restore ``ckpt_dir/filename`` at ``STARTED`` when it exists (a warning when it does not).
         filename: checkpoint name.
         save_interval: save every this many epochs (and after the last one).
+        optional: entries of ``save_dict`` that a checkpoint written by an older version may lack (e.g. the
+            random states): restored when present, else a warning.
 
-    Only the main process writes; every process restores.
+    Attach it after the ``ValidationHandler`` in the trainer's handler list, so that ``last.pt`` holds the
+    best-model tracking and the random states of the epoch *including* its validation. Only the main process
+    writes; every process restores.
     """
 
     def __init__(
@@ -164,6 +186,7 @@ class ResumableCheckpoint:
         filename: str = "last.pt",
         save_interval: int = 1,
         engine_key: str | None = "trainer",
+        optional: tuple[str, ...] | list[str] = (),
     ) -> None:
         if not save_dict:
             raise ValueError("ResumableCheckpoint: save_dict must name at least one object.")
@@ -175,6 +198,7 @@ class ResumableCheckpoint:
         self.filename = str(filename)
         self.save_interval = int(save_interval)
         self.engine_key = engine_key
+        self.optional = set(optional)
         self.logger = logging.getLogger(__name__)
 
     @property
@@ -210,6 +234,7 @@ class ResumableCheckpoint:
         self.ckpt_dir.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{self.filename}.", suffix=".tmp", dir=self.ckpt_dir)
         try:
+            os.fchmod(fd, ordinary_file_mode())  # not mkstemp's 0600
             with os.fdopen(fd, "wb") as f:
                 torch.save(self.state(), f)
             os.replace(tmp, self.path)
@@ -233,21 +258,33 @@ class ResumableCheckpoint:
         try:
             checkpoint = torch.load(self.path, map_location="cpu", weights_only=True)
         except Exception as e:  # noqa: BLE001 - any unpickling failure becomes a message naming the file
-            raise ValueError(f"cannot read checkpoint {str(self.path)!r}: {e}") from e
-        missing = [k for k in self.save_dict if k not in checkpoint]
+            raise CheckpointError(f"cannot read checkpoint {str(self.path)!r}: {e}") from e
+        if isinstance(checkpoint, Mapping) and not is_training_checkpoint(checkpoint) and all(
+            torch.is_tensor(v) for v in checkpoint.values()
+        ):
+            raise CheckpointError(
+                f"{str(self.path)!r} is a model file (weights only, like model.pt), not a resumable training "
+                "checkpoint: it has no optimizer, scheduler or epoch to resume. Remove it, or train with --resume false."
+            )
+        missing = [k for k in self.save_dict if k not in checkpoint and k not in self.optional]
         if missing:
-            raise ValueError(f"checkpoint {str(self.path)!r} lacks the entries {missing} (has {sorted(checkpoint)}).")
+            raise CheckpointError(
+                f"checkpoint {str(self.path)!r} lacks the entries {missing} (has {sorted(checkpoint)})."
+            )
+        absent = sorted(k for k in self.optional if k in self.save_dict and k not in checkpoint)
+        if absent:
+            self.logger.warning(f"{self.path} has no {absent} (written by an older version): not restored.")
         prior_max_epochs = engine.state.max_epochs
-        to_load = {k: _unwrap(v) for k, v in self.save_dict.items()}
+        to_load = {k: _unwrap(v) for k, v in self.save_dict.items() if k in checkpoint}
         try:
             Checkpoint.load_objects(to_load=to_load, checkpoint=checkpoint, strict=True)
         except (RuntimeError, KeyError, ValueError) as e:
-            raise ValueError(
+            raise CheckpointError(
                 f"checkpoint {str(self.path)!r} does not fit the configured training (key 'network_def' or the "
                 f"optimizer/scheduler settings differ): {str(e).splitlines()[0]}"
             ) from e
         if prior_max_epochs is not None and engine.state.epoch > prior_max_epochs:
-            raise ValueError(
+            raise CheckpointError(
                 f"checkpoint {str(self.path)!r} is at epoch {engine.state.epoch}, beyond the configured "
                 f"{prior_max_epochs} epochs (key 'epochs')."
             )
@@ -256,6 +293,235 @@ class ResumableCheckpoint:
             f"resumed from {self.path}: epoch {engine.state.epoch}, iteration {engine.state.iteration}; "
             f"training continues to epoch {prior_max_epochs}."
         )
+
+
+def _randomizables(obj: Any, found: list[Randomizable] | None = None, seen: set[int] | None = None) -> list[Randomizable]:
+    """Every ``Randomizable`` in a transform, depth first: the members of a ``Compose`` and the inner
+    transforms of a dictionary transform (``RandSpatialCropd.cropper``), each of which has its own generator."""
+    found = [] if found is None else found
+    seen = set() if seen is None else seen
+    if id(obj) in seen:
+        return found
+    seen.add(id(obj))
+    if isinstance(obj, (list, tuple)):
+        children: Any = obj
+    elif isinstance(obj, dict):
+        children = obj.values()
+    elif isinstance(obj, (Transform, Randomizable)):
+        if isinstance(obj, Randomizable):
+            found.append(obj)
+        children = vars(obj).values()
+    else:
+        return found
+    for child in children:
+        _randomizables(child, found, seen)
+    return found
+
+
+class RandomStates:
+    """The random-number states that decide a training run's next epoch, as a ``state_dict``.
+
+    A resumed run starts a new process: seeding (``set_determinism``) and MONAI's ``DataLoader`` (which seeds
+    every random transform from torch's generator when it is built) put the generators back at their
+    *initial* state, so the resumed epochs would draw other crops and flips and another shuffling than the
+    uninterrupted run. Saving these states in ``last.pt`` (see :class:`ResumableCheckpoint`) and restoring
+    them at ``STARTED`` makes the resumed run repeat the uninterrupted one, as far as floating point repeats.
+
+    Saved: torch's CPU generator (and every CUDA device's), NumPy's and Python's global generators, and the
+    ``RandomState`` of every ``Randomizable`` in ``transforms`` (e.g. the training ``Compose``). Plain
+    tensors and numbers only, so that ``torch.load(weights_only=True)`` reads them.
+
+    Args:
+        transforms: transforms whose random states are saved (a ``Compose`` is searched recursively); ``None``
+            saves only the global generators.
+    """
+
+    def __init__(self, transforms: Any = None) -> None:
+        self.transforms = _randomizables(transforms) if transforms is not None else []
+
+    def state_dict(self) -> dict[str, Any]:
+        """The current states."""
+        np_state = np.random.get_state()
+        py_state = random.getstate()
+        return {
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "numpy": _numpy_state(np_state),
+            "python": {"version": py_state[0], "state": torch.tensor(py_state[1], dtype=torch.int64)},
+            "transforms": [_numpy_state(t.R.get_state()) for t in self.transforms],
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore the states of :meth:`state_dict` (the transform count must match)."""
+        if len(state["transforms"]) != len(self.transforms):
+            raise CheckpointError(
+                f"the checkpoint holds the random states of {len(state['transforms'])} random transforms, the "
+                f"configured training has {len(self.transforms)} (key 'train#augmentation' differs)."
+            )
+        torch.set_rng_state(state["torch"])
+        if torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(state["cuda"])
+        np.random.set_state(_from_numpy_state(state["numpy"]))
+        random.setstate((int(state["python"]["version"]), tuple(int(v) for v in state["python"]["state"]), None))
+        for t, st in zip(self.transforms, state["transforms"]):
+            t.R.set_state(_from_numpy_state(st))
+
+
+def _numpy_state(st: tuple) -> dict[str, Any]:
+    """A NumPy legacy ``RandomState`` state tuple as tensors and numbers."""
+    return {"keys": torch.from_numpy(np.asarray(st[1], dtype=np.int64)), "pos": int(st[2]),
+            "has_gauss": int(st[3]), "cached_gaussian": float(st[4])}  # fmt: skip
+
+
+def _from_numpy_state(st: Mapping[str, Any]) -> tuple:
+    return ("MT19937", st["keys"].numpy().astype(np.uint32), int(st["pos"]), int(st["has_gauss"]),
+            float(st["cached_gaussian"]))  # fmt: skip
+
+
+class BestModelSaver(CheckpointSaver):
+    """MONAI's ``CheckpointSaver`` saving the best model by the key metric (``model.pt``), made resumable and
+    deaf to NaN.
+
+    - A validation metric that is NaN or infinite is never a candidate for the best model (MONAI's saver
+      saves the first value whatever it is, so a NaN epoch 1 would write ``model.pt``); the log says so.
+    - :meth:`state_dict` / :meth:`load_state_dict` carry the best score so far (the saver's tracking list)
+      and the evaluator's ``best_metric`` / ``best_metric_epoch``, so that a resumed run replaces
+      ``model.pt`` only with a better epoch. :class:`ResumableCheckpoint` stores them in ``last.pt``.
+
+    Args:
+        save_dir: folder of the model file.
+        save_dict: objects to save, e.g. ``{"model": network}`` (one object: saved as a bare state dict).
+        key_metric_filename: the model file name.
+        kwargs: further ``CheckpointSaver`` arguments (``save_key_metric`` is always on).
+    """
+
+    def __init__(
+        self, save_dir: str, save_dict: dict, key_metric_filename: str = "model.pt", **kwargs: Any
+    ) -> None:
+        super().__init__(
+            save_dir=save_dir, save_dict=save_dict, save_key_metric=True, key_metric_filename=key_metric_filename,
+            **kwargs,
+        )
+        self.filename = key_metric_filename
+        self.key_metric_name = kwargs.get("key_metric_name")
+        self.engine: Engine | None = None
+
+    def attach(self, engine: Engine) -> None:
+        """Attach to the evaluator (remembers it for the best-metric state)."""
+        self.engine = engine
+        super().attach(engine)
+
+    def metrics_completed(self, engine: Engine) -> None:
+        """Save the model when the key metric is finite and better than every earlier one."""
+        name = self.key_metric_name or getattr(engine.state, "key_metric_name", None)
+        value = engine.state.metrics.get(name)
+        try:
+            finite = math.isfinite(float(value))
+        except (TypeError, ValueError):
+            finite = True  # not a scalar: MONAI's saver warns and skips it
+        if not finite:
+            self.logger.warning(
+                f"validation {name} is {value} at epoch {engine.state.epoch}: not a candidate for the best model; "
+                f"{os.path.join(self.save_dir, self.filename)} is not updated."
+            )
+            return
+        before = list(self._key_metric_checkpoint._saved)
+        super().metrics_completed(engine)
+        if list(self._key_metric_checkpoint._saved) != before:  # this epoch was saved: the new best
+            self.best_metric, self.best_metric_epoch = float(value), int(engine.state.epoch)
+
+    best_metric: float = -1.0
+    """Key metric of the saved model (-1 before the first save)."""
+    best_metric_epoch: int = -1
+    """Epoch of the saved model (-1 before the first save)."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """The best score tracking: the saver's list of saved scores, the best metric and its epoch."""
+        return {
+            "saved": [(float(p), str(f)) for p, f in self._key_metric_checkpoint._saved],
+            "best_metric": float(self.best_metric),
+            "best_metric_epoch": int(self.best_metric_epoch),
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore :meth:`state_dict` (also into the evaluator's ``best_metric`` / ``best_metric_epoch``)."""
+        self._key_metric_checkpoint.load_state_dict({"_saved": [(float(p), str(f)) for p, f in state["saved"]]})
+        self.best_metric, self.best_metric_epoch = float(state["best_metric"]), int(state["best_metric_epoch"])
+        if self.engine is not None:
+            self.engine.state.best_metric = self.best_metric
+            self.engine.state.best_metric_epoch = self.best_metric_epoch
+        self.logger.info(
+            f"best model so far: {self.filename} of epoch {int(state['best_metric_epoch'])} with "
+            f"{self.key_metric_name or 'the key metric'} {float(state['best_metric']):.4f}."
+        )
+
+
+class StopOnNonFinite:
+    """Stop training with :class:`~seunet_monai.errors.TrainingDivergedError` at the first NaN or infinite loss
+    (every iteration) or weight or buffer (end of every epoch, before validation), naming the epoch and
+    iteration.
+
+    Written by hand because Ignite's ``TerminateOnNan`` ends the run as if it had succeeded (the command exits
+    0) and checks the loss only. Attach it first in the trainer's handler list: it then runs before any other
+    handler of the same event, so no checkpoint with NaN weights is written (``last.pt`` and ``model.pt``
+    keep the last good epoch).
+
+    Args:
+        output_transform: the loss from the trainer's output (default ``output["loss"]``).
+        network: its parameters are checked at the end of every epoch; ``None`` skips that.
+        optimizer: its learning rate is quoted in the message; ``None`` leaves it out.
+    """
+
+    def __init__(
+        self,
+        output_transform: Callable[[Any], Any] | None = None,
+        network: torch.nn.Module | None = None,
+        optimizer: torch.optim.Optimizer | None = None,
+    ) -> None:
+        from seunet_monai.engine_utils import loss_from_output
+
+        self.output_transform = output_transform or loss_from_output
+        self.network = network
+        self.optimizer = optimizer
+
+    def attach(self, engine: Engine) -> None:
+        """Check the loss after every iteration and the weights after every epoch."""
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self.check_loss)
+        if self.network is not None:
+            engine.add_event_handler(Events.STARTED, self._note_non_finite)
+            engine.add_event_handler(Events.EPOCH_COMPLETED, self.check_weights)
+
+    def _tensors(self) -> Any:
+        net = _unwrap(self.network)
+        yield from net.named_parameters()
+        yield from ((n, b) for n, b in net.named_buffers() if b.is_floating_point())
+
+    def _note_non_finite(self, engine: Engine) -> None:
+        # buffers that are NaN by design before a calibration (SEUNet's fusion_* buffers) are not checked
+        self._exempt = {n for n, t in self._tensors() if not torch.isfinite(t.detach()).all()}
+
+    def _fail(self, engine: Engine, what: str) -> TrainingDivergedError:
+        lr = f" at learning rate {self.optimizer.param_groups[0]['lr']:.3g}" if self.optimizer is not None else ""
+        length = engine.state.epoch_length or 0
+        in_epoch = (engine.state.iteration - 1) % length + 1 if length else engine.state.iteration
+        return TrainingDivergedError(
+            f"training diverged at epoch {engine.state.epoch}, iteration {engine.state.iteration} ({in_epoch} of "
+            f"the epoch): {what}{lr}. Stopped before writing a checkpoint of this epoch; lower --learning_rate."
+        )
+
+    def check_loss(self, engine: Engine) -> None:
+        """Raise when the iteration's loss is not finite."""
+        loss = torch.as_tensor(self.output_transform(engine.state.output)).detach()
+        if not torch.isfinite(loss).all():
+            raise self._fail(engine, f"the loss is {loss.flatten()[0].item()}")
+
+    def check_weights(self, engine: Engine) -> None:
+        """Raise when a parameter or buffer (e.g. BatchNorm's running variance) of the network, finite at the
+        start, is not finite any more."""
+        exempt = getattr(self, "_exempt", set())
+        for name, tensor in self._tensors():
+            if name not in exempt and not torch.isfinite(tensor.detach()).all():
+                raise self._fail(engine, f"{name!r} of the network holds NaN or infinite values")
 
 
 class ScaleFusionCalibration:

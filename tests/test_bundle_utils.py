@@ -13,6 +13,9 @@ from PIL import Image
 from seunet_monai import bundle_utils
 from seunet_monai.bundle_utils import (
     bundle_root,
+    check_arguments,
+    check_label_values,
+    check_scales,
     check_outputs,
     check_state_dict,
     ensure_dataset,
@@ -20,6 +23,7 @@ from seunet_monai.bundle_utils import (
     resolve_path,
     to_rgb,
 )
+from seunet_monai.errors import ConfigValueError, DataError, SeunetError, find_seunet_error
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -67,7 +71,7 @@ def test_ensure_dataset_generates_the_embedded_default_once(tmp_path, caplog):
     with pytest.raises(Exception, match=Path(dl["test"][0]["label"]).name):
         ensure_dataset(tmp_path / "d", synthetic=small)
     (tmp_path / "f").write_text("")
-    with pytest.raises(NotADirectoryError, match="dataset_dir"):
+    with pytest.raises(DataError, match="dataset_dir.*not a folder"):
         ensure_dataset(tmp_path / "f")
 
 
@@ -118,3 +122,97 @@ def test_check_state_dict(tmp_path):
     (tmp_path / "junk.pt").write_text("not a checkpoint")
     with pytest.raises(ValueError, match="junk.pt"):
         check_state_dict(net, tmp_path / "junk.pt")
+
+
+# ------------------------------------------------------------------------------------------- issue 12
+SMALL = {"n_train": 2, "n_val": 1, "n_test": 1, "size": 32}
+
+
+def test_ensure_dataset_generates_only_in_an_empty_or_missing_folder(tmp_path):
+    """Items 3 and 7: raw data is never generated into (whatever the synthetic overrides say); evaluation
+    (generate=False) never generates at all."""
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / "image.tif").write_bytes(b"raw")
+    for kwargs in (SMALL, {**SMALL, "overwrite": True}):
+        with pytest.raises(DataError, match="raw.*holds files but no datalist.json.*prepare_monuseg.py"):
+            ensure_dataset(raw, synthetic=kwargs)
+        assert [p.name for p in raw.iterdir()] == ["image.tif"]
+    with pytest.raises(DataError, match="typo.*no datalist.json.*prepare_monuseg.py"):
+        ensure_dataset(tmp_path / "typo", synthetic=SMALL, generate=False)
+    assert not (tmp_path / "typo").exists()
+    (tmp_path / "empty").mkdir()
+    assert len(ensure_dataset(tmp_path / "empty", synthetic=SMALL)["training"]) == 2
+
+
+def test_ensure_dataset_required_splits_and_label_values(tmp_path):
+    """Items 8 and 9: empty required splits and label values outside 0..num_classes-1 (+ ignore_index) fail."""
+    dl = ensure_dataset(tmp_path / "d", synthetic=SMALL, required_splits=["training", "validation"],
+                        num_classes=2, ignore_index=255)
+    datalist = json.loads((tmp_path / "d" / "datalist.json").read_text())
+    (tmp_path / "d" / "datalist.json").write_text(json.dumps({**datalist, "validation": []}))
+    with pytest.raises(DataError, match="'validation' split is empty"):
+        ensure_dataset(tmp_path / "d", required_splits=["training", "validation"])
+    assert ensure_dataset(tmp_path / "d", required_splits=["test"])["validation"] == []
+
+    label = Path(dl["training"][1]["label"])
+    mask = np.asarray(Image.open(label)).copy()
+    mask[0, 0] = 255  # ignore_index: allowed
+    Image.fromarray(mask).save(label)
+    check_label_values(dl, 2, 255)
+    mask[0, 1] = 4
+    Image.fromarray(mask).save(label)
+    with pytest.raises(DataError, match=r"training_0001.png.*\(training\[1\]\).*\[4\].*--num_classes 5"):
+        check_label_values(dl, 2, 255)
+    check_label_values(dl, 5, 255)
+
+
+def test_labels_stored_as_0_255(tmp_path):
+    dl = ensure_dataset(tmp_path / "d", synthetic=SMALL)
+    for split in dl.values():
+        for e in split:
+            Image.fromarray(np.asarray(Image.open(e["label"])) * 255).save(e["label"])
+    with pytest.raises(DataError, match="never 1.*0/255"):
+        check_label_values(dl, 2, 255)  # 255 is ignore_index: every nucleus would be ignored
+    with pytest.raises(DataError, match="holds 0/255.*label // 255"):
+        check_label_values(dl, 2, 254)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"epochs": 0}, "--epochs 0"),
+        ({"epochs": 2.5}, "--epochs"),
+        ({"learning_rate": 0.0}, "--learning_rate"),
+        ({"learning_rate": float("inf")}, "--learning_rate"),
+        ({"batch_size": 0}, "--batch_size"),
+        ({"num_classes": 2, "ignore_index": 1}, "--ignore_index 1"),
+        ({"patch_size": [64, 0]}, "--patch_size"),
+        ({"scale_range": [2.0, 0.5]}, "--scale_range"),
+        ({"scales": []}, "--scales"),
+        ({"scales": [1.0, 1.0]}, "repeats"),
+    ],
+)
+def test_check_arguments_names_the_key(kwargs, match):
+    with pytest.raises(ConfigValueError, match=match):
+        check_arguments(**kwargs)
+
+
+def test_check_arguments_accepts_the_defaults():
+    cfg = json.loads((REPO / "bundle" / "configs" / "train.json").read_text())
+    keys = ["epochs", "batch_size", "val_batch_size", "val_interval", "log_interval", "num_workers", "num_classes",
+            "ignore_index", "learning_rate", "weight_decay", "patch_size", "scale_range"]
+    assert check_arguments(**{k: cfg[k] for k in keys}) is True
+    assert check_scales([0.25, 1, 4]) == [0.25, 1.0, 4.0]
+
+
+def test_seunet_errors_are_found_through_monai_wrapping():
+    try:
+        try:
+            raise DataError("dataset_dir '/x' holds no datalist.json")
+        except DataError as e:
+            raise RuntimeError("Failed to evaluate ConfigExpression") from e
+    except RuntimeError as wrapped:
+        found = find_seunet_error(wrapped)
+    assert isinstance(found, SeunetError) and isinstance(found, ValueError) and "/x" in str(found)
+    assert find_seunet_error(RuntimeError("other")) is None

@@ -111,3 +111,155 @@ def test_stats_handler_scalars_and_ddp_unwrapping(tmp_path):
     handler.attach(engine)
     engine.run([0, 1], max_epochs=1)
     assert any(p.name.startswith("events.out.tfevents") for p in tmp_path.iterdir())
+
+
+# ------------------------------------------------------------------------------------------- issue 12
+def _evaluator(metrics):
+    """An engine standing for the validator: epoch k reports ``val_iou = metrics[k - 1]``."""
+    values = iter(metrics)
+
+    def step(engine, batch):
+        return None
+
+    ev = Engine(step)
+    ev.state.best_metric, ev.state.best_metric_epoch = -1, -1
+    ev.add_event_handler(Events.EPOCH_COMPLETED, lambda e: e.state.metrics.update(val_iou=next(values)))
+    return ev
+
+
+def _run_epoch(ev, epoch):
+    """One validation as MONAI's ``Evaluator.run(global_epoch)`` does it: the evaluator's epoch is the trainer's."""
+    ev.state.max_epochs, ev.state.epoch, ev.state.iteration = epoch, epoch - 1, 0
+    ev.run([0])
+
+
+def _validate(saver, metrics, net, tmp_path):
+    """Run the validator for len(metrics) epochs; returns the mtime/content of model.pt after each epoch."""
+    ev = _evaluator(metrics)
+    saver.attach(ev)
+    seen = []
+    ev.add_event_handler(
+        Events.EPOCH_COMPLETED,
+        lambda e: seen.append((tmp_path / "model.pt").read_bytes() if (tmp_path / "model.pt").exists() else None),
+    )
+    ev.state.key_metric_name = "val_iou"
+    for epoch, _ in enumerate(metrics, 1):
+        with torch.no_grad():
+            net.weight.fill_(float(epoch))
+        _run_epoch(ev, epoch)
+    return ev, seen
+
+
+def test_best_model_saver_ignores_nan_and_keeps_the_best_across_a_resume(tmp_path):
+    from seunet_monai.handlers import BestModelSaver
+
+    net = torch.nn.Linear(3, 2)
+    saver = BestModelSaver(str(tmp_path), {"model": net}, key_metric_name="val_iou")
+    # item 8: a NaN validation metric never counts as best (MONAI's saver would save the first value)
+    ev, seen = _validate(saver, [float("nan"), 0.5, 0.7], net, tmp_path)
+    assert seen[0] is None and seen[1] is not None and seen[2] != seen[1]
+    state = saver.state_dict()
+    assert state["best_metric"] == pytest.approx(0.7) and state["best_metric_epoch"] == 3
+    best3 = torch.load(tmp_path / "model.pt", weights_only=True)["weight"]
+    assert torch.all(best3 == 3.0)
+
+    # item 4: a resumed run (new saver, new evaluator) restores the best score; a worse epoch keeps model.pt
+    resumed = BestModelSaver(str(tmp_path), {"model": net}, key_metric_name="val_iou")
+    ev2 = _evaluator([0.6, 0.8])
+    resumed.attach(ev2)
+    resumed.load_state_dict(state)
+    assert ev2.state.best_metric == pytest.approx(0.7) and ev2.state.best_metric_epoch == 3
+    ev2.state.key_metric_name = "val_iou"
+    with torch.no_grad():
+        net.weight.fill_(4.0)
+    _run_epoch(ev2, 4)
+    assert torch.all(torch.load(tmp_path / "model.pt", weights_only=True)["weight"] == 3.0)  # 0.6 < 0.7
+    with torch.no_grad():
+        net.weight.fill_(5.0)
+    _run_epoch(ev2, 5)
+    assert torch.all(torch.load(tmp_path / "model.pt", weights_only=True)["weight"] == 5.0)  # 0.8 > 0.7
+
+
+def test_random_states_round_trip_through_a_weights_only_checkpoint(tmp_path):
+    import random
+
+    import numpy as np
+    from monai.transforms import Compose, RandFlipd, RandSpatialCropd
+
+    from seunet_monai.handlers import RandomStates
+
+    def pipeline():
+        t = Compose([RandSpatialCropd("x", roi_size=(2, 2), random_size=False), RandFlipd("x", prob=0.5)])
+        t.set_random_state(seed=3)
+        return t
+
+    def draws(t):
+        x = {"x": torch.arange(16.0).reshape(1, 4, 4)}
+        return [t(dict(x))["x"].tolist() for _ in range(4)], torch.rand(3).tolist(), np.random.rand(), random.random()
+
+    t = pipeline()
+    draws(t)  # advance every generator
+    torch.save({"rng": RandomStates(t).state_dict()}, tmp_path / "c.pt")
+    expected = draws(t)
+    fresh = pipeline()
+    torch.manual_seed(99), np.random.seed(99), random.seed(99)
+    RandomStates(fresh).load_state_dict(torch.load(tmp_path / "c.pt", weights_only=True)["rng"])
+    assert draws(fresh) == expected
+    with pytest.raises(ValueError, match="random transforms"):
+        RandomStates(Compose([RandFlipd("x", prob=0.5)])).load_state_dict(
+            torch.load(tmp_path / "c.pt", weights_only=True)["rng"]
+        )
+
+
+def test_stop_on_non_finite_loss_names_epoch_and_iteration_before_any_checkpoint(tmp_path):
+    """Item 11 of issue 12: the first NaN loss stops training before last.pt of that epoch is written."""
+    from seunet_monai.errors import TrainingDivergedError
+    from seunet_monai.handlers import StopOnNonFinite
+
+    net = torch.nn.Linear(3, 2)
+    opt = torch.optim.SGD(net.parameters(), lr=1e12)
+    losses = iter([1.0, 2.0, 3.0, 4.0, float("nan"), 1.0])
+    engine = Engine(lambda e, b: {"loss": torch.tensor(next(losses))})
+    StopOnNonFinite(network=net, optimizer=opt).attach(engine)  # first, as in train.json
+    ResumableCheckpoint(tmp_path, {"network": net}).attach(engine)
+    with pytest.raises(TrainingDivergedError, match=r"epoch 3, iteration 5 \(1 of the epoch\): the loss is nan"):
+        engine.run([0, 0], max_epochs=3)
+    assert torch.load(tmp_path / "last.pt", weights_only=True)["trainer"]["iteration"] == 4  # end of epoch 2
+
+    # NaN weights after a finite last loss are caught at the end of the epoch, before the checkpoint
+    def step(engine, batch):
+        with torch.no_grad():
+            net.bias[0] = float("inf")  # e.g. the optimizer step after the last finite loss
+        return {"loss": torch.tensor(1.0)}
+
+    net = torch.nn.Linear(3, 2)
+    engine = Engine(step)
+    StopOnNonFinite(network=net).attach(engine)
+    ResumableCheckpoint(tmp_path / "w", {"network": net}).attach(engine)
+    with pytest.raises(TrainingDivergedError, match="epoch 1.*'bias' of the network"):
+        engine.run([0], max_epochs=1)
+    assert not (tmp_path / "w" / "last.pt").exists()
+
+
+def test_resume_recognises_a_model_file(tmp_path):
+    from seunet_monai.errors import CheckpointError
+
+    net, opt, sched, engine, data = _setup()
+    torch.save(net.state_dict(), tmp_path / "last.pt")  # model.pt copied over last.pt
+    ResumableCheckpoint(tmp_path, {"network": net, "optimizer": opt}, resume=True).attach(engine)
+    with pytest.raises(CheckpointError, match="last.pt.*is a model file"):
+        engine.run(data, max_epochs=1)
+
+
+def test_checkpoint_file_permissions(tmp_path):
+    """Item 12 of issue 12: last.pt is 0666 less the umask, not mkstemp's 0600."""
+    import os
+    import stat
+
+    net, opt, sched, engine, data = _setup()
+    old = os.umask(0o022)
+    try:
+        ResumableCheckpoint(tmp_path, {"network": net}).save()
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "last.pt").stat().st_mode) == 0o644

@@ -65,10 +65,12 @@ from typing import Any
 import numpy as np
 
 from seunet_monai.data.preparation import (
+    PREPARE_MARKER,
     BadFileLog,
     PreparationError,
     most_tissue_tile,
     pick_validation,
+    record_conversion,
     tile_boxes,
 )
 from seunet_monai.data.stain import STAIN_METHODS, get_stain_normalizer
@@ -294,7 +296,8 @@ def prepare_bcss(
         test_institutions: held-out institution codes (default :data:`DEFAULT_TEST_INSTITUTIONS`).
         class_map: code -> class mapping, or a JSON/TSV file merged onto the default (default
             :data:`DEFAULT_CLASS_MAP`).
-        overwrite: replace the content of a non-empty ``dst``.
+        overwrite: replace the content of a non-empty ``dst`` that this script wrote (it holds
+            ``prepare_report.json``); a ``dst`` that is, contains or lies inside the inputs is always refused.
         skip_bad: skip bad files (recorded in the report) instead of failing.
         val_fraction: fraction of non-test slides for validation, in ``[0, 1)``.
         seed: seed of the validation split.
@@ -305,7 +308,14 @@ def prepare_bcss(
         the report (also written to ``dst/prepare_report.json``).
     """
     from seunet_monai.data.datalist import write_datalist
-    from seunet_monai.data.io import atomic_save_png, atomic_write_json, prepare_output_dir, read_label, read_rgb
+    from seunet_monai.data.io import (
+        atomic_save_png,
+        atomic_write_json,
+        check_not_overlapping,
+        prepare_output_dir,
+        read_label,
+        read_rgb,
+    )
 
     t_start = time.time()
     if tile <= 0:
@@ -325,6 +335,7 @@ def prepare_bcss(
     else:
         cmap = {int(k): _class_value(v, f"class_map[{k}]") for k, v in class_map.items()}
     dst = Path(dst)
+    check_not_overlapping(dst, [images, masks])  # before any work; never write into or around the inputs
     if dst.exists() and dst.is_dir() and any(dst.iterdir()) and not overwrite:
         raise FileExistsError(f"output folder {dst} is not empty; pass --overwrite to replace its content.")
 
@@ -392,7 +403,7 @@ def prepare_bcss(
             else:
                 reference_desc = "built-in"
         normalizer = get_stain_normalizer(stain_norm, reference=ref)
-    dst = prepare_output_dir(dst, overwrite=overwrite)
+    dst = prepare_output_dir(dst, overwrite=overwrite, inputs=[images, masks], marker=PREPARE_MARKER)
     if ref_tile is not None:
         atomic_save_png(dst / "stain_reference.png", ref_tile)
 
@@ -406,9 +417,7 @@ def prepare_bcss(
     for stem, ip, mp, inst in good:
         split = split_of[stem]
         image, info = read_rgb(ip)
-        if info.get("conversion"):
-            conversions[info["conversion"]] = conversions.get(info["conversion"], 0) + 1
-            converted_files.append({"file": str(ip), "conversion": info["conversion"]})
+        record_conversion(ip, info, conversions, converted_files)
         label = map_classes(read_label(mp), cmap, str(mp))
         if normalizer is not None:
             image = normalizer(image)
@@ -461,7 +470,7 @@ def prepare_bcss(
         "per_image": per_image,
         "seconds": round(time.time() - t_start, 2),
     }
-    atomic_write_json(dst / "prepare_report.json", report)
+    atomic_write_json(dst / PREPARE_MARKER, report)  # last: it marks a complete folder written here
     return report
 
 

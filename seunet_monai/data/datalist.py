@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from seunet_monai.data.io import atomic_write_json
+from seunet_monai.errors import DataError
 
 __all__ = [
     "DATALIST_NAME",
@@ -43,7 +44,7 @@ _ENTRY_KEYS = ("image", "label")
 PathLike = str | os.PathLike
 
 
-class DatalistError(ValueError):
+class DatalistError(DataError):
     """A ``datalist.json`` is missing, malformed, or refers to missing or inconsistent files."""
 
 

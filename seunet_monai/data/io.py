@@ -2,11 +2,14 @@
 
 Every writer goes through a temporary file in the destination folder followed by :func:`os.replace`, so an
 interrupted run never leaves a partially written file under the final name (``os.replace`` is atomic on one
-file system, which a temporary file in the same folder guarantees).
+file system, which a temporary file in the same folder guarantees). ``tempfile.mkstemp`` creates its file with
+mode 0600; the writers give it the mode of an ordinary new file (``0666`` less the umask, see
+:func:`ordinary_file_mode`) before the rename, so shared datasets stay readable by the group and others.
 
 Readers return numpy arrays: :func:`read_rgb` always gives ``(H, W, 3) uint8`` (grey-scale expanded,
 alpha dropped, and says which conversion happened), :func:`read_label` gives an ``(H, W)`` integer mask.
-Unreadable files raise :class:`ImageReadError` (a ``ValueError``) naming the file.
+Unreadable files raise :class:`ImageReadError` (a ``ValueError`` and a
+:class:`seunet_monai.errors.DataError`) naming the file.
 """
 
 from __future__ import annotations
@@ -16,14 +19,20 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from seunet_monai.errors import DataError
+
 __all__ = [
     "ImageReadError",
     "atomic_write_bytes",
+    "ordinary_file_mode",
+    "ordinary_dir_mode",
+    "describe_conversion",
     "atomic_write_text",
     "atomic_write_json",
     "atomic_save_png",
@@ -39,11 +48,28 @@ TIFF_SUFFIXES = (".tif", ".tiff")
 PathLike = str | os.PathLike
 
 
-class ImageReadError(ValueError):
+class ImageReadError(DataError):
     """An image or label file could not be read or has an unsupported layout (the message names the file)."""
 
 
 # --------------------------------------------------------------------------------------------- writing
+def _umask() -> int:
+    # the umask can only be read by setting it; it is restored at once (os.umask returns the old value)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def ordinary_file_mode() -> int:
+    """The permission bits ``open()`` gives a new file: ``0o666`` less the process umask."""
+    return 0o666 & ~_umask()
+
+
+def ordinary_dir_mode() -> int:
+    """The permission bits ``os.mkdir`` gives a new folder: ``0o777`` less the process umask."""
+    return 0o777 & ~_umask()
+
+
 def atomic_write_bytes(path: PathLike, data: bytes) -> Path:
     """Write ``data`` to ``path`` atomically (temporary file in the same folder, then :func:`os.replace`).
 
@@ -61,6 +87,7 @@ def atomic_write_bytes(path: PathLike, data: bytes) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, ordinary_file_mode())  # mkstemp's 0600 would hide the file from the group and others
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -151,15 +178,42 @@ def atomic_save_png(path: PathLike, array: np.ndarray) -> Path:
 
 
 # --------------------------------------------------------------------------------------------- reading
-def _read_array(path: Path) -> np.ndarray:
-    """Read the first image of a PNG/JPEG/TIFF file as a numpy array (palette images expanded)."""
+def _read_tiff(path: Path) -> tuple[np.ndarray, int | None]:
+    """The full-resolution image of a TIFF and the bits per sample it states (``None`` when it states none).
+
+    A pyramid (one full-size page plus reduced-resolution pages or SubIFDs, as in SVS or OME files) gives its
+    full-size level. A multi-page TIFF with several full-size pages (a stack, e.g. one channel or one focal
+    plane per page) is refused: which page is "the image" is ambiguous.
+    """
+    import tifffile
+
+    with tifffile.TiffFile(str(path)) as tif:
+        first = tif.pages[0]
+        full = [p for p in tif.pages if getattr(p, "shape", None) == first.shape]
+        if len(full) > 1:
+            raise ImageReadError(
+                f"image file {path}: multi-page TIFF with {len(full)} full-size pages of shape {first.shape} "
+                "(a stack, not a pyramid); save each image as its own file (one page, RGB)."
+            )
+        arr = first.asarray()
+        bits = int(first.bitspersample) if first.bitspersample else None
+        max_tag = first.tags.get("MaxSampleValue")
+        if max_tag is not None:
+            value = np.max(np.atleast_1d(max_tag.value))
+            if 0 < value < 2 ** (bits or 16) - 1:
+                bits = int(value).bit_length()
+    return arr, bits
+
+
+def _read_array(path: Path) -> tuple[np.ndarray, int | None]:
+    """Read the first image of a PNG/JPEG/TIFF file as a numpy array (palette images expanded), and the bits
+    per sample the file states (TIFF ``BitsPerSample`` / ``MaxSampleValue``; ``None`` otherwise)."""
     if not path.is_file():
         raise FileNotFoundError(f"image file not found: {path}")
+    bits = None
     try:
         if path.suffix.lower() in TIFF_SUFFIXES:
-            import tifffile
-
-            arr = tifffile.imread(str(path), key=0)
+            arr, bits = _read_tiff(path)
         else:
             from PIL import Image
 
@@ -174,52 +228,80 @@ def _read_array(path: Path) -> np.ndarray:
                 elif img.mode == "1":
                     img = img.convert("L")
                 arr = np.asarray(img)
+    except ImageReadError:
+        raise
     except Exception as e:  # noqa: BLE001 - any decoder error becomes one clear error naming the file
         raise ImageReadError(f"cannot read image file {path}: {type(e).__name__}: {e}") from e
-    return np.asarray(arr)
+    return np.asarray(arr), bits
 
 
-def _to_uint8(arr: np.ndarray, path: Path) -> tuple[np.ndarray, str | None]:
+def _to_uint8(arr: np.ndarray, path: Path, bits: int | None = None) -> tuple[np.ndarray, str | None, str | None]:
+    """``(image, dtype conversion, scaling)``: 8-bit values and how they were obtained.
+
+    Integer images of more than 8 bits keep their 8 most significant bits of the depth the file states
+    (``bits``, e.g. 12 for a 12-bit TIFF stored in 16-bit words: ``value >> 4``), else of the dtype's depth.
+    """
     if arr.dtype == np.uint8:
-        return arr, None
+        return arr, None, None
     if arr.dtype == bool:
-        return arr.astype(np.uint8) * 255, "bool->uint8"
+        return arr.astype(np.uint8) * 255, "bool->uint8", "False/True -> 0/255"
     if arr.dtype == np.uint16:
-        return (arr >> 8).astype(np.uint8), "uint16->uint8"
+        depth = bits if bits is not None and 8 < bits <= 16 else 16
+        shift = depth - 8
+        out = np.clip(arr >> shift, 0, 255).astype(np.uint8)
+        return out, "uint16->uint8", f"{depth}-bit values >> {shift} (x 255/{2 ** depth - 1}, truncated)"
     if np.issubdtype(arr.dtype, np.floating):
         hi = float(np.nanmax(arr)) if arr.size else 0.0
         scale = 255.0 if hi <= 1.0 else 1.0
-        return np.clip(np.rint(np.nan_to_num(arr) * scale), 0, 255).astype(np.uint8), f"{arr.dtype}->uint8"
+        how = "[0, 1] x 255" if scale == 255.0 else "values kept, clipped to [0, 255]"
+        return np.clip(np.rint(np.nan_to_num(arr) * scale), 0, 255).astype(np.uint8), f"{arr.dtype}->uint8", how
     raise ImageReadError(f"image file {path}: unsupported dtype {arr.dtype} (expected uint8, uint16 or float).")
+
+
+def describe_conversion(info: dict[str, Any]) -> str | None:
+    """One line saying what :func:`read_rgb` did to an image (layout and bit depth), ``None`` when nothing.
+
+    Example: ``"grey->rgb; uint16->uint8: 12-bit values >> 4 (x 255/4095, truncated)"``.
+    """
+    parts = [info["conversion"]] if info.get("conversion") else []
+    if info.get("dtype"):
+        parts.append(f"{info['dtype']}: {info['scaling']}" if info.get("scaling") else info["dtype"])
+    return "; ".join(parts) or None
 
 
 def read_rgb(path: PathLike) -> tuple[np.ndarray, dict[str, Any]]:
     """Read an RGB image (PNG, JPEG, TIFF...) as ``(H, W, 3) uint8``.
 
-    TIFF files (``.tif``/``.tiff``) are read with tifffile (first page), the rest with Pillow. Grey-scale
-    images are replicated to three channels, RGBA images lose their alpha channel, 16-bit images are reduced
-    to 8 bits (high byte) and float images in [0, 1] are scaled to [0, 255].
+    TIFF files (``.tif``/``.tiff``) are read with tifffile (the full-size page of a single image or a pyramid;
+    a stack of several full-size pages is refused), the rest with Pillow. Grey-scale images are replicated to
+    three channels, RGBA images lose their alpha channel, 16-bit words keep the 8 most significant bits of the
+    depth the file states (a 12-bit TIFF: ``value >> 4``; otherwise 16 bits: ``value >> 8``) and float images
+    in [0, 1] are scaled to [0, 255]. :func:`describe_conversion` turns ``info`` into one line for logs and
+    reports.
 
     Args:
         path: the image file.
 
     Returns:
-        ``(image, info)`` where ``info`` has ``"path"``, ``"original_shape"``, ``"original_dtype"`` and
-        ``"conversion"``: ``None``, ``"grey->rgb"`` or ``"rgba->rgb"`` (plus ``"dtype"`` when the dtype
-        was converted, else ``None``).
+        ``(image, info)`` where ``info`` has ``"path"``, ``"original_shape"``, ``"original_dtype"``,
+        ``"bits_per_sample"`` (as the file states it, else ``None``), ``"conversion"``: ``None``,
+        ``"grey->rgb"`` or ``"rgba->rgb"``, ``"dtype"`` (e.g. ``"uint16->uint8"`` when the dtype was
+        converted, else ``None``) and ``"scaling"`` (how the values were mapped, else ``None``).
 
     Raises:
         FileNotFoundError: when the file does not exist.
         ImageReadError: when the file cannot be decoded or its layout is not an image (message names the file).
     """
     path = Path(path)
-    arr = _read_array(path)
+    arr, bits = _read_array(path)
     info: dict[str, Any] = {
         "path": str(path),
         "original_shape": tuple(int(s) for s in arr.shape),
         "original_dtype": str(arr.dtype),
+        "bits_per_sample": bits,
         "conversion": None,
         "dtype": None,
+        "scaling": None,
     }
     # channel-first TIFFs (3, H, W) / (4, H, W) are transposed to channel-last
     if arr.ndim == 3 and arr.shape[0] in (3, 4) and arr.shape[2] not in (1, 3, 4):
@@ -236,7 +318,7 @@ def read_rgb(path: PathLike) -> tuple[np.ndarray, dict[str, Any]]:
         raise ImageReadError(
             f"image file {path}: unsupported shape {arr.shape} (expected (H, W), (H, W, 3) or (H, W, 4))."
         )
-    arr, info["dtype"] = _to_uint8(arr, path)
+    arr, info["dtype"], info["scaling"] = _to_uint8(arr, path, bits)
     return np.ascontiguousarray(arr), info
 
 
@@ -257,7 +339,7 @@ def read_label(path: PathLike) -> np.ndarray:
         ImageReadError: when it cannot be decoded, is not integer, or is not a single-channel mask.
     """
     path = Path(path)
-    arr = _read_array(path)
+    arr, _ = _read_array(path)
     if arr.ndim == 3 and arr.shape[2] == 1:
         arr = arr[..., 0]
     if arr.ndim == 3 and arr.shape[2] in (3, 4):
@@ -292,7 +374,7 @@ def check_not_overlapping(dst: PathLike, inputs: Any, what: str = "output folder
 
 
 def prepare_output_dir(
-    dst: PathLike, overwrite: bool = False, inputs: Any = None, marker: str | None = None
+    dst: PathLike, overwrite: bool = False, inputs: Any = None, marker: str | Sequence[str] | None = None
 ) -> Path:
     """Make ``dst`` ready to receive a new dataset, never removing what this project did not write.
 
@@ -307,8 +389,9 @@ def prepare_output_dir(
         dst: the output folder.
         overwrite: allow emptying a non-empty ``dst`` that this project wrote.
         inputs: input files/folders of the run (never inside or around ``dst``).
-        marker: name of the file that marks a folder written by this project; ``None`` accepts any folder
-            (for callers that only write into folders they created).
+        marker: name of the file that marks a folder written by this project (or several names, any one of
+            which marks it); ``None`` accepts any folder (for callers that only write into folders they
+            created).
 
     Returns:
         ``dst`` as a resolved :class:`pathlib.Path`.
@@ -334,9 +417,10 @@ def prepare_output_dir(
         cwd = Path.cwd().resolve()
         if real in protected or real == cwd or real in cwd.parents:
             raise ValueError(f"refusing to clean {real}: it is the root, the home folder or contains the working directory.")
-        if marker is not None and not (real / marker).is_file():
+        markers = [marker] if isinstance(marker, str) else list(marker or ())
+        if marker is not None and not any((real / m).is_file() for m in markers):
             raise ValueError(
-                f"refusing to clean {real}: it has no {marker}, so this project did not write it; "
+                f"refusing to clean {real}: it has no {' or '.join(markers)}, so this project did not write it; "
                 "choose an empty or new output folder."
             )
         for child in real.iterdir():

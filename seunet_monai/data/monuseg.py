@@ -75,10 +75,12 @@ import numpy as np
 from skimage.measure import grid_points_in_poly
 
 from seunet_monai.data.preparation import (
+    PREPARE_MARKER,
     BadFileLog,
     PreparationError,
     most_tissue_tile,
     pick_validation,
+    record_conversion,
     tile_boxes,
     tile_starts,
 )
@@ -93,6 +95,8 @@ __all__ = [
     "prepare_monuseg",
     "main",
     "RASTERISATION_RULE",
+    "OUTSIDE_WARN_FRACTION",
+    "annotation_warning",
 ]
 
 TRAIN_DIR = "MoNuSegTrainingData"
@@ -405,14 +409,47 @@ def _read_labels(pair: _Pair, shape: Sequence[int]) -> _Labels:
     return _Labels(binary, instance, int(instance.max()), 0, 0, 0, None)
 
 
-def _check_pair(pair: _Pair, tile: int, log: BadFileLog) -> bool:
-    """Parse the label source and decode the image of one pair; a bad file goes to ``log`` (False)."""
+OUTSIDE_WARN_FRACTION = 0.5
+"""An annotation whose regions lie outside its image for more than this fraction (centroid outside) is
+suspicious: the image was probably resized, or the annotation belongs to another image."""
+
+
+def annotation_warning(regions: Sequence[np.ndarray], shape: Sequence[int], label_file: Path, image: Path) -> str | None:
+    """A warning for a suspicious annotation, else ``None``: no region at all, or more than
+    :data:`OUTSIDE_WARN_FRACTION` of the regions with their centroid outside the image.
+
+    Args:
+        regions: the polygons, ``(N, 2)`` arrays of ``(X, Y)`` (for a PNG mask: one entry per nucleus).
+        shape: the image ``(H, W, ...)``.
+        label_file: the annotation file (named in the warning).
+        image: the image file (named in the warning).
+    """
+    h, w = int(shape[0]), int(shape[1])
+    if len(regions) == 0:
+        return f"{label_file}: no nucleus annotated for {image} (empty annotation?)"
+    centres = np.array([np.asarray(r, dtype=np.float64).mean(axis=0) for r in regions])
+    outside = int(((centres[:, 0] < 0) | (centres[:, 0] > w) | (centres[:, 1] < 0) | (centres[:, 1] > h)).sum())
+    if outside > OUTSIDE_WARN_FRACTION * len(regions):
+        return (
+            f"{label_file}: {outside} of {len(regions)} regions lie outside the {h}x{w} image {image} "
+            "(image resized, or the annotation of another image?)"
+        )
+    return None
+
+
+def _check_pair(pair: _Pair, tile: int, log: BadFileLog, strict: bool = False) -> tuple[bool, str | None]:
+    """Parse the label source and decode the image of one pair.
+
+    Returns ``(usable, warning)``: a bad file goes to ``log`` (``usable`` False); ``warning`` is the
+    :func:`annotation_warning` of the pair (a bad file with ``strict``).
+    """
+    ann = None
     if pair.xml is not None:
         try:
-            parse_aperio_xml(pair.xml)
+            ann = parse_aperio_xml(pair.xml)
         except PreparationError as e:
             log.bad(pair.xml, str(e))
-            return False
+            return False, None
     try:
         image, _ = _read_image(pair.image)
         if pair.part == "train" and (image.shape[0] < tile or image.shape[1] < tile):
@@ -421,14 +458,20 @@ def _check_pair(pair: _Pair, tile: int, log: BadFileLog) -> bool:
             )
     except PreparationError as e:
         log.bad(pair.image, str(e))
-        return False
-    if pair.xml is None:
+        return False, None
+    if ann is not None:
+        warning = annotation_warning(ann.regions, image.shape, pair.label_file, pair.image)
+    else:
         try:
-            _read_labels(pair, image.shape)
+            labels = _read_labels(pair, image.shape)
         except PreparationError as e:
             log.bad(pair.mask, str(e))  # type: ignore[arg-type]
-            return False
-    return True
+            return False, None
+        warning = None if labels.regions else annotation_warning([], image.shape, pair.label_file, pair.image)
+    if warning is not None and strict:
+        log.bad(pair.label_file, f"{warning} (refused by --strict)")
+        return False, None
+    return True, warning
 
 
 def _parse_stems(value: str | Sequence[str] | None, flag: str) -> list[str] | None:
@@ -532,6 +575,7 @@ def prepare_monuseg(
     val_images: str | Sequence[str] | None = None,
     test_images: str | Sequence[str] | None = None,
     test_tiles: bool = False,
+    strict: bool = False,
 ) -> dict[str, Any]:
     """Prepare MoNuSeg as a dataset folder with ``datalist.json`` (module docstring).
 
@@ -558,6 +602,9 @@ def prepare_monuseg(
         test_images: stems moved to the ``test`` split (with ``images`` the test split is otherwise empty).
         test_tiles: cut test images into tiles like training ones (the paper's protocol) instead of keeping
             them whole.
+        strict: treat a suspicious annotation (:func:`annotation_warning`: no region, or most regions outside
+            the image) as a bad file instead of a warning (printed on stderr and listed in the report under
+            ``annotation_warnings``).
 
     Returns:
         the report (also written to ``dst/prepare_report.json``).
@@ -568,7 +615,7 @@ def prepare_monuseg(
         ValueError: bad arguments.
     """
     from seunet_monai.data.datalist import write_datalist
-    from seunet_monai.data.io import atomic_save_png, atomic_write_json, prepare_output_dir
+    from seunet_monai.data.io import atomic_save_png, atomic_write_json, check_not_overlapping, prepare_output_dir
 
     t_start = time.time()
     if stain_norm not in STAIN_METHODS:
@@ -583,14 +630,24 @@ def prepare_monuseg(
         raise ValueError("--annotations and --masks go with --images, not with --src.")
     val_list, test_list = _parse_stems(val_images, "--val-images"), _parse_stems(test_images, "--test-images")
     dst = Path(dst)
+    sources = [Path(p) for p in (src, images, annotations, masks) if p is not None]
+    check_not_overlapping(dst, sources)  # before any work; never write into or around the inputs
     if dst.is_dir() and any(dst.iterdir()) and not overwrite:
         raise FileExistsError(f"output folder {dst} is not empty; pass --overwrite to replace its content.")
     log = BadFileLog(skip_bad)
-    sources = [Path(p) for p in (src, images, annotations, masks) if p is not None]
     pairs = find_monuseg_pairs(src, log) if src is not None else find_flat_items(images, annotations, masks, log)
 
     # 1. validate everything before writing anything
-    good = [pair for pair in pairs if _check_pair(pair, tile, log)]
+    good: list[_Pair] = []
+    warnings: list[dict[str, str]] = []
+    for pair in pairs:
+        usable, warning = _check_pair(pair, tile, log, strict)
+        if not usable:
+            continue
+        if warning is not None:
+            print(f"warning: {warning}", file=sys.stderr)
+            warnings.append({"file": str(pair.label_file), "warning": warning})
+        good.append(pair)
     if not good:
         raise PreparationError(f"{src or images}: no usable image with labels; nothing written.")
     split_of = _assign_splits(good, val_fraction, val_list, test_list, seed)
@@ -598,7 +655,7 @@ def prepare_monuseg(
     # 2. stain normaliser and its reference (built before dst is touched: a bad reference fails early)
     normalizer, reference_desc, ref_tile = _stain_normalizer(stain_norm, stain_reference, good, split_of, tile, stride)
 
-    dst = prepare_output_dir(dst, overwrite=overwrite, inputs=sources, marker="prepare_report.json")
+    dst = prepare_output_dir(dst, overwrite=overwrite, inputs=sources, marker=PREPARE_MARKER)
     if ref_tile is not None:
         atomic_save_png(dst / "stain_reference.png", ref_tile)
 
@@ -612,9 +669,7 @@ def prepare_monuseg(
         split = split_of[pair.stem]
         image, info = _read_image(pair.image)
         labels = _read_labels(pair, image.shape)
-        if info.get("conversion"):
-            conversions[info["conversion"]] = conversions.get(info["conversion"], 0) + 1
-            converted_files.append({"file": str(pair.image), "conversion": info["conversion"]})
+        conversion = record_conversion(pair.image, info, conversions, converted_files)
         if normalizer is not None:
             image = normalizer(image)
         per_image[pair.stem] = {
@@ -628,7 +683,7 @@ def prepare_monuseg(
             "clipped_vertices": labels.clipped_vertices,
             "microns_per_pixel": labels.microns_per_pixel,
             "nucleus_fraction": round(float(labels.binary.mean()), 6),
-            "conversion": info.get("conversion"),
+            "conversion": conversion,
         }
         for key in totals:
             totals[key] += per_image[pair.stem][key]
@@ -680,11 +735,12 @@ def prepare_monuseg(
         "conversions": conversions,
         "converted_files": converted_files,
         "skipped_files": log.report(),
+        "annotation_warnings": warnings,
         "per_image": per_image,
         "seconds": round(time.time() - t_start, 2),
     }
     write_datalist(dst, splits)
-    atomic_write_json(dst / "prepare_report.json", report)
+    atomic_write_json(dst / PREPARE_MARKER, report)  # last: it marks a complete folder written here
     return report
 
 
@@ -714,6 +770,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stain-reference", default=None, help="reference image (default: a training tile)")
     p.add_argument("--overwrite", action="store_true", help="replace the content of a non-empty --dst")
     p.add_argument("--skip-bad", action="store_true", help="skip (and report) bad files instead of failing")
+    p.add_argument("--strict", action="store_true",
+                   help="an annotation with no region, or most regions outside its image, is a bad file (default: warn)")
     p.add_argument("--seed", type=int, default=0, help="seed of the training/validation split")
     return p
 
@@ -739,6 +797,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             overwrite=args.overwrite,
             skip_bad=args.skip_bad,
             seed=args.seed,
+            strict=args.strict,
         )
     except (PreparationError, FileExistsError, FileNotFoundError, ValueError) as e:
         print(f"prepare_monuseg: error: {e}", file=sys.stderr)

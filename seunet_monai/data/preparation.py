@@ -17,10 +17,26 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["PreparationError", "tile_starts", "tile_boxes", "most_tissue_tile", "pick_validation", "BadFileLog"]
+from seunet_monai.errors import DataError
+
+__all__ = [
+    "PREPARE_MARKER",
+    "PreparationError",
+    "tile_starts",
+    "tile_boxes",
+    "most_tissue_tile",
+    "pick_validation",
+    "BadFileLog",
+    "record_conversion",
+]
 
 
-class PreparationError(ValueError):
+PREPARE_MARKER = "prepare_report.json"
+"""Written last into every dataset folder a preparation script produces: ``--overwrite`` only ever empties a
+folder that holds it (see :func:`seunet_monai.data.io.prepare_output_dir`)."""
+
+
+class PreparationError(DataError):
     """An input file of a preparation script is missing, malformed or inconsistent (the message names it)."""
 
 
@@ -118,3 +134,27 @@ class BadFileLog:
     def report(self) -> list[dict[str, Any]]:
         """The recorded files, for ``prepare_report.json``."""
         return list(self.items)
+
+
+def record_conversion(
+    path: str | os.PathLike, info: dict[str, Any], counts: dict[str, int], files: list[dict[str, str]]
+) -> str | None:
+    """Record (for the report) and print (on stderr) what :func:`seunet_monai.data.io.read_rgb` did to an image.
+
+    Args:
+        path: the image file.
+        info: the ``info`` returned by ``read_rgb``.
+        counts: ``{conversion: number of files}``, updated.
+        files: ``[{"file", "conversion"}, ...]``, appended to.
+
+    Returns:
+        the one-line description, ``None`` when the image was used as stored.
+    """
+    from seunet_monai.data.io import describe_conversion
+
+    desc = describe_conversion(info)
+    if desc is not None:
+        counts[desc] = counts.get(desc, 0) + 1
+        files.append({"file": str(path), "conversion": desc})
+        print(f"converted {path}: {desc}", file=sys.stderr)
+    return desc

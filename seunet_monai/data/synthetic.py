@@ -67,6 +67,8 @@ __all__ = [
     "sample_seed",
     "synthesize_sample",
     "make_synthetic_dataset",
+    "generation_lock",
+    "SYNTHETIC_MARKER",
 ]
 
 TASKS = ("nuclei", "tissue")
@@ -446,6 +448,66 @@ def _synthesize(
 
 
 # --------------------------------------------------------------------------------------------- dataset
+SYNTHETIC_MARKER = "synthetic_report.json"
+"""The file that marks a folder written by :func:`make_synthetic_dataset` (only such a folder is replaced)."""
+
+
+def generation_lock(dst: str | os.PathLike) -> Any:
+    """The inter-process lock that serialises every generation into ``dst``: a ``filelock.FileLock`` on the
+    hidden sibling file ``.<name>.lock`` (``dst`` itself may not exist yet). Re-entrant within a process.
+
+    Use as a context manager: ``with generation_lock(dst): ...``.
+    """
+    from filelock import FileLock
+
+    dst = Path(dst).expanduser().absolute()
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    return FileLock(str(dst.parent / f".{dst.name}.lock"), is_singleton=True)
+
+
+def _check_replaceable(dst: Path, overwrite: bool) -> None:
+    """Refuse, before any work, a non-empty ``dst`` without ``overwrite`` or one this generator did not write."""
+    if dst.exists() and not dst.is_dir():
+        raise FileExistsError(f"output path {dst} exists and is not a folder.")
+    cwd = Path.cwd().resolve()
+    if dst.resolve() == cwd or dst.resolve() in cwd.parents:
+        raise ValueError(f"output folder {dst} is (or contains) the working directory; choose a folder inside it.")
+    if dst.is_dir() and any(dst.iterdir()):
+        if not overwrite:
+            raise FileExistsError(
+                f"output folder {dst} is not empty; choose another folder or pass overwrite=True (--overwrite) "
+                "to replace a synthetic dataset written there earlier."
+            )
+        if not (dst / SYNTHETIC_MARKER).is_file():
+            raise ValueError(
+                f"refusing to replace {dst}: it has no {SYNTHETIC_MARKER}, so it was not written by the synthetic "
+                "generator (raw or prepared data?); choose an empty or new folder."
+            )
+
+
+def _remove_stale_partials(dst: Path) -> None:
+    """Remove the partial folders of interrupted generations into ``dst`` (call under :func:`generation_lock`).
+
+    Only hidden siblings named ``.<name>.partial-*`` that hold the in-progress marker are removed.
+    """
+    import shutil
+
+    for old in dst.parent.glob(f".{dst.name}.partial-*"):
+        if old.is_dir() and not old.is_symlink() and (old / _IN_PROGRESS).is_file():
+            shutil.rmtree(old)
+
+
+def _new_partial_folder(dst: Path) -> Path:
+    """A new hidden sibling of ``dst`` to generate into, with the permissions of an ordinary new folder."""
+    import tempfile
+
+    from seunet_monai.data.io import ordinary_dir_mode
+
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.partial-", dir=dst.parent))
+    tmp.chmod(ordinary_dir_mode())  # mkdtemp makes 0700; the renamed folder is the dataset
+    return tmp
+
+
 def make_synthetic_dataset(
     dst: str | os.PathLike,
     task: str = "nuclei",
@@ -460,13 +522,17 @@ def make_synthetic_dataset(
     """Write a synthetic dataset in the ``datalist.json`` layout.
 
     Writes ``dst/images/<split>_<index>.png`` (RGB uint8), ``dst/labels/<split>_<index>.png`` (uint8 class ids),
-    ``dst/synthetic_report.json`` (parameters, counts, class names, label frequencies) and, last,
-    ``dst/datalist.json`` (so a datalist present means a complete dataset). Every file is written atomically.
-    While it runs, a marker file ``dst/.synthetic_in_progress`` exists; a later call finding the marker and no
-    datalist (an interrupted run) cleans the folder and starts again, without needing ``overwrite``.
+    ``dst/synthetic_report.json`` (parameters, counts, class names, label frequencies; it marks the folder as
+    generated here) and, last, ``dst/datalist.json``.
+
+    The dataset is generated into a hidden sibling folder ``.<name>.partial-XXXX`` and renamed into place
+    when complete, under :func:`generation_lock`, so ``dst`` is never seen half written and two processes
+    generating into the same ``dst`` do not mix their files (the second waits, then finds ``dst`` taken). A
+    partial folder left by a killed run is removed by the next run.
 
     Args:
-        dst: output folder; must be missing or empty unless ``overwrite``.
+        dst: output folder; must be missing or empty, unless ``overwrite`` and it holds a dataset written
+            by this function (``synthetic_report.json``). Any other folder is never replaced.
         task: ``"nuclei"`` or ``"tissue"``.
         n_train: number of ``training`` samples (>= 0).
         n_val: number of ``validation`` samples (>= 0).
@@ -474,16 +540,17 @@ def make_synthetic_dataset(
         size: image height and width in pixels (>= 8).
         scale: magnification of every length (> 0); see the module docstring.
         seed: base seed; sample ``i`` of a split uses ``SeedSequence([seed, split_index, i])``.
-        overwrite: empty a non-empty ``dst`` first.
+        overwrite: replace a synthetic dataset in ``dst``.
 
     Returns:
         the path of the written ``datalist.json``.
 
     Raises:
-        ValueError: for a bad argument.
-        FileExistsError: when ``dst`` is not empty (and not an interrupted synthetic run) and ``overwrite``
-            is false.
+        ValueError: for a bad argument, or a non-empty ``dst`` not written by this function.
+        FileExistsError: when ``dst`` is not empty and ``overwrite`` is false.
     """
+    import shutil
+
     _check_task(task)
     counts = {"training": n_train, "validation": n_val, "test": n_test}
     for name, n in counts.items():
@@ -497,14 +564,30 @@ def make_synthetic_dataset(
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed must be an integer >= 0, got {seed!r}.")
 
-    dst = Path(dst)
-    marker = dst / _IN_PROGRESS
-    # A run interrupted before its datalist was written left only our own files, tagged by the marker:
-    # it is cleaned and regenerated without needing `overwrite` (resume cleanly).
-    resume = marker.is_file() and not (dst / "datalist.json").exists()
-    dst = prepare_output_dir(dst, overwrite=overwrite or resume)
+    dst = Path(dst).expanduser().absolute()
+    _check_replaceable(dst, overwrite)
     params = {"task": task, "n_train": int(n_train), "n_val": int(n_val), "n_test": int(n_test),
               "size": int(size), "scale": scale, "seed": int(seed)}  # fmt: skip
+    with generation_lock(dst):
+        _check_replaceable(dst, overwrite)  # again: another process may have written dst while we waited
+        _remove_stale_partials(dst)
+        tmp = _new_partial_folder(dst)
+        try:
+            _write_dataset(tmp, params)
+            prepare_output_dir(dst, overwrite=overwrite, marker=SYNTHETIC_MARKER)
+            dst.rmdir()  # empty now; os.replace of a folder needs a missing or empty target
+            os.replace(tmp, dst)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+    return dst / "datalist.json"
+
+
+def _write_dataset(dst: Path, params: dict[str, Any]) -> Path:
+    """Generate the samples, the report and the datalist of ``params`` into the (new, empty) folder ``dst``."""
+    task, size, scale, seed = params["task"], params["size"], params["scale"], params["seed"]
+    counts = {"training": params["n_train"], "validation": params["n_val"], "test": params["n_test"]}
+    marker = dst / _IN_PROGRESS
     atomic_write_json(marker, params)
     names = class_names(task)
     freq = np.zeros(len(names), np.int64)
@@ -533,7 +616,7 @@ def make_synthetic_dataset(
         "stain_od": {"hematoxylin": HEMATOXYLIN_OD.tolist(), "eosin": EOSIN_OD.tolist()},
         "nucleus_classes": {TISSUE_CLASSES[c]: asdict(p) for c, p in _NUCLEI.items()},
     }
-    atomic_write_json(dst / "synthetic_report.json", report)
+    atomic_write_json(dst / SYNTHETIC_MARKER, report)
     path = write_datalist(dst, splits)
     marker.unlink()
     return path

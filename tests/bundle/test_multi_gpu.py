@@ -27,7 +27,11 @@ def test_two_process_gloo_training(tmp_path, trained):
     # the loss weights η are trained too (their gradients are all-reduced like the network's)
     assert last["loss"]["eta"].abs().sum() > 0
     # every TensorBoard file comes from one process (rank 0)
-    pids = {re.match(r"events\.out\.tfevents\.\d+\.[^.]+\.(\d+)\.", p.name).group(1) for p in logs.iterdir()}
+    events = list(logs.glob("events.out.tfevents.*"))
+    pids = {re.match(r"events\.out\.tfevents\.\d+\.[^.]+\.(\d+)\.", p.name).group(1) for p in events}
     assert len(pids) == 1, sorted(p.name for p in logs.iterdir())
+    # rank 0 alone holds the run lock of both folders (issue 12, item 5): its pid is the event files' pid
+    assert (ckpt / ".seunet_run.lock").read_text().strip() == (logs / ".seunet_run.lock").read_text().strip()
+    assert (logs / ".seunet_run.lock").read_text().strip() in pids
     # console statistics come from rank 0 only: one validation line per epoch
     assert proc.stdout.count("Epoch[1] Metrics") == 1 and proc.stdout.count("Epoch[2] Metrics") == 1

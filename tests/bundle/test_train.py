@@ -21,7 +21,10 @@ def test_training_writes_data_checkpoints_and_tensorboard(trained):
     # best model (a bare state dict) and the resumable checkpoint
     assert (trained["ckpt_dir"] / "model.pt").is_file()
     last = torch.load(trained["ckpt_dir"] / "last.pt", map_location="cpu", weights_only=True)
-    assert set(last) == {"network", "optimizer", "scheduler", "loss", "trainer"}
+    assert set(last) == {"network", "optimizer", "scheduler", "loss", "trainer", "rng", "best"}
+    # the best-model tracking of the epoch's validation is in last.pt (issue 12, item 4)
+    assert last["best"]["best_metric_epoch"] in (1, 2) and 0.0 <= last["best"]["best_metric"] <= 1.0
+    assert [f for _, f in last["best"]["saved"]] and last["rng"]["torch"].dtype == torch.uint8
     assert last["trainer"]["iteration"] == 4 and last["trainer"]["epoch_length"] == 2  # 4 images, batch 2
     assert last["loss"]["eta"].shape == (2,)
     # η is in the optimizer: it moved away from its zero initialisation
@@ -78,3 +81,17 @@ def test_training_from_another_directory_with_seed_and_resume(tmp_path, trained)
     # only the resumed epoch's two iterations were logged by the second run
     all_steps = sorted(s for s, _ in scalars(bundle_dir / "logs")["train_loss"])
     assert all_steps == [1, 2, 3, 4]
+    # issue 12, item 4: the resumed run repeats the uninterrupted one (`trained`: 2 epochs at once, same seed,
+    # same data): same losses in epoch 2 (random crops, flips and shuffling restored), same weights, and the
+    # same best model (the best score of epoch 1 was restored, so model.pt is replaced only by a better epoch)
+    ours = dict(scalars(bundle_dir / "logs")["train_loss"])
+    assert [ours[3], ours[4]] == pytest.approx([ref[3], ref[4]], rel=1e-5, abs=1e-7), (ours, ref)
+    uninterrupted = torch.load(trained["ckpt_dir"] / "last.pt", map_location="cpu", weights_only=True)
+    for k, v in uninterrupted["network"].items():
+        assert torch.allclose(ckpt2["network"][k], v, rtol=1e-4, atol=1e-6, equal_nan=True), k
+    assert ckpt2["best"]["best_metric_epoch"] == uninterrupted["best"]["best_metric_epoch"]
+    assert ckpt2["best"]["best_metric"] == pytest.approx(uninterrupted["best"]["best_metric"], abs=1e-6)
+    best = torch.load(bundle_dir / "models" / "model.pt", map_location="cpu", weights_only=True)
+    ref_best = torch.load(trained["ckpt_dir"] / "model.pt", map_location="cpu", weights_only=True)
+    for k, v in ref_best.items():
+        assert torch.allclose(best[k], v, rtol=1e-4, atol=1e-6, equal_nan=True), k

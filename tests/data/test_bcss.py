@@ -159,3 +159,34 @@ def test_bad_inputs(tmp_path):
     for p in list(images.iterdir()):
         p.unlink()
     assert main(["--images", str(images), "--masks", str(masks), "--dst", str(tmp_path / "d3"), "--skip-bad"]) == 1
+
+
+def _tree(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("where", ["images", "masks", "parent", "inside"])
+def test_overwrite_never_touches_the_inputs(tmp_path, capsys, where):
+    """Item 1 of issue 12: --dst equal to an input folder, a parent of it or inside it is refused, whatever
+    --overwrite says, before any work; the raw files survive."""
+    images, masks = make_bcss(tmp_path / "raw", NAMES[:2])
+    before = _tree(tmp_path / "raw")
+    dst = {"images": images, "masks": masks, "parent": tmp_path / "raw", "inside": images / "out"}[where]
+    code = main(["--images", str(images), "--masks", str(masks), "--dst", str(dst), "--tile", "16", "--overwrite"])
+    assert code == 1 and "overlaps the input" in capsys.readouterr().err
+    assert _tree(tmp_path / "raw") == before
+
+
+def test_overwrite_replaces_only_a_folder_it_wrote(tmp_path, capsys):
+    images, masks = make_bcss(tmp_path / "raw", NAMES[:2])
+    args = ["--images", str(images), "--masks", str(masks), "--tile", "16", "--overwrite"]
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "notes.txt").write_text("not ours")
+    assert main([*args, "--dst", str(other)]) == 1
+    assert "prepare_report.json" in capsys.readouterr().err and (other / "notes.txt").is_file()
+    dst = tmp_path / "dst"
+    assert main([*args, "--dst", str(dst)]) == 0
+    (dst / "stale.png").write_bytes(b"old run")
+    assert main([*args, "--dst", str(dst)]) == 0  # our own output (prepare_report.json) is replaced
+    assert not (dst / "stale.png").exists() and (dst / "prepare_report.json").is_file()

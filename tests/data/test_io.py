@@ -173,3 +173,44 @@ def test_prepare_output_dir_refuses_a_file_and_the_working_directory(tmp_path, m
     with pytest.raises(ValueError, match="refusing"):
         prepare_output_dir(work, overwrite=True)
     assert (work / "inner").is_dir()
+
+
+def test_written_files_have_ordinary_permissions(tmp_path):
+    """Item 12 of issue 12: 0666 less the umask (0644 under 022, 0664 under 002), not mkstemp's 0600."""
+    import os
+    import stat
+
+    from seunet_monai.data.io import atomic_write_json
+
+    old = os.umask(0o002)
+    try:
+        atomic_write_json(tmp_path / "a.json", {"x": 1})
+        atomic_save_png(tmp_path / "b.png", np.zeros((4, 4), np.uint8))
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "a.json").stat().st_mode) == 0o664
+    assert stat.S_IMODE((tmp_path / "b.png").stat().st_mode) == 0o664
+
+
+def test_bit_depth_stated_by_the_tiff_and_stacks_refused(tmp_path):
+    """Item 13 of issue 12: 12-bit samples keep their 8 high bits of 12 (not of 16: no near-black image);
+    a stack of full-size pages is refused, a pyramid reads its full-size level."""
+    rgb = np.random.RandomState(1).randint(0, 256, size=(6, 5, 3)).astype(np.uint8)
+    tifffile.imwrite(tmp_path / "b12.tif", rgb.astype(np.uint16) << 4, photometric="rgb", bitspersample=12)
+    img, info = read_rgb(tmp_path / "b12.tif")
+    assert np.array_equal(img, rgb) and info["bits_per_sample"] == 12 and "12-bit values >> 4" in info["scaling"]
+    tifffile.imwrite(tmp_path / "max.tif", rgb.astype(np.uint16) << 2, photometric="rgb",
+                     extratags=[(281, "H", 1, 1023, False)])  # MaxSampleValue 1023: 10-bit data in 16-bit words
+    img, info = read_rgb(tmp_path / "max.tif")
+    assert np.array_equal(img, rgb) and info["bits_per_sample"] == 10
+
+    with tifffile.TiffWriter(tmp_path / "stack.tif") as tif:
+        tif.write(rgb, photometric="rgb")
+        tif.write(rgb, photometric="rgb")
+    with pytest.raises(ImageReadError, match="stack.tif.*2 full-size pages"):
+        read_rgb(tmp_path / "stack.tif")
+    with tifffile.TiffWriter(tmp_path / "pyramid.tif") as tif:
+        tif.write(np.repeat(np.repeat(rgb, 2, 0), 2, 1), photometric="rgb", subifds=1)
+        tif.write(rgb, photometric="rgb", subfiletype=1)
+    img, _ = read_rgb(tmp_path / "pyramid.tif")
+    assert img.shape == (12, 10, 3)

@@ -384,3 +384,56 @@ def test_real_masks_match_the_community_png_masks():
         binary, _, _ = rasterise_regions(parse_aperio_xml(x).regions, png.shape)
         dice = 2.0 * (binary.astype(bool) & png).sum() / (binary.sum() + png.sum())
         assert dice >= 0.99, f"{x.stem}: Dice {dice:.4f} against the PNG mask"
+
+
+# ------------------------------------------------------------------------------------------- issue 12
+def _tree(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("where", ["src", "parent", "images"])
+def test_overwrite_never_touches_the_inputs(tmp_path, capsys, where):
+    """Item 1 of issue 12: --dst equal to the source, a parent of it or inside it: refused before any work,
+    whatever --overwrite says; the raw images and XML survive."""
+    src = make_monuseg(tmp_path / "data" / "src", n_train=2, n_test=0)
+    before = _tree(src)
+    dst = {"src": src, "parent": tmp_path / "data", "images": src / "MoNuSegTrainingData"}[where]
+    code = main(["--src", str(src), "--dst", str(dst), "--overwrite", "--stain-norm", "none", "--tile", "32"])
+    assert code == 1 and "overlaps the input" in capsys.readouterr().err
+    assert _tree(src) == before
+
+
+def test_suspicious_annotations_warn_and_fail_with_strict(tmp_path, capsys):
+    """Item 10 of issue 12: an annotation with no region, or whose regions mostly fall outside the image (here
+    the image was halved), is reported per file; --strict makes it a bad file."""
+    src = make_monuseg(tmp_path / "src", n_train=3, n_test=0, sizes={"TCGA-TR-0002": (40, 40)})
+    xml = src / "MoNuSegTrainingData" / "Annotations"
+    (xml / "TCGA-TR-0001.xml").write_text(xml_text([]))
+    far = [[(x + 45, y + 45) for x, y in SQUARE], [(x + 40, y + 30) for x, y in SQUARE], SQUARE]
+    (xml / "TCGA-TR-0002.xml").write_text(xml_text(far))  # 2 of 3 regions outside the 40 x 40 image
+    args = ["--src", str(src), "--stain-norm", "none", "--tile", "32", "--val-fraction", "0"]
+    assert main([*args, "--dst", str(tmp_path / "a")]) == 0
+    err = capsys.readouterr().err
+    assert "TCGA-TR-0001.xml: no nucleus annotated" in err and "TCGA-TR-0002.xml: 2 of 3 regions lie outside" in err
+    assert "TCGA-TR-0000" not in err
+    report = json.loads((tmp_path / "a" / "prepare_report.json").read_text())
+    assert sorted(Path(w["file"]).name for w in report["annotation_warnings"]) == ["TCGA-TR-0001.xml", "TCGA-TR-0002.xml"]
+    assert main([*args, "--dst", str(tmp_path / "b"), "--strict"]) == 1
+    assert "TCGA-TR-0001.xml: no nucleus annotated" in capsys.readouterr().err and not (tmp_path / "b").exists()
+    assert main([*args, "--dst", str(tmp_path / "c"), "--strict", "--skip-bad"]) == 0
+    report = json.loads((tmp_path / "c" / "prepare_report.json").read_text())
+    assert len(report["skipped_files"]) == 2 and report["images"]["training"] == 1
+
+
+def test_bit_depth_scaling_is_reported(tmp_path, capsys):
+    """Item 13 of issue 12: a 12-bit TIFF is scaled by its stated depth (>> 4), and the report and the log say so."""
+    src = make_monuseg(tmp_path / "src", n_train=2, n_test=0)
+    img = src / "MoNuSegTrainingData" / "Tissue Images" / "TCGA-TR-0000.tif"
+    rgb8 = tifffile.imread(img)
+    tifffile.imwrite(img, (rgb8.astype(np.uint16) << 4), photometric="rgb", bitspersample=12)  # packed 12-bit
+    rep = prepare_monuseg(src, tmp_path / "dst", tile=32, stride=32, stain_norm="none", val_fraction=0)
+    desc = "uint16->uint8: 12-bit values >> 4 (x 255/4095, truncated)"
+    assert rep["conversions"] == {desc: 1} and rep["per_image"]["TCGA-TR-0000"]["conversion"] == desc
+    assert f"TCGA-TR-0000.tif: {desc}" in capsys.readouterr().err
+    tile = load_datalist(tmp_path / "dst")["training"][0]
+    assert np.array_equal(np.asarray(Image.open(tile["image"])), rgb8[:32, :32])

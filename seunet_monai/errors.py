@@ -1,0 +1,136 @@
+"""Errors the project detects itself, and a one-line report of them at the command line.
+
+MONAI's bundle runner wraps an exception raised inside a config expression in a ``RuntimeError("Failed to
+evaluate ...")`` (the original is its ``__cause__``), so a bad path or a bad key ends in a 60-400 line
+traceback with the useful message somewhere in the middle. Errors this project detects derive from
+:class:`SeunetError` (with the built-in type they stand for, e.g. :class:`ConfigValueError` is also a
+``ValueError``). :func:`install_excepthook` (called first in the bundle's ``initialize``) replaces
+``sys.excepthook`` so that an uncaught exception whose chain holds a :class:`SeunetError` prints only
+
+    error: <message>
+    (set SEUNET_DEBUG=1 for the full traceback)
+
+on stderr and exits with status 2 (the command-line convention for bad usage, as ``argparse`` does). Set
+``SEUNET_DEBUG=1`` for the full traceback. Other exceptions keep Python's usual traceback and status 1.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any
+
+__all__ = [
+    "DEBUG_ENV",
+    "EXIT_STATUS",
+    "CheckpointError",
+    "ConfigValueError",
+    "DataError",
+    "ExistingPathError",
+    "MissingPathError",
+    "RunLockedError",
+    "SeunetError",
+    "TrainingDivergedError",
+    "find_seunet_error",
+    "install_excepthook",
+]
+
+DEBUG_ENV = "SEUNET_DEBUG"
+"""Environment variable: when set to a non-empty value other than ``0``, tracebacks are printed in full."""
+
+EXIT_STATUS = 2
+"""Exit status of a run stopped by a :class:`SeunetError`."""
+
+
+class SeunetError(Exception):
+    """An error this project detected, with a message that says what, where (file or key) and how to fix it."""
+
+
+class ConfigValueError(SeunetError, ValueError):
+    """A bad value of a config key or command-line argument (the message names the key)."""
+
+
+class DataError(SeunetError, ValueError):
+    """Bad or missing data: a dataset folder, a datalist, a label file (the message names the path)."""
+
+
+class MissingPathError(SeunetError, FileNotFoundError):
+    """A file or folder the run needs does not exist (the message names it and the key that sets it)."""
+
+
+class ExistingPathError(SeunetError, FileExistsError):
+    """An output exists and may not be replaced (the message names it and how to allow or avoid it)."""
+
+
+class CheckpointError(SeunetError, ValueError):
+    """A checkpoint cannot be read, is of the other kind, or does not fit the configured network."""
+
+
+class RunLockedError(SeunetError, RuntimeError):
+    """A folder is in use by another run (the message names the folder and the holder's pid)."""
+
+
+class TrainingDivergedError(SeunetError, FloatingPointError):
+    """The training loss or the weights became NaN or infinite (the message names the epoch and iteration)."""
+
+
+def find_seunet_error(exc: BaseException | None) -> SeunetError | None:
+    """The first :class:`SeunetError` in ``exc`` and its chain of causes and contexts, else ``None``."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, SeunetError):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def _debug() -> bool:
+    return os.environ.get(DEBUG_ENV, "") not in ("", "0")
+
+
+def _excepthook(exc_type: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
+    ours = find_seunet_error(exc)
+    if ours is None or _debug():
+        sys.__excepthook__(exc_type, exc, tb)
+        if ours is None:
+            return
+    else:
+        # a leading newline: a progress bar may have left the cursor mid-line
+        sys.stderr.write(f"\nerror: {ours}\n(set {DEBUG_ENV}=1 for the full traceback)\n")
+    sys.stderr.flush()
+    raise SystemExit(EXIT_STATUS)
+
+
+def _record_factory(factory: Callable[..., logging.LogRecord]) -> Callable[..., logging.LogRecord]:
+    """Wrap a log-record factory so that a record logging a :class:`SeunetError` keeps its message line but not
+    its traceback (Ignite and MONAI's ``StatsHandler`` log every engine exception with ``logger.exception``,
+    through handlers created after the hook is installed; a factory covers them all)."""
+
+    def make(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = factory(*args, **kwargs)
+        if record.exc_info and not _debug() and find_seunet_error(record.exc_info[1]) is not None:
+            record.exc_info, record.exc_text = None, None
+        return record
+
+    make._seunet = True  # type: ignore[attr-defined]
+    return make
+
+
+def install_excepthook() -> bool:
+    """Print a :class:`SeunetError` as one line and exit with status 2 (see the module docstring).
+
+    Also makes log records of such an exception drop their traceback (see :func:`_record_factory`), unless
+    ``SEUNET_DEBUG`` is set. Idempotent.
+
+    Returns:
+        ``True`` (so that a config expression can call it).
+    """
+    sys.excepthook = _excepthook
+    factory = logging.getLogRecordFactory()
+    if not getattr(factory, "_seunet", False):
+        logging.setLogRecordFactory(_record_factory(factory))
+    return True
