@@ -291,3 +291,23 @@ def test_existing_outputs_refused_and_resume_after_interruption(tmp_path, tissue
     with pytest.raises(FileExistsError, match="--overwrite true"):
         make_workflow(inp, out).run()
     assert make_workflow(inp, out, overwrite=True).run()["done"] == ["t0.png", "t1.png", "t2.png"]
+
+
+def test_band_merger_equals_sliding_window_inferer_inside_the_image(tmp_path, tissue):
+    """Away from the right/bottom border (where MONAI's SlidingWindowInferer shifts its last window inward and
+    the splitter pads instead), the streamed Gaussian blending equals SlidingWindowInferer(mode="gaussian")."""
+    from seunet_monai.apps.wsi import HeadsPatchPredictor
+
+    image = tissue[:600, :800]
+    tifffile.imwrite(tmp_path / "flat.tif", image, tile=(128, 128), photometric="rgb")
+    rows: dict[int, np.ndarray] = {}
+    predictor = HeadsPatchPredictor(DarkBlobs())
+    splitter = TissueWSISplitter([128, 128], 0.25, reader=TiffRegionReader(level=0, channel_dim=0))
+    sink = lambda y0, v, valid: rows.__setitem__(y0, v)  # noqa: E731
+    PatchInferer(splitter, merger_cls=BandMerger, batch_size=4, preprocessing=PatchPreprocessing(), sink=sink)(
+        str(tmp_path / "flat.tif"), predictor)
+    merged = np.concatenate([rows[k] for k in sorted(rows)], axis=1)  # (C + Ω, H, W)
+    x = torch.as_tensor(image).permute(2, 0, 1)[None].float() / 255
+    ref = SlidingWindowInferer([128, 128], 4, 0.25, mode="gaussian")(x, predictor)[0].numpy()
+    assert merged.shape == ref.shape == (4, 600, 800)
+    np.testing.assert_allclose(merged[:, :472, :672], ref[:, :472, :672], atol=1e-4)

@@ -102,7 +102,7 @@ class TissueWSISplitter(WSISlidingWindowSplitter):
         ratio = self.reader.get_downsample_ratio(wsi, level)
         patch_size = self._get_valid_shape_parameters(self.get_input_shape(inputs))[0]
         locations = self.locations(inputs)
-        bar = tqdm(locations, desc="patches", unit="patch", disable=not self.progress, leave=False)
+        bar = tqdm(locations, desc="patches", unit="patch", disable=not self.progress, leave=False, mininterval=2.0)
         for location in bar:
             location_0 = tuple(round(v * ratio) for v in location)  # MONAI readers take level-0 locations
             patch = torch.as_tensor(self._get_patch(wsi, location_0, patch_size), device=self.device)

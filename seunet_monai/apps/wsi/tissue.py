@@ -47,7 +47,7 @@ def detect_tissue(
         return np.ones(thumbnail.shape[:2], dtype=bool)
     from skimage.color import rgb2hsv
     from skimage.filters import threshold_otsu
-    from skimage.morphology import binary_dilation, disk, remove_small_objects
+    from skimage.morphology import dilation, disk, remove_small_objects
 
     sat = rgb2hsv(thumbnail)[..., 1]
     thr = float(threshold_otsu(sat)) if float(sat.max()) > float(sat.min()) else max_threshold
@@ -56,7 +56,7 @@ def detect_tissue(
     if min_size > 1 and mask.any():
         mask = remove_small_objects(mask, max_size=min_size - 1)
     if margin > 0 and mask.any():
-        mask = binary_dilation(mask, disk(margin))
+        mask = dilation(mask, disk(margin))
     return mask
 
 
