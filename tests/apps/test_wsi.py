@@ -311,3 +311,36 @@ def test_band_merger_equals_sliding_window_inferer_inside_the_image(tmp_path, ti
     ref = SlidingWindowInferer([128, 128], 4, 0.25, mode="gaussian")(x, predictor)[0].numpy()
     assert merged.shape == ref.shape == (4, 600, 800)
     np.testing.assert_allclose(merged[:, :472, :672], ref[:, :472, :672], atol=1e-4)
+
+
+def test_patch_preprocessing_applies_the_image_transform_per_patch(tmp_path, caplog):
+    """The stain-normalisation hook: a per-patch transform on (3, h, w) uint8 before scaling to [0, 1];
+    `stain_norm none` or a missing reference file gives no transform (the latter with a notice)."""
+    from seunet_monai.apps.wsi import patch_stain_transform
+
+    patches = torch.randint(0, 256, (2, 3, 8, 8), dtype=torch.uint8)
+    seen = []
+
+    def invert(p):
+        seen.append(p.shape)
+        return 255 - p
+
+    out = PatchPreprocessing(invert)(patches)
+    assert seen == [(3, 8, 8), (3, 8, 8)]
+    torch.testing.assert_close(out, (255 - patches).float() / 255)
+    assert patch_stain_transform("none", tmp_path / "missing.json") is None
+    assert patch_stain_transform("auto", tmp_path / "missing.json") is None
+    assert "stain normalisation skipped" in caplog.text and "missing.json" in caplog.text
+
+
+def test_stain_reference_file_gives_a_channel_first_normaliser(tmp_path, tissue):
+    from seunet_monai.apps.wsi import patch_stain_transform
+    from seunet_monai.data.stain import DEFAULT_MAX_CONCENTRATIONS, DEFAULT_STAIN_MATRIX
+
+    ref = tmp_path / "stain_reference.json"
+    ref.write_text(json.dumps({"method": "macenko", "target_stain_matrix": DEFAULT_STAIN_MATRIX.tolist(),
+                               "target_max_concentrations": DEFAULT_MAX_CONCENTRATIONS.tolist()}))
+    normalise = patch_stain_transform("auto", ref)
+    patch = np.ascontiguousarray(np.moveaxis(tissue[:64, :64], -1, 0))
+    out = np.asarray(normalise(patch))
+    assert out.shape == (3, 64, 64) and out.dtype == np.uint8 and not np.array_equal(out, patch)
