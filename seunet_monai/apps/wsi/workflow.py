@@ -171,8 +171,12 @@ class SlideInferenceWorkflow:
         for p in inputs:
             for name in output_names(p.stem, True):
                 target = self.output_dir / name
-                if target.resolve() in real_inputs or (target.exists() and any(os.path.samefile(target, q) for q in inputs)):
-                    raise ValueError(f"output {str(target)!r} would replace the input file of the same path; choose another --output_dir.")
+                same = target.exists() and any(os.path.samefile(target, q) for q in inputs)
+                if same or target.resolve() in real_inputs:
+                    raise ValueError(
+                        f"output {str(target)!r} is an input file; outputs never replace inputs (whatever "
+                        "--overwrite says): choose another --output_dir."
+                    )
 
     def _status(self, path: Path) -> str:
         """``"todo"``, ``"done"`` (all outputs present) or ``"interrupted"`` (our staging folder is there)."""
@@ -185,8 +189,9 @@ class SlideInferenceWorkflow:
             return "done"
         if present and not self.overwrite:
             raise FileExistsError(
-                f"output {str(self.output_dir / present[0])!r} exists but not from a finished run of this input "
-                f"({names[-1]} is missing); pass --overwrite true to replace it, or choose another --output_dir."
+                f"output {str(self.output_dir / present[0])!r} exists but the outputs of {path.name} are not those "
+                f"of a finished run (incomplete, or not ours); pass --overwrite true to replace them, or choose "
+                "another --output_dir."
             )
         return "todo"
 
