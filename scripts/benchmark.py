@@ -14,6 +14,12 @@ Measures, in one run (both sides of every ratio in the same process, interleaved
   (``*_peak_mb``: on CUDA ``max_memory_allocated``; on CPU the peak of live tensor memory in the profiler's
   memory timeline, parameters and optimiser state included).
 
+- inference on a 2048×2048 image with the bundle's inferer settings (MONAI ``PatchInferer`` over windows of
+  512, overlap 0.25, batch 1, Gaussian blending by :class:`seunet_monai.apps.wsi.BandMerger`, eval mode, fused
+  probabilities and head margins) for the same two networks -> ``seunet_infer_mpx_s``, ``unet_infer_mpx_s``
+  (megapixels per second), ``seunet_infer_vs_unet`` (time ratio SEUNet / UNet), and the peak tensor memory
+  of one window (``*_infer_window_peak_mb``). ``--infer-repeats`` (default 1) sets its repetitions.
+
 ``--quick`` shrinks everything (a demo that runs in well under a minute); its figures are not the contract's.
 """
 
@@ -114,12 +120,62 @@ def _peak_mb_cpu(step) -> float:
     return max(sum(row) for row in sizes) / 2**20
 
 
+def _inference(net: torch.nn.Module, image_file: str, roi: int, device: torch.device):
+    """One full inference of ``image_file`` as ``run inferring`` does it (without writing files)."""
+    from monai.inferers import PatchInferer
+
+    from seunet_monai.apps.wsi import BandMerger, HeadsPatchPredictor, PatchPreprocessing, PILImageReader, TissueWSISplitter
+
+    predictor = HeadsPatchPredictor(net.eval(), amp=device.type == "cuda")
+    reader = PILImageReader(level=0, channel_dim=0)
+    wsi = reader.read(image_file)
+
+    def run() -> None:
+        splitter = TissueWSISplitter([roi, roi], 0.25, reader=reader)
+        splitter._opened = (image_file, wsi)
+        inferer = PatchInferer(splitter, merger_cls=BandMerger, batch_size=1,
+                               preprocessing=PatchPreprocessing(device=device), sink=lambda *a: None)
+        inferer(image_file, predictor)
+
+    return run
+
+
+def _inference_case(args, res: dict, seunet: torch.nn.Module, unet: torch.nn.Module, device: torch.device) -> None:
+    from PIL import Image
+
+    size, roi = (256, 128) if args.quick else (2048, 512)
+    rng = torch.Generator().manual_seed(0)
+    image = (torch.rand(size, size, 3, generator=rng) * 255).to(torch.uint8).numpy()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "image.png")
+        Image.fromarray(image).save(path)
+        runs = {"seunet": _inference(seunet, path, roi, device), "unet": _inference(unet, path, roi, device)}
+        with torch.no_grad():
+            t = _time_interleaved(runs, args.infer_repeats, device)
+            window = torch.rand(1, 3, roi, roi, device=device)
+            for name, net in (("seunet", seunet), ("unet", unet)):
+                step = lambda: net(window)  # noqa: E731
+                if device.type == "cuda":
+                    torch.cuda.reset_peak_memory_stats(device)
+                    step()
+                    res[f"{name}_infer_window_peak_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
+                else:
+                    res[f"{name}_infer_window_peak_mb"] = _peak_mb_cpu(step)
+    mpx = size * size / 1e6
+    res.update(seunet_infer_mpx_s=mpx / (t["seunet"] / 1000), unet_infer_mpx_s=mpx / (t["unet"] / 1000),
+               seunet_infer_vs_unet=t["seunet"] / t["unet"], infer_image_size=size, infer_roi_size=roi)
+    print(f"inference ({size}x{size}, windows {roi}, overlap 0.25): SEUNet {res['seunet_infer_mpx_s']:.3f} Mpx/s, "
+          f"UNet {res['unet_infer_mpx_s']:.3f} Mpx/s, time ratio {res['seunet_infer_vs_unet']:.2f}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--json", help="write the figures to this JSON file")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--repeats", type=int, default=3, help="timed repetitions per case (best is kept)")
     parser.add_argument("--quick", action="store_true", help="small sizes: a demo, not the contract's figures")
+    parser.add_argument("--infer-repeats", type=int, default=1, help="timed repetitions of the inference case")
+    parser.add_argument("--only-inference", action="store_true", help="run the inference case alone")
     args = parser.parse_args(argv)
     device = torch.device(args.device)
     torch.manual_seed(0)
@@ -131,6 +187,10 @@ def main(argv: list[str] | None = None) -> int:
         "quick": bool(args.quick),
     }
 
+    if args.only_inference:
+        seunet, unet = _nets(args.quick)
+        _inference_case(args, res, seunet.to(device), unet.to(device), device)
+        return _write(args, res)
     layer, x = _gd_layer_case(args.quick)
     layer, x = layer.to(device), x.to(device)
     dense = type(layer)(**{**_layer_kwargs(layer), "implementation": "dense"}).to(device)
@@ -175,6 +235,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(f"parameters: SEUNet {res['seunet_params']:,}, UNet {res['unet_params']:,}")
     print(f"peak memory of one step: SEUNet {res['seunet_peak_mb']:.0f} MB, UNet {res['unet_peak_mb']:.0f} MB")
+    _inference_case(args, res, seunet, unet, device)
+    return _write(args, res)
+
+
+def _write(args, res: dict) -> int:
     print(f"device: {res['device']} ({res['device_name']}), torch {res['torch']}, {res['threads']} threads")
     if args.json:
         tmp = f"{args.json}.tmp{os.getpid()}"

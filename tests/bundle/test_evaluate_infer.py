@@ -43,28 +43,39 @@ def _inputs(folder):
 
 
 def test_inferring_writes_one_mask_per_image(tmp_path, trained):
+    """The contract command on ordinary images: a palette PNG, a mask TIFF, GeoJSON, overlay and summary per
+    image; `run` does the same as `inferring`; a second run skips finished images; output_dir == input_dir
+    is refused even with --overwrite true."""
+    import tifffile
+
     sizes = _inputs(tmp_path / "in")
     out = tmp_path / "out"
     args = [*TINY_NET, "--ckpt_dir", str(trained["ckpt_dir"]), "--input_dir", str(tmp_path / "in"),
-            "--output_dir", str(out), "--roi_size", "[64,64]"]
-    proc = bundle("inferring", INFERENCE, *args, "--save_probabilities", "true")
+            "--output_dir", str(out), "--roi_size", "[64,64]", "--progress", "false"]
+    proc = bundle("inferring", INFERENCE, *args)
     assert "converting PIL mode 'L' to RGB" in proc.stdout and "converting PIL mode 'RGBA' to RGB" in proc.stdout
+    assert "notes.txt: unsupported file type" in proc.stdout
+    suffixes = (".png", "_mask.tif", ".geojson", "_overlay.png", "_summary.json")
     names = sorted(p.name for p in out.iterdir())
-    assert names == sorted([f"{k}.png" for k in sizes] + [f"{k}_prob.tif" for k in sizes])
-    import tifffile
-
+    assert names == sorted(f"{k}{s}" for k in sizes for s in suffixes)
     for stem, (h, w) in sizes.items():
-        mask = np.asarray(Image.open(out / f"{stem}.png"))
-        assert mask.shape == (h, w) and mask.dtype == np.uint8 and set(np.unique(mask)) <= {0, 1}
-        prob = tifffile.imread(out / f"{stem}_prob.tif")
-        assert prob.shape == (2, h, w)
-        np.testing.assert_allclose(prob.sum(0), 1.0, atol=1e-4)
-        np.testing.assert_array_equal(prob.argmax(0), mask)
-    # a second run does not silently overwrite the masks
+        png = Image.open(out / f"{stem}.png")
+        mask = np.asarray(png)
+        assert png.mode == "P" and mask.shape == (h, w) and set(np.unique(mask)) <= {0, 1}
+        np.testing.assert_array_equal(tifffile.imread(out / f"{stem}_mask.tif"), mask)
+        summary = json.loads((out / f"{stem}_summary.json").read_text())
+        assert summary["size"] == [h, w] and summary["resolution"]["known"] is False
+        assert json.loads((out / f"{stem}.geojson").read_text())["type"] == "FeatureCollection"
+    # a second run (here through `run`, which does the same) skips the finished images, rewriting nothing
     before = (out / "wide.png").stat().st_mtime_ns
-    again = bundle("inferring", INFERENCE, *args, check=False)
-    assert again.returncode != 0 and "exists" in again.stdout and "--overwrite true" in again.stdout
-    assert (out / "wide.png").stat().st_mtime_ns == before  # (--overwrite true: tests/test_bundle_utils.py)
+    again = bundle("run", INFERENCE, *args)
+    assert "wide.png: outputs present from a finished run, skipped" in again.stdout
+    assert (out / "wide.png").stat().st_mtime_ns == before
+    # outputs are never written among the inputs, whatever --overwrite says
+    inputs_before = sorted(p.name for p in (tmp_path / "in").iterdir())
+    same = bundle("inferring", INFERENCE, *args, "--output_dir", str(tmp_path / "in"), "--overwrite", "true", check=False)
+    assert same.returncode != 0 and "is the input folder" in same.stdout
+    assert sorted(p.name for p in (tmp_path / "in").iterdir()) == inputs_before
 
 
 def test_inferring_refuses_16_bit_images(tmp_path, trained):

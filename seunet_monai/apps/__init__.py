@@ -1,0 +1,1 @@
+"""Applications built on the SEUNet library (whole-slide inference)."""

@@ -1,0 +1,137 @@
+"""What :class:`~seunet_monai.apps.wsi.inferers.BandMerger` hands the final rows to: the class-id mask goes to
+an uncompressed row-major file on disk (the slide's mask is never held in memory), and everything the overlay
+and the summary need is reduced on the fly to thumbnail resolution or to a few counts.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["RawMask", "SlideAccumulator"]
+
+
+class RawMask:
+    """An ``(H, W) uint8`` mask stored row-major in a plain file (sparse: rows never written read as 0).
+
+    Args:
+        path: the file (created, truncated to ``H * W`` bytes).
+        shape: ``(H, W)``.
+    """
+
+    def __init__(self, path: str | os.PathLike, shape: tuple[int, int]) -> None:
+        self.path = Path(path)
+        self.shape = (int(shape[0]), int(shape[1]))
+        with open(self.path, "wb") as f:
+            f.truncate(self.shape[0] * self.shape[1])
+
+    def write_rows(self, y0: int, rows: np.ndarray) -> None:
+        """Write ``rows`` ``(n, W) uint8`` at row ``y0``."""
+        with open(self.path, "r+b") as f:
+            f.seek(int(y0) * self.shape[1])
+            f.write(np.ascontiguousarray(rows, dtype=np.uint8).tobytes())
+
+    def read_rows(self, y0: int, y1: int) -> np.ndarray:
+        """Rows ``[y0, y1)`` (clipped to the mask) as ``(n, W) uint8``."""
+        y0, y1 = max(0, int(y0)), min(self.shape[0], int(y1))
+        n = max(0, y1 - y0)
+        arr = np.fromfile(self.path, dtype=np.uint8, count=n * self.shape[1], offset=y0 * self.shape[1])
+        return arr.reshape(n, self.shape[1])
+
+    def read_block(self, y0: int, x0: int, h: int, w: int) -> np.ndarray:
+        """The block ``[y0, y0 + h) x [x0, x0 + w)``, zero beyond the mask."""
+        out = np.zeros((h, w), dtype=np.uint8)
+        rows = self.read_rows(y0, y0 + h)
+        part = rows[:, max(0, x0) : min(self.shape[1], x0 + w)]
+        out[: part.shape[0], : part.shape[1]] = part
+        return out
+
+
+class SlideAccumulator:
+    """Sink of the merged rows ``(C + Ω, n, W)``: fused class probabilities then per-head margins.
+
+    Writes ``argmax`` class ids to a :class:`RawMask` (0 where no patch ran) and keeps, per thumbnail pixel
+    (``factor`` x ``factor`` pixels), the margin sums of every head (their argmax is the region's winning head)
+    and the fraction of non-background pixels; and, over the whole slide, class pixel counts, the PDist winner
+    counts (over inferred and over non-background pixels) and every head's mean margin (its confidence, for
+    :mod:`seunet_monai.evaluation.scale_estimation`).
+
+    Args:
+        mask: the :class:`RawMask` receiving class ids.
+        num_classes: ``C``.
+        factor: pixels per thumbnail pixel.
+    """
+
+    def __init__(self, mask: RawMask, num_classes: int, factor: int) -> None:
+        self.mask = mask
+        self.num_classes = int(num_classes)
+        self.factor = int(factor)
+        h, w = mask.shape
+        self.thumb_shape = (math.ceil(h / self.factor), math.ceil(w / self.factor))
+        self.num_heads = 0
+        self.class_pixels = np.zeros(self.num_classes, dtype=np.int64)
+        self.inferred_pixels = 0
+        self.cell_inferred = np.zeros(self.thumb_shape[0] * self.thumb_shape[1], dtype=np.int64)
+        self.cell_foreground = np.zeros_like(self.cell_inferred)
+        self.cell_margins: np.ndarray | None = None
+        self.winner_pixels: np.ndarray | None = None
+        self.winner_foreground: np.ndarray | None = None
+        self.margin_sums: np.ndarray | None = None
+
+    def __call__(self, y0: int, values: np.ndarray | None, valid: np.ndarray | int) -> None:
+        if values is None:  # rows no patch covered: background, already zero in the sparse file
+            self.class_pixels[0] += int(valid) * self.mask.shape[1]
+            return
+        c = self.num_classes
+        probs, margins = values[:c], values[c:]
+        if self.cell_margins is None:
+            self.num_heads = margins.shape[0]
+            omega = self.num_heads
+            self.cell_margins = np.zeros((omega, self.cell_inferred.size), dtype=np.float64)
+            self.winner_pixels = np.zeros(omega, dtype=np.int64)
+            self.winner_foreground = np.zeros(omega, dtype=np.int64)
+            self.margin_sums = np.zeros(omega, dtype=np.float64)
+        valid = np.asarray(valid, dtype=bool)
+        labels = np.where(valid, probs.argmax(0), 0).astype(np.uint8)
+        self.mask.write_rows(y0, labels)
+        self.class_pixels += np.bincount(labels.ravel(), minlength=c)[:c]
+        if not valid.any():
+            return
+        n, w = labels.shape
+        f = self.factor
+        cells = ((np.arange(y0, y0 + n) // f)[:, None] * self.thumb_shape[1] + (np.arange(w) // f)[None, :])[valid]
+        fg = labels[valid] > 0
+        m = margins[:, valid]  # (Ω, P)
+        size = self.cell_inferred.size
+        self.inferred_pixels += int(valid.sum())
+        self.cell_inferred += np.bincount(cells, minlength=size)
+        self.cell_foreground += np.bincount(cells[fg], minlength=size)
+        for k in range(self.num_heads):
+            self.cell_margins[k] += np.bincount(cells, weights=m[k], minlength=size)  # type: ignore[index]
+        winner = m.argmax(0)
+        self.winner_pixels += np.bincount(winner, minlength=self.num_heads)  # type: ignore[operator]
+        self.winner_foreground += np.bincount(winner[fg], minlength=self.num_heads)  # type: ignore[operator]
+        self.margin_sums += m.sum(1, dtype=np.float64)  # type: ignore[operator]
+
+    def winner_map(self) -> np.ndarray:
+        """0-based winning head per thumbnail pixel ``(h, w)`` (largest summed margin), ``-1`` where nothing ran."""
+        if self.cell_margins is None:
+            return np.full(self.thumb_shape, -1, dtype=np.int64)
+        win = self.cell_margins.argmax(0)
+        return np.where(self.cell_inferred > 0, win, -1).reshape(self.thumb_shape)
+
+    def foreground_fraction(self) -> np.ndarray:
+        """Fraction of non-background pixels per thumbnail pixel ``(h, w)``."""
+        return (self.cell_foreground / np.maximum(self.cell_inferred, 1)).reshape(self.thumb_shape)
+
+    def head_confidence(self) -> np.ndarray | None:
+        """Mean margin of every head over the inferred pixels ``(Ω,)`` (``None`` when nothing ran)."""
+        if self.margin_sums is None or self.inferred_pixels == 0:
+            return None
+        return self.margin_sums / self.inferred_pixels
+
+    def result(self) -> "SlideAccumulator":
+        return self

@@ -1,0 +1,215 @@
+"""Output files of slide inference: the class-id mask as a tiled, compressed, pyramidal (OME-)TIFF, a palette
+PNG for small images, a QuPath GeoJSON FeatureCollection of instances, and the overlay figure.
+
+Writers write to the path they are given (the caller writes into a staging folder and renames into place),
+with ordinary ``open`` so that files get the usual permissions under the umask.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .instances import Instance
+
+__all__ = ["PALETTE", "GeoJSONWriter", "write_mask_tiff", "write_overlay", "write_palette_png"]
+
+#: Class colours (class id -> RGB): background black, then clearly visible colours.
+PALETTE = [(0, 0, 0), (255, 224, 0), (0, 160, 255), (255, 0, 160), (0, 200, 80), (255, 120, 0), (160, 80, 255),
+           (0, 230, 230), (200, 200, 200)]
+
+
+def _colour(c: int) -> tuple[int, int, int]:
+    return PALETTE[c % len(PALETTE)] if c < len(PALETTE) else PALETTE[1 + (c - 1) % (len(PALETTE) - 1)]
+
+
+def write_mask_tiff(
+    path: str | os.PathLike,
+    mask: Any,
+    mpp: float | None = None,
+    pyramid: bool = True,
+    tile: int = 256,
+    factor: int = 4,
+    min_size: int = 1024,
+    compression: str = "zlib",
+) -> list[tuple[int, int]]:
+    """Write a class-id mask as a tiled, compressed OME-TIFF, with sub-resolution levels in SubIFDs.
+
+    Level 0 is streamed tile row by tile row from ``mask`` (a :class:`~.accumulator.RawMask` or an array);
+    each further level keeps every ``factor``-th pixel of the previous one (class ids are not averaged) until
+    the longer side is at most ``min_size``. The resolution (µm per pixel) goes into the TIFF resolution tags
+    (centimetre unit) and the OME ``PhysicalSizeX/Y``.
+
+    Returns:
+        the ``(height, width)`` of every level written.
+    """
+    import tifffile
+
+    read = mask.read_rows if hasattr(mask, "read_rows") else (lambda a, b: np.asarray(mask)[a:b])
+    h, w = (int(v) for v in mask.shape)
+    shapes = [(h, w)]
+    while pyramid and max(shapes[-1]) > min_size:
+        shapes.append((math.ceil(shapes[-1][0] / factor), math.ceil(shapes[-1][1] / factor)))
+    lower = [np.zeros(s, dtype=np.uint8) for s in shapes[1:2]]  # level 1 filled while level 0 streams
+    step = factor
+
+    def tiles():
+        for ty in range(0, h, tile):
+            rows = read(ty, min(h, ty + tile))
+            if lower:
+                first = (-ty) % step
+                sub = rows[first::step, ::step]
+                r0 = (ty + first) // step
+                lower[0][r0 : r0 + sub.shape[0]] = sub
+            padded = np.zeros((tile, math.ceil(w / tile) * tile), dtype=np.uint8)
+            padded[: rows.shape[0], :w] = rows
+            for tx in range(0, w, tile):
+                yield padded[:, tx : tx + tile]
+
+    def options(level_mpp: float | None) -> dict:
+        opts: dict[str, Any] = {"tile": (tile, tile), "compression": compression, "photometric": "minisblack"}
+        if level_mpp:
+            opts["resolution"] = (1e4 / level_mpp, 1e4 / level_mpp)
+            opts["resolutionunit"] = "CENTIMETER"
+        return opts
+
+    meta: dict[str, Any] = {"axes": "YX"}
+    if mpp:
+        meta.update(PhysicalSizeX=mpp, PhysicalSizeXUnit="µm", PhysicalSizeY=mpp, PhysicalSizeYUnit="µm")
+    with tifffile.TiffWriter(path, bigtiff=h * w > 2**31, ome=True) as tif:
+        tif.write(tiles(), shape=(h, w), dtype=np.uint8, subifds=len(shapes) - 1, metadata=meta, **options(mpp))
+        level = lower[0] if lower else None
+        for k in range(1, len(shapes)):
+            d = factor**k
+            tif.write(level, subfiletype=1, metadata=None, **options(mpp * d if mpp else None))
+            if k + 1 < len(shapes):
+                level = np.ascontiguousarray(level[::factor, ::factor])  # type: ignore[index]
+    return shapes
+
+
+def write_palette_png(path: str | os.PathLike, mask: np.ndarray, num_classes: int) -> None:
+    """Save class ids as a palette PNG: pixel values stay class ids, viewers show :data:`PALETTE` colours."""
+    from PIL import Image
+
+    flat: list[int] = []
+    for c in range(256):
+        flat.extend(_colour(c) if c < max(num_classes, 2) else (0, 0, 0))
+    pimg = Image.frombytes("P", (mask.shape[1], mask.shape[0]), np.ascontiguousarray(mask, dtype=np.uint8).tobytes())
+    pimg.putpalette(flat)
+    with open(path, "wb") as f:
+        pimg.save(f, format="PNG")
+
+
+class GeoJSONWriter:
+    """Streams instances into a QuPath-compatible GeoJSON ``FeatureCollection``, one feature at a time.
+
+    Each feature: a ``Polygon`` in level-0 pixel coordinates (``scale`` = level-0 pixels per mask pixel),
+    ``properties.objectType`` (``"detection"``), ``classification`` ``{"name", "color"}`` and
+    ``measurements`` (``"Area px^2"`` at level 0, and ``"Area µm^2"`` when ``mpp`` is known).
+
+    Args:
+        path: the ``.geojson`` file.
+        class_names: name per class id.
+        scale: level-0 pixels per mask pixel.
+        mpp: µm per mask pixel, or ``None``.
+        namespace: text that, with the instance number, makes the (reproducible) feature ids.
+    """
+
+    def __init__(self, path: str | os.PathLike, class_names: Sequence[str], scale: float = 1.0,
+                 mpp: float | None = None, namespace: str = "") -> None:
+        self.path = Path(path)
+        self.class_names = list(class_names)
+        self.scale = float(scale)
+        self.mpp = mpp
+        self.namespace = namespace
+        self.count = 0
+        self.areas_px: list[int] = []
+        self._f = open(self.path, "w", encoding="utf-8")
+        self._f.write('{"type": "FeatureCollection", "features": [\n')
+
+    def add(self, inst: Instance) -> None:
+        coords = np.round(inst.polygon * self.scale, 2).tolist()
+        c = int(inst.class_id)
+        name = self.class_names[c] if c < len(self.class_names) else f"class{c}"
+        measurements: dict[str, float] = {"Area px^2": round(inst.area * self.scale**2, 2)}
+        if self.mpp:
+            measurements["Area µm^2"] = round(inst.area * self.mpp**2, 3)
+        feature = {
+            "type": "Feature",
+            "id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"{self.namespace}/{self.count}")),
+            "geometry": {"type": "Polygon", "coordinates": [coords]},
+            "properties": {
+                "objectType": "detection",
+                "classification": {"name": name, "color": list(_colour(c))},
+                "measurements": measurements,
+            },
+        }
+        self._f.write(("" if self.count == 0 else ",\n") + json.dumps(feature, ensure_ascii=False))
+        self.count += 1
+        self.areas_px.append(int(inst.area))
+
+    def close(self) -> None:
+        if not self._f.closed:
+            self._f.write("\n]}\n")
+            self._f.close()
+
+
+def write_overlay(
+    path: str | os.PathLike,
+    thumbnail: np.ndarray,
+    tissue: np.ndarray,
+    foreground: np.ndarray,
+    winner: np.ndarray,
+    head_sigmas: Sequence[float] | None = None,
+    title: str = "",
+) -> None:
+    """Two panels: the thumbnail with tissue (blue) and predicted-object (yellow) contours, and the winning
+    scale group (PDist) per region, coloured by the group's σ (viridis, small σ dark), grey where nothing ran.
+
+    Args:
+        path: the PNG file.
+        thumbnail: ``(h, w, 3) uint8``.
+        tissue: boolean tissue mask ``(h, w)``.
+        foreground: fraction of non-background pixels per thumbnail pixel ``(h, w)``.
+        winner: 0-based winning head per thumbnail pixel, ``-1`` where nothing ran.
+        head_sigmas: σ of each head (last GD layer) for the legend; ``None`` labels heads by number.
+        title: figure title.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import BoundaryNorm, ListedColormap
+    from skimage.segmentation import find_boundaries
+
+    overlay = thumbnail.copy()
+    overlay[find_boundaries(tissue, mode="inner")] = (40, 90, 255)
+    overlay[find_boundaries(foreground >= 0.5, mode="inner")] = (255, 224, 0)
+    omega = int(max(winner.max() + 1, len(head_sigmas or []), 1))
+    cmap = ListedColormap(plt.get_cmap("viridis")(np.linspace(0, 1, omega)))
+    cmap.set_bad((0.8, 0.8, 0.8))
+    h, w = thumbnail.shape[:2]
+    fig, axes = plt.subplots(1, 2, figsize=(12, 6.5 * h / max(w, 1) + 1.0), dpi=100)
+    axes[0].imshow(overlay)
+    axes[0].set_title("tissue (blue) and predicted objects (yellow)")
+    im = axes[1].imshow(np.ma.masked_less(winner, 0), cmap=cmap, norm=BoundaryNorm(np.arange(-0.5, omega), omega),
+                        interpolation="nearest")
+    axes[1].set_title("winning scale group (PDist)")
+    bar = fig.colorbar(im, ax=axes[1], ticks=range(omega), fraction=0.046)
+    labels = [f"head{k + 1}" + (f" σ={head_sigmas[k]:.2f}" if head_sigmas else "") for k in range(omega)]
+    bar.ax.set_yticklabels(labels)
+    for ax in axes:
+        ax.set_axis_off()
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    with open(path, "wb") as f:
+        fig.savefig(f, format="png")
+    plt.close(fig)

@@ -1,0 +1,346 @@
+"""Whole-slide inference (seunet_monai.apps.wsi): readers, the streaming merger, outputs, bad inputs, resume.
+
+Slides are built with tifffile from a genuine MoNuSeg image (skipped when /work/shared is absent): tiled,
+compressed, pyramidal TIFF (SubIFDs), OME-TIFF and an Aperio-SVS-like file, a few thousand pixels at most.
+The network is a small deterministic stand-in with two heads (dark, blob-shaped regions are "nuclei"), so the
+masks have real structure and every test runs in seconds on a CPU.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+import torch
+from monai.inferers import PatchInferer, SlidingWindowInferer
+
+from seunet_monai.apps.wsi import (
+    BandMerger,
+    PatchPreprocessing,
+    SlideInferenceWorkflow,
+    TiffRegionReader,
+    TissueWSISplitter,
+    choose_level,
+)
+from seunet_monai.fusion import fuse
+
+SHARED = Path(__file__).resolve().parents[2] / ".." / "shared"
+MONUSEG = SHARED / "data" / "monuseg-train" / "images"
+
+
+class DarkBlobs(torch.nn.Module):
+    """Two heads: a pixel is a nucleus when its darkness, box-averaged over 3x3 (head 1) or 7x7 (head 2)
+    pixels, exceeds a threshold. Eval-mode output: the PEns fusion, like SEUNet."""
+
+    out_channels = 2
+    fusion = "pens"
+
+    def forward_heads(self, x: torch.Tensor) -> torch.Tensor:
+        dark = 1.0 - x.mean(1, keepdim=True)
+        heads = [torch.nn.functional.avg_pool2d(dark, k, 1, k // 2, count_include_pad=False) for k in (3, 7)]
+        logits = [torch.cat([torch.zeros_like(h), 40.0 * (h - 0.45)], 1) for h in heads]
+        return torch.stack(logits, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return fuse(torch.softmax(self.forward_heads(x), 2), self.fusion)
+
+
+@pytest.fixture(scope="module")
+def tissue() -> np.ndarray:
+    files = sorted(MONUSEG.glob("*.tif"))
+    if not files:
+        pytest.skip("MoNuSeg images not found under /work/shared/data")
+    return tifffile.imread(files[0])[:700, :900].copy()
+
+
+def write_pyramid(path, image, mpp=0.5, ome=False, levels=2):
+    """A tiled, zlib-compressed TIFF with ``levels`` levels (factor 2) in SubIFDs and resolution tags."""
+    opts = dict(tile=(128, 128), compression="zlib", photometric="rgb", resolutionunit="CENTIMETER")
+    meta = {"axes": "YXS", "PhysicalSizeX": mpp, "PhysicalSizeY": mpp} if ome else None
+    with tifffile.TiffWriter(path, ome=ome) as tif:
+        tif.write(image, subifds=levels - 1, resolution=(1e4 / mpp, 1e4 / mpp), metadata=meta, **opts)
+        for k in range(1, levels):
+            d = 2**k
+            tif.write(image[::d, ::d], subfiletype=1, resolution=(1e4 / (mpp * d), 1e4 / (mpp * d)), **opts)
+
+
+def write_svs_like(path, image, mpp=0.25):
+    """Aperio-like: tiled baseline with an 'Aperio ... MPP = x' description, a stripped thumbnail page, then a
+    reduced level (as in SVS files); no resolution tags, so the MPP must come from the description."""
+    desc = f"Aperio Image Library v12.0.0\r\n{image.shape[1]}x{image.shape[0]} [0,0 {image.shape[1]}x{image.shape[0]}] |AppMag = 40|MPP = {mpp}"
+    with tifffile.TiffWriter(path) as tif:
+        tif.write(image, tile=(128, 128), compression="jpeg", photometric="rgb", description=desc, metadata=None)
+        tif.write(image[::8, ::8], photometric="rgb", description="Aperio Image Library v12.0.0\r\nthumbnail", metadata=None)
+        tif.write(image[::4, ::4].copy(), tile=(128, 128), compression="jpeg", photometric="rgb", description=desc, metadata=None)
+
+
+def embed(image, shape=(1500, 1800), at=(300, 400), background=238):
+    slide = np.full((*shape, 3), background, np.uint8)
+    slide[at[0] : at[0] + image.shape[0], at[1] : at[1] + image.shape[1]] = image
+    return slide
+
+
+def make_workflow(input_dir, output_dir, roi=128, **kwargs):
+    splitter = functools.partial(TissueWSISplitter, patch_size=[roi, roi], overlap=0.25, progress=False)
+    inferer = functools.partial(PatchInferer, merger_cls=BandMerger, batch_size=4, preprocessing=PatchPreprocessing())
+    return SlideInferenceWorkflow(input_dir, output_dir, DarkBlobs(), inferer, splitter, progress=False, **kwargs)
+
+
+# ---------------------------------------------------------------------------------------------- readers
+def test_region_reads_match_the_full_level_and_pad_white(tmp_path, tissue):
+    slide = embed(tissue, (700, 1000), (0, 50))
+    write_pyramid(tmp_path / "s.tif", slide)
+    reader = TiffRegionReader(level=0, channel_dim=0)
+    wsi = reader.read(str(tmp_path / "s.tif"))
+    np.testing.assert_array_equal(reader.read_region(wsi, (130, 250), (300, 260), 0), slide[130:430, 250:510])
+    edge = reader.read_region(wsi, (600, 900), (200, 200), 0)  # reaches beyond the image
+    np.testing.assert_array_equal(edge[:100, :100], slide[600:, 900:])
+    assert (edge[100:] == 255).all() and (edge[:, 100:] == 255).all()
+    np.testing.assert_array_equal(reader.read_region(wsi, (10, 20), (50, 60), 1), slide[::2, ::2][10:60, 20:80])
+
+
+def test_levels_and_resolution_of_pyramid_ome_and_svs(tmp_path, tissue):
+    write_pyramid(tmp_path / "p.tif", tissue, mpp=0.25, levels=3)
+    write_pyramid(tmp_path / "o.ome.tif", tissue, mpp=0.5, ome=True)
+    write_svs_like(tmp_path / "s.svs", tissue, mpp=0.25)
+    reader = TiffRegionReader(channel_dim=0)
+    for name, n, mpp0 in (("p.tif", 3, 0.25), ("o.ome.tif", 2, 0.5), ("s.svs", 2, 0.25)):
+        wsi = reader.read(str(tmp_path / name))
+        assert reader.get_level_count(wsi) == n, name  # the SVS thumbnail page is not a level
+        assert reader.get_size(wsi, 0) == tissue.shape[:2]
+        assert reader.get_mpp(wsi, 0) == pytest.approx((mpp0, mpp0), rel=1e-3), name
+    wsi = reader.read(str(tmp_path / "s.svs"))
+    assert reader.get_downsample_ratio(wsi, 1) == pytest.approx(4.0, rel=0.01)
+    assert choose_level(reader, wsi, target_mpp=1.0) == (1, pytest.approx(1.0, rel=0.01))
+    assert choose_level(reader, wsi, target_mpp=0.25)[0] == 0
+    assert choose_level(reader, wsi, target_mpp=1.0, level=0)[0] == 0  # --level wins
+
+
+# ---------------------------------------------------------------------------------------------- merging
+def test_band_merger_reproduces_an_identity_network_with_skipped_rows(tmp_path, tissue):
+    """Gaussian-weighted blending of an identity "network" gives back the image wherever a patch ran, and
+    the rows no patch covered come as empty runs; the band never holds more than one patch height."""
+    write_pyramid(tmp_path / "s.tif", tissue[:500, :600], levels=1)
+    rows: dict[int, np.ndarray] = {}
+    empty: list[tuple[int, int]] = []
+
+    def sink(y0, values, valid):
+        if values is None:
+            empty.append((y0, valid))
+        else:
+            rows[y0] = np.where(valid[None], values, -1.0)
+
+    keep = lambda loc: not 96 <= loc[0] < 288  # noqa: E731 - skip two patch rows in the middle
+    splitter = TissueWSISplitter([128, 128], overlap=0.25, reader=TiffRegionReader(level=0, channel_dim=0),
+                                 location_filter=keep)
+    inferer = PatchInferer(splitter, merger_cls=BandMerger, batch_size=3, sink=sink)
+    inferer(str(tmp_path / "s.tif"), lambda x: x.float())
+    merged = np.concatenate([rows[k] for k in sorted(rows)], axis=1)
+    covered = (merged >= 0).all(0)
+    assert covered[:96].all() and covered[-100:].all()
+    np.testing.assert_allclose(merged[:, :96], np.moveaxis(tissue[:96, :600], -1, 0), atol=1e-3)
+    np.testing.assert_allclose(merged[:, -100:], np.moveaxis(tissue[400:500, :600], -1, 0), atol=1e-3)
+    assert sum(n for _, n in empty) + merged.shape[1] == 500
+
+
+def test_slide_inference_agrees_with_whole_image_inference(tmp_path, tissue):
+    """The streamed, tissue-filtered slide path (pyramidal TIFF) against MONAI's SlidingWindowInferer on the
+    whole image in memory: >= 99% of the tissue pixels get the same class."""
+    slide = embed(tissue)
+    (tmp_path / "in").mkdir()
+    write_pyramid(tmp_path / "in" / "slide.tif", slide, mpp=0.5)
+    make_workflow(tmp_path / "in", tmp_path / "out", target_mpp=0.5).run()
+    mask = tifffile.imread(tmp_path / "out" / "slide_mask.tif")
+    x = torch.as_tensor(slide).permute(2, 0, 1)[None].float() / 255
+    ref = SlidingWindowInferer([128, 128], sw_batch_size=4, overlap=0.25, mode="gaussian")(x, DarkBlobs())
+    ref = ref[0].argmax(0).numpy()
+    region = (slice(300, 1000), slice(400, 1300))
+    assert ref[region].mean() > 0.05  # the stand-in network finds nuclei
+    assert (mask[region] == ref[region]).mean() >= 0.99
+    assert (mask == ref).mean() >= 0.99
+
+
+# ---------------------------------------------------------------------------------------------- outputs
+def test_outputs_geojson_mask_tiff_overlay_and_summary(tmp_path, tissue):
+    from skimage.measure import label
+
+    (tmp_path / "in").mkdir()
+    write_pyramid(tmp_path / "in" / "slide.tif", embed(tissue, (2600, 2300)), mpp=0.25, levels=3)
+    report = make_workflow(tmp_path / "in", tmp_path / "out", target_mpp=0.5).run()
+    out = tmp_path / "out"
+    assert report["done"] == ["slide.tif"]
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        ["slide_mask.tif", "slide.geojson", "slide_overlay.png", "slide_summary.json"])
+    summary = json.loads((out / "slide_summary.json").read_text())
+    assert summary["level"] == 1 and summary["resolution"]["mpp"] == pytest.approx(0.5)  # target 0.5 -> level 1
+    with tifffile.TiffFile(out / "slide_mask.tif") as tif:
+        levels = tif.series[0].levels
+        assert levels[0].shape == (1300, 1150) and len(levels) == 1  # inference level size; longer side <= 2048
+        mask = levels[0].asarray()
+        assert tif.pages[0].is_tiled and tif.pages[0].compression != 1
+        xres = tif.pages[0].tags["XResolution"].value
+        assert 1e4 / (xres[0] / xres[1]) == pytest.approx(0.5, rel=1e-3)
+    fc = json.loads((out / "slide.geojson").read_text())
+    assert fc["type"] == "FeatureCollection"
+    num_components = int(label(mask == 1, connectivity=1).max())
+    assert len(fc["features"]) == num_components == summary["nuclei"]["count"] > 10
+    for feat in fc["features"]:
+        ring = np.asarray(feat["geometry"]["coordinates"][0])
+        assert feat["geometry"]["type"] == "Polygon" and len(ring) >= 4 and (ring[0] == ring[-1]).all()
+        assert (ring >= 0).all() and (ring[:, 0] <= 2300).all() and (ring[:, 1] <= 2600).all()  # level-0 px
+        props = feat["properties"]
+        assert props["objectType"] == "detection" and props["classification"]["name"] == "Nucleus"
+        assert props["measurements"]["Area µm^2"] > 0
+    total = sum(f["properties"]["measurements"]["Area µm^2"] for f in fc["features"])
+    assert total == pytest.approx((mask == 1).sum() * 0.25, rel=1e-6)  # 0.5 µm pixels
+    assert summary["winning_heads"]["num_heads"] == 2
+    assert sum(summary["winning_heads"]["inferred_pixels"].values()) == pytest.approx(1.0)
+    assert summary["patches"]["run"] < summary["patches"]["total"]  # background patches skipped
+    assert summary["tissue"]["area_mm2"] == pytest.approx(700 * 900 * 0.25**2 * 1e-6, rel=0.1)  # level-0 µm²
+
+
+def test_small_images_get_a_palette_png_and_large_masks_a_pyramid(tmp_path, tissue):
+    from PIL import Image
+
+    (tmp_path / "in").mkdir()
+    Image.fromarray(tissue[:200, :300]).save(tmp_path / "in" / "tile.png")
+    Image.fromarray(tissue[:200, :300]).save(tmp_path / "in" / "tile2.jpg", quality=95)
+    write_pyramid(tmp_path / "in" / "big.tif", embed(tissue, (2600, 2300)), mpp=0.25, levels=2)
+    make_workflow(tmp_path / "in", tmp_path / "out", target_mpp=0.25).run()
+    png = Image.open(tmp_path / "out" / "tile.png")
+    assert png.mode == "P" and png.size == (300, 200)
+    assert png.getpalette()[3:6] != [0, 0, 0]  # class 1 visible
+    assert set(np.unique(np.asarray(png))) == {0, 1}
+    assert (tmp_path / "out" / "tile2.png").exists()
+    with tifffile.TiffFile(tmp_path / "out" / "big_mask.tif") as tif:
+        assert [lv.shape for lv in tif.series[0].levels] == [(2600, 2300), (650, 575)]
+    summary = json.loads((tmp_path / "out" / "tile_summary.json").read_text())
+    assert summary["resolution"]["known"] is False and "full resolution" in summary["resolution"]["note"]
+
+
+# ---------------------------------------------------------------------------------------------- bad input
+def test_bad_inputs_are_named_and_the_rest_is_done(tmp_path, tissue, caplog):
+    inp = tmp_path / "in"
+    inp.mkdir()
+    write_pyramid(inp / "good.tif", embed(tissue, (1100, 1400)), mpp=0.5)
+    write_pyramid(inp / "blank.tif", np.full((1500, 1500, 3), 240, np.uint8), mpp=0.5)
+    (inp / "corrupt.svs").write_bytes(b"II*\x00" + os.urandom(3000))
+    (inp / "notes.txt").write_text("not an image")
+    with pytest.raises(RuntimeError, match="corrupt.svs"):
+        make_workflow(inp, tmp_path / "out", target_mpp=0.5).run()
+    text = caplog.text
+    assert "notes.txt" in text and "unsupported" in text and "corrupt.svs" in text
+    out = tmp_path / "out"
+    assert (out / "good_summary.json").exists() and not list(out.glob("corrupt*")) and not list(out.glob(".*"))
+    blank = json.loads((out / "blank_summary.json").read_text())
+    assert blank["nuclei"]["count"] == 0 and blank["patches"]["run"] == 0 and blank["tissue"]["fraction"] == 0
+    assert json.loads((out / "blank.geojson").read_text()) == {"type": "FeatureCollection", "features": []}
+    assert not tifffile.imread(out / "blank_mask.tif").any()
+
+
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_output_folder_equal_to_input_or_output_that_is_an_input_is_refused(tmp_path, tissue, overwrite):
+    from PIL import Image
+
+    inp = tmp_path / "in"
+    inp.mkdir()
+    Image.fromarray(tissue[:100, :100]).save(inp / "a.png")
+    before = (inp / "a.png").read_bytes()
+    with pytest.raises(ValueError, match="input folder"):
+        make_workflow(inp, inp, overwrite=overwrite).run()
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "a_mask.tif").symlink_to(inp / "a.png")  # an output path that is the input file
+    with pytest.raises(ValueError, match="input file"):
+        make_workflow(inp, out, overwrite=overwrite).run()
+    assert (inp / "a.png").read_bytes() == before and sorted(p.name for p in inp.iterdir()) == ["a.png"]
+
+
+def test_existing_outputs_refused_and_resume_after_interruption(tmp_path, tissue, monkeypatch):
+    from PIL import Image
+
+    inp, out = tmp_path / "in", tmp_path / "out"
+    inp.mkdir()
+    for k in range(3):
+        Image.fromarray(tissue[100 * k : 100 * k + 120, :150]).save(inp / f"t{k}.png")
+    wf = make_workflow(inp, out)
+    real = wf.infer_one
+
+    def interrupted(path):
+        if path.name == "t1.png":  # killed while writing the second image's outputs
+            wf._staging(path)
+            (out / ".t1.partial" / "t1_mask.tif").write_bytes(b"partial")
+            raise KeyboardInterrupt
+        return real(path)
+
+    monkeypatch.setattr(wf, "infer_one", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        wf.run()
+    assert (out / "t0_summary.json").exists() and not list(out.glob("t1*")) and not list(out.glob("t2*"))
+    t0 = (out / "t0_mask.tif").stat().st_mtime_ns
+    report = make_workflow(inp, out).run()  # re-running continues with the images not done
+    assert report["skipped"] == ["t0.png"] and report["done"] == ["t1.png", "t2.png"]
+    assert (out / "t0_mask.tif").stat().st_mtime_ns == t0 and not list(out.glob(".*"))
+    # an output that is not from a finished run is refused without --overwrite, replaced with it
+    (out / "t2_summary.json").unlink()
+    with pytest.raises(FileExistsError, match="--overwrite true"):
+        make_workflow(inp, out).run()
+    assert make_workflow(inp, out, overwrite=True).run()["done"] == ["t0.png", "t1.png", "t2.png"]
+
+
+def test_band_merger_equals_sliding_window_inferer_inside_the_image(tmp_path, tissue):
+    """Away from the right/bottom border (where MONAI's SlidingWindowInferer shifts its last window inward and
+    the splitter pads instead), the streamed Gaussian blending equals SlidingWindowInferer(mode="gaussian")."""
+    from seunet_monai.apps.wsi import HeadsPatchPredictor
+
+    image = tissue[:600, :800]
+    tifffile.imwrite(tmp_path / "flat.tif", image, tile=(128, 128), photometric="rgb")
+    rows: dict[int, np.ndarray] = {}
+    predictor = HeadsPatchPredictor(DarkBlobs())
+    splitter = TissueWSISplitter([128, 128], 0.25, reader=TiffRegionReader(level=0, channel_dim=0))
+    sink = lambda y0, v, valid: rows.__setitem__(y0, v)  # noqa: E731
+    PatchInferer(splitter, merger_cls=BandMerger, batch_size=4, preprocessing=PatchPreprocessing(), sink=sink)(
+        str(tmp_path / "flat.tif"), predictor)
+    merged = np.concatenate([rows[k] for k in sorted(rows)], axis=1)  # (C + Ω, H, W)
+    x = torch.as_tensor(image).permute(2, 0, 1)[None].float() / 255
+    ref = SlidingWindowInferer([128, 128], 4, 0.25, mode="gaussian")(x, predictor)[0].numpy()
+    assert merged.shape == ref.shape == (4, 600, 800)
+    np.testing.assert_allclose(merged[:, :472, :672], ref[:, :472, :672], atol=1e-4)
+
+
+def test_patch_preprocessing_applies_the_image_transform_per_patch(tmp_path, caplog):
+    """The stain-normalisation hook: a per-patch transform on (3, h, w) uint8 before scaling to [0, 1];
+    `stain_norm none` or a missing reference file gives no transform (the latter with a notice)."""
+    from seunet_monai.apps.wsi import patch_stain_transform
+
+    patches = torch.randint(0, 256, (2, 3, 8, 8), dtype=torch.uint8)
+    seen = []
+
+    def invert(p):
+        seen.append(p.shape)
+        return 255 - p
+
+    out = PatchPreprocessing(invert)(patches)
+    assert seen == [(3, 8, 8), (3, 8, 8)]
+    torch.testing.assert_close(out, (255 - patches).float() / 255)
+    assert patch_stain_transform("none", tmp_path / "missing.json") is None
+    assert patch_stain_transform("auto", tmp_path / "missing.json") is None
+    assert "stain normalisation skipped" in caplog.text and "missing.json" in caplog.text
+
+
+def test_stain_reference_file_gives_a_channel_first_normaliser(tmp_path, tissue):
+    from seunet_monai.apps.wsi import patch_stain_transform
+    from seunet_monai.data.stain import DEFAULT_MAX_CONCENTRATIONS, DEFAULT_STAIN_MATRIX
+
+    ref = tmp_path / "stain_reference.json"
+    ref.write_text(json.dumps({"method": "macenko", "target_stain_matrix": DEFAULT_STAIN_MATRIX.tolist(),
+                               "target_max_concentrations": DEFAULT_MAX_CONCENTRATIONS.tolist()}))
+    normalise = patch_stain_transform("auto", ref)
+    patch = np.ascontiguousarray(np.moveaxis(tissue[:64, :64], -1, 0))
+    out = np.asarray(normalise(patch))
+    assert out.shape == (3, 64, 64) and out.dtype == np.uint8 and not np.array_equal(out, patch)
