@@ -20,6 +20,8 @@ import torch
 from seunet_monai.errors import CheckpointError, ConfigValueError, DataError, ExistingPathError, MissingPathError
 
 __all__ = [
+    "copy_stain_reference",
+    "split_items",
     "IMAGE_SUFFIXES",
     "bundle_root",
     "check_arguments",
@@ -319,6 +321,42 @@ def ensure_dataset(
     if num_classes is not None:
         check_label_values(datalist, num_classes, ignore_index, splits=required_splits or tuple(datalist))
     return datalist
+
+
+def copy_stain_reference(dataset_dir: str | os.PathLike, ckpt_dir: str | os.PathLike) -> Path | None:
+    """Copy the dataset's ``stain_reference.json`` next to the checkpoints (main process only), so that the
+    model carries the stain normalisation its training data had (evaluation and inference read it there).
+
+    Returns the copy, or ``None`` when the dataset has no reference (e.g. synthetic data, ``--stain-norm none``).
+    """
+    from seunet_monai.data.io import atomic_write_bytes
+    from seunet_monai.data.stain import STAIN_REFERENCE_FILE
+
+    src = Path(os.path.expanduser(str(dataset_dir))) / STAIN_REFERENCE_FILE
+    if not src.is_file() or not is_main_process():
+        return None
+    dst = Path(os.path.expanduser(str(ckpt_dir))) / STAIN_REFERENCE_FILE
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    if not dst.is_file() or dst.read_bytes() != src.read_bytes():
+        atomic_write_bytes(dst, src.read_bytes())
+        logger.info(f"stain reference of the training data copied to {dst}")
+    return dst
+
+
+def split_items(
+    datalist: Mapping[str, Sequence[Mapping[str, Any]]], split: str, dataset_dir: str | os.PathLike
+) -> list[Mapping[str, Any]]:
+    """The entries of one split of a loaded datalist, refusing an empty split (one run needs ``test``,
+    another ``validation``, so the check belongs to the run that reads the split).
+
+    Raises:
+        seunet_monai.errors.DataError: naming the datalist and the split.
+    """
+    items = list(datalist.get(split) or [])
+    if not items:
+        path = Path(os.path.expanduser(str(dataset_dir))) / "datalist.json"
+        raise DataError(f"{path}: the {split!r} split is empty, but this run needs it; add entries under {split!r}.")
+    return items
 
 
 def check_label_values(

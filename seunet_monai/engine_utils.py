@@ -260,7 +260,7 @@ class SaveLabelMaskd(MapTransform):
         return str(name)
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
-        from seunet_monai.data.io import atomic_save_png
+        from seunet_monai.data.io import atomic_save_png, ordinary_file_mode
 
         d = dict(data)
         stem = output_stem(self._source(d))
@@ -276,6 +276,7 @@ class SaveLabelMaskd(MapTransform):
 
                 target = self.output_dir / f"{stem}_prob.tif"
                 fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=self.output_dir)
+                os.fchmod(fd, ordinary_file_mode())  # not mkstemp's 0600
                 os.close(fd)
                 try:
                     tifffile.imwrite(tmp, probs.numpy().astype(np.float32))

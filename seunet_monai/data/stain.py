@@ -73,6 +73,8 @@ __all__ = [
     "get_stain_normalizer",
     "STAIN_REFERENCE_FILE",
     "load_stain_reference",
+    "stain_transform",
+    "StainNormalizeFromReferenced",
 ]
 
 STAIN_METHODS = ("vahadane", "macenko", "none")
@@ -547,3 +549,66 @@ def load_stain_reference(path: str | os.PathLike, method: str | None = None, **k
     if isinstance(normalizer, NormalizeStainsMacenko):
         normalizer._rebuild()
     return normalizer
+
+
+def stain_transform(
+    stain_norm: str, stain_reference: str | os.PathLike, channel_dim: int = 0
+) -> _StainNormalizer | None:
+    """The stain normaliser a model was trained with, from its ``stain_reference.json``, or ``None``.
+
+    Used by evaluation and inference so that they feed the network what training fed it (the preparation
+    scripts normalise the training data and write the reference next to the dataset; the bundle ships it next
+    to ``model.pt``).
+
+    Args:
+        stain_norm: ``"none"`` (off), ``"auto"`` (the method recorded in the file) or a method name of
+            :data:`STAIN_METHODS`.
+        stain_reference: the reference record; when it is absent the normalisation is skipped with one warning.
+        channel_dim: 0 for ``(3, H, W)`` images (after ``EnsureChannelFirst``), -1 for ``(H, W, 3)``.
+    """
+    import logging
+
+    if str(stain_norm).lower() == "none":
+        return None
+    if not Path(stain_reference).is_file():
+        logging.getLogger(__name__).warning(
+            f"stain normalisation skipped: no stain reference {stain_reference} (keys 'stain_reference', "
+            "'stain_norm'; set --stain_norm none to silence this)."
+        )
+        return None
+    method = None if str(stain_norm).lower() == "auto" else str(stain_norm)
+    return load_stain_reference(stain_reference, method=method, channel_dim=channel_dim)
+
+
+class StainNormalizeFromReferenced(MapTransform):
+    """Dictionary transform applying :func:`stain_transform` (``stain_norm``, ``stain_reference``) to ``keys``.
+
+    A pass-through when ``stain_norm`` is ``"none"`` or the reference file is absent. Tiles with too little
+    tissue are returned unchanged (:class:`LowTissueWarning`, shown once per call site by Python's warning
+    filter), never NaN. The image keeps its type and metadata.
+
+    Args:
+        keys: image keys (RGB, channel-first by default).
+        stain_norm: ``"auto"``, ``"none"`` or a method name.
+        stain_reference: path of the ``stain_reference.json`` record.
+        channel_dim: 0 for ``(3, H, W)`` (default), -1 for ``(H, W, 3)``.
+    """
+
+    def __init__(
+        self,
+        keys: KeysCollection,
+        stain_norm: str = "auto",
+        stain_reference: str | os.PathLike = STAIN_REFERENCE_FILE,
+        channel_dim: int = 0,
+        allow_missing_keys: bool = False,
+    ) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.normalizer = stain_transform(stain_norm, stain_reference, channel_dim=channel_dim)
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        if self.normalizer is None:
+            return d
+        for key in self.key_iterator(d):
+            d[key] = self.normalizer(d[key])
+        return d

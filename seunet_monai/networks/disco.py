@@ -44,8 +44,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .seunet import SEUNet
-from .sesn import SESNConv
+from .sesn import SESNConv, SESNUNet
 
 __all__ = ["DISCOConv", "DISCOUNet", "basis_equivariance_error", "disco_basis", "disco_basis_1d"]
 
@@ -272,7 +271,7 @@ class DISCOConv(SESNConv):
         )
 
 
-class DISCOUNet(SEUNet):
+class DISCOUNet(SESNUNet):
     """The SEUNet architecture with DISCO layers (scales 1..Ω, filter sizes 3..2Ω+1, Ω heads).
 
     Same forward modes, heads, fusion and reporting API as :class:`~seunet_monai.networks.seunet.SEUNet`; the
@@ -294,6 +293,9 @@ class DISCOUNet(SEUNet):
         fusion: eval-mode fusion of the heads.
     """
 
+    conv_class = DISCOConv
+    basis_name = "DISCO"
+
     def __init__(
         self,
         spatial_dims: int = 2,
@@ -309,37 +311,17 @@ class DISCOUNet(SEUNet):
         share_heads: bool = True,
         fusion: str = "pens",
     ) -> None:
-        if scales is not None:
-            num_scales = len(scales)
-        self._disco_kwargs = dict(
-            scales=None if scales is None else tuple(float(s) for s in scales),
-            num_scales=int(num_scales),
-            envelope=float(envelope),
-        )
-        super().__init__(
+        self._init_fixed_basis(
+            dict(envelope=float(envelope)),
             spatial_dims=spatial_dims,
             in_channels=in_channels,
             out_channels=out_channels,
             num_scales=num_scales,
             channels=channels,
-            sigma_mode="fixed",
+            scales=scales,
             norm=norm,
             act=act,
             dropout=dropout,
             share_heads=share_heads,
             fusion=fusion,
-        )
-        self.sigma_mode = "fixed (DISCO basis)"
-
-    def _make_conv(self, cin: int, cout: int, bounds, lifting: bool, name: str) -> nn.Module:
-        """A :class:`DISCOConv` (the σ ``bounds`` of the SEUNet layer are ignored: the scales are fixed)."""
-        return DISCOConv(self.spatial_dims, cin, cout, lifting=lifting, name=name, **self._disco_kwargs)
-
-    def extra_repr(self) -> str:
-        k = self._disco_kwargs
-        return (
-            f"spatial_dims={self.spatial_dims}, in_channels={self.in_channels}, out_channels={self.out_channels}, "
-            f"num_scales={self.num_scales}, channels={self.channels}, "
-            f"scales={k['scales'] or tuple(range(1, self.num_scales + 1))}, share_heads={self.share_heads}, "
-            f"fusion={self.fusion!r}"
         )

@@ -256,6 +256,9 @@ class SESNUNet(SEUNet):
         fusion: eval-mode fusion of the heads.
     """
 
+    conv_class: type = SESNConv
+    basis_name = "SESN"
+
     def __init__(
         self,
         spatial_dims: int = 2,
@@ -272,37 +275,43 @@ class SESNUNet(SEUNet):
         share_heads: bool = True,
         fusion: str = "pens",
     ) -> None:
-        if scales is not None:
-            num_scales = len(scales)
-        self._sesn_kwargs = dict(
-            scales=None if scales is None else tuple(float(s) for s in scales),
-            num_scales=int(num_scales),
-            max_order=int(max_order),
-            envelope=float(envelope),
-        )
-        super().__init__(
+        self._init_fixed_basis(
+            dict(max_order=int(max_order), envelope=float(envelope)),
             spatial_dims=spatial_dims,
             in_channels=in_channels,
             out_channels=out_channels,
             num_scales=num_scales,
             channels=channels,
-            sigma_mode="fixed",
+            scales=scales,
             norm=norm,
             act=act,
             dropout=dropout,
             share_heads=share_heads,
             fusion=fusion,
         )
-        self.sigma_mode = "fixed (SESN basis)"
+
+    def _init_fixed_basis(self, basis_kwargs: dict, scales: Sequence[float] | None, num_scales: int, **kwargs) -> None:
+        """Build the SEUNet architecture with :attr:`conv_class` layers of fixed scales (shared by subclasses
+        with another fixed basis, e.g. :class:`~seunet_monai.networks.disco.DISCOUNet`)."""
+        if scales is not None:
+            num_scales = len(scales)
+        self._basis_kwargs = dict(
+            scales=None if scales is None else tuple(float(s) for s in scales), num_scales=int(num_scales), **basis_kwargs
+        )
+        super().__init__(num_scales=num_scales, sigma_mode="fixed", **kwargs)
+        self.sigma_mode = f"fixed ({self.basis_name} basis)"
 
     def _make_conv(self, cin: int, cout: int, bounds, lifting: bool, name: str) -> nn.Module:
-        """A :class:`SESNConv` (the σ ``bounds`` of the SEUNet layer are ignored: SESN scales are fixed)."""
-        return SESNConv(self.spatial_dims, cin, cout, lifting=lifting, name=name, **self._sesn_kwargs)
+        """A :attr:`conv_class` layer (the σ ``bounds`` of the SEUNet layer are ignored: the scales are fixed)."""
+        return self.conv_class(self.spatial_dims, cin, cout, lifting=lifting, name=name, **self._basis_kwargs)
 
     def extra_repr(self) -> str:
-        k = self._sesn_kwargs
+        k = dict(self._basis_kwargs)
+        k["scales"] = k["scales"] or tuple(range(1, self.num_scales + 1))
+        del k["num_scales"]
+        basis = ", ".join(f"{key}={value}" for key, value in k.items())
         return (
             f"spatial_dims={self.spatial_dims}, in_channels={self.in_channels}, out_channels={self.out_channels}, "
-            f"num_scales={self.num_scales}, channels={self.channels}, scales={k['scales'] or tuple(range(1, self.num_scales + 1))}, "
-            f"max_order={k['max_order']}, envelope={k['envelope']}, share_heads={self.share_heads}, fusion={self.fusion!r}"
+            f"num_scales={self.num_scales}, channels={self.channels}, {basis}, share_heads={self.share_heads}, "
+            f"fusion={self.fusion!r}"
         )

@@ -46,23 +46,11 @@ def training_mpp(metadata_file: str | os.PathLike, key: str = "training_mpp") ->
 
 
 def patch_stain_transform(stain_norm: str, stain_reference: str | os.PathLike) -> Callable | None:
-    """The per-patch stain normaliser of inference, or ``None``.
+    """The per-patch stain normaliser of inference, or ``None`` (:func:`seunet_monai.data.stain.stain_transform`
+    on channel-first patches)."""
+    from seunet_monai.data.stain import stain_transform
 
-    Args:
-        stain_norm: ``"none"`` (off), ``"auto"`` (the method recorded in ``stain_reference``) or a method name
-            of :data:`seunet_monai.data.stain.STAIN_METHODS`.
-        stain_reference: the ``stain_reference.json`` written by the preparation scripts; when it is absent the
-            normalisation is skipped with a one-line notice.
-    """
-    from seunet_monai.data.stain import load_stain_reference
-
-    if str(stain_norm).lower() == "none":
-        return None
-    if not Path(stain_reference).is_file():
-        logger.warning(f"stain normalisation skipped: no stain reference {stain_reference} (key 'stain_reference').")
-        return None
-    method = None if str(stain_norm).lower() == "auto" else str(stain_norm)
-    return load_stain_reference(stain_reference, method=method, channel_dim=0)
+    return stain_transform(stain_norm, stain_reference, channel_dim=0)
 
 
 def output_names(stem: str, with_png: bool) -> list[str]:
