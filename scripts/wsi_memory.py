@@ -63,7 +63,6 @@ def main() -> None:
     args = parser.parse_args()
 
     import tifffile
-    import torch
     from monai.inferers import PatchInferer
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))

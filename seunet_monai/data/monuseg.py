@@ -541,7 +541,11 @@ def _stain_normalizer(
             }
         else:
             reference_desc = "built-in"
-    return get_stain_normalizer(stain_norm, reference=ref_image), reference_desc, ref_tile
+    normalizer = get_stain_normalizer(stain_norm, reference=ref_image)
+    if ref_tile is not None:  # name the training tile, not "array", in stain_reference.json
+        d = reference_desc
+        normalizer.reference_name = f"{d['image']} rows {d['rows'][0]}:{d['rows'][1]} cols {d['cols'][0]}:{d['cols'][1]} (stain_reference.png)"
+    return normalizer, reference_desc, ref_tile
 
 
 def _crops(stem: str, split: str, image, binary, instance16, tile: int, stride: int) -> list[tuple]:

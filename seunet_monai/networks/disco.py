@@ -42,7 +42,6 @@ from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from .sesn import SESNConv, SESNUNet
 

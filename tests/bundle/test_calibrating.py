@@ -8,7 +8,6 @@ import json
 import torch
 from monai.bundle import ConfigParser
 
-from seunet_monai.fusion import Fused
 
 from .conftest import EVALUATE, INFERENCE, TINY_NET, TRAIN, bundle
 
@@ -41,15 +40,24 @@ def test_training_calibrates_model_pt_and_calibrating_redoes_it(trained):
 
 
 def test_fusion_key_scale_reaches_network_and_postprocessing():
+    from seunet_monai.apps.wsi.inferers import HeadsPatchPredictor
+    from seunet_monai.fusion import fuse
+
     parser = ConfigParser()
     parser.read_config(INFERENCE)
     parser["fusion"] = "scale"
     parser["network_def#channels"] = [5, 10, 20, 40, 80]
     parser["device"] = "$torch.device('cpu')"
-    net = parser.get_parsed_content("network")
-    post = parser.get_parsed_content("postprocessing")
-    fused = next(t for t in post.transforms if isinstance(t, Fused))
-    assert net.fusion == "scale" and fused.fuser.strategy == "scale" and fused.fuser.profile is net
+    net = parser.get_parsed_content("network").eval()
+    assert net.fusion == "scale"
+    torch.manual_seed(0)
+    with torch.no_grad():  # a calibration in which head 2 is best at every scale
+        net.fusion_iou.copy_(torch.tensor([0.1, 0.9, 0.2, 0.2, 0.2]).expand_as(net.fusion_iou))
+        net.fusion_signature.copy_(torch.rand_like(net.fusion_signature))
+    probs = torch.softmax(torch.randn(1, 5, 2, 16, 16), dim=2)
+    fused = HeadsPatchPredictor(net).fused(probs)  # what slide inference fuses per window
+    torch.testing.assert_close(fused, fuse(probs, "scale", profile=net))
+    torch.testing.assert_close(fused, probs[:, 1], atol=1e-3, rtol=0)  # the calibrated best head wins
     train = ConfigParser()
     train.read_config([TRAIN, EVALUATE])
     assert train["calibrate_fusion"] is True and "calibrating" in train.config

@@ -87,3 +87,14 @@ def test_inferring_refuses_16_bit_images(tmp_path, trained):
     assert proc.returncode != 0
     assert "deep.png" in proc.stdout and "16-bit" in proc.stdout
     assert not (tmp_path / "o" / "deep.png").exists()
+
+
+def test_run_of_the_evaluation_configs_evaluates(trained, tmp_path):
+    """`run` with train.json + evaluate.json is the evaluation workflow, as in the model zoo (never a retraining)."""
+    last = trained["ckpt_dir"] / "last.pt"
+    stamp = last.stat().st_mtime_ns
+    out = tmp_path / "eval_run"
+    bundle("run", "['bundle/configs/train.json','bundle/configs/evaluate.json']", *TINY_NET, *trained["dir_args"],
+           "--eval_dir", str(out), "--scales", "[1]")
+    assert json.loads((out / "metrics.json").read_text())["split"] == "test"
+    assert last.stat().st_mtime_ns == stamp  # nothing was trained

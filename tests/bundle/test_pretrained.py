@@ -8,7 +8,6 @@ paper-width network on CPU (a few seconds per image).
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest

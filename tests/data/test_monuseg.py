@@ -346,8 +346,8 @@ def test_flat_folders_test_images_tiles_and_bad_stems(tmp_path):
                           test_images="TCGA-FL-0002", test_tiles=True)
     assert rep["per_image"]["TCGA-FL-0002"]["tiles"] == 4 and rep["settings"]["test_protocol"] == "tiles"
     with pytest.raises(PreparationError, match="--val-images.*TCGA-XX"):
-        prepare_monuseg(None, tmp_path / "c", images=root / "images", masks=root / "masks", tile=32,
-                        stain_norm="none", val_images="TCGA-XX")
+        prepare_monuseg(None, tmp_path / "c", images=root / "images", annotations=root / "annotations",
+                        masks=root / "masks", tile=32, stain_norm="none", val_images="TCGA-XX")
     assert not (tmp_path / "c").exists()
 
 
@@ -359,6 +359,7 @@ def test_flat_folders_bad_masks_and_unlabelled_images(tmp_path, capsys):
     assert main(flat_args(root, dst, "--skip-bad")) == 0
     rep = json.loads((dst / "prepare_report.json").read_text())
     assert {Path(s["file"]).name for s in rep["skipped_files"]} == {"TCGA-FL-0002.tif", "TCGA-FL-0003.tif"}
+    root = make_flat(tmp_path / "raw2", xml_for=(), png_for=(0, 1, 2, 3))
     Image.fromarray((expected_mask() * 7).astype(np.uint8)).save(root / "masks" / "TCGA-FL-0000.png")
     assert main(flat_args(root, tmp_path / "d2")) == 1
     err = capsys.readouterr().err
