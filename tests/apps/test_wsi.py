@@ -344,3 +344,35 @@ def test_stain_reference_file_gives_a_channel_first_normaliser(tmp_path, tissue)
     patch = np.ascontiguousarray(np.moveaxis(tissue[:64, :64], -1, 0))
     out = np.asarray(normalise(patch))
     assert out.shape == (3, 64, 64) and out.dtype == np.uint8 and not np.array_equal(out, patch)
+
+
+class CalibratedDarkBlobs(DarkBlobs):
+    """DarkBlobs with a scale-fusion calibration (buffers as SEUNet's): head 1 best below scale 1, head 2 above."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        scales = torch.tensor([0.5, 1.0, 2.0])
+        self.register_buffer("fusion_scales", scales)
+        self.register_buffer("fusion_iou", torch.tensor([[0.8, 0.4], [0.6, 0.6], [0.4, 0.8]]))
+        # signatures (margins, boundary densities): fine-scale inputs have denser boundaries
+        self.register_buffer("fusion_signature", torch.tensor([[0.9, 0.9, 0.20, 0.10], [0.9, 0.9, 0.10, 0.05],
+                                                               [0.9, 0.9, 0.05, 0.02]]))
+
+
+def test_summary_reports_the_estimated_scale_per_region_when_calibrated(tmp_path, tissue):
+    """Issue 15: the slide summary gives the calibrated scale estimate of every window run (a region)."""
+    (tmp_path / "in").mkdir()
+    write_pyramid(tmp_path / "in" / "slide.tif", embed(tissue, (1200, 1300)), mpp=0.5, levels=1)
+    splitter = functools.partial(TissueWSISplitter, patch_size=[128, 128], overlap=0.25, progress=False)
+    inferer = functools.partial(PatchInferer, merger_cls=BandMerger, batch_size=4, preprocessing=PatchPreprocessing())
+    SlideInferenceWorkflow(tmp_path / "in", tmp_path / "out", CalibratedDarkBlobs(), inferer, splitter,
+                           progress=False, target_mpp=0.5).run()
+    summary = json.loads((tmp_path / "out" / "slide_summary.json").read_text())
+    regions = summary["scale"]["per_region"]
+    assert regions["windows"] == summary["patches"]["run"] > 0
+    assert sum(regions["histogram"].values()) == regions["windows"]
+    p = regions["percentiles"]
+    assert 0.5 <= p["p10"] <= p["median"] <= p["p90"] <= 2.0  # within the calibrated range
+    assert summary["scale"]["estimated_scale_relative_to_training"] == p["median"]
+    make_workflow(tmp_path / "in", tmp_path / "out2", target_mpp=0.5).run()  # uncalibrated: no per-region entry
+    assert "per_region" not in json.loads((tmp_path / "out2" / "slide_summary.json").read_text())["scale"]

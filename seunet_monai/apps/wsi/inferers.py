@@ -253,6 +253,8 @@ class HeadsPatchPredictor:
     def __init__(self, network: torch.nn.Module, amp: bool = False) -> None:
         self.network = network
         self.amp = bool(amp)
+        #: ``log ŝ`` of every window run (a slide region), when the network's scale fusion is calibrated
+        self.window_log_scales: list[float] = []
 
     def heads(self, x: torch.Tensor) -> torch.Tensor:
         """Per-head class probabilities ``(B, Ω, C, h, w)``."""
@@ -260,6 +262,14 @@ class HeadsPatchPredictor:
         if hasattr(net, "forward_heads"):
             return torch.softmax(net.forward_heads(x).float(), dim=2)
         return torch.softmax(self.network(x).float(), dim=1).unsqueeze(1)
+
+    def _record_scales(self, probs: torch.Tensor) -> None:
+        """Estimate each window's scale relative to training from its heads (the ``scale`` fusion's estimator)."""
+        from seunet_monai.scale_fusion import estimate_log_scale, resolve_profile
+
+        net = self.network.module if hasattr(self.network, "module") else self.network
+        if probs.shape[1] > 1 and resolve_profile(net) is not None:
+            self.window_log_scales.extend(float(v) for v in estimate_log_scale(probs.float().cpu(), net))
 
     def fused(self, probs: torch.Tensor) -> torch.Tensor:
         """Fused class probabilities ``(B, C, h, w)`` of per-head ones, as the network's eval mode fuses them."""
@@ -273,4 +283,5 @@ class HeadsPatchPredictor:
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         with torch.autocast(device_type=x.device.type, enabled=self.amp and x.device.type == "cuda"):
             probs = self.heads(x)
+        self._record_scales(probs)
         return torch.cat([self.fused(probs), head_margins(probs)], dim=1).float().cpu()

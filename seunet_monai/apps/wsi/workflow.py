@@ -53,6 +53,12 @@ def patch_stain_transform(stain_norm: str, stain_reference: str | os.PathLike) -
     return stain_transform(stain_norm, stain_reference, channel_dim=0)
 
 
+def _scale_histogram(scales: np.ndarray) -> dict[str, int]:
+    """Counts of per-window scale estimates in octave-quarter bins ``2^(k/4)`` (the sweep's scales)."""
+    k = np.rint(4.0 * np.log2(scales)).astype(int)
+    return {f"{2.0 ** (v / 4.0):.3g}": int((k == v).sum()) for v in sorted(set(k.tolist()))}
+
+
 def output_names(stem: str, with_png: bool) -> list[str]:
     """File names written for input ``stem``; the summary comes last (it marks a finished slide)."""
     names = [f"{stem}_mask.tif", f"{stem}.geojson", f"{stem}_overlay.png"]
@@ -285,7 +291,9 @@ class SlideInferenceWorkflow:
             roi = splitter._get_valid_shape_parameters(size)[0]
             splitter.location_filter = TissueLocationFilter(tissue, factor, roi)
         inferer = self.make_inferer(splitter=splitter, sink=acc)
-        inferer(str(path), HeadsPatchPredictor(self.network, amp=self.amp))
+        predictor = HeadsPatchPredictor(self.network, amp=self.amp)
+        inferer(str(path), predictor)
+        self._window_log_scales = predictor.window_log_scales
         small = path.suffix.lower() in IMAGE_SUFFIXES or (reader.get_level_count(wsi) == 1 and size[0] * size[1] <= self.png_max_pixels)
         names = output_names(path.stem, small)
         ds = float(reader.get_downsample_ratio(wsi, level))
@@ -354,7 +362,17 @@ class SlideInferenceWorkflow:
         est = float(log_sigma_estimate(conf, log_sigmas.numpy()))
         entry["estimated_log_sigma"] = est
         entry["head_confidence"] = [float(v) for v in conf]
-        if self.scale_reference is not None:
+        regions = np.exp(np.asarray(getattr(self, "_window_log_scales", []), dtype=np.float64))
+        if regions.size:  # the calibrated estimator of the "scale" fusion, one estimate per window run
+            q = np.percentile(regions, [10, 25, 50, 75, 90])
+            entry["estimated_scale_relative_to_training"] = float(q[2])
+            entry["per_region"] = {
+                "source": "scale fusion calibration (model.pt fusion_* buffers), one estimate per window",
+                "windows": int(regions.size),
+                "percentiles": {p: float(v) for p, v in zip(("p10", "p25", "median", "p75", "p90"), q)},
+                "histogram": _scale_histogram(regions),
+            }
+        elif self.scale_reference is not None:
             entry["estimated_scale_relative_to_training"] = float(math.exp(est - float(self.scale_reference)))
         else:
             entry["note"] = ("uncalibrated: set scale_reference (log σ̂ of the test split at scale 1) to get the "
