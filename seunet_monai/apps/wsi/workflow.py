@@ -25,6 +25,8 @@ import numpy as np
 import torch
 
 from .accumulator import RawMask, SlideAccumulator
+from seunet_monai.errors import ConfigValueError, ExistingPathError, MissingPathError, SeunetError
+
 from .inferers import HeadsPatchPredictor
 from .instances import iter_instances
 from .readers import SUPPORTED_SUFFIXES, IMAGE_SUFFIXES, choose_level, make_reader, read_thumbnail
@@ -53,6 +55,10 @@ def patch_stain_transform(stain_norm: str, stain_reference: str | os.PathLike) -
     return stain_transform(stain_norm, stain_reference, channel_dim=0)
 
 
+class InferenceError(SeunetError, RuntimeError):
+    """Some inputs could not be segmented (the others were); the message names them."""
+
+
 def _scale_histogram(scales: np.ndarray) -> dict[str, int]:
     """Counts of per-window scale estimates in octave-quarter bins ``2^(k/4)`` (the sweep's scales)."""
     k = np.rint(4.0 * np.log2(scales)).astype(int)
@@ -73,7 +79,7 @@ def list_inputs(input_dir: str | os.PathLike) -> tuple[list[Path], list[Path]]:
     """
     folder = Path(os.path.expanduser(str(input_dir)))
     if not folder.is_dir():
-        raise FileNotFoundError(f"input_dir {str(folder)!r} is not a folder (set --input_dir to a folder of images).")
+        raise MissingPathError(f"input_dir {str(folder)!r} is not a folder (set --input_dir to a folder of images).")
     files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
     ok = [p for p in files if p.suffix.lower() in SUPPORTED_SUFFIXES]
     return ok, [p for p in files if p not in ok]
@@ -157,7 +163,7 @@ class SlideInferenceWorkflow:
     def _check_paths(self, inputs: list[Path]) -> None:
         """Refuse an output folder equal to the input folder, or an output path that is an input file."""
         if self.output_dir.exists() and self.output_dir.resolve() == self.input_dir.resolve():
-            raise ValueError(
+            raise ConfigValueError(
                 f"output_dir {str(self.output_dir)!r} is the input folder; outputs are never written among the "
                 "inputs (whatever --overwrite says): choose another --output_dir."
             )
@@ -167,7 +173,7 @@ class SlideInferenceWorkflow:
                 target = self.output_dir / name
                 same = target.exists() and any(os.path.samefile(target, q) for q in inputs)
                 if same or target.resolve() in real_inputs:
-                    raise ValueError(
+                    raise ConfigValueError(
                         f"output {str(target)!r} is an input file; outputs never replace inputs (whatever "
                         "--overwrite says): choose another --output_dir."
                     )
@@ -182,7 +188,7 @@ class SlideInferenceWorkflow:
         if all((self.output_dir / n).exists() for n in output_names(path.stem, False)):
             return "done"
         if present and not self.overwrite:
-            raise FileExistsError(
+            raise ExistingPathError(
                 f"output {str(self.output_dir / present[0])!r} exists but the outputs of {path.name} are not those "
                 f"of a finished run (incomplete, or not ours); pass --overwrite true to replace them, or choose "
                 "another --output_dir."
@@ -215,11 +221,11 @@ class SlideInferenceWorkflow:
             logger.warning(f"{p.name}: unsupported file type {p.suffix or '(none)'!r}, skipped "
                            f"(supported: {', '.join(SUPPORTED_SUFFIXES)}).")
         if not inputs:
-            raise ValueError(f"input_dir {str(self.input_dir)!r} holds no image ({', '.join(SUPPORTED_SUFFIXES)}).")
+            raise ConfigValueError(f"input_dir {str(self.input_dir)!r} holds no image ({', '.join(SUPPORTED_SUFFIXES)}).")
         stems: dict[str, Path] = {}
         for p in inputs:
             if p.stem in stems:
-                raise ValueError(f"inputs {stems[p.stem].name!r} and {p.name!r} would write the same outputs ({p.stem}_*).")
+                raise ConfigValueError(f"inputs {stems[p.stem].name!r} and {p.name!r} would write the same outputs ({p.stem}_*).")
             stems[p.stem] = p
         self._check_paths(inputs)
         status = {p: ("todo" if self.overwrite else self._status(p)) for p in inputs}
@@ -244,7 +250,7 @@ class SlideInferenceWorkflow:
         logger.info(f"inference: {len(report['done'])} done, {len(report['skipped'])} skipped (finished before), "
                     f"{len(report['failed'])} failed, {len(unsupported)} unsupported -> {self.output_dir}")
         if report["failed"]:
-            raise RuntimeError(f"{len(report['failed'])} input(s) could not be segmented: {', '.join(report['failed'])} "
+            raise InferenceError(f"{len(report['failed'])} input(s) could not be segmented: {', '.join(report['failed'])} "
                                "(see the log above for each reason).")
         return report
 
@@ -252,7 +258,7 @@ class SlideInferenceWorkflow:
         staging = self.output_dir / f".{path.stem}.partial"
         if staging.exists():
             if not (staging / PARTIAL_MARKER).is_file():
-                raise FileExistsError(f"{staging} exists and was not written by this workflow; remove or rename it.")
+                raise ExistingPathError(f"{staging} exists and was not written by this workflow; remove or rename it.")
             shutil.rmtree(staging)
         staging.mkdir(parents=True)
         (staging / PARTIAL_MARKER).write_text("staging folder of an unfinished slide; safe to delete\n")
