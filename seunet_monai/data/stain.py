@@ -261,12 +261,33 @@ class _StainNormalizer(Transform):
         self.beta = float(beta)
         self.min_tissue_pixels = int(min_tissue_pixels)
         self.fallback_count = 0
+        self.source: tuple[np.ndarray, np.ndarray] | None = None  # fixed source stains (fit_source)
         self.reference_name = "built-in"
         self.target_stains = DEFAULT_STAIN_MATRIX.copy()
         self.target_max = DEFAULT_MAX_CONCENTRATIONS.copy()
 
     def _normalize_hwc(self, image: np.ndarray) -> np.ndarray | None:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def fit_source(self, image: np.ndarray, mask: np.ndarray | None = None) -> bool:
+        """Fix the *source* stains (matrix and 99th-percentile concentrations) from one image, e.g. a whole
+        image or a slide thumbnail, so that every later call normalises with them instead of refitting.
+
+        Windows of one slide are then normalised alike, as the preparation normalises a whole image before
+        tiling it (a window fitted on its own, padded or with little tissue, drifts). Returns False, leaving
+        per-call fitting, when the method does not support it or ``image`` has too little tissue.
+
+        Args:
+            image: ``(H, W, 3)`` uint8 RGB.
+            mask: optional ``(H, W)`` bool: pixels over which the percentiles are taken (default all, as the
+                preparation does on whole images).
+        """
+        self.source = None
+        return False
+
+    def clear_source(self) -> None:
+        """Back to fitting the source stains on every image."""
+        self.source = None
 
     def __call__(self, img: Any) -> Any:
         """Normalise one RGB image; returns the same type, layout and dtype as ``img``."""
@@ -279,7 +300,7 @@ class _StainNormalizer(Transform):
                 f"{type(self).__name__}: expected 3 colour channels on axis {self.channel_dim}, got shape {arr.shape}."
             )
         u8 = _as_uint8(hwc, type(self).__name__)
-        if int(tissue_mask(u8, self.beta).sum()) < self.min_tissue_pixels:
+        if self.source is None and int(tissue_mask(u8, self.beta).sum()) < self.min_tissue_pixels:
             out = None
         else:
             out = self._normalize_hwc(u8)
@@ -382,13 +403,29 @@ class NormalizeStainsVahadane(_StainNormalizer):
             random_state=self.random_state,
         )
 
-    def _normalize_hwc(self, image: np.ndarray) -> np.ndarray | None:
-        stains = self._stains(image)
+    def fit_source(self, image: np.ndarray, mask: np.ndarray | None = None) -> bool:
+        u8 = _as_uint8(np.asarray(image), type(self).__name__)
+        self.source = None
+        stains = self._stains(u8)
         if stains is None:
-            return None
+            return False
+        conc = nonneg_lasso_2atoms(optical_density(u8).reshape(-1, 3), stains, self.code_lambda)
+        if mask is not None and int(np.asarray(mask).sum()) >= self.min_tissue_pixels:
+            conc = conc[np.asarray(mask, dtype=bool).reshape(-1)]
+        self.source = (stains, np.percentile(conc, 99, axis=0))
+        return True
+
+    def _normalize_hwc(self, image: np.ndarray) -> np.ndarray | None:
         od = optical_density(image).reshape(-1, 3)
-        conc = nonneg_lasso_2atoms(od, stains, self.code_lambda)
-        src_max = np.percentile(conc, 99, axis=0)
+        if self.source is not None:
+            stains, src_max = self.source
+            conc = nonneg_lasso_2atoms(od, stains, self.code_lambda)
+        else:
+            stains = self._stains(image)
+            if stains is None:
+                return None
+            conc = nonneg_lasso_2atoms(od, stains, self.code_lambda)
+            src_max = np.percentile(conc, 99, axis=0)
         conc *= self.target_max / np.maximum(src_max, 1e-6)
         out = _I0 * np.exp(-(conc @ self.target_stains))
         return np.clip(np.rint(out), 0, 255).astype(np.uint8).reshape(image.shape)

@@ -290,6 +290,7 @@ class SlideInferenceWorkflow:
         size = tuple(int(v) for v in reader.get_size(wsi, level))
         thumb, factor = read_thumbnail(reader, wsi, level, self.thumbnail_size)
         tissue = detect_tissue(thumb, self.tissue_method)
+        self._fit_stains(thumb, None if factor == 1 else tissue)
         acc = SlideAccumulator(RawMask(staging / "mask.raw", size), self._num_classes(), factor)
         splitter = self.make_splitter(reader=reader, level=level)
         splitter._opened = (str(path), wsi)  # the slide is open already
@@ -351,6 +352,15 @@ class SlideInferenceWorkflow:
         areas = np.asarray(writer.areas_px, dtype=np.float64) * ((mpp**2) if mpp else 1.0)
         stats = {k: (float(getattr(np, k)(areas)) if areas.size else None) for k in ("mean", "median", "std", "min", "max")}
         return {"count": writer.count, "area_unit": "µm^2" if mpp else "px^2 (inference level)", "area": stats}
+
+    def _fit_stains(self, thumb: np.ndarray, tissue: np.ndarray | None) -> None:
+        """Fix the stain normaliser's source stains for this input from its thumbnail (the whole image when it
+        is small, as the preparation normalises whole images; tissue pixels of a slide's thumbnail otherwise),
+        so that all windows are normalised alike and the stains are fitted once, not per window."""
+        pre = getattr(self.make_inferer, "keywords", {}).get("preprocessing")
+        transform = getattr(pre, "image_transform", None)
+        if hasattr(transform, "fit_source") and not transform.fit_source(thumb, mask=tissue):
+            logger.info("stain normalisation: too little tissue to fit the input's stains; fitting per window")
 
     def _scale_entry(self, acc: SlideAccumulator, mpp: float | None) -> dict:
         from seunet_monai.evaluation.scale_estimation import last_layer_log_sigmas, log_sigma_estimate
