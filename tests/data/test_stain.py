@@ -166,3 +166,19 @@ def test_in_monai_pipeline_channel_first(tmp_path):
     expected = NormalizeStainsMacenko(reference=str(tmp_path / "ref.png"))(shifted)
     # PIL reader: (C, W, H), i.e. the spatial axes of the HWC array reversed
     np.testing.assert_array_equal(out.numpy().transpose(2, 1, 0), expected)
+
+
+def test_fit_source_normalises_windows_like_the_whole_image():
+    """With the source stains fitted once on the whole image, every window (even a glass-only one) is
+    normalised exactly as its crop of the whole-image normalisation; without, a window is refitted on its own."""
+    img = render(concentrations(96, seed=3), SHIFTED)
+    norm = NormalizeStainsVahadane()
+    whole = norm(img)
+    assert norm.fit_source(img) and norm.source is not None
+    for box in ((slice(0, 48), slice(0, 48)), (slice(40, 96), slice(30, 90)), (slice(0, 96), slice(0, 10))):
+        np.testing.assert_array_equal(norm(np.ascontiguousarray(img[box])), whole[box])
+    norm.clear_source()
+    glass = np.ascontiguousarray(img[:, :10])
+    with pytest.warns(LowTissueWarning):
+        np.testing.assert_array_equal(norm(glass), glass)  # per-window fitting: too little tissue, unchanged
+    assert not NormalizeStainsVahadane().fit_source(np.full((32, 32, 3), 250, np.uint8))  # no tissue to fit
