@@ -24,6 +24,7 @@ from types import TracebackType
 from typing import Any
 
 __all__ = [
+    "ExportError",
     "DEBUG_ENV",
     "EXIT_STATUS",
     "CheckpointError",
@@ -71,6 +72,10 @@ class CheckpointError(SeunetError, ValueError):
 
 class RunLockedError(SeunetError, RuntimeError):
     """A folder is in use by another run (the message names the folder and the holder's pid)."""
+
+
+class ExportError(SeunetError, RuntimeError):
+    """The network cannot be exported that way (the message says which way works)."""
 
 
 class TrainingDivergedError(SeunetError, FloatingPointError):

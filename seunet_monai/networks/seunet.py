@@ -328,7 +328,9 @@ class SEUNet(nn.Module):
     def __prepare_scriptable__(self) -> "SEUNet":
         """Called by ``torch.jit.script``: refuse with one clear line (kernel sizes follow σ through Python integer
         arithmetic, which TorchScript cannot compile); tracing exports a model correct at every input size."""
-        raise RuntimeError(
+        from ..errors import ExportError
+
+        raise ExportError(
             f"{type(self).__name__} cannot be exported with torch.jit.script; export it by tracing instead "
             '(ckpt_export ... --use_trace True --input_shape "[1,3,128,128]"; the traced model is correct at every '
             "input size)."
