@@ -1,6 +1,6 @@
 """Whole-slide inference (seunet_monai.apps.wsi): readers, the streaming merger, outputs, bad inputs, resume.
 
-Slides are built with tifffile from a genuine MoNuSeg image (skipped when /work/shared is absent): tiled,
+Slides are built with tifffile from a genuine MoNuSeg image (skipped when ../shared is absent): tiled,
 compressed, pyramidal TIFF (SubIFDs), OME-TIFF and an Aperio-SVS-like file, a few thousand pixels at most.
 The network is a small deterministic stand-in with two heads (dark, blob-shaped regions are "nuclei"), so the
 masks have real structure and every test runs in seconds on a CPU.
@@ -54,7 +54,7 @@ class DarkBlobs(torch.nn.Module):
 def tissue() -> np.ndarray:
     files = sorted(MONUSEG.glob("*.tif"))
     if not files:
-        pytest.skip("MoNuSeg images not found under /work/shared/data")
+        pytest.skip(f"MoNuSeg images not found under {MONUSEG}")
     return tifffile.imread(files[0])[:700, :900].copy()
 
 
