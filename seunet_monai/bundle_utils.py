@@ -20,6 +20,7 @@ import torch
 from seunet_monai.errors import CheckpointError, ConfigValueError, DataError, ExistingPathError, MissingPathError
 
 __all__ = [
+    "read_state_dict",
     "copy_stain_reference",
     "split_items",
     "IMAGE_SUFFIXES",
@@ -476,6 +477,28 @@ def is_training_checkpoint(data: Any) -> bool:
     return isinstance(data, Mapping) and "network" in data and "optimizer" in data and isinstance(data["network"], Mapping)
 
 
+def read_state_dict(checkpoint: str | os.PathLike, key: str | None) -> tuple[Any, Mapping[str, Any]]:
+    """Read a checkpoint file: ``(whole content, state dict)``.
+
+    The state dict is the entry ``key`` of a dict checkpoint, or the file itself when it is a bare state dict
+    (what MONAI's ``CheckpointSaver`` writes for one object) or ``key`` is ``None``.
+
+    Raises:
+        MissingPathError / CheckpointError: missing, unreadable, or no state dict (naming the file).
+    """
+    path = Path(checkpoint)
+    if not path.is_file():
+        raise MissingPathError(f"checkpoint {str(path)!r} not found (train first, or set --ckpt_dir).")
+    try:
+        content = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any unpickling failure becomes a message naming the file
+        raise CheckpointError(f"checkpoint {str(path)!r} could not be read: {e}") from e
+    state = content[key] if key is not None and isinstance(content, Mapping) and key in content else content
+    if not isinstance(state, Mapping):
+        raise CheckpointError(f"checkpoint {str(path)!r} holds no state dict (key {key!r}).")
+    return content, state
+
+
 def check_state_dict(module: torch.nn.Module, checkpoint: str | os.PathLike, key: str | None = "network") -> None:
     """Check that ``checkpoint`` holds weights for ``module`` (same parameter names and shapes).
 
@@ -493,16 +516,7 @@ def check_state_dict(module: torch.nn.Module, checkpoint: str | os.PathLike, key
         ValueError: when it cannot be read, or its parameter names or shapes differ from ``module``'s.
     """
     path = Path(checkpoint)
-    if not path.is_file():
-        raise MissingPathError(f"checkpoint {str(path)!r} not found (train first, or set --ckpt_dir).")
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - any unpickling failure becomes a message naming the file
-        raise CheckpointError(f"checkpoint {str(path)!r} could not be read: {e}") from e
-    if key is not None and isinstance(data, Mapping) and key in data:
-        data = data[key]
-    if not isinstance(data, Mapping):
-        raise CheckpointError(f"checkpoint {str(path)!r} holds no state dict (key {key!r}).")
+    _, data = read_state_dict(path, key)
     if is_training_checkpoint(data) and key not in (None, "network"):
         raise CheckpointError(
             f"checkpoint {str(path)!r} is a resumable training checkpoint (last.pt: {', '.join(sorted(data))}), "

@@ -18,7 +18,6 @@ import logging
 import math
 import os
 import random
-import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,7 +30,7 @@ from monai.handlers import CheckpointSaver
 from monai.transforms import Randomizable, Transform
 
 from seunet_monai.bundle_utils import is_main_process, is_training_checkpoint
-from seunet_monai.data.io import ordinary_file_mode
+from seunet_monai.data.io import atomic_torch_save
 from seunet_monai.errors import CheckpointError, TrainingDivergedError
 
 if TYPE_CHECKING:
@@ -231,17 +230,7 @@ class ResumableCheckpoint:
         """Write the checkpoint atomically (temporary file in the same folder, then ``os.replace``)."""
         if not is_main_process():
             return
-        self.ckpt_dir.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.filename}.", suffix=".tmp", dir=self.ckpt_dir)
-        try:
-            os.fchmod(fd, ordinary_file_mode())  # not mkstemp's 0600
-            with os.fdopen(fd, "wb") as f:
-                torch.save(self.state(), f)
-            os.replace(tmp, self.path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-            raise
+        atomic_torch_save(self.path, self.state())
         if engine is not None:
             self.logger.info(f"saved resumable checkpoint {self.path} (epoch {engine.state.epoch}).")
 

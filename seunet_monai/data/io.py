@@ -35,6 +35,7 @@ __all__ = [
     "describe_conversion",
     "atomic_write_text",
     "atomic_write_json",
+    "atomic_torch_save",
     "atomic_save_png",
     "read_rgb",
     "read_label",
@@ -100,6 +101,16 @@ def atomic_write_bytes(path: PathLike, data: bytes) -> Path:
             pass
         raise
     return path
+
+
+def atomic_torch_save(path: PathLike, obj: Any) -> Path:
+    """``torch.save(obj)`` to ``path`` atomically, through :func:`atomic_write_bytes` (serialised in memory:
+    checkpoints here are a few MB)."""
+    import torch
+
+    buf = _io.BytesIO()
+    torch.save(obj, buf)
+    return atomic_write_bytes(path, buf.getvalue())
 
 
 def atomic_write_text(path: PathLike, text: str, encoding: str = "utf-8") -> Path:

@@ -24,14 +24,15 @@ import logging
 import math
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 from monai.inferers import SlidingWindowInferer
 
-from seunet_monai.data.io import atomic_write_json
+from seunet_monai.bundle_utils import read_state_dict
+from seunet_monai.data.io import atomic_torch_save, atomic_write_bytes, atomic_write_json
 from seunet_monai.evaluation.heads import HeadProbabilities, is_multihead, output_heads_mode
 from seunet_monai.evaluation.rescale import rescale_image, rescale_label
 from seunet_monai.evaluation.sweep import _item_name, _iterate_items, _prepare_item, predict_heads
@@ -200,34 +201,6 @@ def _predict(wrapper: HeadProbabilities, image: torch.Tensor, inferer: SlidingWi
     return wrapper.unflatten(flat.float()).cpu()
 
 
-def _read_checkpoint(path: Path, key: str | None) -> tuple[Any, Mapping[str, torch.Tensor]]:
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {str(path)!r} not found (train first, or set --ckpt_dir).")
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - any unpickling failure becomes a message naming the file
-        raise ValueError(f"checkpoint {str(path)!r} could not be read: {e}") from e
-    state = data[key] if key is not None and isinstance(data, Mapping) and isinstance(data.get(key), Mapping) else data
-    if not isinstance(state, Mapping):
-        raise ValueError(f"checkpoint {str(path)!r} holds no state dict (key {key!r}).")
-    return data, state
-
-
-def _atomic_file(path: Path, write: Any) -> None:
-    """Write ``path`` through ``write(file)`` atomically: a temporary file in the same folder (created with the
-    permissions of an ordinary file under the umask), flushed to disk, then ``os.replace``."""
-    tmp = path.parent / f".{path.name}.{os.getpid()}.tmp"
-    try:
-        with open(tmp, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def calibrate_checkpoint(
     network: torch.nn.Module,
     checkpoint: str | os.PathLike,
@@ -264,7 +237,7 @@ def calibrate_checkpoint(
         FileNotFoundError / ValueError: for a missing, unreadable or unfitting checkpoint (nothing is written).
     """
     path = Path(checkpoint)
-    data_file, state = _read_checkpoint(path, key)
+    data_file, state = read_state_dict(path, key)
     net = _unwrap(network)
     try:
         net.load_state_dict(state, strict=True)
@@ -279,8 +252,8 @@ def calibrate_checkpoint(
         if backup_path.exists():
             logger.info("scale calibration: %s exists (the original); left as it is.", backup_path)
         else:
-            _atomic_file(backup_path, lambda f: f.write(path.read_bytes()))
-    _atomic_file(path, lambda f: torch.save(payload, f))
+            atomic_write_bytes(backup_path, path.read_bytes())
+    atomic_torch_save(path, payload)
     logger.info("scale calibration written to %s (best head per scale: %s)", path,
                 ", ".join(f"{s:.3g}: {h}" for s, h in zip(result["scales"], result["best_head"])))
     result = {**result, "checkpoint": str(path), "backup": None if backup_path is None else str(backup_path)}
