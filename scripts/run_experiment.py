@@ -4,7 +4,8 @@
 Usage::
 
     python scripts/run_experiment.py --dataset-dir D --out O \
-        --variants seunet,cnn,unet,sesn,disco,seunet_fixed,seunet_free [--epochs N] [--tiny] [--scales 0.5,1,2] [--seed S] [--widths 20,40,80,160,320]
+        --variants seunet,cnn,unet,sesn,disco,seunet_fixed,seunet_free [--epochs N] [--tiny] [--scales 0.5,1,2] [--seed S] [--widths 20,40,80,160,320] \
+        [--override KEY=VALUE ...]
 
 Each variant is trained and evaluated with the bundle's own commands (override file
 ``bundle/configs/variants/NAME.json`` merged last) into ``O/<variant>/``; then ``O/comparison.csv``,
@@ -16,7 +17,9 @@ See :mod:`seunet_monai.experiment`.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+from typing import Any
 
 from seunet_monai.experiment import VARIANTS, run_experiment
 
@@ -31,6 +34,17 @@ def _scales(text: str) -> list[float]:
     return vals
 
 
+def _override(text: str) -> tuple[str, Any]:
+    """``KEY=VALUE`` -> ``(KEY, VALUE)``, VALUE parsed as JSON when it is JSON (``true``, ``4``, ``[1,2]``)."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"--override must be KEY=VALUE (a bundle config id and a value), got {text!r}")
+    try:
+        return key.strip(), json.loads(value)
+    except json.JSONDecodeError:
+        return key.strip(), value
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset-dir", required=True, help="dataset folder (datalist.json; generated when absent)")
@@ -42,6 +56,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--widths", default=None,
                         help="five level widths for every variant, e.g. 20,40,80,160,320 (default: the bundle's)")
+    parser.add_argument("--override", type=_override, action="append", default=[], metavar="KEY=VALUE",
+                        help="a bundle override applied to every command of every variant, e.g. "
+                             "scale_augmentation=true (repeatable)")
     args = parser.parse_args(argv)
     try:
         widths = None if args.widths is None else [int(v) for v in args.widths.split(",")]
@@ -50,7 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = run_experiment(args.dataset_dir, args.out, [v for v in args.variants.split(",") if v],
                                 epochs=args.epochs, tiny=args.tiny, scales=args.scales, seed=args.seed,
-                                widths=widths, log=lambda s: print(s, flush=True))
+                                widths=widths, overrides=dict(args.override) or None,
+                                log=lambda s: print(s, flush=True))
     except (ValueError, FileNotFoundError, NotADirectoryError) as e:
         print(f"run_experiment.py: error: {e}", file=sys.stderr)
         return 2
