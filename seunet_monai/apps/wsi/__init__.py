@@ -5,8 +5,10 @@ from .inferers import BandMerger, HeadsPatchPredictor, PatchPreprocessing, Tissu
 from .instances import Instance, iter_instances, split_touching
 from .readers import (
     IMAGE_SUFFIXES,
+    MAX_IMAGE_PIXELS,
     SLIDE_SUFFIXES,
     SUPPORTED_SUFFIXES,
+    ImageTooLargeError,
     PILImageReader,
     TiffRegionReader,
     choose_level,
@@ -23,7 +25,9 @@ __all__ = [
     "GeoJSONWriter",
     "HeadsPatchPredictor",
     "IMAGE_SUFFIXES",
+    "ImageTooLargeError",
     "Instance",
+    "MAX_IMAGE_PIXELS",
     "PALETTE",
     "PILImageReader",
     "PatchPreprocessing",

@@ -13,8 +13,11 @@
      resolution comes from the resolution tags, the Aperio description (``MPP = ...``) or the OME-XML
      ``PhysicalSizeX`` (MONAI reads the tags only).
 
-- :class:`PILImageReader`: PNG and JPEG, decoded whole with Pillow (these formats have no random access);
-  Pillow's decompression-bomb limit is lifted for the files the user asked to segment.
+- :class:`PILImageReader`: PNG and JPEG, decoded whole with Pillow (these formats have no random access to a
+  region). Pillow's decompression-bomb guess is replaced by an explicit bound, :data:`MAX_IMAGE_PIXELS`
+  (2^28 pixels, e.g. 16,384 x 16,384, about 1.9 GB while decoding: Pillow's 4 bytes per pixel plus the
+  3-byte array), checked from the header *before* decoding; a larger PNG/JPEG is refused with one line that
+  says to convert it to a tiled pyramidal TIFF, which is read tile by tile in bounded memory.
 
 cuCIM and OpenSlide (MONAI's ``WSIReader(backend="cucim" | "openslide")``) are used for slides when installed
 and asked for (:func:`make_reader`); the tifffile backend is always available and is the default.
@@ -32,8 +35,12 @@ from typing import Any
 import numpy as np
 from monai.data.wsi_reader import BaseWSIReader, TiffFileWSIReader, WSIReader
 
+from seunet_monai.errors import SeunetError
+
 __all__ = [
     "IMAGE_SUFFIXES",
+    "MAX_IMAGE_PIXELS",
+    "ImageTooLargeError",
     "SLIDE_SUFFIXES",
     "SUPPORTED_SUFFIXES",
     "PILImageReader",
@@ -44,6 +51,8 @@ __all__ = [
     "read_thumbnail",
 ]
 
+MAX_IMAGE_PIXELS = 2**28
+"""Largest PNG/JPEG (pixels) decoded whole; larger ones must be converted to a tiled TIFF (module docstring)."""
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 """Ordinary images, decoded whole (Pillow)."""
 SLIDE_SUFFIXES = (".tif", ".tiff", ".svs")
@@ -200,13 +209,21 @@ class PILImageReader(BaseWSIReader):
 
     ``read`` returns a dict ``{"path", "image" (H, W, 3) uint8, "mpp" or None}``; the resolution comes from the
     file's dots-per-inch when it states one other than the usual 72/96/300 defaults.
+
+    Args:
+        max_pixels: the largest image (``H * W``) decoded; a larger one is refused from its header, before
+            any decoding (default :data:`MAX_IMAGE_PIXELS`).
+        kwargs: those of :class:`monai.data.wsi_reader.BaseWSIReader` (``level``, ``channel_dim``...).
     """
 
     backend = "pillow"
     supported_suffixes = ["png", "jpg", "jpeg"]
 
-    def __init__(self, **kwargs: Any) -> None:
+    def __init__(self, max_pixels: int | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        self.max_pixels = int(MAX_IMAGE_PIXELS if max_pixels is None else max_pixels)
+        if self.max_pixels < 1:
+            raise ValueError(f"max_pixels must be >= 1, got {max_pixels}.")
 
     def read(self, data: Sequence[os.PathLike] | os.PathLike | str, **kwargs: Any) -> dict:
         from PIL import Image
@@ -215,9 +232,17 @@ class PILImageReader(BaseWSIReader):
 
         path = Path(str(data))
         limit = Image.MAX_IMAGE_PIXELS
-        Image.MAX_IMAGE_PIXELS = None  # the user asked for this file; size is bounded by memory, not a guess
+        Image.MAX_IMAGE_PIXELS = None  # replaced by the explicit bound below, checked before decoding
         try:
-            with Image.open(path) as img:
+            with Image.open(path) as img:  # reads the header only
+                w, h = img.size
+                if w * h > self.max_pixels:
+                    raise ImageTooLargeError(
+                        f"{path}: {w} x {h} {img.format or 'image'} ({w * h / 1e6:.0f} Mpx) is larger than the "
+                        f"{self.max_pixels / 1e6:.0f} Mpx that PNG/JPEG files are decoded whole within (no random "
+                        "access to a region in these formats). Convert it to a tiled pyramidal TIFF, which is read "
+                        "tile by tile, e.g. `vips tiffsave IN OUT.tif --tile --pyramid --compression jpeg`."
+                    )
                 img.load()
                 dpi = img.info.get("dpi")
                 arr = np.asarray(to_rgb(img))  # logs grey/RGBA conversions, refuses 16-bit and float
@@ -270,6 +295,10 @@ class PILImageReader(BaseWSIReader):
     ) -> np.ndarray:
         patch = self.read_region(wsi, location, size).astype(dtype, copy=False)
         return np.moveaxis(patch, -1, self.channel_dim)
+
+
+class ImageTooLargeError(SeunetError, ValueError):
+    """A PNG/JPEG larger than the bound within which it is decoded whole."""
 
 
 def make_reader(path: str | os.PathLike, backend: str = "tifffile", level: int = 0) -> BaseWSIReader:

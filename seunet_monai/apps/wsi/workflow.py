@@ -283,6 +283,8 @@ class SlideInferenceWorkflow:
         reader = make_reader(path, self.slide_backend)
         try:
             wsi = reader.read(str(path))
+        except SeunetError:  # already one line naming the file and the fix
+            raise
         except Exception as e:  # noqa: BLE001 - any decoder error: one message naming the file
             raise ValueError(f"cannot open {path.name} as an image or slide: {type(e).__name__}: {e}") from e
         level, mpp = choose_level(reader, wsi, self.target_mpp, self.level)
