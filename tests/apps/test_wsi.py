@@ -409,3 +409,69 @@ def test_huge_png_is_refused_from_its_header_with_the_fix(tmp_path):
     assert PILImageReader(max_pixels=200).read(small)["image"].shape == (10, 20, 3)
     with pytest.raises(ImageTooLargeError, match="0 Mpx that PNG/JPEG"):
         PILImageReader(max_pixels=199).read(small)
+
+
+# ---------------------------------------------------------------------------------------------- resampling
+@pytest.mark.parametrize("zoom", [1.25, 0.8])
+def test_resampled_level_windows_tile_one_grid_and_follow_the_image(tmp_path, tissue, zoom):
+    from scipy.ndimage import zoom as nd_zoom
+
+    from seunet_monai.apps.wsi import ResampledLevelReader
+
+    image = tissue[:300, :360]
+    write_pyramid(tmp_path / "s.tif", image, mpp=0.3125)
+    reader = ResampledLevelReader(TiffRegionReader(channel_dim=0), 0, zoom)
+    wsi = reader.read(str(tmp_path / "s.tif"))
+    h, w = reader.get_size(wsi, 0)
+    assert (h, w) == (round(300 * zoom), round(360 * zoom))
+    assert reader.get_mpp(wsi, 0) == pytest.approx((0.3125 / zoom,) * 2)
+    assert reader.downsample_to_base(wsi) == pytest.approx(1 / zoom)
+    assert reader.get_level_count(wsi) == 3 and reader.get_size(wsi, 2) == (150, 180)  # base levels as stored
+    whole = reader.read_region(wsi, (0, 0), (h, w), 0)
+    # windows anywhere (also beyond the border: white) are crops of one resampled grid: no seams when stitched
+    for loc, size in (((37, 51), (64, 80)), ((h - 30, w - 20), (64, 64))):
+        win = reader.read_region(wsi, loc, size, 0)
+        inside = whole[loc[0] : loc[0] + size[0], loc[1] : loc[1] + size[1]]
+        np.testing.assert_allclose(win[: inside.shape[0], : inside.shape[1]], inside, atol=1)
+        assert (win[inside.shape[0] :] == 255).all() and (win[:, inside.shape[1] :] == 255).all()
+    # and the grid is the image resampled (scipy's whole-image zoom, grid mode), away from the borders
+    ref = nd_zoom(image.astype(np.float32), (zoom, zoom, 1), order=1, grid_mode=True, mode="grid-constant")
+    inner = (slice(10, h - 10), slice(10, w - 10))
+    err = np.abs(whole[inner].astype(np.float32) - ref[: h, : w][inner])
+    assert err.mean() < (6.0 if zoom < 1 else 1.0)  # shrinking: Gaussian pre-smoothing against aliasing
+
+
+def test_level_off_the_target_resolution_is_resampled_and_recorded(tmp_path, tissue):
+    (tmp_path / "in").mkdir()
+    slide = embed(tissue, (1000, 1200), (150, 150))
+    write_pyramid(tmp_path / "in" / "slide.tif", slide, mpp=0.3, levels=2)  # levels at 0.3 and 0.6 µm/px
+    make_workflow(tmp_path / "in", tmp_path / "out", target_mpp=0.25).run()
+    summary = json.loads((tmp_path / "out" / "slide_summary.json").read_text())
+    res = summary["resolution"]
+    assert res["mpp"] == pytest.approx(0.25) and res["resampled"]["source_mpp"] == pytest.approx(0.3, rel=1e-3)
+    assert res["resampled"]["zoom"] == pytest.approx(1.2, rel=1e-3) and summary["level"] == 0
+    assert summary["size"] == [1200, 1440] and summary["downsample"] == pytest.approx(1 / 1.2, rel=1e-3)
+    with tifffile.TiffFile(tmp_path / "out" / "slide_mask.tif") as tif:
+        assert tif.pages[0].shape[:2] == (1200, 1440)
+        xres = tif.pages[0].tags["XResolution"].value
+        assert 1e4 / (xres[0] / xres[1]) == pytest.approx(0.25, rel=1e-3)
+    fc = json.loads((tmp_path / "out" / "slide.geojson").read_text())
+    rings = np.concatenate([np.asarray(f["geometry"]["coordinates"][0]) for f in fc["features"]])
+    assert len(fc["features"]) > 10 and rings[:, 0].max() <= 1200 and rings[:, 1].max() <= 1000  # level-0 px
+    assert rings[:, 0].min() >= 140 and rings[:, 1].min() >= 140  # nuclei only where the tissue was put
+    # within the tolerance (0.26 vs 0.25: 4%) or with a forced level, levels are used as stored
+    make_workflow(tmp_path / "in", tmp_path / "near", target_mpp=0.29).run()
+    assert json.loads((tmp_path / "near" / "slide_summary.json").read_text())["resolution"]["resampled"] is False
+    make_workflow(tmp_path / "in", tmp_path / "forced", target_mpp=0.25, level=0).run()
+    forced = json.loads((tmp_path / "forced" / "slide_summary.json").read_text())
+    assert forced["resolution"]["resampled"] is False and forced["size"] == [1000, 1200]
+
+
+def test_string_flags_from_the_command_line_are_parsed(tmp_path):
+    from seunet_monai.errors import ConfigValueError
+
+    wf = make_workflow(tmp_path, tmp_path / "out", overwrite="false", watershed="True")
+    assert wf.overwrite is False and wf.watershed is True
+    assert TissueWSISplitter([64, 64], reader=TiffRegionReader(), progress="false").progress is False
+    with pytest.raises(ConfigValueError, match="overwrite must be true or false, got 'maybe'"):
+        make_workflow(tmp_path, tmp_path / "out", overwrite="maybe")
