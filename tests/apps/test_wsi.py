@@ -475,3 +475,68 @@ def test_string_flags_from_the_command_line_are_parsed(tmp_path):
     assert TissueWSISplitter([64, 64], reader=TiffRegionReader(), progress="false").progress is False
     with pytest.raises(ConfigValueError, match="overwrite must be true or false, got 'maybe'"):
         make_workflow(tmp_path, tmp_path / "out", overwrite="maybe")
+
+
+# ---------------------------------------------------------------------------------------------- instances
+def _tall_objects() -> np.ndarray:
+    """Objects crossing many bands: a tall bar with two holes, a U open upwards (its arms meet 150 rows
+    down), an inverted U (one top, two legs), a snake going down and back up, and small blobs."""
+    m = np.zeros((240, 120), np.uint8)
+    m[5:230, 5:15] = 1  # tall bar
+    m[40:50, 8:12] = 0  # hole 1
+    m[150:160, 8:12] = 0  # hole 2
+    m[10:200, 25:29] = 1  # U: left arm
+    m[10:200, 40:44] = 1  # U: right arm
+    m[196:200, 25:44] = 1  # U: bottom joining the arms
+    m[60:64, 50:70] = 1  # inverted U: top
+    m[60:220, 50:54] = 1
+    m[60:220, 66:70] = 1
+    m[3:120, 80:83] = 1  # snake: down...
+    m[117:120, 80:95] = 1
+    m[30:120, 92:95] = 1  # ...and back up
+    m[100:104, 105:109] = 1  # small blobs
+    m[33:36, 110:118] = 1
+    return m
+
+
+@pytest.mark.parametrize("band,margin", [(32, 8), (50, 0), (1024, 128)])
+def test_instances_are_whole_across_bands_and_keep_their_holes(band, margin):
+    from skimage.measure import label, regionprops
+
+    from seunet_monai.apps.wsi import iter_instances
+
+    mask = _tall_objects()
+    ref = sorted((r.area, r.bbox, round(1 - r.euler_number)) for r in regionprops(label(mask == 1, connectivity=1)))
+    insts = list(iter_instances(mask, 2, band=band, margin=margin))
+    assert len(insts) == len(ref) == 6
+    got = []
+    for inst in insts:
+        xy = inst.polygon
+        assert (xy[0] == xy[-1]).all() and all((h[0] == h[-1]).all() for h in inst.holes)
+        bbox = (round(xy[:, 1].min()), round(xy[:, 0].min()), round(xy[:, 1].max()), round(xy[:, 0].max()))
+        got.append((inst.area, bbox, len(inst.holes)))
+    assert sorted(got) == ref  # same pixels, extents and number of holes as the components of the whole mask
+    bar = max(insts, key=lambda i: i.area)
+    assert len(bar.holes) == 2 and bar.area == 225 * 10 - 2 * 40
+
+    def signed(ring):
+        return 0.5 * float(np.dot(ring[:-1, 0], ring[1:, 1]) - np.dot(ring[1:, 0], ring[:-1, 1]))
+
+    assert signed(bar.polygon) > 0 and all(signed(h) < 0 for h in bar.holes)  # exterior CCW, holes CW
+    hole_area = sum(-signed(h) for h in bar.holes)
+    assert signed(bar.polygon) - hole_area == pytest.approx(bar.area, rel=0.02)
+
+
+def test_geojson_polygons_carry_interior_rings(tmp_path):
+    from seunet_monai.apps.wsi import GeoJSONWriter, iter_instances
+
+    writer = GeoJSONWriter(tmp_path / "x.geojson", ["background", "Nucleus"], scale=2.0, mpp=0.5)
+    for inst in iter_instances(_tall_objects(), 2, band=32, margin=8):
+        writer.add(inst)
+    writer.close()
+    features = json.loads((tmp_path / "x.geojson").read_text())["features"]
+    rings = sorted(len(f["geometry"]["coordinates"]) for f in features)
+    assert rings == [1, 1, 1, 1, 1, 3]  # the bar: exterior + 2 holes
+    bar = next(f for f in features if len(f["geometry"]["coordinates"]) == 3)
+    ys = np.asarray(bar["geometry"]["coordinates"][0])[:, 1]
+    assert ys.min() == pytest.approx(10) and ys.max() == pytest.approx(460)  # rows 5..229, level-0 (x2)
