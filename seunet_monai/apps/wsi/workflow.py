@@ -112,7 +112,8 @@ class SlideInferenceWorkflow:
         overwrite: redo slides whose outputs exist, replacing them.
         watershed: split touching nuclei in the GeoJSON.
         watershed_min_distance: watershed marker spacing (pixels of the inference level).
-        instance_margin: rows of context for instances crossing band borders (largest object height).
+        instance_margin: rows read below each band of the mask at once when listing instances (objects that
+            reach further are followed until whole: :func:`~.instances.iter_instances`).
         class_names: name per class (default ``background``, ``Nucleus`` for two classes).
         thumbnail_size: longer side of the overview thumbnail (tissue detection, overlay).
         png_max_pixels: largest ordinary image that also gets ``NAME.png``.
