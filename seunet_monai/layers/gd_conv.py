@@ -25,6 +25,13 @@ Two implementations give the same result (up to float rounding):
     group, so a layer of total width ``Ω·C`` does ``1/Ω`` of the work of an ordinary 3×3 convolution.
   * ``discretization="sampled"``: separable 1-D passes with every derivative order per axis (a depthwise
     pass per axis, orders as channel multiplier), then α as a 1×1 convolution shared by all groups.
+
+Inference: in eval mode with gradients off (``torch.no_grad``/``inference_mode``, not while tracing), the
+filters of every group (Gaussian kernels, α mixing) depend only on σ and α, so they are built once and cached;
+a batch norm passed as ``forward(x, norm=bn)`` (as :class:`~seunet_monai.networks.GDBlock` does) is folded
+into them (weights scaled per output channel, a bias added), which saves one pass over the activations per
+layer. The cache compares copies of the parameters and buffers it was built from at every call, so any
+change of weights, statistics, dtype or device rebuilds it; ``train()`` and ``load_state_dict`` drop it.
 """
 
 from __future__ import annotations
