@@ -85,8 +85,8 @@ _IF_EXISTS = ("error", "archive", "overwrite")
 #: about 9-13 GB at the budget. MoNuSeg's 1000-px images are predicted whole up to scale 2.
 DEFAULT_MAX_PIXELS = 2048 * 2048
 #: whole-volume budget of the 3D sweep (voxels of one rescaled volume, ``variants/3d.json``): 192³ = 7.1 M voxels.
-#: Sized for 24 GB: the paper-size 3D SEUNet (60..960, Ω = 5, one channel) measured 1.27 KB of peak memory per
-#: voxel in eval mode (CPU, 32³ and 48³, scripts/volume_memory.py), so about 9 GB at the budget, leaving room for
+#: Sized for 24 GB: the paper-size 3D SEUNet (60..960, Ω = 5, one channel) measured 1.40 KB of peak memory per
+#: voxel in eval mode (CPU, 32³ and 48³, scripts/volume_memory.py), so about 10 GB at the budget, leaving room for
 #: a GPU's allocator and workspaces; larger volumes go through 192³ windows.
 DEFAULT_MAX_VOXELS = 192 * 192 * 192
 #: smallest sliding window of the sweep: windows much smaller than the receptive field of the large-σ heads change
