@@ -46,6 +46,7 @@ from monai.inferers import SlidingWindowInferer
 from monai.utils import convert_to_tensor
 
 from seunet_monai.data.io import atomic_write_json, atomic_write_text
+from seunet_monai.data.volumes import volume_stem
 from seunet_monai.evaluation import plots
 from seunet_monai.evaluation.equivariance import equivariance_matrices, matched_error
 from seunet_monai.evaluation.heads import HeadProbabilities, num_heads, output_heads_mode
@@ -180,7 +181,7 @@ def _item_name(item: Mapping[str, Any], key: str, index: int) -> str:
     name = meta.get("filename_or_obj") if isinstance(meta, Mapping) else None
     if isinstance(name, (list, tuple)):
         name = name[0] if name else None
-    return Path(str(name)).stem if name else f"image{index:04d}"
+    return volume_stem(str(name)) if name else f"image{index:04d}"  # a.nii.gz -> a
 
 
 def _prepare_item(item: Mapping[str, Any], image_key: str, label_key: str, index: int) -> tuple[torch.Tensor, torch.Tensor]:

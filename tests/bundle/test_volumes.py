@@ -67,6 +67,7 @@ def test_evaluating_sweeps_isotropic_and_axial_scales(trained3d):
     for folder, axes in ((eval_dir, "all"), (eval_dir / "axial", [2])):
         sweep = json.loads((folder / "scale_sweep.json").read_text())
         assert sweep["scale_axes"] == axes and sweep["scales"] == [0.5, 1.0]
+        assert sweep["images"] == ["test_0000"]  # named without the .nii.gz
         rows = {(r["strategy"], r["scale"]) for r in sweep["rows"]}
         assert {("head1", 0.5), ("head2", 0.5), ("pens", 1.0)} <= rows  # IoU per scale and head
         assert [e["scale"] for e in sweep["equivariance"]] == [0.5, 1.0]
