@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 from collections.abc import Hashable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -32,7 +31,6 @@ __all__ = [
     "file_spatial_shape",
     "list_volumes",
     "read_volume_label",
-    "remove_staging",
     "volume_stem",
 ]
 
@@ -272,9 +270,3 @@ class PublishSavedd(MapTransform):
                 pass
         return d
 
-
-def remove_staging(staging_dir: str | os.PathLike) -> None:
-    """Remove a staging folder left by an interrupted run (it only ever holds unpublished partial outputs)."""
-    p = Path(os.path.expanduser(str(staging_dir)))
-    if p.is_dir() and not p.is_symlink():
-        shutil.rmtree(p)
