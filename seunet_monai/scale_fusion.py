@@ -18,14 +18,17 @@ images of the label-free signature :func:`head_signature` (NaN rows: not calibra
 - ``m_k``: the mean margin ``D_k = p_max - p_second`` (Algorithm 1) over the window, its *confidence*.
   A head is most confident where its σ matches the structures; on enlarged inputs the larger-σ heads
   gain confidence (the relative confidence profile moves towards larger σ);
-- ``b_k``: the *boundary density* of the head's label map: the fraction of neighbouring pixel pairs whose
-  arg-max labels differ (mean over the spatial axes). For a fixed tissue it falls as ``1/s`` when the
-  input is enlarged by ``s`` (boundary length grows as ``s``, area as ``s²``), and heads whose σ is too
-  small for the structures fragment them (higher ``b_k``), so both its level and its profile over the heads
-  carry the scale. It needs no classes to be "foreground" (a foreground fraction would), so it works for
-  the multi-class tasks too.
+- ``ρ_k``: the *log object radius* of the head's label map: ``(1/d) log`` of the mean size (pixels or voxels)
+  of the connected components of its non-background labels (``d`` spatial dims; components smaller than
+  :data:`MIN_OBJECT_SIZE` are noise and ignored). Enlarging the input by ``s`` enlarges every object by ``s``
+  per axis, so ``ρ_k`` moves by ``log s`` whatever the tissue; it depends on the *size* of the nuclei, not
+  on how many there are. The previous statistic, the label-boundary density, also followed the nucleus
+  density: on the 5 MoNuSeg validation images, calibrated leave-one-image-out on the other 4 at the 9 scales
+  0.5..2, the estimate's mean error was 0.58 octave with ``[m, b]`` and 0.32 octave with ``[m, ρ]``, and the fusion's
+  worst gap to the best head at any scale went from -1.03 to -0.39 IoU points (``bundle/docs/research_log.md``).
+  A window without objects has ``ρ_k`` = NaN for that head; such components are left out of the estimate.
 
-``signature = [m_1 .. m_Ω, b_1 .. b_Ω]`` (shape ``(2Ω,)``, the layout of the ``fusion_signature`` buffer).
+``signature = [m_1 .. m_Ω, ρ_1 .. ρ_Ω]`` (shape ``(2Ω,)``, the layout of the ``fusion_signature`` buffer).
 
 **Estimate** (:func:`estimate_log_scale`): the calibrated signatures are a curve ``S(t)`` over
 ``t = log s``; it is linearly interpolated on a fine grid (``grid_steps`` points per calibration interval)
@@ -58,6 +61,7 @@ from typing import Any
 import torch
 
 __all__ = [
+    "MIN_OBJECT_SIZE",
     "SIGNATURE_STATISTICS",
     "ScaleProfile",
     "estimate_log_scale",
@@ -71,7 +75,9 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 #: The two statistics per head in ``fusion_signature``, in buffer order (Ω values each).
-SIGNATURE_STATISTICS = ("mean_margin", "boundary_density")
+SIGNATURE_STATISTICS = ("mean_margin", "log_object_radius")
+#: Connected components smaller than this (pixels or voxels) are not objects for ``ρ_k``.
+MIN_OBJECT_SIZE = 4
 #: Names of the state-dict buffers holding the calibration (SEUNet and subclasses).
 BUFFER_NAMES = ("fusion_scales", "fusion_iou", "fusion_signature")
 
@@ -114,7 +120,8 @@ class ScaleProfile:
                 "scale profile: expected fusion_scales (P,), fusion_iou (P, Ω) and fusion_signature (P, 2Ω), got "
                 f"{tuple(s.shape)}, {tuple(q.shape)} and {tuple(g.shape)}."
             )
-        ok = torch.isfinite(s) & torch.isfinite(q).all(1) & torch.isfinite(g).all(1)
+        # a signature component may be NaN (a head that found no object at that scale): the row still counts
+        ok = torch.isfinite(s) & torch.isfinite(q).all(1) & torch.isfinite(g).any(1)
         if not bool(ok.any()):
             return None
         if bool((s[ok] <= 0).any()):
@@ -155,20 +162,26 @@ def resolve_profile(profile: Any) -> ScaleProfile | None:
     )
 
 
-def _boundary_density(labels: torch.Tensor) -> torch.Tensor:
-    """Fraction of neighbouring pixel pairs with different labels, mean over spatial axes: ``(B, Ω, *sp) -> (B, Ω)``."""
+def _log_object_radius(labels: torch.Tensor) -> torch.Tensor:
+    """``(1/d) log`` of the mean connected-component size of the non-background labels: ``(B, Ω, *sp) -> (B, Ω)``.
+
+    NaN where a map has no component of at least :data:`MIN_OBJECT_SIZE` elements. Components are found by
+    ``scipy.ndimage.label`` (face connectivity) on the CPU: neither torch nor MONAI labels components of a batch.
+    """
+    from scipy import ndimage
+
     spatial = labels.ndim - 2
-    per_axis = []
-    for axis in range(2, 2 + spatial):
-        n = labels.shape[axis]
-        if n < 2:
+    flat = (labels != 0).flatten(0, 1).cpu().numpy()
+    out = torch.full((flat.shape[0],), float("nan"), dtype=torch.float64)
+    for i, mask in enumerate(flat):
+        components, count = ndimage.label(mask)
+        if count == 0:
             continue
-        a = labels.narrow(axis, 1, n - 1)
-        b = labels.narrow(axis, 0, n - 1)
-        per_axis.append((a != b).flatten(2).float().mean(2))
-    if not per_axis:
-        return torch.zeros(labels.shape[:2], device=labels.device)
-    return torch.stack(per_axis).mean(0)
+        sizes = torch.bincount(torch.from_numpy(components.ravel()).long())[1:]
+        sizes = sizes[sizes >= MIN_OBJECT_SIZE]
+        if sizes.numel():
+            out[i] = math.log(float(sizes.double().mean())) / spatial
+    return out.view(labels.shape[:2])
 
 
 def head_signature(probs: torch.Tensor) -> torch.Tensor:
@@ -178,14 +191,15 @@ def head_signature(probs: torch.Tensor) -> torch.Tensor:
         probs: per-head class probabilities ``(B, Ω, C, *spatial)``, ``C >= 2``.
 
     Returns:
-        ``(B, 2Ω)`` float64: mean margin of each head, then boundary density of each head's arg-max map.
+        ``(B, 2Ω)`` float64: mean margin of each head, then the log object radius of each head's arg-max map
+        (NaN for a head whose map has no object).
     """
     if probs.ndim < 4 or probs.shape[2] < 2:
         raise ValueError(f"head_signature: probs must be (B, Ω, C, *spatial) with C >= 2, got {tuple(probs.shape)}.")
     top2 = probs.topk(2, dim=2).values
     margins = (top2[:, :, 0] - top2[:, :, 1]).flatten(2).double().mean(2)  # (B, Ω)
-    density = _boundary_density(probs.argmax(dim=2)).double()  # (B, Ω)
-    return torch.cat([margins, density], dim=1)
+    radius = _log_object_radius(probs.argmax(dim=2)).to(margins.device)  # (B, Ω)
+    return torch.cat([margins, radius], dim=1)
 
 
 def _dense_curve(profile: ScaleProfile, grid_steps: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -205,11 +219,15 @@ def _dense_curve(profile: ScaleProfile, grid_steps: int) -> tuple[torch.Tensor, 
 
 
 def _signature_spread(profile: ScaleProfile) -> torch.Tensor:
-    """Per component, the standard deviation of the calibrated signatures over scales (a floor avoids /0)."""
+    """Per component, the standard deviation of the calibrated signatures over scales, NaN left out (a floor avoids /0)."""
     g = profile.signature
-    spread = g.std(0, unbiased=False) if g.shape[0] > 1 else torch.ones(g.shape[1], dtype=g.dtype)
-    floor = 1e-3 * float(spread.max()) if float(spread.max()) > 0 else 1.0
-    return spread.clamp_min(floor)
+    finite = torch.isfinite(g)
+    n = finite.sum(0)
+    mean = torch.where(finite, g, 0.0).sum(0) / n.clamp_min(1)
+    var = torch.where(finite, (g - mean) ** 2, 0.0).sum(0) / n.clamp_min(1)
+    spread = torch.where(n > 1, var.sqrt(), torch.ones_like(var))
+    top = float(spread.max()) if spread.numel() else 0.0
+    return spread.clamp_min(1e-3 * top if top > 0 else 1.0)
 
 
 def _check_heads(probs: torch.Tensor, profile: ScaleProfile, name: str) -> None:
@@ -222,10 +240,18 @@ def _check_heads(probs: torch.Tensor, profile: ScaleProfile, name: str) -> None:
 
 
 def _nearest_on_curve(signature: torch.Tensor, profile: ScaleProfile, grid_steps: int) -> torch.Tensor:
-    """Index into the dense curve of the grid point nearest to each signature ``(B, 2Ω)`` -> ``(B,)``."""
+    """Index into the dense curve of the grid point nearest to each signature ``(B, 2Ω)`` -> ``(B,)``.
+
+    Non-finite components (a head without objects in the window, or at a calibrated scale) are left out of
+    the distance, which is the mean squared normalised difference over the components both sides have.
+    """
     _, curve, _ = _dense_curve(profile, grid_steps)
     spread = _signature_spread(profile)
-    d = (((signature.unsqueeze(1) - curve.unsqueeze(0)) / spread) ** 2).sum(-1)  # (B, G)
+    diff = (signature.unsqueeze(1) - curve.unsqueeze(0)) / spread  # (B, G, 2Ω)
+    finite = torch.isfinite(diff)
+    # mean over the components both sides have, so grid points with fewer finite components are not favoured
+    d = torch.where(finite, diff, 0.0).pow(2).sum(-1) / finite.sum(-1).clamp_min(1)  # (B, G)
+    d = torch.where(finite.any(-1), d, torch.full_like(d, float("inf")))
     return d.argmin(dim=1)
 
 

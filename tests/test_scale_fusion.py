@@ -48,7 +48,9 @@ def test_calibration_fills_only_the_requested_rows(disk_heads: ScaleBandHeads) -
     assert len(rows) == len(SCALES_05_2)
     calibrated = torch.isfinite(disk_heads.fusion_iou).all(1)
     assert calibrated.nonzero().flatten().tolist() == rows
-    assert torch.isfinite(disk_heads.fusion_signature[rows]).all()
+    sig = disk_heads.fusion_signature[rows]
+    assert torch.isfinite(sig[:, :3]).all()  # margins always; object radii where a head found objects
+    assert torch.isfinite(sig[:, 3:]).any()
     assert torch.isnan(disk_heads.fusion_signature[~calibrated]).all()
     # the measured profile: head 1 best at 0.5, head 2 at 1, head 3 at 2
     iou = disk_heads.fusion_iou
@@ -192,3 +194,34 @@ def test_sweep_reports_the_scale_fusion_of_a_calibrated_network(disk_heads: Scal
     assert mean["scale"] > mean["pens"]
     assert out["scale_estimation"]["scale_fusion"]["calibrated"] is True
     assert "'scale' fusion's calibrated estimate" in (tmp_path / "eval" / "scale_sweep.md").read_text()
+
+
+def _disks(radius: float, centres: list[tuple[int, int]], size: int = 96) -> torch.Tensor:
+    yy, xx = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
+    mask = torch.zeros(size, size, dtype=torch.bool)
+    for cy, cx in centres:
+        mask |= (yy - cy) ** 2 + (xx - cx) ** 2 <= radius**2
+    return mask
+
+
+def _one_head_probs(mask: torch.Tensor) -> torch.Tensor:
+    fg = mask.float() * 0.8 + 0.1
+    return torch.stack([1 - fg, fg])[None, None]  # (1, Ω=1, C=2, H, W)
+
+
+def test_object_radius_follows_the_size_of_the_nuclei_not_their_number() -> None:
+    few = head_signature(_one_head_probs(_disks(5, [(20, 20), (70, 60)])))[0, 1]
+    many = head_signature(_one_head_probs(_disks(5, [(15, 15), (15, 50), (15, 80), (50, 20), (50, 60), (80, 40)])))[0, 1]
+    large = head_signature(_one_head_probs(_disks(10, [(25, 25), (70, 65)])))[0, 1]
+    assert float(many - few) == pytest.approx(0.0, abs=0.02)  # density does not move it
+    assert float(large - few) == pytest.approx(math.log(2), abs=0.1)  # size 2x: log 2
+
+
+def test_window_without_objects_is_estimated_from_the_other_components(disk_heads: ScaleBandHeads) -> None:
+    probs = torch.full((1, 3, 2, 32, 32), 0.5)
+    probs[:, :, 0] = 0.9
+    probs[:, :, 1] = 0.1  # all background: no object for any head
+    sig = head_signature(probs)
+    assert torch.isnan(sig[0, 3:]).all() and torch.isfinite(sig[0, :3]).all()
+    est = estimate_scale(probs, disk_heads)
+    assert torch.isfinite(est).all() and 0.5 <= float(est) <= 2.0

@@ -143,6 +143,7 @@ def calibrate_scale_fusion(
     wrapper = HeadProbabilities(network)
     scores = {(r, k): SegmentationScores(classes, ignore_index) for r in rows for k in range(omega)}
     sig_sum = {r: torch.zeros(2 * omega, dtype=torch.float64) for r in rows}
+    sig_count = {r: torch.zeros(2 * omega, dtype=torch.float64) for r in rows}  # images with a finite component
     names: list[str] = []
     t0 = time.perf_counter()
     with output_heads_mode(net):
@@ -162,7 +163,9 @@ def calibrate_scale_fusion(
                 lab_s = lab_s.to(probs.device)
                 for k in range(omega):
                     scores[(r, k)].update(probs[:, k].argmax(1, keepdim=True), lab_s)
-                sig_sum[r] += head_signature(probs)[0].cpu()
+                sig = head_signature(probs)[0].cpu()
+                sig_sum[r] += torch.nan_to_num(sig, nan=0.0)
+                sig_count[r] += torch.isfinite(sig).double()
             logger.info("scale calibration: image %d (%s) at %d scales, %.1f s", index + 1, names[-1], len(rows),
                         time.perf_counter() - t0)
     if not names:
@@ -171,7 +174,7 @@ def calibrate_scale_fusion(
     sig = torch.full(bufs["fusion_signature"].shape, float("nan"), dtype=torch.float64)
     for r in rows:
         iou[r] = torch.tensor([scores[(r, k)].compute()["iou"] for k in range(omega)], dtype=torch.float64)
-        sig[r] = sig_sum[r] / len(names)
+        sig[r] = sig_sum[r] / sig_count[r]  # mean over the images where the head found objects (0/0: NaN)
     with torch.no_grad():
         bufs["fusion_iou"].copy_(iou.to(bufs["fusion_iou"]))
         bufs["fusion_signature"].copy_(sig.to(bufs["fusion_signature"]))
