@@ -2,7 +2,7 @@
 
 Segmentation scores
     The headline score is the IoU from a confusion matrix accumulated over the **whole test split**
-    (METHOD.md sec. 7): binary tasks (2 classes) report the IoU of class 1 (the nucleus class), multi-class
+    (the paper, sec. 4.2; ``bundle/docs/README.md``, Evaluation): binary tasks (2 classes) report the IoU of class 1 (the nucleus class), multi-class
     tasks the mean IoU over classes. Per-image averages (MONAI's default ``MeanIoU`` / ``DiceMetric``
     behaviour) give other numbers and are reported only as secondary columns.
 
@@ -126,7 +126,7 @@ def reduce_class_scores(per_class: torch.Tensor, ignore_index: int | None = None
 
 
 class ConfusionIoU(ConfusionMatrixMetric):
-    """Dataset-wide IoU (METHOD.md sec. 7) as a MONAI ``CumulativeIterationMetric``.
+    """Dataset-wide IoU (the paper, sec. 4.2; ``bundle/docs/README.md``, Evaluation) as a MONAI ``CumulativeIterationMetric``.
 
     Each call adds per-image TP/FP/TN/FN counts (MONAI ``get_confusion_matrix`` on masked one-hot maps);
     :meth:`aggregate` sums them over everything seen since :meth:`reset` (``reduction="sum_batch"``) and

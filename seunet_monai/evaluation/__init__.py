@@ -1,4 +1,4 @@
-"""Evaluation across scales (METHOD.md sec. 7): the scale sweep and what it reports.
+"""Evaluation across scales (the paper, sec. 4.2; ``bundle/docs/README.md``, Evaluation): the scale sweep and what it reports.
 
 Modules (import them directly; nothing is imported here, to keep ``import seunet_monai`` light):
 

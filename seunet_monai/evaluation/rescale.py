@@ -1,4 +1,4 @@
-"""Rescaling of images, labels and feature maps for the scale sweep (METHOD.md sec. 7).
+"""Rescaling of images, labels and feature maps for the scale sweep (the paper, sec. 4.2; ``bundle/docs/README.md``, Evaluation).
 
 The size rule is ``round(n * s)`` per spatial axis (at least 1). Images are resampled bilinearly (or
 trilinearly in 3D) with pixel-centre alignment (``align_corners=False``); when shrinking, anti-aliased

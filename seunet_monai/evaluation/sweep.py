@@ -1,4 +1,4 @@
-"""The scale sweep of the paper's evaluation (METHOD.md sec. 7, Figs. 2-7, Tables 1-2).
+"""The scale sweep of the paper's evaluation (the paper, sec. 4.2, 4.4, Figs. 2-7, Tables 1-2; ``bundle/docs/README.md``, Evaluation).
 
 :func:`run_scale_sweep` rescales every test image by each scale (anti-aliased when shrinking, bilinear
 when enlarging; labels nearest neighbour), predicts per-head probabilities of the whole rescaled image when it
