@@ -33,6 +33,7 @@ from monai.inferers import Merger, WSISlidingWindowSplitter
 from monai.utils import BlendMode
 
 from seunet_monai.fusion import fuse, head_margins
+from seunet_monai.networks.utils import unwrap
 
 __all__ = ["BandMerger", "HeadsPatchPredictor", "PatchPreprocessing", "TissueWSISplitter"]
 
@@ -258,7 +259,7 @@ class HeadsPatchPredictor:
 
     def heads(self, x: torch.Tensor) -> torch.Tensor:
         """Per-head class probabilities ``(B, Ω, C, h, w)``."""
-        net = self.network.module if hasattr(self.network, "module") else self.network
+        net = unwrap(self.network)
         if hasattr(net, "forward_heads"):
             return torch.softmax(net.forward_heads(x).float(), dim=2)
         return torch.softmax(self.network(x).float(), dim=1).unsqueeze(1)
@@ -267,13 +268,13 @@ class HeadsPatchPredictor:
         """Estimate each window's scale relative to training from its heads (the ``scale`` fusion's estimator)."""
         from seunet_monai.scale_fusion import estimate_log_scale, resolve_profile
 
-        net = self.network.module if hasattr(self.network, "module") else self.network
+        net = unwrap(self.network)
         if probs.shape[1] > 1 and resolve_profile(net) is not None:
             self.window_log_scales.extend(float(v) for v in estimate_log_scale(probs.float().cpu(), net))
 
     def fused(self, probs: torch.Tensor) -> torch.Tensor:
         """Fused class probabilities ``(B, C, h, w)`` of per-head ones, as the network's eval mode fuses them."""
-        net = self.network.module if hasattr(self.network, "module") else self.network
+        net = unwrap(self.network)
         if hasattr(net, "fuse_heads"):
             return net.fuse_heads(probs)
         # the network itself carries the "scale" fusion's calibration (its fusion_* buffers)
