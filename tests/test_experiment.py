@@ -86,7 +86,7 @@ def test_variant_networks_are_what_the_override_files_say(run):
     for v, moved in (("seunet_fixed", False), ("seunet_free", True)):
         cfg = json.loads((REPO / "bundle" / "configs" / "variants" / f"{v}.json").read_text())
         assert cfg == {"network_def#sigma_mode": v.split("_")[1]}
-        sd = torch.load(out / v / "models" / "last.pt", map_location="cpu", weights_only=True)["network"]
+        sd = torch.load(out / v / "models" / "last.pt", map_location="cpu", weights_only=True)["model"]
         from seunet_monai.networks import SEUNet
 
         fresh = SEUNet(channels=(5, 10, 20, 40, 80), sigma_mode=v.split("_")[1]).state_dict()
