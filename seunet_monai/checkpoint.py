@@ -142,7 +142,9 @@ def check_state_dict(
         )
 
 
-def load_network(network: torch.nn.Module, checkpoint: str | os.PathLike, key: str | None = MODEL_KEY) -> tuple[Any, Mapping[str, Any]]:
+def load_network(
+    network: torch.nn.Module, checkpoint: str | os.PathLike, key: str | None = MODEL_KEY
+) -> tuple[Any, Mapping[str, Any]]:
     """Load the weights of ``checkpoint`` into ``network`` (unwrapped), strictly.
 
     Returns:

@@ -251,7 +251,9 @@ class _Progress:
         _write_json(self.state_path, self.state)
         this_attempt = [v for k, v in times.items() if int(k) > start] or list(times.values()) or [0.0]
         metrics = st.get("metrics") or {}
-        val = f", val_iou {metrics['val_iou']:.4f}" if st.get("metrics_epoch") == epoch and metrics.get("val_iou") is not None else ""
+        val = ""
+        if st.get("metrics_epoch") == epoch and metrics.get("val_iou") is not None:
+            val = f", val_iou {metrics['val_iou']:.4f}"
         elapsed = time.perf_counter() - self.t0
         eta = sum(this_attempt) / len(this_attempt) * ((total or epoch) - epoch)  # mean epoch time of this attempt
         self.log(f"[{self.name}] epoch {epoch}/{total or epoch}{val}, elapsed {_fmt_time(elapsed)}, ETA {_fmt_time(eta)}")

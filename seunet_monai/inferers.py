@@ -65,7 +65,9 @@ def head_probabilities(network: torch.nn.Module, x: torch.Tensor) -> torch.Tenso
     out = network(x)
     out = out[0] if isinstance(out, (tuple, list)) else out
     if out.ndim != x.ndim:
-        raise ValueError(f"head_probabilities: expected logits (B, C, *spatial) from {type(net).__name__}, got {tuple(out.shape)}.")
+        raise ValueError(
+            f"head_probabilities: expected logits (B, C, *spatial) from {type(net).__name__}, got {tuple(out.shape)}."
+        )
     return torch.softmax(out, dim=1).unsqueeze(1)
 
 

@@ -1,4 +1,5 @@
-"""The scale sweep of the paper's evaluation (the paper, sec. 4.2, 4.4, Figs. 2-7, Tables 1-2; ``bundle/docs/README.md``, Evaluation).
+"""The scale sweep of the paper's evaluation (the paper, sec. 4.2, 4.4, Figs. 2-7, Tables 1-2;
+``bundle/docs/README.md``, Evaluation).
 
 :class:`ScaleSweep` (the bundle's ``sweep`` component, ``"$@sweep.run(...)"`` in ``evaluate.json``) rescales every
 test image by each scale (anti-aliased when shrinking, bilinear

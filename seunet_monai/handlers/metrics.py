@@ -26,7 +26,8 @@ def dataset_iou(
     output_transform: Callable[[Any], Any] = lambda x: x,
     ignore_index: int | None = None,
 ) -> IgniteMetricHandler:
-    """Dataset-wide IoU (the paper, sec. 4.2; see :mod:`seunet_monai.metrics`) as an Ignite metric: :class:`seunet_monai.metrics.ConfusionIoU`
+    """Dataset-wide IoU (the paper, sec. 4.2; see :mod:`seunet_monai.metrics`) as an Ignite metric:
+    :class:`seunet_monai.metrics.ConfusionIoU`
     (one confusion matrix over the whole split; binary: IoU of class 1, multi-class: mean IoU over present
     classes; ``ignore_index`` excluded) wrapped in :class:`monai.handlers.IgniteMetricHandler`, which also
     gathers the counts across processes under ``torch.distributed``.

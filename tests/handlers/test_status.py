@@ -32,7 +32,8 @@ def _trainer(validator, fail_at=None):
     trainer = Engine(step)
 
     def validate(engine):  # as MONAI's ValidationHandler: evaluator.run(global_epoch)
-        validator.state.max_epochs, validator.state.epoch, validator.state.iteration = engine.state.epoch, engine.state.epoch - 1, 0
+        state = validator.state
+        state.max_epochs, state.epoch, state.iteration = engine.state.epoch, engine.state.epoch - 1, 0
         validator.run([0])
 
     trainer.add_event_handler(Events.EPOCH_COMPLETED, validate)
