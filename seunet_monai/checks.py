@@ -97,6 +97,7 @@ def check_label_values(
     num_classes: int,
     ignore_index: int | None = None,
     splits: Sequence[str] = ("training", "validation"),
+    spatial_dims: int = 2,
 ) -> None:
     """Check that every label of ``splits`` holds only class values ``0..num_classes-1`` and ``ignore_index``.
 
@@ -109,18 +110,22 @@ def check_label_values(
         num_classes: number of classes (key ``num_classes``).
         ignore_index: the label value excluded from loss and metrics (key ``ignore_index``).
         splits: the splits to read.
+        spatial_dims: 3 reads the labels as volumes (:func:`seunet_monai.data.volumes.read_volume_label`).
 
     Raises:
         seunet_monai.errors.DataError: naming the first label file with a value out of range and the key to
             change.
     """
     from seunet_monai.data.io import read_label
+    from seunet_monai.data.volumes import read_volume_label
+
+    reader = read_volume_label if spatial_dims == 3 else read_label
 
     allowed = set(range(int(num_classes))) | ({int(ignore_index)} if ignore_index is not None else set())
     seen: set[int] = set()
     for split in splits:
         for i, entry in enumerate(datalist.get(split, [])):
-            values = {int(v) for v in np.unique(read_label(entry["label"]))}
+            values = {int(v) for v in np.unique(reader(entry["label"]))}
             bad = sorted(values - allowed)
             if bad and int(num_classes) == 2 and bad == [255]:
                 raise DataError(

@@ -40,10 +40,12 @@ def _check_can_generate(root: Path) -> None:
         )
 
 
-def _generate_default(root: Path, synthetic: Mapping[str, Any] | None) -> None:
-    """Generate the embedded default dataset into ``root`` (rank 0), unless another process just did."""
+def _generate_default(root: Path, synthetic: Mapping[str, Any] | None, spatial_dims: int = 2) -> None:
+    """Generate the embedded default dataset into ``root`` (rank 0), unless another process just did (volumes
+    of :func:`seunet_monai.data.synthetic3d.make_synthetic_volumes` when ``spatial_dims`` is 3)."""
     from seunet_monai.data.datalist import datalist_exists
     from seunet_monai.data.synthetic import generation_lock, make_synthetic_dataset
+    from seunet_monai.data.synthetic3d import make_synthetic_volumes
 
     kwargs = dict(synthetic or {})
     with generation_lock(root):
@@ -53,10 +55,10 @@ def _generate_default(root: Path, synthetic: Mapping[str, Any] | None) -> None:
         bar = "=" * 100
         logger.warning(
             f"\n{bar}\nno datalist.json in dataset_dir {str(root)!r}: generating the embedded default there, a "
-            f"SYNTHETIC H&E-like nuclei dataset ({kwargs or 'generator defaults'}), NOT real data.\nTo train on "
-            f"real data, {PREPARE_HINT}.\n{bar}"
+            f"SYNTHETIC {'fluorescence-like 3D' if spatial_dims == 3 else 'H&E-like'} nuclei dataset "
+            f"({kwargs or 'generator defaults'}), NOT real data.\nTo train on real data, {PREPARE_HINT}.\n{bar}"
         )
-        make_synthetic_dataset(root, **kwargs)
+        (make_synthetic_volumes if spatial_dims == 3 else make_synthetic_dataset)(root, **kwargs)
 
 def ensure_dataset(
     dataset_dir: str | os.PathLike,
@@ -66,6 +68,7 @@ def ensure_dataset(
     required_splits: Sequence[str] = (),
     num_classes: int | None = None,
     ignore_index: int | None = None,
+    spatial_dims: int = 2,
 ) -> dict[str, list[dict[str, str]]]:
     """Load ``dataset_dir/datalist.json``; for training, first generate the embedded default dataset when the
     folder is empty or missing.
@@ -89,6 +92,8 @@ def ensure_dataset(
         required_splits: splits that must hold at least one entry (e.g. ``["training", "validation"]``).
         num_classes: number of classes the network predicts; ``None`` skips the label-value check.
         ignore_index: label value excluded from loss and metrics.
+        spatial_dims: 2 (images) or 3 (volumes, ``variants/3d.json``): the embedded default generated, and every
+            file must hold data of that many spatial dims (headers only; :mod:`seunet_monai.data.volumes`).
 
     Returns:
         the datalist: ``{"training": [...], "validation": [...], "test": [...]}`` with absolute paths.
@@ -97,6 +102,7 @@ def ensure_dataset(
         seunet_monai.errors.DataError: (a ``ValueError``) naming the folder, file or key, and how to fix it.
     """
     from seunet_monai.data.datalist import datalist_exists, load_datalist
+    from seunet_monai.data.volumes import check_datalist_dims
 
     root = Path(os.path.expanduser(str(dataset_dir))).resolve()
     if root.exists() and not root.is_dir():
@@ -106,9 +112,10 @@ def ensure_dataset(
             raise DataError(f"dataset_dir {str(root)!r} holds no datalist.json (mistyped path?); {PREPARE_HINT}.")
         _check_can_generate(root)  # on every rank, so that all of them fail alike
         if is_main_process():
-            _generate_default(root, synthetic)
+            _generate_default(root, synthetic, spatial_dims)
     barrier()
     datalist = load_datalist(root, check_files=True, check_sizes=check_sizes)
+    check_datalist_dims(datalist, spatial_dims)
     for split in required_splits:
         if not datalist.get(split):
             raise DataError(
@@ -117,7 +124,8 @@ def ensure_dataset(
                    "or --val-images)." if split == "validation" else f"; add entries under {split!r}.")
             )
     if num_classes is not None:
-        check_label_values(datalist, num_classes, ignore_index, splits=required_splits or tuple(datalist))
+        check_label_values(datalist, num_classes, ignore_index, splits=required_splits or tuple(datalist),
+                           spatial_dims=spatial_dims)
     return datalist
 
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from pathlib import Path
 from typing import Any
 
 import torch
 from monai.data import decollate_batch
 from monai.utils import convert_to_tensor
+
+from seunet_monai.data.volumes import volume_stem
 
 __all__ = ["item_name", "iterate_items", "prepare_item"]
 
@@ -24,12 +25,13 @@ def iterate_items(dataset: Any) -> Iterable[Mapping[str, Any]]:
 
 
 def item_name(item: Mapping[str, Any], key: str, index: int) -> str:
-    """The base name of the item's ``key`` file (``meta["filename_or_obj"]``), else ``image<index>``."""
+    """The base name of the item's ``key`` file (``meta["filename_or_obj"]``, without its extensions: ``a.nii.gz``
+    -> ``a``), else ``image<index>``."""
     meta = getattr(item.get(key), "meta", None) or item.get(f"{key}_meta_dict") or {}
     name = meta.get("filename_or_obj") if isinstance(meta, Mapping) else None
     if isinstance(name, (list, tuple)):
         name = name[0] if name else None
-    return Path(str(name)).stem if name else f"image{index:04d}"
+    return volume_stem(str(name)) if name else f"image{index:04d}"  # a.nii.gz -> a
 
 
 def prepare_item(item: Mapping[str, Any], image_key: str, label_key: str, index: int) -> tuple[torch.Tensor, torch.Tensor]:

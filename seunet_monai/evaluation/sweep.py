@@ -81,7 +81,7 @@ from seunet_monai.inferers import infer_heads
 from seunet_monai.metrics import SegmentationScores
 from seunet_monai.scale_fusion import ScaleProfile, estimate_scale
 
-__all__ = ["DEFAULT_MAX_PIXELS", "MIN_WINDOW", "OUTPUT_FILES", "STATUS_FILE", "ScaleSweep", "peak_rss_mb",
+__all__ = ["DEFAULT_MAX_PIXELS", "DEFAULT_MAX_VOXELS", "MIN_WINDOW", "OUTPUT_FILES", "STATUS_FILE", "ScaleSweep", "peak_rss_mb",
            "predict_heads", "run_scale_sweep", "sweep_window"]
 
 logger = logging.getLogger(__name__)
@@ -103,6 +103,11 @@ _IF_EXISTS = ("error", "archive", "overwrite")
 #: SEUNet (60..960, Ω = 5) in eval mode measured 2.2-3.0 KB of peak memory per pixel (CPU, 1024² and 512²), so
 #: about 9-13 GB at the budget. MoNuSeg's 1000-px images are predicted whole up to scale 2.
 DEFAULT_MAX_PIXELS = 2048 * 2048
+#: whole-volume budget of the 3D sweep (voxels of one rescaled volume, ``variants/3d.json``): 192³ = 7.1 M voxels.
+#: Sized for 24 GB: the paper-size 3D SEUNet (60..960, Ω = 5, one channel) measured 1.40 KB of peak memory per
+#: voxel in eval mode (CPU, 32³ and 48³, scripts/volume_memory.py), so about 10 GB at the budget, leaving room for
+#: a GPU's allocator and workspaces; larger volumes go through 192³ windows.
+DEFAULT_MAX_VOXELS = 192 * 192 * 192
 #: smallest sliding window of the sweep: windows much smaller than the receptive field of the large-σ heads change
 #: their probabilities (15-29% with 128-px windows, issue 11)
 MIN_WINDOW = 512
@@ -228,6 +233,9 @@ class ScaleSweep:
         partner_tolerance: eq. 10 averages only groups whose matched group's σ ratio is within this relative
             tolerance of the scale (:func:`~seunet_monai.evaluation.equivariance.scale_partners`); the others are
             listed.
+        scale_axes: spatial axes each scale applies to (``None``: all, an isotropic sweep; ``[2]``: the axial
+            axis ``Z`` of volumes ``(X, Y, Z)`` only, as anisotropic sampling changes it); images, labels and the
+            equivariance crops are rescaled alike (:func:`~seunet_monai.evaluation.rescale.scaled_size`).
 
     Raises:
         ValueError: for bad ``scales``, ``overlap`` or ``if_exists``, naming the argument.
@@ -257,6 +265,7 @@ class ScaleSweep:
         tensorboard: bool = True,
         scale_temperature: float = 0.05,
         partner_tolerance: float = 0.1,
+        scale_axes: Sequence[int] | None = None,
     ) -> None:
         scales = [float(s) for s in (default_scales() if scales is None else scales)]
         if not scales or any(not (s > 0 and math.isfinite(s)) for s in scales):
@@ -288,6 +297,7 @@ class ScaleSweep:
         self.tensorboard = bool(tensorboard)
         self.scale_temperature = float(scale_temperature)
         self.partner_tolerance = float(partner_tolerance)
+        self.scale_axes = None if scale_axes is None else [int(a) for a in scale_axes]
 
     # ------------------------------------------------------------------------------------------------ steps
     def prepare(self, eval_dir: str | os.PathLike) -> Path:
@@ -320,7 +330,7 @@ class ScaleSweep:
         Returns:
             ``(rescaled image, per-head probabilities (1, Ω, C, *spatial) on output_device, window or None)``.
         """
-        img_s = rescale_image(image, scale)
+        img_s = rescale_image(image, scale, self.scale_axes)
         window = sweep_window(img_s.shape[1:], self.max_pixels, roi, self.min_window, self.sw_batch_size)
         inferer = None
         if window is not None:
@@ -360,7 +370,8 @@ class ScaleSweep:
 
     def equivariance(self, run: _Running, network: torch.nn.Module, image: torch.Tensor, device: torch.device) -> None:
         """Add one image's eq. 12 matrices (centre crop of ``equivariance_crop`` px) at every scale."""
-        for s, mat in equivariance_matrices(network, image, run.scales, self.equivariance_crop, device).items():
+        for s, mat in equivariance_matrices(network, image, run.scales, self.equivariance_crop, device,
+                                            self.scale_axes).items():
             run.eq_sum[s] += mat
             run.eq_delta[s].append(matched_error(mat, *run.partners[s]))
         run.eq_images += 1
@@ -416,6 +427,7 @@ class ScaleSweep:
             "num_images": len(names),
             "images": names,
             "scales": scales,
+            "scale_axes": "all" if self.scale_axes is None else list(self.scale_axes),
             "strategies": strategies,
             "num_heads": omega,
             "num_classes": num_classes,
@@ -551,7 +563,7 @@ class ScaleSweep:
                     img_s, probs, window = self.predict(network, image, s, device, run.roi)
                     if window is not None:
                         run.windowed[s] = tuple(window)
-                    label_s = rescale_label(label, s).unsqueeze(0)  # (1, 1, *spatial)
+                    label_s = rescale_label(label, s, self.scale_axes).unsqueeze(0)  # (1, 1, *spatial)
                     self.score(run, index, j, img_s, label_s, probs, per_image)
                     del probs
                     run.time_per_scale[s] += time.perf_counter() - t0
