@@ -52,8 +52,8 @@ def fresh(tmp_path_factory) -> dict:
     (bundle / "models").mkdir()
     for name in ("model.pt", "stain_reference.json"):
         shutil.copy(REPO / "bundle" / "models" / name, bundle / "models" / name)
-    data = make_synthetic_dataset(root / "data", n_train=2, n_val=1, n_test=1, size=64, seed=0)
-    return {"bundle": bundle, "data": Path(data)}
+    make_synthetic_dataset(root / "data", n_train=2, n_val=1, n_test=1, size=64, seed=0)
+    return {"bundle": bundle, "data": root / "data"}
 
 
 def _check(config_files: list[Path], workflow_type: str, **override) -> ConfigWorkflow:
