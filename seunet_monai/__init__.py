@@ -12,6 +12,6 @@ Conventions used throughout the package:
   :mod:`seunet_monai.layers.group_ops`.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.3.0"
 
 __all__ = ["__version__"]

@@ -77,7 +77,8 @@ def bundle_root() -> str:
        expression, found on the call stack (``python -m monai.bundle run ...``, ``check_properties``), or a
        ``config_file`` argument of a ``monai.bundle.scripts`` function (``verify_net_in_out``,
        ``ckpt_export``): the parent of ``configs/``;
-    3. the ``bundle`` folder next to this package in a source checkout;
+    3. the bundle shipped with this package (:func:`seunet_monai.resources.bundle_path`: the installed package
+       data, or ``bundle/`` next to the package in a source checkout);
     4. the current working directory (what MONAI's own scripts assume).
 
     A ``--bundle_root DIR`` on the command line overrides this expression altogether.
@@ -105,10 +106,12 @@ def bundle_root() -> str:
             f = f.f_back
     finally:
         del frame
-    checkout = Path(__file__).resolve().parents[1] / "bundle"
-    if (checkout / "configs").is_dir():
-        return str(checkout)
-    return str(Path.cwd())
+    from seunet_monai.resources import bundle_path
+
+    try:
+        return str(bundle_path())
+    except MissingPathError:
+        return str(Path.cwd())
 
 
 def to_rgb(image: Any) -> Any:
@@ -151,8 +154,9 @@ def _barrier() -> None:
 
 
 PREPARE_HINT = (
-    "prepare a dataset with scripts/prepare_monuseg.py or scripts/prepare_bcss.py (or scripts/make_synthetic.py) "
-    "and set --dataset_dir to the folder holding its datalist.json"
+    "prepare a dataset with seunet-prepare-monuseg or seunet-prepare-bcss (or seunet-make-synthetic; in a source "
+    "checkout also scripts/prepare_monuseg.py, scripts/prepare_bcss.py) and set --dataset_dir to the folder holding "
+    "its datalist.json"
 )
 
 
