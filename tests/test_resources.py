@@ -81,6 +81,7 @@ def _run(installed: dict, *args: str) -> subprocess.CompletedProcess:
     return proc
 
 
+@pytest.mark.slow  # about 30 s on a busy 2-core CPU: a pip install and a few interpreters importing torch and MONAI
 def test_installed_wheel_ships_the_bundle(installed):
     out = _run(installed, installed["python"], "-m", "seunet_monai", "bundle-path").stdout
     bundle = Path(out.strip())
@@ -93,10 +94,16 @@ def test_installed_wheel_ships_the_bundle(installed):
     meta = json.loads((bundle / "configs" / "metadata.json").read_text())
     version = _run(installed, installed["python"], "-m", "seunet_monai", "version").stdout.strip()
     assert meta["version"] == version == meta["required_packages_version"]["seunet-monai"]
-    for script in CONSOLE_SCRIPTS:
-        assert "usage:" in _run(installed, installed["bin"] / script, "--help").stdout
+    # every console script is installed and loads its main (one process); one of them runs for real
+    code = ("from importlib.metadata import entry_points\n"
+            "eps = {e.name: e for e in entry_points(group='console_scripts') if e.name.startswith('seunet-')}\n"
+            "print(sorted(n for n, e in eps.items() if callable(e.load())))")
+    assert _run(installed, installed["python"], "-c", code).stdout.strip() == str(sorted(CONSOLE_SCRIPTS))
+    assert all((installed["bin"] / script).is_file() for script in CONSOLE_SCRIPTS)
+    assert "usage: seunet-make-synthetic" in _run(installed, installed["bin"] / "seunet-make-synthetic", "--help").stdout
 
 
+@pytest.mark.slow
 def test_installed_bundle_resolves_its_root_and_variants(installed):
     """The installed train.json, parsed by MONAI from another directory: bundle_root is the installed folder
     (never the working directory), and the experiment runner reads its variant files there."""
