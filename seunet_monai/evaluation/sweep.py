@@ -60,6 +60,7 @@ from seunet_monai.evaluation.scale_estimation import (
 )
 from seunet_monai.fusion import fuse, winning_head
 from seunet_monai.metrics import SegmentationScores, scale_partners
+from seunet_monai.progress import progress
 from seunet_monai.scale_fusion import ScaleProfile, estimate_scale
 
 __all__ = ["DEFAULT_MAX_PIXELS", "MIN_WINDOW", "OUTPUT_FILES", "peak_rss_mb", "predict_heads", "run_scale_sweep",
@@ -370,7 +371,8 @@ def run_scale_sweep(
     t_start = time.perf_counter()
 
     with output_heads_mode(network):
-        for index, item in enumerate(_iterate_items(dataset)):
+        total = len(dataset) if hasattr(dataset, "__len__") else None
+        for index, item in enumerate(progress(_iterate_items(dataset), total=total, desc="scale sweep")):
             image, label = _prepare_item(item, image_key, label_key, index)
             if spatial_dims is None:
                 spatial_dims = image.ndim - 1
