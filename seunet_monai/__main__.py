@@ -2,7 +2,8 @@
 
 Commands:
     ``bundle-path``  print the bundle folder, the one holding ``configs/`` (a contract: scripts rely on it), e.g.
-                     ``python -m monai.bundle run --config_file "$(python -m seunet_monai bundle-path)/configs/train.json"``;
+                     ``python -m monai.bundle run --config_file "$(python -m seunet_monai bundle-path)/configs/train.json"``
+                     from any directory;
     ``version``      print the package version.
 
 The preparation scripts and the experiment runner are console scripts (``seunet-prepare-monuseg``,

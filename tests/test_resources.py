@@ -100,7 +100,8 @@ def test_installed_wheel_ships_the_bundle(installed):
             "print(sorted(n for n, e in eps.items() if callable(e.load())))")
     assert _run(installed, installed["python"], "-c", code).stdout.strip() == str(sorted(CONSOLE_SCRIPTS))
     assert all((installed["bin"] / script).is_file() for script in CONSOLE_SCRIPTS)
-    assert "usage: seunet-make-synthetic" in _run(installed, installed["bin"] / "seunet-make-synthetic", "--help").stdout
+    usage = _run(installed, installed["bin"] / "seunet-make-synthetic", "--help").stdout
+    assert "usage: seunet-make-synthetic" in usage
 
 
 @pytest.mark.slow

@@ -3,13 +3,14 @@
 Usage::
 
     seunet-experiment --dataset-dir D --out O \
-        --variants seunet,cnn,unet,sesn,disco,seunet_fixed,seunet_free [--epochs N] [--tiny] [--scales 0.5,1,2] [--seed S] [--widths 20,40,80,160,320] \
-        [--override KEY=VALUE ...]
+        --variants seunet,cnn,unet,sesn,disco,seunet_fixed,seunet_free [--epochs N] [--tiny] [--scales 0.5,1,2] \
+        [--seed S] [--widths 20,40,80,160,320] [--override KEY=VALUE ...]
 
-Each variant is trained and evaluated with the bundle's own commands (override file
-``configs/variants/NAME.json`` of the bundle, ``python -m seunet_monai bundle-path``, merged last) into ``O/<variant>/``; then ``O/comparison.csv``,
-``O/comparison.md`` and ``O/iou_vs_scale.png`` are written. Rerunning the same command resumes: finished
-variants are skipped, interrupted trainings continue from ``last.pt``. Exit status 1 when a variant failed.
+Each variant is trained and evaluated with the bundle's own commands (override file ``configs/variants/NAME.json``
+of the bundle folder, ``python -m seunet_monai bundle-path``, merged last) into ``O/<variant>/``; then
+``O/comparison.csv``, ``O/comparison.md`` and ``O/iou_vs_scale.png`` are written. Rerunning the same command
+resumes: finished variants are skipped, interrupted trainings continue from ``last.pt``. Exit status 1 when a
+variant failed.
 See :mod:`seunet_monai.experiment`.
 """
 
@@ -53,7 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated, from {','.join(VARIANTS)}")
     parser.add_argument("--epochs", type=int, default=None, help="training epochs (default: the bundle's)")
     parser.add_argument("--tiny", action="store_true", help="tiny networks and data (smoke test)")
-    parser.add_argument("--scales", type=_scales, default=None, help="test scales, e.g. 0.5,1,2 (default: the bundle's)")
+    parser.add_argument("--scales", type=_scales, default=None,
+                        help="test scales, e.g. 0.5,1,2 (default: the bundle's)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--widths", default=None,
                         help="five level widths for every variant, e.g. 20,40,80,160,320 (default: the bundle's)")

@@ -1,4 +1,4 @@
-"""``seunet-scale-shift``: controlled scale-shift benchmark: train at synthetic scale 1, test on sets generated at other scales.
+"""``seunet-scale-shift``: train at synthetic scale 1, test on sets generated at other scales.
 
 Usage::
 
