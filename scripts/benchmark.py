@@ -1,7 +1,8 @@
 #!/usr/bin/env python
 """Speed and memory of the GD layers and of one SEUNet training step against the paper's conventional CNN.
 
-    python scripts/benchmark.py [--json FILE] [--device cpu|cuda] [--repeats N] [--quick]
+    python scripts/benchmark.py [--json FILE] [--device cpu|cuda] [--repeats N] [--threads N] [--quick]
+                                [--only-inference] [--infer-repeats N]
 
 Measures, in one run (both sides of every ratio in the same process, interleaved, best of ``--repeats``):
 
@@ -44,7 +45,7 @@ def _gd_layer_case(quick: bool):
     bounds = [(k * 1.0, (k + 1) * 1.0) for k in range(5)]
     layer = GDConv(2, channels, channels, bounds)
     # the fast path gets channels-last input, as inside the SEUNet; the dense reference converts it to the
-    # contiguous format, its faster one on CPU (see GDConv._forward_dense)
+    # contiguous format, its faster one on CPU (see GDConv._run)
     x = torch.randn(batch * 5, channels, size, size).contiguous(memory_format=torch.channels_last)
     return layer, x
 
@@ -83,9 +84,12 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _time_interleaved(fns: dict, repeats: int, device: torch.device) -> dict:
-    """Best-of-``repeats`` wall time in ms of every callable, run in turn so that load affects all alike."""
-    for fn in fns.values():  # warm-up (allocator, mkldnn primitives)
+def _time_interleaved(fns: dict, repeats: int, device: torch.device, warmup: dict | None = None) -> dict:
+    """Best-of-``repeats`` wall time in ms of every callable, run in turn so that load affects all alike.
+
+    ``warmup``: callables run once first instead of ``fns`` (allocator, oneDNN primitives, cached filters).
+    """
+    for fn in (warmup or fns).values():
         fn()
     _sync(device)
     best = {k: float("inf") for k in fns}
@@ -151,8 +155,10 @@ def _inference_case(args, res: dict, seunet: torch.nn.Module, unet: torch.nn.Mod
         Image.fromarray(image).save(path)
         runs = {"seunet": _inference(seunet, path, roi, device), "unet": _inference(unet, path, roi, device)}
         with torch.no_grad():
-            t = _time_interleaved(runs, args.infer_repeats, device)
             window = torch.rand(1, 3, roi, roi, device=device)
+            # warm-up on one window (not the whole image): oneDNN primitives and the GD layers' cached filters
+            warm = {"seunet": lambda: seunet.eval()(window), "unet": lambda: unet.eval()(window)}
+            t = _time_interleaved(runs, args.infer_repeats, device, warmup=warm)
             for name, net in (("seunet", seunet), ("unet", unet)):
                 step = lambda: net(window)  # noqa: E731
                 if device.type == "cuda":
@@ -176,7 +182,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small sizes: a demo, not the contract's figures")
     parser.add_argument("--infer-repeats", type=int, default=1, help="timed repetitions of the inference case")
     parser.add_argument("--only-inference", action="store_true", help="run the inference case alone")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads (torch.set_num_threads); default: torch's")
     args = parser.parse_args(argv)
+    if args.threads is not None:
+        if args.threads < 1:
+            parser.error(f"--threads must be >= 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     torch.manual_seed(0)
     res: dict = {
@@ -185,6 +196,7 @@ def main(argv: list[str] | None = None) -> int:
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "quick": bool(args.quick),
+        "load_avg_start": _load_avg(),
     }
 
     if args.only_inference:
@@ -239,8 +251,18 @@ def main(argv: list[str] | None = None) -> int:
     return _write(args, res)
 
 
+def _load_avg() -> list[float] | None:
+    """The machine's 1, 5 and 15-minute load averages (other processes slow every figure down)."""
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except OSError:  # not available on this platform
+        return None
+
+
 def _write(args, res: dict) -> int:
-    print(f"device: {res['device']} ({res['device_name']}), torch {res['torch']}, {res['threads']} threads")
+    res["load_avg_end"] = _load_avg()
+    print(f"device: {res['device']} ({res['device_name']}), torch {res['torch']}, {res['threads']} threads, "
+          f"load average {res['load_avg_start']} -> {res['load_avg_end']}")
     if args.json:
         tmp = f"{args.json}.tmp{os.getpid()}"
         with open(tmp, "w") as f:

@@ -5,7 +5,9 @@ genuine MoNuSeg image; cheap to write because constant tiles compress to almost 
 :class:`seunet_monai.apps.wsi.SlideInferenceWorkflow` on it with a small SEUNet and reports the peak resident
 memory of this process (``ru_maxrss``), the wall time and the patch counts as JSON.
 
-    python scripts/wsi_memory.py --size 40000 --work /tmp/wsi_mem [--widths 5,10,20,40,80]
+    python scripts/wsi_memory.py --size 40000 [--islands 4] [--work DIR] [--widths 5,10,20,40,80]
+
+``--work`` (default: a temporary folder, removed at the end) receives the slide and the outputs.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import argparse
 import functools
 import json
 import resource
-import shutil
+import tempfile
 import sys
 import time
 from pathlib import Path
@@ -57,11 +59,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=40000)
     parser.add_argument("--islands", type=int, default=4)
-    parser.add_argument("--work", default="/tmp/wsi_memory")
+    parser.add_argument("--work", default=None, help="folder for the slide and the outputs (default: temporary)")
     parser.add_argument("--widths", default="5,10,20,40,80")
     parser.add_argument("--roi", type=int, default=512)
     args = parser.parse_args()
+    if args.work is None:
+        with tempfile.TemporaryDirectory(prefix="wsi_memory_") as tmp:
+            return run(args, Path(tmp))
+    work = Path(args.work)
+    if work.exists() and any(work.iterdir()):
+        parser.error(f"--work {work} is not empty; give an empty or new folder (nothing is deleted)")
+    return run(args, work)
 
+
+def run(args: argparse.Namespace, work: Path) -> None:
+    """Build the slide under ``work``, segment it and print the figures."""
     import tifffile
     from monai.inferers import PatchInferer
 
@@ -69,8 +81,6 @@ def main() -> None:
     from seunet_monai.apps.wsi import BandMerger, PatchPreprocessing, SlideInferenceWorkflow, TissueWSISplitter
     from seunet_monai.networks import SEUNet
 
-    work = Path(args.work)
-    shutil.rmtree(work, ignore_errors=True)
     (work / "in").mkdir(parents=True)
     images = sorted((Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "monuseg-train" / "images").glob("*.tif"))
     tissue = tifffile.imread(images[0]) if images else np.full((1000, 1000, 3), (150, 80, 140), np.uint8)

@@ -35,6 +35,7 @@ __all__ = [
     "RunLockedError",
     "SeunetError",
     "TrainingDivergedError",
+    "as_flag",
     "find_seunet_error",
     "install_excepthook",
 ]
@@ -91,6 +92,28 @@ def find_seunet_error(exc: BaseException | None) -> SeunetError | None:
         seen.add(id(exc))
         exc = exc.__cause__ or exc.__context__
     return None
+
+
+def as_flag(value: Any, key: str) -> bool:
+    """A boolean argument as given in a config or on the command line, where ``--overwrite false`` arrives as the
+    string ``"false"`` (``bool("false")`` is True). Accepts booleans and MONAI's ``str2bool`` words (true/false,
+    yes/no, t/f, y/n, 1/0, any case).
+
+    Raises:
+        ConfigValueError: naming ``key`` for anything else.
+    """
+    from monai.utils import str2bool
+
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str):
+        try:
+            return str2bool(value.strip().lower())
+        except ValueError:
+            pass
+    raise ConfigValueError(f"{key} must be true or false, got {value!r}.")
 
 
 def _debug() -> bool:

@@ -25,6 +25,13 @@ Two implementations give the same result (up to float rounding):
     group, so a layer of total width ``Ω·C`` does ``1/Ω`` of the work of an ordinary 3×3 convolution.
   * ``discretization="sampled"``: separable 1-D passes with every derivative order per axis (a depthwise
     pass per axis, orders as channel multiplier), then α as a 1×1 convolution shared by all groups.
+
+Inference: in eval mode with gradients off (``torch.no_grad``/``inference_mode``, not while tracing), the
+filters of every group (Gaussian kernels, α mixing) depend only on σ and α, so they are built once and cached;
+a batch norm passed as ``forward(x, norm=bn)`` (as :class:`~seunet_monai.networks.GDBlock` does) is folded
+into them (weights scaled per output channel, a bias added), which saves one pass over the activations per
+layer. The cache compares copies of the parameters and buffers it was built from at every call, so any
+change of weights, statistics, dtype or device rebuilds it; ``train()`` and ``load_state_dict`` drop it.
 """
 
 from __future__ import annotations
@@ -187,85 +194,143 @@ class GDConv(nn.Module):
             )
 
     # ------------------------------------------------------------------ forward
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Filter ``x``; see the class docstring for shapes."""
+    def forward(self, x: torch.Tensor, norm: nn.Module | None = None) -> torch.Tensor:
+        """Filter ``x``; see the class docstring for shapes.
+
+        Args:
+            x: the input.
+            norm: an optional normalisation applied to the output (``norm(conv(x))``). In inference (eval
+                mode, gradients off, not tracing) a batch norm with running statistics is folded into the
+                filters (scaled weights and a bias), and the filters are cached (see :meth:`clear_cache`).
+        """
         self._check_input(x)
+        if self._can_cache(norm):
+            plan = self._cached_plan(x, norm)
+            return self._run(x, plan)
+        out = self._run(x, self._plan(x.dtype))
+        return out if norm is None else norm(out)
+
+    # A "plan" is, per group, the tensors that one forward pass applies: ``(smoothing, weight, bias, pad)``.
+    # ``smoothing`` is a list of depthwise weights (one per spatial axis, already expanded to the input's
+    # channels) or None (dense), ``weight``/``bias`` the final convolution's, ``pad`` its padding. Building it
+    # (σ, half-widths, Gaussian kernels, the α mixing) depends only on the parameters, not on the input.
+    def _plan(self, dtype: torch.dtype, scale: torch.Tensor | None = None, shift: torch.Tensor | None = None) -> list:
+        """The plan in ``dtype``; ``scale``/``shift`` ``(C_out,)`` fold an affine map of the output channels."""
+        d = self.spatial_dims
+        sigma = self.sigma()
+        halves = self.half_widths()
+        bias = self.bias
+        if scale is not None:
+            bias = shift if bias is None else bias * scale + shift
+        bias = None if bias is None else bias.to(dtype)
+
+        def scaled(w: torch.Tensor) -> torch.Tensor:  # fold the output scaling into a (C_out, ...) weight
+            return w if scale is None else w * scale.to(w.dtype).view(-1, *([1] * (w.ndim - 1)))
+
+        plan = []
         if self.implementation == "dense":
-            out = self._forward_dense(x)
+            for k, h in enumerate(halves):
+                basis = gd_basis(sigma[k], d, self.order, h, self.discretization)  # (nb, K..K)
+                kernel = scaled(torch.einsum("oin,n...->oi...", self.alpha, basis)).to(dtype)
+                plan.append((None, kernel, bias, kernel.shape[-1] // 2))
         elif self.discretization == "hybrid":
-            out = self._forward_fast_hybrid(x)
+            r = stencil_radius(self.order)
+            # W_k = Σ_n α_n σ_k^{|n|} δ_n: central differences, γ-normalisation and α in one small kernel per group
+            pw = sigma.unsqueeze(1) ** self.basis_orders.to(sigma.dtype).unsqueeze(0)  # (Ω, nb)
+            weights = torch.einsum("oin,kn,n...->koi...", self.alpha, pw, self.stencils.to(sigma.dtype))
+            for k, h in enumerate(halves):
+                g = gaussian_kernel_1d(sigma[k : k + 1], h).to(dtype)  # (1, 2h + 1): this group's own size
+                # smoothing on a domain r pixels larger on each side, so that the 'valid' stencil sees the exact
+                # Gaussian response beyond the border (equal to the dense reference with zero padding)
+                smooth = [self._depthwise_weight(g, self.in_channels, a, r) for a in range(d)]
+                plan.append((smooth, scaled(weights[k]).to(dtype), bias, 0))
         else:
-            out = self._forward_fast_sampled(x)
-        if self.bias is not None:
-            out = out + self.bias.view(1, -1, *([1] * self.spatial_dims))
-        return out
+            m, cin = self.order + 1, self.in_channels
+            # α over the full tensor-product basis (orders with |n| > N get zero weight), shared by all groups
+            full = self.alpha.new_zeros(self.out_channels, cin, *([m] * d))
+            full[(slice(None), slice(None), *self._basis_index)] = self.alpha
+            weight = scaled(full.reshape(self.out_channels, cin * m**d, *([1] * d))).to(dtype)
+            for k, h in enumerate(halves):
+                k1 = gaussian_derivative_kernels_1d(sigma[k], self.order, h, "sampled").to(dtype)  # (m, 2h + 1)
+                # channel layout after axis a: (c, t_0, ..., t_a)
+                smooth = [self._depthwise_weight(k1, cin * m**a, a, 0) for a in range(d)]
+                plan.append((smooth, weight, bias, 0))
+        return plan
 
-    def _group_inputs(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """The input of every group: the whole input (lifting) or the group's contiguous block of rows."""
-        if self.lifting:
-            return [x] * self.num_scales
-        return list(x.chunk(self.num_scales, dim=0))
+    def _depthwise_weight(self, kernels: torch.Tensor, channels: int, axis: int, extra_pad: int) -> tuple:
+        """``(weight, padding, groups)`` of a depthwise correlation along spatial ``axis``.
 
-    def _separable_pass(self, x: torch.Tensor, kernels: torch.Tensor, axis: int, extra_pad: int) -> torch.Tensor:
-        """Depthwise correlation of ``x`` along spatial ``axis``.
-
-        ``kernels``: ``(m, K)``: every channel of ``x`` is filtered with each of the ``m`` kernels (output
-        channel ``j·m + t`` is channel ``j`` with kernel ``t``). Zero padding ``K//2 + extra_pad`` along
-        ``axis``, so the output grows by ``2·extra_pad`` there.
+        ``kernels``: ``(m, K)``: every input channel is filtered with each of the ``m`` kernels (output channel
+        ``j·m + t`` is channel ``j`` with kernel ``t``). Zero padding ``K//2 + extra_pad`` along ``axis``, so the
+        output grows by ``2·extra_pad`` there.
         """
         d = self.spatial_dims
         m, size = kernels.shape
-        channels = x.shape[1]
-        weight = kernels.unsqueeze(0).expand(channels, m, size).reshape(channels * m, 1, *[size if a == axis else 1 for a in range(d)])
+        shape = [size if a == axis else 1 for a in range(d)]
+        weight = kernels.unsqueeze(0).expand(channels, m, size).reshape(channels * m, 1, *shape)
         padding = [size // 2 + extra_pad if a == axis else 0 for a in range(d)]
-        return _CONV[d](x, weight, padding=padding, groups=channels)
+        return weight, padding, channels
 
-    # Kernels are built in the parameters' dtype (full precision under autocast) and cast to the input's.
-    def _forward_fast_hybrid(self, x: torch.Tensor) -> torch.Tensor:
-        d = self.spatial_dims
-        sigma = self.sigma()
-        r = stencil_radius(self.order)
-        # W_k = Σ_n α_n σ_k^{|n|} δ_n: central differences, γ-normalisation and α in one small kernel per group
-        scale = sigma.unsqueeze(1) ** self.basis_orders.to(sigma.dtype).unsqueeze(0)  # (Ω, nb)
-        weights = torch.einsum("oin,kn,n...->koi...", self.alpha, scale, self.stencils.to(sigma.dtype)).to(x.dtype)
+    def _run(self, x: torch.Tensor, plan: list) -> torch.Tensor:
+        conv = _CONV[self.spatial_dims]
+        groups = [x] * self.num_scales if self.lifting else list(x.chunk(self.num_scales, dim=0))
         outs = []
-        for k, (xk, h) in enumerate(zip(self._group_inputs(x), self.half_widths())):
-            g = gaussian_kernel_1d(sigma[k : k + 1], h).to(x.dtype)  # (1, 2h + 1): this group's own size
-            y = xk
-            for axis in range(d):
-                # smoothing on a domain r pixels larger on each side, so that the 'valid' stencil below sees the
-                # exact Gaussian response beyond the border (equal to the dense reference with zero padding)
-                y = self._separable_pass(y, g, axis, r)
-            outs.append(_CONV[d](y, weights[k]))
+        for xk, (smooth, weight, bias, pad) in zip(groups, plan):
+            if smooth is None:
+                # contiguous (not channels-last): oneDNN's backward for large dense kernels in channels-last took
+                # 100x longer than in contiguous format on CPU (torch 2.13, 17x17 and 23x23 kernels)
+                xk = xk.contiguous()
+            for w, padding, channels in smooth or ():
+                xk = conv(xk, w, padding=padding, groups=channels)
+            outs.append(conv(xk, weight, bias, padding=pad))
         return torch.cat(outs, dim=0)
 
-    def _forward_fast_sampled(self, x: torch.Tensor) -> torch.Tensor:
-        d, m, cin = self.spatial_dims, self.order + 1, self.in_channels
-        sigma = self.sigma()
-        # α over the full tensor-product basis (orders with |n| > N get zero weight), shared by all groups
-        full = self.alpha.new_zeros(self.out_channels, cin, *([m] * d))
-        full[(slice(None), slice(None), *self._basis_index)] = self.alpha
-        weight = full.reshape(self.out_channels, cin * m**d, *([1] * d)).to(x.dtype)
-        outs = []
-        for k, (xk, h) in enumerate(zip(self._group_inputs(x), self.half_widths())):
-            k1 = gaussian_derivative_kernels_1d(sigma[k], self.order, h, "sampled").to(x.dtype)  # (m, 2h + 1)
-            y = xk
-            for axis in range(d):  # channel layout (c, t_0, ..., t_axis)
-                y = self._separable_pass(y, k1, axis, 0)
-            outs.append(_CONV[d](y, weight))
-        return torch.cat(outs, dim=0)
+    # ------------------------------------------------------------------ inference cache
+    def _can_cache(self, norm: nn.Module | None) -> bool:
+        """True in inference: eval mode, gradients off, not tracing, and a foldable (or no) norm."""
+        if self.training or torch.is_grad_enabled() or torch.jit.is_tracing() or torch.jit.is_scripting():
+            return False
+        return norm is None or _foldable(norm)
 
-    def _forward_dense(self, x: torch.Tensor) -> torch.Tensor:
-        d = self.spatial_dims
-        sigma = self.sigma()
-        outs = []
-        for k, (xk, h) in enumerate(zip(self._group_inputs(x), self.half_widths())):
-            basis = gd_basis(sigma[k], d, self.order, h, self.discretization)  # (nb, K..K)
-            kernel = torch.einsum("oin,n...->oi...", self.alpha, basis).to(x.dtype)
-            # contiguous (not channels-last): oneDNN's backward for large dense kernels in channels-last took
-            # 100x longer than in contiguous format on CPU (torch 2.13, 17x17 and 23x23 kernels)
-            outs.append(_CONV[d](xk.contiguous(), kernel, padding=kernel.shape[-1] // 2))
-        return torch.cat(outs, dim=0)
+    def _cached_plan(self, x: torch.Tensor, norm: nn.Module | None) -> list:
+        """The plan with ``norm`` folded in, rebuilt only when a parameter, a buffer, dtype or device changed.
+
+        The cache keeps copies of the tensors it was built from and compares them at every call (a few
+        thousand numbers per layer, negligible next to the convolutions), so in-place edits, ``.data``
+        assignments, ``load_state_dict`` and optimiser steps all invalidate it; :meth:`train` drops it.
+        """
+        sources = [t for t in (*self.parameters(), *self.buffers()) if t is not None]
+        if norm is not None:
+            sources += [t for t in (norm.running_mean, norm.running_var, norm.weight, norm.bias) if t is not None]
+        cache = self.__dict__.get("_inference_cache")
+        if cache is not None and cache[0] == (x.dtype, x.device, id(norm)) and len(cache[1]) == len(sources) and all(
+            a.shape == b.shape and a.device == b.device and a.dtype == b.dtype and torch.equal(a, b)
+            for a, b in zip(cache[1], sources)
+        ):
+            return cache[2]
+        scale = shift = None
+        if norm is not None:
+            scale = torch.rsqrt(norm.running_var + norm.eps)
+            shift = -norm.running_mean * scale
+            if norm.weight is not None:
+                scale, shift = scale * norm.weight, shift * norm.weight
+            if norm.bias is not None:
+                shift = shift + norm.bias
+        plan = self._plan(x.dtype, scale, shift)
+        self.__dict__["_inference_cache"] = ((x.dtype, x.device, id(norm)), [t.clone() for t in sources], plan)
+        return plan
+
+    def clear_cache(self) -> None:
+        """Drop the cached inference filters (they are rebuilt at the next inference call)."""
+        self.__dict__.pop("_inference_cache", None)
+
+    def train(self, mode: bool = True) -> "GDConv":
+        self.clear_cache()
+        return super().train(mode)
+
+    def _load_from_state_dict(self, *args, **kwargs) -> None:
+        self.clear_cache()
+        super()._load_from_state_dict(*args, **kwargs)
 
     def extra_repr(self) -> str:
         sig = ", ".join(f"{v:.3g}" for v in self.sigma().detach().cpu().tolist())
@@ -276,3 +341,13 @@ class GDConv(nn.Module):
             f"sigma=[{sig}], kernel_sizes={self.kernel_sizes()}, bias={self.bias is not None}"
         )
 
+
+
+def _foldable(norm: nn.Module) -> bool:
+    """A batch norm in eval mode with running statistics: an affine map per channel that folds into a filter."""
+    return (
+        isinstance(norm, nn.modules.batchnorm._BatchNorm)
+        and not norm.training
+        and norm.running_mean is not None
+        and norm.running_var is not None
+    )

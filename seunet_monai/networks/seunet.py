@@ -64,8 +64,22 @@ class GDBlock(nn.Module):
         self.drop = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.act1(self.norm1(self.conv1(x)))
-        return self.drop(self.act2(self.norm2(self.conv2(x))))
+        x = self._act(self.act1, self._conv_norm(self.conv1, self.norm1, x))
+        return self.drop(self._act(self.act2, self._conv_norm(self.conv2, self.norm2, x)))
+
+    def _act(self, act: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        # in inference a ReLU overwrites the fresh conv output instead of allocating another tensor of its size
+        if type(act) is nn.ReLU and not self.training and not torch.is_grad_enabled() and not torch.jit.is_tracing():
+            return x.relu_()
+        return act(x)
+
+    @staticmethod
+    def _conv_norm(conv: nn.Module, norm: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        # a GD layer takes its norm: in inference it folds a batch norm into its cached filters (one pass over
+        # the activations less per layer); elsewhere it applies it as norm(conv(x))
+        if isinstance(conv, GDConv) and not isinstance(norm, nn.Identity):
+            return conv(x, norm=norm)
+        return norm(conv(x))
 
 
 def _norm(norm: str | tuple | None, spatial_dims: int, channels: int) -> nn.Module:

@@ -376,3 +376,167 @@ def test_summary_reports_the_estimated_scale_per_region_when_calibrated(tmp_path
     assert summary["scale"]["estimated_scale_relative_to_training"] == p["median"]
     make_workflow(tmp_path / "in", tmp_path / "out2", target_mpp=0.5).run()  # uncalibrated: no per-region entry
     assert "per_region" not in json.loads((tmp_path / "out2" / "slide_summary.json").read_text())["scale"]
+
+
+def _png_declaring_size(path: Path, width: int, height: int) -> None:
+    """A small valid PNG whose header is rewritten to declare ``width`` x ``height`` (its data stays small)."""
+    import struct
+    import zlib
+
+    from PIL import Image
+
+    Image.new("RGB", (8, 8), (200, 100, 150)).save(path)
+    data = bytearray(path.read_bytes())
+    start = data.index(b"IHDR")
+    data[start + 4 : start + 12] = struct.pack(">II", width, height)
+    data[start + 17 : start + 21] = struct.pack(">I", zlib.crc32(bytes(data[start : start + 17])))
+    path.write_bytes(bytes(data))
+
+
+def test_huge_png_is_refused_from_its_header_with_the_fix(tmp_path):
+    from seunet_monai.apps.wsi import ImageTooLargeError, PILImageReader
+    from seunet_monai.errors import SeunetError
+
+    huge = tmp_path / "huge.png"
+    _png_declaring_size(huge, 100_000, 80_000)  # 8 Gpx: decoding it would need ~32 GB
+    with pytest.raises(ImageTooLargeError, match=r"100000 x 80000 PNG \(8000 Mpx\).*tiled pyramidal TIFF") as info:
+        PILImageReader().read(huge)
+    assert isinstance(info.value, SeunetError)
+    small = tmp_path / "small.png"
+    from PIL import Image
+
+    Image.new("RGB", (20, 10), (10, 20, 30)).save(small)
+    assert PILImageReader(max_pixels=200).read(small)["image"].shape == (10, 20, 3)
+    with pytest.raises(ImageTooLargeError, match="0 Mpx that PNG/JPEG"):
+        PILImageReader(max_pixels=199).read(small)
+
+
+# ---------------------------------------------------------------------------------------------- resampling
+@pytest.mark.parametrize("zoom", [1.25, 0.8])
+def test_resampled_level_windows_tile_one_grid_and_follow_the_image(tmp_path, tissue, zoom):
+    from scipy.ndimage import zoom as nd_zoom
+
+    from seunet_monai.apps.wsi import ResampledLevelReader
+
+    image = tissue[:300, :360]
+    write_pyramid(tmp_path / "s.tif", image, mpp=0.3125)
+    reader = ResampledLevelReader(TiffRegionReader(channel_dim=0), 0, zoom)
+    wsi = reader.read(str(tmp_path / "s.tif"))
+    h, w = reader.get_size(wsi, 0)
+    assert (h, w) == (round(300 * zoom), round(360 * zoom))
+    assert reader.get_mpp(wsi, 0) == pytest.approx((0.3125 / zoom,) * 2)
+    assert reader.downsample_to_base(wsi) == pytest.approx(1 / zoom)
+    assert reader.get_level_count(wsi) == 3 and reader.get_size(wsi, 2) == (150, 180)  # base levels as stored
+    whole = reader.read_region(wsi, (0, 0), (h, w), 0)
+    # windows anywhere (also beyond the border: white) are crops of one resampled grid: no seams when stitched
+    for loc, size in (((37, 51), (64, 80)), ((h - 30, w - 20), (64, 64))):
+        win = reader.read_region(wsi, loc, size, 0)
+        inside = whole[loc[0] : loc[0] + size[0], loc[1] : loc[1] + size[1]]
+        np.testing.assert_allclose(win[: inside.shape[0], : inside.shape[1]], inside, atol=1)
+        assert (win[inside.shape[0] :] == 255).all() and (win[:, inside.shape[1] :] == 255).all()
+    # and the grid is the image resampled (scipy's whole-image zoom, grid mode), away from the borders
+    ref = nd_zoom(image.astype(np.float32), (zoom, zoom, 1), order=1, grid_mode=True, mode="grid-constant")
+    inner = (slice(10, h - 10), slice(10, w - 10))
+    err = np.abs(whole[inner].astype(np.float32) - ref[: h, : w][inner])
+    assert err.mean() < (6.0 if zoom < 1 else 1.0)  # shrinking: Gaussian pre-smoothing against aliasing
+
+
+def test_level_off_the_target_resolution_is_resampled_and_recorded(tmp_path, tissue):
+    (tmp_path / "in").mkdir()
+    slide = embed(tissue, (1000, 1200), (150, 150))
+    write_pyramid(tmp_path / "in" / "slide.tif", slide, mpp=0.3, levels=2)  # levels at 0.3 and 0.6 µm/px
+    make_workflow(tmp_path / "in", tmp_path / "out", target_mpp=0.25).run()
+    summary = json.loads((tmp_path / "out" / "slide_summary.json").read_text())
+    res = summary["resolution"]
+    assert res["mpp"] == pytest.approx(0.25) and res["resampled"]["source_mpp"] == pytest.approx(0.3, rel=1e-3)
+    assert res["resampled"]["zoom"] == pytest.approx(1.2, rel=1e-3) and summary["level"] == 0
+    assert summary["size"] == [1200, 1440] and summary["downsample"] == pytest.approx(1 / 1.2, rel=1e-3)
+    with tifffile.TiffFile(tmp_path / "out" / "slide_mask.tif") as tif:
+        assert tif.pages[0].shape[:2] == (1200, 1440)
+        xres = tif.pages[0].tags["XResolution"].value
+        assert 1e4 / (xres[0] / xres[1]) == pytest.approx(0.25, rel=1e-3)
+    fc = json.loads((tmp_path / "out" / "slide.geojson").read_text())
+    rings = np.concatenate([np.asarray(f["geometry"]["coordinates"][0]) for f in fc["features"]])
+    assert len(fc["features"]) > 10 and rings[:, 0].max() <= 1200 and rings[:, 1].max() <= 1000  # level-0 px
+    assert rings[:, 0].min() >= 140 and rings[:, 1].min() >= 140  # nuclei only where the tissue was put
+    # within the tolerance (0.26 vs 0.25: 4%) or with a forced level, levels are used as stored
+    make_workflow(tmp_path / "in", tmp_path / "near", target_mpp=0.29).run()
+    assert json.loads((tmp_path / "near" / "slide_summary.json").read_text())["resolution"]["resampled"] is False
+    make_workflow(tmp_path / "in", tmp_path / "forced", target_mpp=0.25, level=0).run()
+    forced = json.loads((tmp_path / "forced" / "slide_summary.json").read_text())
+    assert forced["resolution"]["resampled"] is False and forced["size"] == [1000, 1200]
+
+
+def test_string_flags_from_the_command_line_are_parsed(tmp_path):
+    from seunet_monai.errors import ConfigValueError
+
+    wf = make_workflow(tmp_path, tmp_path / "out", overwrite="false", watershed="True")
+    assert wf.overwrite is False and wf.watershed is True
+    assert TissueWSISplitter([64, 64], reader=TiffRegionReader(), progress="false").progress is False
+    with pytest.raises(ConfigValueError, match="overwrite must be true or false, got 'maybe'"):
+        make_workflow(tmp_path, tmp_path / "out", overwrite="maybe")
+
+
+# ---------------------------------------------------------------------------------------------- instances
+def _tall_objects() -> np.ndarray:
+    """Objects crossing many bands: a tall bar with two holes, a U open upwards (its arms meet 150 rows
+    down), an inverted U (one top, two legs), a snake going down and back up, and small blobs."""
+    m = np.zeros((240, 120), np.uint8)
+    m[5:230, 5:15] = 1  # tall bar
+    m[40:50, 8:12] = 0  # hole 1
+    m[150:160, 8:12] = 0  # hole 2
+    m[10:200, 25:29] = 1  # U: left arm
+    m[10:200, 40:44] = 1  # U: right arm
+    m[196:200, 25:44] = 1  # U: bottom joining the arms
+    m[60:64, 50:70] = 1  # inverted U: top
+    m[60:220, 50:54] = 1
+    m[60:220, 66:70] = 1
+    m[3:120, 80:83] = 1  # snake: down...
+    m[117:120, 80:95] = 1
+    m[30:120, 92:95] = 1  # ...and back up
+    m[100:104, 105:109] = 1  # small blobs
+    m[33:36, 110:118] = 1
+    return m
+
+
+@pytest.mark.parametrize("band,margin", [(32, 8), (50, 0), (1024, 128)])
+def test_instances_are_whole_across_bands_and_keep_their_holes(band, margin):
+    from skimage.measure import label, regionprops
+
+    from seunet_monai.apps.wsi import iter_instances
+
+    mask = _tall_objects()
+    ref = sorted((r.area, r.bbox, round(1 - r.euler_number)) for r in regionprops(label(mask == 1, connectivity=1)))
+    insts = list(iter_instances(mask, 2, band=band, margin=margin))
+    assert len(insts) == len(ref) == 6
+    got = []
+    for inst in insts:
+        xy = inst.polygon
+        assert (xy[0] == xy[-1]).all() and all((h[0] == h[-1]).all() for h in inst.holes)
+        bbox = (round(xy[:, 1].min()), round(xy[:, 0].min()), round(xy[:, 1].max()), round(xy[:, 0].max()))
+        got.append((inst.area, bbox, len(inst.holes)))
+    assert sorted(got) == ref  # same pixels, extents and number of holes as the components of the whole mask
+    bar = max(insts, key=lambda i: i.area)
+    assert len(bar.holes) == 2 and bar.area == 225 * 10 - 2 * 40
+
+    def signed(ring):
+        return 0.5 * float(np.dot(ring[:-1, 0], ring[1:, 1]) - np.dot(ring[1:, 0], ring[:-1, 1]))
+
+    assert signed(bar.polygon) > 0 and all(signed(h) < 0 for h in bar.holes)  # exterior CCW, holes CW
+    hole_area = sum(-signed(h) for h in bar.holes)
+    assert signed(bar.polygon) - hole_area == pytest.approx(bar.area, rel=0.02)
+
+
+def test_geojson_polygons_carry_interior_rings(tmp_path):
+    from seunet_monai.apps.wsi import GeoJSONWriter, iter_instances
+
+    writer = GeoJSONWriter(tmp_path / "x.geojson", ["background", "Nucleus"], scale=2.0, mpp=0.5)
+    for inst in iter_instances(_tall_objects(), 2, band=32, margin=8):
+        writer.add(inst)
+    writer.close()
+    features = json.loads((tmp_path / "x.geojson").read_text())["features"]
+    rings = sorted(len(f["geometry"]["coordinates"]) for f in features)
+    assert rings == [1, 1, 1, 1, 1, 3]  # the bar: exterior + 2 holes
+    bar = next(f for f in features if len(f["geometry"]["coordinates"]) == 3)
+    ys = np.asarray(bar["geometry"]["coordinates"][0])[:, 1]
+    assert ys.min() == pytest.approx(10) and ys.max() == pytest.approx(460)  # rows 5..229, level-0 (x2)

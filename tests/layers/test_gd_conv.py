@@ -132,3 +132,70 @@ def test_bad_arguments_and_inputs():
         layer(torch.randn(4, 3, 8, 8))
     with pytest.raises(ValueError, match="4-D"):
         layer(torch.randn(3, 3, 8))
+
+
+def _batch_norm(channels, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    norm = torch.nn.BatchNorm2d(channels).double()
+    with torch.no_grad():
+        norm.running_mean.copy_(torch.randn(channels, generator=g, dtype=torch.float64))
+        norm.running_var.copy_(torch.rand(channels, generator=g, dtype=torch.float64) + 0.5)
+        norm.weight.copy_(torch.randn(channels, generator=g, dtype=torch.float64))
+        norm.bias.copy_(torch.randn(channels, generator=g, dtype=torch.float64))
+    return norm.eval()
+
+
+@pytest.mark.parametrize("discretization", ["hybrid", "sampled"])
+@pytest.mark.parametrize("implementation", ["fast", "dense"])
+@pytest.mark.parametrize("lifting", [True, False])
+def test_inference_folds_batch_norm_into_cached_filters(discretization, implementation, lifting):
+    layer = _layer(discretization=discretization, lifting=lifting, bias=True, implementation=implementation).eval()
+    with torch.no_grad():
+        layer.bias.uniform_(-1, 1)
+    norm = _batch_norm(4)
+    x = torch.randn(2 * (1 if lifting else 3), 3, 12, 9, dtype=torch.float64)
+    unfolded = norm(layer(x))  # gradients on: the plain path, norm applied after the convolution
+    with torch.no_grad():
+        folded = layer(x, norm=norm)
+        again = layer(x, norm=norm)
+    torch.testing.assert_close(folded, unfolded, rtol=1e-7, atol=1e-10)
+    assert torch.equal(again, folded)
+    assert "_inference_cache" in layer.__dict__
+
+
+def test_inference_cache_follows_parameters_buffers_and_mode():
+    layer = _layer(bias=True).eval()
+    norm = _batch_norm(4)
+    x = torch.randn(6, 3, 10, 10, dtype=torch.float64)
+
+    def check():
+        expected = norm(layer(x))  # with gradients: never cached
+        with torch.no_grad():
+            torch.testing.assert_close(layer(x, norm=norm), expected, rtol=1e-7, atol=1e-10)
+
+    check()
+    with torch.no_grad():
+        layer.alpha.mul_(2.0)  # an in-place edit (as an optimiser step)
+    check()
+    layer.scales.raw.data = layer.scales.raw.data + 0.3  # a .data assignment changes σ and kernel sizes
+    check()
+    norm.running_var.data.mul_(3.0)  # the folded norm's statistics
+    check()
+    other = _layer(bias=True)
+    with torch.no_grad():
+        other.alpha.uniform_(-1, 1)
+    layer.load_state_dict(other.state_dict())
+    assert "_inference_cache" not in layer.__dict__
+    check()
+    layer.train()
+    assert "_inference_cache" not in layer.__dict__
+    with torch.no_grad():  # training mode: batch statistics, never folded nor cached
+        out = layer(x, norm=norm.train())
+    assert "_inference_cache" not in layer.__dict__
+    torch.testing.assert_close(out.mean((0, 2, 3)), norm.bias, rtol=1e-6, atol=1e-6)
+    layer.eval()
+    with torch.no_grad():
+        layer(x.float().double())
+    assert layer.__dict__["_inference_cache"][0][0] == torch.float64
+    with torch.no_grad():  # another dtype rebuilds the filters in that dtype
+        assert layer.float()(x.float()).dtype == torch.float32

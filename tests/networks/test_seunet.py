@@ -116,3 +116,52 @@ def test_dense_reference_network_matches_fast():
     dense = _net(implementation="dense").eval()
     dense.load_state_dict(fast.state_dict())
     torch.testing.assert_close(fast.forward_heads(x), dense.forward_heads(x), rtol=1e-4, atol=1e-5)
+
+
+def _calibrated(net, x):
+    """Batch-norm running statistics measured on ``x`` (so that eval-mode activations are not all cut by ReLU)."""
+    for m in net.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.momentum = None  # cumulative average: one pass sets the statistics of x
+            m.reset_running_stats()
+    net.train()
+    with torch.no_grad():
+        net(x)
+    return net.eval()
+
+
+def test_inference_with_folded_batch_norm_matches_eval_with_gradients():
+    x = torch.randn(1, 3, 40, 36)
+    net = _calibrated(_net(), x)
+    plain = net.forward_heads(x)  # gradients on: batch norm applied after every GD layer, no cache
+    assert plain.std() > 0.01  # a network whose output depends on the image
+    with torch.no_grad():
+        folded = net.forward_heads(x)
+        cached = net.forward_heads(x)
+    torch.testing.assert_close(folded, plain, rtol=1e-5, atol=1e-5)
+    assert torch.equal(cached, folded)
+    net.train()  # a training step changes the weights: the next inference sees them
+    net(x).square().mean().backward()
+    with torch.no_grad():
+        for p in net.parameters():
+            p.sub_(0.05 * p.grad.sign())
+    net.eval()
+    with torch.no_grad():
+        after = net.forward_heads(x)
+    torch.testing.assert_close(after, net.forward_heads(x).detach(), rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(after, folded, atol=1e-3)
+
+
+def test_shipped_model_folded_matches_unfolded():
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "bundle" / "models" / "model.pt"
+    if not path.is_file():
+        pytest.skip(f"no shipped model at {path}")
+    net = SEUNet(channels=(60, 120, 240, 480, 960))
+    net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    net.eval()
+    x = torch.rand(1, 3, 48, 48, generator=torch.Generator().manual_seed(0))
+    plain = net.forward_heads(x)
+    with torch.no_grad():
+        torch.testing.assert_close(net.forward_heads(x), plain, rtol=1e-5, atol=1e-5)

@@ -32,6 +32,7 @@ from monai.data.utils import compute_importance_map, iter_patch_position
 from monai.inferers import Merger, WSISlidingWindowSplitter
 from monai.utils import BlendMode
 
+from seunet_monai.errors import as_flag
 from seunet_monai.fusion import fuse, head_margins
 
 __all__ = ["BandMerger", "HeadsPatchPredictor", "PatchPreprocessing", "TissueWSISplitter"]
@@ -65,7 +66,7 @@ class TissueWSISplitter(WSISlidingWindowSplitter):
             warnings.simplefilter("ignore")  # the readers used here read regions.
             super().__init__(patch_size, overlap=overlap, pad_mode="constant", device=device, reader=reader, level=level)
         self.location_filter = location_filter
-        self.progress = bool(progress)
+        self.progress = as_flag(progress, "progress")
         self._opened: tuple[str, Any] | None = None
         self.num_locations = 0
         self.num_patches = 0

@@ -13,8 +13,11 @@
      resolution comes from the resolution tags, the Aperio description (``MPP = ...``) or the OME-XML
      ``PhysicalSizeX`` (MONAI reads the tags only).
 
-- :class:`PILImageReader`: PNG and JPEG, decoded whole with Pillow (these formats have no random access);
-  Pillow's decompression-bomb limit is lifted for the files the user asked to segment.
+- :class:`PILImageReader`: PNG and JPEG, decoded whole with Pillow (these formats have no random access to a
+  region). Pillow's decompression-bomb guess is replaced by an explicit bound, :data:`MAX_IMAGE_PIXELS`
+  (2^28 pixels, e.g. 16,384 x 16,384, about 1.9 GB while decoding: Pillow's 4 bytes per pixel plus the
+  3-byte array), checked from the header *before* decoding; a larger PNG/JPEG is refused with one line that
+  says to convert it to a tiled pyramidal TIFF, which is read tile by tile in bounded memory.
 
 cuCIM and OpenSlide (MONAI's ``WSIReader(backend="cucim" | "openslide")``) are used for slides when installed
 and asked for (:func:`make_reader`); the tifffile backend is always available and is the default.
@@ -32,11 +35,16 @@ from typing import Any
 import numpy as np
 from monai.data.wsi_reader import BaseWSIReader, TiffFileWSIReader, WSIReader
 
+from seunet_monai.errors import SeunetError
+
 __all__ = [
     "IMAGE_SUFFIXES",
+    "MAX_IMAGE_PIXELS",
+    "ImageTooLargeError",
     "SLIDE_SUFFIXES",
     "SUPPORTED_SUFFIXES",
     "PILImageReader",
+    "ResampledLevelReader",
     "TiffRegionReader",
     "choose_level",
     "make_reader",
@@ -44,6 +52,8 @@ __all__ = [
     "read_thumbnail",
 ]
 
+MAX_IMAGE_PIXELS = 2**28
+"""Largest PNG/JPEG (pixels) decoded whole; larger ones must be converted to a tiled TIFF (module docstring)."""
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 """Ordinary images, decoded whole (Pillow)."""
 SLIDE_SUFFIXES = (".tif", ".tiff", ".svs")
@@ -200,13 +210,21 @@ class PILImageReader(BaseWSIReader):
 
     ``read`` returns a dict ``{"path", "image" (H, W, 3) uint8, "mpp" or None}``; the resolution comes from the
     file's dots-per-inch when it states one other than the usual 72/96/300 defaults.
+
+    Args:
+        max_pixels: the largest image (``H * W``) decoded; a larger one is refused from its header, before
+            any decoding (default :data:`MAX_IMAGE_PIXELS`).
+        kwargs: those of :class:`monai.data.wsi_reader.BaseWSIReader` (``level``, ``channel_dim``...).
     """
 
     backend = "pillow"
     supported_suffixes = ["png", "jpg", "jpeg"]
 
-    def __init__(self, **kwargs: Any) -> None:
+    def __init__(self, max_pixels: int | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        self.max_pixels = int(MAX_IMAGE_PIXELS if max_pixels is None else max_pixels)
+        if self.max_pixels < 1:
+            raise ValueError(f"max_pixels must be >= 1, got {max_pixels}.")
 
     def read(self, data: Sequence[os.PathLike] | os.PathLike | str, **kwargs: Any) -> dict:
         from PIL import Image
@@ -215,9 +233,17 @@ class PILImageReader(BaseWSIReader):
 
         path = Path(str(data))
         limit = Image.MAX_IMAGE_PIXELS
-        Image.MAX_IMAGE_PIXELS = None  # the user asked for this file; size is bounded by memory, not a guess
+        Image.MAX_IMAGE_PIXELS = None  # replaced by the explicit bound below, checked before decoding
         try:
-            with Image.open(path) as img:
+            with Image.open(path) as img:  # reads the header only
+                w, h = img.size
+                if w * h > self.max_pixels:
+                    raise ImageTooLargeError(
+                        f"{path}: {w} x {h} {img.format or 'image'} ({w * h / 1e6:.0f} Mpx) is larger than the "
+                        f"{self.max_pixels / 1e6:.0f} Mpx that PNG/JPEG files are decoded whole within (no random "
+                        "access to a region in these formats). Convert it to a tiled pyramidal TIFF, which is read "
+                        "tile by tile, e.g. `vips tiffsave IN OUT.tif --tile --pyramid --compression jpeg`."
+                    )
                 img.load()
                 dpi = img.info.get("dpi")
                 arr = np.asarray(to_rgb(img))  # logs grey/RGBA conversions, refuses 16-bit and float
@@ -272,6 +298,10 @@ class PILImageReader(BaseWSIReader):
         return np.moveaxis(patch, -1, self.channel_dim)
 
 
+class ImageTooLargeError(SeunetError, ValueError):
+    """A PNG/JPEG larger than the bound within which it is decoded whole."""
+
+
 def make_reader(path: str | os.PathLike, backend: str = "tifffile", level: int = 0) -> BaseWSIReader:
     """The reader for ``path``: Pillow for PNG/JPEG; for TIFF/SVS the tifffile region reader, or MONAI's
     cuCIM / OpenSlide backend when ``backend`` names one (and it is installed).
@@ -324,6 +354,107 @@ def choose_level(
     dist = [abs(math.log(m / float(target_mpp))) if m else math.inf for m in mpps]
     best = min(range(n), key=lambda k: (round(dist[k], 6), k))
     return best, mpps[best]
+
+
+class ResampledLevelReader(BaseWSIReader):
+    """A pyramid level of another reader resampled by ``zoom``, presented as level 0 of a MONAI WSI backend.
+
+    Slides rarely store exactly the training resolution (e.g. a 0.2525 µm/px level for a model trained at
+    0.25). When the nearest level is off by more than a few percent, the workflow wraps the reader in this
+    class: the splitter, the merger and the outputs then work in pixels of the resampled grid, whose µm per
+    pixel is the target's. Windows are resampled on the fly from a source region a few pixels larger, with
+    linear interpolation at pixel centres (``scipy.ndimage.affine_transform``; MONAI's readers read levels
+    as stored); when shrinking (``zoom < 1``) the source is first smoothed with a Gaussian against aliasing.
+    The whole level is never resampled at once.
+
+    Levels: 0 is the resampled grid; ``1 + k`` is the base reader's level ``k`` as stored (so that thumbnails
+    are read from a coarse level); downsample ratios are relative to level 0 (so they are not integers).
+
+    Args:
+        reader: the base reader (any of this module's readers or MONAI's cuCIM / OpenSlide readers).
+        source_level: the base reader's level that is resampled.
+        zoom: output pixels per source pixel (``source mpp / target mpp``), > 0.
+    """
+
+    backend = "resampled"
+
+    def __init__(self, reader: BaseWSIReader, source_level: int, zoom: float, **kwargs: Any) -> None:
+        super().__init__(level=0, channel_dim=getattr(reader, "channel_dim", 0), **kwargs)
+        if not (zoom > 0 and math.isfinite(zoom)):
+            raise ValueError(f"zoom must be a positive number, got {zoom}.")
+        self.base = reader
+        self.source_level = int(source_level)
+        self.zoom = float(zoom)
+        self.supported_suffixes = list(getattr(reader, "supported_suffixes", []))
+
+    def read(self, data: Any, **kwargs: Any) -> Any:
+        return self.base.read(data, **kwargs)
+
+    def get_level_count(self, wsi: Any) -> int:  # type: ignore[override]
+        return 1 + int(self.base.get_level_count(wsi))
+
+    def get_size(self, wsi: Any, level: int) -> tuple[int, int]:
+        if level == 0:
+            h, w = self.base.get_size(wsi, self.source_level)
+            return max(1, round(int(h) * self.zoom)), max(1, round(int(w) * self.zoom))
+        return tuple(int(v) for v in self.base.get_size(wsi, level - 1))  # type: ignore[return-value]
+
+    def downsample_to_base(self, wsi: Any) -> float:
+        """Base level-0 pixels per pixel of the resampled grid (level 0 of this reader)."""
+        return float(self.base.get_downsample_ratio(wsi, self.source_level)) / self.zoom
+
+    def get_downsample_ratio(self, wsi: Any, level: int) -> float:
+        if level == 0:
+            return 1.0
+        return float(self.base.get_downsample_ratio(wsi, level - 1)) / self.downsample_to_base(wsi)
+
+    def get_mpp(self, wsi: Any, level: int) -> tuple[float, float]:
+        if level == 0:
+            y, x = self.base.get_mpp(wsi, self.source_level)
+            return float(y) / self.zoom, float(x) / self.zoom
+        return self.base.get_mpp(wsi, level - 1)
+
+    def get_power(self, wsi: Any, level: int) -> float:
+        return self.base.get_power(wsi, self.source_level if level == 0 else level - 1)
+
+    def get_file_path(self, wsi: Any) -> str:
+        return self.base.get_file_path(wsi)
+
+    def read_region(self, wsi: Any, location: tuple[int, int], size: tuple[int, int], level: int = 0) -> np.ndarray:
+        """The ``(H, W, 3) uint8`` region at ``location`` of ``size`` (pixels of ``level``); white beyond the image."""
+        from scipy.ndimage import affine_transform, gaussian_filter
+
+        if level != 0:
+            return read_region(self.base, wsi, location, size, level - 1)
+        h, w = (int(v) for v in size)
+        y0, x0 = (int(v) for v in location)
+        z = self.zoom
+        # output pixel i (centre i + 0.5) samples the source at (i + 0.5) / z - 0.5
+        blur = 0.5 * math.sqrt(1.0 / z**2 - 1.0) if z < 1 else 0.0
+        pad = 2 + math.ceil(3 * blur)
+        sy, sx = math.floor((y0 + 0.5) / z - 0.5) - pad, math.floor((x0 + 0.5) / z - 0.5) - pad
+        sh, sw = math.ceil(h / z) + 2 * pad + 2, math.ceil(w / z) + 2 * pad + 2
+        src = read_region(self.base, wsi, (sy, sx), (sh, sw), self.source_level).astype(np.float32)
+        if blur > 0:
+            src = gaussian_filter(src, sigma=(blur, blur, 0), mode="nearest")
+        offset = ((y0 + 0.5) / z - 0.5 - sy, (x0 + 0.5) / z - 0.5 - sx, 0.0)
+        out = affine_transform(src, (1.0 / z, 1.0 / z, 1.0), offset=offset, output_shape=(h, w, 3), order=1,
+                               mode="nearest", prefilter=False)
+        out = np.clip(out + 0.5, 0, 255).astype(np.uint8)
+        big_h, big_w = self.get_size(wsi, 0)  # beyond the resampled grid: white, as the other readers pad
+        out[: max(0, -y0)] = 255
+        out[max(0, big_h - y0) :] = 255
+        out[:, : max(0, -x0)] = 255
+        out[:, max(0, big_w - x0) :] = 255
+        return out
+
+    def _get_patch(
+        self, wsi: Any, location: tuple[int, int], size: tuple[int, int], level: int, dtype: Any, mode: str
+    ) -> np.ndarray:
+        ratio = self.get_downsample_ratio(wsi, level)  # MONAI passes ``location`` in level-0 pixels
+        loc = tuple(int(round(v / ratio)) for v in location)
+        patch = self.read_region(wsi, loc, size, level).astype(dtype, copy=False)
+        return np.moveaxis(patch, -1, self.channel_dim)
 
 
 def read_region(reader: BaseWSIReader, wsi: Any, location: tuple[int, int], size: tuple[int, int], level: int) -> np.ndarray:

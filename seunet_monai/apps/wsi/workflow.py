@@ -25,11 +25,18 @@ import numpy as np
 import torch
 
 from .accumulator import RawMask, SlideAccumulator
-from seunet_monai.errors import ConfigValueError, ExistingPathError, MissingPathError, SeunetError
+from seunet_monai.errors import ConfigValueError, ExistingPathError, MissingPathError, SeunetError, as_flag
 
 from .inferers import HeadsPatchPredictor
 from .instances import iter_instances
-from .readers import SUPPORTED_SUFFIXES, IMAGE_SUFFIXES, choose_level, make_reader, read_thumbnail
+from .readers import (
+    IMAGE_SUFFIXES,
+    SUPPORTED_SUFFIXES,
+    ResampledLevelReader,
+    choose_level,
+    make_reader,
+    read_thumbnail,
+)
 from .tissue import TissueLocationFilter, detect_tissue
 from .writers import GeoJSONWriter, write_mask_tiff, write_overlay, write_palette_png
 
@@ -105,10 +112,15 @@ class SlideInferenceWorkflow:
         overwrite: redo slides whose outputs exist, replacing them.
         watershed: split touching nuclei in the GeoJSON.
         watershed_min_distance: watershed marker spacing (pixels of the inference level).
-        instance_margin: rows of context for instances crossing band borders (largest object height).
+        instance_margin: rows read below each band of the mask at once when listing instances (objects that
+            reach further are followed until whole: :func:`~.instances.iter_instances`).
         class_names: name per class (default ``background``, ``Nucleus`` for two classes).
         thumbnail_size: longer side of the overview thumbnail (tissue detection, overlay).
         png_max_pixels: largest ordinary image that also gets ``NAME.png``.
+        resample_tolerance: when the chosen level's µm per pixel differs from ``target_mpp`` by more than this
+            relative amount (default 5%), windows are resampled to exactly ``target_mpp``
+            (:class:`~.readers.ResampledLevelReader`; ``resolution.resampled`` in the summary). A forced
+            ``level`` is never resampled.
         scale_reference: ``log σ̂`` at the training scale (confidence-weighted last-layer ``log σ``); when given
             the summary has the estimated scale relative to training, else that entry is ``None``.
         amp: mixed precision on CUDA.
@@ -134,6 +146,7 @@ class SlideInferenceWorkflow:
         class_names: Sequence[str] | None = None,
         thumbnail_size: int = 1024,
         png_max_pixels: int = 64_000_000,
+        resample_tolerance: float = 0.05,
         scale_reference: float | None = None,
         amp: bool = False,
         progress: bool = True,
@@ -148,16 +161,19 @@ class SlideInferenceWorkflow:
         self.level = None if level is None else int(level)
         self.tissue_method = str(tissue_mask)
         self.slide_backend = slide_backend
-        self.overwrite = bool(overwrite)
-        self.watershed = bool(watershed)
+        self.overwrite = as_flag(overwrite, "overwrite")
+        self.watershed = as_flag(watershed, "watershed")
         self.watershed_min_distance = int(watershed_min_distance)
         self.instance_margin = int(instance_margin)
         self.class_names = list(class_names) if class_names else None
         self.thumbnail_size = int(thumbnail_size)
         self.png_max_pixels = int(png_max_pixels)
+        self.resample_tolerance = float(resample_tolerance)
+        if not self.resample_tolerance >= 0:
+            raise ConfigValueError(f"resample_tolerance must be >= 0, got {resample_tolerance!r}.")
         self.scale_reference = scale_reference
-        self.amp = bool(amp)
-        self.progress = bool(progress)
+        self.amp = as_flag(amp, "amp")
+        self.progress = as_flag(progress, "progress")
 
     # ------------------------------------------------------------------ checks before any work
     def _check_paths(self, inputs: list[Path]) -> None:
@@ -283,10 +299,16 @@ class SlideInferenceWorkflow:
         reader = make_reader(path, self.slide_backend)
         try:
             wsi = reader.read(str(path))
+        except SeunetError:  # already one line naming the file and the fix
+            raise
         except Exception as e:  # noqa: BLE001 - any decoder error: one message naming the file
             raise ValueError(f"cannot open {path.name} as an image or slide: {type(e).__name__}: {e}") from e
         level, mpp = choose_level(reader, wsi, self.target_mpp, self.level)
         reader.level = level
+        resampled = self._resampling(level, mpp)
+        base, base_level, base_mpp = reader, level, mpp
+        if resampled:  # the nearest level is off the target: windows are resampled to exactly target_mpp
+            reader, level, mpp = ResampledLevelReader(base, base_level, resampled["zoom"]), 0, self.target_mpp
         size = tuple(int(v) for v in reader.get_size(wsi, level))
         thumb, factor = read_thumbnail(reader, wsi, level, self.thumbnail_size)
         tissue = detect_tissue(thumb, self.tissue_method)
@@ -301,22 +323,25 @@ class SlideInferenceWorkflow:
         predictor = HeadsPatchPredictor(self.network, amp=self.amp)
         inferer(str(path), predictor)
         self._window_log_scales = predictor.window_log_scales
-        small = path.suffix.lower() in IMAGE_SUFFIXES or (reader.get_level_count(wsi) == 1 and size[0] * size[1] <= self.png_max_pixels)
+        small = path.suffix.lower() in IMAGE_SUFFIXES or (base.get_level_count(wsi) == 1 and size[0] * size[1] <= self.png_max_pixels)
         names = output_names(path.stem, small)
-        ds = float(reader.get_downsample_ratio(wsi, level))
+        ds = reader.downsample_to_base(wsi) if resampled else float(reader.get_downsample_ratio(wsi, level))
         write_mask_tiff(staging / names[0], acc.mask, mpp=mpp, pyramid=max(size) > 2048)
         nuclei = self._write_geojson(staging / names[1], acc, ds, mpp, path.stem)
         write_overlay(staging / names[2], thumb, tissue, acc.foreground_fraction(), acc.winner_map(),
                       self._head_sigmas(acc.num_heads), title=path.name)
         if small:
             write_palette_png(staging / names[3], acc.mask.read_rows(0, size[0]), self._num_classes())
-        summary = self._summary(path, reader, wsi, level, mpp, size, factor, tissue, acc, nuclei, splitter, start, names)
+        summary = self._summary(path, base, wsi, base_level, mpp, size, factor, tissue, acc, nuclei, splitter, start,
+                                names, ds, resampled)
         with open(staging / names[-1], "w", encoding="utf-8") as f:
             json.dump(summary, f, indent=2)
             f.write("\n")
         (staging / "mask.raw").unlink()
         self._commit(staging, names)
         res = f"{mpp:.3f} µm/px" if mpp else "resolution unknown"
+        if resampled:
+            res += f", resampled from {base_mpp:.3f}"
         return (f"{path.name}: level {level} ({res}), {splitter.num_patches}/{splitter.num_locations} patches, "
                 f"{nuclei['count']} objects, tissue {summary['tissue']['fraction']:.1%}, "
                 f"{summary['wall_time_s']:.1f} s -> {self.output_dir / names[0]}")
@@ -395,7 +420,19 @@ class SlideInferenceWorkflow:
                              "estimated scale relative to training")
         return entry
 
-    def _summary(self, path, reader, wsi, level, mpp, size, factor, tissue, acc, nuclei, splitter, start, names) -> dict:
+    def _resampling(self, level: int, mpp: float | None) -> dict | None:
+        """How the chosen level is resampled to ``target_mpp``: ``None`` when it is within ``resample_tolerance``
+        of it, when the level was forced (``level``) or when a resolution is unknown."""
+        if self.level is not None or not mpp or not self.target_mpp:
+            return None
+        zoom = float(mpp) / self.target_mpp
+        if abs(zoom - 1.0) <= self.resample_tolerance:
+            return None
+        return {"source_level": int(level), "source_mpp": float(mpp), "zoom": zoom,
+                "method": "linear at pixel centres, Gaussian pre-smoothing when shrinking, per window"}
+
+    def _summary(self, path, reader, wsi, level, mpp, size, factor, tissue, acc, nuclei, splitter, start, names,
+                 ds, resampled) -> dict:
         cell_area = (factor * mpp) ** 2 * 1e-6 if mpp else None  # mm² per thumbnail pixel
         tissue_px = int(tissue.sum())
         tissue_mm2 = tissue_px * cell_area if cell_area else None
@@ -412,8 +449,9 @@ class SlideInferenceWorkflow:
             "size_level0": [int(v) for v in reader.get_size(wsi, 0)],
             "level": int(level),
             "size": list(size),
-            "downsample": float(reader.get_downsample_ratio(wsi, level)),
+            "downsample": float(ds),
             "resolution": {"mpp": mpp, "target_mpp": self.target_mpp, "known": mpp is not None,
+                           "resampled": resampled or False,
                            **({} if mpp else {"note": "no resolution metadata: inferred at full resolution (level 0)"})},
             "tissue": {"method": self.tissue_method, "fraction": float(tissue.mean()) if tissue.size else 0.0,
                        "area_mm2": tissue_mm2},

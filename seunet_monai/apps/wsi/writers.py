@@ -135,7 +135,8 @@ class GeoJSONWriter:
         self._f.write('{"type": "FeatureCollection", "features": [\n')
 
     def add(self, inst: Instance) -> None:
-        coords = np.round(inst.polygon * self.scale, 2).tolist()
+        rings = [inst.polygon, *getattr(inst, "holes", [])]  # exterior, then one interior ring per hole
+        coords = [np.round(r * self.scale, 2).tolist() for r in rings]
         c = int(inst.class_id)
         name = self.class_names[c] if c < len(self.class_names) else f"class{c}"
         measurements: dict[str, float] = {"Area px^2": round(inst.area * self.scale**2, 2)}
@@ -144,7 +145,7 @@ class GeoJSONWriter:
         feature = {
             "type": "Feature",
             "id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"{self.namespace}/{self.count}")),
-            "geometry": {"type": "Polygon", "coordinates": [coords]},
+            "geometry": {"type": "Polygon", "coordinates": coords},
             "properties": {
                 "objectType": "detection",
                 "classification": {"name": name, "color": list(_colour(c))},
