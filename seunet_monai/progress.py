@@ -61,6 +61,9 @@ def _show(enabled: bool | None, file: IO[str]) -> bool:
 
 
 def _number(value: Any) -> float:
+    """A loss as a float: a number, a tensor (mean), or a 1-tuple of either (``from_engine(["loss"])`` of a dict)."""
+    if isinstance(value, (list, tuple)) and len(value) == 1:
+        value = value[0]
     if isinstance(value, torch.Tensor):
         return float(value.detach().float().mean().item())
     return float(value)
@@ -72,7 +75,7 @@ class ProgressBar:
     Args:
         desc: text before the bar (e.g. ``"validation"``).
         output_transform: maps ``engine.state.output`` to the number shown in the postfix as ``loss`` (e.g.
-            :func:`seunet_monai.engine_utils.loss_from_output`); ``None`` shows no postfix.
+            ``monai.handlers.from_engine(["loss"], first=True)``); ``None`` shows no postfix.
         persist: keep the finished bar on screen (default: it is removed at the end of each epoch).
         enabled: draw the bar; ``None`` (default) on a terminal only.
         file: stream of the bar (default ``sys.stderr``).

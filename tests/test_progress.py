@@ -26,7 +26,9 @@ def test_epoch_logger_logs_one_line_per_epoch_with_the_mean_loss(caplog):
     engine = _trainer()
     net = torch.nn.Linear(1, 1)
     opt = torch.optim.SGD(net.parameters(), lr=0.01)
-    EpochLogger(output_transform=lambda out: out["loss"], optimizer=opt, name="epochs").attach(engine)
+    from monai.handlers import from_engine  # what the bundle uses: a 1-tuple for a dict output
+
+    EpochLogger(output_transform=from_engine(["loss"], first=True), optimizer=opt, name="epochs").attach(engine)
     with caplog.at_level(logging.INFO, logger="epochs"):
         engine.run([1, 2, 6], max_epochs=2)
     lines = [r.getMessage() for r in caplog.records if r.name == "epochs"]
