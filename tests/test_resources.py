@@ -16,8 +16,8 @@ from seunet_monai import resources
 from seunet_monai.errors import MissingPathError
 
 REPO = Path(__file__).resolve().parents[1]
-CONSOLE_SCRIPTS = ["seunet-prepare-monuseg", "seunet-prepare-bcss", "seunet-make-synthetic", "seunet-experiment",
-                   "seunet-compare", "seunet-scale-shift"]
+CONSOLE_SCRIPTS = ["seunet-prepare-monuseg", "seunet-prepare-bcss", "seunet-make-synthetic",
+                   "seunet-make-synthetic-volumes", "seunet-experiment", "seunet-compare", "seunet-scale-shift"]
 
 
 def _env() -> dict[str, str]:
