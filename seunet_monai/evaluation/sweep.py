@@ -381,7 +381,8 @@ def run_scale_sweep(
     t_start = time.perf_counter()
 
     with output_heads_mode(network):
-        total = len(dataset) if hasattr(dataset, "__len__") else None
+        items = dataset.dataset if isinstance(dataset, torch.utils.data.DataLoader) else dataset  # count items
+        total = len(items) if hasattr(items, "__len__") else None
         for index, item in enumerate(progress(_iterate_items(dataset), total=total, desc="scale sweep")):
             image, label = _prepare_item(item, image_key, label_key, index)
             if spatial_dims is None:
