@@ -540,3 +540,16 @@ def test_geojson_polygons_carry_interior_rings(tmp_path):
     bar = next(f for f in features if len(f["geometry"]["coordinates"]) == 3)
     ys = np.asarray(bar["geometry"]["coordinates"][0])[:, 1]
     assert ys.min() == pytest.approx(10) and ys.max() == pytest.approx(460)  # rows 5..229, level-0 (x2)
+
+
+def test_image_smaller_than_the_window_is_segmented(tmp_path, tissue):
+    from PIL import Image
+
+    (tmp_path / "in").mkdir()
+    Image.fromarray(tissue[:96, :80]).save(tmp_path / "in" / "crop.png")
+    make_workflow(tmp_path / "in", tmp_path / "big", roi=512).run()  # one window, larger than the image
+    make_workflow(tmp_path / "in", tmp_path / "small", roi=64).run()
+    big = tifffile.imread(tmp_path / "big" / "crop_mask.tif")
+    small = tifffile.imread(tmp_path / "small" / "crop_mask.tif")
+    assert big.shape == (96, 80) and 0.05 < (big == 1).mean() < 0.95
+    assert (big == small).mean() >= 0.99

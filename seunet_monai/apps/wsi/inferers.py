@@ -199,9 +199,12 @@ class BandMerger(Merger):
         if self.values is None:
             self._allocate(values.shape[2:])
         self._flush_until(y)
-        ph, pw = values.shape[2:]
-        imp = self.importance.to(values.device)  # type: ignore[union-attr]
-        self.values[:, 0:ph, x : x + pw] += (values[0].float() * imp).to(self.device)  # type: ignore[index]
+        # a patch may reach beyond the padded output (an image smaller than the patch): keep what lies inside
+        ph, pw = min(values.shape[2], self.values.shape[1]), min(values.shape[3], self.values.shape[2] - x)  # type: ignore[union-attr]
+        if pw <= 0:
+            return
+        imp = self.importance.to(values.device)[:ph, :pw]  # type: ignore[union-attr]
+        self.values[:, 0:ph, x : x + pw] += (values[0, :, :ph, :pw].float() * imp).to(self.device)  # type: ignore[index]
         self.weights[0:ph, x : x + pw] += imp.to(self.device)  # type: ignore[index]
 
     def finalize(self) -> Any:
