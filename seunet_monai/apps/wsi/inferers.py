@@ -200,7 +200,8 @@ class BandMerger(Merger):
             self._allocate(values.shape[2:])
         self._flush_until(y)
         # a patch may reach beyond the padded output (an image smaller than the patch): keep what lies inside
-        ph, pw = min(values.shape[2], self.values.shape[1]), min(values.shape[3], self.values.shape[2] - x)  # type: ignore[union-attr]
+        band_h, band_w = self.values.shape[1:]  # type: ignore[union-attr]
+        ph, pw = min(values.shape[2], band_h), min(values.shape[3], band_w - x)
         if pw <= 0:
             return
         imp = self.importance.to(values.device)[:ph, :pw]  # type: ignore[union-attr]
