@@ -168,10 +168,12 @@ def _check_can_generate(root: Path) -> None:
         )
 
 
-def _generate_default(root: Path, synthetic: Mapping[str, Any] | None) -> None:
-    """Generate the embedded default dataset into ``root`` (rank 0), unless another process just did."""
+def _generate_default(root: Path, synthetic: Mapping[str, Any] | None, spatial_dims: int = 2) -> None:
+    """Generate the embedded default dataset into ``root`` (rank 0), unless another process just did (volumes
+    of :func:`seunet_monai.data.synthetic3d.make_synthetic_volumes` when ``spatial_dims`` is 3)."""
     from seunet_monai.data.datalist import datalist_exists
     from seunet_monai.data.synthetic import generation_lock, make_synthetic_dataset
+    from seunet_monai.data.synthetic3d import make_synthetic_volumes
 
     kwargs = dict(synthetic or {})
     with generation_lock(root):
@@ -181,10 +183,10 @@ def _generate_default(root: Path, synthetic: Mapping[str, Any] | None) -> None:
         bar = "=" * 100
         logger.warning(
             f"\n{bar}\nno datalist.json in dataset_dir {str(root)!r}: generating the embedded default there, a "
-            f"SYNTHETIC H&E-like nuclei dataset ({kwargs or 'generator defaults'}), NOT real data.\nTo train on "
-            f"real data, {PREPARE_HINT}.\n{bar}"
+            f"SYNTHETIC {'fluorescence-like 3D' if spatial_dims == 3 else 'H&E-like'} nuclei dataset "
+            f"({kwargs or 'generator defaults'}), NOT real data.\nTo train on real data, {PREPARE_HINT}.\n{bar}"
         )
-        make_synthetic_dataset(root, **kwargs)
+        (make_synthetic_volumes if spatial_dims == 3 else make_synthetic_dataset)(root, **kwargs)
 
 
 def _is_int(v: Any) -> bool:
@@ -269,6 +271,7 @@ def ensure_dataset(
     required_splits: Sequence[str] = (),
     num_classes: int | None = None,
     ignore_index: int | None = None,
+    spatial_dims: int = 2,
 ) -> dict[str, list[dict[str, str]]]:
     """Load ``dataset_dir/datalist.json``; for training, first generate the embedded default dataset when the
     folder is empty or missing.
@@ -292,6 +295,8 @@ def ensure_dataset(
         required_splits: splits that must hold at least one entry (e.g. ``["training", "validation"]``).
         num_classes: number of classes the network predicts; ``None`` skips the label-value check.
         ignore_index: label value excluded from loss and metrics.
+        spatial_dims: 2 (images) or 3 (volumes, ``variants/3d.json``): the embedded default generated, and every
+            file must hold data of that many spatial dims (headers only; :mod:`seunet_monai.data.volumes`).
 
     Returns:
         the datalist: ``{"training": [...], "validation": [...], "test": [...]}`` with absolute paths.
@@ -300,6 +305,7 @@ def ensure_dataset(
         seunet_monai.errors.DataError: (a ``ValueError``) naming the folder, file or key, and how to fix it.
     """
     from seunet_monai.data.datalist import datalist_exists, load_datalist
+    from seunet_monai.data.volumes import check_datalist_dims
 
     root = Path(os.path.expanduser(str(dataset_dir))).resolve()
     if root.exists() and not root.is_dir():
@@ -309,9 +315,10 @@ def ensure_dataset(
             raise DataError(f"dataset_dir {str(root)!r} holds no datalist.json (mistyped path?); {PREPARE_HINT}.")
         _check_can_generate(root)  # on every rank, so that all of them fail alike
         if is_main_process():
-            _generate_default(root, synthetic)
+            _generate_default(root, synthetic, spatial_dims)
     _barrier()
     datalist = load_datalist(root, check_files=True, check_sizes=check_sizes)
+    check_datalist_dims(datalist, spatial_dims)
     for split in required_splits:
         if not datalist.get(split):
             raise DataError(
@@ -320,7 +327,8 @@ def ensure_dataset(
                    "or --val-images)." if split == "validation" else f"; add entries under {split!r}.")
             )
     if num_classes is not None:
-        check_label_values(datalist, num_classes, ignore_index, splits=required_splits or tuple(datalist))
+        check_label_values(datalist, num_classes, ignore_index, splits=required_splits or tuple(datalist),
+                           spatial_dims=spatial_dims)
     return datalist
 
 
@@ -365,6 +373,7 @@ def check_label_values(
     num_classes: int,
     ignore_index: int | None = None,
     splits: Sequence[str] = ("training", "validation"),
+    spatial_dims: int = 2,
 ) -> None:
     """Check that every label of ``splits`` holds only class values ``0..num_classes-1`` and ``ignore_index``.
 
@@ -377,18 +386,21 @@ def check_label_values(
         num_classes: number of classes (key ``num_classes``).
         ignore_index: the label value excluded from loss and metrics (key ``ignore_index``).
         splits: the splits to read.
+        spatial_dims: 3 reads the labels as volumes (:func:`seunet_monai.data.volumes.read_volume_label`).
 
     Raises:
         seunet_monai.errors.DataError: naming the first label file with a value out of range and the key to
             change.
     """
     from seunet_monai.data.io import read_label
+    from seunet_monai.data.volumes import read_volume_label
 
+    reader = read_volume_label if spatial_dims == 3 else read_label
     allowed = set(range(int(num_classes))) | ({int(ignore_index)} if ignore_index is not None else set())
     seen: set[int] = set()
     for split in splits:
         for i, entry in enumerate(datalist.get(split, [])):
-            values = {int(v) for v in np.unique(read_label(entry["label"]))}
+            values = {int(v) for v in np.unique(reader(entry["label"]))}
             bad = sorted(values - allowed)
             if bad and int(num_classes) == 2 and bad == [255]:
                 raise DataError(

@@ -39,6 +39,7 @@ def equivariance_matrices(
     scales: Sequence[float],
     crop: int | None = None,
     device: str | torch.device | None = None,
+    axes: Sequence[int] | None = None,
 ) -> dict[float, torch.Tensor]:
     """The Ω×Ω matrix of eq. 12 for one image at every scale.
 
@@ -49,6 +50,8 @@ def equivariance_matrices(
         scales: scale changes ``s``.
         crop: centre-crop side at scale 1 (``None``: whole image).
         device: where the network runs (default: CPU or where its parameters are).
+        axes: spatial axes rescaled (``None``: all; ``(2,)``: the axial axis of a volume only), see
+            :func:`~seunet_monai.evaluation.rescale.scaled_size`.
 
     Returns:
         scale -> ``(Ω, Ω)`` float64 errors ``[k, k']`` (group k on the original, rescaled; group k' on the
@@ -61,7 +64,7 @@ def equivariance_matrices(
     ref_feats = network_features(network, patch.unsqueeze(0).to(device)).float().cpu()
     out = {}
     for s in scales:
-        feats = network_features(network, rescale_image(patch, s).unsqueeze(0).to(device)).float().cpu()
+        feats = network_features(network, rescale_image(patch, s, axes).unsqueeze(0).to(device)).float().cpu()
         out[float(s)] = equivariance_matrix(resize_features(ref_feats, feats.shape[3:]), feats)[0]
     return out
 

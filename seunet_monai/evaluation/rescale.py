@@ -1,6 +1,8 @@
 """Rescaling of images, labels and feature maps for the scale sweep (METHOD.md sec. 7).
 
-The size rule is ``round(n * s)`` per spatial axis (at least 1). Images are resampled bilinearly (or
+The size rule is ``round(n * s)`` per rescaled spatial axis (at least 1); ``axes`` limits the rescaling to some
+spatial axes (e.g. ``axes=(2,)``: the axial axis ``Z`` of a volume ``(X, Y, Z)`` only, as anisotropic sampling
+changes it), the others keep their size. Images are resampled bilinearly (or
 trilinearly in 3D) with pixel-centre alignment (``align_corners=False``); when shrinking, anti-aliased
 (2D: PyTorch's ``antialias=True``, a triangle filter widened by the scale factor, equivalent to
 PIL's/area-like resampling; 3D: MONAI ``Resize(anti_aliasing=True)``, a Gaussian pre-filter). Labels use
@@ -26,11 +28,19 @@ def default_scales(num: int = 17, start: float = 0.25, steps_per_octave: int = 4
     return [start * 2 ** (i / steps_per_octave) for i in range(num)]
 
 
-def scaled_size(shape: Sequence[int], scale: float) -> tuple[int, ...]:
-    """Spatial size after rescaling by ``scale``: ``max(1, round(n * scale))`` per axis."""
+def scaled_size(shape: Sequence[int], scale: float, axes: Sequence[int] | None = None) -> tuple[int, ...]:
+    """Spatial size after rescaling by ``scale``: ``max(1, round(n * scale))`` per axis of ``axes`` (spatial axis
+    indices, negative ones counted from the end; ``None``: every axis), unchanged on the others."""
     if not (scale > 0 and math.isfinite(scale)):
         raise ValueError(f"scale must be a positive finite number, got {scale!r}.")
-    return tuple(max(1, int(round(n * scale))) for n in shape)
+    shape = tuple(int(n) for n in shape)
+    if axes is None:
+        chosen = set(range(len(shape)))
+    else:
+        if any(isinstance(a, bool) or not -len(shape) <= int(a) < len(shape) for a in axes):
+            raise ValueError(f"axes must be spatial axes of a {len(shape)}D shape, got {list(axes)!r}.")
+        chosen = {int(a) % len(shape) for a in axes}
+    return tuple(max(1, int(round(n * scale))) if i in chosen else n for i, n in enumerate(shape))
 
 
 def _resize_float(x: torch.Tensor, size: tuple[int, ...]) -> torch.Tensor:
@@ -47,12 +57,13 @@ def _resize_float(x: torch.Tensor, size: tuple[int, ...]) -> torch.Tensor:
     raise ValueError(f"only 2D and 3D data can be rescaled, got spatial shape {spatial}.")
 
 
-def rescale_image(image: torch.Tensor, scale: float) -> torch.Tensor:
+def rescale_image(image: torch.Tensor, scale: float, axes: Sequence[int] | None = None) -> torch.Tensor:
     """Rescale an image ``(C, *spatial)`` by ``scale`` (anti-aliased when shrinking, bilinear when enlarging).
 
     Args:
         image: ``(C, H, W)`` or ``(C, D, H, W)``; integer images are converted to float32.
         scale: scale factor ``s`` (> 0).
+        axes: spatial axes rescaled (``None``: all, isotropic); see :func:`scaled_size`.
 
     Returns:
         float tensor ``(C, *scaled_size(spatial, s))``.
@@ -62,16 +73,17 @@ def rescale_image(image: torch.Tensor, scale: float) -> torch.Tensor:
         raise ValueError(f"rescale_image: expected (C, H, W) or (C, D, H, W), got shape {tuple(x.shape)}.")
     if not x.is_floating_point():
         x = x.float()
-    size = scaled_size(x.shape[1:], scale)
+    size = scaled_size(x.shape[1:], scale, axes)
     return _resize_float(x.unsqueeze(0), size)[0]
 
 
-def rescale_label(label: torch.Tensor, scale: float) -> torch.Tensor:
+def rescale_label(label: torch.Tensor, scale: float, axes: Sequence[int] | None = None) -> torch.Tensor:
     """Rescale a label map ``(1, *spatial)`` by ``scale`` with nearest neighbour (values are kept).
 
     Args:
         label: ``(1, H, W)`` or ``(1, D, H, W)`` integer (or integer-valued float) class map.
         scale: scale factor ``s`` (> 0).
+        axes: spatial axes rescaled (``None``: all, isotropic); see :func:`scaled_size`.
 
     Returns:
         ``(1, *scaled_size(spatial, s))`` with the input's dtype.
@@ -79,7 +91,7 @@ def rescale_label(label: torch.Tensor, scale: float) -> torch.Tensor:
     y = convert_to_tensor(label, track_meta=False)
     if y.ndim not in (3, 4):
         raise ValueError(f"rescale_label: expected (1, H, W) or (1, D, H, W), got shape {tuple(y.shape)}.")
-    size = scaled_size(y.shape[1:], scale)
+    size = scaled_size(y.shape[1:], scale, axes)
     if size == tuple(y.shape[1:]):
         return y
     out = F.interpolate(y.unsqueeze(0).float(), size=size, mode="nearest-exact")[0]

@@ -46,6 +46,7 @@ from monai.inferers import SlidingWindowInferer
 from monai.utils import convert_to_tensor
 
 from seunet_monai.data.io import atomic_write_json, atomic_write_text
+from seunet_monai.data.volumes import volume_stem
 from seunet_monai.evaluation import plots
 from seunet_monai.evaluation.equivariance import equivariance_matrices, matched_error
 from seunet_monai.evaluation.heads import HeadProbabilities, num_heads, output_heads_mode
@@ -62,7 +63,7 @@ from seunet_monai.fusion import fuse, winning_head
 from seunet_monai.metrics import SegmentationScores, scale_partners
 from seunet_monai.scale_fusion import ScaleProfile, estimate_scale
 
-__all__ = ["DEFAULT_MAX_PIXELS", "MIN_WINDOW", "OUTPUT_FILES", "peak_rss_mb", "predict_heads", "run_scale_sweep",
+__all__ = ["DEFAULT_MAX_PIXELS", "DEFAULT_MAX_VOXELS", "MIN_WINDOW", "OUTPUT_FILES", "peak_rss_mb", "predict_heads", "run_scale_sweep",
            "sweep_window"]
 
 logger = logging.getLogger(__name__)
@@ -84,6 +85,11 @@ _IF_EXISTS = ("error", "archive", "overwrite")
 #: SEUNet (60..960, Ω = 5) in eval mode measured 2.2-3.0 KB of peak memory per pixel (CPU, 1024² and 512²), so
 #: about 9-13 GB at the budget. MoNuSeg's 1000-px images are predicted whole up to scale 2.
 DEFAULT_MAX_PIXELS = 2048 * 2048
+#: whole-volume budget of the 3D sweep (voxels of one rescaled volume, ``variants/3d.json``): 192³ = 7.1 M voxels.
+#: Sized for 24 GB: the paper-size 3D SEUNet (60..960, Ω = 5, one channel) measured 1.40 KB of peak memory per
+#: voxel in eval mode (CPU, 32³ and 48³, scripts/volume_memory.py), so about 10 GB at the budget, leaving room for
+#: a GPU's allocator and workspaces; larger volumes go through 192³ windows.
+DEFAULT_MAX_VOXELS = 192 * 192 * 192
 #: smallest sliding window of the sweep: windows much smaller than the receptive field of the large-σ heads change
 #: their probabilities (15-29% with 128-px windows, issue 11)
 MIN_WINDOW = 512
@@ -175,7 +181,7 @@ def _item_name(item: Mapping[str, Any], key: str, index: int) -> str:
     name = meta.get("filename_or_obj") if isinstance(meta, Mapping) else None
     if isinstance(name, (list, tuple)):
         name = name[0] if name else None
-    return Path(str(name)).stem if name else f"image{index:04d}"
+    return volume_stem(str(name)) if name else f"image{index:04d}"  # a.nii.gz -> a
 
 
 def _prepare_item(item: Mapping[str, Any], image_key: str, label_key: str, index: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -279,6 +285,7 @@ def run_scale_sweep(
     partner_tolerance: float = 0.1,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
     min_window: int = MIN_WINDOW,
+    scale_axes: Sequence[int] | None = None,
 ) -> dict[str, Any]:
     """Run the scale sweep and write its outputs into ``output_dir/eval_subdir``.
 
@@ -319,6 +326,9 @@ def run_scale_sweep(
             of at least ``max(roi_size, min_window)`` px (:func:`sweep_window`), so that the large-σ heads see
             enough context and the probabilities do not depend on the window.
         min_window: smallest window side (512).
+        scale_axes: spatial axes each scale applies to (``None``: all, an isotropic sweep; ``[2]``: the axial
+            axis ``Z`` of volumes ``(X, Y, Z)`` only, as anisotropic sampling changes it); images, labels and the
+            equivariance crops are rescaled alike (:func:`~seunet_monai.evaluation.rescale.scaled_size`).
         partner_tolerance: eq. 10 averages only groups whose matched group's σ ratio is within this relative
             tolerance of the scale (:func:`~seunet_monai.metrics.scale_partners`); the others are listed.
 
@@ -384,8 +394,8 @@ def run_scale_sweep(
             img_counts = np.zeros((len(scales), omega))
             for j, s in enumerate(scales):
                 t0 = time.perf_counter()
-                img_s = rescale_image(image, s)
-                lab_s = rescale_label(label, s).unsqueeze(0)  # (1, 1, *spatial)
+                img_s = rescale_image(image, s, scale_axes)
+                lab_s = rescale_label(label, s, scale_axes).unsqueeze(0)  # (1, 1, *spatial)
                 window = sweep_window(img_s.shape[1:], max_pixels, roi, min_window, sw_batch_size)
                 if window is not None:
                     windowed[s] = tuple(window)
@@ -421,7 +431,8 @@ def run_scale_sweep(
             calibrated_est.append(img_est)
             counts.append(img_counts)
             if index < equivariance_images:
-                for s, mat in equivariance_matrices(network, image, scales, equivariance_crop, device).items():
+                for s, mat in equivariance_matrices(network, image, scales, equivariance_crop, device,
+                                                     scale_axes).items():
                     eq_sum[s] += mat
                     eq_delta[s].append(matched_error(mat, *partners[s]))
                 eq_images += 1
@@ -472,6 +483,7 @@ def run_scale_sweep(
         "num_images": len(names),
         "images": names,
         "scales": scales,
+        "scale_axes": "all" if scale_axes is None else [int(a) for a in scale_axes],
         "strategies": strategies,
         "num_heads": omega,
         "num_classes": num_classes,

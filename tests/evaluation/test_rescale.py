@@ -78,3 +78,19 @@ def test_resize_features() -> None:
     f = torch.rand(2, 3, 4, 10, 12)
     assert resize_features(f, (5, 6)).shape == (2, 3, 4, 5, 6)
     assert torch.equal(resize_features(f, (10, 12)), f)
+
+
+def test_axial_only_rescaling_changes_only_the_chosen_axis() -> None:
+    """``axes=(2,)``: the axial axis Z of a volume (X, Y, Z) only, as anisotropic sampling changes it."""
+    assert scaled_size((32, 24, 16), 0.5, axes=(2,)) == (32, 24, 8)
+    assert scaled_size((32, 24, 16), 0.5, axes=(-1,)) == (32, 24, 8)
+    assert scaled_size((32, 24, 16), 0.5) == (16, 12, 8)
+    with pytest.raises(ValueError, match="axes"):
+        scaled_size((32, 24), 2.0, axes=(2,))
+    image = torch.rand(1, 16, 12, 8)
+    out = rescale_image(image, 2.0, axes=(2,))
+    assert out.shape == (1, 16, 12, 16)
+    assert torch.allclose(out.mean(dim=3), image.mean(dim=3), atol=0.05)  # each (x, y) column stretched along z
+    label = (torch.rand(1, 16, 12, 8) > 0.5).long()
+    lab = rescale_label(label, 2.0, axes=(2,))
+    assert lab.shape == (1, 16, 12, 16) and torch.equal(lab[..., ::2], label)
