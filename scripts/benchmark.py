@@ -264,10 +264,9 @@ def _write(args, res: dict) -> int:
     print(f"device: {res['device']} ({res['device_name']}), torch {res['torch']}, {res['threads']} threads, "
           f"load average {res['load_avg_start']} -> {res['load_avg_end']}")
     if args.json:
-        tmp = f"{args.json}.tmp{os.getpid()}"
-        with open(tmp, "w") as f:
-            json.dump(res, f, indent=2)
-        os.replace(tmp, args.json)
+        from seunet_monai.data.io import atomic_write_json
+
+        atomic_write_json(args.json, res)
     return 0
 
 

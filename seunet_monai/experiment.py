@@ -19,6 +19,12 @@ Layout of ``out``::
     out/<variant>/            output_dir of the variant (TensorBoard, train.log, evaluate.log, eval/)
     out/<variant>/models/     ckpt_dir (last.pt, model.pt)
     out/<variant>/experiment_state.json   runner state (arguments, parameters, epoch times, finished steps)
+    out/<variant>/training_status.json    written by the training (seunet_monai.handlers.RunStatus)
+    out/<variant>/eval/sweep_status.json  written by the scale sweep (seunet_monai.evaluation.ScaleSweep)
+
+Progress and results come from the two status files the bundle's runs write (atomically, as they go), not from
+their log lines: the runner polls them while a command runs and copies epoch times, the best validation IoU, and
+the sweep's mean IoU per strategy and equivariance error into the state file.
     out/comparison.csv, comparison.md, iou_vs_scale.png
 
 Resuming: a variant whose evaluation finished is skipped; one whose training was interrupted continues from
@@ -31,7 +37,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import sys
 import time
@@ -95,10 +100,12 @@ TINY_DATA: dict[str, Any] = {
 #: tiny scale sweep settings (evaluating only)
 TINY_SWEEP: dict[str, Any] = {"sweep#equivariance_images": 1, "sweep#equivariance_crop": 64, "sweep#num_examples": 1}
 
-_RE_START = re.compile(r"SupervisedTrainer - INFO - Engine run resuming from iteration (\d+), epoch (\d+) until (\d+) epochs")
-_RE_EPOCH = re.compile(r"SupervisedTrainer - INFO - Epoch\[(\d+)\] Complete\. Time taken: (\d+):(\d+):([\d.]+)")
-_RE_RESUMED = re.compile(r"resumed from .*: epoch (\d+), iteration (\d+)")
-_RE_VAL = re.compile(r"Epoch\[(\d+)\] Metrics -- val_iou: ([\d.naN]+)")
+TRAINING_STATUS = "training_status.json"
+"""Status file of a training run in its ``output_dir`` (written by :class:`seunet_monai.handlers.RunStatus`)."""
+SWEEP_STATUS = "eval/sweep_status.json"
+"""Status file of an evaluation's scale sweep in its ``output_dir`` (:class:`seunet_monai.evaluation.ScaleSweep`)."""
+POLL_S = 1.0
+"""How often a running bundle command's status file is read (seconds)."""
 
 
 def _config_files(spec: VariantSpec, evaluating: bool) -> list[str]:
@@ -183,6 +190,13 @@ def count_parameters(name: str, overrides: Mapping[str, Any]) -> int:
     return int(sum(p.numel() for p in net.parameters() if p.requires_grad))
 
 
+def read_status(path: Path) -> dict[str, Any] | None:
+    """A run's status file (:func:`seunet_monai.handlers.status.read_status`)."""
+    from seunet_monai.handlers.status import read_status as read
+
+    return read(path)
+
+
 def _read_json(path: Path) -> dict[str, Any]:
     try:
         return json.loads(path.read_text())
@@ -203,59 +217,98 @@ def _fmt_time(s: float) -> str:
 
 @dataclass
 class _Progress:
+    """Follows a training through its status file (``output_dir/training_status.json``), not its log lines."""
+
     name: str
     log: Callable[[str], None]
     state: dict[str, Any]
     state_path: Path
+    status_path: Path
     t0: float = field(default_factory=time.perf_counter)
-    start_epoch: int = 0
-    max_epochs: int | None = None
-    last_val: str = ""
-    epoch_s: list = field(default_factory=list)
+    stale: Any = None  # the file as an earlier attempt left it: ignored until the new run rewrites it
+    last_epoch: int = 0
+    resumed_logged: bool = False
 
-    def feed(self, line: str) -> None:
-        m = _RE_START.search(line)
-        if m:
-            self.start_epoch, self.max_epochs = int(m.group(2)), int(m.group(3))
-            self.state["max_epochs"] = self.max_epochs
+    def __post_init__(self) -> None:
+        self.stale = read_status(self.status_path)
+
+    def poll(self) -> None:
+        st = read_status(self.status_path)
+        if not st or st == self.stale:
             return
-        m = _RE_RESUMED.search(line)  # seunet_monai.handlers.ResumableCheckpoint restored last.pt
-        if m:
-            self.start_epoch = int(m.group(1))
-            self.log(f"[{self.name}] resumed at epoch {self.start_epoch}/{self.max_epochs}")
+        start, total = int(st.get("start_epoch") or 0), st.get("max_epochs")
+        if total is not None:
+            self.state["max_epochs"] = int(total)
+        if start and not self.resumed_logged:
+            self.resumed_logged = True
+            self.last_epoch = max(self.last_epoch, start)
+            self.log(f"[{self.name}] resumed at epoch {start}/{total}")
+        epoch = int(st.get("epoch") or 0)
+        if epoch <= self.last_epoch:
             return
-        m = _RE_VAL.search(line)
-        if m:
-            self.last_val = f", val_iou {float(m.group(2)):.4f}"
-            return
-        m = _RE_EPOCH.search(line)
-        if m:
-            epoch = int(m.group(1))
-            took = int(m.group(2)) * 3600 + int(m.group(3)) * 60 + float(m.group(4))
-            self.state.setdefault("epoch_times_s", {})[str(epoch)] = round(took, 3)
-            _write_json(self.state_path, self.state)
-            self.epoch_s.append(took)
-            elapsed = time.perf_counter() - self.t0
-            total = self.max_epochs or epoch
-            eta = sum(self.epoch_s) / len(self.epoch_s) * (total - epoch)  # mean epoch time of this attempt
-            self.log(f"[{self.name}] epoch {epoch}/{total}{self.last_val}, elapsed {_fmt_time(elapsed)}, ETA {_fmt_time(eta)}")
-            self.last_val = ""
+        times = {str(k): float(v) for k, v in (st.get("epoch_times_s") or {}).items()}
+        self.state["epoch_times_s"] = times
+        _write_json(self.state_path, self.state)
+        this_attempt = [v for k, v in times.items() if int(k) > start] or list(times.values()) or [0.0]
+        metrics = st.get("metrics") or {}
+        val = ""
+        if st.get("metrics_epoch") == epoch and metrics.get("val_iou") is not None:
+            val = f", val_iou {metrics['val_iou']:.4f}"
+        elapsed = time.perf_counter() - self.t0
+        eta = sum(this_attempt) / len(this_attempt) * ((total or epoch) - epoch)  # mean epoch time of this attempt
+        self.log(f"[{self.name}] epoch {epoch}/{total or epoch}{val}, elapsed {_fmt_time(elapsed)}, ETA {_fmt_time(eta)}")
+        self.last_epoch = epoch
 
 
-def _run_logged(cmd: list[str], log_path: Path, env: Mapping[str, str], on_line: Callable[[str], None] | None) -> int:
-    """Run ``cmd`` with stdout and stderr appended to ``log_path``, feeding each line to ``on_line``."""
+@dataclass
+class _SweepProgress:
+    """Follows a scale sweep through ``output_dir/eval/sweep_status.json``."""
+
+    name: str
+    log: Callable[[str], None]
+    status_path: Path
+    stale: Any = None
+    done: int = 0
+
+    def __post_init__(self) -> None:
+        self.stale = read_status(self.status_path)
+
+    def poll(self) -> None:
+        st = read_status(self.status_path)
+        if not st or st == self.stale or int(st.get("images_done") or 0) <= self.done:
+            return
+        self.done = int(st["images_done"])
+        self.log(f"[{self.name}] scale sweep: image {self.done}/{st.get('num_images') or '?'} at "
+                 f"{st.get('num_scales')} scales, {_fmt_time(float(st.get('elapsed_s') or 0.0))}")
+
+
+def _run_logged(cmd: list[str], log_path: Path, env: Mapping[str, str], poll: Callable[[], None] | None = None) -> int:
+    """Run ``cmd`` with stdout and stderr appended to ``log_path``; call ``poll`` every :data:`POLL_S` seconds
+    while it runs and once after it ends (to read its status file)."""
+    import threading
+
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "a", encoding="utf-8") as log:
         log.write(f"\n$ {' '.join(cmd)}\n")
         log.flush()
         proc = subprocess.Popen(cmd, cwd=str(REPO_ROOT), env=dict(env), stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True, errors="replace")
-        try:
+
+        def pump() -> None:
             assert proc.stdout is not None
             for line in proc.stdout:
                 log.write(line)
-                if on_line is not None:
-                    on_line(line)
+
+        copier = threading.Thread(target=pump, daemon=True)
+        copier.start()
+        try:
+            while proc.poll() is None:
+                if poll is not None:
+                    poll()
+                time.sleep(POLL_S)
+            copier.join()
+            if poll is not None:
+                poll()
             return proc.wait()
         except BaseException:
             proc.kill()
@@ -305,12 +358,17 @@ def _run_variant(
         cmd = [python, "-m", "monai.bundle", "run", "training", "--config_file",
                json.dumps(_config_files(spec, evaluating=False)), *_cli(ov), "--resume", _cli_value(resume)]
         log(f"[{name}] training{' (resuming from last.pt)' if resume else ''}; log: {vdir / 'train.log'}")
-        progress = _Progress(name, log, state, state_path)
-        rc = _run_logged(cmd, vdir / "train.log", env, progress.feed)
+        progress = _Progress(name, log, state, state_path, vdir / TRAINING_STATUS)
+        rc = _run_logged(cmd, vdir / "train.log", env, progress.poll)
         if rc != 0:
             raise RuntimeError(f"training failed (exit status {rc}); see {vdir / 'train.log'}")
         state["training_finished"] = True
+        progress.poll()
         state["training_time_s"] = round(sum(state.get("epoch_times_s", {}).values()), 3)
+        trained = read_status(vdir / TRAINING_STATUS) or {}
+        if trained.get("state") != "finished":
+            raise RuntimeError(f"training exited with status 0 but {vdir / TRAINING_STATUS} does not say finished")
+        state["best_val_iou"], state["best_epoch"] = trained.get("best_metric"), trained.get("best_metric_epoch")
         _write_json(state_path, state)
 
     eval_ov = dict(ov)
@@ -323,9 +381,14 @@ def _run_variant(
            json.dumps(_config_files(spec, evaluating=True)), *_cli(eval_ov)]
     log(f"[{name}] evaluating (scale sweep); log: {vdir / 'evaluate.log'}")
     t0 = time.perf_counter()
-    rc = _run_logged(cmd, vdir / "evaluate.log", env, None)
+    rc = _run_logged(cmd, vdir / "evaluate.log", env, _SweepProgress(name, log, vdir / SWEEP_STATUS).poll)
     if rc != 0:
         raise RuntimeError(f"evaluating failed (exit status {rc}); see {vdir / 'evaluate.log'}")
+    swept = read_status(vdir / SWEEP_STATUS) or {}
+    if swept.get("state") != "finished":
+        raise RuntimeError(f"evaluating exited with status 0 but {vdir / SWEEP_STATUS} does not say finished")
+    state["iou_mean_over_scales"] = swept.get("iou_mean_over_scales")
+    state["equivariance_error_mean"] = swept.get("equivariance_error_mean")
     state["evaluation_time_s"] = round(time.perf_counter() - t0, 3)
     state["evaluation_finished"] = True
     _write_json(state_path, state)

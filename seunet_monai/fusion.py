@@ -11,29 +11,24 @@ Histopathology Image Segmentation":
   validation IoU measured at that scale (:mod:`seunet_monai.scale_fusion`: design, justification and the
   uncalibrated fallback to PEns). It needs the calibration ``profile`` (the network's ``fusion_*`` buffers).
 
-Also provides the same as MONAI transforms for ``postprocessing`` in bundle configs (:class:`Fuse`,
-:class:`Fused`) and the per-pixel winning head of PDist (:func:`winning_head`), which tells which scale
-group decided each pixel (used for scale estimation and optional winning-head maps at inference).
+The per-pixel winning head of PDist (:func:`winning_head`) tells which scale group decided each pixel (used for
+scale estimation and winning-head maps at inference). The same as MONAI transforms for ``postprocessing``
+(``Fuse``, ``Fused``, ``WinningHead``, ``WinningHeadd``) are in :mod:`seunet_monai.transforms.post`.
+
+The fusions are ours: MONAI has no per-head fusion (its ``MeanEnsemble`` / ``VoteEnsemble`` average or vote over
+whole models, not per pixel by each head's margin as Algorithm 1 does).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Hashable, Mapping
 from typing import Any
 
 import torch
-from monai.config import KeysCollection
-from monai.transforms import MapTransform, Transform
-from monai.utils import convert_to_dst_type, convert_to_tensor
 
 __all__ = [
     "FUSION_STRATEGIES",
     "PAPER_STRATEGIES",
-    "Fuse",
-    "Fused",
-    "WinningHead",
-    "WinningHeadd",
     "fuse",
     "head_margins",
     "parse_strategy",
@@ -147,143 +142,10 @@ def winning_head(probs: torch.Tensor) -> torch.Tensor:
     return head_margins(probs).argmax(dim=1)
 
 
-class Fuse(Transform):
-    """Array transform: fuse per-head class probabilities with :func:`fuse`.
+def __getattr__(name: str) -> Any:
+    # the fusion transforms moved to seunet_monai.transforms.post (MONAI component layout); old imports keep working
+    if name in ("Fuse", "Fused", "WinningHead", "WinningHeadd"):
+        from seunet_monai.transforms import post
 
-    MONAI ``postprocessing`` sees decollated items without a batch dimension, so by default the input is
-    one item ``(Ω, C, *spatial)`` and the output ``(C, *spatial)``. With ``batched=True`` the input is
-    ``(B, Ω, C, *spatial)`` and the output ``(B, C, *spatial)``. (The rank alone cannot tell the two apart:
-    a 3D item ``(Ω, C, D, H, W)`` has the rank of a batched 2D tensor, hence the explicit flag.)
-
-    Args:
-        strategy: ``"mean"``, ``"pdist"``, ``"pens"``, ``"scale"`` or ``"head:k"`` (1-based ``k``).
-        batched: whether the input carries a leading batch dimension.
-        softmax: apply a softmax over the class dimension first (for per-head logits, e.g. training-mode
-            network outputs). Default ``False``: the input already holds probabilities.
-        profile: ``"scale"`` only: the calibration, typically the network itself (``"profile": "@network"`` in a
-            bundle config); a network's buffers are read at every call, so a checkpoint loaded after this
-            transform was built is used. See :func:`fuse`.
-        temperature: ``"scale"`` only: ``τ`` of the head weights (IoU units).
-
-    A ``MetaTensor`` input gives a ``MetaTensor`` output with the same metadata.
-    """
-
-    def __init__(self, strategy: str = "pens", batched: bool = False, softmax: bool = False, profile: Any = None,
-                 temperature: float = 0.01) -> None:
-        parse_strategy(strategy)  # fail early on a bad name
-        self.strategy = strategy
-        self.batched = bool(batched)
-        self.softmax = bool(softmax)
-        self.profile = profile
-        self.temperature = float(temperature)
-
-    def __call__(self, probs: torch.Tensor) -> torch.Tensor:
-        """
-        Args:
-            probs: ``(Ω, C, *spatial)`` (or ``(B, Ω, C, *spatial)`` with ``batched=True``).
-
-        Returns:
-            ``(C, *spatial)`` (or ``(B, C, *spatial)``) class scores.
-        """
-        x = convert_to_tensor(probs, track_meta=False)
-        min_rank = 4 if self.batched else 3
-        if x.ndim < min_rank:
-            layout = "(B, Ω, C, *spatial)" if self.batched else "(Ω, C, *spatial)"
-            raise ValueError(
-                f"Fuse: expected per-head probabilities {layout} (batched={self.batched}), got shape {tuple(x.shape)}."
-            )
-        if not self.batched:
-            x = x.unsqueeze(0)
-        if self.softmax:
-            x = torch.softmax(x, dim=2)
-        out = fuse(x, self.strategy, profile=self.profile, temperature=self.temperature)
-        if not self.batched:
-            out = out.squeeze(0)
-        return convert_to_dst_type(out, probs)[0]
-
-
-class Fused(MapTransform):
-    """Dictionary form of :class:`Fuse`.
-
-    Args:
-        keys: keys of the per-head probabilities to fuse (in place).
-        strategy: ``"mean"``, ``"pdist"``, ``"pens"``, ``"scale"`` or ``"head:k"``.
-        batched: whether the items carry a leading batch dimension (default ``False``: decollated items
-            ``(Ω, C, *spatial)``, as in MONAI ``postprocessing``).
-        softmax: apply a softmax over classes first (input holds logits).
-        profile: ``"scale"`` only: the calibration, typically ``"@network"`` (see :class:`Fuse`).
-        temperature: ``"scale"`` only: ``τ`` of the head weights (IoU units).
-        allow_missing_keys: don't raise for missing keys.
-    """
-
-    def __init__(
-        self,
-        keys: KeysCollection,
-        strategy: str = "pens",
-        batched: bool = False,
-        softmax: bool = False,
-        profile: Any = None,
-        temperature: float = 0.01,
-        allow_missing_keys: bool = False,
-    ) -> None:
-        super().__init__(keys, allow_missing_keys)
-        self.fuser = Fuse(strategy=strategy, batched=batched, softmax=softmax, profile=profile,
-                          temperature=temperature)
-
-    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
-        d = dict(data)
-        for key in self.key_iterator(d):
-            d[key] = self.fuser(d[key])
-        return d
-
-
-class WinningHead(Transform):
-    """Array transform: per-pixel PDist winning head, 1-based (``head1`` = 1), as a one-channel map.
-
-    Shows which scale group decided each pixel (a per-pixel scale map for ``inferring``).
-
-    Args:
-        batched: input ``(B, Ω, C, *spatial)`` -> ``(B, 1, *spatial)``; default ``False``: a decollated item
-            ``(Ω, C, *spatial)`` -> ``(1, *spatial)``.
-
-    The output is int64 (values 1..Ω); a ``MetaTensor`` input keeps its metadata.
-    """
-
-    def __init__(self, batched: bool = False) -> None:
-        self.batched = bool(batched)
-
-    def __call__(self, probs: torch.Tensor) -> torch.Tensor:
-        x = convert_to_tensor(probs, track_meta=False)
-        if x.ndim < (4 if self.batched else 3):
-            raise ValueError(f"WinningHead: expected per-head probabilities, got shape {tuple(x.shape)} (batched={self.batched}).")
-        if not self.batched:
-            x = x.unsqueeze(0)
-        out = (winning_head(x) + 1).unsqueeze(1)  # (B, 1, *spatial)
-        if not self.batched:
-            out = out.squeeze(0)
-        return convert_to_dst_type(out, probs, dtype=torch.int64)[0]
-
-
-class WinningHeadd(MapTransform):
-    """Dictionary form of :class:`WinningHead`: writes the map of ``keys`` under ``new_key`` (``pred`` is kept).
-
-    Args:
-        keys: key of the per-head probabilities (one key).
-        new_key: key of the winning-head map.
-        batched: whether the items carry a leading batch dimension.
-        allow_missing_keys: don't raise for missing keys.
-    """
-
-    def __init__(self, keys: KeysCollection, new_key: str = "winning_head", batched: bool = False,
-                 allow_missing_keys: bool = False) -> None:
-        super().__init__(keys, allow_missing_keys)
-        if len(self.keys) != 1:
-            raise ValueError(f"WinningHeadd: give one key, got {self.keys}.")
-        self.new_key = new_key
-        self.transform = WinningHead(batched=batched)
-
-    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
-        d = dict(data)
-        for key in self.key_iterator(d):
-            d[self.new_key] = self.transform(d[key])
-        return d
+        return getattr(post, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

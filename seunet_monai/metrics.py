@@ -2,7 +2,7 @@
 
 Segmentation scores
     The headline score is the IoU from a confusion matrix accumulated over the **whole test split**
-    (METHOD.md sec. 7): binary tasks (2 classes) report the IoU of class 1 (the nucleus class), multi-class
+    (the paper, sec. 4.2; ``bundle/docs/README.md``, Evaluation): binary tasks (2 classes) report the IoU of class 1 (the nucleus class), multi-class
     tasks the mean IoU over classes. Per-image averages (MONAI's default ``MeanIoU`` / ``DiceMetric``
     behaviour) give other numbers and are reported only as secondary columns.
 
@@ -28,12 +28,9 @@ Segmentation scores
     present classes otherwise).
 
 Equivariance error
-    :func:`equivariance_matrix` (eq. 12) and :func:`equivariance_error` (eq. 10) work on feature maps
-    ``(B, Ω, F, *spatial)``: the features of the original image resampled to the rescaled size
-    (``S_s Φ(f)``) against the features of the rescaled image (``Φ(S_s f)``). :func:`matched_groups` picks,
-    for each group ``k``, the group ``k'`` whose learned σ ratio ``σ_k' / σ_k`` is closest to the scale
-    ``s`` (in log scale); :func:`scale_partners` says which of those pairs are within 10% of ``s`` (the pairs eq. 10
-    averages over in the scale sweep).
+    ``equivariance_matrix`` (eq. 12), ``equivariance_error`` (eq. 10), ``matched_groups`` and
+    ``scale_partners`` moved to :mod:`seunet_monai.evaluation.equivariance` (all equivariance code in one
+    module); they are still importable from here.
 """
 
 from __future__ import annotations
@@ -50,12 +47,8 @@ __all__ = [
     "ConfusionIoU",
     "SegmentationScores",
     "as_class_indices",
-    "equivariance_error",
-    "equivariance_matrix",
     "masked_onehot",
-    "matched_groups",
     "reduce_class_scores",
-    "scale_partners",
 ]
 
 
@@ -126,7 +119,7 @@ def reduce_class_scores(per_class: torch.Tensor, ignore_index: int | None = None
 
 
 class ConfusionIoU(ConfusionMatrixMetric):
-    """Dataset-wide IoU (METHOD.md sec. 7) as a MONAI ``CumulativeIterationMetric``.
+    """Dataset-wide IoU (the paper, sec. 4.2; ``bundle/docs/README.md``, Evaluation) as a MONAI ``CumulativeIterationMetric``.
 
     Each call adds per-image TP/FP/TN/FN counts (MONAI ``get_confusion_matrix`` on masked one-hot maps);
     :meth:`aggregate` sums them over everything seen since :meth:`reset` (``reduction="sum_batch"``) and
@@ -222,105 +215,13 @@ def _nanmean(values: Sequence[float]) -> float:
     return float(sum(vals) / len(vals)) if vals else float("nan")
 
 
-def equivariance_matrix(reference: torch.Tensor, test: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
-    """Ω×Ω relative equivariance errors between groups (eq. 12), per sample.
-
-    ``E[b, k, k'] = ||S_s Φ_k(f_b) − Φ_k'(S_s f_b)||² / ||S_s Φ_k(f_b)||²``
-
-    Args:
-        reference: ``S_s Φ(f)``: features of the original image resampled to the rescaled size,
-            ``(B, Ω, F, *spatial)``.
-        test: ``Φ(S_s f)``: features of the rescaled image ``(B, Ω', F, *spatial)``.
-        eps: floor of the denominator (an all-zero reference feature map gives a huge ratio, not ``nan``).
-
-    Returns:
-        ``(B, Ω, Ω')`` errors (float64).
-    """
-    if reference.ndim < 4 or reference.ndim != test.ndim:
-        raise ValueError(
-            f"equivariance_matrix: expected (B, Ω, F, *spatial) tensors of equal rank, got {tuple(reference.shape)} "
-            f"and {tuple(test.shape)}."
-        )
-    if reference.shape[0] != test.shape[0] or reference.shape[2:] != test.shape[2:]:
-        raise ValueError(
-            "equivariance_matrix: reference and test must agree in batch, features and space (resample the "
-            f"reference first), got {tuple(reference.shape)} and {tuple(test.shape)}."
-        )
-    r = reference.flatten(2).double()  # (B, Ω, N)
-    t = test.flatten(2).double()  # (B, Ω', N)
-    # ||r_k - t_k'||² = ||r_k||² + ||t_k'||² - 2 <r_k, t_k'>, computed exactly with cdist for stability
-    diff = torch.cdist(r, t, p=2.0) ** 2  # (B, Ω, Ω')
-    norm = (r**2).sum(-1, keepdim=True).clamp_min(eps)  # (B, Ω, 1)
-    return diff / norm
+_MOVED = ("equivariance_error", "equivariance_matrix", "matched_groups", "scale_partners")
 
 
-def matched_groups(sigmas: torch.Tensor | Sequence[float], scale: float) -> torch.Tensor:
-    """For each group ``k``, the group ``k'`` whose σ ratio ``σ_k' / σ_k`` is closest to ``scale`` (log scale).
+def __getattr__(name: str):
+    # the equivariance error (eq. 10, 12) lives with the rest of the equivariance code; old imports keep working
+    if name in _MOVED:
+        from seunet_monai.evaluation import equivariance
 
-    An image enlarged by ``s`` is seen by group ``k'`` as the original by group ``k`` when ``σ_k' ≈ s σ_k``.
-
-    Args:
-        sigmas: σ of the Ω groups of one layer ``(Ω,)`` (positive).
-        scale: the scale change ``s`` (> 0).
-
-    Returns:
-        ``(Ω,)`` int64 indices ``k'`` (0-based); the identity for ``s = 1`` and distinct σ.
-    """
-    sig = torch.as_tensor(sigmas, dtype=torch.float64).flatten()
-    if scale <= 0:
-        raise ValueError(f"matched_groups: scale must be > 0, got {scale}.")
-    if sig.numel() == 0 or bool((sig <= 0).any()):
-        raise ValueError(f"matched_groups: sigmas must be positive and non-empty, got {sig.tolist()}.")
-    log_ratio = sig.log().view(1, -1) - sig.log().view(-1, 1)  # [k, k'] = log(σ_k' / σ_k)
-    return (log_ratio - math.log(scale)).abs().argmin(dim=1)
-
-
-def scale_partners(
-    sigmas: torch.Tensor | Sequence[float], scale: float, tolerance: float = 0.1
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Matched groups (:func:`matched_groups`) and which of them are real partners for eq. 10 at ``scale``.
-
-    Group ``k`` has a partner when its matched group ``k'`` has ``σ_k' / σ_k`` within ``tolerance`` (relative) of
-    ``s``: ``|σ_k' / (σ_k s) − 1| <= tolerance``. Groups without one (e.g. the largest σ when the image is
-    enlarged) have no group that sees the rescaled image as they saw the original; averaging their error into
-    eq. 10 would measure the σ layout, not the equivariance.
-
-    Args:
-        sigmas: σ of the Ω groups of one layer ``(Ω,)`` (positive).
-        scale: the scale change ``s`` (> 0).
-        tolerance: relative tolerance on the σ ratio (0.1: within 10%).
-
-    Returns:
-        ``(matches (Ω,) int64, has_partner (Ω,) bool)``.
-    """
-    if not tolerance >= 0:
-        raise ValueError(f"scale_partners: tolerance must be >= 0, got {tolerance}.")
-    matches = matched_groups(sigmas, scale)
-    sig = torch.as_tensor(sigmas, dtype=torch.float64).flatten()
-    ratio = sig[matches] / sig
-    return matches, (ratio / scale - 1.0).abs() <= tolerance + 1e-12
-
-
-def equivariance_error(reference: torch.Tensor, test: torch.Tensor, matches: torch.Tensor | None = None) -> torch.Tensor:
-    """Relative equivariance error of eq. 10, per sample.
-
-    ``Δ = mean_k ||S_s Φ_k(f) − Φ_{m(k)}(S_s f)||² / ||S_s Φ_k(f)||²`` with ``m`` the matched groups
-    (:func:`matched_groups`); averaging the result over images gives eq. 10's ``(1/N) Σ_i``. With one
-    group (a plain network) this is the error of the feature map against itself across scales.
-
-    Args:
-        reference: ``S_s Φ(f)`` ``(B, Ω, F, *spatial)``.
-        test: ``Φ(S_s f)`` ``(B, Ω, F, *spatial)``.
-        matches: ``(Ω,)`` group of the rescaled image matched to each group; default the identity.
-
-    Returns:
-        ``(B,)`` float64.
-    """
-    e = equivariance_matrix(reference, test)
-    omega = e.shape[1]
-    if matches is None:
-        matches = torch.arange(min(omega, e.shape[2]))
-    matches = torch.as_tensor(matches, dtype=torch.long).flatten()
-    if matches.numel() != omega or int(matches.max()) >= e.shape[2] or int(matches.min()) < 0:
-        raise ValueError(f"equivariance_error: matches must hold {omega} indices in [0, {e.shape[2]}), got {matches.tolist()}.")
-    return e[:, torch.arange(omega), matches].mean(dim=1)
+        return getattr(equivariance, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

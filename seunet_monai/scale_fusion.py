@@ -126,7 +126,9 @@ class ScaleProfile:
     def from_module(cls, module: torch.nn.Module) -> ScaleProfile | None:
         """The profile held by a network's buffers (``DistributedDataParallel`` is unwrapped); ``None`` when the
         network has no such buffers or they are not calibrated."""
-        net = module.module if isinstance(getattr(module, "module", None), torch.nn.Module) else module
+        from seunet_monai.networks.utils import unwrap
+
+        net = unwrap(module)
         bufs = dict(net.named_buffers(recurse=False))
         if not all(n in bufs for n in BUFFER_NAMES):
             return None

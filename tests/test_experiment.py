@@ -86,7 +86,7 @@ def test_variant_networks_are_what_the_override_files_say(run):
     for v, moved in (("seunet_fixed", False), ("seunet_free", True)):
         cfg = json.loads((REPO / "bundle" / "configs" / "variants" / f"{v}.json").read_text())
         assert cfg == {"network_def#sigma_mode": v.split("_")[1]}
-        sd = torch.load(out / v / "models" / "last.pt", map_location="cpu", weights_only=True)["network"]
+        sd = torch.load(out / v / "models" / "last.pt", map_location="cpu", weights_only=True)["model"]
         from seunet_monai.networks import SEUNet
 
         fresh = SEUNet(channels=(5, 10, 20, 40, 80), sigma_mode=v.split("_")[1]).state_dict()
@@ -190,3 +190,22 @@ def test_scale_shift_benchmark_evaluates_generated_test_sets(run):
     assert by[(0.5, "generated")] == next(r["iou"] for r in native if r["strategy"] == "head1")
     assert by[(1.0, "generated")] == by[(1.0, "resampled")]
     assert "| unet | head1 |" in (run["root"] / "scale_shift.md").read_text()
+
+
+def test_override_option_reaches_every_variant_command(monkeypatch):
+    """``--override KEY=VALUE`` of scripts/run_experiment.py: JSON values parsed, repeatable, bad forms refused."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("run_experiment_script", REPO / "scripts" / "run_experiment.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    seen = {}
+    monkeypatch.setattr(script, "run_experiment", lambda *a, **k: seen.update(k) or {"failed": {}})
+    rc = script.main(["--dataset-dir", "d", "--out", "o", "--variants", "unet", "--override", "scale_augmentation=true",
+                      "--override", "scale_range=[0.5,2]", "--override", "fusion=pdist"])
+    assert rc == 0
+    assert seen["overrides"] == {"scale_augmentation": True, "scale_range": [0.5, 2], "fusion": "pdist"}
+    ov = experiment.bundle_overrides("unet", Path("d"), Path("o"), None, False, 0, None, seen["overrides"])
+    assert ov["scale_augmentation"] is True and ov["fusion"] == "pdist"
+    with pytest.raises(SystemExit):
+        script.main(["--dataset-dir", "d", "--out", "o", "--override", "no_equals_sign"])

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import io as _io
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -42,9 +43,12 @@ __all__ = [
     "prepare_output_dir",
     "check_not_overlapping",
     "TIFF_SUFFIXES",
+    "to_rgb",
 ]
 
 TIFF_SUFFIXES = (".tif", ".tiff")
+
+logger = logging.getLogger(__name__)
 
 PathLike = str | os.PathLike
 
@@ -441,3 +445,24 @@ def prepare_output_dir(
                 shutil.rmtree(child)
     dst.mkdir(parents=True, exist_ok=True)
     return dst.resolve()
+
+
+def to_rgb(image: Any) -> Any:
+    """Convert a PIL image to 8-bit RGB (a ``PILReader`` ``converter``): grey-scale, palette and RGBA inputs
+    are converted (alpha dropped) and logged; 16-bit and float images are refused.
+
+    Raises:
+        DataError: (a ``ValueError``) for modes without a faithful 8-bit RGB conversion, naming the file.
+    """
+    mode = getattr(image, "mode", "RGB")
+    if mode == "RGB":
+        return image
+    name = getattr(image, "filename", "") or "<image>"
+    if mode in ("I", "I;16", "I;16B", "I;16L", "F"):
+        raise DataError(
+            f"image {name!r} has PIL mode {mode!r} (16-bit or float grey-scale); expected 8-bit RGB (grey/RGBA are "
+            "converted). Convert it to 8-bit RGB first, e.g. with scripts/prepare_monuseg.py --images, which scales "
+            "by the bit depth and reports the conversion."
+        )
+    logger.info(f"image {name!r}: converting PIL mode {mode!r} to RGB.")
+    return image.convert("RGB")

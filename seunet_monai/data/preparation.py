@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from monai.data.utils import dense_patch_slices
 
 from seunet_monai.errors import DataError
 
@@ -58,6 +59,11 @@ def tile_starts(length: int, tile: int, stride: int) -> list[int]:
         raise ValueError(f"tile and stride must be positive, got tile={tile}, stride={stride}.")
     if length < tile:
         raise ValueError(f"image side {length} is smaller than the tile size {tile}.")
+    if stride <= tile:  # MONAI's dense_patch_slices gives exactly this rule when tiles touch or overlap
+        return [int(sl[0].start) for sl in dense_patch_slices((length,), (tile,), (stride,))]
+    # with gaps between tiles (stride > tile) dense_patch_slices stops at the first tile reaching past the last
+    # stride and may drop the tile flush with the border (1000 px, tile 400, stride 500: only origin 0, where this
+    # rule gives 0, 500, 600); keep ours there (tests/data/test_preparation.py compares the two)
     starts = list(range(0, length - tile + 1, stride))
     if starts[-1] + tile < length:
         starts.append(length - tile)

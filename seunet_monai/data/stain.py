@@ -22,8 +22,8 @@ reference's, and rebuilds the image with the *reference* stain matrix.
   :func:`sklearn.decomposition.sparse_encode` solves one coordinate-descent problem per pixel (measured 0.045 s per
   2000 pixels, i.e. about 20 s for one 1000x1000 MoNuSeg image, against about 1 s here); the test suite checks the closed form against ``sparse_encode``.
 
-Images are ``(H, W, 3)`` ``uint8`` numpy arrays (channel last, as MONAI's stain transforms want; see
-MONAI_NOTES); ``channel_dim=0`` accepts ``(3, H, W)`` instead and torch tensors are converted and returned in
+Images are ``(H, W, 3)`` ``uint8`` numpy arrays (channel last, as MONAI's stain transforms want);
+``channel_dim=0`` accepts ``(3, H, W)`` instead and torch tensors are converted and returned in
 their input type.
 
 In a MONAI pipeline, after ``LoadImaged`` and ``EnsureChannelFirstd`` (a float ``(3, W, H)`` MetaTensor with

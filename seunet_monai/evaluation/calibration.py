@@ -2,7 +2,7 @@
 
 :func:`calibrate_scale_fusion` rescales every validation image (and its label) to each profile scale with
 :mod:`~seunet_monai.evaluation.rescale`, predicts per-head probabilities with the scale sweep's prediction
-path (:func:`~seunet_monai.evaluation.sweep.predict_heads`), and fills the network's state-dict buffers:
+path (:func:`~seunet_monai.inferers.infer_heads`, the package's one path), and fills the network's state-dict buffers:
 
 - ``fusion_iou[p, k]``: head k's dataset-wide IoU over the validation images at scale ``fusion_scales[p]``
   (:class:`~seunet_monai.metrics.SegmentationScores`, the sweep's metric);
@@ -31,12 +31,14 @@ from typing import Any
 import torch
 from monai.inferers import SlidingWindowInferer
 
-from seunet_monai.bundle_utils import read_state_dict
+from seunet_monai.checkpoint import load_network
 from seunet_monai.data.io import atomic_torch_save, atomic_write_bytes, atomic_write_json
-from seunet_monai.evaluation.heads import HeadProbabilities, is_multihead, output_heads_mode
+from seunet_monai.evaluation.heads import is_multihead, output_heads_mode
 from seunet_monai.evaluation.rescale import rescale_image, rescale_label
-from seunet_monai.evaluation.sweep import _item_name, _iterate_items, _prepare_item, predict_heads
+from seunet_monai.evaluation.items import item_name, iterate_items, prepare_item
+from seunet_monai.inferers import infer_heads
 from seunet_monai.metrics import SegmentationScores
+from seunet_monai.networks.utils import unwrap
 from seunet_monai.scale_fusion import BUFFER_NAMES, ScaleProfile, head_signature
 
 __all__ = ["calibrate_checkpoint", "calibrate_scale_fusion", "select_profile_rows"]
@@ -44,17 +46,12 @@ __all__ = ["calibrate_checkpoint", "calibrate_scale_fusion", "select_profile_row
 logger = logging.getLogger(__name__)
 
 
-def _unwrap(network: torch.nn.Module) -> torch.nn.Module:
-    inner = getattr(network, "module", None)
-    return inner if isinstance(inner, torch.nn.Module) else network
-
-
 def _buffers(network: torch.nn.Module) -> dict[str, torch.Tensor]:
-    bufs = dict(_unwrap(network).named_buffers(recurse=False))
+    bufs = dict(unwrap(network).named_buffers(recurse=False))
     missing = [n for n in BUFFER_NAMES if n not in bufs]
-    if missing or not is_multihead(_unwrap(network)):
+    if missing or not is_multihead(unwrap(network)):
         raise ValueError(
-            f"{type(_unwrap(network)).__name__} cannot hold a scale-fusion calibration: it needs num_scales, "
+            f"{type(unwrap(network)).__name__} cannot hold a scale-fusion calibration: it needs num_scales, "
             f"output_heads and the buffers {list(BUFFER_NAMES)} (SEUNet and its subclasses have them); missing {missing}."
         )
     return bufs
@@ -126,7 +123,7 @@ def calibrate_scale_fusion(
         ValueError: for a network without the buffers, scales outside the profile, or no images.
     """
     bufs = _buffers(network)
-    net = _unwrap(network)
+    net = unwrap(network)
     omega = int(net.num_scales)
     rows = select_profile_rows(bufs["fusion_scales"].tolist(), scales)
     row_scales = [float(bufs["fusion_scales"][r]) for r in rows]
@@ -140,25 +137,25 @@ def calibrate_scale_fusion(
         device = p.device if p is not None else torch.device("cpu")
     device = torch.device(device)
     inferer = None
-    wrapper = HeadProbabilities(network)
     scores = {(r, k): SegmentationScores(classes, ignore_index) for r in rows for k in range(omega)}
     sig_sum = {r: torch.zeros(2 * omega, dtype=torch.float64) for r in rows}
     names: list[str] = []
     t0 = time.perf_counter()
     with output_heads_mode(net):
-        for index, item in enumerate(_iterate_items(data)):
+        for index, item in enumerate(iterate_items(data)):
             if max_images is not None and index >= int(max_images):
                 break
-            image, label = _prepare_item(item, image_key, label_key, index)
+            image, label = prepare_item(item, image_key, label_key, index)
             if inferer is None and roi_size is not None:
                 roi = (roi_size,) * (image.ndim - 1) if isinstance(roi_size, int) else tuple(int(r) for r in roi_size)
                 inferer = SlidingWindowInferer(roi_size=roi, sw_batch_size=sw_batch_size, overlap=overlap,
                                                mode="gaussian", device=torch.device("cpu"), progress=False)
-            names.append(_item_name(item, image_key, index))
+            names.append(item_name(item, image_key, index))
             for r, s in zip(rows, row_scales):
                 img_s = rescale_image(image, s)
                 lab_s = rescale_label(label, s).unsqueeze(0)  # (1, 1, *spatial)
-                probs = _predict(wrapper, img_s, inferer, device)  # (1, Ω, C, *spatial)
+                with torch.no_grad():  # (1, Ω, C, *spatial)
+                    probs = infer_heads(net, img_s.unsqueeze(0).to(device), inferer).float().cpu()
                 lab_s = lab_s.to(probs.device)
                 for k in range(omega):
                     scores[(r, k)].update(probs[:, k].argmax(1, keepdim=True), lab_s)
@@ -189,16 +186,6 @@ def calibrate_scale_fusion(
         "images": names,
         "elapsed_s": round(elapsed, 3),
     }
-
-
-def _predict(wrapper: HeadProbabilities, image: torch.Tensor, inferer: SlidingWindowInferer | None,
-             device: torch.device) -> torch.Tensor:
-    """Per-head probabilities ``(1, Ω, C, *spatial)``: the whole image, or ``inferer``'s windows when it is larger."""
-    if inferer is not None:
-        return predict_heads(wrapper, image, inferer, device)
-    with torch.no_grad():
-        flat = wrapper(image.unsqueeze(0).to(device))
-    return wrapper.unflatten(flat.float()).cpu()
 
 
 def calibrate_checkpoint(
@@ -237,15 +224,12 @@ def calibrate_checkpoint(
         FileNotFoundError / ValueError: for a missing, unreadable or unfitting checkpoint (nothing is written).
     """
     path = Path(checkpoint)
-    data_file, state = read_state_dict(path, key)
-    net = _unwrap(network)
-    try:
-        net.load_state_dict(state, strict=True)
-    except RuntimeError as e:
-        raise ValueError(f"checkpoint {str(path)!r} does not fit {type(net).__name__} (key 'network_def'): {e}") from e
+    data_file, state = load_network(network, path, key)
+    net = unwrap(network)
     result = calibrate_scale_fusion(network, data, scales, **kwargs)
     new_state = {k: v.detach().cpu() for k, v in net.state_dict().items()}
-    payload = {**data_file, key: new_state} if data_file is not state else new_state
+    held_in = next((k for k, v in data_file.items() if v is state), key) if data_file is not state else None
+    payload = {**data_file, held_in: new_state} if held_in is not None else new_state
     backup_path = None
     if backup:
         backup_path = path.parent / backup

@@ -6,19 +6,45 @@ the same anti-aliased bilinear rule as for images); the test is ``Φ(S_s f)``: t
 image. Both come from one whole-image forward pass (no sliding window), so use small crops. Features are
 ``net.features(x)`` for multi-head networks and, for plain networks, the input of their last convolution
 (:func:`~seunet_monai.evaluation.heads.network_features`). Zero padding and borders are included as they are.
+
+All the equivariance code of the package is here: the errors of eq. 12 (:func:`equivariance_matrix`) and eq. 10
+(:func:`equivariance_error`, :func:`matched_error`), the matching of groups across a scale change
+(:func:`matched_groups`, :func:`scale_partners`, :func:`group_partners`), their measurement on a network
+(:func:`equivariance_matrices`) and the scale sweep's tables (:func:`equivariance_rows`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+import math
+from typing import Any
+
+import numpy as np
 import torch
 
 from seunet_monai.evaluation.heads import network_features
 from seunet_monai.evaluation.rescale import rescale_image, resize_features
-from seunet_monai.metrics import equivariance_matrix
 
-__all__ = ["centre_crop", "equivariance_matrices", "matched_error"]
+__all__ = [
+    "EQUIVARIANCE_COLUMNS",
+    "EQUIVARIANCE_MATRIX_COLUMNS",
+    "centre_crop",
+    "equivariance_error",
+    "equivariance_matrices",
+    "equivariance_matrix",
+    "equivariance_rows",
+    "group_partners",
+    "matched_error",
+    "matched_groups",
+    "scale_partners",
+]
+
+#: columns of ``equivariance.csv`` (eq. 10 per scale)
+EQUIVARIANCE_COLUMNS = ("model", "scale", "equivariance_error", "num_images", "matched_groups", "pair_errors",
+                        "groups_without_partner")
+#: columns of ``equivariance_matrix.csv`` (eq. 12, long format)
+EQUIVARIANCE_MATRIX_COLUMNS = ("model", "scale", "group", "group_rescaled", "sigma_ratio", "error", "matched")
 
 
 def centre_crop(image: torch.Tensor, size: int | None) -> torch.Tensor:
@@ -83,3 +109,155 @@ def matched_error(matrix: torch.Tensor, matches: torch.Tensor, mask: torch.Tenso
     if mask is not None:
         errors = errors[torch.as_tensor(mask, dtype=torch.bool)]
     return float(errors.mean()) if errors.numel() else float("nan")
+
+
+def equivariance_matrix(reference: torch.Tensor, test: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
+    """Ω×Ω relative equivariance errors between groups (eq. 12), per sample.
+
+    ``E[b, k, k'] = ||S_s Φ_k(f_b) − Φ_k'(S_s f_b)||² / ||S_s Φ_k(f_b)||²``
+
+    Args:
+        reference: ``S_s Φ(f)``: features of the original image resampled to the rescaled size,
+            ``(B, Ω, F, *spatial)``.
+        test: ``Φ(S_s f)``: features of the rescaled image ``(B, Ω', F, *spatial)``.
+        eps: floor of the denominator (an all-zero reference feature map gives a huge ratio, not ``nan``).
+
+    Returns:
+        ``(B, Ω, Ω')`` errors (float64).
+    """
+    if reference.ndim < 4 or reference.ndim != test.ndim:
+        raise ValueError(
+            f"equivariance_matrix: expected (B, Ω, F, *spatial) tensors of equal rank, got {tuple(reference.shape)} "
+            f"and {tuple(test.shape)}."
+        )
+    if reference.shape[0] != test.shape[0] or reference.shape[2:] != test.shape[2:]:
+        raise ValueError(
+            "equivariance_matrix: reference and test must agree in batch, features and space (resample the "
+            f"reference first), got {tuple(reference.shape)} and {tuple(test.shape)}."
+        )
+    r = reference.flatten(2).double()  # (B, Ω, N)
+    t = test.flatten(2).double()  # (B, Ω', N)
+    # ||r_k - t_k'||² = ||r_k||² + ||t_k'||² - 2 <r_k, t_k'>, computed exactly with cdist for stability
+    diff = torch.cdist(r, t, p=2.0) ** 2  # (B, Ω, Ω')
+    norm = (r**2).sum(-1, keepdim=True).clamp_min(eps)  # (B, Ω, 1)
+    return diff / norm
+
+
+def matched_groups(sigmas: torch.Tensor | Sequence[float], scale: float) -> torch.Tensor:
+    """For each group ``k``, the group ``k'`` whose σ ratio ``σ_k' / σ_k`` is closest to ``scale`` (log scale).
+
+    An image enlarged by ``s`` is seen by group ``k'`` as the original by group ``k`` when ``σ_k' ≈ s σ_k``.
+
+    Args:
+        sigmas: σ of the Ω groups of one layer ``(Ω,)`` (positive).
+        scale: the scale change ``s`` (> 0).
+
+    Returns:
+        ``(Ω,)`` int64 indices ``k'`` (0-based); the identity for ``s = 1`` and distinct σ.
+    """
+    sig = torch.as_tensor(sigmas, dtype=torch.float64).flatten()
+    if scale <= 0:
+        raise ValueError(f"matched_groups: scale must be > 0, got {scale}.")
+    if sig.numel() == 0 or bool((sig <= 0).any()):
+        raise ValueError(f"matched_groups: sigmas must be positive and non-empty, got {sig.tolist()}.")
+    log_ratio = sig.log().view(1, -1) - sig.log().view(-1, 1)  # [k, k'] = log(σ_k' / σ_k)
+    return (log_ratio - math.log(scale)).abs().argmin(dim=1)
+
+
+def scale_partners(
+    sigmas: torch.Tensor | Sequence[float], scale: float, tolerance: float = 0.1
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Matched groups (:func:`matched_groups`) and which of them are real partners for eq. 10 at ``scale``.
+
+    Group ``k`` has a partner when its matched group ``k'`` has ``σ_k' / σ_k`` within ``tolerance`` (relative) of
+    ``s``: ``|σ_k' / (σ_k s) − 1| <= tolerance``. Groups without one (e.g. the largest σ when the image is
+    enlarged) have no group that sees the rescaled image as they saw the original; averaging their error into
+    eq. 10 would measure the σ layout, not the equivariance.
+
+    Args:
+        sigmas: σ of the Ω groups of one layer ``(Ω,)`` (positive).
+        scale: the scale change ``s`` (> 0).
+        tolerance: relative tolerance on the σ ratio (0.1: within 10%).
+
+    Returns:
+        ``(matches (Ω,) int64, has_partner (Ω,) bool)``.
+    """
+    if not tolerance >= 0:
+        raise ValueError(f"scale_partners: tolerance must be >= 0, got {tolerance}.")
+    matches = matched_groups(sigmas, scale)
+    sig = torch.as_tensor(sigmas, dtype=torch.float64).flatten()
+    ratio = sig[matches] / sig
+    return matches, (ratio / scale - 1.0).abs() <= tolerance + 1e-12
+
+
+def equivariance_error(reference: torch.Tensor, test: torch.Tensor, matches: torch.Tensor | None = None) -> torch.Tensor:
+    """Relative equivariance error of eq. 10, per sample.
+
+    ``Δ = mean_k ||S_s Φ_k(f) − Φ_{m(k)}(S_s f)||² / ||S_s Φ_k(f)||²`` with ``m`` the matched groups
+    (:func:`matched_groups`); averaging the result over images gives eq. 10's ``(1/N) Σ_i``. With one
+    group (a plain network) this is the error of the feature map against itself across scales.
+
+    Args:
+        reference: ``S_s Φ(f)`` ``(B, Ω, F, *spatial)``.
+        test: ``Φ(S_s f)`` ``(B, Ω, F, *spatial)``.
+        matches: ``(Ω,)`` group of the rescaled image matched to each group; default the identity.
+
+    Returns:
+        ``(B,)`` float64.
+    """
+    e = equivariance_matrix(reference, test)
+    omega = e.shape[1]
+    if matches is None:
+        matches = torch.arange(min(omega, e.shape[2]))
+    matches = torch.as_tensor(matches, dtype=torch.long).flatten()
+    if matches.numel() != omega or int(matches.max()) >= e.shape[2] or int(matches.min()) < 0:
+        raise ValueError(f"equivariance_error: matches must hold {omega} indices in [0, {e.shape[2]}), got {matches.tolist()}.")
+    return e[:, torch.arange(omega), matches].mean(dim=1)
+
+
+def group_partners(log_sigmas: torch.Tensor, sigma_source: str, scale: float, omega: int,
+              tolerance: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Matched groups and partner mask at one scale (:func:`scale_partners` of the σ ``exp(log_sigmas)``); without σ
+    (``sigma_source == "head index"``: plain networks) every group is its own partner."""
+    if sigma_source == "head index":
+        return torch.arange(omega), torch.ones(omega, dtype=torch.bool)
+    return scale_partners(log_sigmas.exp(), scale, tolerance)
+
+
+def equivariance_rows(
+    model_name: str,
+    scales: Sequence[float],
+    eq_sum: dict[float, torch.Tensor],
+    eq_delta: dict[float, list[float]],
+    eq_images: int,
+    partners: dict[float, tuple[torch.Tensor, torch.Tensor]],
+    omega: int,
+    sigmas: torch.Tensor | None,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[float, np.ndarray]]:
+    """Rows of ``equivariance.csv`` (eq. 10 per scale, every partner pair with its error, the groups without
+    one), of ``equivariance_matrix.csv`` (eq. 12, long format; ``sigma_ratio`` ``σ_k'/σ_k``, ``nan`` without σ) and
+    the mean matrices per scale."""
+    eq_rows, eq_matrix_rows, eq_matrices = [], [], {}
+    if not eq_images:
+        return eq_rows, eq_matrix_rows, eq_matrices
+    for s in scales:
+        mat = (eq_sum[s] / eq_images).numpy()
+        eq_matrices[s] = mat
+        matches, has = partners[s]
+        pairs = [(k, int(matches[k])) for k in range(omega) if bool(has[k])]
+        values = [v for v in eq_delta[s] if not math.isnan(v)]
+        eq_rows.append({
+            "model": model_name, "scale": s,
+            "equivariance_error": float(np.mean(values)) if values else float("nan"),
+            "num_images": eq_images,
+            "matched_groups": " ".join(f"{k + 1}>{m + 1}" for k, m in pairs),
+            "pair_errors": " ".join(f"{k + 1}>{m + 1}={mat[k, m]:.6g}" for k, m in pairs),
+            "groups_without_partner": " ".join(str(k + 1) for k in range(omega) if not bool(has[k])),
+        })
+        for k in range(omega):
+            for kp in range(omega):
+                eq_matrix_rows.append({"model": model_name, "scale": s, "group": k + 1, "group_rescaled": kp + 1,
+                                       "sigma_ratio": float(sigmas[kp] / sigmas[k]) if sigmas is not None else float("nan"),
+                                       "error": float(mat[k, kp]),
+                                       "matched": bool(has[k]) and int(matches[k]) == kp})
+    return eq_rows, eq_matrix_rows, eq_matrices

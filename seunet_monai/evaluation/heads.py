@@ -17,6 +17,8 @@ from collections.abc import Iterator
 import torch
 import torch.nn as nn
 
+from seunet_monai.inferers import head_probabilities
+
 __all__ = ["HeadProbabilities", "is_multihead", "network_features", "num_heads", "output_heads_mode"]
 
 
@@ -51,7 +53,8 @@ class HeadProbabilities(nn.Module):
 
     ``forward(x)`` gives ``(B, Ω * C, *spatial)`` (head-major: channel ``k * C + c``), which MONAI inferers
     (``SlidingWindowInferer``) can stitch; :meth:`unflatten` turns it back into ``(B, Ω, C, *spatial)``.
-    Call it inside :func:`output_heads_mode` (or with the wrapped network in eval mode).
+    Call it inside :func:`output_heads_mode` (or with the wrapped network in eval mode). The probabilities are
+    those of :func:`seunet_monai.inferers.head_probabilities` (the package's one path).
 
     Args:
         network: a multi-head network (see module docstring) or a plain network returning logits.
@@ -63,21 +66,7 @@ class HeadProbabilities(nn.Module):
         self.num_heads = num_heads(network)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.network(x)
-        if isinstance(out, (tuple, list)):
-            out = out[0]
-        if is_multihead(self.network):
-            if out.ndim != x.ndim + 1 or out.shape[1] != self.num_heads:
-                raise ValueError(
-                    f"HeadProbabilities: expected per-head probabilities (B, {self.num_heads}, C, *spatial) from "
-                    f"{type(self.network).__name__} with output_heads=True in eval mode, got {tuple(out.shape)}."
-                )
-            probs = out
-        else:
-            if out.ndim != x.ndim:
-                raise ValueError(f"HeadProbabilities: expected logits (B, C, *spatial), got {tuple(out.shape)}.")
-            probs = torch.softmax(out, dim=1).unsqueeze(1)
-        return probs.flatten(1, 2)
+        return head_probabilities(self.network, x).flatten(1, 2)
 
     def unflatten(self, flat: torch.Tensor) -> torch.Tensor:
         """``(B, Ω * C, *spatial)`` -> ``(B, Ω, C, *spatial)``."""

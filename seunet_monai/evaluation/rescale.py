@@ -1,4 +1,4 @@
-"""Rescaling of images, labels and feature maps for the scale sweep (METHOD.md sec. 7).
+"""Rescaling of images, labels and feature maps for the scale sweep (the paper, sec. 4.2; ``bundle/docs/README.md``, Evaluation).
 
 The size rule is ``round(n * s)`` per rescaled spatial axis (at least 1); ``axes`` limits the rescaling to some
 spatial axes (e.g. ``axes=(2,)``: the axial axis ``Z`` of a volume ``(X, Y, Z)`` only, as anisotropic sampling

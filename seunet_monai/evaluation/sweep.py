@@ -1,6 +1,8 @@
-"""The scale sweep of the paper's evaluation (METHOD.md sec. 7, Figs. 2-7, Tables 1-2).
+"""The scale sweep of the paper's evaluation (the paper, sec. 4.2, 4.4, Figs. 2-7, Tables 1-2;
+``bundle/docs/README.md``, Evaluation).
 
-:func:`run_scale_sweep` rescales every test image by each scale (anti-aliased when shrinking, bilinear
+:class:`ScaleSweep` (the bundle's ``sweep`` component, ``"$@sweep.run(...)"`` in ``evaluate.json``) rescales every
+test image by each scale (anti-aliased when shrinking, bilinear
 when enlarging; labels nearest neighbour), predicts per-head probabilities of the whole rescaled image when it
 fits a memory budget (``max_pixels``), else with MONAI's ``SlidingWindowInferer`` and windows of at least 512 px
 (overlap 0.5; :func:`sweep_window`), fuses them with every strategy (``head1..headΩ``, ``mean``, ``pdist``,
@@ -18,6 +20,14 @@ Memory: one image is processed at a time; only its per-head probabilities at the
 (``Ω · C`` floats per pixel of the rescaled image, stitched on ``output_device``); scores are running
 counts. Peak RSS (``resource.getrusage``) is logged per image and stored in the JSON.
 
+Steps (methods of :class:`ScaleSweep`, run by :meth:`ScaleSweep.run` for one image at a time): :meth:`~ScaleSweep.prepare`
+(the ``eval`` folder), :meth:`~ScaleSweep.predict` (rescale, then per-head probabilities through the package's one
+inferer path, :func:`seunet_monai.inferers.infer_heads`), :meth:`~ScaleSweep.score` (running scores, winning heads,
+scale estimates, example thumbnails), :meth:`~ScaleSweep.equivariance` (eq. 12 matrices of one image) and
+:meth:`~ScaleSweep.report` (tables, figures, JSON). Progress and results go to ``eval/sweep_status.json``
+(:func:`seunet_monai.handlers.status.write_status`), rewritten atomically after every image, so that tools read
+the sweep's state without parsing its log. :func:`run_scale_sweep` is the same as one function call.
+
 Existing results (``if_exists``): a run whose ``eval`` folder already holds ``scale_sweep.csv`` or
 ``scale_sweep.json`` either stops with ``FileExistsError`` (``"error"``), moves the previous outputs into
 ``eval/archive/<UTC time>/`` first (``"archive"``, the default: nothing is lost, the contract paths hold
@@ -34,22 +44,28 @@ import resource
 import shutil
 import sys
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from monai.data import decollate_batch
 from monai.inferers import SlidingWindowInferer
-from monai.utils import convert_to_tensor
 
 from seunet_monai.data.io import atomic_write_json, atomic_write_text
-from seunet_monai.data.volumes import volume_stem
 from seunet_monai.evaluation import plots
-from seunet_monai.evaluation.equivariance import equivariance_matrices, matched_error
-from seunet_monai.evaluation.heads import HeadProbabilities, num_heads, output_heads_mode
+from seunet_monai.evaluation.equivariance import (
+    EQUIVARIANCE_COLUMNS,
+    EQUIVARIANCE_MATRIX_COLUMNS,
+    equivariance_matrices,
+    equivariance_rows,
+    group_partners,
+    matched_error,
+)
+from seunet_monai.evaluation.heads import num_heads, output_heads_mode
+from seunet_monai.evaluation.items import item_name, iterate_items, prepare_item
 from seunet_monai.evaluation.report import SWEEP_COLUMNS, strategy_names, summarise, sweep_markdown, write_csv_rows
 from seunet_monai.evaluation.rescale import default_scales, rescale_image, rescale_label
 from seunet_monai.evaluation.scale_estimation import (
@@ -60,11 +76,13 @@ from seunet_monai.evaluation.scale_estimation import (
     scale_correlation,
 )
 from seunet_monai.fusion import fuse, winning_head
-from seunet_monai.metrics import SegmentationScores, scale_partners
+from seunet_monai.handlers.status import write_status
+from seunet_monai.inferers import infer_heads
+from seunet_monai.metrics import SegmentationScores
 from seunet_monai.scale_fusion import ScaleProfile, estimate_scale
 
-__all__ = ["DEFAULT_MAX_PIXELS", "DEFAULT_MAX_VOXELS", "MIN_WINDOW", "OUTPUT_FILES", "peak_rss_mb", "predict_heads", "run_scale_sweep",
-           "sweep_window"]
+__all__ = ["DEFAULT_MAX_PIXELS", "DEFAULT_MAX_VOXELS", "MIN_WINDOW", "OUTPUT_FILES", "STATUS_FILE", "ScaleSweep", "peak_rss_mb",
+           "predict_heads", "run_scale_sweep", "sweep_window"]
 
 logger = logging.getLogger(__name__)
 
@@ -93,8 +111,7 @@ DEFAULT_MAX_VOXELS = 192 * 192 * 192
 #: smallest sliding window of the sweep: windows much smaller than the receptive field of the large-σ heads change
 #: their probabilities (15-29% with 128-px windows, issue 11)
 MIN_WINDOW = 512
-EQUIVARIANCE_COLUMNS = ("model", "scale", "equivariance_error", "num_images", "matched_groups", "pair_errors",
-                        "groups_without_partner")
+STATUS_FILE = "sweep_status.json"
 
 
 def peak_rss_mb() -> float:
@@ -104,25 +121,15 @@ def peak_rss_mb() -> float:
 
 
 def predict_heads(
-    wrapper: HeadProbabilities, image: torch.Tensor, inferer: SlidingWindowInferer, device: torch.device
+    network: torch.nn.Module, image: torch.Tensor, inferer: SlidingWindowInferer | None, device: torch.device
 ) -> torch.Tensor:
-    """Per-head probabilities ``(1, Ω, C, *spatial)`` of one image ``(C_in, *spatial)`` via ``inferer``.
-
-    An image no larger than the inferer's window goes to the network whole (``SlidingWindowInferer`` would
-    pad it with zeros up to the window, i.e. a black border unlike H&E background), as the bundle's
-    ``HeadsInferer`` does. The wrapped network must already be in eval mode with ``output_heads`` on
-    (:func:`output_heads_mode`).
-    """
-    roi = getattr(inferer, "roi_size", None)
-    x = image.unsqueeze(0).to(device)
+    """Per-head probabilities ``(1, Ω, C, *spatial)`` (float) of one image ``(C_in, *spatial)`` run on ``device``
+    by ``inferer`` (``None``: whole), through :func:`seunet_monai.inferers.infer_heads` (a window larger than the
+    image is cut to it: no zero padding). ``network`` may be a :class:`~seunet_monai.evaluation.heads.HeadProbabilities`
+    wrapper (its network is used). Call it with the network in eval mode."""
+    net = getattr(network, "network", network) if type(network).__name__ == "HeadProbabilities" else network
     with torch.no_grad():
-        if roi is not None and all(int(n) <= int(r) for n, r in zip(image.shape[1:], roi)):
-            flat = wrapper(x).to(getattr(inferer, "device", None) or x.device)
-        else:
-            flat = inferer(x, wrapper)
-    if isinstance(flat, (tuple, list, dict)):
-        raise ValueError("predict_heads: the inferer returned several outputs; expected one tensor.")
-    return wrapper.unflatten(convert_to_tensor(flat, track_meta=False).float())
+        return infer_heads(net, image.unsqueeze(0).to(device), inferer).float()
 
 
 def sweep_window(
@@ -154,93 +161,6 @@ def sweep_window(
     return tuple(min(n, max(side, int(r), int(min_window))) for n, r in zip(shape, roi_size))
 
 
-def _predict_image(
-    wrapper: HeadProbabilities, image: torch.Tensor, device: torch.device, window: tuple[int, ...] | None,
-    overlap: float, sw_batch_size: int, sw_mode: str, output_device: torch.device,
-) -> torch.Tensor:
-    """Per-head probabilities ``(1, Ω, C, *spatial)`` of one rescaled image, whole or by windows (:func:`sweep_window`)."""
-    if window is None:
-        with torch.no_grad():
-            flat = wrapper(image.unsqueeze(0).to(device)).to(output_device)
-        return wrapper.unflatten(convert_to_tensor(flat, track_meta=False).float())
-    inferer = SlidingWindowInferer(roi_size=window, sw_batch_size=sw_batch_size, overlap=overlap, mode=sw_mode,
-                                   device=output_device, progress=False)
-    return predict_heads(wrapper, image, inferer, device)
-
-
-def _iterate_items(dataset: Any) -> Iterable[Mapping[str, Any]]:
-    if isinstance(dataset, torch.utils.data.DataLoader):
-        for batch in dataset:
-            yield from decollate_batch(batch)
-    else:
-        yield from dataset
-
-
-def _item_name(item: Mapping[str, Any], key: str, index: int) -> str:
-    meta = getattr(item.get(key), "meta", None) or item.get(f"{key}_meta_dict") or {}
-    name = meta.get("filename_or_obj") if isinstance(meta, Mapping) else None
-    if isinstance(name, (list, tuple)):
-        name = name[0] if name else None
-    return volume_stem(str(name)) if name else f"image{index:04d}"  # a.nii.gz -> a
-
-
-def _prepare_item(item: Mapping[str, Any], image_key: str, label_key: str, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-    if image_key not in item or label_key not in item:
-        raise KeyError(
-            f"test item {index}: expected keys {image_key!r} and {label_key!r}, found {sorted(map(str, item))}."
-        )
-    image = convert_to_tensor(item[image_key], track_meta=False)
-    label = convert_to_tensor(item[label_key], track_meta=False)
-    if not image.is_floating_point():
-        image = image.float()
-    if label.ndim == image.ndim - 1:
-        label = label.unsqueeze(0)
-    if label.ndim != image.ndim or label.shape[0] != 1 or label.shape[1:] != image.shape[1:]:
-        raise ValueError(
-            f"test item {index}: image {tuple(image.shape)} and label {tuple(label.shape)} must be (C, *spatial) "
-            "and (1, *spatial) of the same spatial size."
-        )
-    return image, label.round().long() if label.is_floating_point() else label.long()
-
-
-def _resolve_eval_dir(eval_dir: str | os.PathLike, if_exists: str) -> Path:
-    if if_exists not in _IF_EXISTS:
-        raise ValueError(f"if_exists must be one of {_IF_EXISTS}, got {if_exists!r}.")
-    eval_dir = Path(eval_dir)
-    existing = [eval_dir / n for n in ("scale_sweep.csv", "scale_sweep.json") if (eval_dir / n).exists()]
-    if existing:
-        if if_exists == "error":
-            raise FileExistsError(
-                f"{existing[0]} exists: results of an earlier sweep. Pass if_exists='archive' (move them to "
-                f"{eval_dir / 'archive'}) or 'overwrite', or choose another output_dir."
-            )
-        if if_exists == "archive":
-            stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
-            dst = eval_dir / "archive" / stamp
-            dst.mkdir(parents=True, exist_ok=False)
-            for name in (*OUTPUT_FILES, "tensorboard"):
-                if (eval_dir / name).exists():
-                    shutil.move(str(eval_dir / name), str(dst / name))
-            logger.warning("scale sweep: earlier results in %s moved to %s", eval_dir, dst)
-        else:
-            logger.warning("scale sweep: overwriting earlier results in %s", eval_dir)
-    eval_dir.mkdir(parents=True, exist_ok=True)
-    return eval_dir
-
-
-def _load_checkpoint(network: torch.nn.Module, checkpoint: str | os.PathLike) -> None:
-    path = Path(checkpoint)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} not found.")
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if isinstance(state, Mapping) and isinstance(state.get("network"), Mapping):
-        state = state["network"]
-    try:
-        network.load_state_dict(state, strict=True)
-    except RuntimeError as e:
-        raise ValueError(f"checkpoint {path} does not fit {type(network).__name__}: {e}") from e
-
-
 def _thumb(x: torch.Tensor, spatial_dims: int, max_size: int = 192) -> np.ndarray:
     """A small 2D view for plots: the middle slice of 3D data, subsampled to at most ``max_size`` px."""
     if spatial_dims == 3:
@@ -254,59 +174,51 @@ def _pick_example_scales(scales: Sequence[float], wanted: Sequence[float] | None
     return {min(scales, key=lambda s: abs(math.log(s) - math.log(t))) for t in targets}
 
 
-def run_scale_sweep(
-    network: torch.nn.Module,
-    dataset: Any,
-    output_dir: str | os.PathLike,
-    scales: Sequence[float] | None = None,
-    *,
-    model_name: str = "model",
-    checkpoint: str | os.PathLike | None = None,
-    load_checkpoint: bool = False,
-    dataset_name: str | None = None,
-    ignore_index: int | None = None,
-    roi_size: int | Sequence[int] = 256,
-    overlap: float = 0.5,
-    sw_batch_size: int = 4,
-    sw_mode: str = "gaussian",
-    device: str | torch.device | None = None,
-    output_device: str | torch.device = "cpu",
-    image_key: str = "image",
-    label_key: str = "label",
-    equivariance_images: int = 4,
-    equivariance_crop: int = 128,
-    num_examples: int = 2,
-    example_scales: Sequence[float] | None = None,
-    if_exists: str = "archive",
-    eval_subdir: str = "eval",
-    eval_dir: str | os.PathLike | None = None,
-    tensorboard: bool = True,
-    scale_temperature: float = 0.05,
-    partner_tolerance: float = 0.1,
-    max_pixels: int | None = DEFAULT_MAX_PIXELS,
-    min_window: int = MIN_WINDOW,
-    scale_axes: Sequence[int] | None = None,
-) -> dict[str, Any]:
-    """Run the scale sweep and write its outputs into ``output_dir/eval_subdir``.
+@dataclass
+class _Running:
+    """What the sweep accumulates over the images (one image's probabilities are never kept)."""
+
+    scales: list[float]
+    omega: int
+    strategies: list[str]
+    profile: ScaleProfile | None
+    log_sigmas: torch.Tensor
+    sigma_source: str
+    partners: dict[float, tuple[torch.Tensor, torch.Tensor]]
+    example_at: set[float]
+    scores: dict[tuple[float, str], SegmentationScores] = field(default_factory=dict)
+    num_classes: int | None = None
+    spatial_dims: int | None = None
+    roi: tuple[int, ...] = ()
+    names: list[str] = field(default_factory=list)
+    confidences: list[np.ndarray] = field(default_factory=list)  # per image (S, Ω) mean margin per head
+    counts: list[np.ndarray] = field(default_factory=list)  # per image (S, Ω) PDist winner pixel counts
+    calibrated_est: list[np.ndarray] = field(default_factory=list)  # per image (S,) "scale" fusion estimate
+    examples: list[dict[str, Any]] = field(default_factory=list)
+    windowed: dict[float, tuple[int, ...]] = field(default_factory=dict)  # scales cut into windows (last size)
+    time_per_scale: dict[float, float] = field(default_factory=dict)
+    eq_sum: dict[float, torch.Tensor] = field(default_factory=dict)
+    eq_delta: dict[float, list[float]] = field(default_factory=dict)
+    eq_images: int = 0
+
+
+class ScaleSweep:
+    """The scale sweep as a configured component (``"sweep": {"_target_": "seunet_monai.evaluation.ScaleSweep",
+    ...}`` in ``evaluate.json``): settings here, the network and data at :meth:`run`.
 
     Args:
-        network: a multi-head network (SEUNet API: ``num_scales``, ``output_heads``, ``features``,
-            ``sigmas``, ``sigma_bounds``, ``first_layer_filters``) or a plain network returning logits (one
-            head). Its weights must be loaded, or pass ``checkpoint`` with ``load_checkpoint=True``.
-        dataset: the test split: a sequence/iterable of dicts (e.g. ``monai.data.Dataset``) with
-            ``image_key`` ``(C, *spatial)`` and ``label_key`` ``(1, *spatial)`` (class indices), without a
-            batch dimension; or a ``DataLoader`` (batches are decollated).
-        output_dir: run folder; outputs go to ``output_dir/eval_subdir``.
         scales: test scales; default the paper's 17 scales ``0.25 · 2^(i/4)``.
         model_name: value of the ``model`` column.
-        checkpoint: checkpoint path recorded in the metadata (and loaded when ``load_checkpoint``).
-        load_checkpoint: load ``checkpoint`` (a state dict, or a dict with key ``network``) first.
-        dataset_name: recorded in the metadata.
         ignore_index: label value excluded from all scores.
         roi_size: smallest sliding window (int or one per spatial axis); see ``max_pixels``.
         overlap: sliding-window overlap in [0, 1) (0.5).
         sw_batch_size: windows per network call.
         sw_mode: window blending, ``"gaussian"`` or ``"constant"``.
+        max_pixels: whole-image budget: a rescaled image of at most this many pixels is predicted whole (default
+            :data:`DEFAULT_MAX_PIXELS`, sized for 16 GB; ``None``: always whole); a larger one by sliding windows
+            of at least ``max(roi_size, min_window)`` px (:func:`sweep_window`), so that the large-σ heads see
+            enough context and the probabilities do not depend on the window.
+        min_window: smallest window side (512).
         device: where the network runs (default: where its parameters are).
         output_device: where stitched probabilities live (default CPU, which bounds GPU memory).
         image_key: image key of the items.
@@ -316,253 +228,390 @@ def run_scale_sweep(
         num_examples: number of test images drawn in ``examples.png``.
         example_scales: scales drawn there (the nearest sweep scales are used); default min, 1, max.
         if_exists: ``"archive"``, ``"error"`` or ``"overwrite"`` (see module docstring).
-        eval_subdir: name of the evaluation folder (the contract name is ``eval``).
-        eval_dir: the evaluation folder itself (overrides ``output_dir / eval_subdir``; the bundle passes its
-            ``eval_dir`` key).
         tensorboard: also write scalars with ``torch.utils.tensorboard.SummaryWriter``.
         scale_temperature: τ of the scale estimate (:mod:`~seunet_monai.evaluation.scale_estimation`).
-        max_pixels: whole-image budget: a rescaled image of at most this many pixels is predicted whole (default
-            :data:`DEFAULT_MAX_PIXELS`, sized for 16 GB; ``None``: always whole); a larger one by sliding windows
-            of at least ``max(roi_size, min_window)`` px (:func:`sweep_window`), so that the large-σ heads see
-            enough context and the probabilities do not depend on the window.
-        min_window: smallest window side (512).
+        partner_tolerance: eq. 10 averages only groups whose matched group's σ ratio is within this relative
+            tolerance of the scale (:func:`~seunet_monai.evaluation.equivariance.scale_partners`); the others are
+            listed.
         scale_axes: spatial axes each scale applies to (``None``: all, an isotropic sweep; ``[2]``: the axial
             axis ``Z`` of volumes ``(X, Y, Z)`` only, as anisotropic sampling changes it); images, labels and the
             equivariance crops are rescaled alike (:func:`~seunet_monai.evaluation.rescale.scaled_size`).
-        partner_tolerance: eq. 10 averages only groups whose matched group's σ ratio is within this relative
-            tolerance of the scale (:func:`~seunet_monai.metrics.scale_partners`); the others are listed.
 
-    Returns:
-        a summary: ``eval_dir``, ``files``, ``summary`` (mean over scales per strategy), ``elapsed_s``,
-        ``peak_rss_mb``, ``equivariance_error_mean``, ``scale_estimation``.
+    Raises:
+        ValueError: for bad ``scales``, ``overlap`` or ``if_exists``, naming the argument.
     """
-    scales = [float(s) for s in (default_scales() if scales is None else scales)]
-    if not scales or any(not (s > 0 and math.isfinite(s)) for s in scales):
-        raise ValueError(f"scales must be a non-empty list of positive numbers, got {scales!r}.")
-    if len(set(scales)) != len(scales):
-        raise ValueError(f"scales must not repeat, got {scales!r}.")
-    if not 0 <= overlap < 1:
-        raise ValueError(f"overlap must be in [0, 1), got {overlap}.")
-    if load_checkpoint:
-        if checkpoint is None:
-            raise ValueError("load_checkpoint=True needs a checkpoint path.")
-        _load_checkpoint(network, checkpoint)
-    eval_dir = _resolve_eval_dir(eval_dir if eval_dir is not None else Path(output_dir) / eval_subdir, if_exists)
-    if device is None:
-        p = next(network.parameters(), None)
-        device = p.device if p is not None else torch.device("cpu")
-    device = torch.device(device)
-    network.to(device)
 
-    omega = num_heads(network)
-    strategies = strategy_names(omega)
-    profile = ScaleProfile.from_module(network)  # the "scale" fusion is swept when the network is calibrated
-    if profile is not None:
-        strategies.append("scale")
-    calibrated_est: list[np.ndarray] = []  # per image (S,) scale estimated by the calibrated "scale" fusion
-    wrapper = HeadProbabilities(network)
-    log_sigmas, sigma_source = last_layer_log_sigmas(network, omega)
-    example_at = _pick_example_scales(scales, example_scales)
+    def __init__(
+        self,
+        scales: Sequence[float] | None = None,
+        *,
+        model_name: str = "model",
+        ignore_index: int | None = None,
+        roi_size: int | Sequence[int] = 256,
+        overlap: float = 0.5,
+        sw_batch_size: int = 4,
+        sw_mode: str = "gaussian",
+        max_pixels: int | None = DEFAULT_MAX_PIXELS,
+        min_window: int = MIN_WINDOW,
+        device: str | torch.device | None = None,
+        output_device: str | torch.device = "cpu",
+        image_key: str = "image",
+        label_key: str = "label",
+        equivariance_images: int = 4,
+        equivariance_crop: int = 128,
+        num_examples: int = 2,
+        example_scales: Sequence[float] | None = None,
+        if_exists: str = "archive",
+        tensorboard: bool = True,
+        scale_temperature: float = 0.05,
+        partner_tolerance: float = 0.1,
+        scale_axes: Sequence[int] | None = None,
+    ) -> None:
+        scales = [float(s) for s in (default_scales() if scales is None else scales)]
+        if not scales or any(not (s > 0 and math.isfinite(s)) for s in scales):
+            raise ValueError(f"scales must be a non-empty list of positive numbers, got {scales!r}.")
+        if len(set(scales)) != len(scales):
+            raise ValueError(f"scales must not repeat, got {scales!r}.")
+        if not 0 <= overlap < 1:
+            raise ValueError(f"overlap must be in [0, 1), got {overlap}.")
+        if if_exists not in _IF_EXISTS:
+            raise ValueError(f"if_exists must be one of {_IF_EXISTS}, got {if_exists!r}.")
+        self.scales = scales
+        self.model_name = model_name
+        self.ignore_index = ignore_index
+        self.roi_size = roi_size
+        self.overlap = float(overlap)
+        self.sw_batch_size = int(sw_batch_size)
+        self.sw_mode = sw_mode
+        self.max_pixels = max_pixels
+        self.min_window = int(min_window)
+        self.device = device
+        self.output_device = torch.device(output_device)
+        self.image_key = image_key
+        self.label_key = label_key
+        self.equivariance_images = int(equivariance_images)
+        self.equivariance_crop = int(equivariance_crop)
+        self.num_examples = int(num_examples)
+        self.example_scales = example_scales
+        self.if_exists = if_exists
+        self.tensorboard = bool(tensorboard)
+        self.scale_temperature = float(scale_temperature)
+        self.partner_tolerance = float(partner_tolerance)
+        self.scale_axes = None if scale_axes is None else [int(a) for a in scale_axes]
 
-    scores: dict[tuple[float, str], SegmentationScores] = {}
-    time_per_scale = {s: 0.0 for s in scales}
-    eq_sum = {s: torch.zeros(omega, omega, dtype=torch.float64) for s in scales}
-    eq_delta: dict[float, list[float]] = {s: [] for s in scales}
-    windowed: dict[float, tuple[int, ...]] = {}  # scales where some image was cut into windows (last window size)
-    partners = {s: _partners(log_sigmas, sigma_source, s, omega, partner_tolerance) for s in scales}
-    confidences: list[np.ndarray] = []  # per image (S, Ω) mean margin per head
-    counts: list[np.ndarray] = []  # per image (S, Ω) PDist winner pixel counts
-    names: list[str] = []
-    examples: list[dict[str, Any]] = []
-    num_classes: int | None = None
-    eq_images = 0
-    spatial_dims: int | None = None
-    t_start = time.perf_counter()
+    # ------------------------------------------------------------------------------------------------ steps
+    def prepare(self, eval_dir: str | os.PathLike) -> Path:
+        """The evaluation folder, created; earlier results archived, refused or replaced (``if_exists``)."""
+        eval_dir = Path(eval_dir)
+        existing = [eval_dir / n for n in ("scale_sweep.csv", "scale_sweep.json") if (eval_dir / n).exists()]
+        if existing:
+            if self.if_exists == "error":
+                raise FileExistsError(
+                    f"{existing[0]} exists: results of an earlier sweep. Pass if_exists='archive' (move them to "
+                    f"{eval_dir / 'archive'}) or 'overwrite', or choose another output_dir."
+                )
+            if self.if_exists == "archive":
+                stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+                dst = eval_dir / "archive" / stamp
+                dst.mkdir(parents=True, exist_ok=False)
+                for name in (*OUTPUT_FILES, STATUS_FILE, "tensorboard"):
+                    if (eval_dir / name).exists():
+                        shutil.move(str(eval_dir / name), str(dst / name))
+                logger.warning("scale sweep: earlier results in %s moved to %s", eval_dir, dst)
+            else:
+                logger.warning("scale sweep: overwriting earlier results in %s", eval_dir)
+        eval_dir.mkdir(parents=True, exist_ok=True)
+        return eval_dir
 
-    with output_heads_mode(network):
-        for index, item in enumerate(_iterate_items(dataset)):
-            image, label = _prepare_item(item, image_key, label_key, index)
-            if spatial_dims is None:
-                spatial_dims = image.ndim - 1
-                roi = (roi_size,) * spatial_dims if isinstance(roi_size, int) else tuple(int(r) for r in roi_size)
-                if len(roi) != spatial_dims:
-                    raise ValueError(f"roi_size {roi_size!r} does not match {spatial_dims}D images.")
-            name = _item_name(item, image_key, index)
-            names.append(name)
-            img_est = np.full(len(scales), np.nan)
-            img_conf = np.zeros((len(scales), omega))
-            img_counts = np.zeros((len(scales), omega))
-            for j, s in enumerate(scales):
-                t0 = time.perf_counter()
-                img_s = rescale_image(image, s, scale_axes)
-                lab_s = rescale_label(label, s, scale_axes).unsqueeze(0)  # (1, 1, *spatial)
-                window = sweep_window(img_s.shape[1:], max_pixels, roi, min_window, sw_batch_size)
-                if window is not None:
-                    windowed[s] = tuple(window)
-                probs = _predict_image(wrapper, img_s, device, window, overlap, sw_batch_size, sw_mode,
-                                       torch.device(output_device))  # (1, Ω, C, *spatial)
-                if num_classes is None:
-                    num_classes = int(probs.shape[2])
-                    for s2 in scales:
-                        for st in strategies:
-                            scores[(s2, st)] = SegmentationScores(num_classes, ignore_index)
-                lab_s = lab_s.to(probs.device)
-                for st in strategies:
-                    pred = fuse(probs, st, profile=profile).argmax(dim=1, keepdim=True)
-                    try:
-                        scores[(s, st)].update(pred, lab_s)
-                    except ValueError as e:
-                        raise ValueError(f"test item {index} ({name}) at scale {s:g}: {e}") from e
-                valid = None if ignore_index is None else (lab_s[:, 0] != ignore_index)
-                img_counts[j] = head_votes(probs, valid)[0].cpu().numpy()
-                img_conf[j] = head_confidence(probs, valid).cpu().numpy()
-                if profile is not None:
-                    img_est[j] = float(estimate_scale(probs, profile)[0])
-                if index < num_examples and s in example_at:
-                    examples.append({
-                        "name": name, "scale": s, "strategy": "pens", "num_heads": omega,
-                        "image": _thumb(img_s, spatial_dims), "label": _thumb(lab_s[0, 0], spatial_dims),
-                        "pred": _thumb(fuse(probs, "pens").argmax(1)[0], spatial_dims),
-                        "winner": _thumb(winning_head(probs)[0], spatial_dims),
-                    })
-                del probs
-                time_per_scale[s] += time.perf_counter() - t0
-            confidences.append(img_conf)
-            calibrated_est.append(img_est)
-            counts.append(img_counts)
-            if index < equivariance_images:
-                for s, mat in equivariance_matrices(network, image, scales, equivariance_crop, device,
-                                                     scale_axes).items():
-                    eq_sum[s] += mat
-                    eq_delta[s].append(matched_error(mat, *partners[s]))
-                eq_images += 1
-            logger.info("scale sweep: image %d (%s) done, %.1f s elapsed, peak RSS %.0f MiB", index + 1, name,
-                        time.perf_counter() - t_start, peak_rss_mb())
-    if num_classes is None:
-        raise ValueError("run_scale_sweep: the test dataset is empty.")
-    elapsed = time.perf_counter() - t_start
+    def predict(self, network: torch.nn.Module, image: torch.Tensor, scale: float, device: torch.device,
+                roi: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor, tuple[int, ...] | None]:
+        """Rescale ``image`` ``(C, *spatial)`` by ``scale`` and predict it (whole or by windows, :func:`sweep_window`).
 
-    rows = []
-    for s in scales:
-        for st in strategies:
-            r = scores[(s, st)].compute()
-            rows.append({"model": model_name, "strategy": st, "scale": s, **r})
-    eq_rows, eq_matrix_rows, eq_matrices = _equivariance_rows(model_name, scales, eq_sum, eq_delta, eq_images,
-                                                              partners, omega,
-                                                              None if sigma_source == "head index" else log_sigmas.exp())
-    off_one = [e["equivariance_error"] for e in eq_rows
-               if not math.isclose(e["scale"], 1.0) and not math.isnan(e["equivariance_error"])]
-    eq_mean = float(np.mean(off_one)) if off_one else float("nan")
+        Returns:
+            ``(rescaled image, per-head probabilities (1, Ω, C, *spatial) on output_device, window or None)``.
+        """
+        img_s = rescale_image(image, scale, self.scale_axes)
+        window = sweep_window(img_s.shape[1:], self.max_pixels, roi, self.min_window, self.sw_batch_size)
+        inferer = None
+        if window is not None:
+            inferer = SlidingWindowInferer(roi_size=window, sw_batch_size=self.sw_batch_size, overlap=self.overlap,
+                                           mode=self.sw_mode, device=self.output_device, progress=False)
+        probs = predict_heads(network, img_s, inferer, device).to(self.output_device)
+        return img_s, probs, window
 
-    est = relative_scale_estimates(np.stack(confidences), scales, log_sigmas, temperature=scale_temperature)
-    estimation = {
-        "method": "log σ of the last layer weighted by softmax(mean margin per head / temperature), relative to "
-                  "the split's mean at scale 1 (see seunet_monai.evaluation.scale_estimation)",
-        "temperature": scale_temperature,
-        "sigma_source": sigma_source,
-        "correlation": scale_correlation(est, scales),
-        "scale_fusion": {
-            "calibrated": profile is not None,
-            "calibrated_scales": [] if profile is None else profile.scales.tolist(),
-            "method": "seunet_monai.scale_fusion.estimate_scale (calibrated signatures, nearest point)",
-            "correlation": scale_correlation(np.stack(calibrated_est), scales) if profile is not None else None,
-        },
-        "per_image": [
-            {"name": names[i], "estimated_scale": [float(v) for v in est[i]],
-             "scale_fusion_estimate": [None if np.isnan(v) else float(v) for v in calibrated_est[i]],
-             "winning_head_histogram": counts[i].astype(int).tolist(),
-             "head_confidence": np.round(confidences[i], 6).tolist()}
-            for i in range(len(names))
-        ],
-    }
-    summary = summarise(rows)
-    metadata: dict[str, Any] = {
-        "model": model_name,
-        "checkpoint": None if checkpoint is None else str(checkpoint),
-        "dataset": dataset_name,
-        "num_images": len(names),
-        "images": names,
-        "scales": scales,
-        "scale_axes": "all" if scale_axes is None else [int(a) for a in scale_axes],
-        "strategies": strategies,
-        "num_heads": omega,
-        "num_classes": num_classes,
-        "ignore_index": ignore_index,
-        "metric": "iou: dataset-wide confusion-matrix IoU (class 1 if binary, else mean over present classes)",
-        "inferer": {"rule": "whole image when it has at most max_pixels pixels, else sliding windows of at least "
-                            "max(roi_size, min_window) px (seunet_monai.evaluation.sweep.sweep_window)",
-                    "max_pixels": max_pixels, "min_window": min_window, "roi_size": list(roi), "overlap": overlap,
-                    "sw_batch_size": sw_batch_size, "mode": sw_mode,
-                    "windowed_scales": {f"{s:.6g}": list(w) for s, w in windowed.items()}},
-        "device": str(device),
-        "elapsed_s": round(elapsed, 3),
-        "time_per_scale_s": {f"{s:.6g}": round(t, 3) for s, t in time_per_scale.items()},
-        "peak_rss_mb": round(peak_rss_mb(), 1),
-        "parameters": int(sum(p.numel() for p in network.parameters())),
-        "equivariance": {"num_images": eq_images, "crop": equivariance_crop, "sigma_source": sigma_source,
-                         "partner_tolerance": partner_tolerance,
-                         "average": "eq. 10 averages only the groups whose matched group has a σ ratio within "
-                                    "partner_tolerance of the scale (columns pairs / groups_without_partner); the "
-                                    "mean over scales leaves out scales where no group has one",
-                         "features": "net.features(x)" if hasattr(network, "features") else
-                         "input of the last convolution executed (plain network)"},
-        "equivariance_error_mean": eq_mean,
-        "scale_estimation": estimation,
-        "finished_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    }
-    files = _write_outputs(eval_dir, network, rows, summary, metadata, eq_rows, eq_matrix_rows, eq_matrices,
-                           examples, tensorboard)
-    logger.info("scale sweep: %d images x %d scales in %.1f s, peak RSS %.0f MiB, results in %s", len(names),
-                len(scales), elapsed, metadata["peak_rss_mb"], eval_dir)
-    return {"eval_dir": str(eval_dir), "files": files, "summary": summary, "elapsed_s": elapsed,
-            "peak_rss_mb": metadata["peak_rss_mb"], "equivariance_error_mean": eq_mean, "scale_estimation": estimation}
+    def score(self, run: _Running, index: int, j: int, img_s: torch.Tensor, label_s: torch.Tensor,
+              probs: torch.Tensor, per_image: dict[str, np.ndarray]) -> None:
+        """Add one image at scale ``run.scales[j]``: scores of every strategy, the heads' votes and confidence, the
+        calibrated scale estimate, and an example thumbnail when asked for."""
+        s, name = run.scales[j], run.names[index]
+        if run.num_classes is None:
+            run.num_classes = int(probs.shape[2])
+            run.scores = {(s2, st): SegmentationScores(run.num_classes, self.ignore_index)
+                          for s2 in run.scales for st in run.strategies}
+        label_s = label_s.to(probs.device)
+        for st in run.strategies:
+            pred = fuse(probs, st, profile=run.profile).argmax(dim=1, keepdim=True)
+            try:
+                run.scores[(s, st)].update(pred, label_s)
+            except ValueError as e:
+                raise ValueError(f"test item {index} ({name}) at scale {s:g}: {e}") from e
+        valid = None if self.ignore_index is None else (label_s[:, 0] != self.ignore_index)
+        per_image["counts"][j] = head_votes(probs, valid)[0].cpu().numpy()
+        per_image["confidence"][j] = head_confidence(probs, valid).cpu().numpy()
+        if run.profile is not None:
+            per_image["estimate"][j] = float(estimate_scale(probs, run.profile)[0])
+        if index < self.num_examples and s in run.example_at:
+            run.examples.append({
+                "name": name, "scale": s, "strategy": "pens", "num_heads": run.omega,
+                "image": _thumb(img_s, run.spatial_dims), "label": _thumb(label_s[0, 0], run.spatial_dims),
+                "pred": _thumb(fuse(probs, "pens").argmax(1)[0], run.spatial_dims),
+                "winner": _thumb(winning_head(probs)[0], run.spatial_dims),
+            })
+
+    def equivariance(self, run: _Running, network: torch.nn.Module, image: torch.Tensor, device: torch.device) -> None:
+        """Add one image's eq. 12 matrices (centre crop of ``equivariance_crop`` px) at every scale."""
+        for s, mat in equivariance_matrices(network, image, run.scales, self.equivariance_crop, device,
+                                            self.scale_axes).items():
+            run.eq_sum[s] += mat
+            run.eq_delta[s].append(matched_error(mat, *run.partners[s]))
+        run.eq_images += 1
+
+    def report(self, run: _Running, network: torch.nn.Module, eval_dir: Path, elapsed: float, device: torch.device,
+               checkpoint: Any = None, dataset_name: Any = None) -> dict[str, Any]:
+        """Write the tables, figures and ``scale_sweep.json`` (last); returns the run's summary."""
+        scales, names, model_name = run.scales, run.names, self.model_name
+        num_classes, roi, windowed = run.num_classes, run.roi, run.windowed
+        max_pixels, min_window, overlap = self.max_pixels, self.min_window, self.overlap
+        sw_batch_size, sw_mode, ignore_index = self.sw_batch_size, self.sw_mode, self.ignore_index
+        equivariance_crop, partner_tolerance = self.equivariance_crop, self.partner_tolerance
+        strategies, omega, eq_images, sigma_source = run.strategies, run.omega, run.eq_images, run.sigma_source
+        time_per_scale = run.time_per_scale
+        rows = []
+        for s in scales:
+            for st in strategies:
+                rows.append({"model": model_name, "strategy": st, "scale": s, **run.scores[(s, st)].compute()})
+        eq_rows, eq_matrix_rows, eq_matrices = equivariance_rows(
+            model_name, scales, run.eq_sum, run.eq_delta, eq_images, run.partners, omega,
+            None if sigma_source == "head index" else run.log_sigmas.exp())
+        off_one = [e["equivariance_error"] for e in eq_rows
+                   if not math.isclose(e["scale"], 1.0) and not math.isnan(e["equivariance_error"])]
+        eq_mean = float(np.mean(off_one)) if off_one else float("nan")
+        est = relative_scale_estimates(np.stack(run.confidences), scales, run.log_sigmas,
+                                       temperature=self.scale_temperature)
+        profile, calibrated_est, counts, confidences = run.profile, run.calibrated_est, run.counts, run.confidences
+        estimation = {
+            "method": "log σ of the last layer weighted by softmax(mean margin per head / temperature), relative to "
+                      "the split's mean at scale 1 (see seunet_monai.evaluation.scale_estimation)",
+            "temperature": self.scale_temperature,
+            "sigma_source": sigma_source,
+            "correlation": scale_correlation(est, scales),
+            "scale_fusion": {
+                "calibrated": profile is not None,
+                "calibrated_scales": [] if profile is None else profile.scales.tolist(),
+                "method": "seunet_monai.scale_fusion.estimate_scale (calibrated signatures, nearest point)",
+                "correlation": scale_correlation(np.stack(calibrated_est), scales) if profile is not None else None,
+            },
+            "per_image": [
+                {"name": names[i], "estimated_scale": [float(v) for v in est[i]],
+                 "scale_fusion_estimate": [None if np.isnan(v) else float(v) for v in calibrated_est[i]],
+                 "winning_head_histogram": counts[i].astype(int).tolist(),
+                 "head_confidence": np.round(confidences[i], 6).tolist()}
+                for i in range(len(names))
+            ],
+        }
+        summary = summarise(rows)
+        metadata: dict[str, Any] = {
+            "model": model_name,
+            "checkpoint": None if checkpoint is None else str(checkpoint),
+            "dataset": dataset_name,
+            "num_images": len(names),
+            "images": names,
+            "scales": scales,
+            "scale_axes": "all" if self.scale_axes is None else list(self.scale_axes),
+            "strategies": strategies,
+            "num_heads": omega,
+            "num_classes": num_classes,
+            "ignore_index": ignore_index,
+            "metric": "iou: dataset-wide confusion-matrix IoU (class 1 if binary, else mean over present classes)",
+            "inferer": {"rule": "whole image when it has at most max_pixels pixels, else sliding windows of at least "
+                                "max(roi_size, min_window) px (seunet_monai.evaluation.sweep.sweep_window), through "
+                                "seunet_monai.inferers.infer_heads",
+                        "max_pixels": max_pixels, "min_window": min_window, "roi_size": list(roi), "overlap": overlap,
+                        "sw_batch_size": sw_batch_size, "mode": sw_mode,
+                        "windowed_scales": {f"{s:.6g}": list(w) for s, w in windowed.items()}},
+            "device": str(device),
+            "elapsed_s": round(elapsed, 3),
+            "time_per_scale_s": {f"{s:.6g}": round(t, 3) for s, t in time_per_scale.items()},
+            "peak_rss_mb": round(peak_rss_mb(), 1),
+            "parameters": int(sum(p.numel() for p in network.parameters())),
+            "equivariance": {"num_images": eq_images, "crop": equivariance_crop, "sigma_source": sigma_source,
+                             "partner_tolerance": partner_tolerance,
+                             "average": "eq. 10 averages only the groups whose matched group has a σ ratio within "
+                                        "partner_tolerance of the scale (columns pairs / groups_without_partner); the "
+                                        "mean over scales leaves out scales where no group has one",
+                             "features": "net.features(x)" if hasattr(network, "features") else
+                             "input of the last convolution executed (plain network)"},
+            "equivariance_error_mean": eq_mean,
+            "scale_estimation": estimation,
+            "finished_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
+        files = _write_outputs(eval_dir, network, rows, summary, metadata, eq_rows, eq_matrix_rows, eq_matrices,
+                               run.examples, self.tensorboard)
+        logger.info("scale sweep: %d images x %d scales in %.1f s, peak RSS %.0f MiB, results in %s", len(names),
+                    len(scales), elapsed, metadata["peak_rss_mb"], eval_dir)
+        return {"eval_dir": str(eval_dir), "files": files, "summary": summary, "elapsed_s": elapsed,
+                "peak_rss_mb": metadata["peak_rss_mb"], "equivariance_error_mean": eq_mean,
+                "scale_estimation": estimation}
+
+    # ------------------------------------------------------------------------------------------------ run
+    def run(
+        self,
+        network: torch.nn.Module,
+        dataset: Any,
+        eval_dir: str | os.PathLike,
+        *,
+        checkpoint: str | os.PathLike | None = None,
+        load_checkpoint: bool = False,
+        dataset_name: str | os.PathLike | None = None,
+    ) -> dict[str, Any]:
+        """Sweep ``network`` over ``dataset`` and write the outputs into ``eval_dir``.
+
+        Args:
+            network: a multi-head network (SEUNet API: ``num_scales``, ``output_heads``, ``features``,
+                ``sigmas``, ``sigma_bounds``, ``first_layer_filters``) or a plain network returning logits (one
+                head). Its weights must be loaded, or pass ``checkpoint`` with ``load_checkpoint=True``.
+            dataset: the test split: a sequence/iterable of dicts (e.g. ``monai.data.Dataset``) with
+                ``image_key`` ``(C, *spatial)`` and ``label_key`` ``(1, *spatial)`` (class indices), without a
+                batch dimension; or a ``DataLoader`` (batches are decollated).
+            eval_dir: the evaluation folder (the bundle's ``eval_dir``, ``output_dir/eval``).
+            checkpoint: checkpoint path recorded in the metadata (and loaded when ``load_checkpoint``).
+            load_checkpoint: load ``checkpoint`` first (:func:`seunet_monai.checkpoint.load_network`).
+            dataset_name: recorded in the metadata.
+
+        Returns:
+            a summary: ``eval_dir``, ``files``, ``summary`` (mean over scales per strategy), ``elapsed_s``,
+            ``peak_rss_mb``, ``equivariance_error_mean``, ``scale_estimation``.
+        """
+        if load_checkpoint:
+            if checkpoint is None:
+                raise ValueError("load_checkpoint=True needs a checkpoint path.")
+            from seunet_monai.checkpoint import load_network
+
+            load_network(network, checkpoint)
+        eval_dir = self.prepare(eval_dir)
+        status = eval_dir / STATUS_FILE
+        device = self.device
+        if device is None:
+            p = next(network.parameters(), None)
+            device = p.device if p is not None else torch.device("cpu")
+        device = torch.device(device)
+        network.to(device)
+        total = len(dataset) if hasattr(dataset, "__len__") else None
+        progress = {"model": self.model_name, "num_scales": len(self.scales), "num_images": total}
+        write_status(status, "running", images_done=0, **progress)
+        try:
+            run, elapsed = self._sweep(network, dataset, device, status, progress)
+            result = self.report(run, network, eval_dir, elapsed, device, checkpoint, dataset_name)
+        except BaseException as e:
+            write_status(status, "failed", error=f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}",
+                         **progress)
+            raise
+        summary = {r["strategy"]: r["iou_mean"] for r in result["summary"]}
+        write_status(status, "finished", images_done=len(run.names), elapsed_s=round(elapsed, 3),
+                     iou_mean_over_scales={k: (None if v != v else v) for k, v in summary.items()},
+                     equivariance_error_mean=None if math.isnan(result["equivariance_error_mean"])
+                     else result["equivariance_error_mean"], results=str(eval_dir / "scale_sweep.json"), **progress)
+        return result
+
+    def _start(self, network: torch.nn.Module) -> _Running:
+        omega = num_heads(network)
+        strategies = strategy_names(omega)
+        profile = ScaleProfile.from_module(network)  # the "scale" fusion is swept when the network is calibrated
+        if profile is not None:
+            strategies.append("scale")
+        log_sigmas, sigma_source = last_layer_log_sigmas(network, omega)
+        scales = self.scales
+        return _Running(
+            scales=scales, omega=omega, strategies=strategies, profile=profile, log_sigmas=log_sigmas,
+            sigma_source=sigma_source,
+            partners={s: group_partners(log_sigmas, sigma_source, s, omega, self.partner_tolerance) for s in scales},
+            example_at=_pick_example_scales(scales, self.example_scales),
+            time_per_scale={s: 0.0 for s in scales},
+            eq_sum={s: torch.zeros(omega, omega, dtype=torch.float64) for s in scales},
+            eq_delta={s: [] for s in scales},
+        )
+
+    def _sweep(self, network: torch.nn.Module, dataset: Any, device: torch.device, status: Path,
+               progress: dict[str, Any]) -> tuple[_Running, float]:
+        run = self._start(network)
+        t_start = time.perf_counter()
+        with output_heads_mode(network):
+            for index, item in enumerate(iterate_items(dataset)):
+                image, label = prepare_item(item, self.image_key, self.label_key, index)
+                if run.spatial_dims is None:
+                    run.spatial_dims = image.ndim - 1
+                    rs = self.roi_size
+                    run.roi = (rs,) * run.spatial_dims if isinstance(rs, int) else tuple(int(r) for r in rs)
+                    if len(run.roi) != run.spatial_dims:
+                        raise ValueError(f"roi_size {rs!r} does not match {run.spatial_dims}D images.")
+                run.names.append(item_name(item, self.image_key, index))
+                per_image = {"estimate": np.full(len(run.scales), np.nan),
+                             "confidence": np.zeros((len(run.scales), run.omega)),
+                             "counts": np.zeros((len(run.scales), run.omega))}
+                for j, s in enumerate(run.scales):
+                    t0 = time.perf_counter()
+                    img_s, probs, window = self.predict(network, image, s, device, run.roi)
+                    if window is not None:
+                        run.windowed[s] = tuple(window)
+                    label_s = rescale_label(label, s, self.scale_axes).unsqueeze(0)  # (1, 1, *spatial)
+                    self.score(run, index, j, img_s, label_s, probs, per_image)
+                    del probs
+                    run.time_per_scale[s] += time.perf_counter() - t0
+                run.confidences.append(per_image["confidence"])
+                run.calibrated_est.append(per_image["estimate"])
+                run.counts.append(per_image["counts"])
+                if index < self.equivariance_images:
+                    self.equivariance(run, network, image, device)
+                elapsed = time.perf_counter() - t_start
+                logger.info("scale sweep: image %d (%s) done, %.1f s elapsed, peak RSS %.0f MiB", index + 1,
+                            run.names[-1], elapsed, peak_rss_mb())
+                write_status(status, "running", images_done=index + 1, elapsed_s=round(elapsed, 3), **progress)
+        if run.num_classes is None:
+            raise ValueError("run_scale_sweep: the test dataset is empty.")
+        return run, time.perf_counter() - t_start
 
 
-def _partners(log_sigmas: torch.Tensor, sigma_source: str, scale: float, omega: int,
-              tolerance: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Matched groups and partner mask at one scale; without σ (plain networks) every group is its own partner."""
-    if sigma_source == "head index":
-        return torch.arange(omega), torch.ones(omega, dtype=torch.bool)
-    return scale_partners(log_sigmas.exp(), scale, tolerance)
+def run_scale_sweep(
+    network: torch.nn.Module,
+    dataset: Any,
+    output_dir: str | os.PathLike,
+    scales: Sequence[float] | None = None,
+    *,
+    checkpoint: str | os.PathLike | None = None,
+    load_checkpoint: bool = False,
+    dataset_name: str | None = None,
+    eval_subdir: str = "eval",
+    eval_dir: str | os.PathLike | None = None,
+    **settings: Any,
+) -> dict[str, Any]:
+    """The scale sweep in one call: ``ScaleSweep(scales, **settings).run(network, dataset, eval_dir, ...)``.
 
-
-def _equivariance_rows(
-    model_name: str,
-    scales: Sequence[float],
-    eq_sum: dict[float, torch.Tensor],
-    eq_delta: dict[float, list[float]],
-    eq_images: int,
-    partners: dict[float, tuple[torch.Tensor, torch.Tensor]],
-    omega: int,
-    sigmas: torch.Tensor | None,
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[float, np.ndarray]]:
-    """Rows of ``equivariance.csv`` (eq. 10 per scale, every partner pair with its error, the groups without
-    one), of ``equivariance_matrix.csv`` (eq. 12, long format; ``sigma_ratio`` ``σ_k'/σ_k``, ``nan`` without σ) and
-    the mean matrices per scale."""
-    eq_rows, eq_matrix_rows, eq_matrices = [], [], {}
-    if not eq_images:
-        return eq_rows, eq_matrix_rows, eq_matrices
-    for s in scales:
-        mat = (eq_sum[s] / eq_images).numpy()
-        eq_matrices[s] = mat
-        matches, has = partners[s]
-        pairs = [(k, int(matches[k])) for k in range(omega) if bool(has[k])]
-        values = [v for v in eq_delta[s] if not math.isnan(v)]
-        eq_rows.append({
-            "model": model_name, "scale": s,
-            "equivariance_error": float(np.mean(values)) if values else float("nan"),
-            "num_images": eq_images,
-            "matched_groups": " ".join(f"{k + 1}>{m + 1}" for k, m in pairs),
-            "pair_errors": " ".join(f"{k + 1}>{m + 1}={mat[k, m]:.6g}" for k, m in pairs),
-            "groups_without_partner": " ".join(str(k + 1) for k in range(omega) if not bool(has[k])),
-        })
-        for k in range(omega):
-            for kp in range(omega):
-                eq_matrix_rows.append({"model": model_name, "scale": s, "group": k + 1, "group_rescaled": kp + 1,
-                                       "sigma_ratio": float(sigmas[kp] / sigmas[k]) if sigmas is not None else float("nan"),
-                                       "error": float(mat[k, kp]),
-                                       "matched": bool(has[k]) and int(matches[k]) == kp})
-    return eq_rows, eq_matrix_rows, eq_matrices
+    Args:
+        network: see :meth:`ScaleSweep.run`.
+        dataset: see :meth:`ScaleSweep.run`.
+        output_dir: run folder; outputs go to ``output_dir/eval_subdir``.
+        scales: test scales (default the paper's 17).
+        checkpoint: see :meth:`ScaleSweep.run`.
+        load_checkpoint: see :meth:`ScaleSweep.run`.
+        dataset_name: see :meth:`ScaleSweep.run`.
+        eval_subdir: name of the evaluation folder (the contract name is ``eval``).
+        eval_dir: the evaluation folder itself (overrides ``output_dir / eval_subdir``).
+        settings: the keyword arguments of :class:`ScaleSweep`.
+    """
+    sweep = ScaleSweep(scales, **settings)
+    target = eval_dir if eval_dir is not None else Path(output_dir) / eval_subdir
+    return sweep.run(network, dataset, target, checkpoint=checkpoint, load_checkpoint=load_checkpoint,
+                     dataset_name=dataset_name)
 
 
 def _write_outputs(
@@ -579,10 +628,8 @@ def _write_outputs(
 ) -> list[str]:
     files = []
     files.append(write_csv_rows(eval_dir / "scale_sweep.csv", rows, SWEEP_COLUMNS))
-    files.append(write_csv_rows(eval_dir / "equivariance.csv", eq_rows,
-                                EQUIVARIANCE_COLUMNS))
-    files.append(write_csv_rows(eval_dir / "equivariance_matrix.csv", eq_matrix_rows,
-                                ("model", "scale", "group", "group_rescaled", "sigma_ratio", "error", "matched")))
+    files.append(write_csv_rows(eval_dir / "equivariance.csv", eq_rows, EQUIVARIANCE_COLUMNS))
+    files.append(write_csv_rows(eval_dir / "equivariance_matrix.csv", eq_matrix_rows, EQUIVARIANCE_MATRIX_COLUMNS))
     files.append(plots.plot_iou_vs_scale(rows, eval_dir / "iou_vs_scale.png", title=f"{metadata['model']}: IoU vs scale"))
     if eq_rows:
         files.append(plots.plot_equivariance(eq_rows, eq_matrices, eval_dir / "equivariance.png"))

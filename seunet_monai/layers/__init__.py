@@ -1,4 +1,10 @@
-"""Scale-group layers: Gaussian-derivative bases, learnable scales, GD convolutions, group layout."""
+"""Scale-group layers: Gaussian-derivative bases, learnable scales, GD convolutions, group layout.
+
+These are ours: MONAI's convolutions (``Conv[...]``, ``Convolution``) learn free kernels of a fixed size; a GD
+layer's kernels are a learnt mix of Gaussian derivatives whose σ is itself learnt within a range per scale group,
+with kernel sizes following σ and coefficients shared by all groups (the paper, eq. 4-7), which no MONAI layer
+provides. Per-channel parts of the networks (norms, activations, pooling, up-sampling) use MONAI/PyTorch layers.
+"""
 
 from .gaussian_basis import (
     DISCRETIZATIONS,

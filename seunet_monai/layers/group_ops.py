@@ -9,7 +9,7 @@ Group-major folding keeps every group a contiguous block of rows, in both contig
 memory formats, so a GD layer filters each group with its own kernel sizes without copies, and anything
 applied per channel (norm statistics and affine, bias, activation, pooling, up-sampling, 1×1
 convolutions, heads) runs once on the folded tensor and is automatically shared by all groups, as the
-method requires (METHOD.md sec. 3: groups differ only by σ). Batch norm on the folded tensor pools its
+method requires (the paper, sec. 3.1: groups differ only by σ). Batch norm on the folded tensor pools its
 statistics over the batch and the groups.
 """
 

@@ -98,7 +98,7 @@ def default_sigma_ranges(
 
     Deeper layers multiply the intervals by ``1 + growth · level``, where ``level`` is the UNet depth of the
     layer's block (0 for the first encoder block up to 4 for the bottleneck, and back down along the
-    decoder), so the ranges increase along the encoder and decrease along the decoder (METHOD.md sec. 2) and
+    decoder), so the ranges increase along the encoder and decrease along the decoder (the paper, eq. 6, 7) and
     every layer keeps the first layer's σ ratios between groups. With the defaults the largest σ is
     ``2.75 · 2 = 5.5`` (bottleneck, group 5).
 

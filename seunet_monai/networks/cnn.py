@@ -1,7 +1,7 @@
 """The paper's "conventional CNN": the SEUNet architecture with ordinary learned 3×3 convolutions.
 
-Yang et al. compare the SEUNet with a conventional CNN of channel counts 60, 120, 240, 480, 960 (METHOD.md
-sec. 3, 6). MONAI's ``BasicUNet`` (variant ``unet``) differs from the SEUNet in more than its filters
+Yang et al. compare the SEUNet with a conventional CNN of channel counts 60, 120, 240, 480, 960 (the paper,
+sec. 3.1, 4.3). MONAI's ``BasicUNet`` (variant ``unet``) differs from the SEUNet in more than its filters
 (instance norm, LeakyReLU, transposed-convolution up-sampling), so a comparison with it confounds these
 choices. :class:`CNNUNet` differs from :class:`~seunet_monai.networks.seunet.SEUNet` **only in its filters**:
 the same 9 blocks of two layers, norm, activation, max-pool down-sampling, bilinear + 1×1 up-sampling, skip

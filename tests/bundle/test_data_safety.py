@@ -131,7 +131,7 @@ def test_divergence_stops_with_epoch_and_iteration_and_no_nan_checkpoint(tmp_pat
         path = tmp_path / "models" / name
         if path.exists():
             ckpt = torch.load(path, map_location="cpu", weights_only=True)
-            weights = ckpt["network"] if name == "last.pt" else ckpt
+            weights = ckpt["model"] if name == "last.pt" else ckpt
             # every tensor finite, except the fusion calibration buffers (NaN until calibrated, by design)
             bad = [k for k, v in weights.items() if v.is_floating_point() and not k.startswith("fusion_")
                    and not torch.isfinite(v).all()]

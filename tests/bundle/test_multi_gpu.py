@@ -22,7 +22,7 @@ def test_two_process_gloo_training(tmp_path, trained):
     last = torch.load(ckpt / "last.pt", map_location="cpu", weights_only=True)
     # 4 training images over 2 processes with batch 2: one iteration per epoch and process
     assert last["trainer"]["iteration"] == 2 and last["trainer"]["epoch_length"] == 1
-    assert not any(k.startswith("module.") for k in last["network"])  # saved unwrapped from DDP
+    assert not any(k.startswith("module.") for k in last["model"])  # saved unwrapped from DDP
     assert (ckpt / "model.pt").is_file()
     # the loss weights η are trained too (their gradients are all-reduced like the network's)
     assert last["loss"]["eta"].abs().sum() > 0

@@ -21,7 +21,7 @@ def test_training_writes_data_checkpoints_and_tensorboard(trained):
     # best model (a bare state dict) and the resumable checkpoint
     assert (trained["ckpt_dir"] / "model.pt").is_file()
     last = torch.load(trained["ckpt_dir"] / "last.pt", map_location="cpu", weights_only=True)
-    assert set(last) == {"network", "optimizer", "scheduler", "loss", "trainer", "rng", "best"}
+    assert set(last) == {"model", "optimizer", "scheduler", "loss", "trainer", "rng", "best"}
     # the best-model tracking of the epoch's validation is in last.pt (issue 12, item 4)
     assert last["best"]["best_metric_epoch"] in (1, 2) and 0.0 <= last["best"]["best_metric"] <= 1.0
     assert [f for _, f in last["best"]["saved"]] and last["rng"]["torch"].dtype == torch.uint8
@@ -76,7 +76,7 @@ def test_training_from_another_directory_with_seed_and_resume(tmp_path, trained)
     steps = {int(s["step"]) for s in ckpt2["optimizer"]["state"].values()}
     assert steps == {4}  # Adam's step count continued from 2
     # the weights continued from the epoch-1 checkpoint
-    w1, w2 = ckpt1["network"], ckpt2["network"]
+    w1, w2 = ckpt1["model"], ckpt2["model"]
     assert any(not torch.equal(w1[k], w2[k]) for k in w1)
     # only the resumed epoch's two iterations were logged by the second run
     all_steps = sorted(s for s, _ in scalars(bundle_dir / "logs")["train_loss"])
@@ -87,8 +87,8 @@ def test_training_from_another_directory_with_seed_and_resume(tmp_path, trained)
     ours = dict(scalars(bundle_dir / "logs")["train_loss"])
     assert [ours[3], ours[4]] == pytest.approx([ref[3], ref[4]], rel=1e-5, abs=1e-7), (ours, ref)
     uninterrupted = torch.load(trained["ckpt_dir"] / "last.pt", map_location="cpu", weights_only=True)
-    for k, v in uninterrupted["network"].items():
-        assert torch.allclose(ckpt2["network"][k], v, rtol=1e-4, atol=1e-6, equal_nan=True), k
+    for k, v in uninterrupted["model"].items():
+        assert torch.allclose(ckpt2["model"][k], v, rtol=1e-4, atol=1e-6, equal_nan=True), k
     assert ckpt2["best"]["best_metric_epoch"] == uninterrupted["best"]["best_metric_epoch"]
     assert ckpt2["best"]["best_metric"] == pytest.approx(uninterrupted["best"]["best_metric"], abs=1e-6)
     best = torch.load(bundle_dir / "models" / "model.pt", map_location="cpu", weights_only=True)

@@ -214,3 +214,16 @@ def test_bit_depth_stated_by_the_tiff_and_stacks_refused(tmp_path):
         tif.write(rgb, photometric="rgb", subfiletype=1)
     img, _ = read_rgb(tmp_path / "pyramid.tif")
     assert img.shape == (12, 10, 3)
+
+
+def test_to_rgb_converts_or_refuses():
+    from PIL import Image
+
+    from seunet_monai.data.io import to_rgb
+
+    rgb = Image.fromarray(np.zeros((4, 5, 3), np.uint8))
+    assert to_rgb(rgb) is rgb
+    assert to_rgb(Image.fromarray(np.zeros((4, 5), np.uint8))).mode == "RGB"
+    assert to_rgb(Image.fromarray(np.zeros((4, 5, 4), np.uint8))).mode == "RGB"
+    with pytest.raises(ValueError, match="16-bit"):
+        to_rgb(Image.fromarray(np.zeros((4, 5), np.uint16)))

@@ -53,3 +53,11 @@ def test_evaluating_runs_the_sweep(tmp_path) -> None:
     pens_1 = next(float(r["iou"]) for r in rows if r["strategy"] == "pens" and float(r["scale"]) == 1.0)
     assert 0 < pens_1 < 1
     assert abs(pens_1 - metrics["test_iou_pens"]) < 1e-6
+    # the sweep is the configured component and reports its state in a status file
+    status = json.loads((eval_dir / "sweep_status.json").read_text())
+    assert status["state"] == "finished" and status["images_done"] == status["num_images"] == 2
+    assert status["model"] == "SEUNet" and status["iou_mean_over_scales"]["pens"] > 0
+    cfg = json.loads((CONFIGS / "evaluate.json").read_text())
+    assert cfg["sweep"]["_target_"] == "seunet_monai.evaluation.ScaleSweep"
+    sweep_call = [expr for expr in cfg["evaluating"] if "sweep" in expr]
+    assert len(sweep_call) == 1 and sweep_call[0].startswith("$@sweep.run(") and len(sweep_call[0]) < 120

@@ -37,11 +37,21 @@ def test_features_of_plain_network_are_the_last_conv_input(plain_pointwise) -> N
     assert torch.allclose(f[:, 0], plain_pointwise.a(x))
 
 
-def test_wrong_output_is_refused(toy_heads) -> None:
+def test_output_heads_is_on_for_the_call_only_and_a_wrong_output_is_refused(toy_heads) -> None:
     w = HeadProbabilities(toy_heads)
+    toy_heads.eval()
+    toy_heads.output_heads = False
+    assert w(torch.rand(1, 3, 4, 4)).shape[1] % toy_heads.num_scales == 0
+    assert toy_heads.output_heads is False
+
+    class IgnoresOutputHeads(torch.nn.Module):  # multi-head API without forward_heads: asked through output_heads
+        num_scales, output_heads = 2, False
+
+        def forward(self, x):
+            return torch.rand(x.shape[0], 2, *x.shape[2:])  # fused (B, C, H, W) whatever the flag
+
     with pytest.raises(ValueError, match="output_heads=True"):
-        toy_heads.eval()
-        w(torch.rand(1, 3, 4, 4))  # eval without output_heads: fused (B, C, H, W)
+        HeadProbabilities(IgnoresOutputHeads())(torch.rand(1, 3, 4, 4))
 
 
 def test_monai_basicunet_features_come_from_its_final_conv_input() -> None:

@@ -187,19 +187,19 @@ def test_label_values_beyond_the_classes_name_the_image(tmp_path, toy_heads) -> 
 def test_images_smaller_than_the_window_are_not_padded(toy_heads) -> None:
     from monai.inferers import SlidingWindowInferer
 
-    from seunet_monai.evaluation.heads import HeadProbabilities, output_heads_mode
+    from seunet_monai.evaluation.heads import output_heads_mode
     from seunet_monai.evaluation.sweep import predict_heads
 
     seen = []
-    toy_heads.register_forward_pre_hook(lambda m, a: seen.append(tuple(a[0].shape[2:])))
-    w = HeadProbabilities(toy_heads)
+    heads = toy_heads.forward_heads
+    toy_heads.forward_heads = lambda x: seen.append(tuple(x.shape[2:])) or heads(x)
     inferer = SlidingWindowInferer(roi_size=(16, 16), sw_batch_size=1, overlap=0.25)
     with output_heads_mode(toy_heads):
-        small = predict_heads(w, torch.rand(3, 10, 12), inferer, torch.device("cpu"))
-        large = predict_heads(w, torch.rand(3, 20, 12), inferer, torch.device("cpu"))
+        small = predict_heads(toy_heads, torch.rand(3, 10, 12), inferer, torch.device("cpu"))
+        large = predict_heads(toy_heads, torch.rand(3, 20, 12), inferer, torch.device("cpu"))
     assert small.shape == (1, 2, 2, 10, 12) and large.shape == (1, 2, 2, 20, 12)
     assert seen[0] == (10, 12)  # whole image, no zero padding up to the window
-    assert all(s == (16, 16) for s in seen[1:])  # larger ones through the sliding window
+    assert all(s == (16, 12) for s in seen[1:])  # larger ones through the sliding window, cut to the 12 columns
 
 
 def test_sweep_window_rule() -> None:
@@ -220,8 +220,8 @@ def test_windowed_and_whole_probabilities_of_a_real_seunet_agree() -> None:
     heads scaled x20 for confident probabilities. Measured here: mean |Δp| per head 0.0004, 0.0012, 0.0026,
     0.0043, 0.0054 (mean 0.28%). On a 768-px twin of this setting: 512-px windows 0.0002 ... 0.0107 (mean 0.39%),
     128-px windows with overlap 0.25 (the former rule) 0.0037, 0.023, 0.039, 0.048, 0.052 (mean 3.3%)."""
-    from seunet_monai.evaluation.heads import HeadProbabilities, output_heads_mode
-    from seunet_monai.evaluation.sweep import _predict_image
+    from seunet_monai.evaluation.heads import output_heads_mode
+    from seunet_monai.evaluation.sweep import ScaleSweep
     from seunet_monai.networks import SEUNet
 
     torch.manual_seed(0)
@@ -239,11 +239,33 @@ def test_windowed_and_whole_probabilities_of_a_real_seunet_agree() -> None:
         net(img.unsqueeze(0))
         net.head.weight.mul_(20.0)
         net.head.bias.zero_()
-    wrapper, cpu = HeadProbabilities(net), torch.device("cpu")
+    cpu = torch.device("cpu")
+    whole_sweep = ScaleSweep([1.0], max_pixels=None)  # always whole
+    window_sweep = ScaleSweep([1.0], max_pixels=1, min_window=512, overlap=0.5, sw_batch_size=2)  # 512-px windows
     with output_heads_mode(net):
-        whole = _predict_image(wrapper, img, cpu, None, 0.5, 1, "gaussian", cpu)
-        windows = _predict_image(wrapper, img, cpu, (512, 512), 0.5, 2, "gaussian", cpu)
+        _, whole, w0 = whole_sweep.predict(net, img, 1.0, cpu, (128, 128))
+        _, windows, w1 = window_sweep.predict(net, img, 1.0, cpu, (128, 128))
+    assert w0 is None and w1 == (512, 512)
     assert windows.shape == whole.shape == (1, 5, 2, n, n)
     diff = (windows - whole).abs().mean(dim=(0, 2, 3, 4))  # per head
     assert float(diff.mean()) < 0.01, diff.tolist()
     assert float(diff.max()) < 0.02, diff.tolist()
+
+
+def test_the_sweep_writes_its_progress_and_results_to_a_status_file(tmp_path, toy_heads) -> None:
+    from seunet_monai.evaluation import ScaleSweep
+    from seunet_monai.handlers.status import read_status
+
+    sweep = ScaleSweep([0.5, 1.0], model_name="toy", roi_size=16, equivariance_images=0, num_examples=0,
+                       tensorboard=False)
+    out = sweep.run(toy_heads, toy_dataset(n=2, size=(20, 20)), tmp_path / "eval")
+    status = read_status(tmp_path / "eval" / "sweep_status.json")
+    assert status["state"] == "finished" and status["images_done"] == status["num_images"] == 2
+    assert status["num_scales"] == 2 and status["model"] == "toy"
+    means = {s["strategy"]: s["iou_mean"] for s in out["summary"]}
+    assert status["iou_mean_over_scales"] == pytest.approx(means)
+    bad = [{"image": torch.rand(3, 16, 16), "label": torch.zeros(1, 8, 8)}]
+    with pytest.raises(ValueError):
+        sweep.run(toy_heads, bad, tmp_path / "bad")
+    failed = read_status(tmp_path / "bad" / "sweep_status.json")
+    assert failed["state"] == "failed" and "same spatial size" in failed["error"]

@@ -34,6 +34,7 @@ from monai.utils import BlendMode
 
 from seunet_monai.errors import as_flag
 from seunet_monai.fusion import fuse, head_margins
+from seunet_monai.networks.utils import unwrap
 
 __all__ = ["BandMerger", "HeadsPatchPredictor", "PatchPreprocessing", "TissueWSISplitter"]
 
@@ -243,8 +244,8 @@ class PatchPreprocessing:
 class HeadsPatchPredictor:
     """Network call for :class:`~monai.inferers.PatchInferer`: fused probabilities and per-head margins.
 
-    Per-head probabilities come from ``network.forward_heads`` (softmax over classes) for multi-head networks;
-    a plain network is one head. They are fused with the network's ``fuse_heads`` when it has one, else with
+    Per-head probabilities come from :func:`seunet_monai.inferers.head_probabilities` (``forward_heads`` and a
+    softmax over classes for multi-head networks; a plain network is one head). They are fused with the network's ``fuse_heads`` when it has one, else with
     :func:`seunet_monai.fusion.fuse` and its ``fusion`` strategy, which is what its eval-mode ``forward`` returns.
 
     Args:
@@ -262,23 +263,23 @@ class HeadsPatchPredictor:
         self.window_log_scales: list[float] = []
 
     def heads(self, x: torch.Tensor) -> torch.Tensor:
-        """Per-head class probabilities ``(B, Ω, C, h, w)``."""
-        net = self.network.module if hasattr(self.network, "module") else self.network
-        if hasattr(net, "forward_heads"):
-            return torch.softmax(net.forward_heads(x).float(), dim=2)
-        return torch.softmax(self.network(x).float(), dim=1).unsqueeze(1)
+        """Per-head class probabilities ``(B, Ω, C, h, w)`` (:func:`seunet_monai.inferers.head_probabilities`, the
+        package's one path; ``softmax`` runs in float32 under autocast)."""
+        from seunet_monai.inferers import head_probabilities
+
+        return head_probabilities(self.network, x).float()
 
     def _record_scales(self, probs: torch.Tensor) -> None:
         """Estimate each window's scale relative to training from its heads (the ``scale`` fusion's estimator)."""
         from seunet_monai.scale_fusion import estimate_log_scale, resolve_profile
 
-        net = self.network.module if hasattr(self.network, "module") else self.network
+        net = unwrap(self.network)
         if probs.shape[1] > 1 and resolve_profile(net) is not None:
             self.window_log_scales.extend(float(v) for v in estimate_log_scale(probs.float().cpu(), net))
 
     def fused(self, probs: torch.Tensor) -> torch.Tensor:
         """Fused class probabilities ``(B, C, h, w)`` of per-head ones, as the network's eval mode fuses them."""
-        net = self.network.module if hasattr(self.network, "module") else self.network
+        net = unwrap(self.network)
         if hasattr(net, "fuse_heads"):
             return net.fuse_heads(probs)
         # the network itself carries the "scale" fusion's calibration (its fusion_* buffers)

@@ -229,7 +229,7 @@ class PILImageReader(BaseWSIReader):
     def read(self, data: Sequence[os.PathLike] | os.PathLike | str, **kwargs: Any) -> dict:
         from PIL import Image
 
-        from seunet_monai.bundle_utils import to_rgb
+        from seunet_monai.data.io import to_rgb
 
         path = Path(str(data))
         limit = Image.MAX_IMAGE_PIXELS

@@ -26,6 +26,7 @@ import torch
 
 from .accumulator import RawMask, SlideAccumulator
 from seunet_monai.errors import ConfigValueError, ExistingPathError, MissingPathError, SeunetError, as_flag
+from seunet_monai.networks.utils import unwrap
 
 from .inferers import HeadsPatchPredictor
 from .instances import iter_instances
@@ -214,14 +215,10 @@ class SlideInferenceWorkflow:
     def _load_weights(self) -> None:
         if self.checkpoint is None:
             return
-        from seunet_monai.bundle_utils import check_state_dict
+        from seunet_monai.checkpoint import check_state_dict, load_network
 
-        check_state_dict(self.network, self.checkpoint, key="model")
-        data = torch.load(self.checkpoint, map_location="cpu", weights_only=True)
-        if isinstance(data, dict) and "model" in data and isinstance(data["model"], dict):
-            data = data["model"]
-        net = self.network.module if hasattr(self.network, "module") else self.network
-        net.load_state_dict(data)
+        check_state_dict(self.network, self.checkpoint)
+        load_network(self.network, self.checkpoint)
 
     # ------------------------------------------------------------------ the run
     def run(self) -> dict[str, list[str]]:
@@ -348,7 +345,7 @@ class SlideInferenceWorkflow:
 
     # ------------------------------------------------------------------ helpers
     def _num_classes(self) -> int:
-        net = self.network.module if hasattr(self.network, "module") else self.network
+        net = unwrap(self.network)
         return int(getattr(net, "out_channels", None) or len(self.class_names or []) or 2)
 
     def _names(self) -> list[str]:
@@ -362,7 +359,7 @@ class SlideInferenceWorkflow:
 
         if num_heads == 0:
             return None
-        net = self.network.module if hasattr(self.network, "module") else self.network
+        net = unwrap(self.network)
         log_sigmas, source = last_layer_log_sigmas(net, num_heads)
         return None if source == "head index" else [float(v) for v in log_sigmas.exp()]
 
@@ -398,7 +395,7 @@ class SlideInferenceWorkflow:
         conf = acc.head_confidence()
         if conf is None:
             return entry
-        net = self.network.module if hasattr(self.network, "module") else self.network
+        net = unwrap(self.network)
         log_sigmas, _ = last_layer_log_sigmas(net, acc.num_heads)
         est = float(log_sigma_estimate(conf, log_sigmas.numpy()))
         entry["estimated_log_sigma"] = est

@@ -1,15 +1,8 @@
-"""Ignite handlers the bundle needs that MONAI does not ship.
+"""Checkpoint handlers of the training: the resumable ``last.pt``, the random states it carries, and the best
+model (``model.pt``) saver that survives a resume and ignores NaN.
 
-- :class:`MultiHeadStatsHandler`: TensorBoard scalars of a multi-head model: each head's loss, the loss
-  weights ω_k (eq. 9), σ of every Gaussian-derivative layer and scale group, and the learning rate.
-- :class:`ResumableCheckpoint`: writes ``ckpt_dir/last.pt`` atomically after every epoch and, when asked,
-  restores it at start so that training continues to the same final epoch.
-- :class:`ScaleFusionCalibration`: at the end of training, calibrates the ``"scale"`` fusion of the best
-  checkpoint (``model.pt``) on the validation split and writes it back (:mod:`seunet_monai.scale_fusion`).
-- :class:`RandomStates`: the random-number states a resumed run needs to repeat the uninterrupted one.
-- :class:`BestModelSaver`: MONAI's ``CheckpointSaver`` for ``model.pt`` that never counts a NaN metric as best
-  and whose best score survives a resume.
-- :class:`StopOnNonFinite`: stops training at the first NaN/inf loss, before any checkpoint is written.
+Both files keep the network under the key ``"model"`` (:data:`seunet_monai.checkpoint.MODEL_KEY`); a ``last.pt``
+of an older version that holds it under ``"network"`` is still restored.
 """
 
 from __future__ import annotations
@@ -18,9 +11,9 @@ import logging
 import math
 import os
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
@@ -29,124 +22,13 @@ from ignite.handlers import Checkpoint
 from monai.handlers import CheckpointSaver
 from monai.transforms import Randomizable, Transform
 
-from seunet_monai.bundle_utils import is_main_process, is_training_checkpoint
+from seunet_monai.checkpoint import LEGACY_MODEL_KEYS, MODEL_KEY, is_training_checkpoint, read_checkpoint
 from seunet_monai.data.io import atomic_torch_save
-from seunet_monai.errors import CheckpointError, TrainingDivergedError
+from seunet_monai.distributed import is_main_process
+from seunet_monai.errors import CheckpointError
+from seunet_monai.networks.utils import unwrap
 
-if TYPE_CHECKING:
-    from torch.utils.tensorboard import SummaryWriter
-
-__all__ = [
-    "BestModelSaver",
-    "MultiHeadStatsHandler",
-    "RandomStates",
-    "ResumableCheckpoint",
-    "ScaleFusionCalibration",
-    "StopOnNonFinite",
-]
-
-
-def _unwrap(module: Any) -> Any:
-    """The wrapped module of ``DistributedDataParallel`` / ``DataParallel``, else ``module``."""
-    inner = getattr(module, "module", None)
-    return inner if isinstance(inner, torch.nn.Module) else module
-
-
-class MultiHeadStatsHandler:
-    """Log a multi-head model's internals to TensorBoard every ``interval`` iterations.
-
-    Tags (``k`` is 1-based):
-
-    - ``loss/head{k}``: head k's loss of the last iteration (``loss.last_head_losses``),
-    - ``loss_weight/omega{k}``: ω_k (``loss.weights()``),
-    - ``sigma/{layer}/group{k}``: σ of group k of every layer in ``network.sigmas()`` (skipped for networks
-      without σ, e.g. a plain UNet),
-    - ``lr`` (and ``lr/group{i}`` for further parameter groups): the optimizer's learning rate.
-
-    Only the main process (rank 0) writes. The writer is created at ``attach``, so a disabled handler or a
-    non-zero rank creates no event file.
-
-    Args:
-        loss: a loss with ``weights()`` and ``last_head_losses`` (e.g. :class:`seunet_monai.losses.MultiHeadLoss`,
-            also wrapped in ``DistributedDataParallel``); ``None`` skips the loss scalars.
-        network: the network (``DistributedDataParallel`` is unwrapped); ``None`` skips σ.
-        optimizer: its learning rate is logged; ``None`` skips it.
-        log_dir: TensorBoard folder (ignored when ``summary_writer`` is given).
-        summary_writer: an existing ``SummaryWriter`` to share.
-        interval: log every this many iterations (and at the end of every epoch).
-    """
-
-    def __init__(
-        self,
-        loss: Any = None,
-        network: torch.nn.Module | None = None,
-        optimizer: torch.optim.Optimizer | None = None,
-        log_dir: str | os.PathLike | None = None,
-        summary_writer: SummaryWriter | None = None,
-        interval: int = 1,
-    ) -> None:
-        if int(interval) < 1:
-            raise ValueError(f"MultiHeadStatsHandler: interval must be >= 1, got {interval}.")
-        if log_dir is None and summary_writer is None:
-            raise ValueError("MultiHeadStatsHandler: give log_dir or summary_writer.")
-        self.loss = loss
-        self.network = network
-        self.optimizer = optimizer
-        self.log_dir = log_dir
-        self.writer = summary_writer
-        self._own_writer = summary_writer is None
-        self.interval = int(interval)
-
-    def attach(self, engine: Engine) -> None:
-        """Register on ``engine``'s iteration and epoch events (main process only)."""
-        if not is_main_process():
-            return
-        if self.writer is None:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self.writer = SummaryWriter(log_dir=str(self.log_dir))
-        engine.add_event_handler(Events.ITERATION_COMPLETED(every=self.interval), self.log_iteration)
-        engine.add_event_handler(Events.EPOCH_COMPLETED, self.log_epoch)
-        if self._own_writer:
-            engine.add_event_handler(Events.COMPLETED, lambda _: self.writer.flush())
-
-    def scalars(self) -> dict[str, float]:
-        """The current values, ``{tag: value}``."""
-        out: dict[str, float] = {}
-        loss = _unwrap(self.loss) if self.loss is not None else None
-        if loss is not None:
-            if hasattr(loss, "last_head_losses"):
-                for k, v in enumerate(torch.as_tensor(loss.last_head_losses).flatten().tolist()):
-                    out[f"loss/head{k + 1}"] = float(v)
-            if hasattr(loss, "weights"):
-                with torch.no_grad():
-                    for k, v in enumerate(loss.weights().flatten().tolist()):
-                        out[f"loss_weight/omega{k + 1}"] = float(v)
-        net = _unwrap(self.network) if self.network is not None else None
-        if net is not None and hasattr(net, "sigmas"):
-            with torch.no_grad():
-                for layer, sig in net.sigmas().items():
-                    for k, v in enumerate(torch.as_tensor(sig).flatten().tolist()):
-                        out[f"sigma/{layer}/group{k + 1}"] = float(v)
-        if self.optimizer is not None:
-            for i, group in enumerate(self.optimizer.param_groups):
-                out["lr" if i == 0 else f"lr/group{i}"] = float(group["lr"])
-        return out
-
-    def log_iteration(self, engine: Engine) -> None:
-        """Write the loss scalars and learning rate at the current iteration."""
-        step = engine.state.iteration
-        for tag, value in self.scalars().items():
-            if not tag.startswith("sigma/"):
-                self.writer.add_scalar(tag, value, step)
-
-    def log_epoch(self, engine: Engine) -> None:
-        """Write σ of every layer and group (they change slowly) at the epoch's last iteration."""
-        step = engine.state.iteration
-        for tag, value in self.scalars().items():
-            if tag.startswith("sigma/"):
-                self.writer.add_scalar(tag, value, step)
-        self.writer.flush()
+__all__ = ["BestModelSaver", "RandomStates", "ResumableCheckpoint"]
 
 
 class ResumableCheckpoint:
@@ -160,7 +42,7 @@ class ResumableCheckpoint:
 
     Args:
         ckpt_dir: folder of the checkpoint.
-        save_dict: the objects to save and restore, e.g. ``{"network": net, "optimizer": opt,
+        save_dict: the objects to save and restore, e.g. ``{"model": net, "optimizer": opt,
             "scheduler": sched, "loss": loss}``; each needs ``state_dict`` / ``load_state_dict``. Wrapped
             (DDP) networks are saved unwrapped.
         engine_key: the engine this handler is attached to is added to ``save_dict`` under this key (its
@@ -220,7 +102,7 @@ class ResumableCheckpoint:
 
     def state(self) -> dict[str, Any]:
         """The state dicts to save."""
-        return {k: _unwrap(v).state_dict() for k, v in self.save_dict.items()}
+        return {k: unwrap(v).state_dict() for k, v in self.save_dict.items()}
 
     def _maybe_save(self, engine: Engine) -> None:
         if engine.state.epoch % self.save_interval == 0 or engine.state.epoch == engine.state.max_epochs:
@@ -244,10 +126,7 @@ class ResumableCheckpoint:
         if not self.path.is_file():
             self.logger.warning(f"resume requested but {self.path} does not exist: training from scratch.")
             return
-        try:
-            checkpoint = torch.load(self.path, map_location="cpu", weights_only=True)
-        except Exception as e:  # noqa: BLE001 - any unpickling failure becomes a message naming the file
-            raise CheckpointError(f"cannot read checkpoint {str(self.path)!r}: {e}") from e
+        checkpoint = read_checkpoint(self.path)
         if isinstance(checkpoint, Mapping) and not is_training_checkpoint(checkpoint) and all(
             torch.is_tensor(v) for v in checkpoint.values()
         ):
@@ -255,6 +134,10 @@ class ResumableCheckpoint:
                 f"{str(self.path)!r} is a model file (weights only, like model.pt), not a resumable training "
                 "checkpoint: it has no optimizer, scheduler or epoch to resume. Remove it, or train with --resume false."
             )
+        if isinstance(checkpoint, Mapping) and MODEL_KEY in self.save_dict and MODEL_KEY not in checkpoint:
+            legacy = [k for k in LEGACY_MODEL_KEYS if k in checkpoint]
+            if legacy:  # last.pt of an older version: the network under "network"
+                checkpoint = {MODEL_KEY: checkpoint[legacy[0]], **{k: v for k, v in checkpoint.items() if k != legacy[0]}}
         missing = [k for k in self.save_dict if k not in checkpoint and k not in self.optional]
         if missing:
             raise CheckpointError(
@@ -264,7 +147,7 @@ class ResumableCheckpoint:
         if absent:
             self.logger.warning(f"{self.path} has no {absent} (written by an older version): not restored.")
         prior_max_epochs = engine.state.max_epochs
-        to_load = {k: _unwrap(v) for k, v in self.save_dict.items() if k in checkpoint}
+        to_load = {k: unwrap(v) for k, v in self.save_dict.items() if k in checkpoint}
         try:
             Checkpoint.load_objects(to_load=to_load, checkpoint=checkpoint, strict=True)
         except (RuntimeError, KeyError, ValueError) as e:
@@ -443,135 +326,3 @@ class BestModelSaver(CheckpointSaver):
             f"best model so far: {self.filename} of epoch {int(state['best_metric_epoch'])} with "
             f"{self.key_metric_name or 'the key metric'} {float(state['best_metric']):.4f}."
         )
-
-
-class StopOnNonFinite:
-    """Stop training with :class:`~seunet_monai.errors.TrainingDivergedError` at the first NaN or infinite loss
-    (every iteration) or weight or buffer (end of every epoch, before validation), naming the epoch and
-    iteration.
-
-    Written by hand because Ignite's ``TerminateOnNan`` ends the run as if it had succeeded (the command exits
-    0) and checks the loss only. Attach it first in the trainer's handler list: it then runs before any other
-    handler of the same event, so no checkpoint with NaN weights is written (``last.pt`` and ``model.pt``
-    keep the last good epoch).
-
-    Args:
-        output_transform: the loss from the trainer's output (default ``output["loss"]``).
-        network: its parameters are checked at the end of every epoch; ``None`` skips that.
-        optimizer: its learning rate is quoted in the message; ``None`` leaves it out.
-    """
-
-    def __init__(
-        self,
-        output_transform: Callable[[Any], Any] | None = None,
-        network: torch.nn.Module | None = None,
-        optimizer: torch.optim.Optimizer | None = None,
-    ) -> None:
-        from seunet_monai.engine_utils import loss_from_output
-
-        self.output_transform = output_transform or loss_from_output
-        self.network = network
-        self.optimizer = optimizer
-
-    def attach(self, engine: Engine) -> None:
-        """Check the loss after every iteration and the weights after every epoch."""
-        engine.add_event_handler(Events.ITERATION_COMPLETED, self.check_loss)
-        if self.network is not None:
-            engine.add_event_handler(Events.STARTED, self._note_non_finite)
-            engine.add_event_handler(Events.EPOCH_COMPLETED, self.check_weights)
-
-    def _tensors(self) -> Any:
-        net = _unwrap(self.network)
-        yield from net.named_parameters()
-        yield from ((n, b) for n, b in net.named_buffers() if b.is_floating_point())
-
-    def _note_non_finite(self, engine: Engine) -> None:
-        # buffers that are NaN by design before a calibration (SEUNet's fusion_* buffers) are not checked
-        self._exempt = {n for n, t in self._tensors() if not torch.isfinite(t.detach()).all()}
-
-    def _fail(self, engine: Engine, what: str) -> TrainingDivergedError:
-        lr = f" at learning rate {self.optimizer.param_groups[0]['lr']:.3g}" if self.optimizer is not None else ""
-        length = engine.state.epoch_length or 0
-        in_epoch = (engine.state.iteration - 1) % length + 1 if length else engine.state.iteration
-        return TrainingDivergedError(
-            f"training diverged at epoch {engine.state.epoch}, iteration {engine.state.iteration} ({in_epoch} of "
-            f"the epoch): {what}{lr}. Stopped before writing a checkpoint of this epoch; lower --learning_rate."
-        )
-
-    def check_loss(self, engine: Engine) -> None:
-        """Raise when the iteration's loss is not finite."""
-        loss = torch.as_tensor(self.output_transform(engine.state.output)).detach()
-        if not torch.isfinite(loss).all():
-            raise self._fail(engine, f"the loss is {loss.flatten()[0].item()}")
-
-    def check_weights(self, engine: Engine) -> None:
-        """Raise when a parameter or buffer (e.g. BatchNorm's running variance) of the network, finite at the
-        start, is not finite any more."""
-        exempt = getattr(self, "_exempt", set())
-        for name, tensor in self._tensors():
-            if name not in exempt and not torch.isfinite(tensor.detach()).all():
-                raise self._fail(engine, f"{name!r} of the network holds NaN or infinite values")
-
-
-class ScaleFusionCalibration:
-    """Calibrate the ``"scale"`` fusion of the saved model when training completes.
-
-    At ``COMPLETED`` the checkpoint (``ckpt_dir/model.pt``, the best validation epoch written by MONAI's
-    ``CheckpointSaver``) is loaded into a copy of the network (the trainer's network, holding the last epoch's
-    weights, is left alone), calibrated on ``data`` with
-    :func:`seunet_monai.evaluation.calibration.calibrate_checkpoint` and written back atomically, with the
-    original kept as ``model_uncalibrated.pt``. A network without the calibration buffers (e.g. a plain UNet)
-    or a missing checkpoint is skipped with a log line. Only the main process runs it.
-
-    Args:
-        network: the trained network (``DistributedDataParallel`` is unwrapped).
-        checkpoint: the checkpoint file to calibrate.
-        data: the validation split (items with ``image`` and ``label``).
-        scales: profile scales to calibrate (default all of the network's ``fusion_scales``).
-        max_images: use at most this many validation images (default all).
-        report: optional JSON file for the calibration table.
-        kwargs: further arguments of ``calibrate_scale_fusion`` (``ignore_index``, ``roi_size``, ``device``, ...).
-    """
-
-    def __init__(
-        self,
-        network: torch.nn.Module,
-        checkpoint: str | os.PathLike,
-        data: Any,
-        scales: Any = None,
-        max_images: int | None = None,
-        report: str | os.PathLike | None = None,
-        **kwargs: Any,
-    ) -> None:
-        self.network = network
-        self.checkpoint = Path(checkpoint)
-        self.data = data
-        self.scales = scales
-        self.max_images = max_images
-        self.report = report
-        self.kwargs = kwargs
-        self.logger = logging.getLogger(__name__)
-
-    def attach(self, engine: Engine) -> None:
-        """Run :meth:`__call__` at ``Events.COMPLETED``."""
-        engine.add_event_handler(Events.COMPLETED, self)
-
-    def __call__(self, engine: Engine | None = None) -> dict[str, Any] | None:
-        """Calibrate and write back; returns the calibration result, or ``None`` when skipped."""
-        import copy
-
-        from seunet_monai.scale_fusion import BUFFER_NAMES
-
-        if not is_main_process():
-            return None
-        net = _unwrap(self.network)
-        if not all(n in dict(net.named_buffers(recurse=False)) for n in BUFFER_NAMES):
-            self.logger.info(f"scale-fusion calibration skipped: {type(net).__name__} has no fusion_* buffers.")
-            return None
-        if not self.checkpoint.is_file():
-            self.logger.warning(f"scale-fusion calibration skipped: {self.checkpoint} does not exist (no validation ran?).")
-            return None
-        from seunet_monai.evaluation.calibration import calibrate_checkpoint
-
-        return calibrate_checkpoint(copy.deepcopy(net), self.checkpoint, self.data, self.scales,
-                                    max_images=self.max_images, report=self.report, **self.kwargs)

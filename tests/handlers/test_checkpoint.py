@@ -1,4 +1,4 @@
-"""Specification of ``seunet_monai.handlers``: resumable checkpoint and multi-head TensorBoard scalars."""
+"""Specification of ``seunet_monai.handlers.checkpoint``: the resumable last.pt, random states, the best-model saver."""
 
 from __future__ import annotations
 
@@ -8,8 +8,7 @@ import pytest
 import torch
 from ignite.engine import Engine, Events
 
-from seunet_monai.handlers import MultiHeadStatsHandler, ResumableCheckpoint
-from seunet_monai.losses import MultiHeadLoss
+from seunet_monai.handlers import ResumableCheckpoint
 
 
 def _setup(epochs: int = 2):
@@ -33,19 +32,19 @@ def _setup(epochs: int = 2):
 
 def test_saves_each_epoch_atomically_and_resumes_to_the_same_final_epoch(tmp_path):
     net, opt, sched, engine, data = _setup()
-    handler = ResumableCheckpoint(tmp_path, {"network": net, "optimizer": opt, "scheduler": sched})
+    handler = ResumableCheckpoint(tmp_path, {"model": net, "optimizer": opt, "scheduler": sched})
     handler.attach(engine)
     engine.add_event_handler(Events.EPOCH_COMPLETED(once=1), lambda e: e.terminate())
     engine.run(data, max_epochs=2)
     ckpt = torch.load(tmp_path / "last.pt", weights_only=True)
-    assert ckpt["trainer"]["iteration"] == 3 and sorted(ckpt) == ["network", "optimizer", "scheduler", "trainer"]
+    assert ckpt["trainer"]["iteration"] == 3 and sorted(ckpt) == ["model", "optimizer", "scheduler", "trainer"]
     assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]  # no temporary file left behind
     saved = {k: v.clone() for k, v in net.state_dict().items()}
 
     net2, opt2, sched2, engine2, data2 = _setup()
     iterations = []
     engine2.add_event_handler(Events.ITERATION_STARTED, lambda e: iterations.append(e.state.iteration))
-    ResumableCheckpoint(tmp_path, {"network": net2, "optimizer": opt2, "scheduler": sched2}, resume=True).attach(engine2)
+    ResumableCheckpoint(tmp_path, {"model": net2, "optimizer": opt2, "scheduler": sched2}, resume=True).attach(engine2)
     loaded = {}  # registered after the checkpoint handler: sees the restored weights
     engine2.add_event_handler(Events.STARTED, lambda e: loaded.update({k: v.clone() for k, v in net2.state_dict().items()}))
     engine2.run(data2, max_epochs=2)
@@ -58,7 +57,7 @@ def test_saves_each_epoch_atomically_and_resumes_to_the_same_final_epoch(tmp_pat
 
 def test_resume_without_checkpoint_starts_fresh_with_a_warning(tmp_path, caplog):
     net, opt, sched, engine, data = _setup(1)
-    ResumableCheckpoint(tmp_path, {"network": net}, resume=True).attach(engine)
+    ResumableCheckpoint(tmp_path, {"model": net}, resume=True).attach(engine)
     with caplog.at_level(logging.WARNING):
         engine.run(data, max_epochs=1)
     assert "does not exist" in caplog.text
@@ -67,10 +66,10 @@ def test_resume_without_checkpoint_starts_fresh_with_a_warning(tmp_path, caplog)
 
 def test_resume_with_another_architecture_names_the_file(tmp_path):
     net, opt, sched, engine, data = _setup(1)
-    ResumableCheckpoint(tmp_path, {"network": net}).attach(engine)
+    ResumableCheckpoint(tmp_path, {"model": net}).attach(engine)
     engine.run(data, max_epochs=1)
     other = Engine(lambda e, b: 0.0)
-    ResumableCheckpoint(tmp_path, {"network": torch.nn.Linear(5, 2)}, resume=True).attach(other)
+    ResumableCheckpoint(tmp_path, {"model": torch.nn.Linear(5, 2)}, resume=True).attach(other)
     with pytest.raises(ValueError, match="last.pt"):
         other.run(data, max_epochs=2)
 
@@ -78,39 +77,6 @@ def test_resume_with_another_architecture_names_the_file(tmp_path):
 def test_bad_arguments():
     with pytest.raises(ValueError, match="save_dict"):
         ResumableCheckpoint("x", {})
-    with pytest.raises(ValueError, match="interval"):
-        MultiHeadStatsHandler(log_dir="x", interval=0)
-    with pytest.raises(ValueError, match="log_dir"):
-        MultiHeadStatsHandler()
-
-
-class _Net(torch.nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.s = torch.nn.Parameter(torch.tensor([1.0, 2.0]))
-
-    def sigmas(self):
-        return {"enc1.conv1": self.s.detach(), "enc1.conv2": 2 * self.s.detach()}
-
-
-def test_stats_handler_scalars_and_ddp_unwrapping(tmp_path):
-    loss = MultiHeadLoss(2)
-    loss(torch.randn(1, 2, 2, 4, 4), torch.zeros(1, 4, 4))
-    net = _Net()
-    wrapper = torch.nn.Module()
-    wrapper.module = net  # what DistributedDataParallel looks like to the handler
-    opt = torch.optim.Adam(list(net.parameters()) + list(loss.parameters()), lr=0.01)
-    handler = MultiHeadStatsHandler(loss=loss, network=wrapper, optimizer=opt, log_dir=tmp_path)
-    values = handler.scalars()
-    assert values["loss/head1"] == pytest.approx(float(loss.last_head_losses[0]))
-    assert values["loss_weight/omega1"] == pytest.approx(0.5) and values["loss_weight/omega2"] == pytest.approx(0.5)
-    assert values["sigma/enc1.conv2/group2"] == pytest.approx(4.0)
-    assert values["lr"] == pytest.approx(0.01)
-    # writes event files when attached
-    engine = Engine(lambda e, b: 0.0)
-    handler.attach(engine)
-    engine.run([0, 1], max_epochs=1)
-    assert any(p.name.startswith("events.out.tfevents") for p in tmp_path.iterdir())
 
 
 # ------------------------------------------------------------------------------------------- issue 12
@@ -211,42 +177,12 @@ def test_random_states_round_trip_through_a_weights_only_checkpoint(tmp_path):
         )
 
 
-def test_stop_on_non_finite_loss_names_epoch_and_iteration_before_any_checkpoint(tmp_path):
-    """Item 11 of issue 12: the first NaN loss stops training before last.pt of that epoch is written."""
-    from seunet_monai.errors import TrainingDivergedError
-    from seunet_monai.handlers import StopOnNonFinite
-
-    net = torch.nn.Linear(3, 2)
-    opt = torch.optim.SGD(net.parameters(), lr=1e12)
-    losses = iter([1.0, 2.0, 3.0, 4.0, float("nan"), 1.0])
-    engine = Engine(lambda e, b: {"loss": torch.tensor(next(losses))})
-    StopOnNonFinite(network=net, optimizer=opt).attach(engine)  # first, as in train.json
-    ResumableCheckpoint(tmp_path, {"network": net}).attach(engine)
-    with pytest.raises(TrainingDivergedError, match=r"epoch 3, iteration 5 \(1 of the epoch\): the loss is nan"):
-        engine.run([0, 0], max_epochs=3)
-    assert torch.load(tmp_path / "last.pt", weights_only=True)["trainer"]["iteration"] == 4  # end of epoch 2
-
-    # NaN weights after a finite last loss are caught at the end of the epoch, before the checkpoint
-    def step(engine, batch):
-        with torch.no_grad():
-            net.bias[0] = float("inf")  # e.g. the optimizer step after the last finite loss
-        return {"loss": torch.tensor(1.0)}
-
-    net = torch.nn.Linear(3, 2)
-    engine = Engine(step)
-    StopOnNonFinite(network=net).attach(engine)
-    ResumableCheckpoint(tmp_path / "w", {"network": net}).attach(engine)
-    with pytest.raises(TrainingDivergedError, match="epoch 1.*'bias' of the network"):
-        engine.run([0], max_epochs=1)
-    assert not (tmp_path / "w" / "last.pt").exists()
-
-
 def test_resume_recognises_a_model_file(tmp_path):
     from seunet_monai.errors import CheckpointError
 
     net, opt, sched, engine, data = _setup()
     torch.save(net.state_dict(), tmp_path / "last.pt")  # model.pt copied over last.pt
-    ResumableCheckpoint(tmp_path, {"network": net, "optimizer": opt}, resume=True).attach(engine)
+    ResumableCheckpoint(tmp_path, {"model": net, "optimizer": opt}, resume=True).attach(engine)
     with pytest.raises(CheckpointError, match="last.pt.*is a model file"):
         engine.run(data, max_epochs=1)
 
@@ -259,7 +195,20 @@ def test_checkpoint_file_permissions(tmp_path):
     net, opt, sched, engine, data = _setup()
     old = os.umask(0o022)
     try:
-        ResumableCheckpoint(tmp_path, {"network": net}).save()
+        ResumableCheckpoint(tmp_path, {"model": net}).save()
     finally:
         os.umask(old)
     assert stat.S_IMODE((tmp_path / "last.pt").stat().st_mode) == 0o644
+
+
+def test_a_last_pt_of_an_older_version_with_the_network_under_network_resumes(tmp_path):
+    net, opt, sched, engine, data = _setup()
+    ResumableCheckpoint(tmp_path, {"model": net, "optimizer": opt}).attach(engine)
+    engine.run(data, max_epochs=1)
+    ckpt = torch.load(tmp_path / "last.pt", weights_only=True)
+    ckpt["network"] = ckpt.pop("model")  # the layout before the key was unified with model.pt
+    torch.save(ckpt, tmp_path / "last.pt")
+    net2, opt2, _, engine2, _ = _setup()
+    ResumableCheckpoint(tmp_path, {"model": net2, "optimizer": opt2}, resume=True).attach(engine2)
+    engine2.run(data, max_epochs=2)
+    assert engine2.state.epoch == 2 and not torch.equal(net2.weight, _setup()[0].weight)

@@ -1,0 +1,186 @@
+"""Pre-run checks of the bundle: arguments, labels and outputs are checked before any work is done, each failing
+with one clear error naming the key (``--key`` on the command line), the file and how to fix it.
+
+The checkpoint check (:func:`seunet_monai.checkpoint.check_state_dict`) lives with the checkpoint reader.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from seunet_monai.checkpoint import check_state_dict
+from seunet_monai.errors import ConfigValueError, DataError, ExistingPathError
+
+__all__ = ["check_arguments", "check_label_values", "check_outputs", "check_scales", "check_state_dict"]
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+
+
+def check_arguments(**values: Any) -> bool:
+    """Check the bundle's numeric keys before any work is done; one clear error naming the key.
+
+    Known keys (others are refused as a programming error): ``epochs``, ``batch_size``, ``val_batch_size``,
+    ``val_interval``, ``log_interval``, ``num_workers``, ``num_classes`` (integers; ``num_workers`` may be 0,
+    ``num_classes`` >= 2), ``learning_rate`` (finite, > 0), ``weight_decay`` (finite, >= 0), ``ignore_index``
+    (an integer outside ``0..num_classes-1``), ``patch_size`` (positive integers), ``scale_range``
+    (``[low, high]`` with ``0 < low <= high``) and ``scales`` (see :func:`check_scales`).
+
+    Returns:
+        ``True`` (so that a config's ``initialize`` list can call it).
+
+    Raises:
+        seunet_monai.errors.ConfigValueError: naming the key (``--key`` on the command line) and the value.
+    """
+
+    def bad(key: str, expected: str) -> ConfigValueError:
+        return ConfigValueError(f"--{key} {values[key]!r}: expected {expected}.")
+
+    minimum = {"epochs": 1, "batch_size": 1, "val_batch_size": 1, "val_interval": 1, "log_interval": 1,
+               "num_workers": 0, "num_classes": 2}  # fmt: skip
+    for key, value in values.items():
+        if key in minimum:
+            if not _is_int(value) or value < minimum[key]:
+                raise bad(key, f"an integer >= {minimum[key]}")
+        elif key == "learning_rate":
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not (0 < value < float("inf")):
+                raise bad(key, "a finite number > 0 (e.g. 0.015)")
+        elif key == "weight_decay":
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not (0 <= value < float("inf")):
+                raise bad(key, "a finite number >= 0")
+        elif key == "ignore_index":
+            n = values.get("num_classes")
+            if not _is_int(value) or (_is_int(n) and 0 <= value < n):
+                raise bad(key, "an integer label value that is not a class (e.g. 255)")
+        elif key == "patch_size":
+            if not isinstance(value, Sequence) or not value or not all(_is_int(v) and v > 0 for v in value):
+                raise bad(key, "a list of positive integers, e.g. [128,128]")
+        elif key == "scale_range":
+            ok = isinstance(value, Sequence) and len(value) == 2 and all(isinstance(v, (int, float)) for v in value)
+            if not ok or not 0 < value[0] <= value[1] < float("inf"):
+                raise bad(key, "[low, high] with 0 < low <= high, e.g. [0.5,2.0]")
+        elif key == "scales":
+            check_scales(value)
+        else:
+            raise TypeError(f"check_arguments: unknown key {key!r}.")
+    return True
+
+
+def check_scales(scales: Any) -> list[float]:
+    """Check the scale sweep's ``scales`` key (before the test-split evaluation runs).
+
+    Returns:
+        the scales as floats.
+
+    Raises:
+        seunet_monai.errors.ConfigValueError: unless ``scales`` is a non-empty list of distinct, finite,
+            positive numbers.
+    """
+    expected = 'a non-empty list of distinct positive numbers, e.g. "[0.5,1,2]"'
+    if isinstance(scales, (str, bytes)) or not isinstance(scales, Sequence) or not scales:
+        raise ConfigValueError(f"--scales {scales!r}: expected {expected}.")
+    if any(isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v < float("inf") for v in scales):
+        raise ConfigValueError(f"--scales {list(scales)!r}: expected {expected}.")
+    values = [float(v) for v in scales]
+    if len(set(values)) != len(values):
+        raise ConfigValueError(f"--scales {values!r}: a scale repeats; expected {expected}.")
+    return values
+
+def check_label_values(
+    datalist: Mapping[str, Sequence[Mapping[str, Any]]],
+    num_classes: int,
+    ignore_index: int | None = None,
+    splits: Sequence[str] = ("training", "validation"),
+    spatial_dims: int = 2,
+) -> None:
+    """Check that every label of ``splits`` holds only class values ``0..num_classes-1`` and ``ignore_index``.
+
+    For a binary task (``num_classes == 2``) a dataset whose labels hold ``ignore_index`` but never the
+    value 1 is refused: it is a 0/255 mask stored with 255 for the foreground, which would ignore every
+    nucleus pixel.
+
+    Args:
+        datalist: as returned by :func:`ensure_dataset` (absolute ``label`` paths).
+        num_classes: number of classes (key ``num_classes``).
+        ignore_index: the label value excluded from loss and metrics (key ``ignore_index``).
+        splits: the splits to read.
+        spatial_dims: 3 reads the labels as volumes (:func:`seunet_monai.data.volumes.read_volume_label`).
+
+    Raises:
+        seunet_monai.errors.DataError: naming the first label file with a value out of range and the key to
+            change.
+    """
+    from seunet_monai.data.io import read_label
+    from seunet_monai.data.volumes import read_volume_label
+
+    reader = read_volume_label if spatial_dims == 3 else read_label
+
+    allowed = set(range(int(num_classes))) | ({int(ignore_index)} if ignore_index is not None else set())
+    seen: set[int] = set()
+    for split in splits:
+        for i, entry in enumerate(datalist.get(split, [])):
+            values = {int(v) for v in np.unique(reader(entry["label"]))}
+            bad = sorted(values - allowed)
+            if bad and int(num_classes) == 2 and bad == [255]:
+                raise DataError(
+                    f"label file {entry['label']!r} ({split}[{i}]) holds 0/255 but num_classes is 2 (values 0, 1; "
+                    f"ignore_index {ignore_index}): store the foreground as 1 (e.g. label // 255; "
+                    "scripts/prepare_monuseg.py writes 0/1 masks)."
+                )
+            if bad:
+                raise DataError(
+                    f"label file {entry['label']!r} ({split}[{i}]) holds class value(s) {bad[:5]} but num_classes "
+                    f"is {num_classes} (values 0..{int(num_classes) - 1}, ignore_index {ignore_index}): set "
+                    f"--num_classes {max(bad) + 1} if these are classes (BCSS needs --num_classes 5), or fix the labels."
+                )
+            seen |= values
+    if int(num_classes) == 2 and ignore_index is not None and int(ignore_index) in seen and 1 not in seen:
+        raise DataError(
+            f"the labels of {list(splits)} hold 0 and {ignore_index} but never 1: they look like 0/255 masks, and "
+            f"{ignore_index} is ignore_index, so every foreground pixel would be ignored. Store the foreground as 1 "
+            "(e.g. label // 255; scripts/prepare_monuseg.py writes 0/1 masks)."
+        )
+
+def check_outputs(
+    items: Sequence[Mapping[str, Any]],
+    output_dir: str | os.PathLike,
+    overwrite: bool = False,
+    suffixes: Sequence[str] = (".png",),
+) -> None:
+    """Check, before anything is written, that the outputs of ``items`` neither collide nor overwrite files.
+
+    Output names are the input's base name without extension plus each of ``suffixes`` (as written by
+    :class:`seunet_monai.transforms.post.SaveLabelMaskd`).
+
+    Args:
+        items: the inputs, ``[{"image": path}, ...]``.
+        output_dir: folder of the outputs.
+        overwrite: allow replacing existing outputs.
+        suffixes: output endings per input (e.g. ``(".png", "_prob.tif")``).
+
+    Raises:
+        ValueError: when two inputs map to the same output name.
+        FileExistsError: when an output exists and ``overwrite`` is false.
+    """
+    out = Path(os.path.expanduser(str(output_dir)))
+    seen: dict[str, str] = {}
+    for item in items:
+        src = str(item["image"])
+        stem = Path(src).stem
+        if stem in seen:
+            raise DataError(f"inputs {seen[stem]!r} and {src!r} would both write {stem}.png in {str(out)!r}.")
+        seen[stem] = src
+        if not overwrite:
+            for suffix in suffixes:
+                target = out / f"{stem}{suffix}"
+                if target.exists():
+                    raise ExistingPathError(
+                        f"output {str(target)!r} exists (from a previous run?); pass --overwrite true to replace "
+                        "it or choose another --output_dir."
+                    )

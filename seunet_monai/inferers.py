@@ -1,0 +1,141 @@
+"""The one path from a network to per-head class probabilities ``(B, Ω, C, *spatial)``, whole image or by windows.
+
+Used by validation and evaluation (:class:`HeadsInferer` in the bundle's configs), the scale sweep
+(:class:`seunet_monai.evaluation.ScaleSweep`) and the scale-fusion calibration
+(:mod:`seunet_monai.evaluation.calibration`), so that they all see the same probabilities.
+
+- :func:`head_probabilities`: one forward pass: ``softmax(forward_heads(x), 2)`` for SEUNet-like networks, the
+  per-head output of a multi-head network in ``output_heads`` mode, or ``softmax(network(x), 1)`` as one head for
+  a plain network (e.g. MONAI's ``BasicUNet``).
+- :func:`infer_heads`: that pass run by a MONAI inferer (default whole image). The heads are flattened into
+  channels ``(B, Ω·C, *spatial)`` while the inferer runs, so :class:`monai.inferers.SlidingWindowInferer` stitches
+  them like any channel-first output. A sliding window larger than the image along an axis is cut to the image
+  (:func:`fit_window`): MONAI would pad the image with zeros up to the window (a black border unlike H&E
+  background); cut to the image, the window covers it exactly once and nothing is padded.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from monai.inferers import Inferer, SimpleInferer, SlidingWindowInferer
+from monai.utils import convert_to_tensor
+
+from seunet_monai.networks.utils import unwrap
+
+__all__ = ["HeadsInferer", "fit_window", "head_probabilities", "infer_heads"]
+
+
+def _is_multihead(network: Any) -> bool:
+    return hasattr(network, "num_scales") and hasattr(network, "output_heads")
+
+
+def head_probabilities(network: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Per-head class probabilities ``(B, Ω, C, *spatial)`` of ``network`` on ``x`` ``(B, C_in, *spatial)``.
+
+    - a network with ``forward_heads`` (SEUNet and its subclasses): ``softmax(forward_heads(x), dim=2)`` in any
+      mode;
+    - another multi-head network (``num_scales`` and ``output_heads``): its output with ``output_heads = True``
+      (probabilities; the flag is restored afterwards);
+    - a plain network returning logits ``(B, C, *spatial)``: one head, ``softmax(network(x), 1).unsqueeze(1)``.
+
+    Raises:
+        ValueError: when the output does not have the expected layout.
+    """
+    net = unwrap(network)
+    if hasattr(net, "forward_heads"):
+        return torch.softmax(net.forward_heads(x), dim=2)
+    if _is_multihead(net):
+        had = net.output_heads
+        net.output_heads = True
+        try:
+            out = net(x)
+        finally:
+            net.output_heads = had
+        out = out[0] if isinstance(out, (tuple, list)) else out
+        if out.ndim != x.ndim + 1 or out.shape[1] != int(net.num_scales):
+            raise ValueError(
+                f"head_probabilities: expected per-head probabilities (B, {int(net.num_scales)}, C, *spatial) from "
+                f"{type(net).__name__} with output_heads=True, got {tuple(out.shape)}."
+            )
+        return out
+    out = network(x)
+    out = out[0] if isinstance(out, (tuple, list)) else out
+    if out.ndim != x.ndim:
+        raise ValueError(
+            f"head_probabilities: expected logits (B, C, *spatial) from {type(net).__name__}, got {tuple(out.shape)}."
+        )
+    return torch.softmax(out, dim=1).unsqueeze(1)
+
+
+def fit_window(inferer: Inferer, spatial_shape: Sequence[int]) -> Inferer:
+    """``inferer`` itself, or, for a :class:`~monai.inferers.SlidingWindowInferer` whose window is larger than the
+    image along some axis, a copy whose window is cut to the image there (non-positive ``roi_size`` entries mean
+    the whole axis, as in MONAI)."""
+    roi = getattr(inferer, "roi_size", None)
+    if not isinstance(inferer, SlidingWindowInferer) or roi is None:
+        return inferer
+    shape = [int(n) for n in spatial_shape]
+    roi = [int(roi)] * len(shape) if isinstance(roi, int) else [int(r) for r in roi]
+    fitted = [n if r <= 0 else min(r, n) for r, n in zip(roi, shape)]
+    if fitted == roi:
+        return inferer
+    out = copy.copy(inferer)
+    out.roi_size = tuple(fitted)
+    out.roi_weight_map = None  # a cached map is for the configured window
+    return out
+
+
+def infer_heads(
+    network: torch.nn.Module | Callable[..., Any],
+    inputs: torch.Tensor,
+    inferer: Inferer | None = None,
+    *args: Any,
+    **kwargs: Any,
+) -> torch.Tensor:
+    """Per-head probabilities ``(B, Ω, C, *spatial)`` of ``inputs`` ``(B, C_in, *spatial)``, run by ``inferer``.
+
+    Args:
+        network: see :func:`head_probabilities` (call it under ``torch.no_grad()`` and in eval mode).
+        inputs: the batch.
+        inferer: a MONAI inferer (default :class:`~monai.inferers.SimpleInferer`: the whole image); a sliding
+            window is cut to the image where it is larger (:func:`fit_window`).
+        args: further positional arguments of the inferer's network call.
+        kwargs: further keyword arguments of the inferer's network call.
+
+    Returns:
+        a plain tensor (no ``MetaTensor``) where the inferer puts its output (``SlidingWindowInferer``: ``device``).
+    """
+    heads: list[tuple[int, int]] = []
+
+    def flat(x: torch.Tensor, *a: Any, **k: Any) -> torch.Tensor:
+        p = head_probabilities(network, x)  # type: ignore[arg-type]
+        heads.append((int(p.shape[1]), int(p.shape[2])))
+        return p.flatten(1, 2)
+
+    inferer = fit_window(inferer if inferer is not None else SimpleInferer(), inputs.shape[2:])
+    out = inferer(inputs, flat, *args, **kwargs)
+    if isinstance(out, (tuple, list, dict)):
+        raise ValueError("infer_heads: the inferer returned several outputs; expected one tensor.")
+    out = convert_to_tensor(out, track_meta=False)
+    omega, classes = heads[0]
+    return out.reshape(out.shape[0], omega, classes, *out.shape[2:])
+
+
+class HeadsInferer(Inferer):
+    """A MONAI inferer giving per-head probabilities ``(B, Ω, C, *spatial)``: :func:`infer_heads` with another
+    inferer (default :class:`~monai.inferers.SimpleInferer`) doing the work (windowing, stitching).
+
+    Args:
+        inferer: the inferer doing the actual work.
+    """
+
+    def __init__(self, inferer: Inferer | None = None) -> None:
+        super().__init__()
+        self.inferer = inferer if inferer is not None else SimpleInferer()
+
+    def __call__(self, inputs: torch.Tensor, network: Callable[..., Any], *args: Any, **kwargs: Any) -> torch.Tensor:
+        return infer_heads(network, inputs, self.inferer, *args, **kwargs)
