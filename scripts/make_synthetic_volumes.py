@@ -2,57 +2,13 @@
 """Write a synthetic fluorescence-like 3D nuclei dataset (NIfTI volumes, labels, datalist.json) for the bundle's
 volume variant (``bundle/configs/variants/3d.json``).
 
-Example::
-
-    python scripts/make_synthetic_volumes.py --dst data/volumes --n-train 8 --size 64
-    python scripts/make_synthetic_volumes.py --dst data/volumes_x2 --scale 2            # nuclei twice as large
-    python scripts/make_synthetic_volumes.py --dst data/volumes_aniso --spacing 1,1,2   # half as many, thicker slices
+The same as the console script ``seunet-make-synthetic-volumes`` (installed by ``pip install``); see
+:mod:`seunet_monai.cli.make_synthetic_volumes` for the options (``--help``).
 """
 
-from __future__ import annotations
-
-import argparse
 import sys
 
-from seunet_monai.data.synthetic3d import make_synthetic_volumes
-
-
-def _spacing(text: str) -> list[float]:
-    try:
-        values = [float(v) for v in text.split(",")]
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(f"--spacing must be one number or three (x,y,z), got {text!r}") from e
-    if len(values) not in (1, 3) or any(not v > 0 for v in values):
-        raise argparse.ArgumentTypeError(f"--spacing must be one positive number or three (x,y,z), got {text!r}")
-    return values * 3 if len(values) == 1 else values
-
-
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--dst", required=True, help="output folder (missing or empty unless --overwrite)")
-    p.add_argument("--n-train", type=int, default=8, help="training volumes (default 8)")
-    p.add_argument("--n-val", type=int, default=2, help="validation volumes (default 2)")
-    p.add_argument("--n-test", type=int, default=2, help="test volumes (default 2)")
-    p.add_argument("--size", type=int, default=64, help="voxels per axis (default 64)")
-    p.add_argument("--scale", type=float, default=1.0, help="magnification of every length (default 1)")
-    p.add_argument("--spacing", type=_spacing, default=[1.0, 1.0, 1.0],
-                   help="voxel size x,y,z at scale 1 (default 1,1,1; e.g. 1,1,2 for anisotropic stacks)")
-    p.add_argument("--photons", type=float, default=60.0, help="photon count at full brightness (default 60)")
-    p.add_argument("--seed", type=int, default=0, help="base seed (default 0)")
-    p.add_argument("--overwrite", action="store_true",
-                   help="replace the content of a non-empty --dst, only if a synthetic generator wrote it")
-    args = p.parse_args(argv)
-    try:
-        path = make_synthetic_volumes(
-            args.dst, n_train=args.n_train, n_val=args.n_val, n_test=args.n_test, size=args.size, scale=args.scale,
-            spacing=args.spacing, photons=args.photons, seed=args.seed, overwrite=args.overwrite,
-        )
-    except (ValueError, FileExistsError) as e:
-        print(f"make_synthetic_volumes: error: {e}", file=sys.stderr)
-        return 2
-    print(f"wrote {path}")
-    return 0
-
+from seunet_monai.cli.make_synthetic_volumes import main
 
 if __name__ == "__main__":
     sys.exit(main())

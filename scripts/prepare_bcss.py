@@ -1,15 +1,13 @@
 #!/usr/bin/env python
-"""Prepare BCSS (RGB regions + code masks) as a 5-class tiled dataset folder; see seunet_monai.data.bcss.
+"""Prepare BCSS (RGB regions + code masks) as a 5-class tiled dataset folder.
 
-Usage:
-    python scripts/prepare_bcss.py --images DIR --masks DIR --dst DST [--tile 512] [--test-institutions CODES]
-        [--class-map FILE] [--overwrite] [--skip-bad] [--val-fraction F] [--seed S]
-        [--stain-norm none|vahadane|macenko] [--stain-reference IMG]
+The same as the console script ``seunet-prepare-bcss`` (installed by ``pip install``); see
+:mod:`seunet_monai.cli.prepare_bcss` for the options (``--help``).
 """
 
 import sys
 
-from seunet_monai.data.bcss import main
+from seunet_monai.cli.prepare_bcss import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,14 +1,13 @@
 #!/usr/bin/env python
-"""Prepare MoNuSeg (official layout) as a dataset folder with datalist.json; see seunet_monai.data.monuseg.
+"""Prepare MoNuSeg (official layout) as a dataset folder with datalist.json.
 
-Usage:
-    python scripts/prepare_monuseg.py --src SRC --dst DST [--val-fraction F] [--tile 400] [--stride 200]
-        [--stain-norm vahadane|macenko|none] [--stain-reference IMG] [--overwrite] [--skip-bad] [--strict] [--seed S]
+The same as the console script ``seunet-prepare-monuseg`` (installed by ``pip install``); see
+:mod:`seunet_monai.cli.prepare_monuseg` for the options (``--help``).
 """
 
 import sys
 
-from seunet_monai.data.monuseg import main
+from seunet_monai.cli.prepare_monuseg import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -2,8 +2,8 @@
 
 Every variant is trained and evaluated by the *same* bundle commands (``python -m monai.bundle run
 training|evaluating``) with the same data, seed, epochs and augmentation; a variant differs only by its
-override file ``bundle/configs/variants/NAME.json``, merged **last** (after ``train.json`` and, for
-evaluating, ``evaluate.json``) so that its keys win:
+override file ``configs/variants/NAME.json`` of the bundle (:func:`seunet_monai.resources.bundle_path`),
+merged **last** (after ``train.json`` and, for evaluating, ``evaluate.json``) so that its keys win:
 
 - ``seunet``: the bundle's default SEUNet (no override file),
 - ``unet``: MONAI's ``BasicUNet`` (features 60..960, one head; the sweep reports it as ``head1`` with
@@ -45,6 +45,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from seunet_monai.resources import bundle_path
+
 __all__ = [
     "TINY_DATA",
     "VARIANTS",
@@ -56,8 +58,11 @@ __all__ = [
     "write_comparison",
 ]
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-CONFIG_DIR = REPO_ROOT / "bundle" / "configs"
+BUNDLE_DIR = bundle_path()  # the source checkout's bundle/ or the installed package data (seunet_monai.resources)
+CONFIG_DIR = BUNDLE_DIR / "configs"
+# working directory of the bundle commands: a source checkout's root (``python -m`` then imports this checkout's
+# package, as before), else the installed bundle folder (no Python modules there to shadow anything)
+COMMAND_DIR = BUNDLE_DIR.parent if (BUNDLE_DIR.parent / "seunet_monai").is_dir() else BUNDLE_DIR
 STATE_FILE = "experiment_state.json"
 
 
@@ -291,7 +296,7 @@ def _run_logged(cmd: list[str], log_path: Path, env: Mapping[str, str], poll: Ca
     with open(log_path, "a", encoding="utf-8") as log:
         log.write(f"\n$ {' '.join(cmd)}\n")
         log.flush()
-        proc = subprocess.Popen(cmd, cwd=str(REPO_ROOT), env=dict(env), stdout=subprocess.PIPE,
+        proc = subprocess.Popen(cmd, cwd=str(COMMAND_DIR), env=dict(env), stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True, errors="replace")
 
         def pump() -> None:

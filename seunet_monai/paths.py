@@ -10,6 +10,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from seunet_monai.errors import MissingPathError
+
 __all__ = ["BUNDLE_ROOT_ENV", "bundle_root", "resolve_path"]
 
 BUNDLE_ROOT_ENV = "SEUNET_BUNDLE_ROOT"
@@ -45,7 +47,8 @@ def bundle_root() -> str:
        expression, found on the call stack (``python -m monai.bundle run ...``, ``check_properties``), or a
        ``config_file`` argument of a ``monai.bundle.scripts`` function (``verify_net_in_out``,
        ``ckpt_export``): the parent of ``configs/``;
-    3. the ``bundle`` folder next to this package in a source checkout;
+    3. the bundle shipped with this package (:func:`seunet_monai.resources.bundle_path`: the installed package
+       data, or ``bundle/`` next to the package in a source checkout);
     4. the current working directory (what MONAI's own scripts assume).
 
     A ``--bundle_root DIR`` on the command line overrides this expression altogether.
@@ -73,10 +76,12 @@ def bundle_root() -> str:
             f = f.f_back
     finally:
         del frame
-    checkout = Path(__file__).resolve().parents[1] / "bundle"
-    if (checkout / "configs").is_dir():
-        return str(checkout)
-    return str(Path.cwd())
+    from seunet_monai.resources import bundle_path
+
+    try:
+        return str(bundle_path())
+    except MissingPathError:
+        return str(Path.cwd())
 
 def resolve_path(path: str | os.PathLike, root: str | os.PathLike) -> str:
     """``path`` if absolute (``~`` expanded), else ``root / path``; returned as an absolute string."""

@@ -200,7 +200,9 @@ def test_override_option_reaches_every_variant_command(monkeypatch):
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
     seen = {}
-    monkeypatch.setattr(script, "run_experiment", lambda *a, **k: seen.update(k) or {"failed": {}})
+    from seunet_monai.cli import experiment as cli  # the script is a thin wrapper around cli.experiment.main
+
+    monkeypatch.setattr(cli, "run_experiment", lambda *a, **k: seen.update(k) or {"failed": {}})
     rc = script.main(["--dataset-dir", "d", "--out", "o", "--variants", "unet", "--override", "scale_augmentation=true",
                       "--override", "scale_range=[0.5,2]", "--override", "fusion=pdist"])
     assert rc == 0

@@ -23,8 +23,9 @@ IMAGE_SUFFIXES = (".png", ".tif", ".tiff")
 """Image files ``list_images`` picks up (case-insensitive)."""
 
 PREPARE_HINT = (
-    "prepare a dataset with scripts/prepare_monuseg.py or scripts/prepare_bcss.py (or scripts/make_synthetic.py) "
-    "and set --dataset_dir to the folder holding its datalist.json"
+    "prepare a dataset with seunet-prepare-monuseg or seunet-prepare-bcss (or seunet-make-synthetic; in a source "
+    "checkout also scripts/prepare_monuseg.py, scripts/prepare_bcss.py) and set --dataset_dir to the folder holding "
+    "its datalist.json"
 )
 
 

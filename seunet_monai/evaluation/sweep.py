@@ -79,6 +79,7 @@ from seunet_monai.fusion import fuse, winning_head
 from seunet_monai.handlers.status import write_status
 from seunet_monai.inferers import infer_heads
 from seunet_monai.metrics import SegmentationScores
+from seunet_monai.progress import progress as progress_bar
 from seunet_monai.scale_fusion import ScaleProfile, estimate_scale
 
 __all__ = ["DEFAULT_MAX_PIXELS", "DEFAULT_MAX_VOXELS", "MIN_WINDOW", "OUTPUT_FILES", "STATUS_FILE", "ScaleSweep", "peak_rss_mb",
@@ -546,7 +547,9 @@ class ScaleSweep:
         run = self._start(network)
         t_start = time.perf_counter()
         with output_heads_mode(network):
-            for index, item in enumerate(iterate_items(dataset)):
+            items = dataset.dataset if isinstance(dataset, torch.utils.data.DataLoader) else dataset  # count items
+            total = len(items) if hasattr(items, "__len__") else None
+            for index, item in enumerate(progress_bar(iterate_items(dataset), total=total, desc="scale sweep")):
                 image, label = prepare_item(item, self.image_key, self.label_key, index)
                 if run.spatial_dims is None:
                     run.spatial_dims = image.ndim - 1

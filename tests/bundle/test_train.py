@@ -4,6 +4,7 @@ directory, seed repeatability and resume."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import pytest
@@ -41,7 +42,12 @@ def test_training_writes_data_checkpoints_and_tensorboard(trained):
     lrs = [v for _, v in sorted(tb["lr"])]
     assert max(lrs) <= 0.015 + 1e-9 and len(set(lrs)) > 1  # 1-cycle schedule, stepped per iteration
     assert any(t.startswith("input_0") for t in tb["images"]) and any(t.startswith("output") for t in tb["images"])
-    assert "ETA" in log or "<" in log  # progress bar / per-iteration log with time estimate
+    # console: one line per epoch (mean loss, lr, time), no per-iteration lines; no bar drawn into a pipe
+    epoch_lines = re.findall(r"Epoch (\d+)/2 -- train_loss: ([\d.]+), lr: [\d.e+-]+, 2 iterations in [\d.]+ s", log)
+    assert [e for e, _ in epoch_lines] == ["1", "2"]
+    mean_epoch1 = (tb["train_loss"][0][1] + tb["train_loss"][1][1]) / 2
+    assert float(epoch_lines[0][1]) == pytest.approx(mean_epoch1, abs=1e-4)
+    assert "Iter:" not in log and "it/s" not in log and "%|" not in log
 
 
 def test_training_from_another_directory_with_seed_and_resume(tmp_path, trained):

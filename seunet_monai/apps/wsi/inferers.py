@@ -200,9 +200,13 @@ class BandMerger(Merger):
         if self.values is None:
             self._allocate(values.shape[2:])
         self._flush_until(y)
-        ph, pw = values.shape[2:]
-        imp = self.importance.to(values.device)  # type: ignore[union-attr]
-        self.values[:, 0:ph, x : x + pw] += (values[0].float() * imp).to(self.device)  # type: ignore[index]
+        # a patch may reach beyond the padded output (an image smaller than the patch): keep what lies inside
+        band_h, band_w = self.values.shape[1:]  # type: ignore[union-attr]
+        ph, pw = min(values.shape[2], band_h), min(values.shape[3], band_w - x)
+        if pw <= 0:
+            return
+        imp = self.importance.to(values.device)[:ph, :pw]  # type: ignore[union-attr]
+        self.values[:, 0:ph, x : x + pw] += (values[0, :, :ph, :pw].float() * imp).to(self.device)  # type: ignore[index]
         self.weights[0:ph, x : x + pw] += imp.to(self.device)  # type: ignore[index]
 
     def finalize(self) -> Any:

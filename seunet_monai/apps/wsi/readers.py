@@ -486,13 +486,22 @@ def read_thumbnail(reader: BaseWSIReader, wsi: Any, level: int, max_size: int = 
         r = reader.get_downsample_ratio(wsi, k) / base
         if r <= f * 1.01 and r > reader.get_downsample_ratio(wsi, src) / base:
             src = k
-    g = max(1, int(round(f / (reader.get_downsample_ratio(wsi, src) / base))))  # source pixels per thumbnail pixel
+    g = f / (reader.get_downsample_ratio(wsi, src) / base)  # source pixels per thumbnail pixel
+    if abs(g - round(g)) < 1e-3:  # pyramid levels: an integer factor, block averaging
+        g = max(1, int(round(g)))
     out = np.full((th, tw, 3), 255, dtype=np.uint8)
-    block = max(1, 2048 // g)  # thumbnail pixels per block side
+    block = max(1, int(2048 // g))  # thumbnail pixels per block side
     for t0 in range(0, th, block):
         for u0 in range(0, tw, block):
             bh, bw = min(block, th - t0), min(block, tw - u0)
-            region = read_region(reader, wsi, (t0 * g, u0 * g), (bh * g, bw * g), src)
-            small = downscale_local_mean(region.astype(np.float32), (g, g, 1)) if g > 1 else region
+            if isinstance(g, int):
+                region = read_region(reader, wsi, (t0 * g, u0 * g), (bh * g, bw * g), src)
+                small = downscale_local_mean(region.astype(np.float32), (g, g, 1)) if g > 1 else region
+            else:  # a resampled grid (ResampledLevelReader) over stored levels: a non-integer factor
+                from skimage.transform import resize
+
+                y0, x0 = round(t0 * g), round(u0 * g)
+                region = read_region(reader, wsi, (y0, x0), (round((t0 + bh) * g) - y0, round((u0 + bw) * g) - x0), src)
+                small = resize(region.astype(np.float32), (bh, bw), anti_aliasing=g > 1, preserve_range=True)
             out[t0 : t0 + bh, u0 : u0 + bw] = np.clip(np.asarray(small) + 0.5, 0, 255).astype(np.uint8)[:bh, :bw]
     return out, f
