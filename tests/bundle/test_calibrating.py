@@ -13,9 +13,11 @@ from .conftest import EVALUATE, INFERENCE, TINY_NET, TRAIN, bundle
 
 
 def _calibrated_rows(path) -> list[float]:
+    from seunet_monai.scale_fusion import BUFFER_NAMES, ScaleProfile
+
     state = torch.load(path, map_location="cpu", weights_only=True)
-    ok = torch.isfinite(state["fusion_iou"]).all(1) & torch.isfinite(state["fusion_signature"]).all(1)
-    return state["fusion_scales"][ok].tolist()
+    profile = ScaleProfile.from_buffers(*(state[n] for n in BUFFER_NAMES))  # the rows the fusion uses
+    return [] if profile is None else [round(v, 6) for v in profile.scales.tolist()]
 
 
 def test_training_calibrates_model_pt_and_calibrating_redoes_it(trained):
