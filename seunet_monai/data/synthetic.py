@@ -59,6 +59,7 @@ from seunet_monai.data.io import atomic_save_png, atomic_write_json, prepare_out
 
 __all__ = [
     "TASKS",
+    "check_generator_arguments",
     "TISSUE_CLASSES",
     "NUCLEI_CLASSES",
     "HEMATOXYLIN_OD",
@@ -508,6 +509,32 @@ def _new_partial_folder(dst: Path) -> Path:
     return tmp
 
 
+
+def check_generator_arguments(counts: dict[str, Any], size: Any, scale: Any, seed: Any, unit: str) -> float:
+    """Validate the arguments shared by the synthetic generators (2D and 3D); returns ``scale`` as a float.
+
+    Args:
+        counts: number of items per split name (integers >= 0).
+        size: image side (integer >= 8).
+        scale: magnification (positive, finite).
+        seed: random seed (integer >= 0).
+        unit: what an item is called in messages ("samples", "volumes").
+
+    Raises:
+        ValueError: naming the first bad argument.
+    """
+    for name, n in counts.items():
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
+            raise ValueError(f"number of {name} {unit} must be an integer >= 0, got {n!r}.")
+    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 8:
+        raise ValueError(f"size must be an integer >= 8, got {size!r}.")
+    value = float(scale)
+    if not (np.isfinite(value) and value > 0):
+        raise ValueError(f"scale must be a positive number, got {scale!r}.")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be an integer >= 0, got {seed!r}.")
+    return value
+
 def make_synthetic_dataset(
     dst: str | os.PathLike,
     task: str = "nuclei",
@@ -553,16 +580,7 @@ def make_synthetic_dataset(
 
     _check_task(task)
     counts = {"training": n_train, "validation": n_val, "test": n_test}
-    for name, n in counts.items():
-        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
-            raise ValueError(f"number of {name} samples must be an integer >= 0, got {n!r}.")
-    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 8:
-        raise ValueError(f"size must be an integer >= 8, got {size!r}.")
-    scale = float(scale)
-    if not (np.isfinite(scale) and scale > 0):
-        raise ValueError(f"scale must be a positive number, got {scale!r}.")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be an integer >= 0, got {seed!r}.")
+    scale = check_generator_arguments(counts, size, scale, seed, "samples")
 
     dst = Path(dst).expanduser().absolute()
     _check_replaceable(dst, overwrite)

@@ -33,6 +33,7 @@ from seunet_monai.data.synthetic import (
     _IN_PROGRESS,
     SYNTHETIC_MARKER,
     _check_replaceable,
+    check_generator_arguments,
     _new_partial_folder,
     _remove_stale_partials,
     generation_lock,
@@ -185,16 +186,7 @@ def make_synthetic_volumes(
         FileExistsError: when ``dst`` is not empty and ``overwrite`` is false.
     """
     counts = {"training": n_train, "validation": n_val, "test": n_test}
-    for name, n in counts.items():
-        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
-            raise ValueError(f"number of {name} volumes must be an integer >= 0, got {n!r}.")
-    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 8:
-        raise ValueError(f"size must be an integer >= 8, got {size!r}.")
-    scale = float(scale)
-    if not (np.isfinite(scale) and scale > 0):
-        raise ValueError(f"scale must be a positive number, got {scale!r}.")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be an integer >= 0, got {seed!r}.")
+    scale = check_generator_arguments(counts, size, scale, seed, "volumes")
     params = {"n_train": int(n_train), "n_val": int(n_val), "n_test": int(n_test), "size": int(size),
               "scale": scale, "spacing": list(_as_triple(spacing, "spacing")), "photons": float(photons),
               "seed": int(seed)}  # fmt: skip
