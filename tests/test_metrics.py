@@ -1,4 +1,4 @@
-"""Specification of the dataset-wide IoU (METHOD.md sec. 7) and the equivariance error (eq. 10, 12)."""
+"""Specification of the dataset-wide IoU and the equivariance error (eq. 10, 12)."""
 
 from __future__ import annotations
 
