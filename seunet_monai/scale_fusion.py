@@ -13,7 +13,7 @@ default the 17 sweep scales ``2^(k/4)``, ``k = -8..8``) the validation images ar
 predicted; ``fusion_iou[p, k]`` is head k's dataset-wide IoU there and ``fusion_signature[p]`` the mean over
 images of the label-free signature :func:`head_signature` (NaN rows: not calibrated).
 
-**Signature** (2 numbers per head, label-free, computable on any window): for each head k,
+**Signature** (3 numbers per head, label-free, computable on any window): for each head k,
 
 - ``m_k``: the mean margin ``D_k = p_max - p_second`` (Algorithm 1) over the window, its *confidence*.
   A head is most confident where its σ matches the structures; on enlarged inputs the larger-σ heads
@@ -26,9 +26,22 @@ images of the label-free signature :func:`head_signature` (NaN rows: not calibra
   density: on the 5 MoNuSeg validation images, calibrated leave-one-image-out on the other 4 at the 9 scales
   0.5..2, the estimate's mean error was 0.58 octave with ``[m, b]`` and 0.32 octave with ``[m, ρ]``, and the fusion's
   worst gap to the best head at any scale went from -1.03 to -0.39 IoU points (``bundle/docs/research_log.md``).
-  A window without objects has ``ρ_k`` = NaN for that head; such components are left out of the estimate.
+- ``a_k``: the *consensus agreement* of the head: the IoU between its non-background labels and those of the
+  heads' mean (the paper's ``mean`` fusion), counting a pixel as agreeing when both give it the same
+  non-background class. It measures how the head's σ suits the image's *resolution* (edge width, texture,
+  noise), which ``ρ_k`` cannot see: tissue with smaller nuclei seen at a higher magnification has the object
+  sizes of a lower magnification but not its blur. At the training scale the finest heads agree with the
+  consensus; at lower magnification the coarse heads lose it, at higher magnification the finest.
+  Adding it to ``[m, ρ]`` lowered the leave-one-image-out mean error on MoNuSeg from 0.33 to 0.29 octave
+  and the worst gap to the best head from -0.47 to -0.34 IoU points (research log, 2026-11-27).
 
-``signature = [m_1 .. m_Ω, ρ_1 .. ρ_Ω]`` (shape ``(2Ω,)``, the layout of the ``fusion_signature`` buffer).
+A window without objects has ``ρ_k`` (and ``a_k`` when no head finds any) = NaN; such components are left out
+of the estimate.
+
+``signature = [m_1 .. m_Ω, ρ_1 .. ρ_Ω, a_1 .. a_Ω]`` (shape ``(3Ω,)``, the layout of the ``fusion_signature``
+buffer; :func:`signature_width`). A checkpoint calibrated with an older layout (``(P, 2Ω)``, until 0.3.0) loads
+with its calibration cleared (the ``scale`` fusion then falls back to PEns and warns) until ``run calibrating``
+measures it again.
 
 **Estimate** (:func:`estimate_log_scale`): the calibrated signatures are a curve ``S(t)`` over
 ``t = log s``; it is linearly interpolated on a fine grid (``grid_steps`` points per calibration interval)
@@ -67,6 +80,8 @@ __all__ = [
     "estimate_log_scale",
     "estimate_scale",
     "head_signature",
+    "signature_width",
+    "upgrade_signature_state",
     "resolve_profile",
     "scale_fuse",
     "scale_head_weights",
@@ -74,14 +89,40 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: The two statistics per head in ``fusion_signature``, in buffer order (Ω values each).
-SIGNATURE_STATISTICS = ("mean_margin", "log_object_radius")
+#: The statistics per head in ``fusion_signature``, in buffer order (Ω values each).
+SIGNATURE_STATISTICS = ("mean_margin", "log_object_radius", "consensus_agreement")
 #: Connected components smaller than this (pixels or voxels) are not objects for ``ρ_k``.
 MIN_OBJECT_SIZE = 4
 #: Names of the state-dict buffers holding the calibration (SEUNet and subclasses).
 BUFFER_NAMES = ("fusion_scales", "fusion_iou", "fusion_signature")
 
 _warned_uncalibrated = False
+
+
+def signature_width(num_heads: int) -> int:
+    """Columns of the ``fusion_signature`` buffer for ``num_heads`` heads: ``len(SIGNATURE_STATISTICS) · Ω``."""
+    return len(SIGNATURE_STATISTICS) * int(num_heads)
+
+
+def upgrade_signature_state(state_dict: dict, key: str, num_heads: int, warn: bool = True) -> bool:
+    """Clear, in place, a ``fusion_signature`` entry saved with the 0.3.0 layout (2 statistics per head).
+
+    Its statistics cannot be converted (the new one needs the images), so the entry becomes NaN of the current
+    width: the checkpoint loads, the ``scale`` fusion is uncalibrated (PEns with a warning) until recalibrated.
+    Called by the networks' ``_load_from_state_dict``; returns whether the entry was cleared.
+    """
+    value = state_dict.get(key)
+    if not isinstance(value, torch.Tensor) or value.ndim != 2 or value.shape[1] != 2 * int(num_heads):
+        return False
+    state_dict[key] = torch.full((value.shape[0], signature_width(num_heads)), float("nan"), dtype=value.dtype)
+    if not warn:
+        return True
+    logger.warning(
+        "%s: the checkpoint's scale-fusion calibration has the 0.3.0 layout (2 statistics per head, now %d); it "
+        "is cleared and fusion 'scale' falls back to 'pens' until `python -m monai.bundle run calibrating` "
+        "measures it again.", key, len(SIGNATURE_STATISTICS),
+    )
+    return True
 
 
 @dataclass(frozen=True)
@@ -91,7 +132,7 @@ class ScaleProfile:
     Attributes:
         scales: ``(P,)`` calibrated scales (> 0, increasing).
         iou: ``(P, Ω)`` per-head validation IoU at each scale.
-        signature: ``(P, 2Ω)`` mean label-free signature (:func:`head_signature`) at each scale.
+        signature: ``(P, 3Ω)`` mean label-free signature (:func:`head_signature`) at each scale.
     """
 
     scales: torch.Tensor
@@ -107,17 +148,23 @@ class ScaleProfile:
         """Keep the rows where everything is finite; ``None`` when no row is (not calibrated).
 
         Args:
-            scales: ``(P,)``; iou: ``(P, Ω)``; signature: ``(P, 2Ω)`` (tensors or array-likes).
+            scales: ``(P,)``; iou: ``(P, Ω)``; signature: ``(P, 3Ω)`` (tensors or array-likes).
 
         Raises:
-            ValueError: for inconsistent shapes or non-positive scales.
+            ValueError: for inconsistent shapes (an older signature layout included) or non-positive scales.
         """
         s = torch.as_tensor(scales, dtype=torch.float64).detach().cpu().flatten()
         q = torch.as_tensor(iou, dtype=torch.float64).detach().cpu()
         g = torch.as_tensor(signature, dtype=torch.float64).detach().cpu()
-        if q.ndim != 2 or g.ndim != 2 or q.shape[0] != s.numel() or g.shape != (s.numel(), 2 * q.shape[1]):
+        if q.ndim == 2 and g.ndim == 2 and g.shape == (s.numel(), 2 * q.shape[1]) and q.shape[0] == s.numel():
             raise ValueError(
-                "scale profile: expected fusion_scales (P,), fusion_iou (P, Ω) and fusion_signature (P, 2Ω), got "
+                f"scale profile: fusion_signature {tuple(g.shape)} has the layout of seunet-monai 0.3.0 (2 statistics "
+                f"per head, now {len(SIGNATURE_STATISTICS)}); recalibrate the checkpoint with `python -m monai.bundle "
+                "run calibrating` (bundle/docs/README.md)."
+            )
+        if q.ndim != 2 or g.ndim != 2 or q.shape[0] != s.numel() or g.shape != (s.numel(), signature_width(q.shape[1])):
+            raise ValueError(
+                "scale profile: expected fusion_scales (P,), fusion_iou (P, Ω) and fusion_signature (P, 3Ω), got "
                 f"{tuple(s.shape)}, {tuple(q.shape)} and {tuple(g.shape)}."
             )
         # a signature component may be NaN (a head that found no object at that scale): the row still counts
@@ -186,26 +233,42 @@ def _log_object_radius(labels: torch.Tensor) -> torch.Tensor:
     return out.view(labels.shape[:2])
 
 
+def _consensus_agreement(labels: torch.Tensor, consensus: torch.Tensor) -> torch.Tensor:
+    """IoU of each head's non-background labels with the consensus': ``(B, Ω, *sp), (B, *sp) -> (B, Ω)``.
+
+    A pixel counts in the intersection when head and consensus give it the same non-background class, in the
+    union when either gives it one (for two classes: the foreground IoU). NaN where the union is empty.
+    """
+    consensus = consensus.unsqueeze(1)
+    both = ((labels == consensus) & (consensus != 0)).flatten(2).sum(2).double()
+    either = ((labels != 0) | (consensus != 0)).flatten(2).sum(2).double()
+    return torch.where(either > 0, both / either.clamp_min(1), torch.full_like(both, float("nan")))
+
+
 def head_signature(probs: torch.Tensor) -> torch.Tensor:
-    """Label-free signature of every item (image or window): ``[m_1..m_Ω, b_1..b_Ω]`` (see the module docstring).
+    """Label-free signature of every item (image or window): ``[m_1..m_Ω, ρ_1..ρ_Ω, a_1..a_Ω]`` (see the module
+    docstring).
 
     Args:
         probs: per-head class probabilities ``(B, Ω, C, *spatial)``, ``C >= 2``.
 
     Returns:
-        ``(B, 2Ω)`` float64: mean margin of each head, then the log object radius of each head's arg-max map
-        (NaN for a head whose map has no object).
+        ``(B, 3Ω)`` float64: mean margin of each head, the log object radius of each head's arg-max map (NaN for
+        a head whose map has no object), and each head's agreement with the mean of the heads (NaN where neither
+        has a non-background pixel).
     """
     if probs.ndim < 4 or probs.shape[2] < 2:
         raise ValueError(f"head_signature: probs must be (B, Ω, C, *spatial) with C >= 2, got {tuple(probs.shape)}.")
     top2 = probs.topk(2, dim=2).values
     margins = (top2[:, :, 0] - top2[:, :, 1]).flatten(2).double().mean(2)  # (B, Ω)
-    radius = _log_object_radius(probs.argmax(dim=2)).to(margins.device)  # (B, Ω)
-    return torch.cat([margins, radius], dim=1)
+    labels = probs.argmax(dim=2)  # (B, Ω, *spatial)
+    radius = _log_object_radius(labels).to(margins.device)  # (B, Ω)
+    agreement = _consensus_agreement(labels, probs.mean(dim=1).argmax(dim=1))  # (B, Ω)
+    return torch.cat([margins, radius, agreement], dim=1)
 
 
 def _dense_curve(profile: ScaleProfile, grid_steps: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``(log s grid (G,), signatures (G, 2Ω), iou (G, Ω))`` linearly interpolated between calibrated scales."""
+    """``(log s grid (G,), signatures (G, 3Ω), iou (G, Ω))`` linearly interpolated between calibrated scales."""
     t = profile.scales.log()
     if t.numel() == 1:
         return t, profile.signature, profile.iou
@@ -242,14 +305,14 @@ def _check_heads(probs: torch.Tensor, profile: ScaleProfile, name: str) -> None:
 
 
 def _nearest_on_curve(signature: torch.Tensor, profile: ScaleProfile, grid_steps: int) -> torch.Tensor:
-    """Index into the dense curve of the grid point nearest to each signature ``(B, 2Ω)`` -> ``(B,)``.
+    """Index into the dense curve of the grid point nearest to each signature ``(B, 3Ω)`` -> ``(B,)``.
 
     Non-finite components (a head without objects in the window, or at a calibrated scale) are left out of
     the distance, which is the mean squared normalised difference over the components both sides have.
     """
     _, curve, _ = _dense_curve(profile, grid_steps)
     spread = _signature_spread(profile)
-    diff = (signature.unsqueeze(1) - curve.unsqueeze(0)) / spread  # (B, G, 2Ω)
+    diff = (signature.unsqueeze(1) - curve.unsqueeze(0)) / spread  # (B, G, 3Ω)
     finite = torch.isfinite(diff)
     # mean over the components both sides have, so grid points with fewer finite components are not favoured
     d = torch.where(finite, diff, 0.0).pow(2).sum(-1) / finite.sum(-1).clamp_min(1)  # (B, G)

@@ -25,6 +25,7 @@ from scipy import ndimage
 from torch import nn
 
 from seunet_monai.fusion import fuse
+from seunet_monai.scale_fusion import signature_width
 
 
 class ScaleBandHeads(nn.Module):
@@ -40,7 +41,7 @@ class ScaleBandHeads(nn.Module):
         scales = [2.0 ** (k / 4.0) for k in range(-8, 9)] if profile_scales is None else list(profile_scales)
         self.register_buffer("fusion_scales", torch.tensor(scales, dtype=torch.float32))
         self.register_buffer("fusion_iou", torch.full((len(scales), self.num_scales), float("nan")))
-        self.register_buffer("fusion_signature", torch.full((len(scales), 2 * self.num_scales), float("nan")))
+        self.register_buffer("fusion_signature", torch.full((len(scales), signature_width(self.num_scales)), float("nan")))
 
     def heads(self, x: torch.Tensor) -> torch.Tensor:
         """Per-head probabilities ``(B, Ω, 2, H, W)``."""

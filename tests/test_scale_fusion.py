@@ -225,3 +225,40 @@ def test_window_without_objects_is_estimated_from_the_other_components(disk_head
     assert torch.isnan(sig[0, 3:]).all() and torch.isfinite(sig[0, :3]).all()
     est = estimate_scale(probs, disk_heads)
     assert torch.isfinite(est).all() and 0.5 <= float(est) <= 2.0
+
+
+def test_consensus_agreement_is_the_iou_of_each_head_with_the_heads_mean() -> None:
+    a, b = torch.zeros(16, 16, dtype=torch.bool), torch.zeros(16, 16, dtype=torch.bool)
+    a[4:12, 4:12] = True  # heads 1 and 2: this square (64 px)
+    b[4:12, 4:8] = True  # head 3: its left half (32 px)
+    probs = torch.cat([_one_head_probs(a), _one_head_probs(a), _one_head_probs(b)], dim=1)  # (1, 3, 2, 16, 16)
+    sig = head_signature(probs)
+    assert sig.shape == (1, scale_fusion.signature_width(3)) == (1, 9)
+    agreement = sig[0, 6:]  # the mean of the heads is the square: heads 1, 2 agree fully, head 3 on half of it
+    assert agreement.tolist() == pytest.approx([1.0, 1.0, 0.5])
+    empty = torch.zeros(16, 16, dtype=torch.bool)
+    assert torch.isnan(head_signature(torch.cat([_one_head_probs(empty)] * 2, dim=1))[0, 4:]).all()
+
+
+def test_checkpoint_calibrated_with_the_0_3_0_signature_loads_uncalibrated_with_a_warning(tmp_path, caplog) -> None:
+    from seunet_monai.checkpoint import check_state_dict, load_network
+
+    net = _tiny_seunet()
+    calibrate_scale_fusion(net, _tiny_items(), [1.0])
+    state = net.state_dict()
+    state["fusion_signature"] = state["fusion_signature"][:, : 2 * net.num_scales].clone()  # 0.3.0: (P, 2Ω)
+    path = tmp_path / "model.pt"
+    torch.save(state, path)
+    torch.manual_seed(1)
+    fresh = SEUNet(2, 3, 2, num_scales=2, channels=(2, 4, 8, 16, 32), fusion="scale").eval()  # other weights
+    check_state_dict(fresh, path)  # the pre-flight check accepts it
+    with caplog.at_level(logging.WARNING, logger="seunet_monai.scale_fusion"):
+        load_network(fresh, path)
+    assert "0.3.0 layout" in caplog.text and "run calibrating" in caplog.text
+    loaded = fresh.state_dict()
+    assert all(torch.allclose(loaded[k].double(), v.double(), equal_nan=True)  # the weights and the IoU loaded
+               for k, v in state.items() if k != "fusion_signature")
+    assert fresh.fusion_signature.shape == net.fusion_signature.shape and torch.isnan(fresh.fusion_signature).all()
+    assert ScaleProfile.from_module(fresh) is None  # uncalibrated: "scale" falls back to PEns
+    with pytest.raises(ValueError, match="0.3.0 .*recalibrate"):
+        ScaleProfile.from_buffers(state["fusion_scales"], state["fusion_iou"], state["fusion_signature"])

@@ -39,7 +39,7 @@ from seunet_monai.evaluation.items import item_name, iterate_items, prepare_item
 from seunet_monai.inferers import infer_heads
 from seunet_monai.metrics import SegmentationScores
 from seunet_monai.networks.utils import unwrap
-from seunet_monai.scale_fusion import BUFFER_NAMES, ScaleProfile, head_signature
+from seunet_monai.scale_fusion import BUFFER_NAMES, ScaleProfile, head_signature, signature_width
 
 __all__ = ["calibrate_checkpoint", "calibrate_scale_fusion", "select_profile_rows"]
 
@@ -116,7 +116,7 @@ def calibrate_scale_fusion(
         label_key: label key of the items.
 
     Returns:
-        ``{"scales", "iou" (P', Ω), "signature" (P', 2Ω), "best_head" (1-based, per scale), "num_images",
+        ``{"scales", "iou" (P', Ω), "signature" (P', 3Ω), "best_head" (1-based, per scale), "num_images",
         "elapsed_s"}`` for the calibrated rows.
 
     Raises:
@@ -138,8 +138,9 @@ def calibrate_scale_fusion(
     device = torch.device(device)
     inferer = None
     scores = {(r, k): SegmentationScores(classes, ignore_index) for r in rows for k in range(omega)}
-    sig_sum = {r: torch.zeros(2 * omega, dtype=torch.float64) for r in rows}
-    sig_count = {r: torch.zeros(2 * omega, dtype=torch.float64) for r in rows}  # images with a finite component
+    width = signature_width(omega)
+    sig_sum = {r: torch.zeros(width, dtype=torch.float64) for r in rows}
+    sig_count = {r: torch.zeros(width, dtype=torch.float64) for r in rows}  # images with a finite component
     names: list[str] = []
     t0 = time.perf_counter()
     with output_heads_mode(net):

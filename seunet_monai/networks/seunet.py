@@ -23,6 +23,7 @@ from ..fusion import fuse, parse_strategy
 from ..layers.gd_conv import GDConv
 from ..layers.group_ops import unfold_groups
 from ..layers.scales import SIGMA_MODES, default_sigma_ranges, validate_sigma_bounds
+from ..scale_fusion import signature_width, upgrade_signature_state
 
 __all__ = ["GDBlock", "SEUNet"]
 
@@ -156,7 +157,7 @@ class SEUNet(nn.Module):
             ``"head:k"`` (:mod:`~seunet_monai.fusion`). ``"scale"`` (:mod:`~seunet_monai.scale_fusion`) reads the
             calibration buffers below (PEns with a warning while they are NaN).
         profile_scales: the scales at which the ``"scale"`` fusion's calibration (buffers ``fusion_scales``,
-            ``fusion_iou`` ``(P, Ω)``, ``fusion_signature`` ``(P, 2Ω)``) is measured; default the 17 sweep
+            ``fusion_iou`` ``(P, Ω)``, ``fusion_signature`` ``(P, 3Ω)``) is measured; default the 17 sweep
             scales ``2^(k/4)``, ``k = -8..8``. The buffers are part of the state dict (saved with the weights)
             and hold NaN until a calibration fills them.
         implementation: GD layers' ``"fast"`` path or the ``"dense"`` reference.
@@ -268,7 +269,7 @@ class SEUNet(nn.Module):
         p = len(profile_scales)
         self.register_buffer("fusion_scales", torch.tensor([float(v) for v in profile_scales], dtype=torch.float32))
         self.register_buffer("fusion_iou", torch.full((p, num_scales), float("nan")))
-        self.register_buffer("fusion_signature", torch.full((p, 2 * num_scales), float("nan")))
+        self.register_buffer("fusion_signature", torch.full((p, signature_width(num_scales)), float("nan")))
         self.pool = {2: nn.MaxPool2d, 3: nn.MaxPool3d}[spatial_dims](kernel_size=2)
         if share_heads:
             self.head = {2: nn.Conv2d, 3: nn.Conv3d}[spatial_dims](widths[0], out_channels, kernel_size=1)
@@ -338,6 +339,11 @@ class SEUNet(nn.Module):
         if self.output_heads:
             return probs
         return fuse(probs, self.fusion, profile=self)  # "scale" reads the fusion_* buffers; others ignore it
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
+        # a calibration saved with the 0.3.0 signature layout is cleared (not refused): the weights still load
+        upgrade_signature_state(state_dict, prefix + "fusion_signature", self.num_scales)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def __prepare_scriptable__(self) -> "SEUNet":
         """Called by ``torch.jit.script``: refuse with one clear line (kernel sizes follow σ through Python integer

@@ -354,9 +354,10 @@ class CalibratedDarkBlobs(DarkBlobs):
         scales = torch.tensor([0.5, 1.0, 2.0])
         self.register_buffer("fusion_scales", scales)
         self.register_buffer("fusion_iou", torch.tensor([[0.8, 0.4], [0.6, 0.6], [0.4, 0.8]]))
-        # signatures (margins, log object radii): objects grow with the scale
-        self.register_buffer("fusion_signature", torch.tensor([[0.9, 0.9, 1.0, 1.1], [0.9, 0.9, 1.7, 1.8],
-                                                               [0.9, 0.9, 2.4, 2.5]]))
+        # signatures (margins, log object radii, consensus agreements): objects grow with the scale
+        self.register_buffer("fusion_signature", torch.tensor([[0.9, 0.9, 1.0, 1.1, 0.9, 0.7],
+                                                               [0.9, 0.9, 1.7, 1.8, 0.8, 0.8],
+                                                               [0.9, 0.9, 2.4, 2.5, 0.7, 0.9]]))
 
 
 def test_summary_reports_the_estimated_scale_per_region_when_calibrated(tmp_path, tissue):
