@@ -15,6 +15,8 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+import PIL.Image
 import pytest
 import torch
 
@@ -181,6 +183,11 @@ def test_scale_shift_benchmark_evaluates_generated_test_sets(run):
     assert "generating the synthetic test set at scale 0.5" in text
     gen = json.loads((run["root"] / "data" / "scale_0.5" / "datalist.json").read_text())
     assert len(gen["test"]) == 2
+    # same field of view: the scale-0.5 images show the scale-1 test tissue in 32-px images (64 * 0.5)
+    half = np.asarray(PIL.Image.open(run["root"] / "data" / "scale_0.5" / "labels" / "test_0000.png")) > 0
+    full = np.asarray(PIL.Image.open(run["root"] / "data" / "scale_1" / "labels" / "test_0000.png")) > 0
+    assert half.shape == (32, 32) and full.shape == (64, 64)
+    assert abs(half.mean() - full.mean()) < 0.05
     native = read_csv_rows(run["out"] / "unet" / "eval_native_0.5" / "scale_sweep.csv")
     assert {float(r["scale"]) for r in native} == {1.0}  # the generated set itself, not resampled
     rows = read_csv_rows(run["root"] / "scale_shift.csv")
@@ -190,6 +197,19 @@ def test_scale_shift_benchmark_evaluates_generated_test_sets(run):
     assert by[(0.5, "generated")] == next(r["iou"] for r in native if r["strategy"] == "head1")
     assert by[(1.0, "generated")] == by[(1.0, "resampled")]
     assert "| unet | head1 |" in (run["root"] / "scale_shift.md").read_text()
+
+
+def test_generated_set_with_other_parameters_is_refused_not_reused(tmp_path):
+    """A scale-K folder made with another field of view (e.g. the fixed layout of 0.3.0) is not silently reused."""
+    d = tmp_path / "data" / "scale_2"
+    make_synthetic_dataset(d, task="nuclei", n_train=0, n_val=0, n_test=1, size=experiment.generated_size(32, 2.0, "fixed"),
+                           scale=2.0, seed=0)
+    experiment.check_generated_set(d, {"size": 32, "scale": 2.0, "seed": 0, "n_test": 1})  # what made it: accepted
+    with pytest.raises(ValueError, match=r"scale_2 was generated with other parameters: size 32 \(this run needs 64\)"):
+        experiment.check_generated_set(d, {"size": experiment.generated_size(32, 2.0), "scale": 2.0, "seed": 0,
+                                           "n_test": 1})
+    with pytest.raises(ValueError, match="field_of_view"):
+        experiment.run_scale_shift_benchmark(tmp_path / "b", ["unet"], field_of_view="wide")
 
 
 def test_override_option_reaches_every_variant_command(monkeypatch):

@@ -4,6 +4,7 @@ Usage::
 
     seunet-scale-shift --out O [--variants seunet,unet] [--test-scales 0.5,1,2]
         [--epochs N] [--widths 20,40,80,160,320] [--n-train 16] [--size 96] [--batch-size 4] [--tiny]
+        [--field-of-view same|fixed]
 
 Writes ``O/scale_shift.csv`` / ``O/scale_shift.md`` (IoU per model, strategy, test scale, generated or
 resampled test set) and the runner's outputs in ``O/runs``. See
@@ -15,7 +16,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from seunet_monai.experiment import run_scale_shift_benchmark
+from seunet_monai.experiment import FIELDS_OF_VIEW, run_scale_shift_benchmark
 
 __all__ = ["main"]
 
@@ -34,6 +35,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=4, help="training batch size")
     parser.add_argument("--tiny", action="store_true", help="tiny networks (smoke test)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the generator and the training")
+    parser.add_argument("--field-of-view", choices=FIELDS_OF_VIEW, default="same",
+                        help="same (default): the set generated at scale K shows the scale-1 test tissue in "
+                             "round(K*size)-px images; fixed: size-px images at every K (a K^2 times smaller area)")
     args = parser.parse_args(argv)
     try:
         scales = [float(v) for v in args.test_scales.split(",")]
@@ -45,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
         result = run_scale_shift_benchmark(
             args.out, [v for v in args.variants.split(",") if v], scales, n_train=args.n_train, n_val=args.n_val,
             n_test=args.n_test, size=args.size, epochs=args.epochs, tiny=args.tiny, widths=widths,
-            overrides=overrides, seed=args.seed, log=lambda s: print(s, flush=True))
+            overrides=overrides, seed=args.seed, log=lambda s: print(s, flush=True), field_of_view=args.field_of_view)
     except (ValueError, FileNotFoundError, NotADirectoryError) as e:
         print(f"seunet-scale-shift: error: {e}", file=sys.stderr)
         return 2
