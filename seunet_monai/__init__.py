@@ -17,6 +17,6 @@ Package layout (by MONAI component type): :mod:`~seunet_monai.networks`, :mod:`~
 bundle is), :mod:`~seunet_monai.checks` (pre-run checks), :mod:`~seunet_monai.checkpoint` (reading checkpoints).
 """
 
-__version__ = "0.3.0"
+__version__ = "0.3.1"
 
 __all__ = ["__version__"]
