@@ -648,6 +648,10 @@ def run_scale_shift_benchmark(
         return d
 
     train_dir = dataset(1.0, n_train, n_val)
+    for k in scales:  # sets kept from an earlier run: check them now, not after the training
+        if k != 1.0 and datalist_exists(data / f"scale_{k:g}"):
+            check_generated_set(data / f"scale_{k:g}", {"size": generated_size(size, k, field_of_view), "scale": k,
+                                                         "seed": seed, "n_test": n_test})
     runs = out / "runs"
     result = run_experiment(train_dir, runs, variants, epochs=epochs, tiny=tiny, scales=scales, seed=seed,
                             python=python, env=env, log=log, widths=widths, overrides=overrides)
