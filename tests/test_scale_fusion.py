@@ -262,3 +262,16 @@ def test_checkpoint_calibrated_with_the_0_3_0_signature_loads_uncalibrated_with_
     assert ScaleProfile.from_module(fresh) is None  # uncalibrated: "scale" falls back to PEns
     with pytest.raises(ValueError, match="0.3.0 .*recalibrate"):
         ScaleProfile.from_buffers(state["fusion_scales"], state["fusion_iou"], state["fusion_signature"])
+
+
+def test_consensus_agreement_counts_a_pixel_only_when_the_classes_match() -> None:
+    # three classes: heads 1 and 2 call the square class 1, head 3 calls it class 2 (same pixels, other class)
+    def head(cls: int) -> torch.Tensor:
+        p = torch.full((3, 8, 8), 0.05)
+        p[0] = 0.9
+        p[:, 2:6, 2:6] = 0.05
+        p[cls, 2:6, 2:6] = 0.9
+        return p[None, None]  # (1, 1, 3, 8, 8)
+
+    sig = head_signature(torch.cat([head(1), head(1), head(2)], dim=1))
+    assert sig[0, 6:].tolist() == pytest.approx([1.0, 1.0, 0.0])  # the mean calls it class 1
