@@ -33,7 +33,9 @@ images of the label-free signature :func:`head_signature` (NaN rows: not calibra
   sizes of a lower magnification but not its blur. At the training scale the finest heads agree with the
   consensus; at lower magnification the coarse heads lose it, at higher magnification the finest.
   Adding it to ``[m, ρ]`` lowered the leave-one-image-out mean error on MoNuSeg from 0.33 to 0.29 octave
-  and the worst gap to the best head from -0.47 to -0.34 IoU points (research log, 2026-11-27).
+  and the worst gap to the best head from -0.47 to -0.34 IoU points (research log, 2026-11-27). It does not
+  fully separate size from resolution: on synthetic tissue whose nuclei are 1.5x, not 2x, larger at twice the
+  magnification the estimate still leans to the size and the fusion is 2.4 points under the best head.
 
 A window without objects has ``ρ_k`` (and ``a_k`` when no head finds any) = NaN; such components are left out
 of the estimate.
@@ -46,7 +48,7 @@ measures it again.
 **Estimate** (:func:`estimate_log_scale`): the calibrated signatures are a curve ``S(t)`` over
 ``t = log s``; it is linearly interpolated on a fine grid (``grid_steps`` points per calibration interval)
 and the window's scale is the grid point nearest to its signature, each signature component divided by its
-spread over the calibrated scales (so the two statistics and all heads count by how much they vary with
+spread over the calibrated scales (so the three statistics and all heads count by how much they vary with
 scale, whatever their units). Outside the calibrated range the estimate is clamped to its ends.
 
 **Weights** (:func:`scale_head_weights`): the expected IoU of head k at the estimate, ``q_k = IoU_k(t̂)``
