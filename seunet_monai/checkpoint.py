@@ -122,11 +122,9 @@ def check_state_dict(
         )
     _, data = read_state_dict(path, key)
     net = unwrap(module)
-    if hasattr(net, "num_scales") and "fusion_signature" in data:  # 0.3.0 calibration layout: cleared on load
-        from seunet_monai.scale_fusion import upgrade_signature_state
-
+    if hasattr(net, "upgrade_state_dict"):  # older layouts the network converts on load (SEUNet)
         data = dict(data)
-        upgrade_signature_state(data, "fusion_signature", net.num_scales, warn=False)
+        net.upgrade_state_dict(data, warn=False)
     expected = {k: tuple(v.shape) for k, v in net.state_dict().items()}
     found = {k: tuple(v.shape) for k, v in data.items() if hasattr(v, "shape")}
     missing = sorted(set(expected) - set(found))

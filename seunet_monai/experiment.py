@@ -638,20 +638,19 @@ def run_scale_shift_benchmark(
     data = out / "data"
 
     def dataset(k: float, n_tr: int, n_v: int) -> Path:
+        """The set at scale ``k``: generated when missing, else checked against this run's parameters."""
         d = data / f"scale_{k:g}"
         side = generated_size(size, k, field_of_view)
-        if not datalist_exists(d):
+        if datalist_exists(d):
+            check_generated_set(d, {"size": side, "scale": k, "seed": seed, "n_test": n_test})
+        else:
             log(f"generating the synthetic test set at scale {k:g} ({side} px) in {d}")
             make_synthetic_dataset(d, task="nuclei", n_train=n_tr, n_val=n_v, n_test=n_test, size=side, scale=k,
                                    seed=seed)
-        check_generated_set(d, {"size": side, "scale": k, "seed": seed, "n_test": n_test})
         return d
 
     train_dir = dataset(1.0, n_train, n_val)
-    for k in scales:  # sets kept from an earlier run: check them now, not after the training
-        if k != 1.0 and datalist_exists(data / f"scale_{k:g}"):
-            check_generated_set(data / f"scale_{k:g}", {"size": generated_size(size, k, field_of_view), "scale": k,
-                                                         "seed": seed, "n_test": n_test})
+    generated = {k: dataset(k, 0, 0) for k in scales if k != 1.0}  # before the training: a bad kept set fails now
     runs = out / "runs"
     result = run_experiment(train_dir, runs, variants, epochs=epochs, tiny=tiny, scales=scales, seed=seed,
                             python=python, env=env, log=log, widths=widths, overrides=overrides)
@@ -672,7 +671,7 @@ def run_scale_shift_benchmark(
                 rows += [dict(r, test_set="generated") for r in rows
                          if r["model"] == name and r["test_scale"] == 1.0 and r["test_set"] == "resampled"]
                 continue
-            d = dataset(k, 0, 0)
+            d = generated[k]
             eval_dir = vdir / f"eval_native_{k:g}"
             if not (eval_dir / "scale_sweep.json").is_file():
                 ov = bundle_overrides(name, d, vdir, epochs, tiny, seed, widths, overrides)
@@ -694,7 +693,7 @@ def run_scale_shift_benchmark(
     if rows:
         files.append(str(write_csv_rows(out / "scale_shift.csv", rows,
                                         ("model", "strategy", "test_scale", "test_set", "iou"))))
-        fov = ("the same tissue as the scale-1 test split, images of round(K·{size}) px".format(size=size)
+        fov = (f"the same tissue as the scale-1 test split, images of round(K·{size}) px"
                if field_of_view == "same" else f"images of {size} px at every K, a K² times smaller tissue area")
         md = ["# Scale-shift benchmark", "",
               f"Trained at synthetic scale 1 ({n_train} images of {size} px); dataset-wide IoU (%) of {n_test} test "

@@ -111,7 +111,7 @@ def upgrade_signature_state(state_dict: dict, key: str, num_heads: int, warn: bo
 
     Its statistics cannot be converted (the new one needs the images), so the entry becomes NaN of the current
     width: the checkpoint loads, the ``scale`` fusion is uncalibrated (PEns with a warning) until recalibrated.
-    Called by the networks' ``_load_from_state_dict``; returns whether the entry was cleared.
+    Called by ``SEUNet.upgrade_state_dict`` (on every load); returns whether the entry was cleared.
     """
     value = state_dict.get(key)
     if not isinstance(value, torch.Tensor) or value.ndim != 2 or value.shape[1] != 2 * int(num_heads):

@@ -340,9 +340,14 @@ class SEUNet(nn.Module):
             return probs
         return fuse(probs, self.fusion, profile=self)  # "scale" reads the fusion_* buffers; others ignore it
 
+    def upgrade_state_dict(self, state_dict: dict, prefix: str = "", warn: bool = True) -> None:
+        """Bring, in place, a state dict of an older release to this layout: a scale-fusion calibration saved with
+        the 0.3.0 signature (``(P, 2Ω)``) is cleared, not refused, so the weights still load. Used on every load
+        and by :func:`seunet_monai.checkpoint.check_state_dict`."""
+        upgrade_signature_state(state_dict, prefix + "fusion_signature", self.num_scales, warn=warn)
+
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
-        # a calibration saved with the 0.3.0 signature layout is cleared (not refused): the weights still load
-        upgrade_signature_state(state_dict, prefix + "fusion_signature", self.num_scales)
+        self.upgrade_state_dict(state_dict, prefix)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def __prepare_scriptable__(self) -> "SEUNet":
