@@ -26,10 +26,11 @@ from monai.utils import convert_to_tensor
 
 from seunet_monai.networks.utils import unwrap
 
-__all__ = ["HeadsInferer", "fit_window", "head_probabilities", "infer_heads"]
+__all__ = ["HeadsInferer", "fit_window", "head_probabilities", "infer_heads", "is_multihead", "predict_heads"]
 
 
-def _is_multihead(network: Any) -> bool:
+def is_multihead(network: Any) -> bool:
+    """Whether ``network`` follows the package's multi-head API (``num_scales`` and ``output_heads``)."""
     return hasattr(network, "num_scales") and hasattr(network, "output_heads")
 
 
@@ -48,7 +49,7 @@ def head_probabilities(network: torch.nn.Module, x: torch.Tensor) -> torch.Tenso
     net = unwrap(network)
     if hasattr(net, "forward_heads"):
         return torch.softmax(net.forward_heads(x), dim=2)
-    if _is_multihead(net):
+    if is_multihead(net):
         had = net.output_heads
         net.output_heads = True
         try:
@@ -123,6 +124,16 @@ def infer_heads(
     out = convert_to_tensor(out, track_meta=False)
     omega, classes = heads[0]
     return out.reshape(out.shape[0], omega, classes, *out.shape[2:])
+
+
+def predict_heads(
+    network: torch.nn.Module, image: torch.Tensor, inferer: Inferer | None, device: torch.device | str
+) -> torch.Tensor:
+    """Per-head probabilities ``(1, Ω, C, *spatial)`` (float) of one image ``(C_in, *spatial)`` run on ``device``
+    by ``inferer`` (``None``: whole) through :func:`infer_heads`, without gradients (a window larger than the
+    image is cut to it: no zero padding). Call it with the network in eval mode (scale sweep, calibration)."""
+    with torch.no_grad():
+        return infer_heads(network, image.unsqueeze(0).to(device), inferer).float()
 
 
 class HeadsInferer(Inferer):

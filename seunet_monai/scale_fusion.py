@@ -81,6 +81,7 @@ __all__ = [
     "ScaleProfile",
     "estimate_log_scale",
     "estimate_scale",
+    "apply_head_weights",
     "head_signature",
     "signature_width",
     "upgrade_signature_state",
@@ -288,10 +289,8 @@ def _dense_curve(profile: ScaleProfile, grid_steps: int) -> tuple[torch.Tensor, 
 def _signature_spread(profile: ScaleProfile) -> torch.Tensor:
     """Per component, the standard deviation of the calibrated signatures over scales, NaN left out (a floor avoids /0)."""
     g = profile.signature
-    finite = torch.isfinite(g)
-    n = finite.sum(0)
-    mean = torch.where(finite, g, 0.0).sum(0) / n.clamp_min(1)
-    var = torch.where(finite, (g - mean) ** 2, 0.0).sum(0) / n.clamp_min(1)
+    n = torch.isfinite(g).sum(0)
+    var = (g - g.nanmean(0)).pow(2).nanmean(0)
     spread = torch.where(n > 1, var.sqrt(), torch.ones_like(var))
     top = float(spread.max()) if spread.numel() else 0.0
     return spread.clamp_min(1e-3 * top if top > 0 else 1.0)
@@ -315,10 +314,9 @@ def _nearest_on_curve(signature: torch.Tensor, profile: ScaleProfile, grid_steps
     _, curve, _ = _dense_curve(profile, grid_steps)
     spread = _signature_spread(profile)
     diff = (signature.unsqueeze(1) - curve.unsqueeze(0)) / spread  # (B, G, 3Ω)
-    finite = torch.isfinite(diff)
-    # mean over the components both sides have, so grid points with fewer finite components are not favoured
-    d = torch.where(finite, diff, 0.0).pow(2).sum(-1) / finite.sum(-1).clamp_min(1)  # (B, G)
-    d = torch.where(finite.any(-1), d, torch.full_like(d, float("inf")))
+    # mean over the components both sides have, so grid points with fewer finite components are not favoured;
+    # a grid point sharing none is never the nearest
+    d = diff.pow(2).nanmean(-1).nan_to_num(nan=float("inf"))  # (B, G)
     return d.argmin(dim=1)
 
 
@@ -410,5 +408,10 @@ def scale_fuse(probs: torch.Tensor, profile: Any = None, temperature: float = 0.
         _warn_uncalibrated()
         return fuse(probs, "pens")
     weights, _ = scale_head_weights(probs, prof, temperature, grid_steps)
+    return apply_head_weights(probs, weights)
+
+
+def apply_head_weights(probs: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """``Σ_k w_k ŷ_k``: per-item head weights ``(B, Ω)`` applied to ``probs`` ``(B, Ω, C, *spatial)`` -> ``(B, C, *spatial)``."""
     w = weights.to(device=probs.device, dtype=probs.dtype).view(*weights.shape, *([1] * (probs.ndim - 2)))
     return (w * probs).sum(dim=1)

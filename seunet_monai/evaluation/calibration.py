@@ -36,7 +36,7 @@ from seunet_monai.data.io import atomic_torch_save, atomic_write_bytes, atomic_w
 from seunet_monai.evaluation.heads import is_multihead, output_heads_mode
 from seunet_monai.evaluation.rescale import rescale_image, rescale_label
 from seunet_monai.evaluation.items import item_name, iterate_items, prepare_item
-from seunet_monai.inferers import infer_heads
+from seunet_monai.inferers import predict_heads
 from seunet_monai.metrics import SegmentationScores
 from seunet_monai.networks.utils import unwrap
 from seunet_monai.scale_fusion import BUFFER_NAMES, ScaleProfile, head_signature, signature_width
@@ -156,8 +156,7 @@ def calibrate_scale_fusion(
             for r, s in zip(rows, row_scales):
                 img_s = rescale_image(image, s)
                 lab_s = rescale_label(label, s).unsqueeze(0)  # (1, 1, *spatial)
-                with torch.no_grad():  # (1, Ω, C, *spatial)
-                    probs = infer_heads(net, img_s.unsqueeze(0).to(device), inferer).float().cpu()
+                probs = predict_heads(net, img_s, inferer, device).cpu()  # (1, Ω, C, *spatial)
                 lab_s = lab_s.to(probs.device)
                 for k in range(omega):
                     scores[(r, k)].update(probs[:, k].argmax(1, keepdim=True), lab_s)

@@ -17,14 +17,9 @@ from collections.abc import Iterator
 import torch
 import torch.nn as nn
 
-from seunet_monai.inferers import head_probabilities
+from seunet_monai.inferers import head_probabilities, is_multihead
 
 __all__ = ["HeadProbabilities", "is_multihead", "network_features", "num_heads", "output_heads_mode"]
-
-
-def is_multihead(network: nn.Module) -> bool:
-    """Whether ``network`` follows the package's multi-head API (``num_scales`` and ``output_heads``)."""
-    return hasattr(network, "num_scales") and hasattr(network, "output_heads")
 
 
 def num_heads(network: nn.Module) -> int:

@@ -77,10 +77,10 @@ from seunet_monai.evaluation.scale_estimation import (
 )
 from seunet_monai.fusion import fuse, winning_head
 from seunet_monai.handlers.status import write_status
-from seunet_monai.inferers import infer_heads
+from seunet_monai.inferers import predict_heads
 from seunet_monai.metrics import SegmentationScores
 from seunet_monai.progress import progress as progress_bar
-from seunet_monai.scale_fusion import ScaleProfile, estimate_scale
+from seunet_monai.scale_fusion import ScaleProfile, apply_head_weights, scale_head_weights
 
 __all__ = ["DEFAULT_MAX_PIXELS", "DEFAULT_MAX_VOXELS", "MIN_WINDOW", "OUTPUT_FILES", "STATUS_FILE", "ScaleSweep", "peak_rss_mb",
            "predict_heads", "run_scale_sweep", "sweep_window"]
@@ -119,18 +119,6 @@ def peak_rss_mb() -> float:
     """Peak resident set size of this process in MiB (``ru_maxrss``: KiB on Linux, bytes on macOS)."""
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return rss / (1024 * 1024) if sys.platform == "darwin" else rss / 1024
-
-
-def predict_heads(
-    network: torch.nn.Module, image: torch.Tensor, inferer: SlidingWindowInferer | None, device: torch.device
-) -> torch.Tensor:
-    """Per-head probabilities ``(1, Ω, C, *spatial)`` (float) of one image ``(C_in, *spatial)`` run on ``device``
-    by ``inferer`` (``None``: whole), through :func:`seunet_monai.inferers.infer_heads` (a window larger than the
-    image is cut to it: no zero padding). ``network`` may be a :class:`~seunet_monai.evaluation.heads.HeadProbabilities`
-    wrapper (its network is used). Call it with the network in eval mode."""
-    net = getattr(network, "network", network) if type(network).__name__ == "HeadProbabilities" else network
-    with torch.no_grad():
-        return infer_heads(net, image.unsqueeze(0).to(device), inferer).float()
 
 
 def sweep_window(
@@ -350,8 +338,12 @@ class ScaleSweep:
             run.scores = {(s2, st): SegmentationScores(run.num_classes, self.ignore_index)
                           for s2 in run.scales for st in run.strategies}
         label_s = label_s.to(probs.device)
+        weights = estimate = None
+        if run.profile is not None:  # one signature per image and scale: the "scale" row and the estimate share it
+            weights, estimate = scale_head_weights(probs, run.profile)
         for st in run.strategies:
-            pred = fuse(probs, st, profile=run.profile).argmax(dim=1, keepdim=True)
+            fused = apply_head_weights(probs, weights) if st == "scale" else fuse(probs, st, profile=run.profile)
+            pred = fused.argmax(dim=1, keepdim=True)
             try:
                 run.scores[(s, st)].update(pred, label_s)
             except ValueError as e:
@@ -359,8 +351,8 @@ class ScaleSweep:
         valid = None if self.ignore_index is None else (label_s[:, 0] != self.ignore_index)
         per_image["counts"][j] = head_votes(probs, valid)[0].cpu().numpy()
         per_image["confidence"][j] = head_confidence(probs, valid).cpu().numpy()
-        if run.profile is not None:
-            per_image["estimate"][j] = float(estimate_scale(probs, run.profile)[0])
+        if estimate is not None:
+            per_image["estimate"][j] = float(estimate[0])
         if index < self.num_examples and s in run.example_at:
             run.examples.append({
                 "name": name, "scale": s, "strategy": "pens", "num_heads": run.omega,
@@ -507,7 +499,8 @@ class ScaleSweep:
             device = p.device if p is not None else torch.device("cpu")
         device = torch.device(device)
         network.to(device)
-        total = len(dataset) if hasattr(dataset, "__len__") else None
+        items = dataset.dataset if isinstance(dataset, torch.utils.data.DataLoader) else dataset  # items, not batches
+        total = len(items) if hasattr(items, "__len__") else None
         progress = {"model": self.model_name, "num_scales": len(self.scales), "num_images": total}
         write_status(status, "running", images_done=0, **progress)
         try:
@@ -547,8 +540,7 @@ class ScaleSweep:
         run = self._start(network)
         t_start = time.perf_counter()
         with output_heads_mode(network):
-            items = dataset.dataset if isinstance(dataset, torch.utils.data.DataLoader) else dataset  # count items
-            total = len(items) if hasattr(items, "__len__") else None
+            total = progress["num_images"]
             for index, item in enumerate(progress_bar(iterate_items(dataset), total=total, desc="scale sweep")):
                 image, label = prepare_item(item, self.image_key, self.label_key, index)
                 if run.spatial_dims is None:
