@@ -41,8 +41,19 @@ def test_output_heads_is_on_for_the_call_only_and_a_wrong_output_is_refused(toy_
     w = HeadProbabilities(toy_heads)
     toy_heads.eval()
     toy_heads.output_heads = False
-    assert w(torch.rand(1, 3, 4, 4)).shape[1] % toy_heads.num_scales == 0
-    assert toy_heads.output_heads is False
+    assert w(torch.rand(1, 3, 4, 4)).shape == (1, 4, 4, 4)  # Ω = 2 heads x C = 2 classes, not the fused 2
+
+    class FollowsOutputHeads(torch.nn.Module):  # multi-head API without forward_heads: asked through the flag
+        num_scales, output_heads = 2, False
+
+        def forward(self, x):
+            fg = torch.rand(x.shape[0], 2, 1, *x.shape[2:])
+            heads = torch.cat([1 - fg, fg], dim=2)  # (B, Ω, C, H, W)
+            return heads if self.output_heads else heads.mean(1)
+
+    net = FollowsOutputHeads()
+    assert HeadProbabilities(net)(torch.rand(1, 3, 4, 4)).shape == (1, 4, 4, 4)  # the flag was on for the call
+    assert net.output_heads is False  # and is off again
 
     class IgnoresOutputHeads(torch.nn.Module):  # multi-head API without forward_heads: asked through output_heads
         num_scales, output_heads = 2, False
