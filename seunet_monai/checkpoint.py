@@ -82,10 +82,14 @@ def read_state_dict(checkpoint: str | os.PathLike, key: str | None = MODEL_KEY) 
         MissingPathError / CheckpointError: missing, unreadable, or no state dict (naming the file).
     """
     content = read_checkpoint(checkpoint)
+    return content, _checked_state(content, checkpoint, key)
+
+
+def _checked_state(content: Any, checkpoint: str | os.PathLike, key: str | None) -> Mapping[str, Any]:
     state = model_state(content, key)
     if not isinstance(state, Mapping):
         raise CheckpointError(f"checkpoint {str(checkpoint)!r} holds no state dict (key {key!r}).")
-    return content, state
+    return state
 
 
 def check_state_dict(
@@ -120,7 +124,7 @@ def check_state_dict(
             f"not a model file like model.pt; evaluate {str(path.parent / 'model.pt')!r} (the best model) or set "
             "--eval_checkpoint to a model file."
         )
-    _, data = read_state_dict(path, key)
+    data = _checked_state(content, path, key)  # the file is read once
     net = unwrap(module)
     if hasattr(net, "upgrade_state_dict"):  # older layouts the network converts on load (SEUNet)
         data = dict(data)

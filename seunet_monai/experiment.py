@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from seunet_monai.resources import bundle_path
+from seunet_monai.resources import bundle_path, config_path
 
 __all__ = [
     "FIELDS_OF_VIEW",
@@ -118,15 +118,10 @@ POLL_S = 1.0
 
 
 def _config_files(spec: VariantSpec, evaluating: bool) -> list[str]:
-    files = [str(CONFIG_DIR / "train.json")]
-    if evaluating:
-        files.append(str(CONFIG_DIR / "evaluate.json"))
-    if spec.override is not None:
-        path = CONFIG_DIR / "variants" / spec.override
-        if not path.is_file():
-            raise FileNotFoundError(f"variant override file {path} is missing.")
-        files.append(str(path))
-    return files
+    """The bundle configs of a variant's command (a missing one raises ``MissingPathError``, naming it)."""
+    names = ["train.json"] + (["evaluate.json"] if evaluating else [])
+    names += [] if spec.override is None else [f"variants/{spec.override}"]
+    return [str(config_path(n)) for n in names]
 
 
 def _cli_value(v: Any) -> str:
@@ -371,12 +366,11 @@ def _run_variant(
         rc = _run_logged(cmd, vdir / "train.log", env, progress.poll)
         if rc != 0:
             raise RuntimeError(f"training failed (exit status {rc}); see {vdir / 'train.log'}")
-        state["training_finished"] = True
-        progress.poll()
-        state["training_time_s"] = round(sum(state.get("epoch_times_s", {}).values()), 3)
-        trained = read_status(vdir / TRAINING_STATUS) or {}
+        trained = read_status(vdir / TRAINING_STATUS) or {}  # _run_logged polled it a last time after the exit
         if trained.get("state") != "finished":
             raise RuntimeError(f"training exited with status 0 but {vdir / TRAINING_STATUS} does not say finished")
+        state["training_finished"] = True  # only once verified: a rerun must not skip an unfinished training
+        state["training_time_s"] = round(sum(state.get("epoch_times_s", {}).values()), 3)
         state["best_val_iou"], state["best_epoch"] = trained.get("best_metric"), trained.get("best_metric_epoch")
         _write_json(state_path, state)
 

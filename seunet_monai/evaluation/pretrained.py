@@ -21,9 +21,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from seunet_monai.checkpoint import load_network
+from seunet_monai.resources import bundle_path, config_path
+
 __all__ = ["BUNDLE_MODEL", "load_pretrained", "predict_image", "nucleus_iou", "score_image", "main"]
 
-BUNDLE_MODEL = Path(__file__).resolve().parents[2] / "bundle" / "models" / "model.pt"
+BUNDLE_MODEL = bundle_path() / "models" / "model.pt"  # the checkout's bundle/ or the installed package data
 
 
 def load_pretrained(checkpoint: str | os.PathLike = BUNDLE_MODEL, fusion: str | None = None) -> torch.nn.Module:
@@ -35,12 +38,10 @@ def load_pretrained(checkpoint: str | os.PathLike = BUNDLE_MODEL, fusion: str | 
     """
     from monai.bundle import ConfigParser
 
-    configs = Path(__file__).resolve().parents[2] / "bundle" / "configs"
     parser = ConfigParser()
-    parser.read_config(str(configs / "train.json"))
+    parser.read_config(str(config_path("train.json")))
     net = parser.get_parsed_content("network_def")
-    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    net.load_state_dict(state)
+    load_network(net, checkpoint)
     net.fusion = fusion or parser.get_parsed_content("fusion")
     return net.eval()
 
