@@ -115,7 +115,8 @@ def ensure_dataset(
         if is_main_process():
             _generate_default(root, synthetic, spatial_dims)
     barrier()
-    datalist = load_datalist(root, check_files=True, check_sizes=check_sizes)
+    # volumes: check_datalist_dims compares whole shapes from the headers; the size check would decode them again
+    datalist = load_datalist(root, check_files=True, check_sizes=check_sizes and spatial_dims == 2)
     check_datalist_dims(datalist, spatial_dims)
     for split in required_splits:
         if not datalist.get(split):

@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -69,6 +70,7 @@ __all__ = [
     "synthesize_sample",
     "make_synthetic_dataset",
     "generation_lock",
+    "publish_generated",
     "SYNTHETIC_MARKER",
 ]
 
@@ -576,22 +578,35 @@ def make_synthetic_dataset(
         ValueError: for a bad argument, or a non-empty ``dst`` not written by this function.
         FileExistsError: when ``dst`` is not empty and ``overwrite`` is false.
     """
-    import shutil
-
     _check_task(task)
     counts = {"training": n_train, "validation": n_val, "test": n_test}
     scale = check_generator_arguments(counts, size, scale, seed, "samples")
+    params = {"task": task, "n_train": int(n_train), "n_val": int(n_val), "n_test": int(n_test),
+              "size": int(size), "scale": scale, "seed": int(seed)}  # fmt: skip
+    return publish_generated(dst, overwrite, lambda tmp: _write_dataset(tmp, params))
+
+
+def publish_generated(dst: str | os.PathLike, overwrite: bool, write: Callable[[Path], Any]) -> Path:
+    """Generate a dataset into ``dst`` atomically (both synthetic generators): under :func:`generation_lock`,
+    ``write(tmp)`` fills a new hidden partial folder beside ``dst``, which then replaces ``dst`` (only when it is
+    missing, empty, or a synthetic dataset and ``overwrite``); a failure removes the partial folder.
+
+    Returns:
+        the path of the written ``datalist.json``.
+
+    Raises:
+        ValueError / FileExistsError: as :func:`make_synthetic_dataset` (``dst`` not replaceable).
+    """
+    import shutil
 
     dst = Path(dst).expanduser().absolute()
     _check_replaceable(dst, overwrite)
-    params = {"task": task, "n_train": int(n_train), "n_val": int(n_val), "n_test": int(n_test),
-              "size": int(size), "scale": scale, "seed": int(seed)}  # fmt: skip
     with generation_lock(dst):
         _check_replaceable(dst, overwrite)  # again: another process may have written dst while we waited
         _remove_stale_partials(dst)
         tmp = _new_partial_folder(dst)
         try:
-            _write_dataset(tmp, params)
+            write(tmp)
             prepare_output_dir(dst, overwrite=overwrite, marker=SYNTHETIC_MARKER)
             dst.rmdir()  # empty now; os.replace of a folder needs a missing or empty target
             os.replace(tmp, dst)

@@ -19,7 +19,6 @@ at full brightness (lower: noisier).
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -28,15 +27,12 @@ import numpy as np
 from scipy import ndimage
 
 from seunet_monai.data.datalist import SPLITS, write_datalist
-from seunet_monai.data.io import atomic_write_bytes, atomic_write_json, prepare_output_dir
+from seunet_monai.data.io import atomic_write_bytes, atomic_write_json
 from seunet_monai.data.synthetic import (
     _IN_PROGRESS,
     SYNTHETIC_MARKER,
-    _check_replaceable,
     check_generator_arguments,
-    _new_partial_folder,
-    _remove_stale_partials,
-    generation_lock,
+    publish_generated,
     sample_seed,
 )
 
@@ -190,21 +186,7 @@ def make_synthetic_volumes(
     params = {"n_train": int(n_train), "n_val": int(n_val), "n_test": int(n_test), "size": int(size),
               "scale": scale, "spacing": list(_as_triple(spacing, "spacing")), "photons": float(photons),
               "seed": int(seed)}  # fmt: skip
-    dst = Path(dst).expanduser().absolute()
-    _check_replaceable(dst, overwrite)
-    with generation_lock(dst):
-        _check_replaceable(dst, overwrite)
-        _remove_stale_partials(dst)
-        tmp = _new_partial_folder(dst)
-        try:
-            _write_volumes(tmp, params)
-            prepare_output_dir(dst, overwrite=overwrite, marker=SYNTHETIC_MARKER)
-            dst.rmdir()
-            os.replace(tmp, dst)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-    return dst / "datalist.json"
+    return publish_generated(dst, overwrite, lambda tmp: _write_volumes(tmp, params))
 
 
 def _write_volumes(dst: Path, params: dict[str, Any]) -> Path:
