@@ -205,9 +205,9 @@ class BandMerger(Merger):
         ph, pw = min(values.shape[2], band_h), min(values.shape[3], band_w - x)
         if pw <= 0:
             return
-        imp = self.importance.to(values.device)[:ph, :pw]  # type: ignore[union-attr]
-        self.values[:, 0:ph, x : x + pw] += (values[0, :, :ph, :pw].float() * imp).to(self.device)  # type: ignore[index]
-        self.weights[0:ph, x : x + pw] += imp.to(self.device)  # type: ignore[index]
+        imp = self.importance[:ph, :pw]  # type: ignore[index]  # on self.device, like the band
+        self.values[:, 0:ph, x : x + pw] += values[0, :, :ph, :pw].float().to(self.device) * imp  # type: ignore[index]
+        self.weights[0:ph, x : x + pw] += imp  # type: ignore[index]
 
     def finalize(self) -> Any:
         """Flush the remaining rows; returns ``sink.result()`` (or ``None``)."""
