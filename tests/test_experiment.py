@@ -212,22 +212,9 @@ def test_generated_set_with_other_parameters_is_refused_not_reused(tmp_path):
         experiment.run_scale_shift_benchmark(tmp_path / "b", ["unet"], field_of_view="wide")
 
 
-def test_override_option_reaches_every_variant_command(monkeypatch):
-    """``--override KEY=VALUE`` of scripts/run_experiment.py: JSON values parsed, repeatable, bad forms refused."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("run_experiment_script", REPO / "scripts" / "run_experiment.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
-    seen = {}
-    from seunet_monai.cli import experiment as cli  # the script is a thin wrapper around cli.experiment.main
-
-    monkeypatch.setattr(cli, "run_experiment", lambda *a, **k: seen.update(k) or {"failed": {}})
-    rc = script.main(["--dataset-dir", "d", "--out", "o", "--variants", "unet", "--override", "scale_augmentation=true",
-                      "--override", "scale_range=[0.5,2]", "--override", "fusion=pdist"])
-    assert rc == 0
-    assert seen["overrides"] == {"scale_augmentation": True, "scale_range": [0.5, 2], "fusion": "pdist"}
-    ov = experiment.bundle_overrides("unet", Path("d"), Path("o"), None, False, 0, None, seen["overrides"])
-    assert ov["scale_augmentation"] is True and ov["fusion"] == "pdist"
-    with pytest.raises(SystemExit):
-        script.main(["--dataset-dir", "d", "--out", "o", "--override", "no_equals_sign"])
+def test_overrides_reach_every_variants_bundle_arguments():
+    """The runner's ``overrides`` (``--override KEY=VALUE``, parsed in tests/cli/test_experiment.py) are in every
+    variant's bundle arguments."""
+    overrides = {"scale_augmentation": True, "scale_range": [0.5, 2], "fusion": "pdist"}
+    ov = experiment.bundle_overrides("unet", Path("d"), Path("o"), None, False, 0, None, overrides)
+    assert ov["scale_augmentation"] is True and ov["scale_range"] == [0.5, 2] and ov["fusion"] == "pdist"
