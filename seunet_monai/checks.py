@@ -7,16 +7,15 @@ The checkpoint check (:func:`seunet_monai.checkpoint.check_state_dict`) lives wi
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from seunet_monai.checkpoint import check_state_dict
 from seunet_monai.errors import ConfigValueError, DataError, ExistingPathError
 
-__all__ = ["check_arguments", "check_label_values", "check_outputs", "check_scales", "check_state_dict"]
+__all__ = ["check_arguments", "check_label_values", "check_outputs", "check_scales"]
 
 
 def _is_int(v: Any) -> bool:
@@ -152,6 +151,7 @@ def check_outputs(
     output_dir: str | os.PathLike,
     overwrite: bool = False,
     suffixes: Sequence[str] = (".png",),
+    stem: Callable[[str], str] | None = None,
 ) -> None:
     """Check, before anything is written, that the outputs of ``items`` neither collide nor overwrite files.
 
@@ -163,6 +163,7 @@ def check_outputs(
         output_dir: folder of the outputs.
         overwrite: allow replacing existing outputs.
         suffixes: output endings per input (e.g. ``(".png", "_prob.tif")``).
+        stem: the output base name of an input path (default: its name without the last extension).
 
     Raises:
         ValueError: when two inputs map to the same output name.
@@ -172,13 +173,15 @@ def check_outputs(
     seen: dict[str, str] = {}
     for item in items:
         src = str(item["image"])
-        stem = Path(src).stem
-        if stem in seen:
-            raise DataError(f"inputs {seen[stem]!r} and {src!r} would both write {stem}.png in {str(out)!r}.")
-        seen[stem] = src
+        base = Path(src).stem if stem is None else stem(src)
+        if base in seen:
+            raise DataError(
+                f"inputs {seen[base]!r} and {src!r} would both write the same output {base}{suffixes[0]} in {str(out)!r}."
+            )
+        seen[base] = src
         if not overwrite:
             for suffix in suffixes:
-                target = out / f"{stem}{suffix}"
+                target = out / f"{base}{suffix}"
                 if target.exists():
                     raise ExistingPathError(
                         f"output {str(target)!r} exists (from a previous run?); pass --overwrite true to replace "

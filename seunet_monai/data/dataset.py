@@ -166,12 +166,15 @@ def split_items(
         raise DataError(f"{path}: the {split!r} split is empty, but this run needs it; add entries under {split!r}.")
     return items
 
-def list_images(input_dir: str | os.PathLike, suffixes: Sequence[str] = IMAGE_SUFFIXES) -> list[dict[str, str]]:
+def list_images(
+    input_dir: str | os.PathLike, suffixes: Sequence[str] = IMAGE_SUFFIXES, what: str = "image"
+) -> list[dict[str, str]]:
     """Every image file of ``input_dir`` (not recursive), sorted, as ``[{"image": path}, ...]``.
 
     Args:
         input_dir: folder of images to segment.
         suffixes: file endings to pick up (case-insensitive).
+        what: what the files are, for the messages (``"image"``, ``"volume"``).
 
     Raises:
         FileNotFoundError: when ``input_dir`` is not a folder.
@@ -179,9 +182,9 @@ def list_images(input_dir: str | os.PathLike, suffixes: Sequence[str] = IMAGE_SU
     """
     folder = Path(os.path.expanduser(str(input_dir)))
     if not folder.is_dir():
-        raise MissingPathError(f"input_dir {str(folder)!r} is not a folder (set --input_dir to a folder of images).")
+        raise MissingPathError(f"input_dir {str(folder)!r} is not a folder (set --input_dir to a folder of {what}s).")
     ends = tuple(s.lower() for s in suffixes)
     files = sorted(p for p in folder.iterdir() if p.is_file() and p.name.lower().endswith(ends))
     if not files:
-        raise DataError(f"input_dir {str(folder)!r} holds no image file ending in {', '.join(ends)}.")
+        raise DataError(f"input_dir {str(folder)!r} holds no {what} file ending in {', '.join(ends)}.")
     return [{"image": str(p.resolve())} for p in files]

@@ -19,7 +19,7 @@ import numpy as np
 from monai.config import KeysCollection
 from monai.transforms import MapTransform
 
-from seunet_monai.errors import DataError, ExistingPathError, MissingPathError
+from seunet_monai.errors import DataError
 
 __all__ = [
     "VOLUME_READERS",
@@ -201,33 +201,21 @@ def list_volumes(
     Raises:
         seunet_monai.errors.MissingPathError / DataError / ExistingPathError: one line naming the path.
     """
+    from seunet_monai.checks import check_outputs
+    from seunet_monai.data.dataset import list_images
     from seunet_monai.data.io import check_not_overlapping
 
     folder = Path(os.path.expanduser(str(input_dir)))
-    if not folder.is_dir():
-        raise MissingPathError(f"input_dir {str(folder)!r} is not a folder (set --input_dir to a folder of volumes).")
+    items = list_images(folder, VOLUME_SUFFIXES, what="volume")
     out = Path(os.path.expanduser(str(output_dir)))
     try:
         check_not_overlapping(out, [folder], what="output_dir")
     except ValueError as e:
         raise DataError(f"output_dir {str(out)!r} is the input folder or overlaps it; choose another --output_dir.") from e
-    files = sorted(p for p in folder.iterdir() if p.is_file() and p.name.lower().endswith(VOLUME_SUFFIXES))
-    if not files:
-        raise DataError(f"input_dir {str(folder)!r} holds no volume file ending in {', '.join(VOLUME_SUFFIXES)}.")
-    seen: dict[str, Path] = {}
-    for p in files:
-        check_spatial_dims(p, 3)
-        stem = volume_stem(p)
-        if stem in seen:
-            raise DataError(f"inputs {str(seen[stem])!r} and {str(p)!r} would write the same output {stem}_{output_postfix}{output_ext}.")
-        seen[stem] = p
-        target = out / f"{stem}_{output_postfix}{output_ext}"
-        if target.exists() and not overwrite:
-            raise ExistingPathError(
-                f"output {str(target)!r} exists (from a previous run?); pass --overwrite true to replace it or choose "
-                "another --output_dir."
-            )
-    return [{"image": str(p.resolve())} for p in files]
+    for item in items:
+        check_spatial_dims(item["image"], 3)
+    check_outputs(items, out, overwrite, suffixes=(f"_{output_postfix}{output_ext}",), stem=volume_stem)
+    return items
 
 
 class PublishSavedd(MapTransform):
