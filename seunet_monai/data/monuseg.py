@@ -636,6 +636,11 @@ def prepare_monuseg(
     dst = Path(dst)
     sources = [Path(p) for p in (src, images, annotations, masks) if p is not None]
     check_not_overlapping(dst, sources)  # before any work; never write into or around the inputs
+    if stain_reference is not None and dst.expanduser().resolve() in Path(stain_reference).expanduser().resolve().parents:
+        raise ValueError(
+            f"--stain-reference {stain_reference} lies inside --dst {dst}, whose old content is deleted before the new "
+            "dataset is written (and the report would name a deleted file): copy the reference out of it and pass that path."
+        )
     if dst.is_dir() and any(dst.iterdir()) and not overwrite:
         raise FileExistsError(f"output folder {dst} is not empty; pass --overwrite to replace its content.")
     log = BadFileLog(skip_bad)

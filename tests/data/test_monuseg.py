@@ -438,3 +438,17 @@ def test_bit_depth_scaling_is_reported(tmp_path, capsys):
     assert f"TCGA-TR-0000.tif: {desc}" in capsys.readouterr().err
     tile = load_datalist(tmp_path / "dst")["training"][0]
     assert np.array_equal(np.asarray(Image.open(tile["image"])), rgb8[:32, :32])
+
+
+# ------------------------------------------------------------------------------------------- issue 25
+def test_stain_reference_inside_dst_is_refused_and_kept(tmp_path):
+    """Item 3: --dst D --overwrite --stain-reference D/ref.png would delete the reference it reads."""
+    src = make_monuseg(tmp_path / "src", n_train=2, n_test=0)
+    dst = tmp_path / "dst"
+    prepare_monuseg(src, dst, tile=32, stride=32, stain_norm="none", val_fraction=0.0)
+    ref = dst / "ref.png"
+    Image.fromarray(rgb((32, 32), seed=3)).save(ref)
+    before = ref.read_bytes()
+    with pytest.raises(ValueError, match="lies inside --dst"):
+        prepare_monuseg(src, dst, tile=32, stride=32, stain_norm="macenko", stain_reference=ref, overwrite=True)
+    assert ref.read_bytes() == before and (dst / "datalist.json").is_file()
