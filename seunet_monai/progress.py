@@ -29,6 +29,8 @@ import torch
 from ignite.engine import Engine, Events
 from tqdm.contrib.logging import logging_redirect_tqdm
 
+from seunet_monai.errors import as_flag
+
 __all__ = ["EpochLogger", "ProgressBar", "progress"]
 
 logger = logging.getLogger(__name__)
@@ -53,11 +55,13 @@ def _redirect_logging(on: bool) -> None:
             _redirect = None
 
 
-def _show(enabled: bool | None, file: IO[str]) -> bool:
+def _show(enabled: bool | str | None, file: IO[str]) -> bool:
+    """Whether to draw: ``enabled`` read as a flag (``--progress false`` arrives as the string ``"false"``), or on a
+    terminal only when it is ``None``."""
     if enabled is None:
         isatty = getattr(file, "isatty", None)
         return bool(isatty and isatty())
-    return bool(enabled)
+    return as_flag(enabled, "progress")
 
 
 def _number(value: Any) -> float:
@@ -77,7 +81,7 @@ class ProgressBar:
         output_transform: maps ``engine.state.output`` to the number shown in the postfix as ``loss`` (e.g.
             ``monai.handlers.from_engine(["loss"], first=True)``); ``None`` shows no postfix.
         persist: keep the finished bar on screen (default: it is removed at the end of each epoch).
-        enabled: draw the bar; ``None`` (default) on a terminal only.
+        enabled: draw the bar (a boolean or a flag word such as ``"false"``); ``None`` (default) on a terminal only.
         file: stream of the bar (default ``sys.stderr``).
     """
 
@@ -86,7 +90,7 @@ class ProgressBar:
         desc: str | None = None,
         output_transform: Callable[[Any], Any] | None = None,
         persist: bool = False,
-        enabled: bool | None = None,
+        enabled: bool | str | None = None,
         file: IO[str] | None = None,
     ) -> None:
         self.desc = desc

@@ -80,3 +80,22 @@ def test_progress_yields_every_item(enabled):
     out = io.StringIO()
     assert list(progress(iter(range(5)), total=5, desc="sweep", enabled=enabled, file=out)) == [0, 1, 2, 3, 4]
     assert ("sweep" in out.getvalue()) == bool(enabled)
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize("word", ["false", "False", "0", "no"])
+def test_progress_false_given_as_a_word_turns_bars_off(word):
+    """Issue 25, item 12: `--progress false` arrives as the string "false", which is true as a Python bool."""
+    out = _Terminal()
+    engine = _trainer()
+    ProgressBar(desc="training", file=out, enabled=word).attach(engine)
+    engine.run([1, 2], max_epochs=1)
+    assert list(progress(iter(range(3)), desc="sweep", enabled=word, file=out)) == [0, 1, 2]
+    assert out.getvalue() == ""
+    ProgressBar(desc="validation", file=out, enabled="true").attach(engine := _trainer())
+    engine.run([1, 2], max_epochs=1)
+    assert "validation" in out.getvalue()
