@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+import sysconfig
 from pathlib import Path
 
 import pytest
@@ -60,13 +61,20 @@ def _sources(dst: Path) -> Path:
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory) -> dict:
     """``pip install --no-deps --no-build-isolation .`` into a fresh venv that sees this environment's packages
-    (torch, MONAI, ...) but not this checkout (about 15 s on a 2-core CPU)."""
+    (torch, MONAI, pip, setuptools, wheel, ...) but not this checkout (about 15 s on a 2-core CPU)."""
     root = tmp_path_factory.mktemp("wheel")
     src = _sources(root / "src")
     venv = root / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(venv)], check=True)
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     python = venv / "bin" / "python"
-    # the pip of the system site-packages, run by the venv's interpreter, installs into the venv
+    # `venv --system-site-packages` would see the base interpreter's packages, not those of the virtual environment
+    # running the tests: list this environment's site-packages folders in a .pth file instead (plain paths: the
+    # .pth files there, among them this checkout's editable install, are not run, so the checkout stays unseen)
+    site = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    parents = dict.fromkeys(sysconfig.get_paths()[k] for k in ("purelib", "platlib"))
+    (Path(site) / "parent_environment.pth").write_text("".join(f"{p}\n" for p in parents))
+    # the pip of this environment, run by the venv's interpreter, installs into the venv
     proc = subprocess.run([str(python), "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", str(src)],
                           cwd=root, env=_env(), capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
