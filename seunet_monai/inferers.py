@@ -17,6 +17,7 @@ Used by validation and evaluation (:class:`HeadsInferer` in the bundle's configs
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -26,7 +27,25 @@ from monai.utils import convert_to_tensor
 
 from seunet_monai.networks.utils import unwrap
 
-__all__ = ["HeadsInferer", "fit_window", "head_probabilities", "infer_heads", "is_multihead", "predict_heads"]
+__all__ = [
+    "MIN_WINDOW",
+    "WHOLE_IMAGE_PIXELS",
+    "HeadsInferer",
+    "fit_window",
+    "head_probabilities",
+    "infer_heads",
+    "is_multihead",
+    "predict_heads",
+    "sweep_window",
+]
+
+#: whole-image budget of the scale sweep and the calibration (pixels of one rescaled image): 2048² = 4.2 M px. Sized
+#: for 16 GB: the paper-size SEUNet (60..960, Ω = 5) in eval mode measured 2.2-3.0 KB of peak memory per pixel (CPU,
+#: 1024² and 512²), so about 9-13 GB at the budget. MoNuSeg's 1000-px images are predicted whole up to scale 2.
+WHOLE_IMAGE_PIXELS = 2048 * 2048
+#: smallest sliding window of the sweep: windows much smaller than the receptive field of the large-σ heads change
+#: their probabilities (15-29% with 128-px windows, issue 11)
+MIN_WINDOW = 512
 
 
 def is_multihead(network: Any) -> bool:
@@ -150,3 +169,32 @@ class HeadsInferer(Inferer):
 
     def __call__(self, inputs: torch.Tensor, network: Callable[..., Any], *args: Any, **kwargs: Any) -> torch.Tensor:
         return infer_heads(network, inputs, self.inferer, *args, **kwargs)
+
+
+def sweep_window(
+    spatial_shape: Sequence[int],
+    max_pixels: int | None,
+    roi_size: Sequence[int],
+    min_window: int = MIN_WINDOW,
+    sw_batch_size: int = 1,
+) -> tuple[int, ...] | None:
+    """The sweep's rule for one rescaled image: ``None`` (predict it whole) or the sliding-window size per axis.
+
+    An image of at most ``max_pixels`` pixels goes to the network whole (``max_pixels=None``: always). A larger
+    one is cut into windows as large as the budget allows for ``sw_batch_size`` windows per call, rounded down to
+    a multiple of 16, but at least ``max(roi_size, min_window)`` and at most the image, per axis (no zero padding
+    beyond the image).
+
+    Args:
+        spatial_shape: the rescaled image's spatial size.
+        max_pixels: whole-image budget in pixels (``None``: no limit).
+        roi_size: smallest window per axis (the training patch size).
+        min_window: smallest window side (512).
+        sw_batch_size: windows per network call.
+    """
+    shape = [int(n) for n in spatial_shape]
+    if max_pixels is None or math.prod(shape) <= max_pixels:
+        return None
+    d = len(shape)
+    side = int((max(max_pixels, 0) / max(1, sw_batch_size)) ** (1.0 / d)) // 16 * 16
+    return tuple(min(n, max(side, int(r), int(min_window))) for n, r in zip(shape, roi_size))

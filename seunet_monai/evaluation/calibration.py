@@ -13,9 +13,23 @@ measurement. :func:`calibrate_checkpoint` does the same for a checkpoint file (t
 command): it loads the weights, calibrates, keeps a copy of the original file (``model_uncalibrated.pt``, never
 overwritten) and writes the checkpoint back atomically in the layout it was read in.
 
-Cost: one forward pass per (image, scale) at the rescaled size, i.e. about ``Σ_p s_p²`` ≈ 29 times the
-pixels of the split for the 17 default scales (0.25 .. 4; the scales >= 2 are 85% of it). ``scales`` and
-``max_images`` bound it; e.g. the 9 scales 0.5 .. 2 (``2^(k/4)``, k = -4..4) cost ≈ 9.2 times the split.
+**Cost, and what bounds it.** One forward pass per (image, scale) at the rescaled size, i.e. ``Σ_p s_p²`` times
+the pixels of the images: about 29 for the 17 profile scales 0.25 .. 4 (the scales >= 2 are 85% of it), 9.2 for
+the 9 scales 0.5 .. 2. By default:
+
+- the profile scales in :data:`DEFAULT_SCALE_RANGE` (0.5 .. 2, ``2^(k/4)``, k = -4..4), the range the fusion's
+  quality was measured on (``bundle/docs/research_log.md``); outside it the scale estimate is clamped to its
+  ends. ``scales="all"`` calibrates every profile scale;
+- whole images: the tiles of one image (items with ``source`` and ``name`` = ``<source>_r<row>_c<col>``, the
+  layout of the preparation scripts) are put back together when they cover it, so overlapping tiles are not
+  predicted twice (MoNuSeg's 16 tiles of 400 px with stride 200 repeat every pixel 2.56 times on average);
+- a pixel budget (``max_pixels``, :data:`DEFAULT_MAX_PIXELS`: ``Σ`` over images and scales of the rescaled
+  pixels): images are taken in order while they fit (at least one);
+- optionally a time budget (``max_seconds``; the training's handler gives 20% of the training time): the speed is
+  measured on the first image at the scale nearest 1, and only as many images as the budget allows are used.
+
+The plan and its expected time are logged before the work, then one line per scale with the time left
+(``on_progress`` receives the same figures, e.g. for a status file).
 """
 
 from __future__ import annotations
@@ -23,8 +37,10 @@ from __future__ import annotations
 import logging
 import math
 import os
+import re
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,16 +50,32 @@ from monai.inferers import SlidingWindowInferer
 from seunet_monai.checkpoint import load_network
 from seunet_monai.data.io import atomic_torch_save, atomic_write_bytes, atomic_write_json
 from seunet_monai.evaluation.heads import is_multihead, output_heads_mode
-from seunet_monai.evaluation.rescale import rescale_image, rescale_label
 from seunet_monai.evaluation.items import item_name, iterate_items, prepare_item
-from seunet_monai.inferers import predict_heads
+from seunet_monai.evaluation.rescale import rescale_image, rescale_label, scaled_size
+from seunet_monai.inferers import MIN_WINDOW, WHOLE_IMAGE_PIXELS, predict_heads, sweep_window
 from seunet_monai.metrics import SegmentationScores
 from seunet_monai.networks.utils import unwrap
 from seunet_monai.scale_fusion import BUFFER_NAMES, ScaleProfile, head_signature, signature_width
 
-__all__ = ["calibrate_checkpoint", "calibrate_scale_fusion", "select_profile_rows"]
+__all__ = [
+    "DEFAULT_MAX_PIXELS",
+    "DEFAULT_SCALE_RANGE",
+    "CalibrationImage",
+    "calibrate_checkpoint",
+    "calibrate_scale_fusion",
+    "calibration_rows",
+    "select_profile_rows",
+    "whole_images",
+]
 
 logger = logging.getLogger(__name__)
+
+#: profile scales calibrated by default (inclusive): ``2^(k/4)``, k = -4..4 of the default profile
+DEFAULT_SCALE_RANGE = (0.5, 2.0)
+#: default pixel budget: ``Σ`` over images and scales of the rescaled image's pixels (64 Mpx: 6 whole 1000-px
+#: MoNuSeg images at the 9 default scales, about 3 min for the 20..320 SEUNet on 2 CPU cores)
+DEFAULT_MAX_PIXELS = 64 * 2**20
+_TILE_NAME = r"_r(\d+)_c(\d+)"
 
 
 def _buffers(network: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -81,12 +113,148 @@ def select_profile_rows(profile_scales: Sequence[float], scales: Sequence[float]
     return sorted(rows)
 
 
+def calibration_rows(profile_scales: Sequence[float], scales: Sequence[float] | str | None = None) -> list[int]:
+    """The profile rows a calibration measures.
+
+    Args:
+        profile_scales: the network's ``fusion_scales``.
+        scales: ``None`` (default): the profile scales within :data:`DEFAULT_SCALE_RANGE` (every profile scale
+            when none is); ``"all"``: every profile scale; else a subset of the profile scales.
+
+    Raises:
+        ValueError: for a scale outside the profile, a repeated one, or another word than ``"all"``.
+    """
+    prof = [float(v) for v in profile_scales]
+    if isinstance(scales, str):
+        if scales.strip().lower() != "all":
+            raise ValueError(f"calibration scales must be a list of profile scales, null or 'all', got {scales!r}.")
+        return list(range(len(prof)))
+    if scales is not None:
+        return select_profile_rows(prof, scales)
+    low, high = DEFAULT_SCALE_RANGE
+    rows = [i for i, v in enumerate(prof) if low * (1 - 1e-4) <= v <= high * (1 + 1e-4)]
+    return rows or list(range(len(prof)))
+
+
+@dataclass
+class CalibrationImage:
+    """One image of a calibration: ``image (C, *spatial)`` float, ``label (1, *spatial)`` int64, and how many
+    items (tiles) it was put together from."""
+
+    name: str
+    image: torch.Tensor
+    label: torch.Tensor
+    tiles: int = 1
+
+    def pixels(self, scales: Sequence[float]) -> int:
+        """Pixels predicted for this image at ``scales`` (``Σ`` of the rescaled sizes)."""
+        return sum(math.prod(scaled_size(self.image.shape[1:], s)) for s in scales)
+
+
+def _tile_origin(item: Mapping[str, Any], name: str, image: torch.Tensor) -> tuple[str, int, int] | None:
+    """``(source, row, col)`` of a 2D tile named ``<source>_r<row>_c<col>``, else ``None``."""
+    source = item.get("source")
+    if not isinstance(source, str) or not source or image.ndim != 3:
+        return None
+    match = re.fullmatch(re.escape(source) + _TILE_NAME, name)
+    return None if match is None else (source, int(match[1]), int(match[2]))
+
+
+def _stitch(source: str, tiles: list[tuple[str, int, int, torch.Tensor, torch.Tensor]]) -> list[CalibrationImage]:
+    """The image the tiles cover, or the tiles as they are when they leave holes (e.g. tiles dropped as empty)."""
+    height = max(r + img.shape[1] for _, r, _, img, _ in tiles)
+    width = max(c + img.shape[2] for _, _, c, img, _ in tiles)
+    covered = torch.zeros(height, width, dtype=torch.bool)
+    for _, r, c, img, _ in tiles:
+        covered[r : r + img.shape[1], c : c + img.shape[2]] = True
+    if not bool(covered.all()):
+        return [CalibrationImage(name, img, lab) for name, _, _, img, lab in tiles]
+    image = torch.zeros(tiles[0][3].shape[0], height, width, dtype=tiles[0][3].dtype)
+    label = torch.zeros(1, height, width, dtype=tiles[0][4].dtype)
+    for _, r, c, img, lab in tiles:
+        image[:, r : r + img.shape[1], c : c + img.shape[2]] = img
+        label[:, r : r + img.shape[1], c : c + img.shape[2]] = lab
+    return [CalibrationImage(source, image, label, len(tiles))]
+
+
+def whole_images(data: Any, image_key: str = "image", label_key: str = "label") -> Iterator[CalibrationImage]:
+    """The images of a split, whole: consecutive 2D tiles of one ``source`` named ``<source>_r<row>_c<col>`` (the
+    preparation scripts' layout) are put back together when they cover their image; other items come as they are.
+
+    Args:
+        data: the split (see :func:`calibrate_scale_fusion`).
+        image_key: image key of the items.
+        label_key: label key of the items.
+    """
+    source, pending = "", []  # the tiles of the current source, in order
+    for index, item in enumerate(iterate_items(data)):
+        image, label = prepare_item(item, image_key, label_key, index)
+        name = item.get("name") if isinstance(item.get("name"), str) else item_name(item, image_key, index)
+        origin = _tile_origin(item, name, image)
+        if pending and (origin is None or origin[0] != source):
+            yield from _stitch(source, pending)
+            pending = []
+        if origin is None:
+            yield CalibrationImage(name, image, label)
+        else:
+            source = origin[0]
+            pending.append((name, origin[1], origin[2], image, label))
+    if pending:
+        yield from _stitch(source, pending)
+
+
+def _gather(data: Any, scales: Sequence[float], max_images: int | None, max_pixels: int | None, whole: bool,
+            image_key: str, label_key: str) -> tuple[list[CalibrationImage], bool]:
+    """The images to calibrate on, in order, within ``max_images`` and ``max_pixels`` (at least one); and whether
+    more were left out by the pixel budget."""
+    if whole:
+        source: Iterator[CalibrationImage] = whole_images(data, image_key, label_key)
+    else:
+        source = (CalibrationImage(item_name(it, image_key, i), *prepare_item(it, image_key, label_key, i))
+                  for i, it in enumerate(iterate_items(data)))
+    chosen: list[CalibrationImage] = []
+    total = 0
+    for img in source:
+        if max_images is not None and len(chosen) >= max_images:
+            return chosen, False
+        cost = img.pixels(scales)
+        if chosen and max_pixels is not None and total + cost > max_pixels:
+            return chosen, True
+        chosen.append(img)
+        total += cost
+    return chosen, False
+
+
+def _mpx(pixels: float) -> str:
+    return f"{pixels / 1e6:.3g} Mpx"
+
+
+def _secs(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds >= 10 else f"{seconds:.2g} s"
+
+
+def _inferer(shape: Sequence[int], roi_size: Any, overlap: float, sw_batch_size: int) -> SlidingWindowInferer | None:
+    """``roi_size`` windows when given; else the whole image up to the sweep's budget, then the sweep's windows."""
+    if roi_size is not None:
+        roi = (int(roi_size),) * len(shape) if isinstance(roi_size, int) else tuple(int(r) for r in roi_size)
+    else:
+        roi = sweep_window(shape, WHOLE_IMAGE_PIXELS, (MIN_WINDOW,) * len(shape), MIN_WINDOW, sw_batch_size)
+        if roi is None:
+            return None
+    return SlidingWindowInferer(roi_size=roi, sw_batch_size=sw_batch_size, overlap=overlap, mode="gaussian",
+                                device=torch.device("cpu"), progress=False)
+
+
 def calibrate_scale_fusion(
     network: torch.nn.Module,
     data: Any,
-    scales: Sequence[float] | None = None,
+    scales: Sequence[float] | str | None = None,
     *,
     max_images: int | None = None,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    max_seconds: float | None = None,
+    budget_note: str | None = None,
+    whole: bool = True,
     num_classes: int | None = None,
     ignore_index: int | None = None,
     roi_size: int | Sequence[int] | None = None,
@@ -95,6 +263,7 @@ def calibrate_scale_fusion(
     device: str | torch.device | None = None,
     image_key: str = "image",
     label_key: str = "label",
+    on_progress: Callable[[dict[str, Any]], Any] | None = None,
 ) -> dict[str, Any]:
     """Measure the per-head IoU and the signatures at each profile scale and store them in ``network``'s buffers.
 
@@ -103,32 +272,44 @@ def calibrate_scale_fusion(
             (SEUNet; ``DistributedDataParallel`` is unwrapped), weights loaded.
         data: the validation split: dicts with ``image_key`` ``(C, *spatial)`` and ``label_key`` ``(1, *spatial)``
             (a ``monai.data.Dataset``, a list, or a ``DataLoader`` whose batches are decollated).
-        scales: the profile scales to calibrate (a subset of ``fusion_scales``; default all of them).
-        max_images: use only the first this many images (default all).
+        scales: the profile scales to calibrate (see :func:`calibration_rows`; default those in 0.5 .. 2).
+        max_images: use only the first this many (whole) images (default all).
+        max_pixels: pixel budget (``Σ`` over images and scales of the rescaled pixels; ``None``: no limit): images
+            are taken in order while they fit, at least one.
+        max_seconds: time budget (``None``: none): after timing the first image at the scale nearest 1, only as
+            many images as are expected to fit are used (at least one).
+        budget_note: how ``max_seconds`` was set, for the log (e.g. ``"20% of the training's 900 s"``).
+        whole: put tiles back into whole images (:func:`whole_images`); ``False`` uses the items as they are.
         num_classes: number of classes (default: the network's output classes).
         ignore_index: label value left out of the IoU (the signatures are label-free and use every pixel).
-        roi_size: sliding-window size for images larger than it (default ``None``: whole images, as the fusion
-            sees them at inference when they fit; give the inference window otherwise).
+        roi_size: sliding-window size for every image (default ``None``: whole images up to the sweep's budget of
+            4 Mpx, larger ones in the sweep's windows of at least 512 px).
         overlap: sliding-window overlap.
         sw_batch_size: windows per network call.
         device: where the network runs (default: where its parameters are).
         image_key: image key of the items.
         label_key: label key of the items.
+        on_progress: called with ``{"scales_done", "scales_total", "images", "elapsed_s", "expected_s", "eta_s"}``
+            after the plan and after each scale.
 
     Returns:
         ``{"scales", "iou" (P', Ω), "signature" (P', 3Ω), "best_head" (1-based, per scale), "num_images",
-        "elapsed_s"}`` for the calibrated rows.
+        "images", "tiles", "pixels", "expected_s", "budget_s", "left_out", "elapsed_s"}`` for the calibrated rows.
 
     Raises:
-        ValueError: for a network without the buffers, scales outside the profile, or no images.
+        ValueError: for a network without the buffers, scales outside the profile, bad budgets or no images.
     """
     bufs = _buffers(network)
     net = unwrap(network)
     omega = int(net.num_scales)
-    rows = select_profile_rows(bufs["fusion_scales"].tolist(), scales)
+    rows = calibration_rows(bufs["fusion_scales"].tolist(), scales)
     row_scales = [float(bufs["fusion_scales"][r]) for r in rows]
     if max_images is not None and int(max_images) < 1:
-        raise ValueError(f"max_images must be >= 1 (or None for all), got {max_images}.")
+        raise ValueError(f"calibration#max_images must be >= 1 (or null for all), got {max_images}.")
+    if max_pixels is not None and not int(max_pixels) >= 1:
+        raise ValueError(f"calibration#max_pixels must be >= 1 (or null for no limit), got {max_pixels}.")
+    if max_seconds is not None and not (float(max_seconds) > 0 and math.isfinite(float(max_seconds))):
+        raise ValueError(f"the calibration's time budget must be a positive number of seconds, got {max_seconds}.")
     classes = int(num_classes if num_classes is not None else getattr(net, "out_channels", 0))
     if classes < 2:
         raise ValueError(f"calibrate_scale_fusion: num_classes must be >= 2, got {classes}.")
@@ -136,37 +317,77 @@ def calibrate_scale_fusion(
         p = next(net.parameters(), None)
         device = p.device if p is not None else torch.device("cpu")
     device = torch.device(device)
-    inferer = None
+    t0 = time.perf_counter()
+    images, over_budget = _gather(data, row_scales, None if max_images is None else int(max_images),
+                                  None if max_pixels is None else int(max_pixels), whole, image_key, label_key)
+    if not images:
+        raise ValueError("calibrate_scale_fusion: the validation data is empty.")
     scores = {(r, k): SegmentationScores(classes, ignore_index) for r in rows for k in range(omega)}
     width = signature_width(omega)
     sig_sum = {r: torch.zeros(width, dtype=torch.float64) for r in rows}
     sig_count = {r: torch.zeros(width, dtype=torch.float64) for r in rows}  # images with a finite component
-    names: list[str] = []
-    t0 = time.perf_counter()
+
+    def measure(img: CalibrationImage, r: int, s: float) -> None:
+        img_s = rescale_image(img.image, s)
+        lab_s = rescale_label(img.label, s).unsqueeze(0)  # (1, 1, *spatial)
+        inferer = _inferer(img_s.shape[1:], roi_size, overlap, sw_batch_size)
+        probs = predict_heads(net, img_s, inferer, device).cpu()  # (1, Ω, C, *spatial)
+        for k in range(omega):
+            scores[(r, k)].update(probs[:, k].argmax(1, keepdim=True), lab_s)
+        sig = head_signature(probs)[0].cpu()
+        sig_sum[r] += torch.nan_to_num(sig, nan=0.0)
+        sig_count[r] += torch.isfinite(sig).double()
+
     with output_heads_mode(net):
-        for index, item in enumerate(iterate_items(data)):
-            if max_images is not None and index >= int(max_images):
-                break
-            image, label = prepare_item(item, image_key, label_key, index)
-            if inferer is None and roi_size is not None:
-                roi = (roi_size,) * (image.ndim - 1) if isinstance(roi_size, int) else tuple(int(r) for r in roi_size)
-                inferer = SlidingWindowInferer(roi_size=roi, sw_batch_size=sw_batch_size, overlap=overlap,
-                                               mode="gaussian", device=torch.device("cpu"), progress=False)
-            names.append(item_name(item, image_key, index))
-            for r, s in zip(rows, row_scales):
-                img_s = rescale_image(image, s)
-                lab_s = rescale_label(label, s).unsqueeze(0)  # (1, 1, *spatial)
-                probs = predict_heads(net, img_s, inferer, device).cpu()  # (1, Ω, C, *spatial)
-                lab_s = lab_s.to(probs.device)
-                for k in range(omega):
-                    scores[(r, k)].update(probs[:, k].argmax(1, keepdim=True), lab_s)
-                sig = head_signature(probs)[0].cpu()
-                sig_sum[r] += torch.nan_to_num(sig, nan=0.0)
-                sig_count[r] += torch.isfinite(sig).double()
-            logger.info("scale calibration: image %d (%s) at %d scales, %.1f s", index + 1, names[-1], len(rows),
-                        time.perf_counter() - t0)
-    if not names:
-        raise ValueError("calibrate_scale_fusion: the validation data is empty.")
+        # the speed, measured on the first image at the scale nearest 1 (a pass the calibration needs anyway)
+        probe = min(range(len(rows)), key=lambda j: abs(math.log(row_scales[j])))
+        t_probe = time.perf_counter()
+        measure(images[0], rows[probe], row_scales[probe])
+        probe_px = math.prod(scaled_size(images[0].image.shape[1:], row_scales[probe]))
+        per_px = (time.perf_counter() - t_probe) / max(1, probe_px)
+        available = len(images)
+        if max_seconds is not None:
+            while len(images) > 1 and per_px * sum(im.pixels(row_scales) for im in images) > float(max_seconds):
+                images.pop()
+        left_out = over_budget or len(images) < available
+        pixels = sum(im.pixels(row_scales) for im in images)
+        expected = per_px * pixels
+        tiles = sum(im.tiles for im in images)
+        what = f"{len(images)} {'whole ' if tiles > len(images) else ''}validation image(s)"
+        if tiles > len(images):
+            what += f" (put together from {tiles} tiles)"
+        budget = []
+        if max_seconds is not None:
+            budget.append(f"time budget {_secs(float(max_seconds))}" + (f" = {budget_note}" if budget_note else ""))
+        if max_pixels is not None:
+            budget.append(f"pixel budget {_mpx(int(max_pixels))}")
+        logger.info(
+            "scale calibration: %s x %d scales (%s) = %s, expected about %s (%s)%s.", what, len(rows),
+            ", ".join(f"{s:.3g}" for s in row_scales), _mpx(pixels), _secs(expected), "; ".join(budget) or "no budget",
+            "; later images are left out to stay within the budget (calibration#max_pixels, calibration#time_fraction)"
+            if left_out else "",
+        )
+        state = {"scales_done": 0, "scales_total": len(rows), "images": len(images), "pixels": pixels,
+                 "expected_s": round(expected, 1), "elapsed_s": round(time.perf_counter() - t0, 1),
+                 "eta_s": round(expected, 1)}
+        if on_progress is not None:
+            on_progress(dict(state))
+        done_px = probe_px
+        for j, (r, s) in enumerate(zip(rows, row_scales)):
+            t_scale = time.perf_counter()
+            for index, img in enumerate(images):
+                if index == 0 and j == probe:
+                    continue
+                measure(img, r, s)
+                done_px += math.prod(scaled_size(img.image.shape[1:], s))
+            elapsed = time.perf_counter() - t0
+            rate = (time.perf_counter() - t_probe) / max(1, done_px)
+            eta = rate * (pixels - done_px)
+            logger.info("scale calibration: scale %d/%d (%.3g) done in %s, %s elapsed, about %s left", j + 1, len(rows),
+                        s, _secs(time.perf_counter() - t_scale), _secs(elapsed), _secs(eta))
+            state.update(scales_done=j + 1, elapsed_s=round(elapsed, 1), eta_s=round(eta, 1))
+            if on_progress is not None:
+                on_progress(dict(state))
     iou = torch.full(bufs["fusion_iou"].shape, float("nan"), dtype=torch.float64)
     sig = torch.full(bufs["fusion_signature"].shape, float("nan"), dtype=torch.float64)
     for r in rows:
@@ -179,14 +400,20 @@ def calibrate_scale_fusion(
         logger.warning("scale calibration: no scale gave a finite IoU for every head (no foreground in the "
                        "validation labels?); the 'scale' fusion stays uncalibrated.")
     elapsed = time.perf_counter() - t0
-    logger.info("scale calibration: %d images x %d scales in %.1f s", len(names), len(rows), elapsed)
+    logger.info("scale calibration: %d image(s) x %d scales in %s (expected %s)", len(images), len(rows),
+                _secs(elapsed), _secs(expected))
     return {
         "scales": row_scales,
         "iou": iou[rows].tolist(),
         "signature": sig[rows].tolist(),
         "best_head": [int(torch.nan_to_num(iou[r], nan=-1.0).argmax()) + 1 for r in rows],
-        "num_images": len(names),
-        "images": names,
+        "num_images": len(images),
+        "images": [im.name for im in images],
+        "tiles": tiles,
+        "pixels": pixels,
+        "left_out": left_out,
+        "expected_s": round(expected, 3),
+        "budget_s": None if max_seconds is None else round(float(max_seconds), 3),
         "elapsed_s": round(elapsed, 3),
     }
 
@@ -195,7 +422,7 @@ def calibrate_checkpoint(
     network: torch.nn.Module,
     checkpoint: str | os.PathLike,
     data: Any,
-    scales: Sequence[float] | None = None,
+    scales: Sequence[float] | str | None = None,
     *,
     key: str | None = "model",
     backup: str | None = "model_uncalibrated.pt",
@@ -214,11 +441,12 @@ def calibrate_checkpoint(
         network: the configured network (``DistributedDataParallel`` is unwrapped).
         checkpoint: the checkpoint file (e.g. ``ckpt_dir/model.pt``).
         data: the validation split (see :func:`calibrate_scale_fusion`).
-        scales: profile scales to calibrate (default all).
+        scales: profile scales to calibrate (see :func:`calibration_rows`; default those in 0.5 .. 2).
         key: entry of a dict checkpoint holding the network's state dict.
         backup: file name of the copy of the original (``None``: no copy).
         report: optional JSON file for the calibration table (written atomically).
-        kwargs: passed to :func:`calibrate_scale_fusion` (``max_images``, ``ignore_index``, ``device``, ...).
+        kwargs: passed to :func:`calibrate_scale_fusion` (``max_images``, ``max_pixels``, ``max_seconds``,
+            ``ignore_index``, ``device``, ``on_progress``, ...).
 
     Returns:
         the result of :func:`calibrate_scale_fusion` plus ``checkpoint`` and ``backup`` paths.

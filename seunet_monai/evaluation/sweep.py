@@ -77,7 +77,7 @@ from seunet_monai.evaluation.scale_estimation import (
 )
 from seunet_monai.fusion import fuse, winning_head
 from seunet_monai.handlers.status import write_status
-from seunet_monai.inferers import predict_heads
+from seunet_monai.inferers import MIN_WINDOW, WHOLE_IMAGE_PIXELS, predict_heads, sweep_window
 from seunet_monai.metrics import SegmentationScores
 from seunet_monai.progress import progress as progress_bar
 from seunet_monai.scale_fusion import ScaleProfile, apply_head_weights, scale_head_weights
@@ -100,18 +100,13 @@ OUTPUT_FILES = (
     "examples.png",
 )
 _IF_EXISTS = ("error", "archive", "overwrite")
-#: whole-image budget of the sweep (pixels of one rescaled image): 2048² = 4.2 M px. Sized for 16 GB: the paper-size
-#: SEUNet (60..960, Ω = 5) in eval mode measured 2.2-3.0 KB of peak memory per pixel (CPU, 1024² and 512²), so
-#: about 9-13 GB at the budget. MoNuSeg's 1000-px images are predicted whole up to scale 2.
-DEFAULT_MAX_PIXELS = 2048 * 2048
+#: whole-image budget of the sweep (pixels of one rescaled image; see :data:`seunet_monai.inferers.WHOLE_IMAGE_PIXELS`)
+DEFAULT_MAX_PIXELS = WHOLE_IMAGE_PIXELS
 #: whole-volume budget of the 3D sweep (voxels of one rescaled volume, ``variants/3d.json``): 192³ = 7.1 M voxels.
 #: Sized for 24 GB: the paper-size 3D SEUNet (60..960, Ω = 5, one channel) measured 1.40 KB of peak memory per
 #: voxel in eval mode (CPU, 32³ and 48³, scripts/volume_memory.py), so about 10 GB at the budget, leaving room for
 #: a GPU's allocator and workspaces; larger volumes go through 192³ windows.
 DEFAULT_MAX_VOXELS = 192 * 192 * 192
-#: smallest sliding window of the sweep: windows much smaller than the receptive field of the large-σ heads change
-#: their probabilities (15-29% with 128-px windows, issue 11)
-MIN_WINDOW = 512
 STATUS_FILE = "sweep_status.json"
 
 
@@ -119,35 +114,6 @@ def peak_rss_mb() -> float:
     """Peak resident set size of this process in MiB (``ru_maxrss``: KiB on Linux, bytes on macOS)."""
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return rss / (1024 * 1024) if sys.platform == "darwin" else rss / 1024
-
-
-def sweep_window(
-    spatial_shape: Sequence[int],
-    max_pixels: int | None,
-    roi_size: Sequence[int],
-    min_window: int = MIN_WINDOW,
-    sw_batch_size: int = 1,
-) -> tuple[int, ...] | None:
-    """The sweep's rule for one rescaled image: ``None`` (predict it whole) or the sliding-window size per axis.
-
-    An image of at most ``max_pixels`` pixels goes to the network whole (``max_pixels=None``: always). A larger
-    one is cut into windows as large as the budget allows for ``sw_batch_size`` windows per call, rounded down to
-    a multiple of 16, but at least ``max(roi_size, min_window)`` and at most the image, per axis (no zero padding
-    beyond the image).
-
-    Args:
-        spatial_shape: the rescaled image's spatial size.
-        max_pixels: whole-image budget in pixels (``None``: no limit).
-        roi_size: smallest window per axis (the training patch size).
-        min_window: smallest window side (512).
-        sw_batch_size: windows per network call.
-    """
-    shape = [int(n) for n in spatial_shape]
-    if max_pixels is None or math.prod(shape) <= max_pixels:
-        return None
-    d = len(shape)
-    side = int((max(max_pixels, 0) / max(1, sw_batch_size)) ** (1.0 / d)) // 16 * 16
-    return tuple(min(n, max(side, int(r), int(min_window))) for n, r in zip(shape, roi_size))
 
 
 def _thumb(x: torch.Tensor, spatial_dims: int, max_size: int = 192) -> np.ndarray:
