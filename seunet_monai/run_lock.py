@@ -45,7 +45,12 @@ class RunLock:
             self._locks.pop().release()
 
 
-def lock_run_folders(folders: Sequence[str | os.PathLike], enabled: bool = True) -> RunLock:
+def lock_run_folders(
+    folders: Sequence[str | os.PathLike],
+    enabled: bool = True,
+    clash: str = "overwrite each other's checkpoints and mix their TensorBoard files",
+    keys: str = "--ckpt_dir / --output_dir",
+) -> RunLock:
     """Lock ``folders`` (created when missing) for this process, or fail at once when another run holds one.
 
     Re-entrant within a process (the same folder locked twice by one process is fine). The same folder
@@ -55,6 +60,8 @@ def lock_run_folders(folders: Sequence[str | os.PathLike], enabled: bool = True)
         folders: the run's output folders (e.g. ``ckpt_dir`` and ``output_dir``).
         enabled: ``False`` returns an empty lock (e.g. on the non-zero ranks of a distributed run, which write
             nothing).
+        clash: what two runs writing into one folder would do (in the error message).
+        keys: the arguments that choose the folders (in the error message).
 
     Returns:
         a :class:`RunLock`; keep a reference for the whole run (the bundle keeps it under the key ``run_lock``).
@@ -82,8 +89,7 @@ def lock_run_folders(folders: Sequence[str | os.PathLike], enabled: bool = True)
             held.release()
             raise RunLockedError(
                 f"{folder} is in use by another run (pid {_holder(path)}; lock file {path}): two runs writing there "
-                "would overwrite each other's checkpoints and mix their TensorBoard files. Wait for that run to end "
-                "or stop it, or choose another --ckpt_dir / --output_dir."
+                f"would {clash}. Wait for that run to end or stop it, or choose another {keys}."
             ) from None
         held._locks.append(lock)
     return held

@@ -45,6 +45,8 @@ tile and record it in ``prepare_report.json``.
 from __future__ import annotations
 
 import functools
+import json
+import logging
 import os
 import warnings
 from collections.abc import Hashable, Mapping
@@ -56,6 +58,8 @@ from monai.apps.pathology.transforms import ExtractHEStains, NormalizeHEStains
 from monai.config import KeysCollection
 from monai.transforms import MapTransform, Transform
 from monai.utils import convert_to_dst_type, convert_to_numpy
+
+from seunet_monai.errors import ConfigValueError, DataError, MissingPathError
 
 __all__ = [
     "LowTissueWarning",
@@ -91,6 +95,8 @@ DEFAULT_STAIN_MATRIX = np.array([[0.5626, 0.7201, 0.4062], [0.2159, 0.8012, 0.55
 DEFAULT_MAX_CONCENTRATIONS = np.array([1.9705, 1.0308], dtype=np.float64)
 
 _I0 = 255.0
+
+logger = logging.getLogger(__name__)
 
 
 class LowTissueWarning(UserWarning):
@@ -318,13 +324,27 @@ class _StainNormalizer(Transform):
         return convert_to_dst_type(out.astype(arr.dtype, copy=False), img)[0]
 
     def set_target(self, stains: Any, max_concentrations: Any, name: str = "stain_reference.json") -> None:
-        """Use a fitted reference (stain matrix rows H, E; 99th-percentile concentrations) as the target."""
-        stains = np.asarray(stains, dtype=np.float64)
-        maxc = np.asarray(max_concentrations, dtype=np.float64)
+        """Use a fitted reference (stain matrix rows H, E; 99th-percentile concentrations) as the target.
+
+        Raises:
+            DataError: naming ``name``, unless the matrix is 2x3, finite, non-negative with two independent stains
+                and the two concentrations are finite and positive (a zero concentration would turn every
+                image white).
+        """
+        try:
+            stains = np.asarray(stains, dtype=np.float64)
+            maxc = np.asarray(max_concentrations, dtype=np.float64)
+        except (TypeError, ValueError) as e:
+            raise DataError(f"{name}: target_stain_matrix and target_max_concentrations must be numbers: {e}.") from e
         if stains.shape != (2, 3) or maxc.shape != (2,) or not (np.isfinite(stains).all() and np.isfinite(maxc).all()):
-            raise ValueError(
+            raise DataError(
                 f"{name}: expected a 2x3 target_stain_matrix and 2 target_max_concentrations (finite), got "
                 f"shapes {stains.shape} and {maxc.shape}."
+            )
+        if (stains < 0).any() or np.linalg.matrix_rank(stains, tol=1e-6) < 2 or not (maxc > 0).all():
+            raise DataError(
+                f"{name}: target_stain_matrix must hold two independent non-negative stain vectors and "
+                f"target_max_concentrations two positive values, got {stains.tolist()} and {maxc.tolist()}."
             )
         self.target_stains, self.target_max, self.reference_name = stains, maxc, name
 
@@ -559,30 +579,40 @@ def load_stain_reference(path: str | os.PathLike, method: str | None = None, **k
         kwargs: passed to the transform (e.g. ``channel_dim=0``).
 
     Raises:
-        FileNotFoundError / ValueError: missing or malformed file (the message names it and the key).
+        MissingPathError / DataError: missing or malformed file (one line naming it, the key and the fix).
     """
-    import json
-
     path = Path(path)
+    fix = ("replace it with the stain_reference.json written beside the model's training data, or pass "
+           "--stain_norm none")
     if not path.is_file():
-        raise FileNotFoundError(
+        raise MissingPathError(
             f"stain reference {path} not found; prepare the data with a stain normalisation, or turn it off "
             "with --stain_norm none."
         )
     try:
-        record = json.loads(path.read_text())
-        m = str(method or record["method"]).lower()
-    except (ValueError, KeyError, TypeError) as e:
-        raise ValueError(f"{path}: not a stain reference record (needs 'method', 'target_stain_matrix', ...): {e}") from e
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise DataError(f"{path}: not a readable stain reference record ({type(e).__name__}: {e}); {fix}.") from e
+    if not isinstance(record, dict):
+        raise DataError(f"{path}: a stain reference record is a JSON object, got {type(record).__name__}; {fix}.")
+    if not method and "method" not in record:
+        raise DataError(f"{path}: missing key 'method' of a stain reference record; {fix}.")
+    m = str(method or record["method"]).lower()
+    if method and m not in STAIN_METHODS:
+        raise ConfigValueError(f"unknown stain normalisation {method!r} (key 'stain_norm'); expected auto or one of "
+                               f"{list(STAIN_METHODS)}.")
+    if m not in STAIN_METHODS:
+        raise DataError(f"{path}: unknown stain normalisation {m!r} (key 'method'); expected one of "
+                        f"{list(STAIN_METHODS)}; {fix}.")
     if m == "none":
         return None
+    missing = [k for k in ("target_stain_matrix", "target_max_concentrations") if k not in record]
+    if missing:
+        raise DataError(f"{path}: missing key(s) {missing} of a stain reference record; {fix}.")
     normalizer = get_stain_normalizer(m, reference=None, **kwargs)
     if normalizer is None:
         return None
-    try:
-        normalizer.set_target(record["target_stain_matrix"], record["target_max_concentrations"], str(path))
-    except KeyError as e:
-        raise ValueError(f"{path}: missing key {e} of a stain reference record.") from e
+    normalizer.set_target(record["target_stain_matrix"], record["target_max_concentrations"], str(path))
     if isinstance(normalizer, NormalizeStainsMacenko):
         normalizer._rebuild()
     return normalizer
@@ -603,12 +633,10 @@ def stain_transform(
         stain_reference: the reference record; when it is absent the normalisation is skipped with one warning.
         channel_dim: 0 for ``(3, H, W)`` images (after ``EnsureChannelFirst``), -1 for ``(H, W, 3)``.
     """
-    import logging
-
     if str(stain_norm).lower() == "none":
         return None
     if not Path(stain_reference).is_file():
-        logging.getLogger(__name__).warning(
+        logger.warning(
             f"stain normalisation skipped: no stain reference {stain_reference} (keys 'stain_reference', "
             "'stain_norm'; set --stain_norm none to silence this)."
         )

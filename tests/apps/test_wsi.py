@@ -26,8 +26,13 @@ from seunet_monai.apps.wsi import (
     TiffRegionReader,
     TissueWSISplitter,
     choose_level,
+    detect_tissue,
+    implausible_resolution,
+    is_colourless,
+    make_reader,
 )
 from seunet_monai.fusion import fuse
+from seunet_monai.run_lock import LOCK_NAME
 
 SHARED = Path(__file__).resolve().parents[2] / ".." / "shared"
 MONUSEG = SHARED / "data" / "monuseg-train" / "images"
@@ -83,6 +88,16 @@ def embed(image, shape=(1500, 1800), at=(300, 400), background=238):
     slide = np.full((*shape, 3), background, np.uint8)
     slide[at[0] : at[0] + image.shape[0], at[1] : at[1] + image.shape[1]] = image
     return slide
+
+
+def listing(folder: Path) -> list[str]:
+    """Names in an output folder, less the run lock that every inference leaves (as training does)."""
+    return sorted(p.name for p in folder.iterdir() if p.name != LOCK_NAME)
+
+
+def hidden(folder: Path) -> list[str]:
+    """Hidden entries of an output folder (staging folders), less the run lock."""
+    return [n for n in listing(folder) if n.startswith(".")]
 
 
 def make_workflow(input_dir, output_dir, roi=128, **kwargs):
@@ -174,8 +189,7 @@ def test_outputs_geojson_mask_tiff_overlay_and_summary(tmp_path, tissue):
     report = make_workflow(tmp_path / "in", tmp_path / "out", target_mpp=0.5).run()
     out = tmp_path / "out"
     assert report["done"] == ["slide.tif"]
-    assert sorted(p.name for p in out.iterdir()) == sorted(
-        ["slide_mask.tif", "slide.geojson", "slide_overlay.png", "slide_summary.json"])
+    assert listing(out) == sorted(["slide_mask.tif", "slide.geojson", "slide_overlay.png", "slide_summary.json"])
     summary = json.loads((out / "slide_summary.json").read_text())
     assert summary["level"] == 1 and summary["resolution"]["mpp"] == pytest.approx(0.5)  # target 0.5 -> level 1
     with tifffile.TiffFile(out / "slide_mask.tif") as tif:
@@ -236,7 +250,7 @@ def test_bad_inputs_are_named_and_the_rest_is_done(tmp_path, tissue, caplog):
     text = caplog.text
     assert "notes.txt" in text and "unsupported" in text and "corrupt.svs" in text
     out = tmp_path / "out"
-    assert (out / "good_summary.json").exists() and not list(out.glob("corrupt*")) and not list(out.glob(".*"))
+    assert (out / "good_summary.json").exists() and not list(out.glob("corrupt*")) and not hidden(out)
     blank = json.loads((out / "blank_summary.json").read_text())
     assert blank["nuclei"]["count"] == 0 and blank["patches"]["run"] == 0 and blank["tissue"]["fraction"] == 0
     assert json.loads((out / "blank.geojson").read_text()) == {"type": "FeatureCollection", "features": []}
@@ -285,7 +299,7 @@ def test_existing_outputs_refused_and_resume_after_interruption(tmp_path, tissue
     t0 = (out / "t0_mask.tif").stat().st_mtime_ns
     report = make_workflow(inp, out).run()  # re-running continues with the images not done
     assert report["skipped"] == ["t0.png"] and report["done"] == ["t1.png", "t2.png"]
-    assert (out / "t0_mask.tif").stat().st_mtime_ns == t0 and not list(out.glob(".*"))
+    assert (out / "t0_mask.tif").stat().st_mtime_ns == t0 and not hidden(out)
     # an output that is not from a finished run is refused without --overwrite, replaced with it
     (out / "t2_summary.json").unlink()
     with pytest.raises(FileExistsError, match="--overwrite true"):
@@ -564,3 +578,176 @@ def test_image_smaller_than_the_window_is_segmented(tmp_path, tissue):
     small = tifffile.imread(tmp_path / "small" / "crop_mask.tif")
     assert big.shape == (96, 80) and 0.05 < (big == 1).mean() < 0.95
     assert (big == small).mean() >= 0.99
+
+
+# ------------------------------------------------------------------- issue 25: resolution, lock, provenance
+def _png(path: Path, image: np.ndarray, dpi: float | None = None) -> Path:
+    from PIL import Image
+
+    Image.fromarray(image).save(path, dpi=(dpi, dpi)) if dpi else Image.fromarray(image).save(path)
+    return path
+
+
+@pytest.mark.parametrize("kind", ["png_144_dpi", "tif_150_dpi", "tif_10_px_per_cm"])
+def test_implausible_resolution_tags_are_ignored_with_one_message(tmp_path, tissue, caplog, kind):
+    """Item 4: a screen dpi (144 dpi: 176 µm/px) was trusted and the image resampled x705 (days of work)."""
+    (tmp_path / "in").mkdir()
+    image = tissue[:96, :96]
+    if kind == "png_144_dpi":
+        name = _png(tmp_path / "in" / "a.png", image, dpi=144).name
+    else:
+        per_cm = kind == "tif_10_px_per_cm"
+        tifffile.imwrite(tmp_path / "in" / "a.tif", image, photometric="rgb", resolution=(10, 10) if per_cm else (150, 150),
+                         resolutionunit="CENTIMETER" if per_cm else "INCH")
+        name = "a.tif"
+    wsi_reader = make_reader(tmp_path / "in" / name)
+    wsi = wsi_reader.read(str(tmp_path / "in" / name))
+    assert "outside the 0.05-10 µm/px" in implausible_resolution(wsi_reader, wsi)
+    assert choose_level(wsi_reader, wsi, target_mpp=0.25) == (0, None)
+    make_workflow(tmp_path / "in", tmp_path / "out", target_mpp=0.25).run()
+    summary = json.loads((tmp_path / "out" / "a_summary.json").read_text())
+    assert summary["size"] == [96, 96] and summary["resolution"]["known"] is False
+    assert summary["resolution"]["resampled"] is False and "treated as unknown" in summary["resolution"]["warnings"][0]
+    lines = [r.getMessage() for r in caplog.records if "treated as unknown" in r.getMessage()]
+    assert len(lines) == 1 and lines[0].startswith(f"{name}: its resolution tags say")
+
+
+def test_resampling_beyond_the_size_limit_falls_back_to_resolution_unknown(tmp_path, tissue, caplog):
+    """Item 4: a plausible but coarse resolution (5 µm/px for a 0.25 µm/px model) would be enlarged x20."""
+    (tmp_path / "in").mkdir()
+    tifffile.imwrite(tmp_path / "in" / "coarse.tif", tissue[:64, :80], photometric="rgb", resolution=(2000, 2000),
+                     resolutionunit="CENTIMETER")
+    make_workflow(tmp_path / "in", tmp_path / "out", target_mpp=0.25).run()
+    res = json.loads((tmp_path / "out" / "coarse_summary.json").read_text())["resolution"]
+    assert res["known"] is False and res["resampled"] is False
+    assert "enlarge it 20x per side to 1280 x 1600 px, beyond max_resample_zoom 4" in res["warnings"][0]
+    assert "coarse.tif: level 0 is 5 µm/px" in caplog.text
+
+
+def test_forced_level_off_the_training_resolution_is_warned(tmp_path, tissue, caplog):
+    """Item 13: --level 2 of a 0.25 µm/px pyramid is 1 µm/px, 4x off the training resolution."""
+    (tmp_path / "in").mkdir()
+    write_pyramid(tmp_path / "in" / "s.tif", embed(tissue, (800, 1000), (50, 50)), mpp=0.25, levels=3)
+    make_workflow(tmp_path / "in", tmp_path / "out", target_mpp=0.25, level=2).run()
+    res = json.loads((tmp_path / "out" / "s_summary.json").read_text())["resolution"]
+    assert res["mpp"] == pytest.approx(1.0) and "4x coarser than target_mpp 0.25" in res["warnings"][0]
+    assert "s.tif: --level 2 is 1 µm/px, 4x coarser than target_mpp 0.25" in caplog.text
+
+
+@pytest.mark.parametrize("value", [-0.25, 0, float("nan"), "fine"])
+def test_target_mpp_that_is_not_a_positive_resolution_is_refused(tmp_path, value):
+    from seunet_monai.errors import ConfigValueError
+
+    with pytest.raises(ConfigValueError, match="target_mpp must be a positive resolution"):
+        make_workflow(tmp_path, tmp_path / "out", target_mpp=value)
+
+
+def test_second_run_into_a_locked_output_folder_is_refused_naming_the_pid(tmp_path, tissue):
+    """Item 5: two runs into one output folder mixed their outputs."""
+    import subprocess
+    import sys
+
+    from seunet_monai.errors import RunLockedError
+
+    (tmp_path / "in").mkdir()
+    _png(tmp_path / "in" / "b.png", tissue[:64, :64])
+    out = tmp_path / "out"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from seunet_monai.run_lock import lock_run_folders; "
+         f"lock = lock_run_folders([{str(out)!r}]); print('locked', flush=True); sys.stdin.read()"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(RunLockedError, match=f"pid {holder.pid}.*--output_dir"):
+            make_workflow(tmp_path / "in", out).run()
+    finally:
+        holder.communicate("", timeout=60)
+    assert listing(out) == []
+    assert make_workflow(tmp_path / "in", out).run()["done"] == ["b.png"]  # free again once the holder ended
+
+
+def test_finished_outputs_of_other_settings_or_another_input_are_refused(tmp_path, tissue):
+    """Item 6: re-running with other settings, or on a replaced input, skipped the old results."""
+    (tmp_path / "in").mkdir()
+    image = _png(tmp_path / "in" / "a.png", tissue[:96, :96])
+    out = tmp_path / "out"
+    torch.save(DarkBlobs().state_dict(), tmp_path / "model.pt")
+    make_workflow(tmp_path / "in", out, checkpoint=tmp_path / "model.pt", bundle_version="9.9").run()
+    prov = json.loads((out / "a_summary.json").read_text())["provenance"]
+    assert prov["model_file"] == str((tmp_path / "model.pt").resolve()) and len(prov["model_sha256"]) == 64
+    assert prov["bundle_version"] == "9.9" and prov["fusion"] == "pens" and prov["stain_normalisation"] == "none"
+    assert prov["settings"]["watershed"] is False and prov["settings"]["roi_size"] == [128, 128]
+    assert prov["input_file"]["size_bytes"] == image.stat().st_size
+    # the same settings: skipped
+    same = make_workflow(tmp_path / "in", out, checkpoint=tmp_path / "model.pt")
+    assert same.run()["skipped"] == ["a.png"]
+    with pytest.raises(FileExistsError, match=r"a\.png.*watershed: False -> True.*--overwrite true"):
+        make_workflow(tmp_path / "in", out, checkpoint=tmp_path / "model.pt", watershed=True).run()
+    with pytest.raises(FileExistsError, match="model_sha256"):
+        make_workflow(tmp_path / "in", out).run()  # another model (here: none)
+    _png(image, tissue[100:196, :96])
+    os.utime(image, ns=(1, 1))
+    with pytest.raises(FileExistsError, match=r"input_file\.mtime_ns: \d+ -> 1"):
+        make_workflow(tmp_path / "in", out, checkpoint=tmp_path / "model.pt").run()
+    redo = make_workflow(tmp_path / "in", out, checkpoint=tmp_path / "model.pt", overwrite=True)
+    assert redo.run()["done"] == ["a.png"]
+    assert json.loads((out / "a_summary.json").read_text())["provenance"]["input_file"]["mtime_ns"] == 1
+
+
+def test_stain_normalisation_and_its_reference_are_logged_and_recorded(tmp_path, tissue, caplog):
+    """Item 7: the log and the summary name the stain reference used."""
+    from seunet_monai.apps.wsi import patch_stain_transform
+    from seunet_monai.data.stain import DEFAULT_MAX_CONCENTRATIONS, DEFAULT_STAIN_MATRIX
+
+    ref = tmp_path / "ckpt" / "stain_reference.json"
+    ref.parent.mkdir()
+    ref.write_text(json.dumps({"method": "macenko", "target_stain_matrix": DEFAULT_STAIN_MATRIX.tolist(),
+                               "target_max_concentrations": DEFAULT_MAX_CONCENTRATIONS.tolist()}))
+    (tmp_path / "in").mkdir()
+    _png(tmp_path / "in" / "a.png", tissue[:96, :96])
+    splitter = functools.partial(TissueWSISplitter, patch_size=[128, 128], overlap=0.25, progress=False)
+    pre = PatchPreprocessing(patch_stain_transform("auto", ref))
+    inferer = functools.partial(PatchInferer, merger_cls=BandMerger, batch_size=4, preprocessing=pre)
+    caplog.set_level("INFO", logger="seunet_monai.apps.wsi.workflow")
+    SlideInferenceWorkflow(tmp_path / "in", tmp_path / "out", DarkBlobs(), inferer, splitter, progress=False).run()
+    assert f"stain normalisation: macenko to the reference {ref}" in caplog.text
+    stain = json.loads((tmp_path / "out" / "a_summary.json").read_text())["provenance"]["stain_normalisation"]
+    assert stain["method"] == "macenko" and stain["reference"] == str(ref)
+
+
+def test_outputs_of_one_input_never_replace_those_of_another(tmp_path, tissue):
+    """Item 8: `a_overlay.png` beside `a.png` overwrote `a`'s overlay. Such inputs are refused before any work,
+    or their outputs are distinct; inputs with one output name (`a.png`, `a.tif`) are refused."""
+    from seunet_monai.errors import ConfigValueError
+
+    (tmp_path / "in").mkdir()
+    _png(tmp_path / "in" / "a.png", tissue[:64, :64])
+    _png(tmp_path / "in" / "a_overlay.png", tissue[64:128, :64])
+    out = tmp_path / "out"
+    try:
+        make_workflow(tmp_path / "in", out).run()
+    except ConfigValueError as e:
+        assert "'a.png' and 'a_overlay.png' would both write" in str(e) and not out.exists()
+    else:
+        ours = json.loads((out / "a_summary.json").read_text())["outputs"]
+        theirs = json.loads((out / "a_overlay_summary.json").read_text())["outputs"]
+        assert not set(ours) & set(theirs) and all((out / n).is_file() for n in ours + theirs)
+    (tmp_path / "in" / "a_overlay.png").unlink()
+    tifffile.imwrite(tmp_path / "in" / "a.tif", tissue[:64, :64], photometric="rgb")
+    with pytest.raises(ConfigValueError, match=r"inputs 'a.png' and 'a.tif' would both write 'a_mask.tif'"):
+        make_workflow(tmp_path / "in", tmp_path / "out2").run()
+    assert not (tmp_path / "out2").exists()
+
+
+def test_grey_images_are_segmented_with_a_brightness_tissue_detector(tmp_path, tissue, caplog):
+    """Item 9: a grey image had no saturation, hence "tissue 0.0%" and 0 objects without a word."""
+    (tmp_path / "in").mkdir()
+    grey = tissue[:200, :200].mean(axis=-1).astype(np.uint8)
+    _png(tmp_path / "in" / "g.png", embed(np.dstack([grey] * 3), (300, 300), (50, 50))[..., 0])
+    make_workflow(tmp_path / "in", tmp_path / "out").run()
+    summary = json.loads((tmp_path / "out" / "g_summary.json").read_text())
+    assert 0.3 < summary["tissue"]["fraction"] < 0.7 and summary["nuclei"]["count"] > 5
+    assert summary["tissue"]["detector"].startswith("otsu on brightness")
+    assert "g.png: no colour" in caplog.text
+    blank = np.full((64, 64, 3), 238, np.uint8)
+    assert not detect_tissue(blank).any() and is_colourless(blank) and not is_colourless(tissue)

@@ -6,6 +6,7 @@ from .instances import Instance, iter_instances, split_touching
 from .readers import (
     IMAGE_SUFFIXES,
     MAX_IMAGE_PIXELS,
+    PLAUSIBLE_MPP,
     SLIDE_SUFFIXES,
     SUPPORTED_SUFFIXES,
     ImageTooLargeError,
@@ -13,12 +14,21 @@ from .readers import (
     ResampledLevelReader,
     TiffRegionReader,
     choose_level,
+    implausible_resolution,
+    level_mpp,
     make_reader,
     read_region,
     read_thumbnail,
 )
-from .tissue import TISSUE_METHODS, TissueLocationFilter, detect_tissue
-from .workflow import SlideInferenceWorkflow, list_inputs, output_names, patch_stain_transform, training_mpp
+from .tissue import TISSUE_METHODS, TissueLocationFilter, detect_tissue, is_colourless
+from .workflow import (
+    SlideInferenceWorkflow,
+    bundle_version,
+    list_inputs,
+    output_names,
+    patch_stain_transform,
+    training_mpp,
+)
 from .writers import PALETTE, GeoJSONWriter, write_mask_tiff, write_overlay, write_palette_png
 
 __all__ = [
@@ -30,6 +40,7 @@ __all__ = [
     "Instance",
     "MAX_IMAGE_PIXELS",
     "PALETTE",
+    "PLAUSIBLE_MPP",
     "PILImageReader",
     "PatchPreprocessing",
     "RawMask",
@@ -42,9 +53,13 @@ __all__ = [
     "TiffRegionReader",
     "TissueLocationFilter",
     "TissueWSISplitter",
+    "bundle_version",
     "choose_level",
     "detect_tissue",
+    "implausible_resolution",
+    "is_colourless",
     "iter_instances",
+    "level_mpp",
     "list_inputs",
     "make_reader",
     "output_names",

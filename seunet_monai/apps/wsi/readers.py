@@ -40,6 +40,7 @@ from seunet_monai.errors import SeunetError
 __all__ = [
     "IMAGE_SUFFIXES",
     "MAX_IMAGE_PIXELS",
+    "PLAUSIBLE_MPP",
     "ImageTooLargeError",
     "SLIDE_SUFFIXES",
     "SUPPORTED_SUFFIXES",
@@ -47,6 +48,8 @@ __all__ = [
     "ResampledLevelReader",
     "TiffRegionReader",
     "choose_level",
+    "implausible_resolution",
+    "level_mpp",
     "make_reader",
     "read_region",
     "read_thumbnail",
@@ -59,6 +62,10 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 SLIDE_SUFFIXES = (".tif", ".tiff", ".svs")
 """Files read region by region (tifffile): TIFF (tiled or stripped, pyramidal or not), OME-TIFF, Aperio SVS."""
 SUPPORTED_SUFFIXES = IMAGE_SUFFIXES + SLIDE_SUFFIXES
+PLAUSIBLE_MPP = (0.05, 10.0)
+"""Level-0 resolutions (µm per pixel) taken as a microscope's: from below the optical limit to a 1x scan. A file
+stating one outside this range (typically a screen or print dpi: 72-600 dpi is 353-42 µm/px, or a default
+pixels-per-centimetre tag) is treated as of unknown resolution (:func:`implausible_resolution`)."""
 
 _CM_PER_UNIT = {2: 2.54, 3: 1.0}  # ResolutionUnit INCH, CENTIMETER
 _OME_UM = {"µm": 1.0, "um": 1.0, "nm": 1e-3, "mm": 1e3, "cm": 1e4, "m": 1e6}
@@ -322,25 +329,45 @@ def make_reader(path: str | os.PathLike, backend: str = "tifffile", level: int =
     raise ValueError(f"unknown slide backend {backend!r} (key 'slide_backend'); expected tifffile, cucim or openslide.")
 
 
+def level_mpp(reader: BaseWSIReader, wsi: Any, level: int) -> float | None:
+    """The µm per pixel of ``level`` (geometric mean of y and x) as the file states it, ``None`` when unstated."""
+    try:
+        y, x = reader.get_mpp(wsi, level)
+    except (ValueError, KeyError, NotImplementedError):
+        return None
+    return math.sqrt(float(y) * float(x)) if y and x else None
+
+
+def implausible_resolution(reader: BaseWSIReader, wsi: Any, plausible: Sequence[float] = PLAUSIBLE_MPP) -> str | None:
+    """Why the level-0 resolution that ``wsi`` states is not believed (outside ``plausible`` µm per pixel), as
+    one sentence; ``None`` when it is plausible or not stated. :func:`choose_level` ignores such a resolution."""
+    mpp = level_mpp(reader, wsi, 0)
+    if mpp is None or plausible[0] <= mpp <= plausible[1]:
+        return None
+    return (
+        f"its resolution tags say {mpp:.4g} µm/px ({25400.0 / mpp:.4g} dpi), outside the {plausible[0]:g}-"
+        f"{plausible[1]:g} µm/px of microscopy images (a screen or print dpi?): resolution treated as unknown, "
+        "inferred as stored (set --level to choose a pyramid level, or correct the file's resolution)"
+    )
+
+
 def choose_level(
     reader: BaseWSIReader, wsi: Any, target_mpp: float | None = None, level: int | None = None
 ) -> tuple[int, float | None]:
-    """The pyramid level to infer at and its µm per pixel (``None`` when the file records no resolution).
+    """The pyramid level to infer at and its µm per pixel (``None`` when the file records no resolution, or an
+    implausible one: :func:`implausible_resolution`).
 
     ``level`` (when not ``None``) wins. Otherwise the level whose resolution is closest to ``target_mpp`` in
-    log scale (ties go to the finer level); without resolution metadata, or without ``target_mpp``, level 0.
+    log scale (ties go to the finer level); without a resolution, or without ``target_mpp``, level 0.
 
     Raises:
         ValueError: for a level beyond the file's levels.
     """
     n = reader.get_level_count(wsi)
+    trusted = implausible_resolution(reader, wsi) is None
 
     def mpp_of(k: int) -> float | None:
-        try:
-            y, x = reader.get_mpp(wsi, k)
-        except (ValueError, KeyError, NotImplementedError):
-            return None
-        return math.sqrt(float(y) * float(x)) if y and x else None
+        return level_mpp(reader, wsi, k) if trusted else None
 
     if level is not None:
         if not 0 <= int(level) < n:

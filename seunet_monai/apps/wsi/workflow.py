@@ -6,11 +6,20 @@ into a staging folder ``output_dir/.NAME.partial/`` and renamed into place at th
 interrupted slide leaves no partial output. Re-running continues: a slide whose summary (and other outputs)
 exist is skipped (``--overwrite true`` redoes it); outputs present without their summary, that no interrupted
 run of ours left, are refused unless ``--overwrite true``. An output folder equal to the input folder, or an
-output path that is an input file, is refused whatever ``overwrite`` says.
+output path that is an input file, is refused whatever ``overwrite`` says, and so are two inputs whose outputs
+would have the same name (``a.png`` and ``a_overlay.png``).
+
+The output folder is locked for the run (:func:`seunet_monai.run_lock.lock_run_folders`, as training locks its
+folders): a second run into it is refused at once, naming the first one's pid. Each summary records what made
+the outputs (``provenance``: model file and its SHA-256, bundle version, fusion, stain normalisation and its
+reference, tissue detection, windows, watershed, target resolution or level, and the input file's size and
+modification time); finished outputs whose recorded settings or input differ from the current run's are
+refused, naming the differences, unless ``--overwrite true``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -23,10 +32,12 @@ from typing import Any
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from .accumulator import RawMask, SlideAccumulator
 from seunet_monai.errors import ConfigValueError, ExistingPathError, MissingPathError, SeunetError, as_flag
 from seunet_monai.networks.utils import unwrap
+from seunet_monai.run_lock import lock_run_folders
 
 from .inferers import HeadsPatchPredictor
 from .instances import iter_instances
@@ -35,13 +46,21 @@ from .readers import (
     SUPPORTED_SUFFIXES,
     ResampledLevelReader,
     choose_level,
+    implausible_resolution,
     make_reader,
     read_thumbnail,
 )
-from .tissue import TissueLocationFilter, detect_tissue
+from .tissue import TissueLocationFilter, detect_tissue, is_colourless
 from .writers import GeoJSONWriter, write_mask_tiff, write_overlay, write_palette_png
 
-__all__ = ["SlideInferenceWorkflow", "list_inputs", "output_names", "patch_stain_transform", "training_mpp"]
+__all__ = [
+    "SlideInferenceWorkflow",
+    "bundle_version",
+    "list_inputs",
+    "output_names",
+    "patch_stain_transform",
+    "training_mpp",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +72,28 @@ def training_mpp(metadata_file: str | os.PathLike, key: str = "training_mpp") ->
     when the key is absent)."""
     value = json.loads(Path(metadata_file).read_text()).get(key)
     return float(value) if value else None
+
+
+def bundle_version(metadata_file: str | os.PathLike) -> str | None:
+    """The bundle's ``version`` from its ``metadata.json`` (``None`` when absent), recorded in the summaries."""
+    value = json.loads(Path(metadata_file).read_text()).get("version")
+    return None if value is None else str(value)
+
+
+def _sha256(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _differences(old: Any, new: Any, key: str = "") -> list[str]:
+    """``"key: old -> new"`` for every leaf of two JSON-like records that differs (dicts compared key by key)."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        return [d for k in sorted(set(old) | set(new), key=str)
+                for d in _differences(old.get(k), new.get(k), f"{key}.{k}" if key else str(k))]
+    return [] if old == new else [f"{key}: {old!r} -> {new!r}"]
 
 
 def patch_stain_transform(stain_norm: str, stain_reference: str | os.PathLike) -> Callable | None:
@@ -106,8 +147,8 @@ class SlideInferenceWorkflow:
         splitter: a callable making a :class:`~.inferers.TissueWSISplitter` from ``reader=``, ``level=`` and
             ``location_filter=`` (partial).
         checkpoint: weights loaded into ``network`` first (``None``: keep the network's weights).
-        target_mpp: resolution (µm per pixel) to infer at; picks the closest pyramid level.
-        level: pyramid level to infer at (overrides ``target_mpp``).
+        target_mpp: resolution (µm per pixel) to infer at, > 0; picks the closest pyramid level.
+        level: pyramid level to infer at (overrides ``target_mpp``; a warning when it is off ``target_mpp``).
         tissue_mask: ``"otsu"`` or ``"none"``.
         slide_backend: ``"tifffile"`` (default), ``"cucim"`` or ``"openslide"`` for TIFF/SVS files.
         overwrite: redo slides whose outputs exist, replacing them.
@@ -122,11 +163,19 @@ class SlideInferenceWorkflow:
             relative amount (default 5%), windows are resampled to exactly ``target_mpp``
             (:class:`~.readers.ResampledLevelReader`; ``resolution.resampled`` in the summary). A forced
             ``level`` is never resampled.
+        max_resample_zoom: largest enlargement (per side) of the chosen level when resampling to ``target_mpp``
+            (default 4: the resampled image at most 16 times the stored pixels). Beyond it (e.g. 144-dpi tags
+            read as 176 µm/px) the resolution is treated as unknown, with a warning, and the level used as stored.
+        bundle_version: the bundle's version, recorded in each summary's ``provenance``.
         scale_reference: ``log σ̂`` at the training scale (confidence-weighted last-layer ``log σ``); when given
             the summary has the estimated scale relative to training, else that entry is ``None``.
         amp: mixed precision on CUDA.
         progress: progress bars over slides and patches.
     """
+
+    COMPARED = ("model_sha256", "fusion", "stain_normalisation", "settings", "input_file")
+    """Provenance entries that must match for finished outputs to count as this run's (``provenance`` in the
+    summary also records the model's path and the bundle version, which may differ)."""
 
     def __init__(
         self,
@@ -148,6 +197,8 @@ class SlideInferenceWorkflow:
         thumbnail_size: int = 1024,
         png_max_pixels: int = 64_000_000,
         resample_tolerance: float = 0.05,
+        max_resample_zoom: float = 4.0,
+        bundle_version: str | None = None,
         scale_reference: float | None = None,
         amp: bool = False,
         progress: bool = True,
@@ -158,8 +209,18 @@ class SlideInferenceWorkflow:
         self.make_inferer = inferer
         self.make_splitter = splitter
         self.checkpoint = checkpoint
-        self.target_mpp = float(target_mpp) if target_mpp else None
+        try:
+            self.target_mpp = None if target_mpp is None else float(target_mpp)
+        except (TypeError, ValueError):
+            self.target_mpp = math.nan
+        if self.target_mpp is not None and not (math.isfinite(self.target_mpp) and self.target_mpp > 0):
+            raise ConfigValueError(
+                f"target_mpp must be a positive resolution in µm per pixel (e.g. 0.25), got {target_mpp!r}; fix "
+                "--target_mpp, or set --level to choose a pyramid level instead."
+            )
         self.level = None if level is None else int(level)
+        if self.level is not None and self.level < 0:
+            raise ConfigValueError(f"level must be a pyramid level >= 0 (0 is the full resolution), got {level!r}.")
         self.tissue_method = str(tissue_mask)
         self.slide_backend = slide_backend
         self.overwrite = as_flag(overwrite, "overwrite")
@@ -172,13 +233,29 @@ class SlideInferenceWorkflow:
         self.resample_tolerance = float(resample_tolerance)
         if not self.resample_tolerance >= 0:
             raise ConfigValueError(f"resample_tolerance must be >= 0, got {resample_tolerance!r}.")
+        self.max_resample_zoom = float(max_resample_zoom)
+        if not self.max_resample_zoom >= 1:
+            raise ConfigValueError(f"max_resample_zoom must be >= 1, got {max_resample_zoom!r}.")
+        self.bundle_version = bundle_version
         self.scale_reference = scale_reference
         self.amp = as_flag(amp, "amp")
         self.progress = as_flag(progress, "progress")
 
     # ------------------------------------------------------------------ checks before any work
     def _check_paths(self, inputs: list[Path]) -> None:
-        """Refuse an output folder equal to the input folder, or an output path that is an input file."""
+        """Refuse an output folder equal to the input folder or that is a file, an output path that is an input
+        file, and two inputs whose outputs would have the same name."""
+        if self.output_dir.exists() and not self.output_dir.is_dir():
+            raise ConfigValueError(f"output_dir {str(self.output_dir)!r} is a file, not a folder: choose another --output_dir.")
+        owner: dict[str, Path] = {}
+        for p in inputs:
+            for name in output_names(p.stem, True):
+                if name in owner:
+                    raise ConfigValueError(
+                        f"inputs {owner[name].name!r} and {p.name!r} would both write {name!r} in "
+                        f"{str(self.output_dir)!r}: rename one of them, or segment them into different --output_dir."
+                    )
+                owner[name] = p
         if self.output_dir.exists() and self.output_dir.resolve() == self.input_dir.resolve():
             raise ConfigValueError(
                 f"output_dir {str(self.output_dir)!r} is the input folder; outputs are never written among the "
@@ -203,6 +280,7 @@ class SlideInferenceWorkflow:
         names = output_names(path.stem, True)
         present = [n for n in names if (self.output_dir / n).exists()]
         if all((self.output_dir / n).exists() for n in output_names(path.stem, False)):
+            self._check_provenance(path)
             return "done"
         if present and not self.overwrite:
             raise ExistingPathError(
@@ -211,6 +289,62 @@ class SlideInferenceWorkflow:
                 "another --output_dir."
             )
         return "todo"
+
+    def _check_provenance(self, path: Path) -> None:
+        """Refuse finished outputs of ``path`` made with other settings or from another input file."""
+        summary_file = self.output_dir / output_names(path.stem, False)[-1]
+        try:
+            recorded = json.loads(summary_file.read_text(encoding="utf-8")).get("provenance")
+        except (OSError, ValueError, AttributeError):
+            recorded = None
+        if not isinstance(recorded, dict):
+            diffs = ["no provenance recorded (written by an older version, or not by this workflow)"]
+        else:
+            current = self._provenance(path)
+            diffs = _differences({k: recorded.get(k) for k in self.COMPARED}, {k: current[k] for k in self.COMPARED})
+        if diffs:
+            raise ExistingPathError(
+                f"the finished outputs of {path.name} in {str(self.output_dir)!r} were made with other settings or "
+                f"from another input ({'; '.join(diffs)}): pass --overwrite true to redo them, or choose another "
+                "--output_dir."
+            )
+
+    def _run_settings(self) -> dict[str, Any]:
+        """The input-independent part of the provenance (computed once per run)."""
+        if getattr(self, "_settings_record", None) is None:
+            net = unwrap(self.network)
+            transform = self._stain_transform()
+            stain = None
+            if transform is not None and hasattr(transform, "describe"):
+                stain = {k: v for k, v in transform.describe().items() if k != "fallback_count"}
+            split = getattr(self.make_splitter, "keywords", {})
+            record = {
+                "model_file": None if self.checkpoint is None else str(Path(self.checkpoint).expanduser().resolve()),
+                "model_sha256": None if self.checkpoint is None else _sha256(Path(self.checkpoint).expanduser()),
+                "bundle_version": self.bundle_version,
+                "fusion": None if getattr(net, "fusion", None) is None else str(net.fusion),
+                "stain_normalisation": stain or "none",
+                "settings": {
+                    "target_mpp": self.target_mpp, "level": self.level, "resample_tolerance": self.resample_tolerance,
+                    "max_resample_zoom": self.max_resample_zoom, "tissue_mask": self.tissue_method,
+                    "roi_size": split.get("patch_size"), "overlap": split.get("overlap"),
+                    "watershed": self.watershed, "watershed_min_distance": self.watershed_min_distance,
+                    "class_names": self._names(),
+                },
+            }
+            self._settings_record = json.loads(json.dumps(record, default=str))  # as read back from a summary
+        return self._settings_record
+
+    def _provenance(self, path: Path) -> dict[str, Any]:
+        """What makes the outputs of ``path``: :meth:`_run_settings` and the input file's size and mtime."""
+        stat = path.stat()
+        return {**self._run_settings(),
+                "input_file": {"name": path.name, "size_bytes": int(stat.st_size), "mtime_ns": int(stat.st_mtime_ns)}}
+
+    def _stain_transform(self) -> Any:
+        """The per-patch image transform of the inferer's preprocessing (the stain normaliser), or ``None``."""
+        pre = getattr(self.make_inferer, "keywords", {}).get("preprocessing")
+        return getattr(pre, "image_transform", None)
 
     def _load_weights(self) -> None:
         if self.checkpoint is None:
@@ -227,24 +361,28 @@ class SlideInferenceWorkflow:
         Raises:
             RuntimeError: at the end, when some inputs failed (each is named in the log and the message).
         """
-        from tqdm.auto import tqdm
-
         inputs, unsupported = list_inputs(self.input_dir)
         for p in unsupported:
             logger.warning(f"{p.name}: unsupported file type {p.suffix or '(none)'!r}, skipped "
                            f"(supported: {', '.join(SUPPORTED_SUFFIXES)}).")
         if not inputs:
             raise ConfigValueError(f"input_dir {str(self.input_dir)!r} holds no image ({', '.join(SUPPORTED_SUFFIXES)}).")
-        stems: dict[str, Path] = {}
-        for p in inputs:
-            if p.stem in stems:
-                raise ConfigValueError(f"inputs {stems[p.stem].name!r} and {p.name!r} would write the same outputs ({p.stem}_*).")
-            stems[p.stem] = p
         self._check_paths(inputs)
+        lock = lock_run_folders([self.output_dir], clash="mix their outputs", keys="--output_dir")
+        try:
+            return self._run(inputs, unsupported)
+        finally:
+            lock.release()
+
+    def _run(self, inputs: list[Path], unsupported: list[Path]) -> dict[str, list[str]]:
         status = {p: ("todo" if self.overwrite else self._status(p)) for p in inputs}
         self._load_weights()
         self.network.eval()
-        self.output_dir.mkdir(parents=True, exist_ok=True)
+        stain = self._run_settings()["stain_normalisation"]
+        if stain != "none":
+            logger.info(f"stain normalisation: {stain['method']} to the reference {stain['reference']}")
+        else:
+            logger.info("stain normalisation: none")
         report: dict[str, list[str]] = {"done": [], "skipped": [], "failed": [], "unsupported": [p.name for p in unsupported]}
         for p in tqdm(inputs, desc="slides", unit="slide", disable=not self.progress):
             if status[p] == "done":
@@ -302,13 +440,38 @@ class SlideInferenceWorkflow:
             raise ValueError(f"cannot open {path.name} as an image or slide: {type(e).__name__}: {e}") from e
         level, mpp = choose_level(reader, wsi, self.target_mpp, self.level)
         reader.level = level
+        warnings = [w for w in (implausible_resolution(reader, wsi),) if w]
         resampled = self._resampling(level, mpp)
+        if resampled and resampled["zoom"] > self.max_resample_zoom:
+            h, w = (round(int(v) * resampled["zoom"]) for v in reader.get_size(wsi, level))
+            warnings.append(
+                f"level {level} is {mpp:.4g} µm/px: resampling it to target_mpp {self.target_mpp:g} would enlarge it "
+                f"{resampled['zoom']:.3g}x per side to {h} x {w} px, beyond max_resample_zoom {self.max_resample_zoom:g}: "
+                "resolution treated as unknown, inferred as stored (set --level, --target_mpp or correct the file's "
+                "resolution)"
+            )
+            mpp, resampled = None, None
+        elif self.level is not None and mpp and self.target_mpp and abs(mpp / self.target_mpp - 1) > self.resample_tolerance:
+            ratio = mpp / self.target_mpp
+            warnings.append(
+                f"--level {level} is {mpp:.4g} µm/px, {max(ratio, 1 / ratio):.3g}x {'coarser' if ratio > 1 else 'finer'} "
+                f"than target_mpp {self.target_mpp:g} (the resolution the model was trained at): objects look "
+                f"{'smaller' if ratio > 1 else 'larger'} than in training and the results are unreliable; leave --level "
+                "unset to infer at target_mpp"
+            )
+        for message in warnings:
+            logger.warning(f"{path.name}: {message}.")
         base, base_level, base_mpp = reader, level, mpp
         if resampled:  # the nearest level is off the target: windows are resampled to exactly target_mpp
             reader, level, mpp = ResampledLevelReader(base, base_level, resampled["zoom"]), 0, self.target_mpp
         size = tuple(int(v) for v in reader.get_size(wsi, level))
         thumb, factor = read_thumbnail(reader, wsi, level, self.thumbnail_size)
         tissue = detect_tissue(thumb, self.tissue_method)
+        detector = self.tissue_method
+        if self.tissue_method == "otsu" and tissue.any() and is_colourless(thumb):
+            detector = "otsu on brightness (colourless image)"
+            logger.warning(f"{path.name}: no colour (a grey-scale image?): tissue detected from brightness, not "
+                           "from H&E colour saturation; check the overlay.")
         self._fit_stains(thumb, None if factor == 1 else tissue)
         acc = SlideAccumulator(RawMask(staging / "mask.raw", size), self._num_classes(), factor)
         splitter = self.make_splitter(reader=reader, level=level)
@@ -331,6 +494,9 @@ class SlideInferenceWorkflow:
             write_palette_png(staging / names[3], acc.mask.read_rows(0, size[0]), self._num_classes())
         summary = self._summary(path, base, wsi, base_level, mpp, size, factor, tissue, acc, nuclei, splitter, start,
                                 names, ds, resampled)
+        summary["resolution"]["warnings"] = warnings
+        summary["tissue"]["detector"] = detector
+        summary["provenance"] = self._provenance(path)
         with open(staging / names[-1], "w", encoding="utf-8") as f:
             json.dump(summary, f, indent=2)
             f.write("\n")
