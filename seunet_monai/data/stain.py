@@ -323,8 +323,16 @@ class _StainNormalizer(Transform):
             out = np.moveaxis(out, -1, 0)
         return convert_to_dst_type(out.astype(arr.dtype, copy=False), img)[0]
 
-    def set_target(self, stains: Any, max_concentrations: Any, name: str = "stain_reference.json") -> None:
+    def set_target(
+        self, stains: Any, max_concentrations: Any, name: str = "stain_reference.json", fix: str = ""
+    ) -> None:
         """Use a fitted reference (stain matrix rows H, E; 99th-percentile concentrations) as the target.
+
+        Args:
+            stains: the target stain matrix, rows H and E, columns the optical density in R, G, B.
+            max_concentrations: the target 99th-percentile concentrations of H and E.
+            name: where the target comes from (in error messages).
+            fix: appended to error messages (how to get a valid target).
 
         Raises:
             DataError: naming ``name``, unless the matrix is 2x3, finite, non-negative with two independent stains
@@ -335,16 +343,16 @@ class _StainNormalizer(Transform):
             stains = np.asarray(stains, dtype=np.float64)
             maxc = np.asarray(max_concentrations, dtype=np.float64)
         except (TypeError, ValueError) as e:
-            raise DataError(f"{name}: target_stain_matrix and target_max_concentrations must be numbers: {e}.") from e
+            raise DataError(f"{name}: target_stain_matrix and target_max_concentrations must be numbers: {e}{fix}.") from e
         if stains.shape != (2, 3) or maxc.shape != (2,) or not (np.isfinite(stains).all() and np.isfinite(maxc).all()):
             raise DataError(
                 f"{name}: expected a 2x3 target_stain_matrix and 2 target_max_concentrations (finite), got "
-                f"shapes {stains.shape} and {maxc.shape}."
+                f"shapes {stains.shape} and {maxc.shape}{fix}."
             )
         if (stains < 0).any() or np.linalg.matrix_rank(stains, tol=1e-6) < 2 or not (maxc > 0).all():
             raise DataError(
                 f"{name}: target_stain_matrix must hold two independent non-negative stain vectors and "
-                f"target_max_concentrations two positive values, got {stains.tolist()} and {maxc.tolist()}."
+                f"target_max_concentrations two positive values, got {stains.tolist()} and {maxc.tolist()}{fix}."
             )
         self.target_stains, self.target_max, self.reference_name = stains, maxc, name
 
@@ -612,7 +620,7 @@ def load_stain_reference(path: str | os.PathLike, method: str | None = None, **k
     normalizer = get_stain_normalizer(m, reference=None, **kwargs)
     if normalizer is None:
         return None
-    normalizer.set_target(record["target_stain_matrix"], record["target_max_concentrations"], str(path))
+    normalizer.set_target(record["target_stain_matrix"], record["target_max_concentrations"], str(path), f"; {fix}")
     if isinstance(normalizer, NormalizeStainsMacenko):
         normalizer._rebuild()
     return normalizer

@@ -15,6 +15,7 @@ from seunet_monai.data.stain import (
     get_stain_normalizer,
     nonneg_lasso_2atoms,
     optical_density,
+    stain_transform,
     vahadane_stain_matrix,
 )
 
@@ -182,3 +183,27 @@ def test_fit_source_normalises_windows_like_the_whole_image():
     with pytest.warns(LowTissueWarning):
         np.testing.assert_array_equal(norm(glass), glass)  # per-window fitting: too little tissue, unchanged
     assert not NormalizeStainsVahadane().fit_source(np.full((32, 32, 3), 250, np.uint8))  # no tissue to fit
+
+
+@pytest.mark.parametrize(
+    "content, expected",
+    [
+        ('{"method": "vahadane", "target_stain', "not a readable stain reference record"),  # truncated
+        ("{}", "missing key 'method'"),
+        ('{"method": "reinhard", "target_stain_matrix": [], "target_max_concentrations": []}', r"unknown stain normalisation 'reinhard' \(key 'method'\)"),
+        ('{"method": "vahadane", "target_stain_matrix": [[NaN, 0.7, 0.4], [0.2, 0.8, 0.5]], "target_max_concentrations": [1.9, 1.0]}', "finite"),
+        ('{"method": "vahadane", "target_stain_matrix": [[0.56, 0.72, 0.41], [0.22, 0.8, 0.56]], "target_max_concentrations": [0, 0]}', "two positive values"),
+        ('{"method": "macenko", "target_stain_matrix": [[0.56, 0.72, 0.41], [0.56, 0.72, 0.41]], "target_max_concentrations": [1.9, 1.0]}', "two independent"),
+    ],
+    ids=["truncated", "empty", "unknown_method", "nan_matrix", "zero_concentrations", "one_stain_twice"],
+)
+def test_bad_stain_reference_records_are_one_line_errors_naming_the_file(tmp_path, content, expected):
+    """Issue 25, item 10 and the corrupt-reference errors: a reference with zero concentrations gave 0 objects
+    with rc 0; a truncated, empty, unknown-method or NaN record ended in a 60-line traceback."""
+    from seunet_monai.errors import DataError
+
+    path = tmp_path / "stain_reference.json"
+    path.write_text(content)
+    with pytest.raises(DataError, match=expected) as info:
+        stain_transform("auto", path)
+    assert str(path) in str(info.value) and "\n" not in str(info.value) and "--stain_norm none" in str(info.value)
