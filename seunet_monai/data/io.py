@@ -20,9 +20,9 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -41,6 +41,8 @@ __all__ = [
     "read_rgb",
     "read_label",
     "prepare_output_dir",
+    "check_output_dir",
+    "publish_folder",
     "check_not_overlapping",
     "TIFF_SUFFIXES",
     "to_rgb",
@@ -51,6 +53,7 @@ TIFF_SUFFIXES = (".tif", ".tiff")
 logger = logging.getLogger(__name__)
 
 PathLike = str | os.PathLike
+T = TypeVar("T")
 
 
 class ImageReadError(DataError):
@@ -388,25 +391,11 @@ def check_not_overlapping(dst: PathLike, inputs: Any, what: str = "output folder
             )
 
 
-def prepare_output_dir(
+def check_output_dir(
     dst: PathLike, overwrite: bool = False, inputs: Any = None, marker: str | Sequence[str] | None = None
 ) -> Path:
-    """Make ``dst`` ready to receive a new dataset, never removing what this project did not write.
-
-    A missing or empty folder is created/accepted. A non-empty folder is refused unless ``overwrite``; with
-    ``overwrite`` its content is removed (symbolic links are unlinked, never followed) only when it holds
-    ``marker`` (a file that the project writes last into every folder it produces, e.g.
-    ``prepare_report.json``): a folder without it was not written by us and is never cleaned. A ``dst`` that
-    is, contains or lies inside one of ``inputs`` is refused whatever ``overwrite`` says. Also refuses to clean
-    the file-system root, the home folder or the current working directory (or one of its parents).
-
-    Args:
-        dst: the output folder.
-        overwrite: allow emptying a non-empty ``dst`` that this project wrote.
-        inputs: input files/folders of the run (never inside or around ``dst``).
-        marker: name of the file that marks a folder written by this project (or several names, any one of
-            which marks it); ``None`` accepts any folder (for callers that only write into folders they
-            created).
+    """Check, without changing anything, that ``dst`` may receive a new dataset (the rules of
+    :func:`prepare_output_dir`).
 
     Returns:
         ``dst`` as a resolved :class:`pathlib.Path`.
@@ -438,13 +427,90 @@ def prepare_output_dir(
                 f"refusing to clean {real}: it has no {' or '.join(markers)}, so this project did not write it; "
                 "choose an empty or new output folder."
             )
+    return dst.resolve()
+
+
+def prepare_output_dir(
+    dst: PathLike, overwrite: bool = False, inputs: Any = None, marker: str | Sequence[str] | None = None
+) -> Path:
+    """Make ``dst`` ready to receive a new dataset, never removing what this project did not write.
+
+    A missing or empty folder is created/accepted. A non-empty folder is refused unless ``overwrite``; with
+    ``overwrite`` its content is removed (symbolic links are unlinked, never followed) only when it holds
+    ``marker`` (a file that the project writes last into every folder it produces, e.g.
+    ``prepare_report.json``): a folder without it was not written by us and is never cleaned. A ``dst`` that
+    is, contains or lies inside one of ``inputs`` is refused whatever ``overwrite`` says. Also refuses to clean
+    the file-system root, the home folder or the current working directory (or one of its parents).
+
+    Args:
+        dst: the output folder.
+        overwrite: allow emptying a non-empty ``dst`` that this project wrote.
+        inputs: input files/folders of the run (never inside or around ``dst``).
+        marker: name of the file that marks a folder written by this project (or several names, any one of
+            which marks it); ``None`` accepts any folder (for callers that only write into folders they
+            created).
+
+    Returns:
+        ``dst`` as a resolved :class:`pathlib.Path`.
+
+    Raises:
+        FileExistsError: when ``dst`` is non-empty and ``overwrite`` is false, or ``dst`` is a file.
+        ValueError: when ``dst`` overlaps an input, lacks the marker, or must never be cleaned.
+    """
+    real = check_output_dir(dst, overwrite, inputs, marker)
+    if real.is_dir():
         for child in real.iterdir():
             if child.is_symlink() or not child.is_dir():
                 child.unlink()
             else:
                 shutil.rmtree(child)
-    dst.mkdir(parents=True, exist_ok=True)
-    return dst.resolve()
+    real.mkdir(parents=True, exist_ok=True)
+    return real
+
+
+def publish_folder(
+    dst: PathLike,
+    write: Callable[[Path], T],
+    overwrite: bool = False,
+    inputs: Any = None,
+    marker: str | Sequence[str] | None = None,
+) -> T:
+    """Write a new dataset beside ``dst`` and swap it in only when it is complete.
+
+    ``dst`` is checked as :func:`check_output_dir` does (before any work); ``write(tmp)`` then fills a new hidden
+    sibling folder ``.<name>.partial-*``. On success the old ``dst`` (if any) is renamed aside, the new folder
+    renamed to ``dst`` and the old one removed; on any failure (a full disk, Ctrl-C) the partial folder is removed
+    and the old ``dst`` is left as it was, so a complete dataset is never lost to an incomplete one.
+
+    Args:
+        dst: the output folder.
+        write: fills the folder it is given; its result is returned.
+        overwrite, inputs, marker: as :func:`prepare_output_dir`.
+
+    Raises:
+        FileExistsError / ValueError: as :func:`check_output_dir`; and whatever ``write`` raises.
+    """
+    real = check_output_dir(dst, overwrite, inputs, marker)
+    real.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{real.name}.partial-", dir=real.parent))
+    old = None
+    try:
+        tmp.chmod(ordinary_dir_mode())  # mkdtemp makes 0700; the renamed folder is the dataset
+        result = write(tmp)
+        if real.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{real.name}.old-", dir=real.parent))
+            os.replace(real, old)  # renaming a folder onto an empty one; the old dataset is now aside
+        os.replace(tmp, real)
+    except BaseException:
+        if old is not None and not real.exists():
+            os.replace(old, real)  # the swap failed half-way: the old dataset goes back
+        for folder in (tmp, old):
+            if folder is not None and folder.exists():
+                shutil.rmtree(folder, ignore_errors=True)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+    return result
 
 
 def to_rgb(image: Any) -> Any:

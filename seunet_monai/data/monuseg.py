@@ -250,10 +250,20 @@ class _Pair:
 
 
 def _files(folder: Path, suffixes: Sequence[str]) -> dict[str, Path]:
+    """``{stem: file}`` of the files of ``folder`` with one of ``suffixes``.
+
+    Raises:
+        PreparationError: for two files of one stem (``X.tif`` and ``X.png``): which one is meant is unknown.
+    """
     out: dict[str, Path] = {}
     if folder.is_dir():
         for p in sorted(folder.iterdir()):
             if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in suffixes:
+                if p.stem in out:
+                    raise PreparationError(
+                        f"{folder}: {out[p.stem].name} and {p.name} have the same name {p.stem!r} (images and labels "
+                        "are matched by name): move one of them out of the folder."
+                    )
                 out[p.stem] = p
     return out
 
@@ -596,7 +606,9 @@ def prepare_monuseg(
         stride: tile stride.
         stain_norm: ``"vahadane"``, ``"macenko"`` or ``"none"``.
         stain_reference: reference image for stain normalisation (default: a training tile, see module doc).
-        overwrite: replace the content of a non-empty ``dst`` (only a folder this project wrote).
+        overwrite: replace a non-empty ``dst`` (only a folder this project wrote): the new dataset is written
+            into a hidden folder beside it and swapped in only when complete, so a failure (a full disk, Ctrl-C)
+            leaves the old dataset as it was.
         skip_bad: skip bad files (recorded in the report) instead of failing.
         seed: seed of the training/validation split.
         images: flat folder of images (instead of ``src``); every image is in the training part.
@@ -619,7 +631,13 @@ def prepare_monuseg(
         ValueError: bad arguments.
     """
     from seunet_monai.data.datalist import write_datalist
-    from seunet_monai.data.io import atomic_save_png, atomic_write_json, check_not_overlapping, prepare_output_dir
+    from seunet_monai.data.io import (
+        atomic_save_png,
+        atomic_write_json,
+        check_not_overlapping,
+        check_output_dir,
+        publish_folder,
+    )
 
     t_start = time.time()
     if stain_norm not in STAIN_METHODS:
@@ -664,93 +682,98 @@ def prepare_monuseg(
     # 2. stain normaliser and its reference (built before dst is touched: a bad reference fails early)
     normalizer, reference_desc, ref_tile = _stain_normalizer(stain_norm, stain_reference, good, split_of, tile, stride)
 
-    dst = prepare_output_dir(dst, overwrite=overwrite, inputs=sources, marker=PREPARE_MARKER)
-    if ref_tile is not None:
-        atomic_save_png(dst / "stain_reference.png", ref_tile)
+    check_output_dir(dst, overwrite=overwrite, inputs=sources, marker=PREPARE_MARKER)  # before the work
 
-    # 3. rasterise, normalise, tile, write
-    splits: dict[str, list[dict[str, str]]] = {"training": [], "validation": [], "test": []}
-    per_image: dict[str, Any] = {}
-    conversions: dict[str, int] = {}
-    converted_files: list[dict[str, str]] = []
-    totals = {"regions": 0, "skipped_regions": 0, "empty_regions": 0, "clipped_vertices": 0}
-    for pair in good:
-        split = split_of[pair.stem]
-        image, info = _read_image(pair.image)
-        labels = _read_labels(pair, image.shape)
-        conversion = record_conversion(pair.image, info, conversions, converted_files)
-        if normalizer is not None:
-            image = normalizer(image)
-        per_image[pair.stem] = {
-            "split": split,
-            "label_source": pair.label_source,
-            "label_file": str(pair.label_file),
-            "shape": [int(image.shape[0]), int(image.shape[1])],
-            "regions": labels.regions,
-            "skipped_regions": labels.skipped_regions,
-            "empty_regions": labels.empty_regions,
-            "clipped_vertices": labels.clipped_vertices,
-            "microns_per_pixel": labels.microns_per_pixel,
-            "nucleus_fraction": round(float(labels.binary.mean()), 6),
-            "conversion": conversion,
-        }
-        for key in totals:
-            totals[key] += per_image[pair.stem][key]
-        tiled = split != "test" or test_tiles
-        crops = _crops(pair.stem, split, image, labels.binary, labels.instance.astype(np.uint16),
-                       tile if tiled else 0, stride)
-        for name, img_c, lab_c, inst_c in crops:
-            entry = {
-                "image": f"{split}/images/{name}.png",
-                "label": f"{split}/labels/{name}.png",
-                "instance": f"{split}/instances/{name}.png",
-                "name": name,
-                "source": pair.stem,
+    def write(dst: Path) -> dict[str, Any]:
+        """Step 3 into the new folder ``dst`` that :func:`publish_folder` swaps in when it is complete."""
+        if ref_tile is not None:
+            atomic_save_png(dst / "stain_reference.png", ref_tile)
+
+        # 3. rasterise, normalise, tile, write
+        splits: dict[str, list[dict[str, str]]] = {"training": [], "validation": [], "test": []}
+        per_image: dict[str, Any] = {}
+        conversions: dict[str, int] = {}
+        converted_files: list[dict[str, str]] = []
+        totals = {"regions": 0, "skipped_regions": 0, "empty_regions": 0, "clipped_vertices": 0}
+        for pair in good:
+            split = split_of[pair.stem]
+            image, info = _read_image(pair.image)
+            labels = _read_labels(pair, image.shape)
+            conversion = record_conversion(pair.image, info, conversions, converted_files)
+            if normalizer is not None:
+                image = normalizer(image)
+            per_image[pair.stem] = {
+                "split": split,
+                "label_source": pair.label_source,
+                "label_file": str(pair.label_file),
+                "shape": [int(image.shape[0]), int(image.shape[1])],
+                "regions": labels.regions,
+                "skipped_regions": labels.skipped_regions,
+                "empty_regions": labels.empty_regions,
+                "clipped_vertices": labels.clipped_vertices,
+                "microns_per_pixel": labels.microns_per_pixel,
+                "nucleus_fraction": round(float(labels.binary.mean()), 6),
+                "conversion": conversion,
             }
-            atomic_save_png(dst / entry["image"], np.ascontiguousarray(img_c))
-            atomic_save_png(dst / entry["label"], np.ascontiguousarray(lab_c))
-            atomic_save_png(dst / entry["instance"], np.ascontiguousarray(inst_c))
-            splits[split].append(entry)
-        per_image[pair.stem]["tiles"] = len(crops)
+            for key in totals:
+                totals[key] += per_image[pair.stem][key]
+            tiled = split != "test" or test_tiles
+            crops = _crops(pair.stem, split, image, labels.binary, labels.instance.astype(np.uint16),
+                           tile if tiled else 0, stride)
+            for name, img_c, lab_c, inst_c in crops:
+                entry = {
+                    "image": f"{split}/images/{name}.png",
+                    "label": f"{split}/labels/{name}.png",
+                    "instance": f"{split}/instances/{name}.png",
+                    "name": name,
+                    "source": pair.stem,
+                }
+                atomic_save_png(dst / entry["image"], np.ascontiguousarray(img_c))
+                atomic_save_png(dst / entry["label"], np.ascontiguousarray(lab_c))
+                atomic_save_png(dst / entry["instance"], np.ascontiguousarray(inst_c))
+                splits[split].append(entry)
+            per_image[pair.stem]["tiles"] = len(crops)
 
-    stain_report: dict[str, Any] = {"method": stain_norm}
-    if normalizer is not None:
-        stain_report.update(normalizer.describe())
-        stain_report["reference"] = reference_desc
-        atomic_write_json(dst / STAIN_REFERENCE_FILE, normalizer.reference_record())
-    report = {
-        "dataset": "MoNuSeg",
-        "src": str(src) if src is not None else None,
-        "inputs": {"images": _opt_str(images), "annotations": _opt_str(annotations), "masks": _opt_str(masks)},
-        "settings": {
-            "val_fraction": val_fraction if val_list is None else None,
-            "val_images": val_list,
-            "test_images": test_list,
-            "test_protocol": "tiles" if test_tiles else "whole images",
-            "tile": tile,
-            "stride": stride,
-            "tiles_per_axis_1000": len(tile_starts(1000, tile, stride)) if tile <= 1000 else None,
-            "seed": seed,
-            "skip_bad": skip_bad,
-        },
-        "rasterisation": RASTERISATION_RULE,
-        "images": {s: sum(1 for v in split_of.values() if v == s) for s in ("training", "validation", "test")},
-        "split_images": {s: sorted(k for k, v in split_of.items() if v == s) for s in ("training", "validation", "test")},
-        "label_sources": {stem: v["label_source"] for stem, v in per_image.items()},
-        "tiles": {s: len(v) for s, v in splits.items()},
-        **totals,
-        "microns_per_pixel": {stem: v["microns_per_pixel"] for stem, v in per_image.items()},
-        "stain_normalisation": stain_report,
-        "conversions": conversions,
-        "converted_files": converted_files,
-        "skipped_files": log.report(),
-        "annotation_warnings": warnings,
-        "per_image": per_image,
-        "seconds": round(time.time() - t_start, 2),
-    }
-    write_datalist(dst, splits)
-    atomic_write_json(dst / PREPARE_MARKER, report)  # last: it marks a complete folder written here
-    return report
+        stain_report: dict[str, Any] = {"method": stain_norm}
+        if normalizer is not None:
+            stain_report.update(normalizer.describe())
+            stain_report["reference"] = reference_desc
+            atomic_write_json(dst / STAIN_REFERENCE_FILE, normalizer.reference_record())
+        report = {
+            "dataset": "MoNuSeg",
+            "src": str(src) if src is not None else None,
+            "inputs": {"images": _opt_str(images), "annotations": _opt_str(annotations), "masks": _opt_str(masks)},
+            "settings": {
+                "val_fraction": val_fraction if val_list is None else None,
+                "val_images": val_list,
+                "test_images": test_list,
+                "test_protocol": "tiles" if test_tiles else "whole images",
+                "tile": tile,
+                "stride": stride,
+                "tiles_per_axis_1000": len(tile_starts(1000, tile, stride)) if tile <= 1000 else None,
+                "seed": seed,
+                "skip_bad": skip_bad,
+            },
+            "rasterisation": RASTERISATION_RULE,
+            "images": {s: sum(1 for v in split_of.values() if v == s) for s in ("training", "validation", "test")},
+            "split_images": {s: sorted(k for k, v in split_of.items() if v == s) for s in ("training", "validation", "test")},
+            "label_sources": {stem: v["label_source"] for stem, v in per_image.items()},
+            "tiles": {s: len(v) for s, v in splits.items()},
+            **totals,
+            "microns_per_pixel": {stem: v["microns_per_pixel"] for stem, v in per_image.items()},
+            "stain_normalisation": stain_report,
+            "conversions": conversions,
+            "converted_files": converted_files,
+            "skipped_files": log.report(),
+            "annotation_warnings": warnings,
+            "per_image": per_image,
+            "seconds": round(time.time() - t_start, 2),
+        }
+        write_datalist(dst, splits)
+        atomic_write_json(dst / PREPARE_MARKER, report)  # last: it marks a complete folder written here
+        return report
+
+    return publish_folder(dst, write, overwrite=overwrite, inputs=sources, marker=PREPARE_MARKER)
 
 
 def _opt_str(p: Any) -> str | None:
@@ -808,8 +831,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             seed=args.seed,
             strict=args.strict,
         )
-    except (PreparationError, FileExistsError, FileNotFoundError, ValueError) as e:
+    except (PreparationError, ValueError) as e:
         print(f"prepare_monuseg: error: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:  # a missing input, a full disk: the new dataset is never swapped in half-written
+        print(f"prepare_monuseg: error: {e} (--dst {args.dst} is unchanged)", file=sys.stderr)
         return 1
     print(
         f"prepare_monuseg: images {report['images']}, tiles {report['tiles']}, regions {report['regions']} "

@@ -452,3 +452,47 @@ def test_stain_reference_inside_dst_is_refused_and_kept(tmp_path):
     with pytest.raises(ValueError, match="lies inside --dst"):
         prepare_monuseg(src, dst, tile=32, stride=32, stain_norm="macenko", stain_reference=ref, overwrite=True)
     assert ref.read_bytes() == before and (dst / "datalist.json").is_file()
+
+
+def test_two_images_of_one_name_are_refused(tmp_path):
+    """Issue 25, item 11: `X.tif` and a different `X.png` in --images: the PNG was silently ignored."""
+    root = make_flat(tmp_path / "flat", n=2)
+    Image.fromarray(rgb((64, 64), 7)).save(root / "images" / "TCGA-FL-0001.png")
+    with pytest.raises(PreparationError, match=r"TCGA-FL-0001.png and TCGA-FL-0001.tif have the same name"):
+        prepare_monuseg(None, tmp_path / "dst", **_flat_kwargs(root))
+    assert not (tmp_path / "dst").exists()
+
+
+def _flat_kwargs(root: Path) -> dict:
+    return {"images": root / "images", "annotations": root / "annotations", "masks": root / "masks", "tile": 32,
+            "stride": 32, "stain_norm": "none"}
+
+
+def test_overwrite_on_a_full_disk_keeps_the_old_dataset(tmp_path, monkeypatch, capsys):
+    """Issue 25: `--overwrite` on a full disk wiped the complete old dataset first, then failed (22-line traceback)
+    and a rerun was refused. The new dataset is written beside the old one and swapped in when complete."""
+    import errno
+
+    import seunet_monai.data.io as io_module
+
+    root = make_flat(tmp_path / "flat", n=3)
+    dst = tmp_path / "dst"
+    prepare_monuseg(None, dst, **_flat_kwargs(root))
+    before = _tree(dst)
+    real_save, calls = io_module.atomic_save_png, []
+
+    def full_disk(path, array):
+        calls.append(path)
+        if len(calls) > 4:
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return real_save(path, array)
+
+    monkeypatch.setattr(io_module, "atomic_save_png", full_disk)
+    assert main(flat_args(root, dst, "--overwrite")) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "No space left on device" in err[0] and f"--dst {dst} is unchanged" in err[0]
+    assert _tree(dst) == before and sorted(p.name for p in tmp_path.iterdir()) == ["dst", "flat"]
+    monkeypatch.setattr(io_module, "atomic_save_png", real_save)
+    report = prepare_monuseg(None, dst, **_flat_kwargs(root), overwrite=True, seed=1)
+    assert json.loads((dst / "prepare_report.json").read_text())["settings"]["seed"] == 1 == report["settings"]["seed"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dst", "flat"]
