@@ -189,7 +189,8 @@ def test_outputs_geojson_mask_tiff_overlay_and_summary(tmp_path, tissue):
     report = make_workflow(tmp_path / "in", tmp_path / "out", target_mpp=0.5).run()
     out = tmp_path / "out"
     assert report["done"] == ["slide.tif"]
-    assert listing(out) == sorted(["slide_mask.tif", "slide.geojson", "slide_overlay.png", "slide_summary.json"])
+    assert listing(out) == sorted(["slide_mask.tif", "slide.geojson", "slide_overlay.png",
+        "slide_regions.png", "slide_heads.png", "slide_scale.png", "slide_summary.json"])
     summary = json.loads((out / "slide_summary.json").read_text())
     assert summary["level"] == 1 and summary["resolution"]["mpp"] == pytest.approx(0.5)  # target 0.5 -> level 1
     with tifffile.TiffFile(out / "slide_mask.tif") as tif:
@@ -218,7 +219,7 @@ def test_outputs_geojson_mask_tiff_overlay_and_summary(tmp_path, tissue):
     assert summary["tissue"]["area_mm2"] == pytest.approx(700 * 900 * 0.25**2 * 1e-6, rel=0.1)  # level-0 µm²
 
 
-def test_small_images_get_a_palette_png_and_large_masks_a_pyramid(tmp_path, tissue):
+def test_small_images_get_a_palette_png_mask_and_large_masks_a_pyramid(tmp_path, tissue):
     from PIL import Image
 
     (tmp_path / "in").mkdir()
@@ -226,11 +227,11 @@ def test_small_images_get_a_palette_png_and_large_masks_a_pyramid(tmp_path, tiss
     Image.fromarray(tissue[:200, :300]).save(tmp_path / "in" / "tile2.jpg", quality=95)
     write_pyramid(tmp_path / "in" / "big.tif", embed(tissue, (2600, 2300)), mpp=0.25, levels=2)
     make_workflow(tmp_path / "in", tmp_path / "out", target_mpp=0.25).run()
-    png = Image.open(tmp_path / "out" / "tile.png")
+    png = Image.open(tmp_path / "out" / "tile_mask.png")
     assert png.mode == "P" and png.size == (300, 200)
     assert png.getpalette()[3:6] != [0, 0, 0]  # class 1 visible
     assert set(np.unique(np.asarray(png))) == {0, 1}
-    assert (tmp_path / "out" / "tile2.png").exists()
+    assert (tmp_path / "out" / "tile2_mask.png").exists() and not (tmp_path / "out" / "tile.png").exists()
     with tifffile.TiffFile(tmp_path / "out" / "big_mask.tif") as tif:
         assert [lv.shape for lv in tif.series[0].levels] == [(2600, 2300), (650, 575)]
     summary = json.loads((tmp_path / "out" / "tile_summary.json").read_text())
@@ -751,3 +752,120 @@ def test_grey_images_are_segmented_with_a_brightness_tissue_detector(tmp_path, t
     assert "g.png: no colour" in caplog.text
     blank = np.full((64, 64, 3), 238, np.uint8)
     assert not detect_tissue(blank).any() and is_colourless(blank) and not is_colourless(tissue)
+
+
+# ---------------------------------------------------------------------------------------------- names and pictures
+def test_output_names_strip_the_whole_image_suffix():
+    from seunet_monai.apps.wsi.workflow import OUTPUT_FILES, output_names, output_stem
+
+    for name, stem in (("a.ome.tif", "a"), ("a.OME.TIFF", "a"), ("a.tiff", "a"), ("TCGA-01.2.svs", "TCGA-01.2"),
+                       ("b.png", "b"), ("c.d.jpeg", "c.d")):
+        assert output_stem(name) == stem, name
+    image, slide = output_names("a", True), output_names("a", False)
+    assert "a_mask.png" in image and "a_regions.png" not in image and "a.png" not in image
+    assert "a_regions.png" in slide and "a_mask.png" not in slide
+    assert image[-1] == slide[-1] == "a_summary.json"  # written last: marks a finished input
+    assert sorted(output_names("a")) == sorted(f"a{s}" for s in OUTPUT_FILES)
+    docs = (Path(__file__).resolve().parents[2] / "bundle" / "docs" / "README.md").read_text()
+    assert [s for s in OUTPUT_FILES if f"- `NAME{s}`" not in docs] == []  # every output explained in the docs
+
+
+def test_ome_tiff_outputs_are_named_without_the_ome_suffix(tmp_path, tissue):
+    (tmp_path / "in").mkdir()
+    write_pyramid(tmp_path / "in" / "slide.ome.tif", embed(tissue, (1100, 1300)), mpp=0.5, ome=True)
+    make_workflow(tmp_path / "in", tmp_path / "out", target_mpp=0.5).run()
+    names = sorted(p.name for p in (tmp_path / "out").iterdir() if not p.name.startswith("."))
+    assert names == sorted(f"slide{s}" for s in ("_mask.tif", ".geojson", "_overlay.png", "_regions.png", "_heads.png",
+                                                  "_scale.png", "_summary.json"))
+    summary = json.loads((tmp_path / "out" / "slide_summary.json").read_text())
+    assert set(summary["output_files"]) == set(summary["outputs"]) == set(names)
+    assert all(summary["output_files"].values())  # every output explained
+    assert make_workflow(tmp_path / "in", tmp_path / "out", target_mpp=0.5).run()["skipped"] == ["slide.ome.tif"]
+
+
+def test_outlines_are_two_pixels_wide_inside_the_object():
+    from seunet_monai.apps.wsi import OKABE_ITO
+    from seunet_monai.apps.wsi.figures import draw_outlines
+
+    mask = np.zeros((20, 20), bool)
+    mask[5:15, 5:15] = True
+    rgb = draw_outlines(np.zeros((20, 20, 3), np.uint8), mask, OKABE_ITO[0])
+    drawn = (rgb == OKABE_ITO[0]).all(-1)
+    assert drawn.sum() == 100 - 36 and not (drawn & ~mask).any()  # a 2-px ring inside the 10x10 square
+
+
+def test_image_overlay_is_full_resolution_and_slide_pictures_crop_to_the_tissue(tmp_path, tissue):
+    from PIL import Image
+
+    from seunet_monai.apps.wsi import OKABE_ITO
+
+    (tmp_path / "in").mkdir()
+    Image.fromarray(tissue[:300, :400]).save(tmp_path / "in" / "tile.png")
+    write_pyramid(tmp_path / "in" / "slide.tif", embed(tissue, (3000, 3200), at=(600, 900)), mpp=0.5, levels=2)
+    make_workflow(tmp_path / "in", tmp_path / "out", roi=256, target_mpp=0.5, thumbnail_size=512).run()
+    out = tmp_path / "out"
+    overlay = np.asarray(Image.open(out / "tile_overlay.png").convert("RGB"))
+    assert overlay.shape == (300, 400, 3)  # the image at full resolution, no figure margins
+    assert (overlay == OKABE_ITO[0]).all(-1).sum() > 200  # objects outlined in Okabe-Ito yellow
+    assert np.array_equal(overlay[0, 0], tissue[0, 0]) or (overlay[0, 0] == OKABE_ITO[0]).all()
+    summary = json.loads((out / "slide_summary.json").read_text())
+    # the overview shows the tissue (700 x 900 of a 3000 x 3200 slide), enlarged, not the grey field around it
+    w, h = Image.open(out / "slide_overlay.png").size
+    assert max(w, h) >= 1024 and abs(w / h - 900 / 700) < 0.15
+    regions = summary["regions"]
+    assert 1 <= len(regions) <= 3
+    for r in regions:  # full-resolution crops on the tissue
+        assert (r["height"], r["width"]) == (512, 512)
+        assert 600 - 512 <= r["y"] <= 600 + 700 and 900 - 512 <= r["x"] <= 900 + 900
+    crops = Image.open(out / "slide_regions.png")
+    assert crops.size[0] == 512 * len(regions) + 16 * (len(regions) - 1) and crops.size[1] == 512 + 16
+    for name in ("slide_heads.png", "slide_scale.png", "tile_heads.png", "tile_scale.png"):
+        assert Image.open(out / name).size[0] >= 600, name  # labelled figures of their own
+
+
+def test_head_values_come_from_window_interiors_only():
+    """Per-head channels within the border of a window edge inside the image (where the network saw zero
+    padding) are replaced by the neighbouring windows' interiors, and NaN where no interior reached; the class
+    channels are blended as before."""
+    rows = {}
+
+    def sink(y0, values, valid):
+        if values is not None:
+            rows[y0] = values
+
+    size, patch, border = (96, 160), 64, 8
+    merger = BandMerger((1, 2, 96, 160), (1, 2, *size), sink=sink, head_channels_from=1, head_border=border)
+    step = 48  # overlap 16: borders of 8 leave no gap between neighbouring interiors
+    for y in (0, step):  # the second row of windows reaches beyond the image (padding)
+        for x in range(0, 112 - patch + 1, step):  # windows end at x = 112: columns beyond get no window
+            out = torch.ones(1, 2, patch, patch)
+            out[0, 1] = 100.0  # the "padding-affected" value near every edge
+            out[0, 1, border:-border, border:-border] = 1.0
+            merger.aggregate(out, (y, x))
+    merger.finalize()
+    values = np.concatenate([rows[k] for k in sorted(rows)], axis=1)
+    heads = values[1, :, :112]
+    assert np.allclose(values[0, :, :112], 1.0)  # class channels: every covered pixel
+    assert np.allclose(heads[border:, border : 112 - border], 1.0)  # no inner-border value leaks in
+    assert (heads[:border, :border] == 100.0).all()  # the image's own edges keep their window's border
+    assert np.isnan(heads[:, 112 - border : 112]).all()  # the run region's inner edge: no interior reached
+
+
+def test_winning_head_map_leaves_out_pixels_without_head_values(tmp_path):
+    from seunet_monai.apps.wsi import RawMask, SlideAccumulator
+
+    acc = SlideAccumulator(RawMask(tmp_path / "m.raw", (4, 8)), num_classes=2, factor=2)
+    values = np.zeros((4, 4, 8), np.float32)  # 2 classes, then 2 heads
+    values[1] = 1.0
+    values[3] = 1.0  # head 2 wins
+    values[2:, :, 4:] = np.nan  # no window interior for the right half
+    acc(0, values, np.ones((4, 8), bool))
+    assert acc.winner_map().tolist() == [[1, 1, -1, -1], [1, 1, -1, -1]]
+    assert acc.winner_pixels.tolist() == [0, 16] and acc.head_confidence().tolist() == [0.0, 1.0]
+
+
+def test_window_map_averages_the_windows_covering_each_cell():
+    from seunet_monai.apps.wsi import window_map
+
+    m = window_map([(0, 0), (0, 4)], [1.0, 2.0], (4, 8), 2, (3, 6))
+    assert m[0].tolist() == [1.0, 1.0, 1.5, 1.5, 2.0, 2.0] and np.isnan(m[2]).all()

@@ -43,8 +43,9 @@ def _inputs(folder):
 
 
 def test_inferring_writes_one_mask_per_image(tmp_path, trained):
-    """The contract command on ordinary images: a palette PNG, a mask TIFF, GeoJSON, overlay and summary per
-    image; `run` does the same as `inferring`; a second run skips finished images; output_dir == input_dir
+    """The contract command on ordinary images: a palette PNG mask, a mask TIFF, GeoJSON, the pictures and the
+    summary per image (which lists every output and its meaning);
+    `run` does the same as `inferring`; a second run skips finished images; output_dir == input_dir
     is refused even with --overwrite true."""
     import tifffile
 
@@ -55,22 +56,24 @@ def test_inferring_writes_one_mask_per_image(tmp_path, trained):
     proc = bundle("inferring", INFERENCE, *args)
     assert "converting PIL mode 'L' to RGB" in proc.stdout and "converting PIL mode 'RGBA' to RGB" in proc.stdout
     assert "notes.txt: unsupported file type" in proc.stdout
-    suffixes = (".png", "_mask.tif", ".geojson", "_overlay.png", "_summary.json")
+    suffixes = ("_mask.png", "_mask.tif", ".geojson", "_overlay.png", "_heads.png", "_scale.png", "_summary.json")
     names = sorted(p.name for p in out.iterdir() if p.name != ".seunet_run.lock")  # the run lock stays, as in training
     assert names == sorted(f"{k}{s}" for k in sizes for s in suffixes)
     for stem, (h, w) in sizes.items():
-        png = Image.open(out / f"{stem}.png")
+        png = Image.open(out / f"{stem}_mask.png")
         mask = np.asarray(png)
         assert png.mode == "P" and mask.shape == (h, w) and set(np.unique(mask)) <= {0, 1}
         np.testing.assert_array_equal(tifffile.imread(out / f"{stem}_mask.tif"), mask)
         summary = json.loads((out / f"{stem}_summary.json").read_text())
         assert summary["size"] == [h, w] and summary["resolution"]["known"] is False
+        assert sorted(summary["output_files"]) == sorted(f"{stem}{s}" for s in suffixes)
+        assert Image.open(out / f"{stem}_overlay.png").size == (w, h)  # the overlay at full resolution
         assert json.loads((out / f"{stem}.geojson").read_text())["type"] == "FeatureCollection"
     # a second run (here through `run`, which does the same) skips the finished images, rewriting nothing
-    before = (out / "wide.png").stat().st_mtime_ns
+    before = (out / "wide_mask.png").stat().st_mtime_ns
     again = bundle("run", INFERENCE, *args)
     assert "wide.png: outputs present from a finished run, skipped" in again.stdout
-    assert (out / "wide.png").stat().st_mtime_ns == before
+    assert (out / "wide_mask.png").stat().st_mtime_ns == before
     # outputs are never written among the inputs, whatever --overwrite says
     inputs_before = sorted(p.name for p in (tmp_path / "in").iterdir())
     same = bundle("inferring", INFERENCE, *args, "--output_dir", str(tmp_path / "in"), "--overwrite", "true", check=False)

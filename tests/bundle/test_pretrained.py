@@ -58,7 +58,7 @@ def test_inferring_a_raw_tile_matches_inferring_its_prepared_tile(tmp_path):
     for name, norm in (("raw", "auto"), ("prepared", "none")):
         bundle("inferring", INFERENCE, "--input_dir", str(tmp_path / name), "--output_dir", str(tmp_path / f"out_{name}"),
                "--stain_norm", norm, "--progress", "false")
-        masks[name] = np.asarray(Image.open(tmp_path / f"out_{name}" / "tile.png"))
+        masks[name] = np.asarray(Image.open(tmp_path / f"out_{name}" / "tile_mask.png"))
     assert masks["raw"].shape == (400, 400)
     agreement = float((masks["raw"] == masks["prepared"]).mean())
     assert agreement >= 0.99, f"pixel agreement {agreement:.4f}"

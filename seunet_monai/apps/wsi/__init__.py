@@ -29,7 +29,18 @@ from .workflow import (
     patch_stain_transform,
     training_mpp,
 )
-from .writers import PALETTE, GeoJSONWriter, write_mask_tiff, write_overlay, write_palette_png
+from .figures import (
+    OKABE_ITO,
+    pick_regions,
+    tissue_box,
+    window_map,
+    write_head_map,
+    write_image_overlay,
+    write_region_crops,
+    write_scale_map,
+    write_slide_overview,
+)
+from .writers import PALETTE, GeoJSONWriter, write_mask_tiff, write_palette_png
 
 __all__ = [
     "BandMerger",
@@ -39,6 +50,7 @@ __all__ = [
     "ImageTooLargeError",
     "Instance",
     "MAX_IMAGE_PIXELS",
+    "OKABE_ITO",
     "PALETTE",
     "PLAUSIBLE_MPP",
     "PILImageReader",
@@ -63,12 +75,19 @@ __all__ = [
     "list_inputs",
     "make_reader",
     "output_names",
+    "pick_regions",
     "patch_stain_transform",
     "read_region",
     "read_thumbnail",
     "split_touching",
+    "tissue_box",
     "training_mpp",
+    "window_map",
+    "write_head_map",
+    "write_image_overlay",
     "write_mask_tiff",
-    "write_overlay",
     "write_palette_png",
+    "write_region_crops",
+    "write_scale_map",
+    "write_slide_overview",
 ]

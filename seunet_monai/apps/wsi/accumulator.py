@@ -57,7 +57,8 @@ class SlideAccumulator:
     (``factor`` x ``factor`` pixels), the margin sums of every head (their argmax is the region's winning head)
     and the fraction of non-background pixels; and, over the whole slide, class pixel counts, the PDist winner
     counts (over inferred and over non-background pixels) and every head's mean margin (its confidence, for
-    :mod:`seunet_monai.evaluation.scale_estimation`).
+    :mod:`seunet_monai.evaluation.scale_estimation`). Pixels whose margins are ``NaN`` (no window interior
+    reached them: :class:`~seunet_monai.apps.wsi.inferers.BandMerger`) are left out of every head statistic.
 
     Args:
         mask: the :class:`RawMask` receiving class ids.
@@ -74,6 +75,8 @@ class SlideAccumulator:
         self.num_heads = 0
         self.class_pixels = np.zeros(self.num_classes, dtype=np.int64)
         self.inferred_pixels = 0
+        self.head_pixels = 0
+        self.cell_heads = np.zeros(self.thumb_shape[0] * self.thumb_shape[1], dtype=np.int64)
         self.cell_inferred = np.zeros(self.thumb_shape[0] * self.thumb_shape[1], dtype=np.int64)
         self.cell_foreground = np.zeros_like(self.cell_inferred)
         self.cell_margins: np.ndarray | None = None
@@ -109,6 +112,10 @@ class SlideAccumulator:
         self.inferred_pixels += int(valid.sum())
         self.cell_inferred += np.bincount(cells, minlength=size)
         self.cell_foreground += np.bincount(cells[fg], minlength=size)
+        known = np.isfinite(m).all(0)  # per-head values from a window interior
+        cells, fg, m = cells[known], fg[known], m[:, known]
+        self.head_pixels += int(known.sum())
+        self.cell_heads += np.bincount(cells, minlength=size)
         for k in range(self.num_heads):
             self.cell_margins[k] += np.bincount(cells, weights=m[k], minlength=size)  # type: ignore[index]
         winner = m.argmax(0)
@@ -117,21 +124,22 @@ class SlideAccumulator:
         self.margin_sums += m.sum(1, dtype=np.float64)  # type: ignore[operator]
 
     def winner_map(self) -> np.ndarray:
-        """0-based winning head per thumbnail pixel ``(h, w)`` (largest summed margin), ``-1`` where nothing ran."""
+        """0-based winning head per thumbnail pixel ``(h, w)`` (largest summed margin), ``-1`` where nothing ran or
+        no window interior reached."""
         if self.cell_margins is None:
             return np.full(self.thumb_shape, -1, dtype=np.int64)
         win = self.cell_margins.argmax(0)
-        return np.where(self.cell_inferred > 0, win, -1).reshape(self.thumb_shape)
+        return np.where(self.cell_heads > 0, win, -1).reshape(self.thumb_shape)
 
     def foreground_fraction(self) -> np.ndarray:
         """Fraction of non-background pixels per thumbnail pixel ``(h, w)``."""
         return (self.cell_foreground / np.maximum(self.cell_inferred, 1)).reshape(self.thumb_shape)
 
     def head_confidence(self) -> np.ndarray | None:
-        """Mean margin of every head over the inferred pixels ``(Ω,)`` (``None`` when nothing ran)."""
-        if self.margin_sums is None or self.inferred_pixels == 0:
+        """Mean margin of every head over the pixels with per-head values ``(Ω,)`` (``None`` when there are none)."""
+        if self.margin_sums is None or self.head_pixels == 0:
             return None
-        return self.margin_sums / self.inferred_pixels
+        return self.margin_sums / self.head_pixels
 
     def result(self) -> "SlideAccumulator":
         return self

@@ -120,11 +120,21 @@ class BandMerger(Merger):
     ``valid`` ``(n, W)`` bool (pixels covered by at least one patch), or ``sink(y0, None, n)`` for ``n`` rows
     that no patch covered (skipped background). Rows and columns beyond ``cropped_shape`` are dropped.
 
+    Per-head channels (from ``head_channels_from`` on) are blended from window interiors only: within
+    ``head_border`` pixels of a window edge that lies inside the image, the network saw its zero padding (dark,
+    like stained tissue) instead of the neighbouring tissue, and the heads with large σ answer that frame. Such
+    pixels take their per-head values from the neighbouring windows' interiors (the default overlap of a quarter
+    window covers every pixel with a border of up to half the overlap) and are ``NaN`` where no interior reached
+    (the edges of the run region, which border skipped, non-tissue windows).
+
     Args:
         merged_shape: ``(1, C, H_padded, W_padded)`` (set by ``PatchInferer``).
         cropped_shape: ``(1, C, H, W)`` of the image (set by ``PatchInferer``).
         sink: receives the final rows; ``finalize`` returns ``sink.result()`` when it has one.
         sigma_scale: width of MONAI's Gaussian importance map relative to the patch size.
+        head_channels_from: index of the first per-head channel (``None``: every channel is blended alike).
+        head_border: width in pixels (one per axis, or one for both) of the window border left out of the
+            per-head channels.
         device: device of the band buffers.
     """
 
@@ -134,6 +144,8 @@ class BandMerger(Merger):
         cropped_shape: Sequence[int] | None = None,
         sink: Any = None,
         sigma_scale: float = 0.125,
+        head_channels_from: int | None = None,
+        head_border: Sequence[int] | int = 0,
         device: torch.device | str | None = "cpu",
     ) -> None:
         super().__init__(merged_shape=merged_shape, cropped_shape=cropped_shape, device=device)
@@ -143,6 +155,10 @@ class BandMerger(Merger):
             raise ValueError("BandMerger needs a sink that receives the final rows.")
         self.sink = sink
         self.sigma_scale = float(sigma_scale)
+        self.head_from = None if head_channels_from is None else int(head_channels_from)
+        border = (head_border, head_border) if isinstance(head_border, int) else tuple(head_border)
+        self.head_border = tuple(max(0, int(b)) for b in border)
+        self.head_weights: torch.Tensor | None = None
         self.out_h, self.out_w = (int(v) for v in (self.cropped_shape or self.merged_shape)[2:])
         self.y_base = 0
         self.values: torch.Tensor | None = None
@@ -157,6 +173,8 @@ class BandMerger(Merger):
         self.importance = compute_importance_map(
             tuple(int(p) for p in patch_shape), mode=BlendMode.GAUSSIAN, sigma_scale=self.sigma_scale, device=self.device
         ).float()
+        if self.head_from is not None:
+            self.head_weights = torch.zeros((ph, width), dtype=torch.float32, device=self.device)
 
     def _emit(self, y0: int, n: int, values: torch.Tensor | None, weights: torch.Tensor | None) -> None:
         n = min(n, self.out_h - y0)
@@ -168,6 +186,10 @@ class BandMerger(Merger):
         w = weights[:n, : self.out_w]
         valid = w > 0
         out = values[:, :n, : self.out_w] / torch.where(valid, w, torch.ones_like(w))
+        if self.head_weights is not None:
+            hw = self.head_weights[:n, : self.out_w]
+            heads = values[self.head_from :, :n, : self.out_w] / torch.where(hw > 0, hw, torch.ones_like(hw))
+            out[self.head_from :] = torch.where(hw > 0, heads, torch.full_like(heads, float("nan")))
         self.sink(y0, out.cpu().numpy(), valid.cpu().numpy())
 
     def _flush_until(self, y: int) -> None:
@@ -181,11 +203,14 @@ class BandMerger(Merger):
         band = self.values.shape[1]
         k = min(y - self.y_base, band)
         self._emit(self.y_base, k, self.values, self.weights)
+        for buffer in (self.weights, self.head_weights):
+            if buffer is not None:
+                if k < band:
+                    buffer[: band - k] = buffer[k:].clone()
+                buffer[band - k :] = 0
         if k < band:
             self.values[:, : band - k] = self.values[:, k:].clone()
-            self.weights[: band - k] = self.weights[k:].clone()
         self.values[:, band - k :] = 0
-        self.weights[band - k :] = 0
         if y - self.y_base > band:
             self._emit(self.y_base + band, y - self.y_base - band, None, None)
         self.y_base = y
@@ -206,8 +231,30 @@ class BandMerger(Merger):
         if pw <= 0:
             return
         imp = self.importance[:ph, :pw]  # type: ignore[index]  # on self.device, like the band
-        self.values[:, 0:ph, x : x + pw] += values[0, :, :ph, :pw].float().to(self.device) * imp  # type: ignore[index]
+        patch = values[0, :, :ph, :pw].float().to(self.device)
+        if self.head_weights is None:
+            self.values[:, 0:ph, x : x + pw] += patch * imp  # type: ignore[index]
+        else:
+            inner = self._interior(imp, y, x)
+            self.values[: self.head_from, 0:ph, x : x + pw] += patch[: self.head_from] * imp  # type: ignore[index]
+            self.values[self.head_from :, 0:ph, x : x + pw] += patch[self.head_from :] * inner  # type: ignore[index]
+            self.head_weights[0:ph, x : x + pw] += inner
         self.weights[0:ph, x : x + pw] += imp  # type: ignore[index]
+
+    def _interior(self, imp: torch.Tensor, y: int, x: int) -> torch.Tensor:
+        """``imp`` with the window's border zeroed where the edge lies inside the image (``head_border`` wide)."""
+        by, bx = self.head_border
+        inner = imp.clone()
+        full_h, full_w = self.importance.shape  # type: ignore[union-attr]
+        if y > 0:
+            inner[:by] = 0
+        if y + full_h < self.out_h:
+            inner[max(0, full_h - by) :] = 0
+        if x > 0:
+            inner[:, :bx] = 0
+        if x + full_w < self.out_w:
+            inner[:, max(0, full_w - bx) :] = 0
+        return inner
 
     def finalize(self) -> Any:
         """Flush the remaining rows; returns ``sink.result()`` (or ``None``)."""

@@ -1,7 +1,9 @@
 """``run inferring``: segment every image and slide of a folder, one slide at a time, in bounded memory.
 
-Per input ``NAME`` the outputs are ``NAME_mask.tif``, ``NAME.geojson``, ``NAME_overlay.png``,
-``NAME_summary.json`` and, for ordinary images of at most ``png_max_pixels``, ``NAME.png``. They are written
+Per input ``NAME.EXT`` (``EXT`` the whole image suffix: ``a.ome.tif`` gives ``a``) the outputs are those of
+:data:`OUTPUT_FILES`: ``NAME_mask.tif``, ``NAME.geojson``, ``NAME_overlay.png``, ``NAME_heads.png``,
+``NAME_scale.png``, ``NAME_summary.json``, and ``NAME_mask.png`` for ordinary images of at most
+``png_max_pixels`` or ``NAME_regions.png`` for slides (:mod:`~seunet_monai.apps.wsi.figures`). They are written
 into a staging folder ``output_dir/.NAME.partial/`` and renamed into place at the end, the summary last, so an
 interrupted slide leaves no partial output. Re-running continues: a slide whose summary (and other outputs)
 exist is skipped (``--overwrite true`` redoes it); outputs present without their summary, that no interrupted
@@ -48,10 +50,21 @@ from .readers import (
     choose_level,
     implausible_resolution,
     make_reader,
+    read_region,
     read_thumbnail,
 )
 from .tissue import TissueLocationFilter, detect_tissue, is_colourless
-from .writers import GeoJSONWriter, write_mask_tiff, write_overlay, write_palette_png
+from .figures import (
+    pick_regions,
+    tissue_box,
+    window_map,
+    write_head_map,
+    write_image_overlay,
+    write_region_crops,
+    write_scale_map,
+    write_slide_overview,
+)
+from .writers import GeoJSONWriter, write_mask_tiff, write_palette_png
 
 __all__ = [
     "SlideInferenceWorkflow",
@@ -114,10 +127,43 @@ def _scale_histogram(scales: np.ndarray) -> dict[str, int]:
     return {f"{2.0 ** (v / 4.0):.3g}": int((k == v).sum()) for v in sorted(set(k.tolist()))}
 
 
-def output_names(stem: str, with_png: bool) -> list[str]:
-    """File names written for input ``stem``; the summary comes last (it marks a finished slide)."""
-    names = [f"{stem}_mask.tif", f"{stem}.geojson", f"{stem}_overlay.png"]
-    return names + ([f"{stem}.png"] if with_png else []) + [f"{stem}_summary.json"]
+OUTPUT_FILES = {
+    "_mask.tif": "class id per pixel (0 background, 1 nucleus, ...) at the inference resolution: tiled, pyramidal "
+    "OME-TIFF with its resolution (opens in QuPath, Fiji, napari)",
+    ".geojson": "one polygon per object with its class and area, in level-0 pixels (QuPath: File > Import objects)",
+    "_overlay.png": "images: the image at full resolution with every object outlined; slides: the tissue (blue "
+    "outline) and the objects (yellow), cropped to the tissue",
+    "_regions.png": "slides: full-resolution crops of representative tissue regions (dense, typical, sparse in "
+    "objects) with the objects outlined; positions in the summary's 'regions'",
+    "_heads.png": "map of the winning scale group (PDist) per region of tissue, with each head's σ",
+    "_scale.png": "map of the estimated scale relative to the training data per region (one estimate per window)",
+    "_mask.png": "images: the class ids as a palette PNG (pixel value = class id; background black, nuclei yellow)",
+    "_summary.json": "counts, areas, density, tissue, resolution, winning heads, estimated scale, regions and what "
+    "made the outputs; written last, it marks a finished input",
+}
+"""What every output ``NAME + key`` of an input holds (also listed in each summary's ``outputs``)."""
+
+#: Side (pixels of the inference level) of the full-resolution crops of ``NAME_regions.png``.
+REGION_SIZE = 512
+_MULTI_SUFFIXES = (".ome.tif", ".ome.tiff")
+
+
+def output_stem(path: str | os.PathLike) -> str:
+    """``NAME`` of the outputs of input ``path``: the file name without its whole image suffix (``a.ome.tif``,
+    ``a.tiff``, ``a.svs``, ``a.png`` all give ``a``); other dots stay (``TCGA-01.2.svs`` gives ``TCGA-01.2``)."""
+    name = Path(path).name
+    for suffix in _MULTI_SUFFIXES + SUPPORTED_SUFFIXES:
+        if name.lower().endswith(suffix) and len(name) > len(suffix):
+            return name[: -len(suffix)]
+    return Path(path).stem
+
+
+def output_names(stem: str, image: bool | None = None) -> list[str]:
+    """File names written for input ``stem`` (:data:`OUTPUT_FILES`): an ordinary image's (``image=True``: with
+    ``NAME_mask.png``), a slide's (``False``: with ``NAME_regions.png``) or every name either may have
+    (``None``). The summary comes last (it marks a finished input)."""
+    skip = {True: "_regions.png", False: "_mask.png", None: ""}[image]
+    return [stem + suffix for suffix in OUTPUT_FILES if suffix != skip]
 
 
 def list_inputs(input_dir: str | os.PathLike) -> tuple[list[Path], list[Path]]:
@@ -158,7 +204,7 @@ class SlideInferenceWorkflow:
             reach further are followed until whole: :func:`~.instances.iter_instances`).
         class_names: name per class (default ``background``, ``Nucleus`` for two classes).
         thumbnail_size: longer side of the overview thumbnail (tissue detection, overlay).
-        png_max_pixels: largest ordinary image that also gets ``NAME.png``.
+        png_max_pixels: largest single-level image treated as an image (``NAME_mask.png``, full-resolution overlay).
         resample_tolerance: when the chosen level's µm per pixel differs from ``target_mpp`` by more than this
             relative amount (default 5%), windows are resampled to exactly ``target_mpp``
             (:class:`~.readers.ResampledLevelReader`; ``resolution.resampled`` in the summary). A forced
@@ -249,7 +295,7 @@ class SlideInferenceWorkflow:
             raise ConfigValueError(f"output_dir {str(self.output_dir)!r} is a file, not a folder: choose another --output_dir.")
         owner: dict[str, Path] = {}
         for p in inputs:
-            for name in output_names(p.stem, True):
+            for name in output_names(output_stem(p)):
                 if name in owner:
                     raise ConfigValueError(
                         f"inputs {owner[name].name!r} and {p.name!r} would both write {name!r} in "
@@ -263,7 +309,7 @@ class SlideInferenceWorkflow:
             )
         real_inputs = {p.resolve() for p in inputs}
         for p in inputs:
-            for name in output_names(p.stem, True):
+            for name in output_names(output_stem(p)):
                 target = self.output_dir / name
                 same = target.exists() and any(os.path.samefile(target, q) for q in inputs)
                 if same or target.resolve() in real_inputs:
@@ -274,12 +320,12 @@ class SlideInferenceWorkflow:
 
     def _status(self, path: Path) -> str:
         """``"todo"``, ``"done"`` (all outputs present) or ``"interrupted"`` (our staging folder is there)."""
-        staging = self.output_dir / f".{path.stem}.partial"
+        staging = self.output_dir / f".{output_stem(path)}.partial"
         if (staging / PARTIAL_MARKER).is_file():
             return "interrupted"
-        names = output_names(path.stem, True)
+        names = output_names(output_stem(path))
         present = [n for n in names if (self.output_dir / n).exists()]
-        if all((self.output_dir / n).exists() for n in output_names(path.stem, False)):
+        if any(all((self.output_dir / n).exists() for n in output_names(output_stem(path), image)) for image in (True, False)):
             self._check_provenance(path)
             return "done"
         if present and not self.overwrite:
@@ -292,7 +338,7 @@ class SlideInferenceWorkflow:
 
     def _check_provenance(self, path: Path) -> None:
         """Refuse finished outputs of ``path`` made with other settings or from another input file."""
-        summary_file = self.output_dir / output_names(path.stem, False)[-1]
+        summary_file = self.output_dir / output_names(output_stem(path), False)[-1]
         try:
             recorded = json.loads(summary_file.read_text(encoding="utf-8")).get("provenance")
         except (OSError, ValueError, AttributeError):
@@ -406,7 +452,7 @@ class SlideInferenceWorkflow:
         return report
 
     def _staging(self, path: Path) -> Path:
-        staging = self.output_dir / f".{path.stem}.partial"
+        staging = self.output_dir / f".{output_stem(path)}.partial"
         if staging.exists():
             if not (staging / PARTIAL_MARKER).is_file():
                 raise ExistingPathError(f"{staging} exists and was not written by this workflow; remove or rename it.")
@@ -416,7 +462,7 @@ class SlideInferenceWorkflow:
         return staging
 
     def _discard(self, path: Path) -> None:
-        staging = self.output_dir / f".{path.stem}.partial"
+        staging = self.output_dir / f".{output_stem(path)}.partial"
         if (staging / PARTIAL_MARKER).is_file():
             shutil.rmtree(staging, ignore_errors=True)
 
@@ -479,21 +525,27 @@ class SlideInferenceWorkflow:
         if self.tissue_method != "none":
             roi = splitter._get_valid_shape_parameters(size)[0]
             splitter.location_filter = TissueLocationFilter(tissue, factor, roi)
-        inferer = self.make_inferer(splitter=splitter, sink=acc)
+        patch_size, overlap = splitter._get_valid_shape_parameters(size)[:2]
+        # per-head values only from window interiors: half the overlap of each window border left out (BandMerger)
+        border = [int(o * p if isinstance(o, float) else o) // 2 for o, p in zip(overlap, patch_size)]
+        inferer = self.make_inferer(splitter=splitter, sink=acc, head_channels_from=self._num_classes(),
+                                    head_border=border)
         predictor = HeadsPatchPredictor(self.network, amp=self.amp)
         inferer(str(path), predictor)
         self._window_log_scales = predictor.window_log_scales
         small = path.suffix.lower() in IMAGE_SUFFIXES or (base.get_level_count(wsi) == 1 and size[0] * size[1] <= self.png_max_pixels)
-        names = output_names(path.stem, small)
+        stem = output_stem(path)
+        names = output_names(stem, small)
         ds = reader.downsample_to_base(wsi) if resampled else float(reader.get_downsample_ratio(wsi, level))
-        write_mask_tiff(staging / names[0], acc.mask, mpp=mpp, pyramid=max(size) > 2048)
-        nuclei = self._write_geojson(staging / names[1], acc, ds, mpp, path.stem)
-        write_overlay(staging / names[2], thumb, tissue, acc.foreground_fraction(), acc.winner_map(),
-                      self._head_sigmas(acc.num_heads), title=path.name)
+        write_mask_tiff(staging / f"{stem}_mask.tif", acc.mask, mpp=mpp, pyramid=max(size) > 2048)
+        nuclei = self._write_geojson(staging / f"{stem}.geojson", acc, ds, mpp, stem)
+        regions = self._write_figures(staging, stem, path, reader, wsi, level, size, thumb, factor, tissue, acc,
+                                      splitter, patch_size, small, ds)
         if small:
-            write_palette_png(staging / names[3], acc.mask.read_rows(0, size[0]), self._num_classes())
+            write_palette_png(staging / f"{stem}_mask.png", acc.mask.read_rows(0, size[0]), self._num_classes())
         summary = self._summary(path, base, wsi, base_level, mpp, size, factor, tissue, acc, nuclei, splitter, start,
                                 names, ds, resampled)
+        summary["regions"] = regions
         summary["resolution"]["warnings"] = warnings
         summary["tissue"]["detector"] = detector
         summary["provenance"] = self._provenance(path)
@@ -528,6 +580,42 @@ class SlideInferenceWorkflow:
         net = unwrap(self.network)
         log_sigmas, source = last_layer_log_sigmas(net, num_heads)
         return None if source == "head index" else [float(v) for v in log_sigmas.exp()]
+
+    def _write_figures(self, staging: Path, stem: str, path: Path, reader: Any, wsi: Any, level: int,
+                       size: tuple[int, ...], thumb: np.ndarray, factor: int, tissue: np.ndarray, acc: SlideAccumulator,
+                       splitter: Any, patch_size: Sequence[int], image: bool, ds: float) -> list[dict]:
+        """The pictures of one input (:mod:`~seunet_monai.apps.wsi.figures`); returns the regions of
+        ``NAME_regions.png`` (pixels of the inference level, and of level 0)."""
+        num_classes = self._num_classes()
+        box = tissue_box(tissue)
+        foreground = acc.foreground_fraction()
+        regions: list[dict] = []
+        if image:
+            write_image_overlay(staging / f"{stem}_overlay.png", read_region(reader, wsi, (0, 0), size, level),
+                                acc.mask.read_rows(0, size[0]), num_classes)
+        else:
+            write_slide_overview(staging / f"{stem}_overlay.png", thumb, tissue, foreground, box)
+            crop = [min(REGION_SIZE, int(s)) for s in size]
+            crops, masks, labels = [], [], []
+            for k, (ty, tx) in enumerate(pick_regions(foreground, tissue, math.ceil(max(crop) / factor))):
+                y, x = min(ty * factor, size[0] - crop[0]), min(tx * factor, size[1] - crop[1])
+                crops.append(read_region(reader, wsi, (y, x), (crop[0], crop[1]), level))
+                masks.append(acc.mask.read_block(y, x, crop[0], crop[1]))
+                labels.append(f"region {k + 1}: x {round(x * ds)}, y {round(y * ds)} (level 0)")
+                regions.append({"y": y, "x": x, "height": crop[0], "width": crop[1],
+                                "level0_yx": [round(y * ds), round(x * ds)]})
+            write_region_crops(staging / f"{stem}_regions.png", crops, masks, labels, num_classes)
+        write_head_map(staging / f"{stem}_heads.png", acc.winner_map(), tissue, box, factor,
+                       self._head_sigmas(acc.num_heads), path.name)
+        scales = np.exp(np.asarray(getattr(self, "_window_log_scales", []), dtype=np.float64))
+        locations = splitter.locations(str(path)) if scales.size else []
+        note = ""
+        if len(locations) != scales.size or not scales.size:
+            scales, locations = np.zeros(0), []
+            note = "no per-window scale estimate: the model has no scale-fusion calibration (run calibrating)"
+        write_scale_map(staging / f"{stem}_scale.png", window_map(locations, scales, patch_size, factor, tissue.shape),
+                        tissue, box, factor, path.name, note)
+        return regions
 
     def _write_geojson(self, target: Path, acc: SlideAccumulator, ds: float, mpp: float | None, stem: str) -> dict:
         writer = GeoJSONWriter(target, self._names(), scale=ds, mpp=mpp, namespace=stem)
@@ -609,6 +697,7 @@ class SlideInferenceWorkflow:
         return {
             "input": str(path),
             "outputs": names,
+            "output_files": {n: OUTPUT_FILES[n[len(output_stem(path)) :]] for n in names},
             "size_level0": [int(v) for v in reader.get_size(wsi, 0)],
             "level": int(level),
             "size": list(size),

@@ -1,5 +1,6 @@
 """Output files of slide inference: the class-id mask as a tiled, compressed, pyramidal (OME-)TIFF, a palette
-PNG for small images, a QuPath GeoJSON FeatureCollection of instances, and the overlay figure.
+PNG for small images and a QuPath GeoJSON FeatureCollection of instances (the pictures:
+:mod:`~seunet_monai.apps.wsi.figures`).
 
 Writers write to the path they are given (the caller writes into a staging folder and renames into place),
 with ordinary ``open`` so that files get the usual permissions under the umask.
@@ -19,7 +20,7 @@ import numpy as np
 
 from .instances import Instance
 
-__all__ = ["PALETTE", "GeoJSONWriter", "write_mask_tiff", "write_overlay", "write_palette_png"]
+__all__ = ["PALETTE", "GeoJSONWriter", "write_mask_tiff", "write_palette_png"]
 
 #: Class colours (class id -> RGB): background black, then clearly visible colours.
 PALETTE = [(0, 0, 0), (255, 224, 0), (0, 160, 255), (255, 0, 160), (0, 200, 80), (255, 120, 0), (160, 80, 255),
@@ -161,56 +162,3 @@ class GeoJSONWriter:
             self._f.write("\n]}\n")
             self._f.close()
 
-
-def write_overlay(
-    path: str | os.PathLike,
-    thumbnail: np.ndarray,
-    tissue: np.ndarray,
-    foreground: np.ndarray,
-    winner: np.ndarray,
-    head_sigmas: Sequence[float] | None = None,
-    title: str = "",
-) -> None:
-    """Two panels: the thumbnail with tissue (blue) and predicted-object (yellow) contours, and the winning
-    scale group (PDist) per region, coloured by the group's σ (viridis, small σ dark), grey where nothing ran.
-
-    Args:
-        path: the PNG file.
-        thumbnail: ``(h, w, 3) uint8``.
-        tissue: boolean tissue mask ``(h, w)``.
-        foreground: fraction of non-background pixels per thumbnail pixel ``(h, w)``.
-        winner: 0-based winning head per thumbnail pixel, ``-1`` where nothing ran.
-        head_sigmas: σ of each head (last GD layer) for the legend; ``None`` labels heads by number.
-        title: figure title.
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.colors import BoundaryNorm, ListedColormap
-    from skimage.segmentation import find_boundaries
-
-    overlay = thumbnail.copy()
-    overlay[find_boundaries(tissue, mode="inner")] = (40, 90, 255)
-    overlay[find_boundaries(foreground >= 0.5, mode="inner")] = (255, 224, 0)
-    omega = int(max(winner.max() + 1, len(head_sigmas or []), 1))
-    cmap = ListedColormap(plt.get_cmap("viridis")(np.linspace(0, 1, omega)))
-    cmap.set_bad((0.8, 0.8, 0.8))
-    h, w = thumbnail.shape[:2]
-    fig, axes = plt.subplots(1, 2, figsize=(12, 6.5 * h / max(w, 1) + 1.0), dpi=100)
-    axes[0].imshow(overlay)
-    axes[0].set_title("tissue (blue) and predicted objects (yellow)")
-    im = axes[1].imshow(np.ma.masked_less(winner, 0), cmap=cmap, norm=BoundaryNorm(np.arange(-0.5, omega), omega),
-                        interpolation="nearest")
-    axes[1].set_title("winning scale group (PDist)")
-    bar = fig.colorbar(im, ax=axes[1], ticks=range(omega), fraction=0.046)
-    labels = [f"head{k + 1}" + (f" σ={head_sigmas[k]:.2f}" if head_sigmas else "") for k in range(omega)]
-    bar.ax.set_yticklabels(labels)
-    for ax in axes:
-        ax.set_axis_off()
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    with open(path, "wb") as f:
-        fig.savefig(f, format="png")
-    plt.close(fig)

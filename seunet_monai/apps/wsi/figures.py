@@ -1,0 +1,294 @@
+"""Pictures of slide inference that a pathologist can read.
+
+- ``NAME_overlay.png``: an ordinary image at full resolution with the outline of every predicted object; a slide's
+  overview, its thumbnail cropped to the tissue, with tissue and object outlines.
+- ``NAME_regions.png`` (slides): full-resolution crops of a few representative tissue regions (dense, typical and
+  sparse in objects), side by side, each labelled with its position.
+- ``NAME_heads.png``: the winning scale group (PDist) per region, a labelled map over the tissue.
+- ``NAME_scale.png``: the estimated scale relative to training per region (one estimate per window run).
+
+Outlines are at least 2 pixels wide, in the Okabe-Ito colours (distinguishable with the common colour-vision
+deficiencies); the maps use viridis (heads) and a diverging purple-orange scale centred on 1 (scale).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+
+import matplotlib
+import numpy as np
+from matplotlib.colors import BoundaryNorm, ListedColormap
+from matplotlib.figure import Figure
+from PIL import Image, ImageDraw
+from scipy.ndimage import binary_erosion, uniform_filter
+
+__all__ = [
+    "OKABE_ITO",
+    "TISSUE_COLOUR",
+    "draw_outlines",
+    "pick_regions",
+    "tissue_box",
+    "window_map",
+    "write_head_map",
+    "write_image_overlay",
+    "write_region_crops",
+    "write_scale_map",
+    "write_slide_overview",
+]
+
+#: Okabe-Ito colours for the classes 1, 2, ... (yellow, sky blue, vermillion, bluish green, reddish purple, orange).
+OKABE_ITO = [(240, 228, 66), (86, 180, 233), (213, 94, 0), (0, 158, 115), (204, 121, 167), (230, 159, 0)]
+#: Outline of the detected tissue (Okabe-Ito blue).
+TISSUE_COLOUR = (0, 114, 178)
+_UNSET = (0.85, 0.85, 0.85)  # map cells outside the tissue, or where nothing ran
+
+
+def _class_colour(c: int) -> tuple[int, int, int]:
+    return OKABE_ITO[(c - 1) % len(OKABE_ITO)]
+
+
+def draw_outlines(rgb: np.ndarray, mask: np.ndarray, colour: Sequence[int], width: int = 2) -> np.ndarray:
+    """Paint the outline of the ``True`` regions of ``mask`` into ``rgb`` (in place; returned): the pixels of a
+    region within ``width`` pixels (8-connected) of its edge; the image border is not an edge."""
+    region = np.asarray(mask, dtype=bool)
+    inner = binary_erosion(region, structure=np.ones((3, 3), dtype=bool), iterations=max(int(width), 1), border_value=1)
+    rgb[region & ~inner] = colour
+    return rgb
+
+
+def _save_png(path: str | os.PathLike, rgb: np.ndarray) -> None:
+    with open(path, "wb") as f:
+        Image.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8)).save(f, format="PNG")
+
+
+def write_image_overlay(path: str | os.PathLike, image: np.ndarray, mask: np.ndarray, num_classes: int,
+                        width: int = 2) -> None:
+    """The image at full resolution with every predicted object outlined (class ``c`` in ``OKABE_ITO[c - 1]``).
+
+    Args:
+        path: the PNG file.
+        image: ``(H, W, 3) uint8``.
+        mask: class ids ``(H, W)``, 0 for background.
+        num_classes: number of classes, background included.
+        width: outline width in pixels (at least 2 for readability).
+    """
+    out = np.array(image[..., :3], dtype=np.uint8)
+    for c in range(1, max(int(num_classes), 2)):
+        draw_outlines(out, mask == c, _class_colour(c), width)
+    _save_png(path, out)
+
+
+def tissue_box(tissue: np.ndarray, margin: float = 0.05) -> tuple[int, int, int, int]:
+    """``(y0, y1, x0, x1)`` of the tissue in ``tissue`` (a boolean map), widened by ``margin`` of its size on
+    every side and clipped to the map; the whole map when there is no tissue."""
+    h, w = tissue.shape
+    rows, cols = np.flatnonzero(tissue.any(1)), np.flatnonzero(tissue.any(0))
+    if rows.size == 0:
+        return 0, h, 0, w
+    dy = math.ceil(margin * (rows[-1] + 1 - rows[0]))
+    dx = math.ceil(margin * (cols[-1] + 1 - cols[0]))
+    return max(0, rows[0] - dy), min(h, rows[-1] + 1 + dy), max(0, cols[0] - dx), min(w, cols[-1] + 1 + dx)
+
+
+def write_slide_overview(path: str | os.PathLike, thumbnail: np.ndarray, tissue: np.ndarray, foreground: np.ndarray,
+                         box: tuple[int, int, int, int], min_size: int = 1024, width: int = 2) -> None:
+    """The thumbnail cropped to ``box`` (:func:`tissue_box`), enlarged by an integer factor (nearest neighbour) to
+    a longer side of at least ``min_size``, with the tissue (blue) and the predicted objects (yellow: where at
+    least half of a thumbnail pixel's pixels are non-background) outlined.
+
+    Args:
+        path: the PNG file.
+        thumbnail: ``(h, w, 3) uint8``.
+        tissue: boolean tissue map ``(h, w)``.
+        foreground: fraction of non-background pixels per thumbnail pixel ``(h, w)``.
+        box: ``(y0, y1, x0, x1)`` of the crop.
+        min_size: the longer side of the picture is enlarged to at least this.
+        width: outline width in pixels of the picture.
+    """
+    y0, y1, x0, x1 = box
+    k = max(1, math.ceil(min_size / max(y1 - y0, x1 - x0, 1)))
+
+    def up(a: np.ndarray) -> np.ndarray:
+        return np.repeat(np.repeat(a[y0:y1, x0:x1], k, axis=0), k, axis=1)
+
+    out = up(thumbnail[..., :3]).copy()
+    draw_outlines(out, up(foreground >= 0.5), _class_colour(1), width)
+    draw_outlines(out, up(tissue), TISSUE_COLOUR, width)
+    _save_png(path, out)
+
+
+def pick_regions(foreground: np.ndarray, tissue: np.ndarray, cells: int, quantiles: Sequence[float] = (0.95, 0.5, 0.1),
+                 min_tissue: float = 0.5) -> list[tuple[int, int]]:
+    """Top-left corners (thumbnail pixels) of up to ``len(quantiles)`` non-overlapping ``cells`` x ``cells``
+    windows on the tissue, whose object fraction is at the given quantiles over all such windows (dense, typical,
+    sparse): representative regions to look at in full resolution.
+
+    Args:
+        foreground: fraction of non-background pixels per thumbnail pixel ``(h, w)``.
+        tissue: boolean tissue map ``(h, w)``.
+        cells: window side in thumbnail pixels.
+        quantiles: object-fraction quantiles of the windows to pick, in order.
+        min_tissue: smallest tissue fraction of a candidate window.
+    """
+    h, w = tissue.shape
+    c = max(1, min(int(cells), h, w))
+    # mean over the window whose top-left corner is (y, x): a centred box filter shifted by half a window
+    fg = uniform_filter(np.where(tissue, foreground, 0.0).astype(np.float64), size=c, mode="constant")
+    ts = uniform_filter(tissue.astype(np.float64), size=c, mode="constant")
+    shift = c // 2
+    ys, xs = np.mgrid[0 : h - c + 1, 0 : w - c + 1]
+    fg_w, ts_w = fg[ys + shift, xs + shift], ts[ys + shift, xs + shift]
+    ok = ts_w >= min_tissue
+    if not ok.any():
+        return []
+    cand_y, cand_x, score = ys[ok], xs[ok], fg_w[ok] / ts_w[ok]
+    order = np.argsort(score, kind="stable")
+    picked: list[tuple[int, int]] = []
+    for q in quantiles:
+        target = np.quantile(score, q)
+        # candidates by closeness to the quantile; the first that overlaps no window already picked
+        for i in order[np.argsort(np.abs(score[order] - target), kind="stable")]:
+            y, x = int(cand_y[i]), int(cand_x[i])
+            if all(abs(y - py) >= c or abs(x - px) >= c for py, px in picked):
+                picked.append((y, x))
+                break
+    return picked
+
+
+def write_region_crops(path: str | os.PathLike, crops: Sequence[np.ndarray], masks: Sequence[np.ndarray],
+                       labels: Sequence[str], num_classes: int, width: int = 2, gap: int = 16) -> None:
+    """Full-resolution crops side by side, objects outlined as in :func:`write_image_overlay`, each with its
+    ``label`` written above it.
+
+    Args:
+        path: the PNG file.
+        crops: ``(h, w, 3) uint8`` images.
+        masks: their class ids ``(h, w)``.
+        labels: one line of text per crop.
+        num_classes: number of classes, background included.
+        width: outline width in pixels.
+        gap: white pixels between crops and above them for the labels (at least 16).
+    """
+    gap = max(int(gap), 16)
+    if not crops:  # no tissue: a picture that says so
+        picture = Image.new("RGB", (512, 64), (255, 255, 255))
+        ImageDraw.Draw(picture).text((8, 24), "no tissue region to show", fill=(0, 0, 0))
+        with open(path, "wb") as f:
+            picture.save(f, format="PNG")
+        return
+    h = max(c.shape[0] for c in crops)
+    total = sum(c.shape[1] for c in crops) + gap * (len(crops) - 1)
+    canvas = np.full((h + gap, total, 3), 255, dtype=np.uint8)
+    x = 0
+    for crop, mask in zip(crops, masks):
+        out = np.array(crop[..., :3], dtype=np.uint8)
+        for c in range(1, max(int(num_classes), 2)):
+            draw_outlines(out, mask == c, _class_colour(c), width)
+        canvas[gap : gap + out.shape[0], x : x + out.shape[1]] = out
+        x += out.shape[1] + gap
+    picture = Image.fromarray(canvas)
+    draw = ImageDraw.Draw(picture)
+    x = 0
+    for crop, label in zip(crops, labels):
+        draw.text((x + 2, 2), label, fill=(0, 0, 0))
+        x += crop.shape[1] + gap
+    with open(path, "wb") as f:
+        picture.save(f, format="PNG")
+
+
+def window_map(locations: Sequence[Sequence[int]], values: Sequence[float], patch_size: Sequence[int], factor: int,
+               shape: Sequence[int]) -> np.ndarray:
+    """Mean of the per-window ``values`` over the windows covering each thumbnail pixel ``(h, w)`` (``NaN`` where
+    none did); ``locations`` are the windows' top-left corners in pixels of the inference level."""
+    total = np.zeros(tuple(shape), dtype=np.float64)
+    count = np.zeros(tuple(shape), dtype=np.int64)
+    ph, pw = (int(p) for p in patch_size)
+    for (y, x), v in zip(locations, values):
+        ys, xs = slice(int(y) // factor, math.ceil((int(y) + ph) / factor)), slice(int(x) // factor, math.ceil((int(x) + pw) / factor))
+        total[ys, xs] += float(v)
+        count[ys, xs] += 1
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, total / np.maximum(count, 1), np.nan)
+
+
+def _map_figure(values: np.ndarray, box: tuple[int, int, int, int], factor: int, title: str) -> tuple:
+    """A figure with one map axis: ``(figure, axis, values cropped to box, imshow extent)``."""
+    y0, y1, x0, x1 = box
+    h, w = y1 - y0, x1 - x0
+    fig = Figure(figsize=(8.0, max(3.0, 8.0 * h / max(w, 1))), dpi=100)
+    ax = fig.subplots()
+    extent = (x0 * factor, x1 * factor, y1 * factor, y0 * factor)  # axes in pixels of the inference level
+    ax.set_xlabel("x (pixels of the inference level)")
+    ax.set_ylabel("y")
+    ax.set_title(title, fontsize=10)
+    return fig, ax, values[y0:y1, x0:x1], extent
+
+
+def _save_figure(fig: Figure, path: str | os.PathLike) -> None:
+    fig.tight_layout()
+    with open(path, "wb") as f:
+        fig.savefig(f, format="png")
+
+
+def write_head_map(path: str | os.PathLike, winner: np.ndarray, tissue: np.ndarray, box: tuple[int, int, int, int],
+                   factor: int, head_sigmas: Sequence[float] | None = None, name: str = "") -> None:
+    """The winning scale group (PDist: the head with the largest summed margin) per thumbnail pixel, over the
+    tissue only (grey elsewhere, and where no window interior reached), cropped to ``box``, with a legend naming
+    each head and its σ.
+
+    Args:
+        path: the PNG file.
+        winner: 0-based winning head per thumbnail pixel, ``-1`` where none.
+        tissue: boolean tissue map.
+        box: ``(y0, y1, x0, x1)`` of the crop (thumbnail pixels).
+        factor: pixels of the inference level per thumbnail pixel (axis units).
+        head_sigmas: σ of each head (last GD layer); ``None`` labels heads by number.
+        name: the input's file name, in the title.
+    """
+    omega = int(max(int(winner.max()) + 1, len(head_sigmas or []), 1))
+    shown = np.where(tissue, winner, -1)
+    fig, ax, crop, extent = _map_figure(shown, box, factor, f"{name}: winning scale group (PDist) per region")
+    cmap = ListedColormap(matplotlib.colormaps["viridis"](np.linspace(0, 1, omega))).with_extremes(bad=_UNSET)
+    im = ax.imshow(np.ma.masked_less(crop, 0), cmap=cmap, norm=BoundaryNorm(np.arange(-0.5, omega), omega),
+                   interpolation="nearest", extent=extent)
+    bar = fig.colorbar(im, ax=ax, ticks=range(omega), fraction=0.046)
+    bar.ax.set_yticklabels([f"head {k + 1}" + (f" (σ={head_sigmas[k]:.2f})" if head_sigmas else "") for k in range(omega)])
+    bar.set_label("winning head (small σ: fine detail)")
+    ax.text(0.0, -0.12, "grey: not tissue, or no window interior", transform=ax.transAxes, fontsize=8, va="top")
+    _save_figure(fig, path)
+
+
+def write_scale_map(path: str | os.PathLike, scale: np.ndarray, tissue: np.ndarray, box: tuple[int, int, int, int],
+                    factor: int, name: str = "", note: str = "") -> None:
+    """The estimated scale of the tissue relative to the training data per region (:func:`window_map` of the
+    per-window estimates), over the tissue only, on a log scale from 1/2 to 2 centred on 1 (purple: smaller
+    than in training, orange: larger), cropped to ``box``. Without estimates (all ``NaN``) the figure says why
+    (``note``).
+
+    Args:
+        path: the PNG file.
+        scale: scale relative to training per thumbnail pixel, ``NaN`` where unknown.
+        tissue: boolean tissue map.
+        box: ``(y0, y1, x0, x1)`` of the crop (thumbnail pixels).
+        factor: pixels of the inference level per thumbnail pixel (axis units).
+        name: the input's file name, in the title.
+        note: the reason printed when there is no estimate.
+    """
+    shown = np.where(tissue, scale, np.nan)
+    fig, ax, crop, extent = _map_figure(shown, box, factor,
+                                             f"{name}: estimated scale relative to training, per window")
+    cmap = matplotlib.colormaps["PuOr_r"].with_extremes(bad=_UNSET)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        log2 = np.log2(crop)
+    im = ax.imshow(np.ma.masked_invalid(log2), cmap=cmap, vmin=-1.0, vmax=1.0, interpolation="nearest", extent=extent)
+    ticks = [-1.0, -0.5, 0.0, 0.5, 1.0]
+    bar = fig.colorbar(im, ax=ax, ticks=ticks, fraction=0.046)
+    bar.ax.set_yticklabels([f"{2.0 ** t:.2g}" for t in ticks])
+    bar.set_label("scale relative to training (1 = as trained)")
+    if not np.isfinite(crop).any():
+        ax.text(0.5, 0.5, note or "no scale estimate", transform=ax.transAxes, ha="center", va="center", wrap=True,
+                fontsize=9, bbox={"facecolor": "white", "alpha": 0.8})
+    ax.text(0.0, -0.12, "grey: not tissue, or no estimate", transform=ax.transAxes, fontsize=8, va="top")
+    _save_figure(fig, path)
