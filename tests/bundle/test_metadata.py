@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import re
+import shlex
 import subprocess
 import sys
 import tomllib
@@ -26,6 +27,27 @@ def test_verify_metadata_passes_offline_with_the_schema_in_the_bundle(tmp_path):
     # the schema file exists, so MONAI skips the download of the `schema` URL: nothing goes over the network
     proc = run_cmd([sys.executable, "-m", "monai.bundle", "verify_metadata", "--meta_file", str(META),
                     "--filepath", str(SCHEMA)], cwd=tmp_path)
+    assert "skipped downloading" in proc.stdout and "metadata is verified with no error" in proc.stdout
+
+
+def _documented_commands(text: str, start: str) -> list[list[str]]:
+    """The commands of the ``bash`` code blocks of ``text`` that begin with ``start``, continuation lines joined."""
+    commands = []
+    for block in re.findall(r"```bash\n(.*?)```", text, re.DOTALL):
+        for command in block.replace("\\\n", " ").splitlines():
+            if command.strip().startswith(start):
+                commands.append(shlex.split(command))
+    return commands
+
+
+@pytest.mark.parametrize("doc", ["README.md", "bundle/docs/README.md"])
+def test_the_documented_metadata_check_is_the_offline_form_and_passes(doc):
+    """The metadata check a user sees first names the schema shipped in the bundle, so that it works offline."""
+    commands = _documented_commands((REPO / doc).read_text(), "python -m monai.bundle verify_metadata")
+    assert commands, f"{doc} shows no metadata check"
+    first = commands[0]
+    assert first[first.index("--filepath") + 1] == "bundle/configs/schema/metadata_schema.json"
+    proc = run_cmd([sys.executable, *first[1:]], cwd=REPO)  # from the repository root, as documented
     assert "skipped downloading" in proc.stdout and "metadata is verified with no error" in proc.stdout
 
 
