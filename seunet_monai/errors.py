@@ -11,7 +11,10 @@ traceback with the useful message somewhere in the middle. Errors this project d
     (set SEUNET_DEBUG=1 for the full traceback)
 
 on stderr and exits with status 2 (the command-line convention for bad usage, as ``argparse`` does). Set
-``SEUNET_DEBUG=1`` for the full traceback. Other exceptions keep Python's usual traceback and status 1.
+``SEUNET_DEBUG=1`` for the full traceback. Another exception raised while MONAI evaluates a config item (a ``$``
+expression or a ``_target_`` component) prints one line naming the config key and the original error
+(:func:`config_error_line`: ``error: config key 'network_def': ValueError: ...``) and exits with status 1. Other
+exceptions keep Python's usual traceback and status 1.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ __all__ = [
     "SeunetError",
     "TrainingDivergedError",
     "as_flag",
+    "config_error_line",
     "find_seunet_error",
     "install_excepthook",
 ]
@@ -116,12 +120,46 @@ def as_flag(value: Any, key: str) -> bool:
     raise ConfigValueError(f"{key} must be true or false, got {value!r}.")
 
 
+def _chain(exc: BaseException | None) -> list[BaseException]:
+    """``exc`` and its causes and contexts, outermost first."""
+    out: list[BaseException] = []
+    while exc is not None and all(exc is not e for e in out):
+        out.append(exc)
+        exc = exc.__cause__ or exc.__context__
+    return out
+
+
+def config_error_line(exc: BaseException | None) -> str | None:
+    """``config key 'KEY': Type: message`` for an exception raised while MONAI's config parser evaluated the
+    config item ``KEY`` (the innermost :class:`monai.bundle.ConfigExpression` or ``ConfigComponent`` in the
+    tracebacks, found by its class name), with the original error at the end of the chain; ``None`` when the
+    exception did not come from a config item."""
+    key = None
+    for e in _chain(exc):
+        tb = e.__traceback__
+        while tb is not None:
+            item = tb.tb_frame.f_locals.get("self")
+            if type(item).__name__ in ("ConfigExpression", "ConfigComponent") and hasattr(item, "get_id"):
+                key = item.get_id()
+            tb = tb.tb_next
+    if key is None:
+        return None
+    root = _chain(exc)[-1]
+    message = " ".join(str(root).split())
+    return f"config key {key!r}: {type(root).__name__}: {message}"
+
+
 def _debug() -> bool:
     return os.environ.get(DEBUG_ENV, "") not in ("", "0")
 
 
 def _excepthook(exc_type: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
     ours = find_seunet_error(exc)
+    config = None if ours is not None or _debug() else config_error_line(exc)
+    if config is not None:
+        sys.stderr.write(f"\nerror: {config}\n(set {DEBUG_ENV}=1 for the full traceback)\n")
+        sys.stderr.flush()
+        raise SystemExit(1)
     if ours is None or _debug():
         sys.__excepthook__(exc_type, exc, tb)
         if ours is None:

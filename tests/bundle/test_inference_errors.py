@@ -11,6 +11,8 @@ import pytest
 from monai.bundle import ConfigParser
 from PIL import Image
 
+from seunet_monai.errors import config_error_line
+
 from .conftest import EVALUATE, INFERENCE, TINY_NET, TRAIN
 from .test_data_safety import assert_one_line_error, run
 
@@ -62,3 +64,19 @@ def test_output_dir_that_is_a_file_is_one_line(tmp_path, inputs):
     proc = _infer(tmp_path, inputs, "--stain_norm", "none")
     assert_one_line_error(proc, str(tmp_path / "out"), "is a file")
     assert (tmp_path / "out").read_text() == "a file"
+
+
+def test_an_error_inside_a_config_item_is_one_line_naming_the_key(tmp_path, inputs):
+    """Errors raised inside config expressions and components reach the user as one line naming the key, not
+    MONAI's "Failed to evaluate/instantiate" traceback."""
+    parser = ConfigParser()
+    parser.read_config(INFERENCE)
+    parser["target_mpp"] = "$1 / 0"
+    with pytest.raises(RuntimeError) as info:
+        parser.get_parsed_content("target_mpp")
+    assert config_error_line(info.value) == "config key 'target_mpp': ZeroDivisionError: division by zero"
+    assert config_error_line(ValueError("not from a config")) is None
+    proc = _infer(tmp_path, inputs, "--network_def#num_scales", "0", "--stain_norm", "none")
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
+    assert lines == ["error: config key 'network_def': ValueError: num_scales must be >= 1, got 0."], proc.stderr
