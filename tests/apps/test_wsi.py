@@ -609,6 +609,7 @@ def test_implausible_resolution_tags_are_ignored_with_one_message(tmp_path, tiss
     summary = json.loads((tmp_path / "out" / "a_summary.json").read_text())
     assert summary["size"] == [96, 96] and summary["resolution"]["known"] is False
     assert summary["resolution"]["resampled"] is False and "treated as unknown" in summary["resolution"]["warnings"][0]
+    assert summary["resolution"]["note"] == "resolution not used (see warnings): inferred as stored"
     lines = [r.getMessage() for r in caplog.records if "treated as unknown" in r.getMessage()]
     assert len(lines) == 1 and lines[0].startswith(f"{name}: its resolution tags say")
 
@@ -676,7 +677,7 @@ def test_finished_outputs_of_other_settings_or_another_input_are_refused(tmp_pat
     make_workflow(tmp_path / "in", out, checkpoint=tmp_path / "model.pt", bundle_version="9.9").run()
     prov = json.loads((out / "a_summary.json").read_text())["provenance"]
     assert prov["model_file"] == str((tmp_path / "model.pt").resolve()) and len(prov["model_sha256"]) == 64
-    assert prov["bundle_version"] == "9.9" and prov["fusion"] == "pens" and prov["stain_normalisation"] == "none"
+    assert prov["bundle_version"] == "9.9" and prov["fusion"] == "pens" and prov["stain_normalisation"] == {"method": "none"}
     assert prov["settings"]["watershed"] is False and prov["settings"]["roi_size"] == [128, 128]
     assert prov["input_file"]["size_bytes"] == image.stat().st_size
     # the same settings: skipped

@@ -102,11 +102,17 @@ def _sha256(path: str | os.PathLike) -> str:
 
 
 def _differences(old: Any, new: Any, key: str = "") -> list[str]:
-    """``"key: old -> new"`` for every leaf of two JSON-like records that differs (dicts compared key by key)."""
+    """``"key: old -> new"`` for every leaf of two JSON-like records that differs (dicts compared key by key; long
+    values shortened)."""
     if isinstance(old, dict) and isinstance(new, dict):
         return [d for k in sorted(set(old) | set(new), key=str)
                 for d in _differences(old.get(k), new.get(k), f"{key}.{k}" if key else str(k))]
-    return [] if old == new else [f"{key}: {old!r} -> {new!r}"]
+
+    def short(value: Any) -> str:
+        text = repr(value)
+        return text if len(text) <= 60 else text[:57] + "..."
+
+    return [] if old == new else [f"{key}: {short(old)} -> {short(new)}"]
 
 
 def patch_stain_transform(stain_norm: str, stain_reference: str | os.PathLike) -> Callable | None:
@@ -369,7 +375,7 @@ class SlideInferenceWorkflow:
                 "model_sha256": None if self.checkpoint is None else _sha256(Path(self.checkpoint).expanduser()),
                 "bundle_version": self.bundle_version,
                 "fusion": None if getattr(net, "fusion", None) is None else str(net.fusion),
-                "stain_normalisation": stain or "none",
+                "stain_normalisation": stain or {"method": "none"},
                 "settings": {
                     "target_mpp": self.target_mpp, "level": self.level, "resample_tolerance": self.resample_tolerance,
                     "max_resample_zoom": self.max_resample_zoom, "tissue_mask": self.tissue_method,
@@ -425,10 +431,8 @@ class SlideInferenceWorkflow:
         self._load_weights()
         self.network.eval()
         stain = self._run_settings()["stain_normalisation"]
-        if stain != "none":
-            logger.info(f"stain normalisation: {stain['method']} to the reference {stain['reference']}")
-        else:
-            logger.info("stain normalisation: none")
+        reference = f" to the reference {stain['reference']}" if stain.get("reference") else ""
+        logger.info(f"stain normalisation: {stain['method']}{reference}")
         report: dict[str, list[str]] = {"done": [], "skipped": [], "failed": [], "unsupported": [p.name for p in unsupported]}
         for p in tqdm(inputs, desc="slides", unit="slide", disable=not self.progress):
             if status[p] == "done":
@@ -547,6 +551,8 @@ class SlideInferenceWorkflow:
                                 names, ds, resampled)
         summary["regions"] = regions
         summary["resolution"]["warnings"] = warnings
+        if warnings and not mpp:
+            summary["resolution"]["note"] = "resolution not used (see warnings): inferred as stored"
         summary["tissue"]["detector"] = detector
         summary["provenance"] = self._provenance(path)
         with open(staging / names[-1], "w", encoding="utf-8") as f:
