@@ -15,6 +15,10 @@ on stderr and exits with status 2 (the command-line convention for bad usage, as
 expression or a ``_target_`` component) prints one line naming the config key and the original error
 (:func:`config_error_line`: ``error: config key 'network_def': ValueError: ...``) and exits with status 1. Other
 exceptions keep Python's usual traceback and status 1.
+
+Ctrl-C (``KeyboardInterrupt``) prints one line, ``interrupted: <note>``, and exits with status 130: the note says
+what the run keeps and how to go on (e.g. ``--resume true``); the run's handlers keep it up to date with
+:func:`set_interrupt_note` as they write their files.
 """
 
 from __future__ import annotations
@@ -38,10 +42,13 @@ __all__ = [
     "RunLockedError",
     "SeunetError",
     "TrainingDivergedError",
+    "INTERRUPT_STATUS",
     "as_flag",
     "config_error_line",
     "find_seunet_error",
     "install_excepthook",
+    "interrupt_note",
+    "set_interrupt_note",
 ]
 
 DEBUG_ENV = "SEUNET_DEBUG"
@@ -49,6 +56,12 @@ DEBUG_ENV = "SEUNET_DEBUG"
 
 EXIT_STATUS = 2
 """Exit status of a run stopped by a :class:`SeunetError`."""
+
+INTERRUPT_STATUS = 130
+"""Exit status of a run stopped by Ctrl-C (128 + SIGINT, as shells report it)."""
+
+_DEFAULT_NOTE = "stopped by Ctrl-C before anything was written."
+_interrupt_note = _DEFAULT_NOTE
 
 
 class SeunetError(Exception):
@@ -120,6 +133,18 @@ def as_flag(value: Any, key: str) -> bool:
     raise ConfigValueError(f"{key} must be true or false, got {value!r}.")
 
 
+def set_interrupt_note(note: str | None) -> None:
+    """Say what a Ctrl-C at this point of the run leaves behind and how to go on (one line, printed by the hook
+    installed by :func:`install_excepthook` and written to the run's status file); ``None`` restores the default."""
+    global _interrupt_note
+    _interrupt_note = _DEFAULT_NOTE if note is None else str(note)
+
+
+def interrupt_note() -> str:
+    """The note of :func:`set_interrupt_note`."""
+    return _interrupt_note
+
+
 def _chain(exc: BaseException | None) -> list[BaseException]:
     """``exc`` and its causes and contexts, outermost first."""
     out: list[BaseException] = []
@@ -154,6 +179,10 @@ def _debug() -> bool:
 
 
 def _excepthook(exc_type: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
+    if isinstance(exc, KeyboardInterrupt) and not _debug():
+        sys.stderr.write(f"\ninterrupted: {_interrupt_note}\n")
+        sys.stderr.flush()
+        raise SystemExit(INTERRUPT_STATUS)
     ours = find_seunet_error(exc)
     config = None if ours is not None or _debug() else config_error_line(exc)
     if config is not None:
@@ -172,13 +201,15 @@ def _excepthook(exc_type: type[BaseException], exc: BaseException, tb: Traceback
 
 
 def _record_factory(factory: Callable[..., logging.LogRecord]) -> Callable[..., logging.LogRecord]:
-    """Wrap a log-record factory so that a record logging a :class:`SeunetError` keeps its message line but not
-    its traceback (Ignite and MONAI's ``StatsHandler`` log every engine exception with ``logger.exception``,
+    """Wrap a log-record factory so that a record logging a :class:`SeunetError` (or Ctrl-C) keeps its message line
+    but not its traceback (Ignite and MONAI's ``StatsHandler`` log every engine exception with ``logger.exception``,
     through handlers created after the hook is installed; a factory covers them all)."""
 
     def make(*args: Any, **kwargs: Any) -> logging.LogRecord:
         record = factory(*args, **kwargs)
-        if record.exc_info and not _debug() and find_seunet_error(record.exc_info[1]) is not None:
+        exc = record.exc_info[1] if isinstance(record.exc_info, tuple) else None
+        quiet = isinstance(exc, KeyboardInterrupt) or find_seunet_error(exc) is not None
+        if exc is not None and quiet and not _debug():
             record.exc_info, record.exc_text = None, None
         return record
 
@@ -187,7 +218,8 @@ def _record_factory(factory: Callable[..., logging.LogRecord]) -> Callable[..., 
 
 
 def install_excepthook() -> bool:
-    """Print a :class:`SeunetError` as one line and exit with status 2 (see the module docstring).
+    """Print a :class:`SeunetError` as one line and exit with status 2, Ctrl-C as one line (:func:`interrupt_note`)
+    and exit with status 130 (see the module docstring).
 
     Also makes log records of such an exception drop their traceback (see :func:`_record_factory`), unless
     ``SEUNET_DEBUG`` is set. Idempotent.

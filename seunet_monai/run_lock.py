@@ -5,19 +5,27 @@ checkpoints and mix their TensorBoard event files without a word.
 the kernel when the process ends, even when killed) on a hidden file ``.seunet_run.lock`` in each folder and
 writes the holder's pid into it. A second run fails at once with a
 :class:`~seunet_monai.errors.RunLockedError` naming the folder and that pid.
+
+:func:`claim_ckpt_dir` keeps a new training from replacing model files it did not write: the shipped pretrained
+``model.pt`` or the files of an earlier run in the same folder (only ``--resume true`` continues that run there).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from seunet_monai.errors import RunLockedError
+from seunet_monai.errors import ExistingPathError, RunLockedError, as_flag
 
-__all__ = ["LOCK_NAME", "RunLock", "lock_run_folders"]
+__all__ = ["LOCK_NAME", "RUN_FILES", "RunLock", "claim_ckpt_dir", "lock_run_folders"]
 
 LOCK_NAME = ".seunet_run.lock"
+#: the files a training run writes into its ``ckpt_dir`` (the resumable checkpoint first)
+RUN_FILES = ("last.pt", "model.pt", "model_uncalibrated.pt")
+
+logger = logging.getLogger(__name__)
 
 
 def _write_pid(fd: int) -> None:
@@ -93,3 +101,48 @@ def lock_run_folders(
             ) from None
         held._locks.append(lock)
     return held
+
+
+def claim_ckpt_dir(ckpt_dir: str | os.PathLike, resume: bool | str = False, overwrite: bool | str = False,
+                   enabled: bool = True) -> Path:
+    """Make sure a training writes over no model file that it did not write itself.
+
+    A ``ckpt_dir`` holding none of :data:`RUN_FILES` is fine. With ``resume`` and a ``last.pt`` there, the run that
+    wrote these files continues (its ``model.pt`` is replaced only by a better epoch). Otherwise the files belong to
+    something else (an earlier run, or a model copied there such as the shipped pretrained one): refused, unless
+    ``overwrite``, which removes them first so that no file of the earlier run (``model_uncalibrated.pt``) is
+    taken for one of the new run.
+
+    Args:
+        ckpt_dir: the training's checkpoint folder.
+        resume: the ``resume`` key (a flag; strings such as ``"false"`` are read as such).
+        overwrite: the ``overwrite`` key.
+        enabled: ``False`` does nothing (the non-zero ranks of a distributed run).
+
+    Returns:
+        ``ckpt_dir`` as a :class:`pathlib.Path`.
+
+    Raises:
+        seunet_monai.errors.ExistingPathError: naming the folder, its files, and the ways on.
+    """
+    folder = Path(ckpt_dir)
+    resume, overwrite = as_flag(resume, "resume"), as_flag(overwrite, "overwrite")
+    found = [name for name in RUN_FILES if (folder / name).exists()]
+    if not enabled or not found or (resume and "last.pt" in found):
+        return folder
+    if not overwrite:
+        if "last.pt" in found:
+            raise ExistingPathError(
+                f"{folder} holds the files of an earlier training run ({', '.join(found)}), which a new run would "
+                "replace: continue that run with --resume true, train into another --output_dir (or --ckpt_dir), "
+                "or pass --overwrite true to replace them."
+            )
+        raise ExistingPathError(
+            f"{folder} holds {', '.join(found)} that no training run in this folder wrote (e.g. the shipped "
+            f"pretrained model){' and no last.pt to resume from' if resume else ''}: train into another "
+            "--output_dir (or --ckpt_dir), or pass --overwrite true to replace them."
+        )
+    for name in found:
+        (folder / name).unlink()
+    logger.warning("--overwrite true: removed %s from %s before training.", ", ".join(found), folder)
+    return folder

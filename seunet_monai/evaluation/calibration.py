@@ -230,7 +230,7 @@ def _mpx(pixels: float) -> str:
 
 
 def _secs(seconds: float) -> str:
-    return f"{seconds:.0f} s" if seconds >= 10 else f"{seconds:.2g} s"
+    return f"{seconds:.0f} s" if seconds >= 10 else f"{seconds:.1f} s"
 
 
 def _inferer(shape: Sequence[int], roi_size: Any, overlap: float, sw_batch_size: int) -> SlidingWindowInferer | None:

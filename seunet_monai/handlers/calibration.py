@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import logging
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -11,9 +13,16 @@ import torch
 from ignite.engine import Engine, Events
 
 from seunet_monai.distributed import is_main_process
+from seunet_monai.errors import ConfigValueError, set_interrupt_note
+from seunet_monai.evaluation.calibration import DEFAULT_MAX_PIXELS, calibrate_checkpoint
+from seunet_monai.handlers.status import read_status, write_status
 from seunet_monai.networks.utils import unwrap
+from seunet_monai.scale_fusion import BUFFER_NAMES
 
-__all__ = ["ScaleFusionCalibration"]
+__all__ = ["DEFAULT_TIME_FRACTION", "ScaleFusionCalibration"]
+
+#: default time budget of the calibration, as a fraction of the training it follows
+DEFAULT_TIME_FRACTION = 0.2
 
 
 class ScaleFusionCalibration:
@@ -26,12 +35,22 @@ class ScaleFusionCalibration:
     original kept as ``model_uncalibrated.pt``. A network without the calibration buffers (e.g. a plain UNet)
     or a missing checkpoint is skipped with a log line. Only the main process runs it.
 
+    The cost is bounded (whole images, the scales 0.5 .. 2, ``max_pixels``) and by default at most
+    ``time_fraction`` of the training time (the epoch times of ``status``, else the trainer's run time); the plan
+    and its expected time are logged first, then one line per scale. While it runs, ``status`` (the run's
+    ``training_status.json``) says ``"calibrating"`` with its progress: attach this handler *before*
+    :class:`~seunet_monai.handlers.RunStatus`, which writes ``"finished"`` afterwards. A Ctrl-C during the
+    calibration keeps ``model.pt`` as training left it and says how to calibrate it later (``run calibrating``).
+
     Args:
         network: the trained network (``DistributedDataParallel`` is unwrapped).
         checkpoint: the checkpoint file to calibrate.
         data: the validation split (items with ``image`` and ``label``).
-        scales: profile scales to calibrate (default all of the network's ``fusion_scales``).
-        max_images: use at most this many validation images (default all).
+        scales: profile scales to calibrate (default those in 0.5 .. 2; ``"all"``: every profile scale).
+        max_images: use at most this many (whole) validation images (default all that fit the budgets).
+        max_pixels: pixel budget (``Σ`` over images and scales of the rescaled pixels; ``None``: none).
+        time_fraction: time budget as a fraction of the training time (``None``: none).
+        status: the run's status file (``None``: not written).
         report: optional JSON file for the calibration table.
         kwargs: further arguments of ``calibrate_scale_fusion`` (``ignore_index``, ``roi_size``, ``device``, ...).
     """
@@ -43,14 +62,27 @@ class ScaleFusionCalibration:
         data: Any,
         scales: Any = None,
         max_images: int | None = None,
+        max_pixels: int | None = DEFAULT_MAX_PIXELS,
+        time_fraction: float | None = DEFAULT_TIME_FRACTION,
+        status: str | os.PathLike | None = None,
         report: str | os.PathLike | None = None,
         **kwargs: Any,
     ) -> None:
+        if time_fraction is not None and not (
+            isinstance(time_fraction, (int, float)) and math.isfinite(time_fraction) and time_fraction > 0
+        ):
+            raise ConfigValueError(
+                f"calibration#time_fraction must be a number > 0 (0.2: at most 20% of the training time) or null "
+                f"for no time budget, got {time_fraction!r}."
+            )
         self.network = network
         self.checkpoint = Path(checkpoint)
         self.data = data
         self.scales = scales
         self.max_images = max_images
+        self.max_pixels = max_pixels
+        self.time_fraction = time_fraction
+        self.status = None if status is None else Path(status)
         self.report = report
         self.kwargs = kwargs
         self.logger = logging.getLogger(__name__)
@@ -59,12 +91,26 @@ class ScaleFusionCalibration:
         """Run :meth:`__call__` at ``Events.COMPLETED``."""
         engine.add_event_handler(Events.COMPLETED, self)
 
+    def training_seconds(self, engine: Engine | None) -> float | None:
+        """The training's duration: the sum of the epoch times in ``status`` (earlier attempts of a resumed run
+        included), else the trainer's run time in this process."""
+        earlier = read_status(self.status) if self.status is not None else None
+        times = (earlier or {}).get("epoch_times_s") or {}
+        total = sum(float(v) for v in times.values() if isinstance(v, (int, float)))
+        if total > 0:
+            return total
+        took = None if engine is None else engine.state.times.get(Events.COMPLETED.name)
+        return float(took) if took else None
+
+    def _progress(self, base: dict[str, Any]) -> Any:
+        def write(progress: dict[str, Any]) -> None:
+            if self.status is not None:
+                write_status(self.status, "calibrating", **{**base, "calibration": progress})
+
+        return write
+
     def __call__(self, engine: Engine | None = None) -> dict[str, Any] | None:
         """Calibrate and write back; returns the calibration result, or ``None`` when skipped."""
-        import copy
-
-        from seunet_monai.scale_fusion import BUFFER_NAMES
-
         if not is_main_process():
             return None
         net = unwrap(self.network)
@@ -74,7 +120,24 @@ class ScaleFusionCalibration:
         if not self.checkpoint.is_file():
             self.logger.warning(f"scale-fusion calibration skipped: {self.checkpoint} does not exist (no validation ran?).")
             return None
-        from seunet_monai.evaluation.calibration import calibrate_checkpoint
-
-        return calibrate_checkpoint(copy.deepcopy(net), self.checkpoint, self.data, self.scales,
-                                    max_images=self.max_images, report=self.report, **self.kwargs)
+        budget, note = None, None
+        training = self.training_seconds(engine)
+        if self.time_fraction is not None and training:
+            budget = self.time_fraction * training
+            note = f"{self.time_fraction:.0%} of the training's {training:.0f} s"
+        base = {k: v for k, v in (read_status(self.status) or {}).items() if k not in ("state", "updated_utc")} \
+            if self.status is not None else {}
+        self._progress(base)({"scales_done": 0})
+        set_interrupt_note(
+            f"training finished; the scale-fusion calibration was stopped, {self.checkpoint} is kept as training "
+            "wrote it (uncalibrated: fusion 'scale' falls back to 'pens'). Calibrate it later with `python -m "
+            "monai.bundle run calibrating --config_file \"['train.json','evaluate.json']\" --ckpt_dir "
+            f"{self.checkpoint.parent}` and the training's --dataset_dir and network_def overrides."
+        )
+        result = calibrate_checkpoint(
+            copy.deepcopy(net), self.checkpoint, self.data, self.scales, max_images=self.max_images,
+            max_pixels=self.max_pixels, max_seconds=budget, budget_note=note, report=self.report,
+            on_progress=self._progress(base), **self.kwargs,
+        )
+        set_interrupt_note(f"training finished; {self.checkpoint} is written and calibrated.")
+        return result

@@ -25,7 +25,7 @@ from monai.transforms import Randomizable, Transform
 from seunet_monai.checkpoint import LEGACY_MODEL_KEYS, MODEL_KEY, is_training_checkpoint, read_checkpoint
 from seunet_monai.data.io import atomic_torch_save
 from seunet_monai.distributed import is_main_process
-from seunet_monai.errors import CheckpointError
+from seunet_monai.errors import CheckpointError, as_flag, set_interrupt_note
 from seunet_monai.networks.utils import unwrap
 
 __all__ = ["BestModelSaver", "RandomStates", "ResumableCheckpoint"]
@@ -75,7 +75,7 @@ class ResumableCheckpoint:
             raise ValueError(f"ResumableCheckpoint: save_interval must be >= 1, got {save_interval}.")
         self.ckpt_dir = Path(ckpt_dir)
         self.save_dict = dict(save_dict)
-        self.resume = bool(resume)
+        self.resume = as_flag(resume, "resume")
         self.filename = str(filename)
         self.save_interval = int(save_interval)
         self.engine_key = engine_key
@@ -98,7 +98,21 @@ class ResumableCheckpoint:
                 f"{self.path} exists from an earlier run and will be replaced at the end of epoch 1 "
                 "(pass --resume true to continue it instead)."
             )
+        engine.add_event_handler(Events.STARTED, self._note)
         engine.add_event_handler(Events.EPOCH_COMPLETED, self._maybe_save)
+
+    def _note(self, engine: Engine) -> None:
+        """What a Ctrl-C now keeps and how to go on (:func:`seunet_monai.errors.set_interrupt_note`)."""
+        if self.path.is_file() and engine.state.epoch > 0:
+            set_interrupt_note(
+                f"{self.path} keeps epoch {engine.state.epoch} of {engine.state.max_epochs} (and model.pt the best "
+                "epoch so far); continue with the same command and --resume true."
+            )
+        else:
+            set_interrupt_note(
+                f"no epoch was completed, so {self.path} was not written and there is nothing to resume; "
+                "start the training again."
+            )
 
     def state(self) -> dict[str, Any]:
         """The state dicts to save."""
@@ -112,9 +126,17 @@ class ResumableCheckpoint:
         """Write the checkpoint atomically (temporary file in the same folder, then ``os.replace``)."""
         if not is_main_process():
             return
-        atomic_torch_save(self.path, self.state())
+        try:
+            atomic_torch_save(self.path, self.state())
+        except OSError as e:
+            kept = f"the previous {self.path.name} is intact" if self.path.is_file() else f"no {self.path.name} was written"
+            raise CheckpointError(
+                f"could not write {self.path}: {e.strerror or e} ({kept}); free space in {self.ckpt_dir} and "
+                "continue with --resume true."
+            ) from e
         if engine is not None:
             self.logger.info(f"saved resumable checkpoint {self.path} (epoch {engine.state.epoch}).")
+            self._note(engine)
 
     def load(self, engine: Engine) -> None:
         """Restore every object of ``save_dict`` from the checkpoint, keeping ``engine``'s ``max_epochs``.
@@ -147,6 +169,7 @@ class ResumableCheckpoint:
         if absent:
             self.logger.warning(f"{self.path} has no {absent} (written by an older version): not restored.")
         prior_max_epochs = engine.state.max_epochs
+        self._check_schedule(checkpoint, engine)
         to_load = {k: unwrap(v) for k, v in self.save_dict.items() if k in checkpoint}
         try:
             Checkpoint.load_objects(to_load=to_load, checkpoint=checkpoint, strict=True)
@@ -165,6 +188,23 @@ class ResumableCheckpoint:
             f"resumed from {self.path}: epoch {engine.state.epoch}, iteration {engine.state.iteration}; "
             f"training continues to epoch {prior_max_epochs}."
         )
+
+
+    def _check_schedule(self, checkpoint: Mapping[str, Any], engine: Engine) -> None:
+        """Refuse a checkpoint whose learning-rate schedule has another length than the configured one (e.g.
+        ``--resume true --epochs 6`` on a run of 4 epochs: ``OneCycleLR`` would fail past its last step)."""
+        for key, obj in self.save_dict.items():
+            configured = getattr(obj, "total_steps", None)
+            saved = checkpoint.get(key)
+            if configured is None or not isinstance(saved, Mapping) or saved.get("total_steps") in (None, configured):
+                continue
+            length = max(1, int(engine.state.epoch_length or 1))
+            raise CheckpointError(
+                f"{self.path} holds a run whose learning-rate schedule ('{key}') lasts {int(saved['total_steps'])} "
+                f"iterations (about {int(saved['total_steps']) // length} epochs), the command configures "
+                f"{int(configured)} ({int(configured) // length} epochs, key 'epochs'): a one-cycle schedule cannot be "
+                f"stretched. Resume with the run's --epochs, or start a new run (another --output_dir) with the new one."
+            )
 
 
 def _randomizables(obj: Any, found: list[Randomizable] | None = None, seen: set[int] | None = None) -> list[Randomizable]:
@@ -298,7 +338,15 @@ class BestModelSaver(CheckpointSaver):
             )
             return
         before = list(self._key_metric_checkpoint._saved)
-        super().metrics_completed(engine)
+        target = Path(self.save_dir) / self.filename
+        try:
+            super().metrics_completed(engine)
+        except OSError as e:
+            kept = f"the previous {self.filename} is intact" if target.is_file() else f"no {self.filename} was written"
+            raise CheckpointError(
+                f"could not write {target}: {e.strerror or e} ({kept}); free space in {self.save_dir} and continue "
+                "with --resume true."
+            ) from e
         if list(self._key_metric_checkpoint._saved) != before:  # this epoch was saved: the new best
             self.best_metric, self.best_metric_epoch = float(value), int(engine.state.epoch)
 

@@ -6,7 +6,10 @@ experiment runner, :mod:`seunet_monai.experiment`) follow a run by reading one f
 - :func:`write_status` / :func:`read_status`: the file format, also used by the scale sweep
   (``eval/sweep_status.json``, :class:`seunet_monai.evaluation.ScaleSweep`).
 
-Every file holds ``{"state": "running" | "finished" | "failed", "updated_utc": ..., ...}``.
+Every file holds ``{"state": ..., "updated_utc": ..., ...}`` with a state of :data:`STATES`: ``"running"``;
+``"calibrating"`` (training is done and the ``scale`` fusion of ``model.pt`` is being calibrated,
+:class:`~seunet_monai.handlers.ScaleFusionCalibration`); ``"finished"`` (only when everything is done);
+``"failed"``; ``"interrupted"`` (Ctrl-C; ``error`` says what was kept and how to go on).
 """
 
 from __future__ import annotations
@@ -25,10 +28,11 @@ from ignite.engine import Engine, Events
 
 from seunet_monai.data.io import atomic_write_json
 from seunet_monai.distributed import is_main_process
+from seunet_monai.errors import interrupt_note
 
 __all__ = ["STATES", "RunStatus", "read_status", "write_status"]
 
-STATES = ("running", "finished", "failed")
+STATES = ("running", "calibrating", "finished", "failed", "interrupted")
 logger = logging.getLogger(__name__)
 
 
@@ -45,7 +49,7 @@ def write_status(path: str | os.PathLike, state: str, **fields: Any) -> Path:
 
     Args:
         path: the JSON file (folders are created).
-        state: one of ``"running"``, ``"finished"``, ``"failed"``.
+        state: one of :data:`STATES`.
         fields: JSON-serialisable entries.
 
     Raises:
@@ -138,10 +142,15 @@ class RunStatus:
         self._write("finished", engine)
 
     def failed(self, engine: Engine, e: BaseException) -> None:
-        """The run failed: write the error's first line, then let the exception go on."""
-        self.fields["error"] = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+        """The run failed (or was interrupted: Ctrl-C): write the error's first line (for an interruption, what
+        was kept and how to go on: :func:`seunet_monai.errors.interrupt_note`), then let the exception go on."""
+        interrupted = isinstance(e, KeyboardInterrupt)
+        if interrupted:
+            self.fields["error"] = f"interrupted: {interrupt_note()}"
+        else:
+            self.fields["error"] = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
         try:
-            self._write("failed", engine)
+            self._write("interrupted" if interrupted else "failed", engine)
         except Exception:  # noqa: BLE001 - the original error matters more than the status file
             logger.exception("could not write %s", self.path)
         raise e

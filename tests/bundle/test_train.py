@@ -51,20 +51,25 @@ def test_training_writes_data_checkpoints_and_tensorboard(trained):
 
 
 def test_training_from_another_directory_with_seed_and_resume(tmp_path, trained):
-    """Copy of the configs in tmp_path/mybundle/configs, run from an unrelated working directory with the
-    absolute config path and no folder overrides: data, logs and checkpoints land next to the configs.
-    Stop after epoch 1 of 2, then resume to epoch 2."""
+    """Copy of the configs (and the shipped model) in tmp_path/mybundle, run from an unrelated working directory
+    with the absolute config path and no folder overrides: data, logs and checkpoints land next to the configs, the
+    checkpoints in the run folder logs/models, never over the shipped models/model.pt (issue 25, item 1).
+    Stop after epoch 1 of 2, then resume to epoch 2; a fresh run into that folder is then refused (item 2)."""
     bundle_dir = tmp_path / "mybundle"
     shutil.copytree(CONFIGS, bundle_dir / "configs")
+    shutil.copytree(CONFIGS.parent / "models", bundle_dir / "models")
+    shipped = (bundle_dir / "models" / "model.pt").read_bytes()
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     config = str(bundle_dir / "configs" / "train.json")
+    run_dir = bundle_dir / "logs" / "models"
 
     first = bundle("training", config, *TINY_TRAIN, "--train#trainer#max_epochs", "1", cwd=elsewhere)
     assert (bundle_dir / "data" / "synthetic_nuclei" / "datalist.json").is_file()
-    assert (bundle_dir / "models" / "last.pt").is_file() and (bundle_dir / "models" / "model.pt").is_file()
+    assert (run_dir / "last.pt").is_file() and (run_dir / "model.pt").is_file()
+    assert (bundle_dir / "models" / "model.pt").read_bytes() == shipped and not (bundle_dir / "models" / "last.pt").exists()
     assert list(elsewhere.iterdir()) == []
-    ckpt1 = torch.load(bundle_dir / "models" / "last.pt", map_location="cpu", weights_only=True)
+    ckpt1 = torch.load(run_dir / "last.pt", map_location="cpu", weights_only=True)
     assert ckpt1["trainer"]["iteration"] == 2 and ckpt1["trainer"]["epoch_length"] == 2  # epoch 1
     assert "epoch 1" in first.stdout
 
@@ -75,7 +80,7 @@ def test_training_from_another_directory_with_seed_and_resume(tmp_path, trained)
 
     second = bundle("training", config, *TINY_TRAIN, "--resume", "true", cwd=elsewhere)
     assert "resumed from" in second.stdout and "epoch 1, iteration 2" in second.stdout
-    ckpt2 = torch.load(bundle_dir / "models" / "last.pt", map_location="cpu", weights_only=True)
+    ckpt2 = torch.load(run_dir / "last.pt", map_location="cpu", weights_only=True)
     # the counters continued: 2 more iterations, not a fresh 2 epochs
     assert ckpt2["trainer"]["iteration"] == 4 and ckpt2["trainer"]["max_epochs"] == 2  # epoch 2
     assert ckpt2["scheduler"]["last_epoch"] == 4 and ckpt2["scheduler"]["total_steps"] == 4
@@ -97,9 +102,15 @@ def test_training_from_another_directory_with_seed_and_resume(tmp_path, trained)
         assert torch.allclose(ckpt2["model"][k], v, rtol=1e-4, atol=1e-6, equal_nan=True), k
     assert ckpt2["best"]["best_metric_epoch"] == uninterrupted["best"]["best_metric_epoch"]
     assert ckpt2["best"]["best_metric"] == pytest.approx(uninterrupted["best"]["best_metric"], abs=1e-6)
-    best = torch.load(bundle_dir / "models" / "model.pt", map_location="cpu", weights_only=True)
+    best = torch.load(run_dir / "model.pt", map_location="cpu", weights_only=True)
     ref_best = torch.load(trained["ckpt_dir"] / "model.pt", map_location="cpu", weights_only=True)
     for k, v in ref_best.items():
         if k.startswith("fusion_"):  # the scale fusion's calibration (fitted after training), not a weight
             continue
         assert torch.allclose(best[k], v, rtol=1e-4, atol=1e-6, equal_nan=True), k
+    # a fresh run into the finished run's folder, or into the shipped model's folder, is refused before training
+    for extra in ([], ["--ckpt_dir", str(bundle_dir / "models")]):
+        again = bundle("training", config, *TINY_TRAIN, *extra, cwd=elsewhere, check=False)
+        assert again.returncode == 2 and "--overwrite true" in again.stdout and "Traceback" not in again.stdout
+    assert (bundle_dir / "models" / "model.pt").read_bytes() == shipped
+    assert torch.load(run_dir / "last.pt", map_location="cpu", weights_only=True)["trainer"]["iteration"] == 4

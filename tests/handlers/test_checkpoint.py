@@ -212,3 +212,55 @@ def test_a_last_pt_of_an_older_version_with_the_network_under_network_resumes(tm
     ResumableCheckpoint(tmp_path, {"model": net2, "optimizer": opt2}, resume=True).attach(engine2)
     engine2.run(data, max_epochs=2)
     assert engine2.state.epoch == 2 and not torch.equal(net2.weight, _setup()[0].weight)
+
+
+# ------------------------------------------------------------------------------------------- issue 25
+def test_resume_with_more_epochs_than_the_schedule_is_refused_clearly(tmp_path):
+    """`--resume true --epochs 6` on a finished 4-epoch run: the one-cycle schedule cannot be stretched."""
+    from seunet_monai.errors import CheckpointError
+
+    net, opt, sched, engine, data = _setup(2)
+    ResumableCheckpoint(tmp_path, {"model": net, "optimizer": opt, "scheduler": sched}).attach(engine)
+    engine.run(data, max_epochs=2)
+    net, opt, sched, engine, data = _setup(3)
+    ResumableCheckpoint(tmp_path, {"model": net, "optimizer": opt, "scheduler": sched}, resume="true").attach(engine)
+    with pytest.raises(CheckpointError, match=r"lasts 6 iterations \(about 2 epochs\).*configures 9 \(3 epochs"):
+        engine.run(data, max_epochs=3)
+
+
+def test_a_full_disk_is_one_line_naming_the_file_and_the_old_one_stays(tmp_path, monkeypatch):
+    import errno
+
+    from seunet_monai.errors import CheckpointError
+    from seunet_monai.handlers import checkpoint
+
+    net, opt, sched, engine, data = _setup(2)
+    ResumableCheckpoint(tmp_path, {"model": net}).attach(engine)
+    engine.add_event_handler(Events.EPOCH_COMPLETED(once=1), lambda e: e.terminate())
+    engine.run(data, max_epochs=2)
+    before = (tmp_path / "last.pt").read_bytes()
+
+    def full(path, obj):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(checkpoint, "atomic_torch_save", full)
+    net, opt, sched, engine, data = _setup(2)
+    ResumableCheckpoint(tmp_path, {"model": net}).attach(engine)
+    with pytest.raises(CheckpointError) as info:
+        engine.run(data, max_epochs=2)
+    assert str(tmp_path / "last.pt") in str(info.value) and "No space left" in str(info.value)
+    assert "previous last.pt is intact" in str(info.value) and "\n" not in str(info.value)
+    assert (tmp_path / "last.pt").read_bytes() == before
+
+
+def test_the_interrupt_note_says_what_is_kept_and_how_to_resume(tmp_path):
+    from seunet_monai.errors import interrupt_note
+
+    net, opt, sched, engine, data = _setup(2)
+    ResumableCheckpoint(tmp_path, {"model": net}).attach(engine)
+    notes = []
+    engine.add_event_handler(Events.ITERATION_COMPLETED, lambda e: notes.append(interrupt_note()))
+    engine.run(data, max_epochs=2)
+    assert "nothing to resume" in notes[0]
+    assert notes[-1] == (f"{tmp_path / 'last.pt'} keeps epoch 1 of 2 (and model.pt the best epoch so far); continue "
+                         "with the same command and --resume true.")
