@@ -206,9 +206,10 @@ def window_map(locations: Sequence[Sequence[int]], values: Sequence[float], patc
     count = np.zeros(tuple(shape), dtype=np.int64)
     ph, pw = (int(p) for p in patch_size)
     for (y, x), v in zip(locations, values):
-        ys, xs = slice(int(y) // factor, math.ceil((int(y) + ph) / factor)), slice(int(x) // factor, math.ceil((int(x) + pw) / factor))
-        total[ys, xs] += float(v)
-        count[ys, xs] += 1
+        cells = (slice(int(y) // factor, math.ceil((int(y) + ph) / factor)),
+                 slice(int(x) // factor, math.ceil((int(x) + pw) / factor)))
+        total[cells] += float(v)
+        count[cells] += 1
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(count > 0, total / np.maximum(count, 1), np.nan)
 
@@ -254,7 +255,8 @@ def write_head_map(path: str | os.PathLike, winner: np.ndarray, tissue: np.ndarr
     im = ax.imshow(np.ma.masked_less(crop, 0), cmap=cmap, norm=BoundaryNorm(np.arange(-0.5, omega), omega),
                    interpolation="nearest", extent=extent)
     bar = fig.colorbar(im, ax=ax, ticks=range(omega), fraction=0.046)
-    bar.ax.set_yticklabels([f"head {k + 1}" + (f" (σ={head_sigmas[k]:.2f})" if head_sigmas else "") for k in range(omega)])
+    labels = [f"head {k + 1}" + (f" (σ={head_sigmas[k]:.2f})" if head_sigmas else "") for k in range(omega)]
+    bar.ax.set_yticklabels(labels)
     bar.set_label("winning head (small σ: fine detail)")
     ax.text(0.0, -0.12, "grey: not tissue, or no window interior", transform=ax.transAxes, fontsize=8, va="top")
     _save_figure(fig, path)

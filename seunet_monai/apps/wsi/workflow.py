@@ -326,12 +326,12 @@ class SlideInferenceWorkflow:
 
     def _status(self, path: Path) -> str:
         """``"todo"``, ``"done"`` (all outputs present) or ``"interrupted"`` (our staging folder is there)."""
-        staging = self.output_dir / f".{output_stem(path)}.partial"
+        stem = output_stem(path)
+        staging = self.output_dir / f".{stem}.partial"
         if (staging / PARTIAL_MARKER).is_file():
             return "interrupted"
-        names = output_names(output_stem(path))
-        present = [n for n in names if (self.output_dir / n).exists()]
-        if any(all((self.output_dir / n).exists() for n in output_names(output_stem(path), image)) for image in (True, False)):
+        present = [n for n in output_names(stem) if (self.output_dir / n).exists()]
+        if any(all((self.output_dir / n).exists() for n in output_names(stem, image)) for image in (True, False)):
             self._check_provenance(path)
             return "done"
         if present and not self.overwrite:
