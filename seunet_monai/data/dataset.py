@@ -136,13 +136,18 @@ def copy_stain_reference(dataset_dir: str | os.PathLike, ckpt_dir: str | os.Path
     model carries the stain normalisation its training data had (evaluation and inference read it there).
 
     Returns the copy, or ``None`` when the dataset has no reference (e.g. synthetic data, ``--stain-norm none``).
+
+    Raises:
+        seunet_monai.errors.DataError: for a reference that cannot be used (truncated, missing keys, unknown
+            method, non-finite values), naming the file, before training.
     """
     from seunet_monai.data.io import atomic_write_bytes
-    from seunet_monai.data.stain import STAIN_REFERENCE_FILE
+    from seunet_monai.data.stain import STAIN_REFERENCE_FILE, load_stain_reference
 
     src = Path(os.path.expanduser(str(dataset_dir))) / STAIN_REFERENCE_FILE
     if not src.is_file() or not is_main_process():
         return None
+    load_stain_reference(src)  # a model must not carry a reference that evaluation and inference cannot read
     dst = Path(os.path.expanduser(str(ckpt_dir))) / STAIN_REFERENCE_FILE
     dst.parent.mkdir(parents=True, exist_ok=True)
     if not dst.is_file() or dst.read_bytes() != src.read_bytes():

@@ -116,3 +116,17 @@ def test_ensure_dataset_for_volumes_generates_them_and_refuses_the_other_dimensi
     ensure_dataset(tmp_path / "i", synthetic=small)  # 2D default
     with pytest.raises(DataError, match="holds a 2D image.*network is 3D"):
         ensure_dataset(tmp_path / "i", generate=False, num_classes=2, spatial_dims=3)
+
+
+@pytest.mark.parametrize("text", ['{"method": "vahadane", "target_stain', "{}", '{"method": "sepia"}',
+                                  '{"method": "macenko", "target_stain_matrix": [[NaN, 0.5, 0.2], [0.1, 0.8, 0.3]], '
+                                  '"target_max_concentrations": [1.5, 1.0]}'])
+def test_a_corrupt_stain_reference_stops_training_before_it_is_copied(tmp_path, text):
+    """Issue 25: a corrupt stain_reference.json is one error naming the file, not a model carrying it."""
+    from seunet_monai.data.dataset import copy_stain_reference
+
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "stain_reference.json").write_text(text)
+    with pytest.raises(DataError, match="stain_reference.json"):
+        copy_stain_reference(tmp_path / "data", tmp_path / "models")
+    assert not (tmp_path / "models" / "stain_reference.json").exists()
