@@ -17,7 +17,7 @@ fi
 echo "install.sh: [2/2] seunet-monai, editable from $PWD, with MONAI and its other dependencies" \
      "(pyproject.toml) and the test tools (pytest, setuptools, wheel) ..."
 "$PY" -m pip install --quiet -e ".[test]"
-echo "install.sh: done: seunet-monai $("$PY" -c "from importlib.metadata import version; print(version('seunet-monai'))")" \
-     "and its command-line tools (seunet-*) in $PREFIX"
+VERSION=$("$PY" -c "from importlib.metadata import version; print(version('seunet-monai'))")
+echo "install.sh: done: seunet-monai $VERSION and its command-line tools (seunet-*) in $PREFIX"
 echo "Next, segment your own H&E images (a folder DIR of PNG, JPEG, TIFF or SVS files) with the shipped model:"
 echo "  python -m monai.bundle run inferring --config_file bundle/configs/inference.json --input_dir DIR --output_dir OUT"
