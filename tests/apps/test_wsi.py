@@ -611,7 +611,7 @@ def test_implausible_resolution_tags_are_ignored_with_one_message(tmp_path, tiss
     assert summary["resolution"]["resampled"] is False and "treated as unknown" in summary["resolution"]["warnings"][0]
     assert summary["resolution"]["note"] == "resolution not used (see warnings): inferred as stored"
     lines = [r.getMessage() for r in caplog.records if "treated as unknown" in r.getMessage()]
-    assert len(lines) == 1 and lines[0].startswith(f"{name}: its resolution tags say")
+    assert len(lines) == 1 and lines[0].startswith(f"{name}: the file states ")
 
 
 def test_resampling_beyond_the_size_limit_falls_back_to_resolution_unknown(tmp_path, tissue, caplog):

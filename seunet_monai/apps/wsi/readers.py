@@ -345,7 +345,7 @@ def implausible_resolution(reader: BaseWSIReader, wsi: Any, plausible: Sequence[
     if mpp is None or plausible[0] <= mpp <= plausible[1]:
         return None
     return (
-        f"its resolution tags say {mpp:.4g} µm/px ({25400.0 / mpp:.4g} dpi), outside the {plausible[0]:g}-"
+        f"the file states {mpp:.4g} µm/px ({25400.0 / mpp:.4g} dpi), outside the {plausible[0]:g}-"
         f"{plausible[1]:g} µm/px of microscopy images (a screen or print dpi?): resolution treated as unknown, "
         "inferred as stored (set --level to choose a pyramid level, or correct the file's resolution)"
     )
