@@ -76,6 +76,7 @@ def lock_run_folders(
 
     Raises:
         seunet_monai.errors.RunLockedError: naming the folder and the pid of the run that holds it.
+        seunet_monai.errors.ExistingPathError: when a folder, or one above it, is a file.
     """
     from filelock import FileLock, Timeout
 
@@ -88,6 +89,13 @@ def lock_run_folders(
     if not enabled:
         return held
     for folder in unique:
+        blocking = next((p for p in (folder, *folder.parents) if p.exists() and not p.is_dir()), None)
+        if blocking is not None:
+            held.release()
+            raise ExistingPathError(
+                f"{folder} cannot be a run folder: {blocking} is a file, not a folder; choose another --output_dir "
+                "(or --ckpt_dir)."
+            )
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / LOCK_NAME
         lock = FileLock(str(path), timeout=0, is_singleton=True, on_acquired=_write_pid)

@@ -53,3 +53,12 @@ def test_default_training_folder_is_a_run_folder_and_evaluation_keeps_the_shippe
     evaluate = ConfigParser()
     evaluate.read_config([str(CONFIGS / "train.json"), str(CONFIGS / "evaluate.json")])
     assert Path(evaluate.get_parsed_content("eval_checkpoint")) == root / "models" / "model.pt"
+
+
+def test_an_output_dir_that_is_a_file_is_one_error_naming_it(tmp_path):
+    from seunet_monai.run_lock import lock_run_folders
+
+    (tmp_path / "out").write_text("not a folder")
+    with pytest.raises(ExistingPathError, match=r"out is a file, not a folder; choose another --output_dir"):
+        lock_run_folders([tmp_path / "out" / "models", tmp_path / "out"])
+    assert (tmp_path / "out").read_text() == "not a folder"
