@@ -13,6 +13,7 @@ from typing import Any
 
 from seunet_monai.checks import check_label_values
 from seunet_monai.distributed import barrier, is_main_process
+from seunet_monai.data.io import check_decodes
 from seunet_monai.errors import DataError, MissingPathError
 
 __all__ = ["IMAGE_SUFFIXES", "PREPARE_HINT", "copy_stain_reference", "ensure_dataset", "list_images", "split_items"]
@@ -82,13 +83,15 @@ def ensure_dataset(
     naming the folder and the preparation scripts. The datalist is then validated: every listed file must
     exist, with ``check_sizes`` each image and its label have the same size, each of ``required_splits`` is
     non-empty and, with ``num_classes``, the labels of those splits hold only class values
-    ``0..num_classes-1`` and ``ignore_index`` (:func:`check_label_values`). Everything is checked before the
+    ``0..num_classes-1`` and ``ignore_index`` (:func:`check_label_values`); with ``check_sizes`` every 2D image of
+    those splits is decoded once (a damaged or truncated file is named). Everything is checked before the
     caller writes anything. Under ``torch.distributed`` only rank 0 generates; the other ranks wait for it.
 
     Args:
         dataset_dir: the dataset folder.
         synthetic: keyword arguments for ``make_synthetic_dataset`` (e.g. ``{"n_train": 16, "size": 128}``).
-        check_sizes: compare image and label sizes of every entry (reads the headers only where it can).
+        check_sizes: compare image and label sizes of every entry (reads the headers only where it can) and
+            decode the images of ``required_splits``.
         generate: allow generating the embedded default (training only).
         required_splits: splits that must hold at least one entry (e.g. ``["training", "validation"]``).
         num_classes: number of classes the network predicts; ``None`` skips the label-value check.
@@ -128,6 +131,10 @@ def ensure_dataset(
     if num_classes is not None:
         check_label_values(datalist, num_classes, ignore_index, splits=required_splits or tuple(datalist),
                            spatial_dims=spatial_dims)
+    if check_sizes and spatial_dims == 2:
+        for split in required_splits:
+            for i, entry in enumerate(datalist[split]):
+                check_decodes(entry["image"], f"{split}[{i}] of {root / 'datalist.json'}")
     return datalist
 
 

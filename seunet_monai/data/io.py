@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
+from PIL import Image
 
 from seunet_monai.errors import DataError
 
@@ -41,6 +42,7 @@ __all__ = [
     "read_rgb",
     "read_label",
     "prepare_output_dir",
+    "check_decodes",
     "check_output_dir",
     "publish_folder",
     "check_not_overlapping",
@@ -511,6 +513,29 @@ def publish_folder(
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
     return result
+
+
+def check_decodes(path: PathLike, where: str = "") -> None:
+    """Decode an image file once with Pillow (as the bundle's ``PILReader`` will), so that a damaged or truncated
+    file stops a run naming it: MONAI's ``LoadImage`` reports it as "cannot find a suitable reader", with the
+    tracebacks of every reader it tried.
+
+    Args:
+        path: the image file.
+        where: where it is listed (e.g. ``"training[3]"``), for the message.
+
+    Raises:
+        DataError: naming the file.
+    """
+    try:
+        with Image.open(path) as image:
+            image.load()
+    except (OSError, SyntaxError, ValueError) as e:
+        listed = f" ({where})" if where else ""
+        raise DataError(
+            f"image file {str(path)!r}{listed} cannot be decoded ({type(e).__name__}: {e}): it is damaged or "
+            "truncated; replace it or prepare the dataset again."
+        ) from e
 
 
 def to_rgb(image: Any) -> Any:

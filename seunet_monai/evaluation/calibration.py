@@ -26,7 +26,8 @@ the 9 scales 0.5 .. 2. By default:
 - a pixel budget (``max_pixels``, :data:`DEFAULT_MAX_PIXELS`: ``Σ`` over images and scales of the rescaled
   pixels): images are taken in order while they fit (at least one);
 - optionally a time budget (``max_seconds``; the training's handler gives 20% of the training time): the speed is
-  measured on the first image at the scale nearest 1, and only as many images as the budget allows are used.
+  measured on the first image at the scale nearest 1, and only as many images as the budget allows are used
+  (when even one image is too much, every other scale is dropped, down to 3).
 
 The plan and its expected time are logged before the work, then one line per scale with the time left
 (``on_progress`` receives the same figures, e.g. for a status file).
@@ -277,7 +278,8 @@ def calibrate_scale_fusion(
         max_pixels: pixel budget (``Σ`` over images and scales of the rescaled pixels; ``None``: no limit): images
             are taken in order while they fit, at least one.
         max_seconds: time budget (``None``: none): after timing the first image at the scale nearest 1, only as
-            many images as are expected to fit are used (at least one).
+            many images as are expected to fit are used (at least one); when one image is still too much, every
+            other scale is dropped (9 -> 5 -> 3 scales, the ends and the middle kept).
         budget_note: how ``max_seconds`` was set, for the log (e.g. ``"20% of the training's 900 s"``).
         whole: put tiles back into whole images (:func:`whole_images`); ``False`` uses the items as they are.
         num_classes: number of classes (default: the network's output classes).
@@ -341,14 +343,21 @@ def calibrate_scale_fusion(
     with output_heads_mode(net):
         # the speed, measured on the first image at the scale nearest 1 (a pass the calibration needs anyway)
         probe = min(range(len(rows)), key=lambda j: abs(math.log(row_scales[j])))
+        probe_row = rows[probe]
         t_probe = time.perf_counter()
-        measure(images[0], rows[probe], row_scales[probe])
+        measure(images[0], probe_row, row_scales[probe])
         probe_px = math.prod(scaled_size(images[0].image.shape[1:], row_scales[probe]))
         per_px = (time.perf_counter() - t_probe) / max(1, probe_px)
-        available = len(images)
+        available, requested = len(images), len(rows)
         if max_seconds is not None:
             while len(images) > 1 and per_px * sum(im.pixels(row_scales) for im in images) > float(max_seconds):
                 images.pop()
+            # one image is still too much: every other scale (9 -> 5 -> 3), the ends and the middle kept
+            while len(rows) > 3 and per_px * images[0].pixels(row_scales) > float(max_seconds):
+                rows, row_scales = rows[::2], row_scales[::2]
+            if len(rows) < requested:
+                logger.warning("scale calibration: even one image at the %d scales exceeds the time budget; "
+                               "calibrating %d of them.", requested, len(rows))
         left_out = over_budget or len(images) < available
         pixels = sum(im.pixels(row_scales) for im in images)
         expected = per_px * pixels
@@ -372,11 +381,11 @@ def calibrate_scale_fusion(
                  "eta_s": round(expected, 1)}
         if on_progress is not None:
             on_progress(dict(state))
-        done_px = probe_px
+        done_px = probe_px if probe_row in rows else 0
         for j, (r, s) in enumerate(zip(rows, row_scales)):
             t_scale = time.perf_counter()
             for index, img in enumerate(images):
-                if index == 0 and j == probe:
+                if index == 0 and r == probe_row:
                     continue
                 measure(img, r, s)
                 done_px += math.prod(scaled_size(img.image.shape[1:], s))

@@ -130,3 +130,13 @@ def test_a_corrupt_stain_reference_stops_training_before_it_is_copied(tmp_path, 
     with pytest.raises(DataError, match="stain_reference.json"):
         copy_stain_reference(tmp_path / "data", tmp_path / "models")
     assert not (tmp_path / "models" / "stain_reference.json").exists()
+
+
+def test_a_truncated_training_image_is_named_before_any_work(tmp_path):
+    """Issue 25: a truncated training PNG was a 121-line MONAI error that never named the file."""
+    dl = ensure_dataset(tmp_path / "d", synthetic=SMALL, required_splits=["training", "validation"])
+    image = Path(dl["validation"][0]["image"])
+    image.write_bytes(image.read_bytes()[: image.stat().st_size // 2])
+    with pytest.raises(DataError, match=rf"{image.name}' \(validation\[0\] of .*datalist.json\) cannot be decoded"):
+        ensure_dataset(tmp_path / "d", required_splits=["training", "validation"])
+    assert ensure_dataset(tmp_path / "d", required_splits=["training"])  # a split this run does not read

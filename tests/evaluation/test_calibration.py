@@ -87,6 +87,8 @@ def test_pixel_and_time_budgets_bound_the_images(caplog) -> None:
         result = calibrate_scale_fusion(_net(), items, [0.5, 1.0, 2.0], max_seconds=1e-3, budget_note="a test")
     assert result["num_images"] == 1 and result["budget_s"] == pytest.approx(1e-3)  # at least one image
     assert any("time budget 0.0 s = a test" in r.getMessage() and "left out" in r.getMessage() for r in caplog.records)
+    thinned = calibrate_scale_fusion(_net(), items, max_seconds=1e-3)  # one image at 9 scales is too much
+    assert thinned["num_images"] == 1 and thinned["scales"] == pytest.approx([0.5, 1.0, 2.0])
     assert calibrate_scale_fusion(_net(), items, [1.0], max_images=3, max_pixels=None)["num_images"] == 3
     for bad in ({"max_pixels": 0}, {"max_seconds": -1.0}):
         with pytest.raises(ValueError, match="max_pixels|time budget"):
