@@ -51,6 +51,8 @@ class ScaleFusionCalibration:
         max_pixels: pixel budget (``Σ`` over images and scales of the rescaled pixels; ``None``: none).
         time_fraction: time budget as a fraction of the training time (``None``: none).
         status: the run's status file (``None``: not written).
+        config_dir: the folder of ``train.json`` and ``evaluate.json``, for the ``run calibrating`` command the
+            Ctrl-C message gives.
         report: optional JSON file for the calibration table.
         kwargs: further arguments of ``calibrate_scale_fusion`` (``ignore_index``, ``roi_size``, ``device``, ...).
     """
@@ -65,6 +67,7 @@ class ScaleFusionCalibration:
         max_pixels: int | None = DEFAULT_MAX_PIXELS,
         time_fraction: float | None = DEFAULT_TIME_FRACTION,
         status: str | os.PathLike | None = None,
+        config_dir: str | os.PathLike | None = None,
         report: str | os.PathLike | None = None,
         **kwargs: Any,
     ) -> None:
@@ -83,6 +86,7 @@ class ScaleFusionCalibration:
         self.max_pixels = max_pixels
         self.time_fraction = time_fraction
         self.status = None if status is None else Path(status)
+        self.config_dir = Path(config_dir) if config_dir is not None else Path("bundle") / "configs"
         self.report = report
         self.kwargs = kwargs
         self.logger = logging.getLogger(__name__)
@@ -128,11 +132,12 @@ class ScaleFusionCalibration:
         base = {k: v for k, v in (read_status(self.status) or {}).items() if k not in ("state", "updated_utc")} \
             if self.status is not None else {}
         self._progress(base)({"scales_done": 0})
+        configs = f"['{self.config_dir / 'train.json'}','{self.config_dir / 'evaluate.json'}']"
         set_interrupt_note(
             f"training finished; the scale-fusion calibration was stopped, {self.checkpoint} is kept as training "
             "wrote it (uncalibrated: fusion 'scale' falls back to 'pens'). Calibrate it later with `python -m "
-            "monai.bundle run calibrating --config_file \"['train.json','evaluate.json']\" --ckpt_dir "
-            f"{self.checkpoint.parent}` and the training's --dataset_dir and network_def overrides."
+            f"monai.bundle run calibrating --config_file \"{configs}\" --ckpt_dir {self.checkpoint.parent}` and "
+            "the training's --dataset_dir and network_def overrides."
         )
         result = calibrate_checkpoint(
             copy.deepcopy(net), self.checkpoint, self.data, self.scales, max_images=self.max_images,
