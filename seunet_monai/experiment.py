@@ -333,12 +333,19 @@ def _run_variant(
     log: Callable[[str], None],
     widths: Sequence[int] | None = None,
     extra: Mapping[str, Any] | None = None,
+    job: str | None = None,
+    eval_dataset_dir: Path | None = None,
+    eval_extra: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     spec = VARIANTS[name]
-    vdir = out / name
+    job = job or name
+    vdir = out / job
     state_path = vdir / STATE_FILE
     ov = bundle_overrides(name, dataset_dir, vdir, epochs, tiny, seed, widths, extra)
     args = {"overrides": ov, "scales": None if scales is None else [float(s) for s in scales]}
+    if eval_dataset_dir is not None or eval_extra:
+        args["evaluation"] = {"dataset_dir": None if eval_dataset_dir is None else str(eval_dataset_dir),
+                              "overrides": dict(eval_extra or {})}
     if state_path.is_file():
         state = _read_json(state_path)
         if state.get("args") != json.loads(json.dumps(args)):
@@ -348,12 +355,14 @@ def _run_variant(
             )
     else:
         state = {"variant": name, "args": args}
+    name_ = name
+    name = job  # log lines and the sweep's model name use the job name
     if state.get("evaluation_finished") and (vdir / "eval" / "scale_sweep.json").is_file():
         log(f"[{name}] already trained and evaluated: skipped ({vdir})")
         return state
     vdir.mkdir(parents=True, exist_ok=True)
     if "parameters" not in state:
-        state["parameters"] = count_parameters(name, ov)
+        state["parameters"] = count_parameters(name_, ov)
     log(f"[{name}] {state['parameters']} trainable parameters")
     _write_json(state_path, state)
 
@@ -363,7 +372,9 @@ def _run_variant(
                json.dumps(_config_files(spec, evaluating=False)), *_cli(ov), "--resume", _cli_value(resume)]
         log(f"[{name}] training{' (resuming from last.pt)' if resume else ''}; log: {vdir / 'train.log'}")
         progress = _Progress(name, log, state, state_path, vdir / TRAINING_STATUS)
+        t_train = time.perf_counter()
         rc = _run_logged(cmd, vdir / "train.log", env, progress.poll)
+        state["training_wall_s"] = round(state.get("training_wall_s", 0.0) + time.perf_counter() - t_train, 3)
         if rc != 0:
             raise RuntimeError(f"training failed (exit status {rc}); see {vdir / 'train.log'}")
         trained = read_status(vdir / TRAINING_STATUS) or {}  # _run_logged polled it a last time after the exit
@@ -379,6 +390,9 @@ def _run_variant(
         eval_ov.update(TINY_SWEEP)
     if scales is not None:
         eval_ov["scales"] = [float(s) for s in scales]
+    if eval_dataset_dir is not None:
+        eval_ov["dataset_dir"] = str(eval_dataset_dir)
+    eval_ov.update(dict(eval_extra or {}))
     eval_ov["sweep#model_name"] = name
     cmd = [python, "-m", "monai.bundle", "run", "evaluating", "--config_file",
            json.dumps(_config_files(spec, evaluating=True)), *_cli(eval_ov)]

@@ -2,6 +2,7 @@
 
 Usage::
 
+    seunet-experiment --preset monuseg-cpu --source ../shared/data/monuseg-train --out O [--dry-run]
     seunet-experiment --dataset-dir D --out O \
         --variants seunet,cnn,unet,sesn,disco,seunet_fixed,seunet_free [--epochs N] [--tiny] [--scales 0.5,1,2] \
         [--seed S] [--widths 20,40,80,160,320] [--override KEY=VALUE ...]
@@ -11,7 +12,9 @@ of the bundle folder, ``python -m seunet_monai bundle-path``, merged last) into 
 ``O/comparison.csv``, ``O/comparison.md`` and ``O/iou_vs_scale.png`` are written. Rerunning the same command
 resumes: finished variants are skipped, interrupted trainings continue from ``last.pt``. Exit status 1 when a
 variant failed.
-See :mod:`seunet_monai.experiment`.
+See :mod:`seunet_monai.experiment`; ``--preset`` runs a fixed protocol instead (:mod:`seunet_monai.reproduction`:
+data preparation from ``--source``, every job, ``O/reproduction.md``); ``--dry-run`` lists its jobs with their
+estimated times and runs nothing.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import sys
 from typing import Any
 
 from seunet_monai.experiment import VARIANTS, run_experiment
+from seunet_monai.reproduction import PRESETS, run_preset
 
 __all__ = ["main"]
 
@@ -49,7 +53,12 @@ def _override(text: str) -> tuple[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="seunet-experiment", description=__doc__.splitlines()[0])
-    parser.add_argument("--dataset-dir", required=True, help="dataset folder (datalist.json; generated when absent)")
+    parser.add_argument("--preset", choices=sorted(PRESETS), default=None,
+                        help="run a fixed protocol (data, models, recipe, seeds, scales) instead of the options below")
+    parser.add_argument("--source", default=None, help="with --preset: the MoNuSeg training set folder "
+                        "(images/, masks/, annotations/)")
+    parser.add_argument("--dry-run", action="store_true", help="with --preset: list the jobs and estimated times only")
+    parser.add_argument("--dataset-dir", default=None, help="dataset folder (datalist.json; generated when absent)")
     parser.add_argument("--out", required=True, help="experiment folder")
     parser.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated, from {','.join(VARIANTS)}")
     parser.add_argument("--epochs", type=int, default=None, help="training epochs (default: the bundle's)")
@@ -63,6 +72,18 @@ def main(argv: list[str] | None = None) -> int:
                         help="a bundle override applied to every command of every variant, e.g. "
                              "scale_augmentation=true (repeatable)")
     args = parser.parse_args(argv)
+    log = lambda s: print(s, flush=True)  # noqa: E731
+    if args.preset is not None:
+        if args.source is None:
+            parser.error("--preset needs --source DIR (the MoNuSeg training set: images/, masks/, annotations/)")
+        try:
+            result = run_preset(args.preset, args.source, args.out, dry_run=args.dry_run, log=log)
+        except (ValueError, FileNotFoundError, NotADirectoryError) as e:
+            print(f"seunet-experiment: error: {e}", file=sys.stderr)
+            return 2
+        return 1 if result["failed"] else 0
+    if args.dataset_dir is None:
+        parser.error("--dataset-dir is required (or use --preset)")
     try:
         widths = None if args.widths is None else [int(v) for v in args.widths.split(",")]
     except ValueError:
@@ -71,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         result = run_experiment(args.dataset_dir, args.out, [v for v in args.variants.split(",") if v],
                                 epochs=args.epochs, tiny=args.tiny, scales=args.scales, seed=args.seed,
                                 widths=widths, overrides=dict(args.override) or None,
-                                log=lambda s: print(s, flush=True))
+                                log=log)
     except (ValueError, FileNotFoundError, NotADirectoryError) as e:
         print(f"seunet-experiment: error: {e}", file=sys.stderr)
         return 2
