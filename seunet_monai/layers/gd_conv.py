@@ -60,6 +60,7 @@ __all__ = ["GDConv", "IMPLEMENTATIONS"]
 IMPLEMENTATIONS = ("fast", "dense")
 
 _CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
+_REDUCED = (torch.bfloat16, torch.float16)
 
 
 class GDConv(nn.Module):
@@ -280,10 +281,30 @@ class GDConv(nn.Module):
                 # contiguous (not channels-last): oneDNN's backward for large dense kernels in channels-last took
                 # 100x longer than in contiguous format on CPU (torch 2.13, 17x17 and 23x23 kernels)
                 xk = xk.contiguous()
-            for w, padding, channels in smooth or ():
-                xk = conv(xk, w, padding=padding, groups=channels)
+            if smooth:
+                xk = self._smooth(xk, smooth)
             outs.append(conv(xk, weight, bias, padding=pad))
         return torch.cat(outs, dim=0)
+
+    def _smooth(self, x: torch.Tensor, smooth: list) -> torch.Tensor:
+        """The separable Gaussian passes of one group (``smooth``: per axis ``(weight, padding, groups)``).
+
+        On the CPU in reduced precision (bfloat16 / float16 input, or under ``torch.autocast("cpu")``) they run in
+        float32 and the result is cast back to the input's dtype: oneDNN's bfloat16 depthwise convolution along
+        the last axis of a channels-last tensor does not return for kernels of 15 taps and more (torch 2.13,
+        σ ≳ 3.5), and these passes are a small share of the layer's multiply-adds.
+        """
+        conv = _CONV[self.spatial_dims]
+        if x.device.type == "cpu" and (x.dtype in _REDUCED or torch.is_autocast_enabled("cpu")):
+            dtype = x.dtype
+            with torch.autocast("cpu", enabled=False):
+                x = x.float()
+                for w, padding, channels in smooth:
+                    x = conv(x, w.float(), padding=padding, groups=channels)
+            return x.to(dtype)
+        for w, padding, channels in smooth:
+            x = conv(x, w, padding=padding, groups=channels)
+        return x
 
     # ------------------------------------------------------------------ inference cache
     def _can_cache(self, norm: nn.Module | None) -> bool:

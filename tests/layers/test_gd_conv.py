@@ -41,6 +41,25 @@ def test_fast_path_equals_dense_in_float32_channels_last():
     torch.testing.assert_close(fast, layer(x), rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.timeout(60)
+def test_bfloat16_autocast_on_cpu_with_wide_kernels_returns_and_matches_float32():
+    # σ up to 5 gives 1-D kernels of more than 15 taps: oneDNN's bfloat16 depthwise pass along the last axis of a
+    # channels-last tensor did not return there; the smoothing runs in float32, the 3x3 stage in bfloat16
+    torch.manual_seed(0)
+    layer = GDConv(2, 4, 4, [(3.5, 4.0), (4.5, 5.0)], order=2)
+    x = torch.randn(4, 4, 34, 32).contiguous(memory_format=torch.channels_last)
+    ref = layer(x)
+    assert max(layer.kernel_sizes()) >= 15
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = layer(x)
+        out.float().sum().backward()
+    assert out.dtype == torch.bfloat16 and layer.alpha.grad is not None
+    # bfloat16 keeps 8 bits of mantissa, and the central differences of the 3x3 stage cancel: 5.9 % here (order 2)
+    assert ((out.float() - ref).norm() / ref.norm()).item() < 0.1
+    layer_bf16 = GDConv(2, 4, 4, [(3.5, 4.0), (4.5, 5.0)], order=2).to(torch.bfloat16)
+    assert layer_bf16(x.to(torch.bfloat16)).dtype == torch.bfloat16
+
+
 @pytest.mark.parametrize("discretization", ["hybrid", "sampled"])
 def test_gradients_reach_alpha_and_sigma(discretization):
     layer = _layer(order=1, discretization=discretization, cin=2, cout=2)
