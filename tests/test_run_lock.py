@@ -50,6 +50,9 @@ def test_default_training_folder_is_a_run_folder_and_evaluation_keeps_the_shippe
     ckpt = Path(train.get_parsed_content("ckpt_dir"))
     assert ckpt == Path(train.get_parsed_content("output_dir")) / "models" and ckpt != root / "models"
     assert train["overwrite"] is False and "$@run_folder" in train["training"]
+    multi = ConfigParser()
+    multi.read_config([str(CONFIGS / "train.json"), str(CONFIGS / "multi_gpu_train.json")])
+    assert "$@run_folder" in multi["training"]
     evaluate = ConfigParser()
     evaluate.read_config([str(CONFIGS / "train.json"), str(CONFIGS / "evaluate.json")])
     assert Path(evaluate.get_parsed_content("eval_checkpoint")) == root / "models" / "model.pt"
