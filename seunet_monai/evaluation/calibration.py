@@ -344,6 +344,9 @@ def calibrate_scale_fusion(
         # the speed, measured on the first image at the scale nearest 1 (a pass the calibration needs anyway)
         probe = min(range(len(rows)), key=lambda j: abs(math.log(row_scales[j])))
         probe_row = rows[probe]
+        logger.info("scale calibration: up to %d image(s) x %d scales (%s); timing the first pass (%s at scale %.3g) "
+                    "to plan within the budget.", len(images), len(rows),
+                    _mpx(sum(im.pixels(row_scales) for im in images)), images[0].name, row_scales[probe])
         t_probe = time.perf_counter()
         measure(images[0], probe_row, row_scales[probe])
         probe_px = math.prod(scaled_size(images[0].image.shape[1:], row_scales[probe]))

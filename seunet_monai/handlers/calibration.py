@@ -122,7 +122,8 @@ class ScaleFusionCalibration:
             self.logger.info(f"scale-fusion calibration skipped: {type(net).__name__} has no fusion_* buffers.")
             return None
         if not self.checkpoint.is_file():
-            self.logger.warning(f"scale-fusion calibration skipped: {self.checkpoint} does not exist (no validation ran?).")
+            self.logger.warning(
+                f"scale-fusion calibration skipped: {self.checkpoint} does not exist (no validation ran?).")
             return None
         budget, note = None, None
         training = self.training_seconds(engine)

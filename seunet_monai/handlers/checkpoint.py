@@ -129,7 +129,8 @@ class ResumableCheckpoint:
         try:
             atomic_torch_save(self.path, self.state())
         except OSError as e:
-            kept = f"the previous {self.path.name} is intact" if self.path.is_file() else f"no {self.path.name} was written"
+            name = self.path.name
+            kept = f"the previous {name} is intact" if self.path.is_file() else f"no {name} was written"
             raise CheckpointError(
                 f"could not write {self.path}: {e.strerror or e} ({kept}); free space in {self.ckpt_dir} and "
                 "continue with --resume true."
@@ -203,7 +204,7 @@ class ResumableCheckpoint:
                 f"{self.path} holds a run whose learning-rate schedule ('{key}') lasts {int(saved['total_steps'])} "
                 f"iterations (about {int(saved['total_steps']) // length} epochs), the command configures "
                 f"{int(configured)} ({int(configured) // length} epochs, key 'epochs'): a one-cycle schedule cannot be "
-                f"stretched. Resume with the run's --epochs, or start a new run (another --output_dir) with the new one."
+                "stretched. Resume with the run's --epochs, or start a new run (another --output_dir) with the new one."
             )
 
 
@@ -342,7 +343,8 @@ class BestModelSaver(CheckpointSaver):
         try:
             super().metrics_completed(engine)
         except OSError as e:
-            kept = f"the previous {self.filename} is intact" if target.is_file() else f"no {self.filename} was written"
+            name = self.filename
+            kept = f"the previous {name} is intact" if target.is_file() else f"no {name} was written"
             raise CheckpointError(
                 f"could not write {target}: {e.strerror or e} ({kept}); free space in {self.save_dir} and continue "
                 "with --resume true."

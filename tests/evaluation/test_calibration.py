@@ -41,7 +41,8 @@ def test_default_scales_are_those_from_one_half_to_two() -> None:
         calibration_rows(profile, "some")
     net = _net()
     result = calibrate_scale_fusion(net, [dict(zip(("image", "label"), _image(24)))])
-    assert len(result["scales"]) == 9 and ScaleProfile.from_module(net).scales.tolist() == pytest.approx(result["scales"])
+    assert len(result["scales"]) == 9
+    assert ScaleProfile.from_module(net).scales.tolist() == pytest.approx(result["scales"])
 
 
 def test_overlapping_tiles_are_put_back_into_whole_images() -> None:
