@@ -14,7 +14,8 @@ OUT=${MAIN_OUT:-runs/main}
 SHORT=(--network_def#channels "[20,40,80,160,320]" --epochs "${MAIN_EPOCHS:-30}" --batch_size 4 --val_interval 10)
 DIRS=(--dataset_dir "$OUT/data" --output_dir "$OUT/logs" --ckpt_dir "$OUT/models")
 
-"$PY" -m monai.bundle run training --config_file bundle/configs/train.json "${DIRS[@]}" "${SHORT[@]}"
+# --overwrite true: a rerun trains afresh, replacing the previous run's checkpoints in $OUT/models
+"$PY" -m monai.bundle run training --config_file bundle/configs/train.json "${DIRS[@]}" "${SHORT[@]}" --overwrite true
 "$PY" -m monai.bundle run evaluating --config_file "['bundle/configs/train.json','bundle/configs/evaluate.json']" \
     "${DIRS[@]}" "${SHORT[@]}" --scales "${MAIN_SCALES:-[0.5,1,2]}"
 echo "test-split scores (dataset-wide IoU, scale 1): $OUT/logs/eval/metrics.json"
