@@ -170,7 +170,7 @@ class ResumableCheckpoint:
         if absent:
             self.logger.warning(f"{self.path} has no {absent} (written by an older version): not restored.")
         prior_max_epochs = engine.state.max_epochs
-        self._check_schedule(checkpoint, engine)
+        schedules = {k: getattr(v, "total_steps", None) for k, v in self.save_dict.items()}  # before loading
         to_load = {k: unwrap(v) for k, v in self.save_dict.items() if k in checkpoint}
         try:
             Checkpoint.load_objects(to_load=to_load, checkpoint=checkpoint, strict=True)
@@ -179,6 +179,7 @@ class ResumableCheckpoint:
                 f"checkpoint {str(self.path)!r} does not fit the configured training (key 'network_def' or the "
                 f"optimizer/scheduler settings differ): {str(e).splitlines()[0]}"
             ) from e
+        self._check_schedule(checkpoint, schedules, engine)
         if prior_max_epochs is not None and engine.state.epoch > prior_max_epochs:
             raise CheckpointError(
                 f"checkpoint {str(self.path)!r} is at epoch {engine.state.epoch}, beyond the configured "
@@ -191,11 +192,11 @@ class ResumableCheckpoint:
         )
 
 
-    def _check_schedule(self, checkpoint: Mapping[str, Any], engine: Engine) -> None:
-        """Refuse a checkpoint whose learning-rate schedule has another length than the configured one (e.g.
-        ``--resume true --epochs 6`` on a run of 4 epochs: ``OneCycleLR`` would fail past its last step)."""
-        for key, obj in self.save_dict.items():
-            configured = getattr(obj, "total_steps", None)
+    def _check_schedule(self, checkpoint: Mapping[str, Any], schedules: Mapping[str, Any], engine: Engine) -> None:
+        """Refuse a checkpoint whose learning-rate schedule has another length than the configured one
+        (``schedules``: ``total_steps`` of each object before loading), e.g. ``--resume true --epochs 6`` on a run
+        of 4 epochs: ``OneCycleLR`` would fail past its last step."""
+        for key, configured in schedules.items():
             saved = checkpoint.get(key)
             if configured is None or not isinstance(saved, Mapping) or saved.get("total_steps") in (None, configured):
                 continue
