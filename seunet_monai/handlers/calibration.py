@@ -75,8 +75,8 @@ class ScaleFusionCalibration:
             isinstance(time_fraction, (int, float)) and math.isfinite(time_fraction) and time_fraction > 0
         ):
             raise ConfigValueError(
-                f"calibration#time_fraction must be a number > 0 (0.2: at most 20% of the training time) or null "
-                f"for no time budget, got {time_fraction!r}."
+                "calibration#time_fraction must be a number > 0 (0.2: at most 20% of the training time) or null "
+                f"(None on the command line) for no time budget, got {time_fraction!r}."
             )
         self.network = network
         self.checkpoint = Path(checkpoint)
