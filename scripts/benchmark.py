@@ -21,6 +21,13 @@ Measures, in one run (both sides of every ratio in the same process, interleaved
   (megapixels per second), ``seunet_infer_vs_unet`` (time ratio SEUNet / UNet), and the peak tensor memory
   of one window (``*_infer_window_peak_mb``). ``--infer-repeats`` (default 1) sets its repetitions.
 
+- ``--cpu-options``: instead of the cases above, the CPU recipe of ``seunet-experiment --preset monuseg-cpu``
+  (widths 20..320, one training step at batch 20 of 128² crops, one eval-mode prediction of a 1000×1000 image as
+  the scale sweep makes it) for SEUNet and the paper's CNN (``CNNUNet``), each in float32 (the reference),
+  under ``torch.autocast("cpu", dtype=torch.bfloat16)`` and in ``channels_last`` -> ``cpu_options`` (ms per case)
+  and ``cpu_options_ratio`` (option / float32, both measured in this run, interleaved). ``--compile`` adds
+  ``torch.compile`` (its compile time is reported apart).
+
 ``--quick`` shrinks everything (a demo that runs in well under a minute); its figures are not the contract's.
 """
 
@@ -174,6 +181,66 @@ def _inference_case(args, res: dict, seunet: torch.nn.Module, unet: torch.nn.Mod
           f"UNet {res['unet_infer_mpx_s']:.3f} Mpx/s, time ratio {res['seunet_infer_vs_unet']:.2f}")
 
 
+def _cpu_option_cases(quick: bool, with_compile: bool) -> dict:
+    """Callables per ``(network, stage, option)`` for ``--cpu-options`` (see the module docstring)."""
+    from seunet_monai.networks import SEUNet
+    from seunet_monai.networks.cnn import CNNUNet
+
+    widths = (5, 10, 20, 40, 80) if quick else (20, 40, 80, 160, 320)
+    batch, crop, image = (2, 64, 128) if quick else (20, 128, 1000)
+    x, y = torch.randn(batch, 3, crop, crop), torch.randint(0, 2, (batch, crop, crop))
+    big = torch.randn(1, 3, image, image)
+    cases: dict = {}
+    for name, cls in (("seunet", SEUNet), ("cnn", CNNUNet)):
+        options = ["fp32", "bf16", "channels_last"] + (["compile"] if with_compile else [])
+        for option in options:
+            torch.manual_seed(0)
+            kw = {"num_scales": 5} if cls is SEUNet else {}
+            net = cls(spatial_dims=2, in_channels=3, out_channels=2, channels=widths, **kw)
+            xs, bigs = x, big
+            if option == "channels_last":
+                net = net.to(memory_format=torch.channels_last)
+                xs, bigs = x.contiguous(memory_format=torch.channels_last), big.contiguous(memory_format=torch.channels_last)
+            model = torch.compile(net) if option == "compile" else net
+            step = _train_step(model, xs, y)
+            bf16 = option == "bf16"
+
+            def train(step=step, bf16=bf16, net=net) -> None:
+                net.train()
+                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                    step()
+
+            def predict(model=model, net=net, bigs=bigs, bf16=bf16) -> None:
+                net.eval()
+                with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                    model(bigs)
+
+            cases[(name, "train_step", option)] = train
+            cases[(name, "predict_1000px", option)] = predict
+    return cases
+
+
+def _cpu_options(args, res: dict) -> None:
+    cases = _cpu_option_cases(args.quick, args.compile)
+    if args.compile:
+        for key, fn in cases.items():
+            if key[2] == "compile":
+                t0 = time.perf_counter()
+                try:
+                    fn()
+                except Exception as e:  # noqa: BLE001 - a failing option is reported, the others still measured
+                    res.setdefault("compile_failed", {})["/".join(key[:2])] = f"{type(e).__name__}: {e}"[:300]
+                    cases[key] = None
+                res.setdefault("compile_first_call_s", {})["/".join(key[:2])] = round(time.perf_counter() - t0, 1)
+        cases = {k: v for k, v in cases.items() if v is not None}
+    t = _time_interleaved({"/".join(k): fn for k, fn in cases.items()}, args.repeats, torch.device("cpu"))
+    res["cpu_options"] = t
+    res["cpu_options_ratio"] = {k: v / t[k.rsplit("/", 1)[0] + "/fp32"] for k, v in t.items() if not k.endswith("/fp32")}
+    for k, v in t.items():
+        ratio = res["cpu_options_ratio"].get(k)
+        print(f"{k:36s} {v:9.0f} ms" + ("" if ratio is None else f"   option / fp32 = {ratio:.2f}"))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--json", help="write the figures to this JSON file")
@@ -183,6 +250,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--infer-repeats", type=int, default=1, help="timed repetitions of the inference case")
     parser.add_argument("--only-inference", action="store_true", help="run the inference case alone")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (torch.set_num_threads); default: torch's")
+    parser.add_argument("--cpu-options", action="store_true",
+                        help="float32 / bfloat16 autocast / channels_last at the CPU protocol's sizes, alone")
+    parser.add_argument("--compile", action="store_true", help="with --cpu-options: also torch.compile")
     args = parser.parse_args(argv)
     if args.threads is not None:
         if args.threads < 1:
@@ -199,6 +269,9 @@ def main(argv: list[str] | None = None) -> int:
         "load_avg_start": _load_avg(),
     }
 
+    if args.cpu_options:
+        _cpu_options(args, res)
+        return _write(args, res)
     if args.only_inference:
         seunet, unet = _nets(args.quick)
         _inference_case(args, res, seunet.to(device), unet.to(device), device)
