@@ -14,6 +14,7 @@ BUNDLE_FILES = [
     "configs/variants/*.json",
     "configs/schema/*.json",
     "docs/*.md",
+    "docs/figures/*.png",
     "models/model.pt",
     "models/stain_reference.json",
 ]

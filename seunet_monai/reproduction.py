@@ -111,7 +111,7 @@ class Preset:
     eval_overrides: Mapping[str, Any]
     epoch_s: Mapping[str, float] = field(default_factory=dict)
     sweep_s: Mapping[str, float] = field(default_factory=dict)
-    prepare_s: float = 150.0
+    prepare_s: float = 120.0
 
 
 def _monuseg_cpu_jobs() -> tuple[Job, ...]:
@@ -140,10 +140,13 @@ PRESETS: dict[str, Preset] = {
         # whole images up to 2048² (scales <= 2); larger ones in 1024² windows overlapping by 1/4
         eval_overrides={"sweep#min_window": 1024, "sweep#overlap": 0.25, "sweep#num_examples": 1,
                         "progress": False},
-        epoch_s={"seunet": 45.0, "cnn": 35.0, "unet": 40.0, "sesn": 60.0, "disco": 60.0, "seunet_fixed": 45.0,
-                 "seunet_free": 45.0},
-        sweep_s={"seunet": 400.0, "cnn": 300.0, "unet": 300.0, "sesn": 500.0, "disco": 500.0,
-                 "seunet_fixed": 400.0, "seunet_free": 400.0},
+        # measured on the 2-core CPU (2026-12-07, load ~2 from the job alone): seunet 941 s for 6 epochs (the first 3
+        # slowed by other jobs; ~75 s idle) and a 1717 s sweep; cnn 320 s and 937 s; unet ~80 s per epoch;
+        # sesn, disco: not yet measured (guesses)
+        epoch_s={"seunet": 75.0, "cnn": 55.0, "unet": 80.0, "sesn": 110.0, "disco": 110.0, "seunet_fixed": 75.0,
+                 "seunet_free": 75.0},
+        sweep_s={"seunet": 1720.0, "cnn": 940.0, "unet": 950.0, "sesn": 2000.0, "disco": 2000.0,
+                 "seunet_fixed": 1720.0, "seunet_free": 1720.0},
     ),
 }
 
