@@ -122,3 +122,13 @@ def test_tiny_preset_runs_end_to_end_and_resumes(tmp_path, monkeypatch):
     rep.run_preset("tiny", FIXTURE, out, log=lines.append)
     assert any("already trained and evaluated" in s for s in lines)
     assert any(s.strip().startswith("done") for s in lines)
+
+
+def test_ctrl_c_is_one_line_saying_how_to_resume(tmp_path, monkeypatch, capsys):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "run_preset", interrupted)
+    rc = cli.main(["--preset", "monuseg-cpu", "--source", str(tmp_path), "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 130 and len(err) == 1 and "run the same command again" in err[0]

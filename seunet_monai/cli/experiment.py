@@ -81,6 +81,10 @@ def main(argv: list[str] | None = None) -> int:
         except (ValueError, FileNotFoundError, NotADirectoryError) as e:
             print(f"seunet-experiment: error: {e}", file=sys.stderr)
             return 2
+        except KeyboardInterrupt:
+            print(f"seunet-experiment: interrupted; finished jobs are kept in {args.out}: run the same command again "
+                  "to resume.", file=sys.stderr)
+            return 130
         return 1 if result["failed"] else 0
     if args.dataset_dir is None:
         parser.error("--dataset-dir is required (or use --preset)")
