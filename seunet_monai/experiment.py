@@ -337,11 +337,11 @@ def _run_variant(
     eval_dataset_dir: Path | None = None,
     eval_extra: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    spec = VARIANTS[name]
-    job = job or name
-    vdir = out / job
+    variant, name = name, job or name  # the variant builds the network; the job name labels folder, logs and sweep
+    spec = VARIANTS[variant]
+    vdir = out / name
     state_path = vdir / STATE_FILE
-    ov = bundle_overrides(name, dataset_dir, vdir, epochs, tiny, seed, widths, extra)
+    ov = bundle_overrides(variant, dataset_dir, vdir, epochs, tiny, seed, widths, extra)
     args = {"overrides": ov, "scales": None if scales is None else [float(s) for s in scales]}
     if eval_dataset_dir is not None or eval_extra:
         args["evaluation"] = {"dataset_dir": None if eval_dataset_dir is None else str(eval_dataset_dir),
@@ -354,15 +354,13 @@ def _run_variant(
                 f"the same arguments or another --out folder."
             )
     else:
-        state = {"variant": name, "args": args}
-    name_ = name
-    name = job  # log lines and the sweep's model name use the job name
+        state = {"variant": variant, "args": args}
     if state.get("evaluation_finished") and (vdir / "eval" / "scale_sweep.json").is_file():
         log(f"[{name}] already trained and evaluated: skipped ({vdir})")
         return state
     vdir.mkdir(parents=True, exist_ok=True)
     if "parameters" not in state:
-        state["parameters"] = count_parameters(name_, ov)
+        state["parameters"] = count_parameters(variant, ov)
     log(f"[{name}] {state['parameters']} trainable parameters")
     _write_json(state_path, state)
 

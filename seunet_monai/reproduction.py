@@ -307,9 +307,10 @@ def _sweep_rows(out: Path, job: Job) -> list[dict[str, Any]]:
     return read_csv_rows(path) if path.is_file() else []
 
 
-def _model_strategies(variant: str, strategies: Sequence[str]) -> list[str]:
-    """The rows a model contributes to Table 2: one-head models their single output, SEUNet-like every fusion."""
-    if VARIANTS[variant].width_key == "features" or variant == "cnn":
+def _model_strategies(strategies: Sequence[str]) -> list[str]:
+    """The rows a model contributes to Table 2: a one-head model its single output (its fusions equal it), a
+    multi-head model every fusion its sweep has."""
+    if "head2" not in strategies:
         return ["head1"]
     return [s for s in ("mean", "pdist", "pens", "scale") if s in strategies]
 
@@ -338,7 +339,7 @@ def write_reproduction(out: str | os.PathLike, preset: Preset) -> list[str]:
             pending.append(job.name)
             continue
         strategies = sorted({r["strategy"] for r in rows})
-        for strat in _model_strategies(job.variant, strategies):
+        for strat in _model_strategies(strategies):
             curves[(job.variant, strat)][job.seed] = {float(r["scale"]): float(r["iou"]) for r in rows
                                                       if r["strategy"] == strat}
         m = meta[job.variant]

@@ -82,8 +82,8 @@ def test_report_pools_seeds_and_sets_the_paper_beside_ours(tmp_path):
                                              rep.Job("cnn", "cnn", 0), rep.Job("unet", "unet", 0)),
                         1, (2, 2, 2, 2, 2), (0.5, 1.0), {}, {})
     fusions = ("mean", "pdist", "pens")
-    _finished_job(tmp_path, "seunet", "seunet", {s: {0.5: 0.50, 1.0: 0.60} for s in fusions + ("head1",)})
-    _finished_job(tmp_path, "seunet-seed1", "seunet-seed1", {s: {0.5: 0.54, 1.0: 0.64} for s in fusions + ("head1",)})
+    _finished_job(tmp_path, "seunet", "seunet", {s: {0.5: 0.50, 1.0: 0.60} for s in fusions + ("head1", "head2")})
+    _finished_job(tmp_path, "seunet-seed1", "seunet-seed1", {s: {0.5: 0.54, 1.0: 0.64} for s in fusions + ("head1", "head2")})
     _finished_job(tmp_path, "cnn", "cnn", {"head1": {0.5: 0.40, 1.0: 0.60}, "pens": {0.5: 0.40, 1.0: 0.60}})
     files = rep.write_reproduction(tmp_path, preset)
     md = (tmp_path / "reproduction.md").read_text()
