@@ -29,6 +29,7 @@ import torch
 __all__ = [
     "FUSION_STRATEGIES",
     "PAPER_STRATEGIES",
+    "argmax",
     "fuse",
     "head_margins",
     "parse_strategy",
@@ -76,8 +77,19 @@ def head_margins(probs: torch.Tensor) -> torch.Tensor:
     Returns:
         margins ``(B, Ω, *spatial)``.
     """
-    top2 = probs.topk(2, dim=2).values
-    return top2[:, :, 0] - top2[:, :, 1]
+    n = probs.shape[2]
+    if n < 2:
+        raise ValueError(f"head_margins: need at least 2 classes (dim 2), got {n}.")
+    if n == 2:
+        return (probs[:, :, 1] - probs[:, :, 0]).abs()
+    # the two largest by elementwise passes (torch.topk over this short axis is slow on the CPU)
+    first = torch.maximum(probs[:, :, 0], probs[:, :, 1])
+    second = torch.minimum(probs[:, :, 0], probs[:, :, 1])
+    for c in range(2, n):
+        x = probs[:, :, c]
+        second = torch.maximum(second, torch.minimum(first, x))
+        first = torch.maximum(first, x)
+    return first - second
 
 
 def fuse(probs: torch.Tensor, strategy: str = "pens", profile: Any = None, temperature: float = 0.01) -> torch.Tensor:
@@ -119,11 +131,38 @@ def fuse(probs: torch.Tensor, strategy: str = "pens", profile: Any = None, tempe
     margins = head_margins(probs)
     if kind == "pdist":
         # ties between heads' margins go to the lowest head index (argmax returns the first maximum)
-        best = margins.argmax(dim=1, keepdim=True).unsqueeze(2)  # (B, 1, 1, *spatial)
+        best = argmax(margins, dim=1, keepdim=True).unsqueeze(2)  # (B, 1, 1, *spatial)
         index = best.expand(-1, 1, probs.shape[2], *probs.shape[3:])
         return probs.gather(1, index).squeeze(1)
     weights = torch.softmax(margins, dim=1).unsqueeze(2)  # (B, Ω, 1, *spatial)
     return (weights * probs).sum(dim=1)
+
+
+def argmax(x: torch.Tensor, dim: int = 1, keepdim: bool = False) -> torch.Tensor:
+    """``torch.argmax(x, dim, keepdim)`` for a short ``dim`` (classes, heads), computed by elementwise comparisons.
+
+    The result is identical to ``torch.argmax`` for finite inputs (ties go to the lowest index), and much faster on
+    the CPU, where ``torch.argmax`` over a short, non-innermost axis is slow (``bundle/docs/benchmarks.md``).
+
+    Args:
+        x: scores with the reduced axis ``dim``; finite values (NaN is not treated as a maximum).
+        dim: axis to reduce.
+        keepdim: keep ``dim`` with size 1.
+
+    Returns:
+        int64 indices, the shape of ``x`` without ``dim`` (or with size 1 there).
+    """
+    n = x.shape[dim]
+    if n == 0 or n > 32 or x.ndim == 0:
+        return torch.argmax(x, dim=dim, keepdim=keepdim)
+    best = x.select(dim, 0)
+    index = torch.zeros(best.shape, dtype=torch.int64, device=x.device)
+    for k in range(1, n):
+        xk = x.select(dim, k)
+        better = xk > best
+        index.masked_fill_(better, k)
+        best = torch.maximum(best, xk)
+    return index.unsqueeze(dim) if keepdim else index
 
 
 def winning_head(probs: torch.Tensor) -> torch.Tensor:
@@ -139,7 +178,7 @@ def winning_head(probs: torch.Tensor) -> torch.Tensor:
         raise ValueError(f"winning_head: probs must be (B, Ω, C, *spatial), got shape {tuple(probs.shape)}.")
     if probs.shape[2] < 2:
         raise ValueError(f"winning_head: need at least 2 classes (dim 2), got {probs.shape[2]}.")
-    return head_margins(probs).argmax(dim=1)
+    return argmax(head_margins(probs), dim=1)
 
 
 def __getattr__(name: str) -> Any:

@@ -43,6 +43,8 @@ from monai.metrics import ConfusionMatrixMetric, compute_confusion_matrix_metric
 from monai.metrics.confusion_matrix import get_confusion_matrix
 from monai.utils import convert_to_tensor
 
+from seunet_monai.fusion import argmax
+
 __all__ = [
     "ConfusionIoU",
     "SegmentationScores",
@@ -64,7 +66,7 @@ def as_class_indices(x: torch.Tensor, name: str = "input") -> torch.Tensor:
         raise ValueError(f"{name}: expected (B, 1, *spatial) indices or (B, C, *spatial) scores, got {tuple(x.shape)}.")
     if x.shape[1] == 1:
         return x[:, 0].round().long() if x.is_floating_point() else x[:, 0].long()
-    return x.argmax(dim=1)
+    return argmax(x, dim=1)
 
 
 def masked_onehot(

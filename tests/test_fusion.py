@@ -6,7 +6,16 @@ import pytest
 import torch
 from monai.data import MetaTensor
 
-from seunet_monai.fusion import FUSION_STRATEGIES, Fuse, Fused, fuse, head_margins, parse_strategy, winning_head
+from seunet_monai.fusion import (
+    FUSION_STRATEGIES,
+    Fuse,
+    Fused,
+    argmax,
+    fuse,
+    head_margins,
+    parse_strategy,
+    winning_head,
+)
 
 
 def _two_heads() -> torch.Tensor:
@@ -23,6 +32,20 @@ def test_margins_from_top_two() -> None:
 def test_margin_zero_for_tied_maxima() -> None:
     p = torch.tensor([[0.45, 0.45, 0.10]]).reshape(1, 1, 3, 1)
     assert head_margins(p).item() == pytest.approx(0.0)
+
+
+@pytest.mark.parametrize("classes", [2, 3, 5])
+def test_margins_equal_the_top_two_of_topk(classes: int) -> None:
+    p = torch.softmax(torch.randn(2, 4, classes, 9, 7, generator=torch.Generator().manual_seed(classes)), dim=2)
+    top2 = p.topk(2, dim=2).values
+    assert torch.allclose(head_margins(p), top2[:, :, 0] - top2[:, :, 1], atol=1e-7)
+
+
+@pytest.mark.parametrize("keepdim", [False, True])
+def test_argmax_equals_torch_argmax_on_every_axis(keepdim: bool) -> None:
+    x = torch.randint(0, 3, (2, 3, 4, 5)).float()  # many ties: the first maximum wins, as in torch.argmax
+    for dim in range(-x.ndim, x.ndim):
+        assert torch.equal(argmax(x, dim, keepdim), torch.argmax(x, dim=dim, keepdim=keepdim))
 
 
 def test_pdist_picks_confident_head() -> None:

@@ -53,6 +53,7 @@ from seunet_monai.data.io import atomic_torch_save, atomic_write_bytes, atomic_w
 from seunet_monai.evaluation.heads import is_multihead, output_heads_mode
 from seunet_monai.evaluation.items import item_name, iterate_items, prepare_item
 from seunet_monai.evaluation.rescale import rescale_image, rescale_label, scaled_size
+from seunet_monai.fusion import argmax
 from seunet_monai.inferers import MIN_WINDOW, WHOLE_IMAGE_PIXELS, predict_heads, sweep_window
 from seunet_monai.metrics import SegmentationScores
 from seunet_monai.networks.utils import unwrap
@@ -335,7 +336,7 @@ def calibrate_scale_fusion(
         inferer = _inferer(img_s.shape[1:], roi_size, overlap, sw_batch_size)
         probs = predict_heads(net, img_s, inferer, device).cpu()  # (1, Ω, C, *spatial)
         for k in range(omega):
-            scores[(r, k)].update(probs[:, k].argmax(1, keepdim=True), lab_s)
+            scores[(r, k)].update(argmax(probs[:, k], 1, keepdim=True), lab_s)
         sig = head_signature(probs)[0].cpu()
         sig_sum[r] += torch.nan_to_num(sig, nan=0.0)
         sig_count[r] += torch.isfinite(sig).double()

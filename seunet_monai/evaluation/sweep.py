@@ -75,7 +75,7 @@ from seunet_monai.evaluation.scale_estimation import (
     relative_scale_estimates,
     scale_correlation,
 )
-from seunet_monai.fusion import fuse, winning_head
+from seunet_monai.fusion import argmax, fuse, winning_head
 from seunet_monai.handlers.status import write_status
 from seunet_monai.inferers import MIN_WINDOW, WHOLE_IMAGE_PIXELS, predict_heads, sweep_window
 from seunet_monai.metrics import SegmentationScores
@@ -309,7 +309,7 @@ class ScaleSweep:
             weights, estimate = scale_head_weights(probs, run.profile)
         for st in run.strategies:
             fused = apply_head_weights(probs, weights) if st == "scale" else fuse(probs, st, profile=run.profile)
-            pred = fused.argmax(dim=1, keepdim=True)
+            pred = argmax(fused, dim=1, keepdim=True)
             try:
                 run.scores[(s, st)].update(pred, label_s)
             except ValueError as e:
@@ -323,7 +323,7 @@ class ScaleSweep:
             run.examples.append({
                 "name": name, "scale": s, "strategy": "pens", "num_heads": run.omega,
                 "image": _thumb(img_s, run.spatial_dims), "label": _thumb(label_s[0, 0], run.spatial_dims),
-                "pred": _thumb(fuse(probs, "pens").argmax(1)[0], run.spatial_dims),
+                "pred": _thumb(argmax(fuse(probs, "pens"), 1)[0], run.spatial_dims),
                 "winner": _thumb(winning_head(probs)[0], run.spatial_dims),
             })
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from seunet_monai.fusion import fuse
+from seunet_monai.fusion import argmax, fuse
 
 __all__ = [
     "display_batch_transform",
@@ -76,7 +76,7 @@ def prediction_display(pred: torch.Tensor, strategy: str = "pens", profile: Any 
     p = torch.as_tensor(pred).float()
     fused = fuse(p[None], strategy, profile=profile)[0] if p.ndim >= 4 else p
     classes = fused.shape[0]
-    return fused.argmax(0, keepdim=True).float() / max(classes - 1, 1)
+    return argmax(fused, 0, keepdim=True).float() / max(classes - 1, 1)
 
 
 def display_batch_transform(num_classes: int, image_key: str = "image", label_key: str = "label") -> Callable:
