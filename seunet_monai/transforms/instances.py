@@ -1,0 +1,288 @@
+"""Nucleus instances from fused class probabilities: MONAI transforms and the resolution they work in.
+
+- :class:`NucleusInstances` / :class:`NucleusInstancesd`: class probabilities ``(C, H, W)`` (nucleus = class
+  ``nucleus_class``) -> instance labels ``(1, H, W)``, 0 = background, 1..N = nuclei;
+- :func:`pixel_size_of`: the pixel size in µm ``(row, column)`` of an argument or a ``MetaTensor``, or ``None``.
+
+Steps of :class:`NucleusInstances` (every size in µm, converted with the pixel size, so that the same
+physical nucleus gives the same objects at any resolution):
+
+1. Foreground: the pixels whose argmax over ``C`` is ``nucleus_class`` (the nucleus pixels of the class mask;
+   the instances never change the class mask), or ``probs[nucleus_class] > threshold`` when a threshold is
+   given.
+2. Holes: background regions enclosed by the foreground with an area of at most ``max_hole_area_um2`` become
+   foreground.
+3. Markers (one per nucleus): the h-maxima of the Euclidean distance to the background in µm (height
+   ``marker_h_um``), 8-connected; a plateau or ridge of the distance (an elongated nucleus) is one marker, and a
+   maximum that rises less than ``marker_h_um`` above the saddle to a higher one is not a marker of its own.
+   This is what splits touching nuclei at their neck without cutting one nucleus where the distance has
+   several nearly equal peaks (the straight cuts of ``peak_local_max`` markers with a fixed pixel spacing).
+   With a ``centre`` map, the markers are instead the connected components of ``centre > map_threshold``
+   inside the foreground; with a ``boundary`` map, the distance is measured in the foreground minus the pixels
+   with ``boundary > map_threshold`` (the nucleus interiors).
+4. Watershed (scikit-image ``watershed``) of the negated distance, or of the ``boundary`` map when given, from
+   the markers, inside the foreground; each foreground component left without a marker is one object.
+5. Objects with an area under ``min_nucleus_area_um2`` are removed (not merged into a neighbour); labels are
+   renumbered ``1..N`` in raster order of their first pixel.
+
+Resolution: ``pixel_size_um`` (µm per pixel, one value or ``(row, column)``), else the pixel size of the
+input ``MetaTensor``'s affine, read as µm. An identity affine is taken as *unknown*: it is what MONAI's readers
+write when a file states no resolution (PNG, MoNuSeg's TIFFs) and a ``MetaTensor``'s default. With the
+resolution unknown the transform raises a ``ValueError`` rather than fall back to pixel units, since
+thresholds in µm² applied to pixels would be off by the square of the pixel size. An affine whose pixel size
+lies outside ``[0.01, 100]`` µm (e.g. centimetres or millimetres from TIFF resolution tags) is refused too.
+Whoever builds the ``MetaTensor`` owns the unit of its affine: a spatial transform applied to an image with an
+identity affine (e.g. a zoom) makes an affine in *source pixels*, not µm, so pipelines that rescale should pass
+``pixel_size_um`` explicitly.
+
+MONAI's ``RemoveSmallObjects(by_measure=True)`` is not used for step 5: it reads a ``MetaTensor``'s pixdim even
+when ``pixdim`` is given, and an identity affine there means 1 µm per pixel.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Hashable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from monai.config import KeysCollection
+from monai.data import MetaTensor
+from monai.transforms import MapTransform, Transform
+from monai.utils import convert_to_dst_type
+from scipy import ndimage as ndi
+from skimage.morphology import h_maxima
+from skimage.segmentation import watershed
+
+__all__ = ["NucleusInstances", "NucleusInstancesd", "pixel_size_of"]
+
+_EIGHT = np.ones((3, 3), dtype=bool)
+_AFFINE_UM_RANGE = (0.01, 100.0)
+
+
+def pixel_size_of(x: Any = None, pixel_size_um: float | Sequence[float] | None = None) -> tuple[float, float] | None:
+    """The pixel size in µm ``(row, column)``: ``pixel_size_um`` when given, else that of ``x``'s affine, else ``None``.
+
+    Args:
+        x: an image ``(C, H, W)``; only a ``MetaTensor`` with a non-identity affine has a resolution.
+        pixel_size_um: µm per pixel, one value (square pixels) or ``(row, column)``; wins over ``x``.
+
+    Returns:
+        ``(row, column)`` µm per pixel, or ``None`` when the resolution is unknown (module docstring).
+
+    Raises:
+        ValueError: for a ``pixel_size_um`` that is not one or two positive finite numbers, or an affine whose
+            pixel size lies outside ``[0.01, 100]`` µm.
+    """
+    if pixel_size_um is not None:
+        values = np.atleast_1d(np.asarray(pixel_size_um, dtype=np.float64)).ravel()
+        if values.size not in (1, 2) or not np.all(np.isfinite(values)) or np.any(values <= 0):
+            raise ValueError(f"pixel_size_um must be one or two positive finite numbers (µm per pixel), got {pixel_size_um!r}.")
+        if values.size == 1:
+            values = np.repeat(values, 2)
+        return float(values[0]), float(values[1])
+    if not isinstance(x, MetaTensor):
+        return None
+    affine = np.asarray(x.affine, dtype=np.float64)
+    if affine.ndim != 2 or np.allclose(affine, np.eye(affine.shape[0])):
+        return None
+    spacing = np.asarray(x.pixdim, dtype=np.float64).ravel()
+    if spacing.size < 2:
+        return None
+    row, col = float(spacing[0]), float(spacing[1])
+    lo, hi = _AFFINE_UM_RANGE
+    if not (lo <= row <= hi and lo <= col <= hi):
+        raise ValueError(
+            f"pixel_size_um: the input's affine gives ({row:g}, {col:g}) per pixel, outside [{lo:g}, {hi:g}] µm "
+            "(another unit?); give pixel_size_um."
+        )
+    return row, col
+
+
+def _probability_map(value: Any, shape: tuple[int, int], name: str) -> np.ndarray:
+    """An extra map ``(H, W)`` or ``(1, H, W)`` as float64 ``(H, W)``."""
+    arr = np.asarray(value.detach().cpu() if isinstance(value, torch.Tensor) else value, dtype=np.float64)
+    if arr.ndim == 3 and arr.shape[0] == 1:
+        arr = arr[0]
+    if arr.shape != shape:
+        raise ValueError(f"{name} must be (H, W) or (1, H, W) with (H, W) = {shape}, got {arr.shape}.")
+    return arr
+
+
+def _fill_small_holes(foreground: np.ndarray, max_area_px: float) -> np.ndarray:
+    """``foreground`` with its enclosed background regions of at most ``max_area_px`` pixels filled."""
+    holes = ndi.binary_fill_holes(foreground) & ~foreground
+    if max_area_px <= 0 or not holes.any():
+        return foreground
+    lab, n = ndi.label(holes)  # background is 4-connected, as the 8-connected objects imply
+    areas = np.bincount(lab.ravel(), minlength=n + 1)
+    small = areas <= max_area_px
+    small[0] = False
+    return foreground | small[lab]
+
+
+def _remove_small(labels: np.ndarray, min_area_px: float) -> np.ndarray:
+    """``labels`` with the objects under ``min_area_px`` pixels set to 0 and the rest renumbered 1..N in
+    raster order of their first pixel."""
+    flat = labels.ravel()
+    areas = np.bincount(flat)
+    ids, first = np.unique(flat, return_index=True)
+    keep = (ids > 0) & (areas[ids] >= min_area_px)
+    order = ids[keep][np.argsort(first[keep], kind="stable")]
+    lut = np.zeros(areas.size, dtype=np.int64)
+    lut[order] = np.arange(1, order.size + 1)
+    return lut[labels]
+
+
+class NucleusInstances(Transform):
+    """Array transform: class probabilities ``(C, H, W)`` -> nucleus instance labels ``(1, H, W)`` (module
+    docstring: steps and resolution).
+
+    Args:
+        nucleus_class: channel of the nucleus class in ``C``.
+        threshold: ``None`` (default): foreground = argmax over ``C`` is ``nucleus_class``; a number in
+            ``(0, 1)``: foreground = ``probs[nucleus_class] > threshold``.
+        pixel_size_um: µm per pixel, one value or ``(row, column)``; ``None``: from the input ``MetaTensor``
+            (a ``ValueError`` when unknown).
+        min_nucleus_area_um2: objects with a smaller area are removed (µm², >= 0). The default, 10 µm², is
+            provisional: to be chosen on the validation images.
+        max_hole_area_um2: enclosed holes up to this area are filled (µm², >= 0; 0 = off). Provisional default.
+        marker_h_um: height of the distance maxima that make markers (µm, > 0). Provisional default.
+        map_threshold: threshold of the ``boundary`` and ``centre`` maps, in ``(0, 1)``.
+        dtype: dtype of the labels (default ``np.uint32``; torch implements few operations on ``torch.uint32``,
+            pass ``np.int64`` for labels to compute with in torch).
+
+    The output has the input's type (numpy array, tensor or ``MetaTensor`` with the input's metadata).
+    """
+
+    def __init__(
+        self,
+        nucleus_class: int = 1,
+        threshold: float | None = None,
+        pixel_size_um: float | Sequence[float] | None = None,
+        min_nucleus_area_um2: float = 10.0,
+        max_hole_area_um2: float = 10.0,
+        marker_h_um: float = 1.0,
+        map_threshold: float = 0.5,
+        dtype: Any = np.uint32,
+    ) -> None:
+        if int(nucleus_class) < 0:
+            raise ValueError(f"nucleus_class must be >= 0, got {nucleus_class}.")
+        if threshold is not None and not 0.0 < float(threshold) < 1.0:
+            raise ValueError(f"threshold must be None or in (0, 1), got {threshold}.")
+        for name, value in (("min_nucleus_area_um2", min_nucleus_area_um2), ("max_hole_area_um2", max_hole_area_um2)):
+            if not (math.isfinite(float(value)) and float(value) >= 0):
+                raise ValueError(f"{name} must be a finite area >= 0 (µm²), got {value}.")
+        if not (math.isfinite(float(marker_h_um)) and float(marker_h_um) > 0):
+            raise ValueError(f"marker_h_um must be a finite height > 0 (µm), got {marker_h_um}.")
+        if not 0.0 < float(map_threshold) < 1.0:
+            raise ValueError(f"map_threshold must be in (0, 1), got {map_threshold}.")
+        self.nucleus_class = int(nucleus_class)
+        self.threshold = None if threshold is None else float(threshold)
+        self.pixel_size_um = pixel_size_of(None, pixel_size_um) if pixel_size_um is not None else None
+        self.min_nucleus_area_um2 = float(min_nucleus_area_um2)
+        self.max_hole_area_um2 = float(max_hole_area_um2)
+        self.marker_h_um = float(marker_h_um)
+        self.map_threshold = float(map_threshold)
+        self.dtype = dtype
+
+    def __call__(self, probs: Any, boundary: Any = None, centre: Any = None) -> Any:
+        """
+        Args:
+            probs: ``(C, H, W)`` class probabilities (or scores: only their argmax is used without a threshold).
+            boundary: optional ``(H, W)`` or ``(1, H, W)`` probability of a nucleus boundary.
+            centre: optional ``(H, W)`` or ``(1, H, W)`` probability of a nucleus centre.
+
+        Returns:
+            ``(1, H, W)`` labels, 0 = background, 1..N = nuclei, of dtype ``dtype`` and the input's type.
+
+        Raises:
+            ValueError: for a ``probs`` that is not ``(C, H, W)`` with ``C > nucleus_class``, extra maps of
+                another size, or an unknown resolution.
+        """
+        x = np.asarray(probs.detach().cpu() if isinstance(probs, torch.Tensor) else probs, dtype=np.float64)
+        if x.ndim != 3 or x.shape[0] <= self.nucleus_class:
+            raise ValueError(
+                f"probs must be (C, H, W) class probabilities with C > nucleus_class={self.nucleus_class}, got {x.shape}."
+            )
+        size = pixel_size_of(probs, self.pixel_size_um)
+        if size is None:
+            raise ValueError(
+                "pixel_size_um: the resolution is unknown (not given, and the input has no MetaTensor affine in µm); "
+                "give pixel_size_um (µm per pixel)."
+            )
+        shape = (x.shape[1], x.shape[2])
+        extra_b = None if boundary is None else _probability_map(boundary, shape, "boundary")
+        extra_c = None if centre is None else _probability_map(centre, shape, "centre")
+        labels = self._labels(x, size, extra_b, extra_c)
+        out = labels[None].astype(self.dtype)
+        return convert_to_dst_type(out, probs, dtype=out.dtype)[0] if isinstance(probs, torch.Tensor) else out
+
+    def _labels(self, x: np.ndarray, size: tuple[float, float], boundary: np.ndarray | None,
+                centre: np.ndarray | None) -> np.ndarray:
+        """``(H, W)`` int64 labels of the steps in the module docstring."""
+        if self.threshold is None:
+            foreground = np.argmax(x, axis=0) == self.nucleus_class
+        else:
+            foreground = x[self.nucleus_class] > self.threshold
+        pixel_area = size[0] * size[1]
+        foreground = _fill_small_holes(foreground, self.max_hole_area_um2 / pixel_area)
+        if not foreground.any():
+            return np.zeros(foreground.shape, dtype=np.int64)
+        interior = foreground if boundary is None else foreground & ~(boundary > self.map_threshold)
+        distance = ndi.distance_transform_edt(interior, sampling=size)
+        if centre is not None:
+            markers, _ = ndi.label(foreground & (centre > self.map_threshold), structure=_EIGHT)
+        else:
+            markers, _ = ndi.label(h_maxima(distance, self.marker_h_um) > 0, structure=_EIGHT)
+            markers[~interior] = 0
+        relief = -distance if boundary is None else boundary
+        labels = np.zeros(foreground.shape, dtype=np.int64)
+        if markers.any():
+            labels = watershed(relief, markers, mask=foreground).astype(np.int64)
+        orphans, _ = ndi.label(foreground & (labels == 0), structure=_EIGHT)
+        labels[orphans > 0] = orphans[orphans > 0] + labels.max()
+        return _remove_small(labels, self.min_nucleus_area_um2 / pixel_area)
+
+
+class NucleusInstancesd(MapTransform):
+    """Dictionary form of :class:`NucleusInstances`: writes the labels of ``keys`` under ``new_key``.
+
+    Args:
+        keys: key of the class probabilities ``(C, H, W)`` (one key; the item is kept).
+        new_key: key of the instance labels ``(1, H, W)``.
+        boundary_key: optional key of a boundary probability map ``(1, H, W)``.
+        centre_key: optional key of a centre probability map ``(1, H, W)``.
+        kwargs: the arguments of :class:`NucleusInstances`.
+        allow_missing_keys: don't raise for missing keys.
+    """
+
+    def __init__(
+        self,
+        keys: KeysCollection,
+        new_key: str = "instances",
+        boundary_key: str | None = None,
+        centre_key: str | None = None,
+        allow_missing_keys: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(keys, allow_missing_keys)
+        if len(self.keys) != 1:
+            raise ValueError(f"keys: give one key, got {self.keys}.")
+        self.new_key = new_key
+        self.boundary_key = boundary_key
+        self.centre_key = centre_key
+        self.transform = NucleusInstances(**kwargs)
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            extra = {}
+            for name, extra_key in (("boundary", self.boundary_key), ("centre", self.centre_key)):
+                if extra_key is not None:
+                    if extra_key not in d:
+                        raise ValueError(f"{name}_key: {extra_key!r} is not in the data (keys {sorted(map(str, d))}).")
+                    extra[name] = d[extra_key]
+            d[self.new_key] = self.transform(d[key], **extra)
+        return d
