@@ -12,9 +12,10 @@ physical nucleus gives the same objects at any resolution):
    given.
 2. Holes: background regions enclosed by the foreground with an area of at most ``max_hole_area_um2`` become
    foreground.
-3. Markers (one per nucleus): the h-maxima of the Euclidean distance to the background in µm (height
-   ``marker_h_um``), 8-connected; a plateau or ridge of the distance (an elongated nucleus) is one marker, and a
-   maximum that rises less than ``marker_h_um`` above the saddle to a higher one is not a marker of its own.
+3. Markers (one per nucleus): the extended maxima of the Euclidean distance to the background in µm, i.e. the
+   regional maxima of its h-maxima transform of height ``marker_h_um`` (Soille, Morphological Image Analysis,
+   6.3.3), 8-connected. Two maxima form separate markers only when the distance drops by more than
+   ``marker_h_um`` between them; a plateau or ridge of the distance (an elongated nucleus) is one marker.
    This is what splits touching nuclei at their neck without cutting one nucleus where the distance has
    several nearly equal peaks (the straight cuts of ``peak_local_max`` markers with a fixed pixel spacing).
    With a ``centre`` map, the markers are instead the connected components of ``centre > map_threshold``
@@ -52,7 +53,7 @@ from monai.data import MetaTensor
 from monai.transforms import MapTransform, Transform
 from monai.utils import convert_to_dst_type
 from scipy import ndimage as ndi
-from skimage.morphology import h_maxima
+from skimage.morphology import local_maxima, reconstruction
 from skimage.segmentation import watershed
 
 __all__ = ["NucleusInstances", "NucleusInstancesd", "pixel_size_of"]
@@ -120,6 +121,13 @@ def _fill_small_holes(foreground: np.ndarray, max_area_px: float) -> np.ndarray:
     small = areas <= max_area_px
     small[0] = False
     return foreground | small[lab]
+
+
+def _extended_maxima(image: np.ndarray, h: float) -> np.ndarray:
+    """Boolean map of the regional maxima of the h-maxima transform ``R(image - h)`` (reconstruction by dilation
+    under ``image``): one connected region per dome at least ``h`` high, however many equal peaks it has."""
+    transformed = reconstruction(image - h, image, method="dilation")
+    return local_maxima(transformed, connectivity=2, allow_borders=True).astype(bool)
 
 
 def _remove_small(labels: np.ndarray, min_area_px: float) -> np.ndarray:
@@ -235,8 +243,7 @@ class NucleusInstances(Transform):
         if centre is not None:
             markers, _ = ndi.label(foreground & (centre > self.map_threshold), structure=_EIGHT)
         else:
-            markers, _ = ndi.label(h_maxima(distance, self.marker_h_um) > 0, structure=_EIGHT)
-            markers[~interior] = 0
+            markers, _ = ndi.label(_extended_maxima(distance, self.marker_h_um) & interior, structure=_EIGHT)
         relief = -distance if boundary is None else boundary
         labels = np.zeros(foreground.shape, dtype=np.int64)
         if markers.any():
