@@ -20,9 +20,10 @@ physical nucleus gives the same objects at any resolution):
    several nearly equal peaks (the straight cuts of ``peak_local_max`` markers with a fixed pixel spacing).
    With a ``centre`` map, the markers are instead the connected components of ``centre > map_threshold``
    inside the foreground; with a ``boundary`` map, the distance is measured in the foreground minus the pixels
-   with ``boundary > map_threshold`` (the nucleus interiors).
-4. Watershed (scikit-image ``watershed``) of the negated distance, or of the ``boundary`` map when given, from
-   the markers, inside the foreground; each foreground component left without a marker is one object.
+   with ``boundary > map_threshold`` (the nucleus interiors), so that markers and cuts follow the predicted
+   borders.
+4. Watershed (scikit-image ``watershed``) of the negated distance from the markers, inside the foreground (the
+   border pixels included); each foreground component left without a marker is one object.
 5. Objects with an area under ``min_nucleus_area_um2`` are removed (not merged into a neighbour); labels are
    renumbered ``1..N`` in raster order of their first pixel.
 
@@ -244,10 +245,9 @@ class NucleusInstances(Transform):
             markers, _ = ndi.label(foreground & (centre > self.map_threshold), structure=_EIGHT)
         else:
             markers, _ = ndi.label(_extended_maxima(distance, self.marker_h_um) & interior, structure=_EIGHT)
-        relief = -distance if boundary is None else boundary
         labels = np.zeros(foreground.shape, dtype=np.int64)
         if markers.any():
-            labels = watershed(relief, markers, mask=foreground).astype(np.int64)
+            labels = watershed(-distance, markers, mask=foreground).astype(np.int64)
         orphans, _ = ndi.label(foreground & (labels == 0), structure=_EIGHT)
         labels[orphans > 0] = orphans[orphans > 0] + labels.max()
         return _remove_small(labels, self.min_nucleus_area_um2 / pixel_area)

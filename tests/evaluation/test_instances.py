@@ -107,6 +107,17 @@ def test_a_merged_pair_drops_by_the_hand_computed_amounts():
     assert m["count_ratio"] == pytest.approx(0.5)
 
 
+def test_aji_takes_the_prediction_of_highest_iou_not_of_largest_overlap():
+    true = np.zeros((20, 40), np.int64)
+    true[0:10, 0:10] = 1  # G: 100 px
+    pred = np.zeros((20, 40), np.int64)
+    pred[0:10, 4:10] = 1  # S1: 60 px inside G, 200 px outside: IoU 60 / 300 = 0.2
+    pred[0:10, 10:30] = 1
+    pred[0:10, 0:4] = 2  # S2: 40 px inside G: IoU 0.4
+    # G takes S2: C = 40, U = 100; S1 is taken by nobody: U += 260
+    assert instance_metrics(pred, true)["aji"] == pytest.approx(40 / 360)
+
+
 def test_an_equal_merged_pair_has_no_match_at_iou_one_half():
     true = np.zeros((16, 16), np.int64)
     true[2:6, 2:6], true[2:6, 6:10] = 1, 2
@@ -116,9 +127,21 @@ def test_an_equal_merged_pair_has_no_match_at_iou_one_half():
     assert m["aji"] == pytest.approx(32 / 64)
 
 
+def nested_clusters() -> tuple[np.ndarray, np.ndarray]:
+    """An L-shaped pair of objects whose bounding box holds another, separate pair."""
+    true = np.zeros((40, 40), np.int64)
+    true[2:38, 2:8] = 1
+    true[32:38, 2:38] = 1
+    true[10:16, 20:26] = 2
+    pred = np.zeros((40, 40), np.int64)
+    pred[3:38, 2:8] = 5
+    pred[32:38, 2:37] = 5
+    pred[10:16, 21:26] = 6
+    return pred, true
+
+
 def test_panoptic_counts_are_monais_on_the_whole_image():
-    for seed in range(4):
-        pred, true = random_scene(seed)
+    for pred, true in [random_scene(seed) for seed in range(4)] + [nested_clusters()]:
         ref = compute_panoptic_quality(torch.from_numpy(pred), torch.from_numpy(true), output_confusion_matrix=True)
         c = instance_counts(pred, true)
         assert (c.tp, c.fp, c.fn) == tuple(int(v) for v in ref[:3])
