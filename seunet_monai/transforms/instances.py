@@ -22,12 +22,13 @@ physical nucleus gives the same objects at any resolution):
    inside the foreground; with a ``boundary`` map, the distance is measured in the foreground minus the pixels
    with ``boundary > map_threshold`` (the nucleus interiors), so that markers and cuts follow the predicted
    borders.
-4. Watershed (scikit-image ``watershed``) of the negated distance from the markers, inside the foreground (the
-   border pixels included); each foreground component left without a marker is one object.
+4. Watershed (scikit-image ``watershed``, 8-connected) of the negated distance from the markers, inside the
+   foreground (the border pixels included); each foreground component left without a marker is one object.
 5. Objects with an area under ``min_nucleus_area_um2`` are removed (not merged into a neighbour); labels are
    renumbered ``1..N`` in raster order of their first pixel.
 
-Resolution: ``pixel_size_um`` (µm per pixel, one value or ``(row, column)``), else the pixel size of the
+Resolution: ``pixel_size_um`` of the call, else of the constructor (µm per pixel, one value or ``(row, column)``;
+per call, e.g. the training resolution divided by an estimated scale), else the pixel size of the
 input ``MetaTensor``'s affine, read as µm. An identity affine is taken as *unknown*: it is what MONAI's readers
 write when a file states no resolution (PNG, MoNuSeg's TIFFs) and a ``MetaTensor``'s default. With the
 resolution unknown the transform raises a ``ValueError`` rather than fall back to pixel units, since
@@ -159,8 +160,8 @@ class NucleusInstances(Transform):
         max_hole_area_um2: enclosed holes up to this area are filled (µm², >= 0; 0 = off). Provisional default.
         marker_h_um: height of the distance maxima that make markers (µm, > 0). Provisional default.
         map_threshold: threshold of the ``boundary`` and ``centre`` maps, in ``(0, 1)``.
-        dtype: dtype of the labels (default ``np.uint32``; torch implements few operations on ``torch.uint32``,
-            pass ``np.int64`` for labels to compute with in torch).
+        dtype: integer dtype of the labels (default ``np.uint32``; torch implements few operations on
+            ``torch.uint32``, pass ``np.int64`` for labels to compute with in torch).
 
     The output has the input's type (numpy array, tensor or ``MetaTensor`` with the input's metadata).
     """
@@ -187,6 +188,8 @@ class NucleusInstances(Transform):
             raise ValueError(f"marker_h_um must be a finite height > 0 (µm), got {marker_h_um}.")
         if not 0.0 < float(map_threshold) < 1.0:
             raise ValueError(f"map_threshold must be in (0, 1), got {map_threshold}.")
+        if np.dtype(dtype).kind not in "iu":
+            raise ValueError(f"dtype must be an integer dtype, got {dtype!r}.")
         self.nucleus_class = int(nucleus_class)
         self.threshold = None if threshold is None else float(threshold)
         self.pixel_size_um = pixel_size_of(None, pixel_size_um) if pixel_size_um is not None else None
@@ -196,12 +199,14 @@ class NucleusInstances(Transform):
         self.map_threshold = float(map_threshold)
         self.dtype = dtype
 
-    def __call__(self, probs: Any, boundary: Any = None, centre: Any = None) -> Any:
+    def __call__(self, probs: Any, boundary: Any = None, centre: Any = None,
+                 pixel_size_um: float | Sequence[float] | None = None) -> Any:
         """
         Args:
             probs: ``(C, H, W)`` class probabilities (or scores: only their argmax is used without a threshold).
             boundary: optional ``(H, W)`` or ``(1, H, W)`` probability of a nucleus boundary.
             centre: optional ``(H, W)`` or ``(1, H, W)`` probability of a nucleus centre.
+            pixel_size_um: µm per pixel of this input; overrides the constructor's and the input's affine.
 
         Returns:
             ``(1, H, W)`` labels, 0 = background, 1..N = nuclei, of dtype ``dtype`` and the input's type.
@@ -215,7 +220,7 @@ class NucleusInstances(Transform):
             raise ValueError(
                 f"probs must be (C, H, W) class probabilities with C > nucleus_class={self.nucleus_class}, got {x.shape}."
             )
-        size = pixel_size_of(probs, self.pixel_size_um)
+        size = pixel_size_of(probs, self.pixel_size_um if pixel_size_um is None else pixel_size_um)
         if size is None:
             raise ValueError(
                 "pixel_size_um: the resolution is unknown (not given, and the input has no MetaTensor affine in µm); "
@@ -247,7 +252,7 @@ class NucleusInstances(Transform):
             markers, _ = ndi.label(_extended_maxima(distance, self.marker_h_um) & interior, structure=_EIGHT)
         labels = np.zeros(foreground.shape, dtype=np.int64)
         if markers.any():
-            labels = watershed(-distance, markers, mask=foreground).astype(np.int64)
+            labels = watershed(-distance, markers, connectivity=2, mask=foreground).astype(np.int64)
         orphans, _ = ndi.label(foreground & (labels == 0), structure=_EIGHT)
         labels[orphans > 0] = orphans[orphans > 0] + labels.max()
         return _remove_small(labels, self.min_nucleus_area_um2 / pixel_area)
@@ -261,6 +266,8 @@ class NucleusInstancesd(MapTransform):
         new_key: key of the instance labels ``(1, H, W)``.
         boundary_key: optional key of a boundary probability map ``(1, H, W)``.
         centre_key: optional key of a centre probability map ``(1, H, W)``.
+        pixel_size_key: optional key of the item's µm per pixel (a number or ``(row, column)``), e.g. written by
+            the step that estimates its scale; overrides ``pixel_size_um``.
         kwargs: the arguments of :class:`NucleusInstances`.
         allow_missing_keys: don't raise for missing keys.
     """
@@ -271,6 +278,7 @@ class NucleusInstancesd(MapTransform):
         new_key: str = "instances",
         boundary_key: str | None = None,
         centre_key: str | None = None,
+        pixel_size_key: str | None = None,
         allow_missing_keys: bool = False,
         **kwargs: Any,
     ) -> None:
@@ -280,16 +288,18 @@ class NucleusInstancesd(MapTransform):
         self.new_key = new_key
         self.boundary_key = boundary_key
         self.centre_key = centre_key
+        self.pixel_size_key = pixel_size_key
         self.transform = NucleusInstances(**kwargs)
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         d = dict(data)
         for key in self.key_iterator(d):
             extra = {}
-            for name, extra_key in (("boundary", self.boundary_key), ("centre", self.centre_key)):
+            for name, extra_key in (("boundary", self.boundary_key), ("centre", self.centre_key),
+                                    ("pixel_size_um", self.pixel_size_key)):
                 if extra_key is not None:
                     if extra_key not in d:
-                        raise ValueError(f"{name}_key: {extra_key!r} is not in the data (keys {sorted(map(str, d))}).")
+                        raise ValueError(f"{name.removesuffix('_um')}_key: {extra_key!r} is not in the data (keys {sorted(map(str, d))}).")
                     extra[name] = d[extra_key]
             d[self.new_key] = self.transform(d[key], **extra)
         return d

@@ -130,8 +130,9 @@ def test_resolution_is_read_from_a_metatensor_affine():
     assert int(out.long().max()) == 1
     assert np.allclose(out.pixdim.numpy(), [0.5, 0.5])
     assert int(NucleusInstances(min_nucleus_area_um2=10.0)(with_affine(probs, 0.25, 0.25)).long().max()) == 0
-    # an explicit pixel size wins over the affine
+    # an explicit pixel size wins over the affine, and the call's over the constructor's
     assert int(NucleusInstances(pixel_size_um=0.5)(with_affine(probs, 0.25, 0.25)).long().max()) == 1
+    assert NucleusInstances(pixel_size_um=0.25)(probs, pixel_size_um=0.5).max() == 1
     assert pixel_size_of(with_affine(probs, 0.25, 0.5)) == (0.25, 0.5)
 
 
@@ -177,6 +178,12 @@ def test_dict_transform_adds_the_labels_under_new_key():
     d = NucleusInstancesd("pred", new_key="objects", centre_key="centre", pixel_size_um=0.5)(
         {"pred": probs, "centre": np.zeros((1, 64, 96), np.float32)})
     assert d["objects"].max() == 1  # no centre above the threshold: each component is one object
+    per_item = NucleusInstancesd("pred", pixel_size_key="mpp", min_nucleus_area_um2=10.0)
+    speck = probs_of(np.pad(np.ones((5, 10), bool), 10))  # 50 px
+    assert per_item({"pred": speck, "mpp": 0.5})["instances"].max() == 1
+    assert per_item({"pred": speck, "mpp": 0.25})["instances"].max() == 0
+    with pytest.raises(ValueError, match="pixel_size_key"):
+        per_item({"pred": speck})
     with pytest.raises(ValueError, match="boundary_key"):
         NucleusInstancesd("pred", boundary_key="edges", pixel_size_um=0.5)({"pred": probs})
     with pytest.raises(ValueError, match="keys"):
@@ -194,6 +201,7 @@ def test_dict_transform_adds_the_labels_under_new_key():
         ({"map_threshold": 1.0}, "map_threshold"),
         ({"pixel_size_um": 0.0}, "pixel_size_um"),
         ({"pixel_size_um": (0.5, 0.5, 0.5)}, "pixel_size_um"),
+        ({"dtype": np.float32}, "dtype"),
     ],
 )
 def test_bad_arguments_are_one_line_errors_naming_them(kwargs, name):
