@@ -128,8 +128,8 @@ def nucleus_measurements(
     if size is not None:
         row, col = size
         out["area_um2"] = out["area_px"] * row * col
-        out["perimeter_um"] = out["perimeter_px"] * row if math.isclose(row, col, rel_tol=1e-6) else np.full_like(
-            out["perimeter_px"], np.nan)
+        square = math.isclose(row, col, rel_tol=1e-6)
+        out["perimeter_um"] = out["perimeter_px"] * row if square else np.full_like(out["perimeter_px"], np.nan)
         out["equivalent_diameter_um"] = np.sqrt(4.0 * out["area_um2"] / np.pi)
 
     area = np.bincount(labels.ravel(), minlength=int(labels.max(initial=0)) + 1).astype(np.float64)
