@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 from monai.metrics import compute_panoptic_quality
+from scipy import ndimage as ndi
 from skimage.draw import disk
 
 from seunet_monai.evaluation.instances import (
@@ -18,6 +19,7 @@ from seunet_monai.evaluation.instances import (
     instance_counts,
     instance_metrics,
 )
+from seunet_monai.transforms.instances import NucleusInstances
 
 
 def merged_pair() -> tuple[np.ndarray, np.ndarray]:
@@ -226,3 +228,20 @@ def test_bad_arguments_are_one_line_errors_naming_them():
         with pytest.raises(ValueError, match=name) as e:
             call()
         assert "\n" not in str(e.value)
+
+
+def test_separated_instances_score_where_connected_components_fail():
+    """Two touching nuclei annotated apart: the class mask's connected component merges them (at most one match,
+    with IoU about 1/2: PQ <= 0.5 / 1.5), the watershed instances of the same mask recover both."""
+    yy, xx = np.mgrid[:64, :96]
+    in_left = (yy - 32) ** 2 + (xx - 30) ** 2 < 12**2
+    in_right = (yy - 32) ** 2 + (xx - 50) ** 2 < 12**2
+    true = np.where(in_left & (xx < 40), 1, 0) + np.where(in_right & (xx >= 40), 2, 0)
+    mask = true > 0
+    p1 = np.where(mask, 0.9, 0.1).astype(np.float32)
+    instances = NucleusInstances(pixel_size_um=0.5)(np.stack([1 - p1, p1]))
+    components = ndi.label(mask)[0]
+    merged = instance_metrics(components, true)
+    assert merged["pq"] < 0.35 and merged["count_ratio"] == 0.5
+    separated = instance_metrics(instances, true)
+    assert separated["pq"] > 0.9 and separated["aji"] > 0.9 and separated["count_ratio"] == 1.0
