@@ -158,7 +158,8 @@ class NucleusInstances(Transform):
         min_nucleus_area_um2: objects with a smaller area are removed (µm², >= 0). The default, 10 µm², is
             provisional: to be chosen on the validation images.
         max_hole_area_um2: enclosed holes up to this area are filled (µm², >= 0; 0 = off). Provisional default.
-        marker_h_um: height of the distance maxima that make markers (µm, > 0). Provisional default.
+        marker_h_um: drop of the distance (µm, > 0) that separates two markers; the default, 0.5 µm (2 px at
+            0.25 µm per pixel), is provisional.
         map_threshold: threshold of the ``boundary`` and ``centre`` maps, in ``(0, 1)``.
         dtype: integer dtype of the labels (default ``np.uint32``; torch implements few operations on
             ``torch.uint32``, pass ``np.int64`` for labels to compute with in torch).
@@ -173,7 +174,7 @@ class NucleusInstances(Transform):
         pixel_size_um: float | Sequence[float] | None = None,
         min_nucleus_area_um2: float = 10.0,
         max_hole_area_um2: float = 10.0,
-        marker_h_um: float = 1.0,
+        marker_h_um: float = 0.5,
         map_threshold: float = 0.5,
         dtype: Any = np.uint32,
     ) -> None:

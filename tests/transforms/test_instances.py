@@ -49,6 +49,17 @@ def test_one_elongated_nucleus_is_not_split():
     assert labels.max() == 1
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_a_nucleus_with_a_jagged_outline_is_one_object_at_the_defaults(seed):
+    """A 5 µm-radius nucleus at 0.25 µm/px whose outline wobbles (5 lobes of 1.5 px, 0.7 px noise): its distance
+    has several nearly equal peaks, and its noise leaves specks outside."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:64, :64]
+    phi, rr = np.arctan2(yy - 32, xx - 32), np.hypot(yy - 32, xx - 32)
+    mask = rr < 20 + 1.5 * np.sin(5 * phi + rng.uniform(0, 6)) + rng.normal(0, 0.7, phi.shape)
+    assert NucleusInstances(pixel_size_um=0.25)(probs_of(mask)).max() == 1
+
+
 def test_a_deep_overlap_stays_one_object_with_a_higher_marker_h():
     mask = two_touching_discs(radius=12, centre_distance=14)
     probs = probs_of(mask)
