@@ -155,11 +155,11 @@ class NucleusInstances(Transform):
             ``(0, 1)``: foreground = ``probs[nucleus_class] > threshold``.
         pixel_size_um: µm per pixel, one value or ``(row, column)``; ``None``: from the input ``MetaTensor``
             (a ``ValueError`` when unknown).
-        min_nucleus_area_um2: objects with a smaller area are removed (µm², >= 0). The default, 10 µm², is
-            provisional: to be chosen on the validation images.
-        max_hole_area_um2: enclosed holes up to this area are filled (µm², >= 0; 0 = off). Provisional default.
-        marker_h_um: drop of the distance (µm, > 0) that separates two markers; the default, 0.5 µm (2 px at
-            0.25 µm per pixel), is provisional.
+        min_nucleus_area_um2: objects with a smaller area are removed (µm², >= 0). The default, 5 µm², was
+            chosen with ``marker_h_um`` on the MoNuSeg validation images (``bundle/docs/research_log.md``).
+        max_hole_area_um2: enclosed holes up to this area are filled (µm², >= 0; 0 = off).
+        marker_h_um: drop of the distance (µm, > 0) that separates two markers; default 0.15 µm (0.6 px at
+            0.25 µm per pixel), chosen on the validation images.
         map_threshold: threshold of the ``boundary`` and ``centre`` maps, in ``(0, 1)``.
         dtype: integer dtype of the labels (default ``np.uint32``; torch implements few operations on
             ``torch.uint32``, pass ``np.int64`` for labels to compute with in torch).
@@ -172,9 +172,9 @@ class NucleusInstances(Transform):
         nucleus_class: int = 1,
         threshold: float | None = None,
         pixel_size_um: float | Sequence[float] | None = None,
-        min_nucleus_area_um2: float = 10.0,
+        min_nucleus_area_um2: float = 5.0,
         max_hole_area_um2: float = 10.0,
-        marker_h_um: float = 0.5,
+        marker_h_um: float = 0.15,
         map_threshold: float = 0.5,
         dtype: Any = np.uint32,
     ) -> None:
