@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
+from monai.metrics import compute_dice, compute_iou, get_confusion_matrix
 
 from seunet_monai.metrics import (
     ConfusionIoU,
     SegmentationScores,
+    confusion_counts,
     equivariance_error,
     equivariance_matrix,
     masked_onehot,
     matched_groups,
+    reduce_class_scores,
 )
 
 
@@ -140,3 +144,22 @@ def test_matched_groups_follow_sigma_ratio() -> None:
     assert matched_groups(sig, 0.5).tolist() == [0, 0, 1, 2]
     with pytest.raises(ValueError, match="scale must be > 0"):
         matched_groups(sig, 0.0)
+
+
+@pytest.mark.parametrize("num_classes, ignore_index", [(2, None), (2, 255), (3, 255), (4, 0)])
+def test_confusion_counts_and_per_image_scores_equal_monais(num_classes: int, ignore_index: int | None) -> None:
+    g = torch.Generator().manual_seed(num_classes)
+    label = torch.randint(0, num_classes, (3, 1, 17, 13), generator=g)
+    label[1][label[1] == num_classes - 1] = 0  # one image without the last class: per-image nan (ignore_empty)
+    if ignore_index is not None:
+        label[torch.rand(label.shape, generator=g) < 0.2] = ignore_index
+    pred = torch.randn(3, num_classes, 17, 13, generator=g)  # scores: argmax over C
+    p_oh, y_oh = masked_onehot(pred, label, num_classes, ignore_index)
+    expected = get_confusion_matrix(p_oh, y_oh, include_background=True)
+    assert torch.equal(confusion_counts(pred, label, num_classes, ignore_index), expected.double())
+    scores = SegmentationScores(num_classes, ignore_index)
+    scores.update(pred, label)
+    iou = reduce_class_scores(compute_iou(p_oh, y_oh, include_background=True, ignore_empty=True), ignore_index)
+    dice = reduce_class_scores(compute_dice(p_oh, y_oh, include_background=True, ignore_empty=True), ignore_index)
+    assert np.allclose(scores.image_iou, iou.tolist(), equal_nan=True)
+    assert np.allclose(scores.image_dice, dice.tolist(), equal_nan=True)
