@@ -13,8 +13,8 @@ Conventions used throughout the package:
 Package layout (by MONAI component type): :mod:`~seunet_monai.networks`, :mod:`~seunet_monai.layers`,
 :mod:`~seunet_monai.losses`, :mod:`~seunet_monai.inferers` (per-head probabilities), :mod:`~seunet_monai.transforms`
 (post-processing), :mod:`~seunet_monai.handlers` (Ignite handlers), :mod:`~seunet_monai.metrics`,
-:mod:`~seunet_monai.data`, :mod:`~seunet_monai.evaluation`; for the bundle: :mod:`~seunet_monai.paths` (where the
-bundle is), :mod:`~seunet_monai.checks` (pre-run checks), :mod:`~seunet_monai.checkpoint` (reading checkpoints).
+:mod:`~seunet_monai.data`, :mod:`~seunet_monai.evaluation`; for the bundle: :mod:`~seunet_monai.runtime.paths` (where the
+bundle is), :mod:`~seunet_monai.runtime.checks` (pre-run checks), :mod:`~seunet_monai.checkpoint` (reading checkpoints).
 """
 
 __version__ = "0.3.1"

@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
         print(__version__)
         return 0
     from seunet_monai.errors import SeunetError
-    from seunet_monai.resources import bundle_path
+    from seunet_monai.runtime.resources import bundle_path
 
     try:
         print(bundle_path())

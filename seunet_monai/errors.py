@@ -30,6 +30,8 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
+from monai.utils import str2bool
+
 __all__ = [
     "ExportError",
     "DEBUG_ENV",
@@ -37,8 +39,13 @@ __all__ = [
     "CheckpointError",
     "ConfigValueError",
     "DataError",
+    "DatalistError",
     "ExistingPathError",
+    "ImageReadError",
+    "ImageTooLargeError",
+    "InferenceError",
     "MissingPathError",
+    "PreparationError",
     "RunLockedError",
     "SeunetError",
     "TrainingDivergedError",
@@ -74,6 +81,26 @@ class ConfigValueError(SeunetError, ValueError):
 
 class DataError(SeunetError, ValueError):
     """Bad or missing data: a dataset folder, a datalist, a label file (the message names the path)."""
+
+
+class DatalistError(DataError):
+    """A ``datalist.json`` is missing, malformed, or refers to missing or inconsistent files."""
+
+
+class ImageReadError(DataError):
+    """An image or label file could not be read or has an unsupported layout (the message names the file)."""
+
+
+class PreparationError(DataError):
+    """An input file of a preparation script is missing, malformed or inconsistent (the message names it)."""
+
+
+class ImageTooLargeError(SeunetError, ValueError):
+    """A PNG/JPEG larger than the bound within which it is decoded whole."""
+
+
+class InferenceError(SeunetError, RuntimeError):
+    """Some inputs could not be segmented (the others were); the message names them."""
 
 
 class MissingPathError(SeunetError, FileNotFoundError):
@@ -119,8 +146,6 @@ def as_flag(value: Any, key: str) -> bool:
     Raises:
         ConfigValueError: naming ``key`` for anything else.
     """
-    from monai.utils import str2bool
-
     if isinstance(value, bool):
         return value
     if isinstance(value, int) and value in (0, 1):

@@ -2,7 +2,7 @@
 
 Every variant is trained and evaluated by the *same* bundle commands (``python -m monai.bundle run
 training|evaluating``) with the same data, seed, epochs and augmentation; a variant differs only by its
-override file ``configs/variants/NAME.json`` of the bundle (:func:`seunet_monai.resources.bundle_path`),
+override file ``configs/variants/NAME.json`` of the bundle (:func:`seunet_monai.runtime.resources.bundle_path`),
 merged **last** (after ``train.json`` and, for evaluating, ``evaluate.json``) so that its keys win:
 
 - ``seunet``: the bundle's default SEUNet (no override file),
@@ -20,7 +20,7 @@ Layout of ``out``::
     out/<variant>/models/     ckpt_dir (last.pt, model.pt)
     out/<variant>/experiment_state.json   runner state (arguments, parameters, epoch times, finished steps)
     out/<variant>/training_status.json    written by the training (seunet_monai.handlers.RunStatus)
-    out/<variant>/eval/sweep_status.json  written by the scale sweep (seunet_monai.evaluation.ScaleSweep)
+    out/<variant>/eval/sweep_status.json  written by the scale sweep (seunet_monai.evaluation.sweep.ScaleSweep)
 
 Progress and results come from the two status files the bundle's runs write (atomically, as they go), not from
 their log lines: the runner polls them while a command runs and copies epoch times, the best validation IoU, and
@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from seunet_monai.resources import bundle_path, config_path
+from seunet_monai.runtime.resources import bundle_path, config_path
 
 __all__ = [
     "FIELDS_OF_VIEW",
@@ -62,7 +62,7 @@ __all__ = [
     "write_comparison",
 ]
 
-BUNDLE_DIR = bundle_path()  # the source checkout's bundle/ or the installed package data (seunet_monai.resources)
+BUNDLE_DIR = bundle_path()  # the source checkout's bundle/ or the installed package data (seunet_monai.runtime.resources)
 CONFIG_DIR = BUNDLE_DIR / "configs"
 # working directory of the bundle commands: a source checkout's root (``python -m`` then imports this checkout's
 # package, as before), else the installed bundle folder (no Python modules there to shadow anything)
@@ -112,7 +112,7 @@ TINY_SWEEP: dict[str, Any] = {"sweep#equivariance_images": 1, "sweep#equivarianc
 TRAINING_STATUS = "training_status.json"
 """Status file of a training run in its ``output_dir`` (written by :class:`seunet_monai.handlers.RunStatus`)."""
 SWEEP_STATUS = "eval/sweep_status.json"
-"""Status file of an evaluation's scale sweep in its ``output_dir`` (:class:`seunet_monai.evaluation.ScaleSweep`)."""
+"""Status file of an evaluation's scale sweep in its ``output_dir`` (:class:`seunet_monai.evaluation.sweep.ScaleSweep`)."""
 POLL_S = 1.0
 """How often a running bundle command's status file is read (seconds)."""
 
@@ -195,8 +195,8 @@ def count_parameters(name: str, overrides: Mapping[str, Any]) -> int:
 
 
 def read_status(path: Path) -> dict[str, Any] | None:
-    """A run's status file (:func:`seunet_monai.handlers.status.read_status`)."""
-    from seunet_monai.handlers.status import read_status as read
+    """A run's status file (:func:`seunet_monai.runtime.status.read_status`)."""
+    from seunet_monai.runtime.status import read_status as read
 
     return read(path)
 
@@ -209,7 +209,7 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 
 def _write_json(path: Path, data: Mapping[str, Any]) -> None:
-    from seunet_monai.data.io import atomic_write_text
+    from seunet_monai.runtime.files import atomic_write_text
 
     atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
 
@@ -424,9 +424,9 @@ def write_comparison(out: str | os.PathLike, states: Mapping[str, Mapping[str, A
     Returns:
         the written files.
     """
-    from seunet_monai.data.io import atomic_write_text
     from seunet_monai.evaluation.compare import compare_evaluations
     from seunet_monai.evaluation.report import comparison_markdown, read_csv_rows, summarise
+    from seunet_monai.runtime.files import atomic_write_text
 
     out = Path(out)
     names = [n for n in states if (out / n / "eval" / "scale_sweep.csv").is_file()]
@@ -631,9 +631,9 @@ def run_scale_shift_benchmark(
         ValueError: for bad arguments, or an existing ``out/data/scale_K`` generated with other parameters.
     """
     from seunet_monai.data.datalist import datalist_exists
-    from seunet_monai.data.io import atomic_write_text
     from seunet_monai.data.synthetic import make_synthetic_dataset
     from seunet_monai.evaluation.report import read_csv_rows, write_csv_rows
+    from seunet_monai.runtime.files import atomic_write_text
 
     out = Path(out).resolve()
     scales = [float(k) for k in test_scales]

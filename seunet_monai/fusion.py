@@ -179,12 +179,3 @@ def winning_head(probs: torch.Tensor) -> torch.Tensor:
     if probs.shape[2] < 2:
         raise ValueError(f"winning_head: need at least 2 classes (dim 2), got {probs.shape[2]}.")
     return argmax(head_margins(probs), dim=1)
-
-
-def __getattr__(name: str) -> Any:
-    # the fusion transforms moved to seunet_monai.transforms.post (MONAI component layout); old imports keep working
-    if name in ("Fuse", "Fused", "WinningHead", "WinningHeadd"):
-        from seunet_monai.transforms import post
-
-        return getattr(post, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

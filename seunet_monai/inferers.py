@@ -1,7 +1,7 @@
 """The one path from a network to per-head class probabilities ``(B, Ω, C, *spatial)``, whole image or by windows.
 
 Used by validation and evaluation (:class:`HeadsInferer` in the bundle's configs), the scale sweep
-(:class:`seunet_monai.evaluation.ScaleSweep`) and the scale-fusion calibration
+(:class:`seunet_monai.evaluation.sweep.ScaleSweep`) and the scale-fusion calibration
 (:mod:`seunet_monai.evaluation.calibration`), so that they all see the same probabilities.
 
 - :func:`head_probabilities`: one forward pass: ``softmax(forward_heads(x), 2)`` for SEUNet-like networks, the

@@ -215,15 +215,3 @@ class SegmentationScores:
 def _nanmean(values: Sequence[float]) -> float:
     vals = [v for v in values if not math.isnan(v)]
     return float(sum(vals) / len(vals)) if vals else float("nan")
-
-
-_MOVED = ("equivariance_error", "equivariance_matrix", "matched_groups", "scale_partners")
-
-
-def __getattr__(name: str):
-    # the equivariance error (eq. 10, 12) lives with the rest of the equivariance code; old imports keep working
-    if name in _MOVED:
-        from seunet_monai.evaluation import equivariance
-
-        return getattr(equivariance, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -6,16 +6,8 @@ import pytest
 import torch
 from monai.data import MetaTensor
 
-from seunet_monai.fusion import (
-    FUSION_STRATEGIES,
-    Fuse,
-    Fused,
-    argmax,
-    fuse,
-    head_margins,
-    parse_strategy,
-    winning_head,
-)
+from seunet_monai.fusion import FUSION_STRATEGIES, argmax, fuse, head_margins, parse_strategy, winning_head
+from seunet_monai.transforms.post import Fuse, Fused
 
 
 def _two_heads() -> torch.Tensor:
@@ -139,7 +131,7 @@ def test_dict_transform() -> None:
 
 
 def test_winning_head_transforms() -> None:
-    from seunet_monai.fusion import WinningHead, WinningHeadd
+    from seunet_monai.transforms.post import WinningHead, WinningHeadd
 
     probs = torch.softmax(torch.randn(3, 2, 5, 4), dim=1)  # item (Ω, C, H, W)
     m = WinningHead()(probs)

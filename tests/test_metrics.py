@@ -7,14 +7,8 @@ import math
 import pytest
 import torch
 
-from seunet_monai.metrics import (
-    ConfusionIoU,
-    SegmentationScores,
-    equivariance_error,
-    equivariance_matrix,
-    masked_onehot,
-    matched_groups,
-)
+from seunet_monai.evaluation.equivariance import equivariance_error, equivariance_matrix, matched_groups
+from seunet_monai.metrics import ConfusionIoU, SegmentationScores, masked_onehot
 
 
 def _img(rows: list[list[int]]) -> torch.Tensor:

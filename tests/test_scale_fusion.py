@@ -12,9 +12,11 @@ import torch
 
 import seunet_monai.scale_fusion as scale_fusion
 from seunet_monai.evaluation.calibration import calibrate_checkpoint, calibrate_scale_fusion
-from seunet_monai.fusion import FUSION_STRATEGIES, Fuse, Fused, fuse
+from seunet_monai.fusion import FUSION_STRATEGIES, fuse
 from seunet_monai.networks import SEUNet
 from seunet_monai.scale_fusion import ScaleProfile, estimate_scale, head_signature, scale_head_weights
+from seunet_monai.transforms.post import Fuse, Fused
+
 from tests.scale_heads import ScaleBandHeads, disk_items, label_image_items
 
 SCALES_05_2 = [2 ** (k / 4) for k in range(-4, 5)]  # 0.5 .. 2, a subset of the 17 profile scales

@@ -64,16 +64,17 @@ from typing import Any
 
 import numpy as np
 
+from seunet_monai.data.io import IMAGE_SUFFIXES
 from seunet_monai.data.preparation import (
     PREPARE_MARKER,
     BadFileLog,
-    PreparationError,
     most_tissue_tile,
     pick_validation,
     record_conversion,
     tile_boxes,
 )
 from seunet_monai.data.stain import STAIN_METHODS, get_stain_normalizer
+from seunet_monai.errors import PreparationError
 
 __all__ = [
     "BCSS_CODES",
@@ -132,7 +133,8 @@ DEFAULT_CLASS_MAP: dict[int, int] = {
 }
 #: The BCSS authors' baseline test institutions (see the module docstring for why six, not the paper's seven).
 DEFAULT_TEST_INSTITUTIONS = ("OL", "LL", "E2", "EW", "GM", "S3")
-IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg")
+SOURCE_SUFFIXES = IMAGE_SUFFIXES + (".jpg", ".jpeg")
+"""Image and mask files of the BCSS download (case-insensitive): the dataset's images, and JPEG."""
 _INSTITUTION = re.compile(r"TCGA-([A-Za-z0-9]{2})(?=-|_|$)")
 _SLIDE = re.compile(r"TCGA-[A-Za-z0-9]{2}-[A-Za-z0-9]{4}")
 
@@ -308,14 +310,8 @@ def prepare_bcss(
         the report (also written to ``dst/prepare_report.json``).
     """
     from seunet_monai.data.datalist import write_datalist
-    from seunet_monai.data.io import (
-        atomic_save_png,
-        atomic_write_json,
-        check_not_overlapping,
-        prepare_output_dir,
-        read_label,
-        read_rgb,
-    )
+    from seunet_monai.data.io import atomic_save_png, read_label, read_rgb
+    from seunet_monai.runtime.files import atomic_write_json, check_not_overlapping, prepare_output_dir
 
     t_start = time.time()
     if tile <= 0:
@@ -340,7 +336,7 @@ def prepare_bcss(
         raise FileExistsError(f"output folder {dst} is not empty; pass --overwrite to replace its content.")
 
     log = BadFileLog(skip_bad)
-    img_files, mask_files = _files(Path(images), IMAGE_SUFFIXES), _files(Path(masks), IMAGE_SUFFIXES)
+    img_files, mask_files = _files(Path(images), SOURCE_SUFFIXES), _files(Path(masks), SOURCE_SUFFIXES)
     good: list[tuple[str, Path, Path, str]] = []  # stem, image, mask, institution
     for stem in sorted(set(img_files) | set(mask_files)):
         if stem not in mask_files:

@@ -23,8 +23,8 @@ import os
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from seunet_monai.data.io import atomic_write_json
-from seunet_monai.errors import DataError
+from seunet_monai.errors import DataError, DatalistError
+from seunet_monai.runtime.files import atomic_write_json
 
 __all__ = [
     "DATALIST_NAME",
@@ -43,9 +43,6 @@ _ENTRY_KEYS = ("image", "label")
 
 PathLike = str | os.PathLike
 
-
-class DatalistError(DataError):
-    """A ``datalist.json`` is missing, malformed, or refers to missing or inconsistent files."""
 
 
 def datalist_path(dataset_dir: PathLike) -> Path:

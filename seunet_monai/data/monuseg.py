@@ -74,10 +74,10 @@ from typing import Any
 import numpy as np
 from skimage.measure import grid_points_in_poly
 
+from seunet_monai.data.io import IMAGE_SUFFIXES
 from seunet_monai.data.preparation import (
     PREPARE_MARKER,
     BadFileLog,
-    PreparationError,
     most_tissue_tile,
     pick_validation,
     record_conversion,
@@ -85,6 +85,7 @@ from seunet_monai.data.preparation import (
     tile_starts,
 )
 from seunet_monai.data.stain import STAIN_METHODS, STAIN_REFERENCE_FILE, get_stain_normalizer
+from seunet_monai.errors import PreparationError
 
 __all__ = [
     "AperioAnnotation",
@@ -101,7 +102,6 @@ __all__ = [
 
 TRAIN_DIR = "MoNuSegTrainingData"
 TEST_DIR = "MoNuSegTestData"
-IMAGE_SUFFIXES = (".tif", ".tiff", ".png")
 RASTERISATION_RULE = (
     "Aperio vertex (X, Y) in pixel units with pixel centres on integer coordinates: pixel (row i, col j) is the "
     "point (X, Y) = (j, i) and is inside a region iff that point lies in the closed polygon "
@@ -631,13 +631,8 @@ def prepare_monuseg(
         ValueError: bad arguments.
     """
     from seunet_monai.data.datalist import write_datalist
-    from seunet_monai.data.io import (
-        atomic_save_png,
-        atomic_write_json,
-        check_not_overlapping,
-        check_output_dir,
-        publish_folder,
-    )
+    from seunet_monai.data.io import atomic_save_png
+    from seunet_monai.runtime.files import atomic_write_json, check_not_overlapping, check_output_dir, publish_folder
 
     t_start = time.time()
     if stain_norm not in STAIN_METHODS:

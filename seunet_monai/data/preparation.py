@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from monai.data.utils import dense_patch_slices
 
-from seunet_monai.errors import DataError
+from seunet_monai.errors import DataError, PreparationError
 
 __all__ = [
     "PREPARE_MARKER",
@@ -34,11 +34,8 @@ __all__ = [
 
 PREPARE_MARKER = "prepare_report.json"
 """Written last into every dataset folder a preparation script produces: ``--overwrite`` only ever empties a
-folder that holds it (see :func:`seunet_monai.data.io.prepare_output_dir`)."""
+folder that holds it (see :func:`seunet_monai.runtime.files.prepare_output_dir`)."""
 
-
-class PreparationError(DataError):
-    """An input file of a preparation script is missing, malformed or inconsistent (the message names it)."""
 
 
 def tile_starts(length: int, tile: int, stride: int) -> list[int]:

@@ -56,7 +56,8 @@ from scipy.spatial import cKDTree
 from threadpoolctl import threadpool_limits
 
 from seunet_monai.data.datalist import SPLITS, write_datalist
-from seunet_monai.data.io import atomic_save_png, atomic_write_json, prepare_output_dir
+from seunet_monai.data.io import atomic_save_png
+from seunet_monai.runtime.files import atomic_write_json, prepare_output_dir
 
 __all__ = [
     "TASKS",
@@ -504,7 +505,7 @@ def _new_partial_folder(dst: Path) -> Path:
     """A new hidden sibling of ``dst`` to generate into, with the permissions of an ordinary new folder."""
     import tempfile
 
-    from seunet_monai.data.io import ordinary_dir_mode
+    from seunet_monai.runtime.files import ordinary_dir_mode
 
     tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.partial-", dir=dst.parent))
     tmp.chmod(ordinary_dir_mode())  # mkdtemp makes 0700; the renamed folder is the dataset

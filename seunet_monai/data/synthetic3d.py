@@ -27,7 +27,6 @@ import numpy as np
 from scipy import ndimage
 
 from seunet_monai.data.datalist import SPLITS, write_datalist
-from seunet_monai.data.io import atomic_write_bytes, atomic_write_json
 from seunet_monai.data.synthetic import (
     _IN_PROGRESS,
     SYNTHETIC_MARKER,
@@ -35,6 +34,7 @@ from seunet_monai.data.synthetic import (
     publish_generated,
     sample_seed,
 )
+from seunet_monai.runtime.files import atomic_write_bytes, atomic_write_json
 
 __all__ = ["VOLUME_SUFFIX", "make_synthetic_volumes", "save_nifti", "synthesize_volume"]
 
@@ -128,7 +128,7 @@ def synthesize_volume(
 
 def save_nifti(path: str | os.PathLike, array: np.ndarray, spacing: Sequence[float]) -> Path:
     """Write ``array`` ``(X, Y, Z)`` as NIfTI with ``nibabel`` (affine ``diag(spacing)``, header zooms ``spacing``),
-    atomically (serialised in memory, then :func:`seunet_monai.data.io.atomic_write_bytes`)."""
+    atomically (serialised in memory, then :func:`seunet_monai.runtime.files.atomic_write_bytes`)."""
     import nibabel as nib
 
     img = nib.Nifti1Image(np.asarray(array), np.diag([*map(float, spacing), 1.0]))

@@ -19,7 +19,10 @@ import numpy as np
 from monai.config import KeysCollection
 from monai.transforms import MapTransform
 
+from seunet_monai.data.io import list_images
 from seunet_monai.errors import DataError
+from seunet_monai.runtime.checks import check_outputs
+from seunet_monai.runtime.files import check_not_overlapping, ordinary_file_mode
 
 __all__ = [
     "VOLUME_READERS",
@@ -201,10 +204,6 @@ def list_volumes(
     Raises:
         seunet_monai.errors.MissingPathError / DataError / ExistingPathError: one line naming the path.
     """
-    from seunet_monai.checks import check_outputs
-    from seunet_monai.data.dataset import list_images
-    from seunet_monai.data.io import check_not_overlapping
-
     folder = Path(os.path.expanduser(str(input_dir)))
     items = list_images(folder, VOLUME_SUFFIXES, what="volume")
     out = Path(os.path.expanduser(str(output_dir)))
@@ -237,8 +236,6 @@ class PublishSavedd(MapTransform):
         self.output_dir = Path(os.path.expanduser(str(output_dir)))
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
-        from seunet_monai.data.io import ordinary_file_mode
-
         d = dict(data)
         for key in self.key_iterator(d):
             meta = getattr(d[key], "meta", None) or d.get(f"{key}_meta_dict") or {}

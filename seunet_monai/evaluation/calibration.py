@@ -49,7 +49,6 @@ import torch
 from monai.inferers import SlidingWindowInferer
 
 from seunet_monai.checkpoint import load_network
-from seunet_monai.data.io import atomic_torch_save, atomic_write_bytes, atomic_write_json
 from seunet_monai.evaluation.heads import is_multihead, output_heads_mode
 from seunet_monai.evaluation.items import item_name, iterate_items, prepare_item
 from seunet_monai.evaluation.rescale import rescale_image, rescale_label, scaled_size
@@ -57,6 +56,7 @@ from seunet_monai.fusion import argmax
 from seunet_monai.inferers import MIN_WINDOW, WHOLE_IMAGE_PIXELS, predict_heads, sweep_window
 from seunet_monai.metrics import SegmentationScores
 from seunet_monai.networks.utils import unwrap
+from seunet_monai.runtime.files import atomic_torch_save, atomic_write_bytes, atomic_write_json
 from seunet_monai.scale_fusion import BUFFER_NAMES, ScaleProfile, head_signature, signature_width
 
 __all__ = [

@@ -84,7 +84,7 @@ def compare_evaluations(
     md = ["# Comparison of scale sweeps", "", "Mean over test scales (Table 2 form); best per column in bold.", "",
           comparison_markdown(summary, extras), "Sources:", ""]
     md += [f"- {m}: {e['source']}" for m, e in extras.items()]
-    from seunet_monai.data.io import atomic_write_text
+    from seunet_monai.runtime.files import atomic_write_text
 
     files.append(atomic_write_text(out / "comparison.md", "\n".join(md) + "\n"))
     files.append(plots.plot_iou_vs_scale(all_rows, out / "iou_vs_scale.png", title="IoU vs test scale",

@@ -15,9 +15,8 @@ All the equivariance code of the package is here: the errors of eq. 12 (:func:`e
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -102,7 +101,7 @@ def matched_error(matrix: torch.Tensor, matches: torch.Tensor, mask: torch.Tenso
         matrix: ``(Ω, Ω)`` errors of eq. 12.
         matches: ``(Ω,)`` matched group of each group.
         mask: optional ``(Ω,)`` bool, the groups to average over (those with a partner,
-            :func:`~seunet_monai.metrics.scale_partners`); ``nan`` when it selects none.
+            :func:`~seunet_monai.evaluation.equivariance.scale_partners`); ``nan`` when it selects none.
     """
     k = torch.arange(matrix.shape[0])
     errors = matrix[k, torch.as_tensor(matches, dtype=torch.long)]

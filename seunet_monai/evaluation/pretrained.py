@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from seunet_monai.checkpoint import load_network
-from seunet_monai.resources import bundle_path, config_path
+from seunet_monai.runtime.resources import bundle_path, config_path
 
 __all__ = ["BUNDLE_MODEL", "load_pretrained", "predict_image", "nucleus_iou", "score_image", "main"]
 

@@ -25,7 +25,7 @@ Steps (methods of :class:`ScaleSweep`, run by :meth:`ScaleSweep.run` for one ima
 inferer path, :func:`seunet_monai.inferers.infer_heads`), :meth:`~ScaleSweep.score` (running scores, winning heads,
 scale estimates, example thumbnails), :meth:`~ScaleSweep.equivariance` (eq. 12 matrices of one image) and
 :meth:`~ScaleSweep.report` (tables, figures, JSON). Progress and results go to ``eval/sweep_status.json``
-(:func:`seunet_monai.handlers.status.write_status`), rewritten atomically after every image, so that tools read
+(:func:`seunet_monai.runtime.status.write_status`), rewritten atomically after every image, so that tools read
 the sweep's state without parsing its log. :func:`run_scale_sweep` is the same as one function call.
 
 Existing results (``if_exists``): a run whose ``eval`` folder already holds ``scale_sweep.csv`` or
@@ -54,7 +54,6 @@ import numpy as np
 import torch
 from monai.inferers import SlidingWindowInferer
 
-from seunet_monai.data.io import atomic_write_json, atomic_write_text
 from seunet_monai.evaluation import plots
 from seunet_monai.evaluation.equivariance import (
     EQUIVARIANCE_COLUMNS,
@@ -76,10 +75,11 @@ from seunet_monai.evaluation.scale_estimation import (
     scale_correlation,
 )
 from seunet_monai.fusion import argmax, fuse, winning_head
-from seunet_monai.handlers.status import write_status
 from seunet_monai.inferers import MIN_WINDOW, WHOLE_IMAGE_PIXELS, predict_heads, sweep_window
 from seunet_monai.metrics import SegmentationScores
-from seunet_monai.progress import progress as progress_bar
+from seunet_monai.runtime.files import atomic_write_json, atomic_write_text
+from seunet_monai.runtime.progress import progress as progress_bar
+from seunet_monai.runtime.status import write_status
 from seunet_monai.scale_fusion import ScaleProfile, apply_head_weights, scale_head_weights
 
 __all__ = ["DEFAULT_MAX_PIXELS", "DEFAULT_MAX_VOXELS", "MIN_WINDOW", "OUTPUT_FILES", "STATUS_FILE", "ScaleSweep", "peak_rss_mb",
@@ -158,7 +158,7 @@ class _Running:
 
 
 class ScaleSweep:
-    """The scale sweep as a configured component (``"sweep": {"_target_": "seunet_monai.evaluation.ScaleSweep",
+    """The scale sweep as a configured component (``"sweep": {"_target_": "seunet_monai.evaluation.sweep.ScaleSweep",
     ...}`` in ``evaluate.json``): settings here, the network and data at :meth:`run`.
 
     Args:

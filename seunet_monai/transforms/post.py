@@ -179,7 +179,7 @@ class SaveLabelMaskd(MapTransform):
     Written here rather than with MONAI's ``SaveImaged``: its writers (``PILWriter``, ``ITKWriter``) open the
     final file name and write into it, so an interrupted run leaves a partial PNG under the final name, and there
     is no hook between writing and naming to make that atomic short of re-implementing ``SaveImage.__call__``.
-    Here every file goes through :func:`seunet_monai.data.io.atomic_write_bytes` (temporary name in the same
+    Here every file goes through :func:`seunet_monai.runtime.files.atomic_write_bytes` (temporary name in the same
     folder, then ``os.replace``), keeps exactly the input's base name (``SaveImaged`` adds a postfix and, with
     its default ``FolderLayout``, a sub-folder per input), and keeps the ``(H, W)`` orientation of the input as
     loaded (``PILReader(reverse_indexing=False)``; ``PILWriter`` transposes by default).
@@ -215,7 +215,8 @@ class SaveLabelMaskd(MapTransform):
         return str(name)
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
-        from seunet_monai.data.io import atomic_save_png, atomic_write_bytes
+        from seunet_monai.data.io import atomic_save_png
+        from seunet_monai.runtime.files import atomic_write_bytes
 
         d = dict(data)
         stem = output_stem(self._source(d))

@@ -20,7 +20,7 @@ from seunet_monai.data.bcss import (
     prepare_bcss,
 )
 from seunet_monai.data.datalist import load_datalist
-from seunet_monai.data.preparation import PreparationError
+from seunet_monai.errors import PreparationError
 
 
 def code_mask(h: int = 48, w: int = 64) -> np.ndarray:

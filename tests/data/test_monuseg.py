@@ -12,7 +12,8 @@ from PIL import Image
 
 from seunet_monai.data.datalist import load_datalist
 from seunet_monai.data.monuseg import main, parse_aperio_xml, prepare_monuseg, rasterise_regions
-from seunet_monai.data.preparation import PreparationError, pick_validation, tile_starts
+from seunet_monai.data.preparation import pick_validation, tile_starts
+from seunet_monai.errors import PreparationError
 
 FIXTURE = Path(__file__).resolve().parents[2] / ".." / "shared" / "fixtures" / "monuseg-sample"
 

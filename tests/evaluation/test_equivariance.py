@@ -9,8 +9,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from seunet_monai.evaluation.equivariance import centre_crop, equivariance_matrices, matched_error
-from seunet_monai.metrics import matched_groups
+from seunet_monai.evaluation.equivariance import centre_crop, equivariance_matrices, matched_error, matched_groups
 
 
 def _smooth_image(size: int = 96, seed: int = 0) -> torch.Tensor:
@@ -76,7 +75,7 @@ def test_centre_crop() -> None:
 
 
 def test_scale_partners_within_ten_percent():
-    from seunet_monai.metrics import scale_partners
+    from seunet_monai.evaluation.equivariance import scale_partners
 
     sig = torch.tensor([0.5, 1.0, 1.5, 2.0, 2.5])
     matches, has = scale_partners(sig, 2.0)

@@ -9,9 +9,9 @@ import math
 import pytest
 import torch
 
+from seunet_monai.evaluation.rescale import rescale_image, rescale_label
 from seunet_monai.evaluation.sweep import OUTPUT_FILES, run_scale_sweep
 from seunet_monai.metrics import SegmentationScores
-from seunet_monai.evaluation.rescale import rescale_image, rescale_label
 
 from .conftest import toy_dataset
 
@@ -253,8 +253,8 @@ def test_windowed_and_whole_probabilities_of_a_real_seunet_agree() -> None:
 
 
 def test_the_sweep_writes_its_progress_and_results_to_a_status_file(tmp_path, toy_heads) -> None:
-    from seunet_monai.evaluation import ScaleSweep
-    from seunet_monai.handlers.status import read_status
+    from seunet_monai.evaluation.sweep import ScaleSweep
+    from seunet_monai.runtime.status import read_status
 
     sweep = ScaleSweep([0.5, 1.0], model_name="toy", roi_size=16, equivariance_images=0, num_examples=0,
                        tensorboard=False)

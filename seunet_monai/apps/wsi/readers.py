@@ -35,13 +35,12 @@ from typing import Any
 import numpy as np
 from monai.data.wsi_reader import BaseWSIReader, TiffFileWSIReader, WSIReader
 
-from seunet_monai.errors import SeunetError
+from seunet_monai.errors import ImageTooLargeError
 
 __all__ = [
-    "IMAGE_SUFFIXES",
+    "WHOLE_IMAGE_SUFFIXES",
     "MAX_IMAGE_PIXELS",
     "PLAUSIBLE_MPP",
-    "ImageTooLargeError",
     "SLIDE_SUFFIXES",
     "SUPPORTED_SUFFIXES",
     "PILImageReader",
@@ -57,11 +56,11 @@ __all__ = [
 
 MAX_IMAGE_PIXELS = 2**28
 """Largest PNG/JPEG (pixels) decoded whole; larger ones must be converted to a tiled TIFF (module docstring)."""
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+WHOLE_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 """Ordinary images, decoded whole (Pillow)."""
 SLIDE_SUFFIXES = (".tif", ".tiff", ".svs")
 """Files read region by region (tifffile): TIFF (tiled or stripped, pyramidal or not), OME-TIFF, Aperio SVS."""
-SUPPORTED_SUFFIXES = IMAGE_SUFFIXES + SLIDE_SUFFIXES
+SUPPORTED_SUFFIXES = WHOLE_IMAGE_SUFFIXES + SLIDE_SUFFIXES
 PLAUSIBLE_MPP = (0.05, 10.0)
 """Level-0 resolutions (µm per pixel) taken as a microscope's: from below the optical limit to a 1x scan. A file
 stating one outside this range (typically a screen or print dpi: 72-600 dpi is 353-42 µm/px, or a default
@@ -305,9 +304,6 @@ class PILImageReader(BaseWSIReader):
         return np.moveaxis(patch, -1, self.channel_dim)
 
 
-class ImageTooLargeError(SeunetError, ValueError):
-    """A PNG/JPEG larger than the bound within which it is decoded whole."""
-
 
 def make_reader(path: str | os.PathLike, backend: str = "tifffile", level: int = 0) -> BaseWSIReader:
     """The reader for ``path``: Pillow for PNG/JPEG; for TIFF/SVS the tifffile region reader, or MONAI's
@@ -317,7 +313,7 @@ def make_reader(path: str | os.PathLike, backend: str = "tifffile", level: int =
         ValueError: for an unsupported file extension or backend.
     """
     suffix = Path(str(path)).suffix.lower()
-    if suffix in IMAGE_SUFFIXES:
+    if suffix in WHOLE_IMAGE_SUFFIXES:
         return PILImageReader(level=level, channel_dim=0)
     if suffix not in SLIDE_SUFFIXES:
         raise ValueError(f"{path}: unsupported extension {suffix!r}; expected one of {', '.join(SUPPORTED_SUFFIXES)}.")

@@ -11,7 +11,7 @@ run of ours left, are refused unless ``--overwrite true``. An output folder equa
 output path that is an input file, is refused whatever ``overwrite`` says, and so are two inputs whose outputs
 would have the same name (``a.png`` and ``a_overlay.png``).
 
-The output folder is locked for the run (:func:`seunet_monai.run_lock.lock_run_folders`, as training locks its
+The output folder is locked for the run (:func:`seunet_monai.runtime.run_lock.lock_run_folders`, as training locks its
 folders): a second run into it is refused at once, naming the first one's pid. Each summary records what made
 the outputs (``provenance``: model file and its SHA-256, bundle version, fusion, stain normalisation and its
 reference, tissue detection, windows, watershed, target resolution or level, and the input file's size and
@@ -36,24 +36,18 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .accumulator import RawMask, SlideAccumulator
-from seunet_monai.errors import ConfigValueError, ExistingPathError, MissingPathError, SeunetError, as_flag
-from seunet_monai.networks.utils import unwrap
-from seunet_monai.run_lock import lock_run_folders
-
-from .inferers import HeadsPatchPredictor
-from .instances import iter_instances
-from .readers import (
-    IMAGE_SUFFIXES,
-    SUPPORTED_SUFFIXES,
-    ResampledLevelReader,
-    choose_level,
-    implausible_resolution,
-    make_reader,
-    read_region,
-    read_thumbnail,
+from seunet_monai.errors import (
+    ConfigValueError,
+    ExistingPathError,
+    InferenceError,
+    MissingPathError,
+    SeunetError,
+    as_flag,
 )
-from .tissue import TissueLocationFilter, detect_tissue, is_colourless
+from seunet_monai.networks.utils import unwrap
+from seunet_monai.runtime.run_lock import lock_run_folders
+
+from .accumulator import RawMask, SlideAccumulator
 from .figures import (
     pick_regions,
     tissue_box,
@@ -64,6 +58,19 @@ from .figures import (
     write_scale_map,
     write_slide_overview,
 )
+from .inferers import HeadsPatchPredictor
+from .instances import iter_instances
+from .readers import (
+    SUPPORTED_SUFFIXES,
+    WHOLE_IMAGE_SUFFIXES,
+    ResampledLevelReader,
+    choose_level,
+    implausible_resolution,
+    make_reader,
+    read_region,
+    read_thumbnail,
+)
+from .tissue import TissueLocationFilter, detect_tissue, is_colourless
 from .writers import GeoJSONWriter, write_mask_tiff, write_palette_png
 
 __all__ = [
@@ -122,9 +129,6 @@ def patch_stain_transform(stain_norm: str, stain_reference: str | os.PathLike) -
 
     return stain_transform(stain_norm, stain_reference, channel_dim=0)
 
-
-class InferenceError(SeunetError, RuntimeError):
-    """Some inputs could not be segmented (the others were); the message names them."""
 
 
 def _scale_histogram(scales: np.ndarray) -> dict[str, int]:
@@ -537,7 +541,7 @@ class SlideInferenceWorkflow:
         predictor = HeadsPatchPredictor(self.network, amp=self.amp)
         inferer(str(path), predictor)
         self._window_log_scales = predictor.window_log_scales
-        small = path.suffix.lower() in IMAGE_SUFFIXES or (base.get_level_count(wsi) == 1 and size[0] * size[1] <= self.png_max_pixels)
+        small = path.suffix.lower() in WHOLE_IMAGE_SUFFIXES or (base.get_level_count(wsi) == 1 and size[0] * size[1] <= self.png_max_pixels)
         stem = output_stem(path)
         names = output_names(stem, small)
         ds = reader.downsample_to_base(wsi) if resampled else float(reader.get_downsample_ratio(wsi, level))

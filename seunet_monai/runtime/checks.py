@@ -1,7 +1,8 @@
-"""Pre-run checks of the bundle: arguments, labels and outputs are checked before any work is done, each failing
-with one clear error naming the key (``--key`` on the command line), the file and how to fix it.
+"""Pre-run checks of the bundle: arguments and outputs are checked before any work is done, each failing with one
+clear error naming the key (``--key`` on the command line), the file and how to fix it.
 
-The checkpoint check (:func:`seunet_monai.checkpoint.check_state_dict`) lives with the checkpoint reader.
+The label check (:func:`seunet_monai.data.dataset.check_label_values`) lives with the dataset, the checkpoint
+check (:func:`seunet_monai.checkpoint.check_state_dict`) with the checkpoint reader.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import numpy as np
 
 from seunet_monai.errors import ConfigValueError, DataError, ExistingPathError
 
-__all__ = ["check_arguments", "check_label_values", "check_outputs", "check_scales"]
+__all__ = ["check_arguments", "check_outputs", "check_scales"]
 
 
 def _is_int(v: Any) -> bool:
@@ -90,61 +91,6 @@ def check_scales(scales: Any) -> list[float]:
     if len(set(values)) != len(values):
         raise ConfigValueError(f"--scales {values!r}: a scale repeats; expected {expected}.")
     return values
-
-def check_label_values(
-    datalist: Mapping[str, Sequence[Mapping[str, Any]]],
-    num_classes: int,
-    ignore_index: int | None = None,
-    splits: Sequence[str] = ("training", "validation"),
-    spatial_dims: int = 2,
-) -> None:
-    """Check that every label of ``splits`` holds only class values ``0..num_classes-1`` and ``ignore_index``.
-
-    For a binary task (``num_classes == 2``) a dataset whose labels hold ``ignore_index`` but never the
-    value 1 is refused: it is a 0/255 mask stored with 255 for the foreground, which would ignore every
-    nucleus pixel.
-
-    Args:
-        datalist: as returned by :func:`ensure_dataset` (absolute ``label`` paths).
-        num_classes: number of classes (key ``num_classes``).
-        ignore_index: the label value excluded from loss and metrics (key ``ignore_index``).
-        splits: the splits to read.
-        spatial_dims: 3 reads the labels as volumes (:func:`seunet_monai.data.volumes.read_volume_label`).
-
-    Raises:
-        seunet_monai.errors.DataError: naming the first label file with a value out of range and the key to
-            change.
-    """
-    from seunet_monai.data.io import read_label
-    from seunet_monai.data.volumes import read_volume_label
-
-    reader = read_volume_label if spatial_dims == 3 else read_label
-
-    allowed = set(range(int(num_classes))) | ({int(ignore_index)} if ignore_index is not None else set())
-    seen: set[int] = set()
-    for split in splits:
-        for i, entry in enumerate(datalist.get(split, [])):
-            values = {int(v) for v in np.unique(reader(entry["label"]))}
-            bad = sorted(values - allowed)
-            if bad and int(num_classes) == 2 and bad == [255]:
-                raise DataError(
-                    f"label file {entry['label']!r} ({split}[{i}]) holds 0/255 but num_classes is 2 (values 0, 1; "
-                    f"ignore_index {ignore_index}): store the foreground as 1 (e.g. label // 255; "
-                    "scripts/prepare_monuseg.py writes 0/1 masks)."
-                )
-            if bad:
-                raise DataError(
-                    f"label file {entry['label']!r} ({split}[{i}]) holds class value(s) {bad[:5]} but num_classes "
-                    f"is {num_classes} (values 0..{int(num_classes) - 1}, ignore_index {ignore_index}): set "
-                    f"--num_classes {max(bad) + 1} if these are classes (BCSS needs --num_classes 5), or fix the labels."
-                )
-            seen |= values
-    if int(num_classes) == 2 and ignore_index is not None and int(ignore_index) in seen and 1 not in seen:
-        raise DataError(
-            f"the labels of {list(splits)} hold 0 and {ignore_index} but never 1: they look like 0/255 masks, and "
-            f"{ignore_index} is ignore_index, so every foreground pixel would be ignored. Store the foreground as 1 "
-            "(e.g. label // 255; scripts/prepare_monuseg.py writes 0/1 masks)."
-        )
 
 def check_outputs(
     items: Sequence[Mapping[str, Any]],

@@ -1,4 +1,4 @@
-"""Specification of ``seunet_monai.run_lock.claim_ckpt_dir`` (issue 25, items 1 and 2): a training never writes
+"""Specification of ``seunet_monai.runtime.run_lock.claim_ckpt_dir`` (issue 25, items 1 and 2): a training never writes
 over a model file it did not write (the shipped model, an earlier run's files) unless told to; ``--resume true``
 continues the run that wrote them; and the bundle's default checkpoint folder is a run folder, not the one of the
 shipped model."""
@@ -11,9 +11,9 @@ import pytest
 from monai.bundle import ConfigParser
 
 from seunet_monai.errors import ExistingPathError
-from seunet_monai.run_lock import claim_ckpt_dir
+from seunet_monai.runtime.run_lock import claim_ckpt_dir
 
-CONFIGS = Path(__file__).resolve().parents[1] / "bundle" / "configs"
+CONFIGS = Path(__file__).resolve().parents[2] / "bundle" / "configs"
 
 
 def _files(folder: Path, *names: str) -> Path:
@@ -59,7 +59,7 @@ def test_default_training_folder_is_a_run_folder_and_evaluation_keeps_the_shippe
 
 
 def test_an_output_dir_that_is_a_file_is_one_error_naming_it(tmp_path):
-    from seunet_monai.run_lock import lock_run_folders
+    from seunet_monai.runtime.run_lock import lock_run_folders
 
     (tmp_path / "out").write_text("not a folder")
     with pytest.raises(ExistingPathError, match=r"out is a file, not a folder; choose another --output_dir"):

@@ -1,16 +1,20 @@
 """Where the bundle lives: the folder holding ``configs/`` of the config being parsed, and paths relative to it.
 
-Configs call these in ``$`` expressions, e.g. ``"bundle_root": "$seunet_monai.paths.bundle_root()"``.
+Configs call these in ``$`` expressions, e.g. ``"bundle_root": "$seunet_monai.runtime.paths.bundle_root()"``.
 """
 
 from __future__ import annotations
 
+import ast
 import inspect
 import os
 from pathlib import Path
 from typing import Any
 
+from monai.bundle import ConfigWorkflow
+
 from seunet_monai.errors import MissingPathError
+from seunet_monai.runtime.resources import bundle_path
 
 __all__ = ["BUNDLE_ROOT_ENV", "bundle_root", "resolve_path"]
 
@@ -22,8 +26,6 @@ def _root_from_config_file(config_file: Any) -> Path | None:
     if config_file is None:
         return None
     if isinstance(config_file, str) and config_file.strip().startswith("["):
-        import ast
-
         try:
             config_file = ast.literal_eval(config_file.strip())
         except (ValueError, SyntaxError):
@@ -47,7 +49,7 @@ def bundle_root() -> str:
        expression, found on the call stack (``python -m monai.bundle run ...``, ``check_properties``), or a
        ``config_file`` argument of a ``monai.bundle.scripts`` function (``verify_net_in_out``,
        ``ckpt_export``): the parent of ``configs/``;
-    3. the bundle shipped with this package (:func:`seunet_monai.resources.bundle_path`: the installed package
+    3. the bundle shipped with this package (:func:`seunet_monai.runtime.resources.bundle_path`: the installed package
        data, or ``bundle/`` next to the package in a source checkout);
     4. the current working directory (what MONAI's own scripts assume).
 
@@ -56,8 +58,6 @@ def bundle_root() -> str:
     Returns:
         an absolute path (string, as configs concatenate it with ``+``).
     """
-    from monai.bundle import ConfigWorkflow
-
     env = os.environ.get(BUNDLE_ROOT_ENV)
     if env:
         return str(Path(env).resolve())
@@ -76,7 +76,6 @@ def bundle_root() -> str:
             f = f.f_back
     finally:
         del frame
-    from seunet_monai.resources import bundle_path
 
     try:
         return str(bundle_path())

@@ -1,4 +1,4 @@
-"""Specification of ``seunet_monai.checks``: the bundle's argument checks name the key."""
+"""Specification of ``seunet_monai.runtime.checks``: the bundle's argument checks name the key."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from seunet_monai.checks import check_arguments, check_scales
 from seunet_monai.errors import ConfigValueError, DataError, SeunetError, find_seunet_error
+from seunet_monai.runtime.checks import check_arguments, check_scales
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize(

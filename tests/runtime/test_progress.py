@@ -1,4 +1,4 @@
-"""Console progress (seunet_monai.progress): one log line per epoch, a bar with the loss in its postfix that
+"""Console progress (seunet_monai.runtime.progress): one log line per epoch, a bar with the loss in its postfix that
 never shares a line with log records, nothing drawn into a pipe unless asked."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import pytest
 import torch
 from ignite.engine import Engine, Events
 
-from seunet_monai.progress import EpochLogger, ProgressBar, progress
+from seunet_monai.runtime.progress import EpochLogger, ProgressBar, progress
 
 
 def _trainer(losses_per_epoch: int = 3) -> Engine:

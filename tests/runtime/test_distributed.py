@@ -1,10 +1,10 @@
-"""Specification of ``seunet_monai.distributed``: rank and barrier through ignite.distributed."""
+"""Specification of ``seunet_monai.runtime.distributed``: rank and barrier through ignite.distributed."""
 
 from __future__ import annotations
 
 import ignite.distributed as idist
 
-from seunet_monai.distributed import barrier, is_main_process
+from seunet_monai.runtime.distributed import barrier, is_main_process
 
 
 def test_a_single_process_is_the_main_one_and_its_barrier_returns():

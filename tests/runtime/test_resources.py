@@ -1,4 +1,4 @@
-"""Where the bundle lives (seunet_monai.resources, ``python -m seunet_monai bundle-path``), in a source checkout
+"""Where the bundle lives (seunet_monai.runtime.resources, ``python -m seunet_monai bundle-path``), in a source checkout
 and in a wheel installed into a fresh virtual environment (``pip install .``, not editable)."""
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from seunet_monai import resources
 from seunet_monai.errors import MissingPathError
+from seunet_monai.runtime import resources
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 CONSOLE_SCRIPTS = ["seunet-prepare-monuseg", "seunet-prepare-bcss", "seunet-make-synthetic",
                    "seunet-make-synthetic-volumes", "seunet-experiment", "seunet-compare", "seunet-scale-shift"]
 
@@ -119,7 +119,8 @@ def test_installed_bundle_resolves_its_root_and_variants(installed):
     code = (
         "import json, sys\n"
         "from monai.bundle import ConfigWorkflow\n"
-        "from seunet_monai import experiment, resources\n"
+        "from seunet_monai import experiment\n"
+        "from seunet_monai.runtime import resources\n"
         "cfg = str(resources.config_path('train.json'))\n"
         "wf = ConfigWorkflow(config_file=cfg, workflow_type='train', logging_file=False)\n"
         "wf.initialize()\n"

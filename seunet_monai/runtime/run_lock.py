@@ -17,6 +17,8 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from filelock import FileLock, Timeout
+
 from seunet_monai.errors import ExistingPathError, RunLockedError, as_flag
 
 __all__ = ["LOCK_NAME", "RUN_FILES", "RunLock", "claim_ckpt_dir", "lock_run_folders"]
@@ -78,8 +80,6 @@ def lock_run_folders(
         seunet_monai.errors.RunLockedError: naming the folder and the pid of the run that holds it.
         seunet_monai.errors.ExistingPathError: when a folder, or one above it, is a file.
     """
-    from filelock import FileLock, Timeout
-
     unique: list[Path] = []
     for folder in folders:
         real = Path(folder).expanduser().resolve()

@@ -27,6 +27,8 @@ from typing import IO, Any
 
 import torch
 from ignite.engine import Engine, Events
+from ignite.handlers import ProgressBar as IgniteBar
+from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from seunet_monai.errors import as_flag
@@ -107,7 +109,6 @@ class ProgressBar:
         file = sys.stderr if self.file is None else self.file
         if not _show(self.enabled, file):
             return
-        from ignite.handlers import ProgressBar as IgniteBar
 
         kwargs: dict[str, Any] = {"persist": self.persist, "file": file}
         if self.desc is not None:
@@ -180,7 +181,6 @@ def progress(iterable: Iterable, total: int | None = None, desc: str | None = No
     if not _show(enabled, file):
         yield from iterable
         return
-    from tqdm import tqdm
 
     _redirect_logging(True)
     try:

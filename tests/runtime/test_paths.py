@@ -1,14 +1,14 @@
-"""Specification of ``seunet_monai.paths``: where the bundle is."""
+"""Specification of ``seunet_monai.runtime.paths``: where the bundle is."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-from seunet_monai import paths
-from seunet_monai.paths import bundle_root, resolve_path
+from seunet_monai.runtime import paths
+from seunet_monai.runtime.paths import bundle_root, resolve_path
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_bundle_root_from_environment_workflow_and_checkout(tmp_path, monkeypatch):
@@ -22,8 +22,8 @@ def test_bundle_root_from_environment_workflow_and_checkout(tmp_path, monkeypatc
 
     (tmp_path / "b" / "configs").mkdir(parents=True)
     cfg = tmp_path / "b" / "configs" / "x.json"
-    cfg.write_text(json.dumps({"imports": ["$import seunet_monai", "$import seunet_monai.paths"],
-                               "root": "$seunet_monai.paths.bundle_root()", "run": ["$@root"]}))
+    cfg.write_text(json.dumps({"imports": ["$import seunet_monai", "$import seunet_monai.runtime.paths"],
+                               "root": "$seunet_monai.runtime.paths.bundle_root()", "run": ["$@root"]}))
     monkeypatch.chdir(tmp_path)
     wf = ConfigWorkflow(config_file=str(cfg), workflow_type=None, logging_file=False)
     wf.initialize()

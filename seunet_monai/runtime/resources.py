@@ -42,7 +42,7 @@ def bundle_path() -> Path:
     installed = _installed_bundle()
     if installed is not None:
         return installed
-    checkout = Path(__file__).resolve().parents[1] / "bundle"
+    checkout = Path(__file__).resolve().parents[2] / "bundle"
     if (checkout / "configs").is_dir():
         return checkout
     raise MissingPathError(
