@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from seunet_monai.errors import CheckpointError, MissingPathError
-from seunet_monai.networks.utils import unwrap
+from seunet_monai.runtime.distributed import unwrap
 
 __all__ = [
     "LEGACY_MODEL_KEYS",

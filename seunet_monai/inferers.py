@@ -25,7 +25,7 @@ import torch
 from monai.inferers import Inferer, SimpleInferer, SlidingWindowInferer
 from monai.utils import convert_to_tensor
 
-from seunet_monai.networks.utils import unwrap
+from seunet_monai.runtime.distributed import unwrap
 
 __all__ = [
     "MIN_WINDOW",

@@ -43,7 +43,7 @@ from monai.metrics import ConfusionMatrixMetric, compute_confusion_matrix_metric
 from monai.metrics.confusion_matrix import get_confusion_matrix
 from monai.utils import convert_to_tensor
 
-from seunet_monai.fusion import argmax
+from seunet_monai.fusion.heads import argmax
 
 __all__ = [
     "ConfusionIoU",

@@ -34,8 +34,8 @@ from matplotlib.figure import Figure
 
 from seunet_monai.data.monuseg import prepare_monuseg
 from seunet_monai.evaluation.report import read_csv_rows, write_csv_rows
-from seunet_monai.evaluation.rescale import default_scales
 from seunet_monai.experiment import STATE_FILE, VARIANTS, _fmt_time, _run_variant, _write_json
+from seunet_monai.layers.rescale import default_scales
 from seunet_monai.runtime.files import atomic_write_text
 
 __all__ = [

@@ -24,8 +24,8 @@ import torch
 from scipy import ndimage
 from torch import nn
 
-from seunet_monai.fusion import fuse
-from seunet_monai.scale_fusion import signature_width
+from seunet_monai.fusion.scale import signature_width
+from seunet_monai.fusion.strategies import fuse
 
 
 class ScaleBandHeads(nn.Module):

@@ -1,7 +1,7 @@
 """Measuring the equivariance error of a network on an image (eq. 10, 12) across test scales.
 
 For an image ``f`` and a scale ``s``, the reference is ``S_s Φ(f)``: the last-layer features of ``f``
-resampled to the size of the rescaled image (:func:`~seunet_monai.evaluation.rescale.resize_features`,
+resampled to the size of the rescaled image (:func:`~seunet_monai.layers.rescale.resize_features`,
 the same anti-aliased bilinear rule as for images); the test is ``Φ(S_s f)``: the features of the rescaled
 image. Both come from one whole-image forward pass (no sliding window), so use small crops. Features are
 ``net.features(x)`` for multi-head networks and, for plain networks, the input of their last convolution
@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from seunet_monai.evaluation.heads import network_features
-from seunet_monai.evaluation.rescale import rescale_image, resize_features
+from seunet_monai.layers.rescale import rescale_image, resize_features
 
 __all__ = [
     "EQUIVARIANCE_COLUMNS",
@@ -76,7 +76,7 @@ def equivariance_matrices(
         crop: centre-crop side at scale 1 (``None``: whole image).
         device: where the network runs (default: CPU or where its parameters are).
         axes: spatial axes rescaled (``None``: all; ``(2,)``: the axial axis of a volume only), see
-            :func:`~seunet_monai.evaluation.rescale.scaled_size`.
+            :func:`~seunet_monai.layers.rescale.scaled_size`.
 
     Returns:
         scale -> ``(Ω, Ω)`` float64 errors ``[k, k']`` (group k on the original, rescaled; group k' on the

@@ -9,7 +9,7 @@ fits a memory budget (``max_pixels``), else with MONAI's ``SlidingWindowInferer`
 ``pens``, and ``scale`` when the network's scale fusion is calibrated) and accumulates, per scale and strategy, the dataset-wide IoU plus per-image IoU and Dice
 (:class:`seunet_monai.metrics.SegmentationScores`). It also measures the equivariance error (eq. 10, 12)
 on centre crops, estimates each image's relative scale from the winning heads
-(:mod:`seunet_monai.evaluation.scale_estimation`), and writes the contract outputs into
+(:mod:`seunet_monai.fusion.estimation`), and writes the contract outputs into
 ``output_dir/eval/``:
 
 ``scale_sweep.csv`` / ``.json`` / ``.md``, ``iou_vs_scale.png``, ``equivariance.csv`` (eq. 10 per scale),
@@ -66,21 +66,22 @@ from seunet_monai.evaluation.equivariance import (
 from seunet_monai.evaluation.heads import num_heads, output_heads_mode
 from seunet_monai.evaluation.items import item_name, iterate_items, prepare_item
 from seunet_monai.evaluation.report import SWEEP_COLUMNS, strategy_names, summarise, sweep_markdown, write_csv_rows
-from seunet_monai.evaluation.rescale import default_scales, rescale_image, rescale_label
-from seunet_monai.evaluation.scale_estimation import (
+from seunet_monai.fusion.estimation import (
     head_confidence,
     head_votes,
     last_layer_log_sigmas,
     relative_scale_estimates,
     scale_correlation,
 )
-from seunet_monai.fusion import argmax, fuse, winning_head
+from seunet_monai.fusion.heads import argmax, winning_head
+from seunet_monai.fusion.scale import ScaleProfile, apply_head_weights, scale_head_weights
+from seunet_monai.fusion.strategies import fuse
 from seunet_monai.inferers import MIN_WINDOW, WHOLE_IMAGE_PIXELS, predict_heads, sweep_window
+from seunet_monai.layers.rescale import default_scales, rescale_image, rescale_label
 from seunet_monai.metrics import SegmentationScores
 from seunet_monai.runtime.files import atomic_write_json, atomic_write_text
 from seunet_monai.runtime.progress import progress as progress_bar
 from seunet_monai.runtime.status import write_status
-from seunet_monai.scale_fusion import ScaleProfile, apply_head_weights, scale_head_weights
 
 __all__ = ["DEFAULT_MAX_PIXELS", "DEFAULT_MAX_VOXELS", "MIN_WINDOW", "OUTPUT_FILES", "STATUS_FILE", "ScaleSweep", "peak_rss_mb",
            "predict_heads", "run_scale_sweep", "sweep_window"]
@@ -184,13 +185,13 @@ class ScaleSweep:
         example_scales: scales drawn there (the nearest sweep scales are used); default min, 1, max.
         if_exists: ``"archive"``, ``"error"`` or ``"overwrite"`` (see module docstring).
         tensorboard: also write scalars with ``torch.utils.tensorboard.SummaryWriter``.
-        scale_temperature: τ of the scale estimate (:mod:`~seunet_monai.evaluation.scale_estimation`).
+        scale_temperature: τ of the scale estimate (:mod:`~seunet_monai.fusion.estimation`).
         partner_tolerance: eq. 10 averages only groups whose matched group's σ ratio is within this relative
             tolerance of the scale (:func:`~seunet_monai.evaluation.equivariance.scale_partners`); the others are
             listed.
         scale_axes: spatial axes each scale applies to (``None``: all, an isotropic sweep; ``[2]``: the axial
             axis ``Z`` of volumes ``(X, Y, Z)`` only, as anisotropic sampling changes it); images, labels and the
-            equivariance crops are rescaled alike (:func:`~seunet_monai.evaluation.rescale.scaled_size`).
+            equivariance crops are rescaled alike (:func:`~seunet_monai.layers.rescale.scaled_size`).
 
     Raises:
         ValueError: for bad ``scales``, ``overlap`` or ``if_exists``, naming the argument.
@@ -360,14 +361,14 @@ class ScaleSweep:
         profile, calibrated_est, counts, confidences = run.profile, run.calibrated_est, run.counts, run.confidences
         estimation = {
             "method": "log σ of the last layer weighted by softmax(mean margin per head / temperature), relative to "
-                      "the split's mean at scale 1 (see seunet_monai.evaluation.scale_estimation)",
+                      "the split's mean at scale 1 (see seunet_monai.fusion.estimation)",
             "temperature": self.scale_temperature,
             "sigma_source": sigma_source,
             "correlation": scale_correlation(est, scales),
             "scale_fusion": {
                 "calibrated": profile is not None,
                 "calibrated_scales": [] if profile is None else profile.scales.tolist(),
-                "method": "seunet_monai.scale_fusion.estimate_scale (calibrated signatures, nearest point)",
+                "method": "seunet_monai.fusion.scale.estimate_scale (calibrated signatures, nearest point)",
                 "correlation": scale_correlation(np.stack(calibrated_est), scales) if profile is not None else None,
             },
             "per_image": [

@@ -24,8 +24,7 @@ from monai.transforms import Randomizable, Transform
 
 from seunet_monai.checkpoint import LEGACY_MODEL_KEYS, MODEL_KEY, is_training_checkpoint, read_checkpoint
 from seunet_monai.errors import CheckpointError, as_flag, set_interrupt_note
-from seunet_monai.networks.utils import unwrap
-from seunet_monai.runtime.distributed import is_main_process
+from seunet_monai.runtime.distributed import is_main_process, unwrap
 from seunet_monai.runtime.files import atomic_torch_save
 
 __all__ = ["BestModelSaver", "RandomStates", "ResumableCheckpoint"]

@@ -8,8 +8,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from ignite.engine import Engine, Events
 
-from seunet_monai.networks.utils import unwrap
-from seunet_monai.runtime.distributed import is_main_process
+from seunet_monai.runtime.distributed import is_main_process, unwrap
 
 if TYPE_CHECKING:
     from torch.utils.tensorboard import SummaryWriter

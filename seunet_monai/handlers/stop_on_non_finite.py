@@ -9,7 +9,7 @@ import torch
 from ignite.engine import Engine, Events
 
 from seunet_monai.errors import TrainingDivergedError
-from seunet_monai.networks.utils import unwrap
+from seunet_monai.runtime.distributed import unwrap
 
 __all__ = ["StopOnNonFinite"]
 

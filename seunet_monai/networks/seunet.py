@@ -19,11 +19,11 @@ import torch.nn.functional as F
 from monai.networks.layers.utils import get_act_layer, get_norm_layer
 from torch import nn
 
-from ..fusion import fuse, parse_strategy
+from ..fusion.scale import signature_width, upgrade_signature_state
+from ..fusion.strategies import fuse, parse_strategy
 from ..layers.gd_conv import GDConv
 from ..layers.group_ops import unfold_groups
 from ..layers.scales import SIGMA_MODES, default_sigma_ranges, validate_sigma_bounds
-from ..scale_fusion import signature_width, upgrade_signature_state
 
 __all__ = ["GDBlock", "SEUNet"]
 
@@ -154,7 +154,7 @@ class SEUNet(nn.Module):
         dropout: dropout after each block.
         share_heads: one 1×1 head shared by all groups (default, as the authors' code) or one per group.
         fusion: eval-mode fusion of the heads: ``"pens"`` (default), ``"pdist"``, ``"mean"``, ``"scale"`` or
-            ``"head:k"`` (:mod:`~seunet_monai.fusion`). ``"scale"`` (:mod:`~seunet_monai.scale_fusion`) reads the
+            ``"head:k"`` (:mod:`~seunet_monai.fusion`). ``"scale"`` (:mod:`~seunet_monai.fusion.scale`) reads the
             calibration buffers below (PEns with a warning while they are NaN).
         profile_scales: the scales at which the ``"scale"`` fusion's calibration (buffers ``fusion_scales``,
             ``fusion_iou`` ``(P, Ω)``, ``fusion_signature`` ``(P, 3Ω)``) is measured; default the 17 sweep

@@ -1,7 +1,7 @@
 """Post-processing transforms of per-head probabilities ``(Ω, C, *spatial)`` (decollated items) and the saving
 of predicted masks.
 
-- :class:`Fuse` / :class:`Fused`: fuse the heads with a strategy of :func:`seunet_monai.fusion.fuse`;
+- :class:`Fuse` / :class:`Fused`: fuse the heads with a strategy of :func:`seunet_monai.fusion.strategies.fuse`;
 - :class:`WinningHead` / :class:`WinningHeadd`: the per-pixel PDist winning head (which scale group decided);
 - :class:`SaveLabelMaskd`: write the class-id mask (and optionally the probabilities) of one item, atomically.
 """
@@ -20,7 +20,8 @@ from monai.config import KeysCollection
 from monai.transforms import MapTransform, Transform
 from monai.utils import convert_to_dst_type, convert_to_tensor
 
-from seunet_monai.fusion import fuse, parse_strategy, winning_head
+from seunet_monai.fusion.heads import winning_head
+from seunet_monai.fusion.strategies import fuse, parse_strategy
 
 __all__ = ["Fuse", "Fused", "SaveLabelMaskd", "WinningHead", "WinningHeadd", "output_stem"]
 

@@ -31,7 +31,7 @@ from seunet_monai.apps.wsi import (
     is_colourless,
     make_reader,
 )
-from seunet_monai.fusion import fuse
+from seunet_monai.fusion.strategies import fuse
 from seunet_monai.runtime.run_lock import LOCK_NAME
 
 SHARED = Path(__file__).resolve().parents[2] / ".." / "shared"

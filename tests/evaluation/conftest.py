@@ -37,7 +37,7 @@ class ToyHeads(nn.Module):
         probs = torch.softmax(logits, dim=2)
         if self.output_heads:
             return probs
-        from seunet_monai.fusion import fuse
+        from seunet_monai.fusion.strategies import fuse
 
         return fuse(probs, self.fusion)
 

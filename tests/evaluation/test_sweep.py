@@ -9,8 +9,8 @@ import math
 import pytest
 import torch
 
-from seunet_monai.evaluation.rescale import rescale_image, rescale_label
 from seunet_monai.evaluation.sweep import OUTPUT_FILES, run_scale_sweep
+from seunet_monai.layers.rescale import rescale_image, rescale_label
 from seunet_monai.metrics import SegmentationScores
 
 from .conftest import toy_dataset

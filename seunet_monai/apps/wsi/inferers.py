@@ -33,8 +33,9 @@ from monai.inferers import Merger, WSISlidingWindowSplitter
 from monai.utils import BlendMode
 
 from seunet_monai.errors import as_flag
-from seunet_monai.fusion import fuse, head_margins
-from seunet_monai.networks.utils import unwrap
+from seunet_monai.fusion.heads import head_margins
+from seunet_monai.fusion.strategies import fuse
+from seunet_monai.runtime.distributed import unwrap
 
 __all__ = ["BandMerger", "HeadsPatchPredictor", "PatchPreprocessing", "TissueWSISplitter"]
 
@@ -293,7 +294,7 @@ class HeadsPatchPredictor:
 
     Per-head probabilities come from :func:`seunet_monai.inferers.head_probabilities` (``forward_heads`` and a
     softmax over classes for multi-head networks; a plain network is one head). They are fused with the network's ``fuse_heads`` when it has one, else with
-    :func:`seunet_monai.fusion.fuse` and its ``fusion`` strategy, which is what its eval-mode ``forward`` returns.
+    :func:`seunet_monai.fusion.strategies.fuse` and its ``fusion`` strategy, which is what its eval-mode ``forward`` returns.
 
     Args:
         network: the segmentation network (put in eval mode by the caller).
@@ -318,7 +319,7 @@ class HeadsPatchPredictor:
 
     def _record_scales(self, probs: torch.Tensor) -> None:
         """Estimate each window's scale relative to training from its heads (the ``scale`` fusion's estimator)."""
-        from seunet_monai.scale_fusion import estimate_log_scale, resolve_profile
+        from seunet_monai.fusion.scale import estimate_log_scale, resolve_profile
 
         net = unwrap(self.network)
         if probs.shape[1] > 1 and resolve_profile(net) is not None:

@@ -44,7 +44,7 @@ from seunet_monai.errors import (
     SeunetError,
     as_flag,
 )
-from seunet_monai.networks.utils import unwrap
+from seunet_monai.runtime.distributed import unwrap
 from seunet_monai.runtime.run_lock import lock_run_folders
 
 from .accumulator import RawMask, SlideAccumulator
@@ -583,7 +583,7 @@ class SlideInferenceWorkflow:
         return ["background", "Nucleus"] if c == 2 else [f"class{k}" for k in range(c)]
 
     def _head_sigmas(self, num_heads: int) -> list[float] | None:
-        from seunet_monai.evaluation.scale_estimation import last_layer_log_sigmas
+        from seunet_monai.fusion.estimation import last_layer_log_sigmas
 
         if num_heads == 0:
             return None
@@ -649,7 +649,7 @@ class SlideInferenceWorkflow:
             logger.info("stain normalisation: too little tissue to fit the input's stains; fitting per window")
 
     def _scale_entry(self, acc: SlideAccumulator, mpp: float | None) -> dict:
-        from seunet_monai.evaluation.scale_estimation import last_layer_log_sigmas, log_sigma_estimate
+        from seunet_monai.fusion.estimation import last_layer_log_sigmas, log_sigma_estimate
 
         entry: dict[str, Any] = {
             "resolution_relative_to_training": (self.target_mpp / mpp) if (mpp and self.target_mpp) else None,

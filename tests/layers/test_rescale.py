@@ -5,13 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from seunet_monai.evaluation.rescale import (
-    default_scales,
-    rescale_image,
-    rescale_label,
-    resize_features,
-    scaled_size,
-)
+from seunet_monai.layers.rescale import default_scales, rescale_image, rescale_label, resize_features, scaled_size
 
 
 def test_default_scales_are_the_papers() -> None:

@@ -1,14 +1,15 @@
-"""Per-pixel fusion of the Ω heads' class probabilities into one prediction.
+"""The paper's per-pixel fusions of the Ω heads' class probabilities into one prediction, and the heads' margins.
 
 Implements sec. 3.4 and Algorithm 1 (Appendix A) of Yang et al., "Scale-Equivariant UNet for
-Histopathology Image Segmentation":
+Histopathology Image Segmentation" (:func:`fuse_heads`; every named fusion, ``"scale"`` included, goes through
+:func:`seunet_monai.fusion.strategies.fuse`):
 
 - ``"mean"``: arithmetic mean of the heads' probabilities.
 - ``"pdist"``: per pixel, the head with the largest margin ``D_k = p_max - p_second`` decides.
 - ``"pens"``: per pixel, heads weighted by ``softmax_k(D_k)``.
 - ``"head:k"``: one head alone (1-based ``k``), as in the per-head columns of Table 1.
 - ``"scale"`` (beyond the paper): estimate the input's scale from the heads and weight the heads by their
-  validation IoU measured at that scale (:mod:`seunet_monai.scale_fusion`: design, justification and the
+  validation IoU measured at that scale (:mod:`seunet_monai.fusion.scale`: design, justification and the
   uncalibrated fallback to PEns). It needs the calibration ``profile`` (the network's ``fusion_*`` buffers).
 
 The per-pixel winning head of PDist (:func:`winning_head`) tells which scale group decided each pixel (used for
@@ -21,49 +22,65 @@ whole models, not per pixel by each head's margin as Algorithm 1 does).
 
 from __future__ import annotations
 
-import re
-from typing import Any
-
 import torch
 
 __all__ = [
-    "FUSION_STRATEGIES",
     "PAPER_STRATEGIES",
     "argmax",
-    "fuse",
+    "check_head_probs",
+    "fuse_heads",
     "head_margins",
-    "parse_strategy",
     "winning_head",
 ]
 
 #: the paper's fusions (sec. 3.4)
 PAPER_STRATEGIES = ("mean", "pdist", "pens")
-#: every named fusion (``"head:k"`` aside)
-FUSION_STRATEGIES = (*PAPER_STRATEGIES, "scale")
-
-_HEAD_RE = re.compile(r"^head:?(\d+)$")
-
-
-def parse_strategy(strategy: str) -> tuple[str, int | None]:
-    """Split a strategy name into ``(kind, head)``; ``head`` is 0-based for ``"head:k"``.
-
-    Accepts ``"mean"``, ``"pdist"``, ``"pens"``, ``"scale"``, ``"head:k"`` and its short form ``"headk"``.
+def check_head_probs(probs: torch.Tensor, name: str = "fuse") -> None:
+    """Refuse anything but per-head class probabilities ``(B, Ω, C, *spatial)`` with ``C >= 2``.
 
     Raises:
-        ValueError: for an unknown name or a head index below 1.
+        ValueError: naming ``name``, for a tensor of the wrong rank or fewer than two classes.
     """
-    name = str(strategy).strip().lower()
-    if name in FUSION_STRATEGIES:
-        return name, None
-    m = _HEAD_RE.match(name)
-    if m is None:
-        raise ValueError(
-            f"unknown fusion strategy {strategy!r}: expected one of {FUSION_STRATEGIES} or 'head:k' (k >= 1)."
-        )
-    k = int(m.group(1))
-    if k < 1:
-        raise ValueError(f"fusion strategy {strategy!r}: head indices are 1-based, got {k}.")
-    return "head", k - 1
+    if probs.ndim < 4:
+        raise ValueError(f"{name}: probs must be (B, Ω, C, *spatial), got shape {tuple(probs.shape)}.")
+    if probs.shape[2] < 2:
+        raise ValueError(f"{name}: need at least 2 classes (dim 2) to compute margins, got {probs.shape[2]}.")
+
+
+def fuse_heads(probs: torch.Tensor, kind: str, head: int | None = None) -> torch.Tensor:
+    """The paper's fusions of per-head class probabilities (sec. 3.4, Algorithm 1) into one class-score map.
+
+    Args:
+        probs: per-head class probabilities ``(B, Ω, C, *spatial)`` (softmax over ``C`` already applied),
+            ``C >= 2``.
+        kind: ``"mean"``, ``"pdist"``, ``"pens"`` or ``"head"`` (as :func:`seunet_monai.fusion.strategies.parse_strategy`
+            returns it).
+        head: the 0-based head of ``"head"``.
+
+    Returns:
+        ``(B, C, *spatial)`` probabilities that sum to 1 over ``C`` (PDist and ``head`` return the chosen head's).
+
+    Raises:
+        ValueError: for a tensor of the wrong rank, fewer than two classes, or a head index beyond Ω.
+    """
+    check_head_probs(probs, "fuse")
+    if kind not in (*PAPER_STRATEGIES, "head"):
+        raise ValueError(f"fuse_heads: unknown kind {kind!r}: expected one of {PAPER_STRATEGIES} or 'head'.")
+    num_heads = probs.shape[1]
+    if kind == "mean":
+        return probs.mean(dim=1)
+    if kind == "head":
+        if head is None or head >= num_heads:
+            raise ValueError(f"fuse_heads: head {head + 1} asked for, but there are {num_heads} heads.")
+        return probs[:, head]
+    margins = head_margins(probs)
+    if kind == "pdist":
+        # ties between heads' margins go to the lowest head index (argmax returns the first maximum)
+        best = argmax(margins, dim=1, keepdim=True).unsqueeze(2)  # (B, 1, 1, *spatial)
+        index = best.expand(-1, 1, probs.shape[2], *probs.shape[3:])
+        return probs.gather(1, index).squeeze(1)
+    weights = torch.softmax(margins, dim=1).unsqueeze(2)  # (B, Ω, 1, *spatial)
+    return (weights * probs).sum(dim=1)
 
 
 def head_margins(probs: torch.Tensor) -> torch.Tensor:
@@ -90,52 +107,6 @@ def head_margins(probs: torch.Tensor) -> torch.Tensor:
         second = torch.maximum(second, torch.minimum(first, x))
         first = torch.maximum(first, x)
     return first - second
-
-
-def fuse(probs: torch.Tensor, strategy: str = "pens", profile: Any = None, temperature: float = 0.01) -> torch.Tensor:
-    """Fuse per-head class probabilities into one class-score map.
-
-    Args:
-        probs: per-head class probabilities ``(B, Ω, C, *spatial)`` (softmax over ``C`` already applied),
-            ``C >= 2``.
-        strategy: ``"mean"``, ``"pdist"``, ``"pens"``, ``"scale"`` or ``"head:k"`` (1-based ``k``).
-        profile: ``"scale"`` only: the calibration (:func:`seunet_monai.scale_fusion.resolve_profile`: a network
-            with the ``fusion_*`` buffers, a state dict or a ``ScaleProfile``); without a calibrated one,
-            ``"scale"`` falls back to ``"pens"`` with a one-time warning. Ignored by the other strategies.
-        temperature: ``"scale"`` only: ``τ`` of the head weights in IoU units (0: best expected head alone).
-
-    Returns:
-        ``(B, C, *spatial)`` class scores whose argmax over ``C`` is the prediction. Every strategy returns
-        probabilities that sum to 1 over ``C`` (PDist and ``head:k`` return the chosen head's probabilities).
-
-    Raises:
-        ValueError: for a tensor of the wrong rank, fewer than two classes, an unknown strategy, or a head
-            index beyond Ω.
-    """
-    if probs.ndim < 4:
-        raise ValueError(f"fuse: probs must be (B, Ω, C, *spatial), got shape {tuple(probs.shape)}.")
-    if probs.shape[2] < 2:
-        raise ValueError(f"fuse: need at least 2 classes (dim 2) to compute margins, got {probs.shape[2]}.")
-    kind, head = parse_strategy(strategy)
-    num_heads = probs.shape[1]
-    if kind == "scale":
-        from seunet_monai.scale_fusion import scale_fuse  # here: scale_fusion imports this module
-
-        return scale_fuse(probs, profile, temperature)
-    if kind == "mean":
-        return probs.mean(dim=1)
-    if kind == "head":
-        if head >= num_heads:
-            raise ValueError(f"fuse: strategy {strategy!r} asks for head {head + 1} but there are {num_heads} heads.")
-        return probs[:, head]
-    margins = head_margins(probs)
-    if kind == "pdist":
-        # ties between heads' margins go to the lowest head index (argmax returns the first maximum)
-        best = argmax(margins, dim=1, keepdim=True).unsqueeze(2)  # (B, 1, 1, *spatial)
-        index = best.expand(-1, 1, probs.shape[2], *probs.shape[3:])
-        return probs.gather(1, index).squeeze(1)
-    weights = torch.softmax(margins, dim=1).unsqueeze(2)  # (B, Ω, 1, *spatial)
-    return (weights * probs).sum(dim=1)
 
 
 def argmax(x: torch.Tensor, dim: int = 1, keepdim: bool = False) -> torch.Tensor:

@@ -31,7 +31,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from seunet_monai.fusion import head_margins
+from seunet_monai.fusion.heads import head_margins
 
 __all__ = [
     "head_confidence",

@@ -6,7 +6,8 @@ import pytest
 import torch
 from monai.data import MetaTensor
 
-from seunet_monai.fusion import FUSION_STRATEGIES, argmax, fuse, head_margins, parse_strategy, winning_head
+from seunet_monai.fusion.heads import argmax, head_margins, winning_head
+from seunet_monai.fusion.strategies import FUSION_STRATEGIES, fuse, parse_strategy
 from seunet_monai.transforms.post import Fuse, Fused
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from seunet_monai.evaluation.scale_estimation import (
+from seunet_monai.fusion.estimation import (
     head_confidence,
     head_votes,
     last_layer_log_sigmas,

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-import seunet_monai.scale_fusion as scale_fusion
+import seunet_monai.fusion.scale as scale_fusion
 from seunet_monai.evaluation.calibration import calibrate_checkpoint, calibrate_scale_fusion
-from seunet_monai.fusion import FUSION_STRATEGIES, fuse
+from seunet_monai.fusion.scale import ScaleProfile, estimate_scale, head_signature, scale_head_weights
+from seunet_monai.fusion.strategies import FUSION_STRATEGIES, fuse
 from seunet_monai.networks import SEUNet
-from seunet_monai.scale_fusion import ScaleProfile, estimate_scale, head_signature, scale_head_weights
 from seunet_monai.transforms.post import Fuse, Fused
 
 from tests.scale_heads import ScaleBandHeads, disk_items, label_image_items
@@ -97,7 +97,7 @@ def test_temperature_weights_heads_by_expected_iou_gap() -> None:
 def test_uncalibrated_falls_back_to_pens_with_one_warning(monkeypatch, caplog) -> None:
     monkeypatch.setattr(scale_fusion, "_warned_uncalibrated", False)
     probs = torch.softmax(torch.randn(2, 3, 2, 5, 5), dim=2)
-    with caplog.at_level(logging.WARNING, logger="seunet_monai.scale_fusion"):
+    with caplog.at_level(logging.WARNING, logger="seunet_monai.fusion.scale"):
         out = fuse(probs, "scale")
         net = ScaleBandHeads(radii=(3.0, 6.0, 12.0))  # buffers all NaN
         out_net = fuse(probs, "scale", profile=net)
@@ -254,7 +254,7 @@ def test_checkpoint_calibrated_with_the_0_3_0_signature_loads_uncalibrated_with_
     torch.manual_seed(1)
     fresh = SEUNet(2, 3, 2, num_scales=2, channels=(2, 4, 8, 16, 32), fusion="scale").eval()  # other weights
     check_state_dict(fresh, path)  # the pre-flight check accepts it
-    with caplog.at_level(logging.WARNING, logger="seunet_monai.scale_fusion"):
+    with caplog.at_level(logging.WARNING, logger="seunet_monai.fusion.scale"):
         load_network(fresh, path)
     assert "0.3.0 layout" in caplog.text and "run calibrating" in caplog.text
     loaded = fresh.state_dict()

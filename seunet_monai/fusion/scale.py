@@ -61,7 +61,7 @@ the heads, so the fusion is as good as the best head wherever the estimate is ri
 of two heads an error costs little because both are then about equally good.
 
 **Without calibration** (all buffers NaN, or no profile given) there is no measured basis to prefer one
-head at any scale; :func:`fuse` then falls back to PEns (the paper's best fusion and this package's previous
+head at any scale; :func:`~seunet_monai.fusion.strategies.fuse` then falls back to PEns (the paper's best fusion and this package's previous
 default) and warns once per process.
 """
 
@@ -74,6 +74,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from scipy import ndimage
+
+from seunet_monai.fusion.heads import fuse_heads
+from seunet_monai.runtime.distributed import unwrap
 
 __all__ = [
     "MIN_OBJECT_SIZE",
@@ -183,8 +187,6 @@ class ScaleProfile:
     def from_module(cls, module: torch.nn.Module) -> ScaleProfile | None:
         """The profile held by a network's buffers (``DistributedDataParallel`` is unwrapped); ``None`` when the
         network has no such buffers or they are not calibrated."""
-        from seunet_monai.networks.utils import unwrap
-
         net = unwrap(module)
         bufs = dict(net.named_buffers(recurse=False))
         if not all(n in bufs for n in BUFFER_NAMES):
@@ -220,8 +222,6 @@ def _log_object_radius(labels: torch.Tensor) -> torch.Tensor:
     NaN where a map has no component of at least :data:`MIN_OBJECT_SIZE` elements. Components are found by
     ``scipy.ndimage.label`` (face connectivity) on the CPU: neither torch nor MONAI labels components of a batch.
     """
-    from scipy import ndimage
-
     spatial = labels.ndim - 2
     flat = (labels != 0).flatten(0, 1).cpu().numpy()
     out = torch.full((flat.shape[0],), float("nan"), dtype=torch.float64)
@@ -389,7 +389,7 @@ def _warn_uncalibrated() -> None:
 
 
 def scale_fuse(probs: torch.Tensor, profile: Any = None, temperature: float = 0.01, grid_steps: int = 8) -> torch.Tensor:
-    """The ``"scale"`` strategy of :func:`seunet_monai.fusion.fuse`: ``Σ_k w_k ŷ_k`` with per-item weights
+    """The ``"scale"`` strategy of :func:`seunet_monai.fusion.strategies.fuse`: ``Σ_k w_k ŷ_k`` with per-item weights
     :func:`scale_head_weights`; PEns (with a one-time warning) when ``profile`` is missing or not calibrated.
 
     Args:
@@ -403,10 +403,8 @@ def scale_fuse(probs: torch.Tensor, profile: Any = None, temperature: float = 0.
     """
     prof = resolve_profile(profile)
     if prof is None:
-        from seunet_monai.fusion import fuse
-
         _warn_uncalibrated()
-        return fuse(probs, "pens")
+        return fuse_heads(probs, "pens")
     weights, _ = scale_head_weights(probs, prof, temperature, grid_steps)
     return apply_head_weights(probs, weights)
 
