@@ -30,8 +30,6 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
-from monai.utils import str2bool
-
 __all__ = [
     "ExportError",
     "DEBUG_ENV",
@@ -50,7 +48,6 @@ __all__ = [
     "SeunetError",
     "TrainingDivergedError",
     "INTERRUPT_STATUS",
-    "as_flag",
     "config_error_line",
     "find_seunet_error",
     "install_excepthook",
@@ -136,26 +133,6 @@ def find_seunet_error(exc: BaseException | None) -> SeunetError | None:
         seen.add(id(exc))
         exc = exc.__cause__ or exc.__context__
     return None
-
-
-def as_flag(value: Any, key: str) -> bool:
-    """A boolean argument as given in a config or on the command line, where ``--overwrite false`` arrives as the
-    string ``"false"`` (``bool("false")`` is True). Accepts booleans and MONAI's ``str2bool`` words (true/false,
-    yes/no, t/f, y/n, 1/0, any case).
-
-    Raises:
-        ConfigValueError: naming ``key`` for anything else.
-    """
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, int) and value in (0, 1):
-        return bool(value)
-    if isinstance(value, str):
-        try:
-            return str2bool(value.strip().lower())
-        except ValueError:
-            pass
-    raise ConfigValueError(f"{key} must be true or false, got {value!r}.")
 
 
 def set_interrupt_note(note: str | None) -> None:

@@ -46,7 +46,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from seunet_monai.data.datalist import datalist_exists
+from seunet_monai.data.synthetic import SYNTHETIC_MARKER, make_synthetic_dataset
+from seunet_monai.evaluation.compare import compare_evaluations
+from seunet_monai.evaluation.report import comparison_markdown, read_csv_rows, summarise, write_csv_rows
+from seunet_monai.runtime.files import atomic_write_text
 from seunet_monai.runtime.resources import bundle_path, config_path
+from seunet_monai.runtime.status import read_status as read
 
 __all__ = [
     "FIELDS_OF_VIEW",
@@ -196,8 +202,6 @@ def count_parameters(name: str, overrides: Mapping[str, Any]) -> int:
 
 def read_status(path: Path) -> dict[str, Any] | None:
     """A run's status file (:func:`seunet_monai.runtime.status.read_status`)."""
-    from seunet_monai.runtime.status import read_status as read
-
     return read(path)
 
 
@@ -209,8 +213,6 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 
 def _write_json(path: Path, data: Mapping[str, Any]) -> None:
-    from seunet_monai.runtime.files import atomic_write_text
-
     atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
@@ -424,10 +426,6 @@ def write_comparison(out: str | os.PathLike, states: Mapping[str, Mapping[str, A
     Returns:
         the written files.
     """
-    from seunet_monai.evaluation.compare import compare_evaluations
-    from seunet_monai.evaluation.report import comparison_markdown, read_csv_rows, summarise
-    from seunet_monai.runtime.files import atomic_write_text
-
     out = Path(out)
     names = [n for n in states if (out / n / "eval" / "scale_sweep.csv").is_file()]
     if not names:
@@ -553,8 +551,6 @@ def check_generated_set(folder: Path, expected: Mapping[str, Any]) -> None:
     Raises:
         ValueError: naming the folder, the differing parameters and the fix.
     """
-    from seunet_monai.data.synthetic import SYNTHETIC_MARKER
-
     report = folder / SYNTHETIC_MARKER
     try:
         params = json.loads(report.read_text())["parameters"]
@@ -630,11 +626,6 @@ def run_scale_shift_benchmark(
     Raises:
         ValueError: for bad arguments, or an existing ``out/data/scale_K`` generated with other parameters.
     """
-    from seunet_monai.data.datalist import datalist_exists
-    from seunet_monai.data.synthetic import make_synthetic_dataset
-    from seunet_monai.evaluation.report import read_csv_rows, write_csv_rows
-    from seunet_monai.runtime.files import atomic_write_text
-
     out = Path(out).resolve()
     scales = [float(k) for k in test_scales]
     if not scales or any(not k > 0 for k in scales):

@@ -64,7 +64,8 @@ from typing import Any
 
 import numpy as np
 
-from seunet_monai.data.io import IMAGE_SUFFIXES
+from seunet_monai.data.datalist import write_datalist
+from seunet_monai.data.io import IMAGE_SUFFIXES, atomic_save_png, read_label, read_rgb
 from seunet_monai.data.preparation import (
     PREPARE_MARKER,
     BadFileLog,
@@ -75,6 +76,7 @@ from seunet_monai.data.preparation import (
 )
 from seunet_monai.data.stain import STAIN_METHODS, get_stain_normalizer
 from seunet_monai.errors import PreparationError
+from seunet_monai.runtime.files import atomic_write_json, check_not_overlapping, prepare_output_dir
 
 __all__ = [
     "BCSS_CODES",
@@ -309,10 +311,6 @@ def prepare_bcss(
     Returns:
         the report (also written to ``dst/prepare_report.json``).
     """
-    from seunet_monai.data.datalist import write_datalist
-    from seunet_monai.data.io import atomic_save_png, read_label, read_rgb
-    from seunet_monai.runtime.files import atomic_write_json, check_not_overlapping, prepare_output_dir
-
     t_start = time.time()
     if tile <= 0:
         raise ValueError(f"tile must be positive, got {tile}.")

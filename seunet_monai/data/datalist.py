@@ -23,7 +23,7 @@ import os
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from seunet_monai.errors import DataError, DatalistError
+from seunet_monai.errors import DatalistError
 from seunet_monai.runtime.files import atomic_write_json
 
 __all__ = [

@@ -74,7 +74,8 @@ from typing import Any
 import numpy as np
 from skimage.measure import grid_points_in_poly
 
-from seunet_monai.data.io import IMAGE_SUFFIXES
+from seunet_monai.data.datalist import write_datalist
+from seunet_monai.data.io import IMAGE_SUFFIXES, atomic_save_png, read_label, read_rgb
 from seunet_monai.data.preparation import (
     PREPARE_MARKER,
     BadFileLog,
@@ -86,6 +87,7 @@ from seunet_monai.data.preparation import (
 )
 from seunet_monai.data.stain import STAIN_METHODS, STAIN_REFERENCE_FILE, get_stain_normalizer
 from seunet_monai.errors import PreparationError
+from seunet_monai.runtime.files import atomic_write_json, check_not_overlapping, check_output_dir, publish_folder
 
 __all__ = [
     "AperioAnnotation",
@@ -357,8 +359,6 @@ def read_png_mask(path: str | os.PathLike) -> np.ndarray:
     Raises:
         PreparationError: unreadable file or other values (the message names the file).
     """
-    from seunet_monai.data.io import read_label
-
     try:
         arr = read_label(path)
     except (OSError, ValueError) as e:
@@ -374,8 +374,6 @@ def read_png_mask(path: str | os.PathLike) -> np.ndarray:
 
 
 def _read_image(path: Path) -> tuple[np.ndarray, dict[str, Any]]:
-    from seunet_monai.data.io import read_rgb
-
     try:
         return read_rgb(path)
     except (OSError, ValueError) as e:
@@ -630,10 +628,6 @@ def prepare_monuseg(
         FileExistsError: non-empty ``dst`` without ``overwrite``.
         ValueError: bad arguments.
     """
-    from seunet_monai.data.datalist import write_datalist
-    from seunet_monai.data.io import atomic_save_png
-    from seunet_monai.runtime.files import atomic_write_json, check_not_overlapping, check_output_dir, publish_folder
-
     t_start = time.time()
     if stain_norm not in STAIN_METHODS:
         raise ValueError(f"stain_norm must be one of {list(STAIN_METHODS)}, got {stain_norm!r}.")

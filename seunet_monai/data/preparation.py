@@ -18,7 +18,9 @@ from typing import Any
 import numpy as np
 from monai.data.utils import dense_patch_slices
 
-from seunet_monai.errors import DataError, PreparationError
+from seunet_monai.data.io import describe_conversion
+from seunet_monai.data.stain import tissue_mask
+from seunet_monai.errors import PreparationError
 
 __all__ = [
     "PREPARE_MARKER",
@@ -82,8 +84,6 @@ def most_tissue_tile(image: np.ndarray, tile: int, stride: int) -> tuple[int, in
         tile: tile size.
         stride: tile stride.
     """
-    from seunet_monai.data.stain import tissue_mask
-
     boxes = tile_boxes(image.shape, tile, stride)
     tissue = tissue_mask(image)
     counts = [int(tissue[r : r + tile, c : c + tile].sum()) for r, c in boxes]
@@ -153,8 +153,6 @@ def record_conversion(
     Returns:
         the one-line description, ``None`` when the image was used as stored.
     """
-    from seunet_monai.data.io import describe_conversion
-
     desc = describe_conversion(info)
     if desc is not None:
         counts[desc] = counts.get(desc, 0) + 1

@@ -59,6 +59,7 @@ from monai.config import KeysCollection
 from monai.transforms import MapTransform, Transform
 from monai.utils import convert_to_dst_type, convert_to_numpy
 
+from seunet_monai.data.io import read_rgb
 from seunet_monai.errors import ConfigValueError, DataError, MissingPathError
 
 __all__ = [
@@ -219,8 +220,6 @@ def vahadane_stain_matrix(
 
 def _load_reference(reference: str | os.PathLike | np.ndarray) -> tuple[np.ndarray, str]:
     if isinstance(reference, (str, os.PathLike)):
-        from seunet_monai.data.io import read_rgb
-
         img, _ = read_rgb(reference)
         return img, str(Path(reference))
     arr = np.asarray(reference)

@@ -57,7 +57,7 @@ from threadpoolctl import threadpool_limits
 
 from seunet_monai.data.datalist import SPLITS, write_datalist
 from seunet_monai.data.io import atomic_save_png
-from seunet_monai.runtime.files import atomic_write_json, prepare_output_dir
+from seunet_monai.runtime.files import atomic_write_json, ordinary_dir_mode, prepare_output_dir
 
 __all__ = [
     "TASKS",
@@ -504,8 +504,6 @@ def _remove_stale_partials(dst: Path) -> None:
 def _new_partial_folder(dst: Path) -> Path:
     """A new hidden sibling of ``dst`` to generate into, with the permissions of an ordinary new folder."""
     import tempfile
-
-    from seunet_monai.runtime.files import ordinary_dir_mode
 
     tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.partial-", dir=dst.parent))
     tmp.chmod(ordinary_dir_mode())  # mkdtemp makes 0700; the renamed folder is the dataset

@@ -54,6 +54,7 @@ import numpy as np
 import torch
 from monai.inferers import SlidingWindowInferer
 
+from seunet_monai.checkpoint import load_network
 from seunet_monai.evaluation import plots
 from seunet_monai.evaluation.equivariance import (
     EQUIVARIANCE_COLUMNS,
@@ -455,7 +456,6 @@ class ScaleSweep:
         if load_checkpoint:
             if checkpoint is None:
                 raise ValueError("load_checkpoint=True needs a checkpoint path.")
-            from seunet_monai.checkpoint import load_network
 
             load_network(network, checkpoint)
         eval_dir = self.prepare(eval_dir)

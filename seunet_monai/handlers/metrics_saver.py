@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from seunet_monai.runtime.distributed import is_main_process
+from seunet_monai.runtime.files import atomic_write_json
 
 __all__ = ["save_metrics"]
 
@@ -36,8 +37,6 @@ def save_metrics(engine: Any, path: str | os.PathLike, **extra: Any) -> Path:
     Returns:
         ``path``.
     """
-    from seunet_monai.runtime.files import atomic_write_json
-
     metrics = {k: (float(v) if isinstance(v, (int, float)) or torch.is_tensor(v) and v.numel() == 1 else v)
                for k, v in engine.state.metrics.items()}
     out = Path(path)

@@ -43,6 +43,8 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
+from seunet_monai.layers.rescale import rescale_image
+
 from .sesn import SESNConv, SESNUNet
 
 __all__ = ["DISCOConv", "DISCOUNet", "basis_equivariance_error", "disco_basis", "disco_basis_1d"]
@@ -205,8 +207,6 @@ def basis_equivariance_error(
     Returns:
         ``{(s_t, s_s): error}``.
     """
-    from seunet_monai.layers.rescale import rescale_image
-
     if len(bases) != len(scales):
         raise ValueError(f"basis_equivariance_error: {len(bases)} bases for {len(scales)} scales.")
     margin = max(b.shape[-1] for b in bases) // 2 + 2 if margin is None else int(margin)

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from monai.networks.layers.utils import get_act_layer, get_norm_layer
 from torch import nn
 
+from ..errors import ExportError
 from ..fusion.scale import signature_width, upgrade_signature_state
 from ..fusion.strategies import fuse, parse_strategy
 from ..layers.gd_conv import GDConv
@@ -353,8 +354,6 @@ class SEUNet(nn.Module):
     def __prepare_scriptable__(self) -> "SEUNet":
         """Called by ``torch.jit.script``: refuse with one clear line (kernel sizes follow σ through Python integer
         arithmetic, which TorchScript cannot compile); tracing exports a model correct at every input size."""
-        from ..errors import ExportError
-
         raise ExportError(
             f"{type(self).__name__} cannot be exported with torch.jit.script; export it by tracing instead "
             '(ckpt_export ... --use_trace True --input_shape "[1,3,128,128]"; the traced model is correct at every '

@@ -13,14 +13,35 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from monai.utils import str2bool
 
 from seunet_monai.errors import ConfigValueError, DataError, ExistingPathError
 
-__all__ = ["check_arguments", "check_outputs", "check_scales"]
+__all__ = ["as_flag", "check_arguments", "check_outputs", "check_scales"]
 
 
 def _is_int(v: Any) -> bool:
     return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+
+
+def as_flag(value: Any, key: str) -> bool:
+    """A boolean argument as given in a config or on the command line, where ``--overwrite false`` arrives as the
+    string ``"false"`` (``bool("false")`` is True). Accepts booleans and MONAI's ``str2bool`` words (true/false,
+    yes/no, t/f, y/n, 1/0, any case).
+
+    Raises:
+        ConfigValueError: naming ``key`` for anything else.
+    """
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str):
+        try:
+            return str2bool(value.strip().lower())
+        except ValueError:
+            pass
+    raise ConfigValueError(f"{key} must be true or false, got {value!r}.")
 
 
 def check_arguments(**values: Any) -> bool:

@@ -31,7 +31,7 @@ from ignite.handlers import ProgressBar as IgniteBar
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from seunet_monai.errors import as_flag
+from seunet_monai.runtime.checks import as_flag
 
 __all__ = ["EpochLogger", "ProgressBar", "progress"]
 

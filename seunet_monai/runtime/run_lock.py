@@ -19,7 +19,8 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
-from seunet_monai.errors import ExistingPathError, RunLockedError, as_flag
+from seunet_monai.errors import ExistingPathError, RunLockedError
+from seunet_monai.runtime.checks import as_flag
 
 __all__ = ["LOCK_NAME", "RUN_FILES", "RunLock", "claim_ckpt_dir", "lock_run_folders"]
 

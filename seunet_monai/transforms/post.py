@@ -20,8 +20,10 @@ from monai.config import KeysCollection
 from monai.transforms import MapTransform, Transform
 from monai.utils import convert_to_dst_type, convert_to_tensor
 
+from seunet_monai.data.io import atomic_save_png
 from seunet_monai.fusion.heads import winning_head
 from seunet_monai.fusion.strategies import fuse, parse_strategy
+from seunet_monai.runtime.files import atomic_write_bytes
 
 __all__ = ["Fuse", "Fused", "SaveLabelMaskd", "WinningHead", "WinningHeadd", "output_stem"]
 
@@ -216,9 +218,6 @@ class SaveLabelMaskd(MapTransform):
         return str(name)
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
-        from seunet_monai.data.io import atomic_save_png
-        from seunet_monai.runtime.files import atomic_write_bytes
-
         d = dict(data)
         stem = output_stem(self._source(d))
         self.output_dir.mkdir(parents=True, exist_ok=True)

@@ -121,7 +121,6 @@ def test_read_label_grey_and_equal_channel_rgb(tmp_path):
 
 def test_written_files_have_ordinary_permissions(tmp_path):
     """Item 12 of issue 12: 0666 less the umask (0644 under 022, 0664 under 002), not mkstemp's 0600."""
-    import os
     import stat
 
     from seunet_monai.runtime.files import atomic_write_json

@@ -474,7 +474,7 @@ def test_overwrite_on_a_full_disk_keeps_the_old_dataset(tmp_path, monkeypatch, c
     and a rerun was refused. The new dataset is written beside the old one and swapped in when complete."""
     import errno
 
-    import seunet_monai.data.io as io_module
+    import seunet_monai.data.monuseg as io_module  # the module whose writes fail
 
     root = make_flat(tmp_path / "flat", n=3)
     dst = tmp_path / "dst"

@@ -32,9 +32,11 @@ from monai.data.utils import compute_importance_map, iter_patch_position
 from monai.inferers import Merger, WSISlidingWindowSplitter
 from monai.utils import BlendMode
 
-from seunet_monai.errors import as_flag
 from seunet_monai.fusion.heads import head_margins
+from seunet_monai.fusion.scale import estimate_log_scale, resolve_profile
 from seunet_monai.fusion.strategies import fuse
+from seunet_monai.inferers import head_probabilities
+from seunet_monai.runtime.checks import as_flag
 from seunet_monai.runtime.distributed import unwrap
 
 __all__ = ["BandMerger", "HeadsPatchPredictor", "PatchPreprocessing", "TissueWSISplitter"]
@@ -313,14 +315,10 @@ class HeadsPatchPredictor:
     def heads(self, x: torch.Tensor) -> torch.Tensor:
         """Per-head class probabilities ``(B, Ω, C, h, w)`` (:func:`seunet_monai.inferers.head_probabilities`, the
         package's one path; ``softmax`` runs in float32 under autocast)."""
-        from seunet_monai.inferers import head_probabilities
-
         return head_probabilities(self.network, x).float()
 
     def _record_scales(self, probs: torch.Tensor) -> None:
         """Estimate each window's scale relative to training from its heads (the ``scale`` fusion's estimator)."""
-        from seunet_monai.fusion.scale import estimate_log_scale, resolve_profile
-
         net = unwrap(self.network)
         if probs.shape[1] > 1 and resolve_profile(net) is not None:
             self.window_log_scales.extend(float(v) for v in estimate_log_scale(probs.float().cpu(), net))

@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 from monai.data.wsi_reader import BaseWSIReader, TiffFileWSIReader, WSIReader
 
+from seunet_monai.data.io import to_rgb
 from seunet_monai.errors import ImageTooLargeError
 
 __all__ = [
@@ -234,8 +235,6 @@ class PILImageReader(BaseWSIReader):
 
     def read(self, data: Sequence[os.PathLike] | os.PathLike | str, **kwargs: Any) -> dict:
         from PIL import Image
-
-        from seunet_monai.data.io import to_rgb
 
         path = Path(str(data))
         limit = Image.MAX_IMAGE_PIXELS

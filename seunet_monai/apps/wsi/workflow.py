@@ -36,14 +36,11 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from seunet_monai.errors import (
-    ConfigValueError,
-    ExistingPathError,
-    InferenceError,
-    MissingPathError,
-    SeunetError,
-    as_flag,
-)
+from seunet_monai.checkpoint import check_state_dict, load_network
+from seunet_monai.data.stain import stain_transform
+from seunet_monai.errors import ConfigValueError, ExistingPathError, InferenceError, MissingPathError, SeunetError
+from seunet_monai.fusion.estimation import last_layer_log_sigmas, log_sigma_estimate
+from seunet_monai.runtime.checks import as_flag
 from seunet_monai.runtime.distributed import unwrap
 from seunet_monai.runtime.run_lock import lock_run_folders
 
@@ -125,8 +122,6 @@ def _differences(old: Any, new: Any, key: str = "") -> list[str]:
 def patch_stain_transform(stain_norm: str, stain_reference: str | os.PathLike) -> Callable | None:
     """The per-patch stain normaliser of inference, or ``None`` (:func:`seunet_monai.data.stain.stain_transform`
     on channel-first patches)."""
-    from seunet_monai.data.stain import stain_transform
-
     return stain_transform(stain_norm, stain_reference, channel_dim=0)
 
 
@@ -405,7 +400,6 @@ class SlideInferenceWorkflow:
     def _load_weights(self) -> None:
         if self.checkpoint is None:
             return
-        from seunet_monai.checkpoint import check_state_dict, load_network
 
         check_state_dict(self.network, self.checkpoint)
         load_network(self.network, self.checkpoint)
@@ -583,8 +577,6 @@ class SlideInferenceWorkflow:
         return ["background", "Nucleus"] if c == 2 else [f"class{k}" for k in range(c)]
 
     def _head_sigmas(self, num_heads: int) -> list[float] | None:
-        from seunet_monai.fusion.estimation import last_layer_log_sigmas
-
         if num_heads == 0:
             return None
         net = unwrap(self.network)
@@ -649,8 +641,6 @@ class SlideInferenceWorkflow:
             logger.info("stain normalisation: too little tissue to fit the input's stains; fitting per window")
 
     def _scale_entry(self, acc: SlideAccumulator, mpp: float | None) -> dict:
-        from seunet_monai.fusion.estimation import last_layer_log_sigmas, log_sigma_estimate
-
         entry: dict[str, Any] = {
             "resolution_relative_to_training": (self.target_mpp / mpp) if (mpp and self.target_mpp) else None,
             "estimated_log_sigma": None,
