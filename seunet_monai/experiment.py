@@ -40,11 +40,14 @@ import math
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from monai.bundle import ConfigParser
 
 from seunet_monai.data.datalist import datalist_exists
 from seunet_monai.data.synthetic import SYNTHETIC_MARKER, make_synthetic_dataset
@@ -189,8 +192,6 @@ def _cli(overrides: Mapping[str, Any]) -> list[str]:
 
 def count_parameters(name: str, overrides: Mapping[str, Any]) -> int:
     """Trainable parameters of variant ``name``'s ``network_def`` with ``overrides`` (built on the CPU)."""
-    from monai.bundle import ConfigParser
-
     parser = ConfigParser()
     parser.read_config(_config_files(VARIANTS[name], evaluating=False))
     for k, v in overrides.items():
@@ -291,8 +292,6 @@ class _SweepProgress:
 def _run_logged(cmd: list[str], log_path: Path, env: Mapping[str, str], poll: Callable[[], None] | None = None) -> int:
     """Run ``cmd`` with stdout and stderr appended to ``log_path``; call ``poll`` every :data:`POLL_S` seconds
     while it runs and once after it ends (to read its status file)."""
-    import threading
-
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "a", encoding="utf-8") as log:
         log.write(f"\n$ {' '.join(cmd)}\n")

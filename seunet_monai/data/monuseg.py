@@ -73,6 +73,7 @@ from typing import Any
 
 import numpy as np
 from skimage.measure import grid_points_in_poly
+from skimage.measure import label as connected_components
 
 from seunet_monai.data.datalist import write_datalist
 from seunet_monai.data.io import IMAGE_SUFFIXES, atomic_save_png, read_label, read_rgb
@@ -403,7 +404,6 @@ def _read_labels(pair: _Pair, shape: Sequence[int]) -> _Labels:
         binary, instance, stats = rasterise_regions(ann.regions, shape)
         return _Labels(binary, instance, len(ann.regions), ann.skipped_regions, stats.empty_regions,
                        stats.clipped_vertices, ann.microns_per_pixel)
-    from skimage.measure import label as connected_components
 
     binary = read_png_mask(pair.mask)  # type: ignore[arg-type]
     if binary.shape != tuple(shape[:2]):

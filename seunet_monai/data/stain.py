@@ -58,6 +58,8 @@ from monai.apps.pathology.transforms import ExtractHEStains, NormalizeHEStains
 from monai.config import KeysCollection
 from monai.transforms import MapTransform, Transform
 from monai.utils import convert_to_dst_type, convert_to_numpy
+from sklearn.decomposition import DictionaryLearning
+from sklearn.exceptions import ConvergenceWarning
 
 from seunet_monai.data.io import read_rgb
 from seunet_monai.errors import ConfigValueError, DataError, MissingPathError
@@ -189,9 +191,6 @@ def vahadane_stain_matrix(
         ``(2, 3)`` stain matrix (rows H, E; unit norm; optical density in R, G, B) or ``None`` when the image
         has fewer than ``min_tissue_pixels`` tissue pixels.
     """
-    from sklearn.decomposition import DictionaryLearning
-    from sklearn.exceptions import ConvergenceWarning
-
     od = optical_density(image).reshape(-1, 3)
     od = od[od.max(axis=1) >= beta]
     if od.shape[0] < max(min_tissue_pixels, 2):

@@ -18,11 +18,13 @@ at full brightness (lower: noisier).
 
 from __future__ import annotations
 
+import gzip
 import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import nibabel as nib
 import numpy as np
 from scipy import ndimage
 
@@ -129,15 +131,11 @@ def synthesize_volume(
 def save_nifti(path: str | os.PathLike, array: np.ndarray, spacing: Sequence[float]) -> Path:
     """Write ``array`` ``(X, Y, Z)`` as NIfTI with ``nibabel`` (affine ``diag(spacing)``, header zooms ``spacing``),
     atomically (serialised in memory, then :func:`seunet_monai.runtime.files.atomic_write_bytes`)."""
-    import nibabel as nib
-
     img = nib.Nifti1Image(np.asarray(array), np.diag([*map(float, spacing), 1.0]))
     img.header.set_zooms(tuple(float(s) for s in spacing))
     img.header.set_xyzt_units("mm")
     data = img.to_bytes()
     if str(path).endswith(".gz"):
-        import gzip
-
         data = gzip.compress(data, mtime=0)
     return atomic_write_bytes(path, data)
 

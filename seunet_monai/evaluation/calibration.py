@@ -48,7 +48,7 @@ from typing import Any
 import torch
 from monai.inferers import SlidingWindowInferer
 
-from seunet_monai.checkpoint import load_network
+from seunet_monai.checkpoint import atomic_torch_save, load_network
 from seunet_monai.evaluation.heads import is_multihead, output_heads_mode
 from seunet_monai.evaluation.items import item_name, iterate_items, prepare_item
 from seunet_monai.fusion.heads import argmax
@@ -57,7 +57,7 @@ from seunet_monai.inferers import MIN_WINDOW, WHOLE_IMAGE_PIXELS, predict_heads,
 from seunet_monai.layers.rescale import rescale_image, rescale_label, scaled_size
 from seunet_monai.metrics import SegmentationScores
 from seunet_monai.runtime.distributed import unwrap
-from seunet_monai.runtime.files import atomic_torch_save, atomic_write_bytes, atomic_write_json
+from seunet_monai.runtime.files import atomic_write_bytes, atomic_write_json
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from monai.bundle import ConfigParser
 
 from seunet_monai.checkpoint import load_network
 from seunet_monai.data.io import read_rgb
@@ -39,8 +40,6 @@ def load_pretrained(checkpoint: str | os.PathLike = BUNDLE_MODEL, fusion: str | 
         checkpoint: a ``model.pt`` state dict (default: the shipped one).
         fusion: eval-mode fusion (default: the bundle's ``fusion`` key).
     """
-    from monai.bundle import ConfigParser
-
     parser = ConfigParser()
     parser.read_config(str(config_path("train.json")))
     net = parser.get_parsed_content("network_def")

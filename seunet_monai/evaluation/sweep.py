@@ -53,6 +53,7 @@ from typing import Any
 import numpy as np
 import torch
 from monai.inferers import SlidingWindowInferer
+from torch.utils.tensorboard import SummaryWriter
 
 from seunet_monai.checkpoint import load_network
 from seunet_monai.evaluation import plots
@@ -624,8 +625,6 @@ def _write_outputs(
 def _write_tensorboard(log_dir: Path, rows: list[dict[str, Any]], summary: list[dict[str, Any]],
                        eq_rows: list[dict[str, Any]]) -> None:
     """Scalars per strategy against the scale (step = round(100 · s), i.e. the scale in percent)."""
-    from torch.utils.tensorboard import SummaryWriter
-
     writer = SummaryWriter(log_dir=str(log_dir))
     try:
         for r in rows:

@@ -30,6 +30,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
+from scipy.stats import pearsonr, spearmanr
 
 from seunet_monai.fusion.heads import head_margins
 
@@ -137,8 +138,6 @@ def scale_correlation(estimates: np.ndarray, scales: Sequence[float]) -> dict[st
 
     Returns ``nan`` values when the estimates are constant (e.g. one head) or fewer than 3 pairs exist.
     """
-    from scipy.stats import pearsonr, spearmanr
-
     est = np.log(np.asarray(estimates, dtype=np.float64))
     true = np.broadcast_to(np.log(np.asarray(scales, dtype=np.float64)), est.shape)
     ok = np.isfinite(est)

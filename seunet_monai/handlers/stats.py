@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 from ignite.engine import Engine, Events
+from torch.utils.tensorboard import SummaryWriter
 
 from seunet_monai.runtime.distributed import is_main_process, unwrap
 
@@ -66,8 +67,6 @@ class MultiHeadStatsHandler:
         if not is_main_process():
             return
         if self.writer is None:
-            from torch.utils.tensorboard import SummaryWriter
-
             self.writer = SummaryWriter(log_dir=str(self.log_dir))
         engine.add_event_handler(Events.ITERATION_COMPLETED(every=self.interval), self.log_iteration)
         engine.add_event_handler(Events.EPOCH_COMPLETED, self.log_epoch)

@@ -12,7 +12,6 @@ ever removing what this project did not write.
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import shutil
@@ -22,10 +21,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
-import torch
 
 __all__ = [
-    "atomic_torch_save",
     "atomic_write_bytes",
     "atomic_write_json",
     "atomic_write_text",
@@ -88,14 +85,6 @@ def atomic_write_bytes(path: PathLike, data: bytes) -> Path:
             pass
         raise
     return path
-
-
-def atomic_torch_save(path: PathLike, obj: Any) -> Path:
-    """``torch.save(obj)`` to ``path`` atomically, through :func:`atomic_write_bytes` (serialised in memory:
-    checkpoints here are a few MB)."""
-    buf = io.BytesIO()
-    torch.save(obj, buf)
-    return atomic_write_bytes(path, buf.getvalue())
 
 
 def atomic_write_text(path: PathLike, text: str, encoding: str = "utf-8") -> Path:

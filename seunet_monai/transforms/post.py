@@ -8,6 +8,7 @@ of predicted masks.
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 from collections.abc import Hashable, Mapping, Sequence
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import tifffile
 import torch
 from monai.config import KeysCollection
 from monai.transforms import MapTransform, Transform
@@ -228,10 +230,6 @@ class SaveLabelMaskd(MapTransform):
             mask = probs.argmax(0).numpy().astype(np.uint8)
             atomic_save_png(self.output_dir / f"{stem}.png", mask)
             if self.save_probabilities:
-                import io
-
-                import tifffile
-
                 buf = io.BytesIO()
                 tifffile.imwrite(buf, probs.numpy().astype(np.float32))
                 atomic_write_bytes(self.output_dir / f"{stem}_prob.tif", buf.getvalue())

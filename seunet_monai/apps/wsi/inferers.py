@@ -31,6 +31,7 @@ import torch
 from monai.data.utils import compute_importance_map, iter_patch_position
 from monai.inferers import Merger, WSISlidingWindowSplitter
 from monai.utils import BlendMode
+from tqdm.auto import tqdm
 
 from seunet_monai.fusion.heads import head_margins
 from seunet_monai.fusion.scale import estimate_log_scale, resolve_profile
@@ -98,8 +99,6 @@ class TissueWSISplitter(WSISlidingWindowSplitter):
 
     def __call__(self, inputs: Any) -> Iterable[tuple[torch.Tensor, Sequence[int]]]:
         """Yield ``(patch (1, 3, ph, pw) uint8, location)`` for every kept location of the slide at ``inputs``."""
-        from tqdm.auto import tqdm
-
         if not isinstance(inputs, (str, bytes)) and isinstance(inputs, Sequence):
             inputs = inputs[0]
         wsi = self._open(inputs)

@@ -34,6 +34,9 @@ from typing import Any
 
 import numpy as np
 from monai.data.wsi_reader import BaseWSIReader, TiffFileWSIReader, WSIReader
+from PIL import Image
+from scipy.ndimage import affine_transform, gaussian_filter
+from skimage.transform import downscale_local_mean, resize
 
 from seunet_monai.data.io import to_rgb
 from seunet_monai.errors import ImageTooLargeError
@@ -234,8 +237,6 @@ class PILImageReader(BaseWSIReader):
             raise ValueError(f"max_pixels must be >= 1, got {max_pixels}.")
 
     def read(self, data: Sequence[os.PathLike] | os.PathLike | str, **kwargs: Any) -> dict:
-        from PIL import Image
-
         path = Path(str(data))
         limit = Image.MAX_IMAGE_PIXELS
         Image.MAX_IMAGE_PIXELS = None  # replaced by the explicit bound below, checked before decoding
@@ -444,8 +445,6 @@ class ResampledLevelReader(BaseWSIReader):
 
     def read_region(self, wsi: Any, location: tuple[int, int], size: tuple[int, int], level: int = 0) -> np.ndarray:
         """The ``(H, W, 3) uint8`` region at ``location`` of ``size`` (pixels of ``level``); white beyond the image."""
-        from scipy.ndimage import affine_transform, gaussian_filter
-
         if level != 0:
             return read_region(self.base, wsi, location, size, level - 1)
         h, w = (int(v) for v in size)
@@ -497,8 +496,6 @@ def read_thumbnail(reader: BaseWSIReader, wsi: Any, level: int, max_size: int = 
     Read from the coarsest pyramid level that is still at least as fine as the thumbnail, block by block (so
     memory stays bounded), and reduced by block averaging (scikit-image ``downscale_local_mean``).
     """
-    from skimage.transform import downscale_local_mean
-
     h, w = reader.get_size(wsi, level)
     f = max(1, math.ceil(max(h, w) / max_size))
     th, tw = math.ceil(h / f), math.ceil(w / f)
@@ -520,7 +517,6 @@ def read_thumbnail(reader: BaseWSIReader, wsi: Any, level: int, max_size: int = 
                 region = read_region(reader, wsi, (t0 * g, u0 * g), (bh * g, bw * g), src)
                 small = downscale_local_mean(region.astype(np.float32), (g, g, 1)) if g > 1 else region
             else:  # a resampled grid (ResampledLevelReader) over stored levels: a non-integer factor
-                from skimage.transform import resize
 
                 y0, x0 = round(t0 * g), round(u0 * g)
                 region = read_region(reader, wsi, (y0, x0), (round((t0 + bh) * g) - y0, round((u0 + bw) * g) - x0), src)
