@@ -119,13 +119,13 @@ def test_installed_bundle_resolves_its_root_and_variants(installed):
     code = (
         "import json, sys\n"
         "from monai.bundle import ConfigWorkflow\n"
-        "from seunet_monai import experiment\n"
+        "from seunet_monai.experiments import variants\n"
         "from seunet_monai.runtime import resources\n"
         "cfg = str(resources.config_path('train.json'))\n"
         "wf = ConfigWorkflow(config_file=cfg, workflow_type='train', logging_file=False)\n"
         "wf.initialize()\n"
         "print(json.dumps({'root': wf.bundle_root, 'dataset_dir': wf.dataset_dir,"
-        " 'bundle': str(resources.bundle_path()), 'configs': str(experiment.CONFIG_DIR)}))\n"
+        " 'bundle': str(resources.bundle_path()), 'configs': str(variants.CONFIG_DIR)}))\n"
     )
     got = json.loads(_run(installed, installed["python"], "-c", code).stdout.strip().splitlines()[-1])
     assert got["root"] == got["bundle"] and got["configs"] == got["bundle"] + "/configs"

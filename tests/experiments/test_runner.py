@@ -20,11 +20,12 @@ import PIL.Image
 import pytest
 import torch
 
-from seunet_monai import experiment
 from seunet_monai.data.synthetic import make_synthetic_dataset
 from seunet_monai.evaluation.report import read_csv_rows
+from seunet_monai.experiments import runner, scale_shift, variants
+from seunet_monai.experiments.state import STATE_FILE
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SCALES = [0.5, 1.0]
 VARIANTS = ["unet", "cnn", "sesn", "disco", "seunet_fixed", "seunet_free"]
 
@@ -42,7 +43,7 @@ def run(tmp_path_factory) -> dict:
     data = root / "data" / "scale_1"
     make_synthetic_dataset(data, n_train=4, n_val=2, n_test=2, size=64, scale=1.0, seed=0)
     lines: list[str] = []
-    result = experiment.run_experiment(data, root / "runs", VARIANTS, epochs=1, tiny=True, scales=SCALES,
+    result = runner.run_experiment(data, root / "runs", VARIANTS, epochs=1, tiny=True, scales=SCALES,
                                        env=_env(), log=lines.append)
     return {"root": root, "out": root / "runs", "data": data, "lines": lines, "result": result}
 
@@ -65,7 +66,7 @@ def test_every_variant_trains_and_sweeps_two_scales(run):
             assert strategies == {f"head{k}" for k in range(1, 6)} | {"mean", "pdist", "pens", "scale"}
             assert (out / v / "models" / "model_uncalibrated.pt").is_file()
         assert (out / v / "models" / "model.pt").is_file() and (out / v / "models" / "last.pt").is_file()
-        state = json.loads((out / v / experiment.STATE_FILE).read_text())
+        state = json.loads((out / v / STATE_FILE).read_text())
         assert state["training_finished"] and state["evaluation_finished"] and state["max_epochs"] == 1
         assert state["parameters"] > 0 and f"[{v}] {state['parameters']} trainable parameters" in run["lines"]
     assert any(line.startswith("[sesn] epoch 1/1") and "ETA" in line for line in run["lines"])
@@ -106,7 +107,7 @@ def test_comparison_tables_and_figure(run):
     md = (out / "comparison.md").read_text()
     assert "Table 2 form" in md and "Table 3 form" in md and "training time" in md
     for v in VARIANTS:
-        params = json.loads((out / v / experiment.STATE_FILE).read_text())["parameters"]
+        params = json.loads((out / v / STATE_FILE).read_text())["parameters"]
         assert f"| {v} | {params} |" in md
     assert (out / "iou_vs_scale.png").stat().st_size > 0
 
@@ -114,24 +115,24 @@ def test_comparison_tables_and_figure(run):
 def test_rerun_skips_finished_variants_and_refuses_other_arguments(run):
     lines: list[str] = []
     t0 = time.perf_counter()
-    res = experiment.run_experiment(run["data"], run["out"], ["unet", "sesn"], epochs=1, tiny=True, scales=SCALES,
+    res = runner.run_experiment(run["data"], run["out"], ["unet", "sesn"], epochs=1, tiny=True, scales=SCALES,
                                     env=_env(), log=lines.append)
     assert time.perf_counter() - t0 < 20 and res["failed"] == {}
     assert "[unet] already trained and evaluated: skipped" in " ".join(lines)
-    res = experiment.run_experiment(run["data"], run["out"], ["unet"], epochs=2, tiny=True, scales=SCALES,
+    res = runner.run_experiment(run["data"], run["out"], ["unet"], epochs=2, tiny=True, scales=SCALES,
                                     env=_env(), log=lines.append)
     assert "other arguments" in res["failed"]["unet"]
 
 
 def test_failing_variant_is_reported_and_others_still_run(run, monkeypatch, tmp_path, capsys):
-    real = experiment._run_variant
+    real = runner.run_variant
 
     def flaky(name, *args, **kwargs):
         if name == "sesn":
             raise RuntimeError("training failed (exit status 1)")
         return real(name, *args, **kwargs)
 
-    monkeypatch.setattr(experiment, "_run_variant", flaky)
+    monkeypatch.setattr(runner, "run_variant", flaky)
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("run_experiment_script", REPO / "scripts" / "run_experiment.py")
@@ -158,15 +159,15 @@ def test_interrupted_training_resumes_from_last_pt(run, tmp_path):
         os.killpg(proc.pid, signal.SIGKILL)  # the runner and its bundle subprocess (a session we started)
         proc.wait()
     assert last.is_file(), "no last.pt was written before the deadline"
-    state = json.loads((out / "unet" / experiment.STATE_FILE).read_text())
+    state = json.loads((out / "unet" / STATE_FILE).read_text())
     assert not state.get("training_finished")
     lines: list[str] = []
-    res = experiment.run_experiment(run["data"], out, ["unet"], epochs=3, tiny=True, scales=[1.0], env=_env(),
+    res = runner.run_experiment(run["data"], out, ["unet"], epochs=3, tiny=True, scales=[1.0], env=_env(),
                                     log=lines.append)
     assert res["failed"] == {}, res["failed"]
     text = "\n".join(lines)
     assert "training (resuming from last.pt)" in text and "[unet] resumed at epoch" in text
-    state = json.loads((out / "unet" / experiment.STATE_FILE).read_text())
+    state = json.loads((out / "unet" / STATE_FILE).read_text())
     assert state["training_finished"] and state["evaluation_finished"]
     # epochs 2 and 3 ran in the resumed attempt (epoch 1's time is lost when the kill came before its log line)
     assert {"2", "3"} <= set(state["epoch_times_s"]) <= {"1", "2", "3"}
@@ -175,7 +176,7 @@ def test_interrupted_training_resumes_from_last_pt(run, tmp_path):
 
 def test_scale_shift_benchmark_evaluates_generated_test_sets(run):
     lines: list[str] = []
-    res = experiment.run_scale_shift_benchmark(run["root"], ["unet"], SCALES, n_train=4, n_val=2, n_test=2, size=64,
+    res = scale_shift.run_scale_shift_benchmark(run["root"], ["unet"], SCALES, n_train=4, n_val=2, n_test=2, size=64,
                                                epochs=1, tiny=True, env=_env(), log=lines.append)
     assert res["failed"] == {}, res["failed"]
     text = "\n".join(lines)
@@ -202,19 +203,19 @@ def test_scale_shift_benchmark_evaluates_generated_test_sets(run):
 def test_generated_set_with_other_parameters_is_refused_not_reused(tmp_path):
     """A scale-K folder made with another field of view (e.g. the fixed layout of 0.3.0) is not silently reused."""
     d = tmp_path / "data" / "scale_2"
-    make_synthetic_dataset(d, task="nuclei", n_train=0, n_val=0, n_test=1, size=experiment.generated_size(32, 2.0, "fixed"),
+    make_synthetic_dataset(d, task="nuclei", n_train=0, n_val=0, n_test=1, size=scale_shift.generated_size(32, 2.0, "fixed"),
                            scale=2.0, seed=0)
-    experiment.check_generated_set(d, {"size": 32, "scale": 2.0, "seed": 0, "n_test": 1})  # what made it: accepted
+    scale_shift.check_generated_set(d, {"size": 32, "scale": 2.0, "seed": 0, "n_test": 1})  # what made it: accepted
     with pytest.raises(ValueError, match=r"scale_2 was generated with other parameters: size 32 \(this run needs 64\)"):
-        experiment.check_generated_set(d, {"size": experiment.generated_size(32, 2.0), "scale": 2.0, "seed": 0,
+        scale_shift.check_generated_set(d, {"size": scale_shift.generated_size(32, 2.0), "scale": 2.0, "seed": 0,
                                            "n_test": 1})
     with pytest.raises(ValueError, match="field_of_view"):
-        experiment.run_scale_shift_benchmark(tmp_path / "b", ["unet"], field_of_view="wide")
+        scale_shift.run_scale_shift_benchmark(tmp_path / "b", ["unet"], field_of_view="wide")
 
 
 def test_overrides_reach_every_variants_bundle_arguments():
     """The runner's ``overrides`` (``--override KEY=VALUE``, parsed in tests/cli/test_experiment.py) are in every
     variant's bundle arguments."""
     overrides = {"scale_augmentation": True, "scale_range": [0.5, 2], "fusion": "pdist"}
-    ov = experiment.bundle_overrides("unet", Path("d"), Path("o"), None, False, 0, None, overrides)
+    ov = variants.bundle_overrides("unet", Path("d"), Path("o"), None, False, 0, None, overrides)
     assert ov["scale_augmentation"] is True and ov["scale_range"] == [0.5, 2] and ov["fusion"] == "pdist"

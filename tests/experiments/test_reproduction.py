@@ -9,19 +9,20 @@ from pathlib import Path
 
 import pytest
 
-from seunet_monai import reproduction as rep
 from seunet_monai.cli import experiment as cli
 from seunet_monai.evaluation.report import write_csv_rows
-from seunet_monai.experiment import STATE_FILE
+from seunet_monai.experiments import presets
+from seunet_monai.experiments import reproduction as rep
+from seunet_monai.experiments.state import STATE_FILE
 
-FIXTURE = Path(__file__).resolve().parents[1] / ".." / "shared" / "fixtures" / "monuseg-sample"
+FIXTURE = Path(__file__).resolve().parents[2] / ".." / "shared" / "fixtures" / "monuseg-sample"
 
 
 def _fake_source(tmp_path: Path) -> Path:
     src = tmp_path / "src"
     for sub in ("images", "masks"):
         (src / sub).mkdir(parents=True)
-    for stem in rep.MONUSEG_VALIDATION_IMAGES:
+    for stem in presets.MONUSEG_VALIDATION_IMAGES:
         (src / "images" / f"{stem}.tif").write_bytes(b"")
     return src
 
@@ -31,7 +32,7 @@ def test_dry_run_lists_every_job_with_an_estimate_and_writes_nothing(tmp_path, c
     rc = cli.main(["--preset", "monuseg-cpu", "--source", str(_fake_source(tmp_path)), "--out", str(out), "--dry-run"])
     text = capsys.readouterr().out
     assert rc == 0 and not out.exists()
-    preset = rep.PRESETS["monuseg-cpu"]
+    preset = presets.PRESETS["monuseg-cpu"]
     assert len(preset.jobs) == 11 and len(preset.scales) == 17
     assert {j.variant for j in preset.jobs} == {"seunet", "cnn", "unet", "sesn", "disco", "seunet_fixed", "seunet_free"}
     assert sorted(j.seed for j in preset.jobs if j.variant == "seunet") == [0, 1, 2]
@@ -78,8 +79,8 @@ def _finished_job(out: Path, name: str, model: str, ious: dict, params: int = 10
 
 
 def test_report_pools_seeds_and_sets_the_paper_beside_ours(tmp_path):
-    preset = rep.Preset("p", "test preset", (rep.Job("seunet", "seunet", 0), rep.Job("seunet-seed1", "seunet", 1),
-                                             rep.Job("cnn", "cnn", 0), rep.Job("unet", "unet", 0)),
+    preset = presets.Preset("p", "test preset", (presets.Job("seunet", "seunet", 0), presets.Job("seunet-seed1", "seunet", 1),
+                                             presets.Job("cnn", "cnn", 0), presets.Job("unet", "unet", 0)),
                         1, (2, 2, 2, 2, 2), (0.5, 1.0), {}, {})
     fusions = ("mean", "pdist", "pens")
     _finished_job(tmp_path, "seunet", "seunet", {s: {0.5: 0.50, 1.0: 0.60} for s in fusions + ("head1", "head2")})
@@ -103,11 +104,11 @@ def test_report_pools_seeds_and_sets_the_paper_beside_ours(tmp_path):
 def test_tiny_preset_runs_end_to_end_and_resumes(tmp_path, monkeypatch):
     images = sorted(p.stem for p in (FIXTURE / "images").iterdir())
     monkeypatch.setattr(rep, "MONUSEG_VALIDATION_IMAGES", (images[0],))
-    tiny = rep.Preset("tiny", "tiny", (rep.Job("cnn", "cnn", 0),), 1, (4, 8, 8, 8, 8), (0.5, 1.0),
+    tiny = presets.Preset("tiny", "tiny", (presets.Job("cnn", "cnn", 0),), 1, (4, 8, 8, 8, 8), (0.5, 1.0),
                       {"calibrate_fusion": False, "patch_size": [64, 64], "batch_size": 2, "shift": 0},
                       {"sweep#equivariance_images": 1, "sweep#equivariance_crop": 64, "sweep#num_examples": 1,
                        "sweep#max_pixels": 1000000})
-    monkeypatch.setitem(rep.PRESETS, "tiny", tiny)
+    monkeypatch.setitem(presets.PRESETS, "tiny", tiny)
     out = tmp_path / "out"
     lines: list[str] = []
     result = rep.run_preset("tiny", FIXTURE, out, log=lines.append)
