@@ -1,6 +1,6 @@
 """The README's commands as a newcomer runs them: ``scripts/install.sh`` says what it installs, where, and what to
 try next; ``.ci/run`` runs the README's test command in a fresh virtual environment and fails when it fails; the
-``test`` extra brings the tools that building a wheel needs (``tests/test_resources.py``)."""
+``test`` extra brings the tools that building a wheel needs (``tests/runtime/test_resources.py``)."""
 
 from __future__ import annotations
 
