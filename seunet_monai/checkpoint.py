@@ -21,6 +21,7 @@ from typing import Any
 import torch
 
 from seunet_monai.errors import CheckpointError, MissingPathError
+from seunet_monai.networks.base import MultiHeadNetwork
 from seunet_monai.runtime.distributed import unwrap
 from seunet_monai.runtime.files import atomic_write_bytes
 
@@ -130,7 +131,7 @@ def check_state_dict(
         )
     data = _checked_state(content, path, key)  # the file is read once
     net = unwrap(module)
-    if hasattr(net, "upgrade_state_dict"):  # older layouts the network converts on load (SEUNet)
+    if isinstance(net, MultiHeadNetwork):  # older layouts the network converts on load (SEUNet)
         data = dict(data)
         net.upgrade_state_dict(data, warn=False)
     expected = {k: tuple(v.shape) for k, v in net.state_dict().items()}

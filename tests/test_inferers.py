@@ -6,10 +6,13 @@ import torch
 from monai.inferers import SlidingWindowInferer
 
 from seunet_monai.inferers import HeadsInferer, fit_window, head_probabilities, infer_heads
+from seunet_monai.networks.base import MultiHeadNetwork
 
 
-class _Heads(torch.nn.Module):
+class _Heads(MultiHeadNetwork):
     """Pointwise 2-head network: ``forward_heads`` gives (B, 2, 2, H, W) logits."""
+
+    num_scales, out_channels = 2, 2
 
     def __init__(self):
         super().__init__()
@@ -17,9 +20,6 @@ class _Heads(torch.nn.Module):
 
     def forward_heads(self, x):
         return self.conv(x).reshape(x.shape[0], 2, 2, *x.shape[2:])
-
-    def forward(self, x):
-        return self.forward_heads(x)
 
 
 def test_head_probabilities_for_multi_head_and_plain_networks():

@@ -81,6 +81,7 @@ from seunet_monai.fusion.strategies import fuse
 from seunet_monai.inferers import MIN_WINDOW, WHOLE_IMAGE_PIXELS, predict_heads, sweep_window
 from seunet_monai.layers.rescale import default_scales, rescale_image, rescale_label
 from seunet_monai.metrics import SegmentationScores
+from seunet_monai.networks.base import MultiHeadNetwork
 from seunet_monai.runtime.files import atomic_write_json, atomic_write_text
 from seunet_monai.runtime.progress import progress as progress_bar
 from seunet_monai.runtime.status import write_status
@@ -411,7 +412,7 @@ class ScaleSweep:
                              "average": "eq. 10 averages only the groups whose matched group has a σ ratio within "
                                         "partner_tolerance of the scale (columns pairs / groups_without_partner); the "
                                         "mean over scales leaves out scales where no group has one",
-                             "features": "net.features(x)" if hasattr(network, "features") else
+                             "features": "net.features(x)" if isinstance(network, MultiHeadNetwork) else
                              "input of the last convolution executed (plain network)"},
             "equivariance_error_mean": eq_mean,
             "scale_estimation": estimation,

@@ -9,6 +9,7 @@ import torch
 from ignite.engine import Engine, Events
 from torch.utils.tensorboard import SummaryWriter
 
+from seunet_monai.networks.base import MultiHeadNetwork
 from seunet_monai.runtime.distributed import is_main_process, unwrap
 
 if TYPE_CHECKING:
@@ -86,7 +87,7 @@ class MultiHeadStatsHandler:
                     for k, v in enumerate(loss.weights().flatten().tolist()):
                         out[f"loss_weight/omega{k + 1}"] = float(v)
         net = unwrap(self.network) if self.network is not None else None
-        if net is not None and hasattr(net, "sigmas"):
+        if isinstance(net, MultiHeadNetwork):
             with torch.no_grad():
                 for layer, sig in net.sigmas().items():
                     for k, v in enumerate(torch.as_tensor(sig).flatten().tolist()):

@@ -21,10 +21,11 @@ from torch import nn
 
 from ..errors import ExportError
 from ..fusion.scale import signature_width, upgrade_signature_state
-from ..fusion.strategies import fuse, parse_strategy
+from ..fusion.strategies import parse_strategy
 from ..layers.gd_conv import GDConv
 from ..layers.group_ops import unfold_groups
 from ..layers.scales import SIGMA_MODES, default_sigma_ranges, validate_sigma_bounds
+from .base import MultiHeadNetwork
 
 __all__ = ["GDBlock", "SEUNet"]
 
@@ -123,7 +124,7 @@ class _GroupHeads(nn.Module):
         return out.reshape(x.shape[0], -1, *x.shape[2:])
 
 
-class SEUNet(nn.Module):
+class SEUNet(MultiHeadNetwork):
     """Scale-Equivariant UNet with Gaussian-derivative layers and learnable, range-constrained scales.
 
     Args:
@@ -230,7 +231,6 @@ class SEUNet(nn.Module):
         self.discretization = discretization
         self.share_heads = share_heads
         self.fusion = fusion
-        self.output_heads = False
         self._conv_kwargs = dict(
             order=order,
             sigma_mode=sigma_mode,
@@ -331,15 +331,6 @@ class SEUNet(nn.Module):
         logits = self.head(d1)
         logits = unfold_groups(logits.contiguous(), self.num_scales)
         return self._crop(logits, size)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        logits = self.forward_heads(x)
-        if self.training:
-            return logits
-        probs = torch.softmax(logits, dim=2)
-        if self.output_heads:
-            return probs
-        return fuse(probs, self.fusion, profile=self)  # "scale" reads the fusion_* buffers; others ignore it
 
     def upgrade_state_dict(self, state_dict: dict, prefix: str = "", warn: bool = True) -> None:
         """Bring, in place, a state dict of an older release to this layout: a scale-fusion calibration saved with

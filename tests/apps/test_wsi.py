@@ -31,17 +31,18 @@ from seunet_monai.apps.wsi import (
     is_colourless,
     make_reader,
 )
-from seunet_monai.fusion.strategies import fuse
+from seunet_monai.networks.base import MultiHeadNetwork
 from seunet_monai.runtime.run_lock import LOCK_NAME
 
 SHARED = Path(__file__).resolve().parents[2] / ".." / "shared"
 MONUSEG = SHARED / "data" / "monuseg-train" / "images"
 
 
-class DarkBlobs(torch.nn.Module):
+class DarkBlobs(MultiHeadNetwork):
     """Two heads: a pixel is a nucleus when its darkness, box-averaged over 3x3 (head 1) or 7x7 (head 2)
     pixels, exceeds a threshold. Eval-mode output: the PEns fusion, like SEUNet."""
 
+    num_scales = 2
     out_channels = 2
     fusion = "pens"
 
@@ -51,8 +52,9 @@ class DarkBlobs(torch.nn.Module):
         logits = [torch.cat([torch.zeros_like(h), 40.0 * (h - 0.45)], 1) for h in heads]
         return torch.stack(logits, 1)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return fuse(torch.softmax(self.forward_heads(x), 2), self.fusion)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # fused in any mode (the tests call it untouched)
+        return self.fuse_heads(torch.softmax(self.forward_heads(x), 2))
+
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,7 @@ import torch
 import torch.nn as nn
 
 from seunet_monai.evaluation.equivariance import centre_crop, equivariance_matrices, matched_error, matched_groups
+from seunet_monai.networks.base import MultiHeadNetwork
 
 
 def _smooth_image(size: int = 96, seed: int = 0) -> torch.Tensor:
@@ -35,7 +36,7 @@ def test_nonlinear_pointwise_is_not_equivariant_to_resampling() -> None:
     assert float(mats[2.0]) > 1e-4
 
 
-class _Lifting(nn.Module):
+class _Lifting(MultiHeadNetwork):
     """One lifting GD layer with σ = 1, 2, 4, exposing the multi-head feature API."""
 
     def __init__(self) -> None:

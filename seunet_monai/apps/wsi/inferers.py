@@ -37,6 +37,7 @@ from seunet_monai.fusion.heads import head_margins
 from seunet_monai.fusion.scale import estimate_log_scale, resolve_profile
 from seunet_monai.fusion.strategies import fuse
 from seunet_monai.inferers import head_probabilities
+from seunet_monai.networks.base import MultiHeadNetwork
 from seunet_monai.runtime.checks import as_flag
 from seunet_monai.runtime.distributed import unwrap
 
@@ -294,8 +295,8 @@ class HeadsPatchPredictor:
     """Network call for :class:`~monai.inferers.PatchInferer`: fused probabilities and per-head margins.
 
     Per-head probabilities come from :func:`seunet_monai.inferers.head_probabilities` (``forward_heads`` and a
-    softmax over classes for multi-head networks; a plain network is one head). They are fused with the network's ``fuse_heads`` when it has one, else with
-    :func:`seunet_monai.fusion.strategies.fuse` and its ``fusion`` strategy, which is what its eval-mode ``forward`` returns.
+    softmax over classes for multi-head networks; a plain network is one head). They are fused as the network's
+    eval-mode ``forward`` fuses them (:meth:`~seunet_monai.networks.base.MultiHeadNetwork.fuse_heads`).
 
     Args:
         network: the segmentation network (put in eval mode by the caller).
@@ -325,10 +326,9 @@ class HeadsPatchPredictor:
     def fused(self, probs: torch.Tensor) -> torch.Tensor:
         """Fused class probabilities ``(B, C, h, w)`` of per-head ones, as the network's eval mode fuses them."""
         net = unwrap(self.network)
-        if hasattr(net, "fuse_heads"):
-            return net.fuse_heads(probs)
-        # the network itself carries the "scale" fusion's calibration (its fusion_* buffers)
-        return fuse(probs, getattr(net, "fusion", "mean"), profile=net if hasattr(net, "fusion_iou") else None)
+        if isinstance(net, MultiHeadNetwork):
+            return net.fuse_heads(probs)  # "scale" reads the network's fusion_* calibration buffers
+        return fuse(probs, "mean")  # a plain network: one head
 
     @torch.no_grad()
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
