@@ -17,10 +17,9 @@ from contextlib import contextmanager
 import torch
 import torch.nn as nn
 
-from seunet_monai.inferers import head_probabilities
 from seunet_monai.networks.base import MultiHeadNetwork
 
-__all__ = ["HeadProbabilities", "network_features", "num_heads", "output_heads_mode"]
+__all__ = ["network_features", "num_heads", "output_heads_mode"]
 
 
 def num_heads(network: nn.Module) -> int:
@@ -43,35 +42,6 @@ def output_heads_mode(network: nn.Module) -> Iterator[nn.Module]:
         if multihead:
             network.output_heads = had
         network.train(was_training)
-
-
-class HeadProbabilities(nn.Module):
-    """Wraps a network so that it returns per-head probabilities flattened into channels.
-
-    ``forward(x)`` gives ``(B, Ω * C, *spatial)`` (head-major: channel ``k * C + c``), which MONAI inferers
-    (``SlidingWindowInferer``) can stitch; :meth:`unflatten` turns it back into ``(B, Ω, C, *spatial)``.
-    Call it inside :func:`output_heads_mode` (or with the wrapped network in eval mode). The probabilities are
-    those of :func:`seunet_monai.inferers.head_probabilities` (the package's one path).
-
-    Args:
-        network: a multi-head network (see module docstring) or a plain network returning logits.
-    """
-
-    def __init__(self, network: nn.Module) -> None:
-        super().__init__()
-        self.network = network
-        self.num_heads = num_heads(network)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return head_probabilities(self.network, x).flatten(1, 2)
-
-    def unflatten(self, flat: torch.Tensor) -> torch.Tensor:
-        """``(B, Ω * C, *spatial)`` -> ``(B, Ω, C, *spatial)``."""
-        b, oc = flat.shape[:2]
-        if oc % self.num_heads:
-            raise ValueError(f"{oc} channels cannot be split into {self.num_heads} heads.")
-        return flat.reshape(b, self.num_heads, oc // self.num_heads, *flat.shape[2:])
-
 
 def network_features(network: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """Last-layer features ``(B, Ω, F, *spatial)`` of ``network`` for input ``x`` (no gradients).

@@ -13,8 +13,8 @@ Histopathology Image Segmentation" (:func:`fuse_heads`; every named fusion, ``"s
   uncalibrated fallback to PEns). It needs the calibration ``profile`` (the network's ``fusion_*`` buffers).
 
 The per-pixel winning head of PDist (:func:`winning_head`) tells which scale group decided each pixel (used for
-scale estimation and winning-head maps at inference). The same as MONAI transforms for ``postprocessing``
-(``Fuse``, ``Fused``, ``WinningHead``, ``WinningHeadd``) are in :mod:`seunet_monai.transforms.post`.
+scale estimation and winning-head maps at inference). The fusions as MONAI transforms for ``postprocessing``
+(``Fuse``, ``Fused``) are in :mod:`seunet_monai.transforms.post`.
 
 The fusions are ours: MONAI has no per-head fusion (its ``MeanEnsemble`` / ``VoteEnsemble`` average or vote over
 whole models, not per pixel by each head's margin as Algorithm 1 does).

@@ -122,8 +122,7 @@ def check_outputs(
 ) -> None:
     """Check, before anything is written, that the outputs of ``items`` neither collide nor overwrite files.
 
-    Output names are the input's base name without extension plus each of ``suffixes`` (as written by
-    :class:`seunet_monai.transforms.post.SaveLabelMaskd`).
+    Output names are the input's base name without extension (or ``stem`` of it) plus each of ``suffixes``.
 
     Args:
         items: the inputs, ``[{"image": path}, ...]``.
