@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from seunet_monai.cli.prepare_bcss import main
 from seunet_monai.data.bcss import (
     DEFAULT_CLASS_MAP,
     DEFAULT_TEST_INSTITUTIONS,
     IGNORE_VALUE,
     institution_of,
     load_class_map,
-    main,
     map_classes,
     prepare_bcss,
 )

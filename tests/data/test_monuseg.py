@@ -10,8 +10,9 @@ import pytest
 import tifffile
 from PIL import Image
 
+from seunet_monai.cli.prepare_monuseg import main
 from seunet_monai.data.datalist import load_datalist
-from seunet_monai.data.monuseg import main, parse_aperio_xml, prepare_monuseg, rasterise_regions
+from seunet_monai.data.monuseg import parse_aperio_xml, prepare_monuseg, rasterise_regions
 from seunet_monai.data.preparation import pick_validation, tile_starts
 from seunet_monai.errors import PreparationError
 
