@@ -37,7 +37,7 @@ def test_dry_run_lists_every_job_with_an_estimate_and_writes_nothing(tmp_path, c
     assert {j.variant for j in preset.jobs} == {"seunet", "cnn", "unet", "sesn", "disco", "seunet_fixed", "seunet_free"}
     assert sorted(j.seed for j in preset.jobs if j.variant == "seunet") == [0, 1, 2]
     for job in preset.jobs:
-        assert f"pending  " in text and job.name in text
+        assert "pending  " in text and job.name in text
     assert "remaining (estimated)" in text
 
 

@@ -16,7 +16,6 @@ from seunet_monai.fusion.scale import ScaleProfile, estimate_scale, head_signatu
 from seunet_monai.fusion.strategies import FUSION_STRATEGIES, fuse
 from seunet_monai.networks import SEUNet
 from seunet_monai.transforms.post import Fuse, Fused
-
 from tests.scale_heads import ScaleBandHeads, disk_items, label_image_items
 
 SCALES_05_2 = [2 ** (k / 4) for k in range(-4, 5)]  # 0.5 .. 2, a subset of the 17 profile scales
