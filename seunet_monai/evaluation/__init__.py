@@ -2,11 +2,10 @@
 it reports.
 
 - :mod:`~seunet_monai.evaluation.sweep`: :class:`~seunet_monai.evaluation.sweep.ScaleSweep` (the bundle's
-  ``sweep`` component) and ``run_scale_sweep``.
+  ``sweep`` component) and ``run_scale_sweep``; :mod:`~seunet_monai.evaluation.outputs`: the files it writes.
 - :mod:`~seunet_monai.evaluation.heads`: per-head probabilities and last-layer features of any network.
 - :mod:`~seunet_monai.evaluation.items`: the test items (iterate, name, check).
 - :mod:`~seunet_monai.evaluation.equivariance`: all equivariance code (eq. 10 / 12, group matching, tables).
-- :mod:`~seunet_monai.fusion.estimation`: relative scale from the winning heads.
 - :mod:`~seunet_monai.evaluation.calibration`: calibration of the ``"scale"`` fusion.
 - :mod:`~seunet_monai.evaluation.report`, :mod:`~seunet_monai.evaluation.plots`: tables and figures.
 - :mod:`~seunet_monai.evaluation.compare`: several sweeps merged (``scripts/compare.py``).

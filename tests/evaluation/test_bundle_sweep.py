@@ -16,7 +16,7 @@ CONFIGS = REPO / "bundle" / "configs"
 
 
 def test_evaluating_runs_the_sweep(tmp_path) -> None:
-    from seunet_monai.evaluation.sweep import OUTPUT_FILES
+    from seunet_monai.evaluation.outputs import OUTPUT_FILES
     from seunet_monai.networks import SEUNet
 
     torch.manual_seed(0)

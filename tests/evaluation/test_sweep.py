@@ -9,7 +9,8 @@ import math
 import pytest
 import torch
 
-from seunet_monai.evaluation.sweep import OUTPUT_FILES, run_scale_sweep
+from seunet_monai.evaluation.outputs import OUTPUT_FILES
+from seunet_monai.evaluation.sweep import run_scale_sweep
 from seunet_monai.layers.rescale import rescale_image, rescale_label
 from seunet_monai.metrics import SegmentationScores
 
