@@ -33,7 +33,6 @@ from seunet_monai.runtime.files import atomic_write_json
 __all__ = [
     "DATALIST_NAME",
     "SPLITS",
-    "DatalistError",
     "datalist_path",
     "datalist_exists",
     "write_datalist",

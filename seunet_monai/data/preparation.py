@@ -24,7 +24,6 @@ from seunet_monai.errors import PreparationError
 
 __all__ = [
     "PREPARE_MARKER",
-    "PreparationError",
     "tile_starts",
     "tile_boxes",
     "most_tissue_tile",

@@ -82,8 +82,7 @@ from seunet_monai.networks.base import MultiHeadNetwork
 from seunet_monai.runtime.progress import progress as progress_bar
 from seunet_monai.runtime.status import write_status
 
-__all__ = ["DEFAULT_MAX_PIXELS", "DEFAULT_MAX_VOXELS", "MIN_WINDOW", "STATUS_FILE", "ScaleSweep", "peak_rss_mb",
-           "predict_heads", "run_scale_sweep", "sweep_window"]
+__all__ = ["DEFAULT_MAX_PIXELS", "DEFAULT_MAX_VOXELS", "STATUS_FILE", "ScaleSweep", "peak_rss_mb", "run_scale_sweep"]
 
 logger = logging.getLogger(__name__)
 
@@ -381,7 +380,7 @@ class ScaleSweep:
             "ignore_index": ignore_index,
             "metric": "iou: dataset-wide confusion-matrix IoU (class 1 if binary, else mean over present classes)",
             "inferer": {"rule": "whole image when it has at most max_pixels pixels, else sliding windows of at least "
-                                "max(roi_size, min_window) px (seunet_monai.evaluation.sweep.sweep_window), through "
+                                "max(roi_size, min_window) px (seunet_monai.inferers.sweep_window), through "
                                 "seunet_monai.inferers.infer_heads",
                         "max_pixels": max_pixels, "min_window": min_window, "roi_size": list(roi), "overlap": overlap,
                         "sw_batch_size": sw_batch_size, "mode": sw_mode,

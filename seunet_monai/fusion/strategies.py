@@ -17,7 +17,7 @@ import torch
 from seunet_monai.fusion.heads import PAPER_STRATEGIES, check_head_probs, fuse_heads
 from seunet_monai.fusion.scale import scale_fuse
 
-__all__ = ["FUSION_STRATEGIES", "PAPER_STRATEGIES", "fuse", "parse_strategy"]
+__all__ = ["FUSION_STRATEGIES", "fuse", "parse_strategy"]
 
 #: every named fusion (``"head:k"`` aside)
 FUSION_STRATEGIES = (*PAPER_STRATEGIES, "scale")

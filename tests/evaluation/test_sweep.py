@@ -189,7 +189,7 @@ def test_images_smaller_than_the_window_are_not_padded(toy_heads) -> None:
     from monai.inferers import SlidingWindowInferer
 
     from seunet_monai.evaluation.heads import output_heads_mode
-    from seunet_monai.evaluation.sweep import predict_heads
+    from seunet_monai.inferers import predict_heads
 
     seen = []
     heads = toy_heads.forward_heads
@@ -204,7 +204,8 @@ def test_images_smaller_than_the_window_are_not_padded(toy_heads) -> None:
 
 
 def test_sweep_window_rule() -> None:
-    from seunet_monai.evaluation.sweep import DEFAULT_MAX_PIXELS, sweep_window
+    from seunet_monai.evaluation.sweep import DEFAULT_MAX_PIXELS
+    from seunet_monai.inferers import sweep_window
 
     assert sweep_window((1000, 1000), DEFAULT_MAX_PIXELS, (128, 128), sw_batch_size=4) is None  # fits: whole
     assert sweep_window((2000, 2000), DEFAULT_MAX_PIXELS, (128, 128), sw_batch_size=4) is None  # MoNuSeg at s = 2
