@@ -71,7 +71,7 @@ def fuse_heads(probs: torch.Tensor, kind: str, head: int | None = None) -> torch
         return probs.mean(dim=1)
     if kind == "head":
         if head is None or head >= num_heads:
-            raise ValueError(f"fuse_heads: head {head + 1} asked for, but there are {num_heads} heads.")
+            raise ValueError(f"fuse_heads: kind 'head' needs a 0-based head below {num_heads}, got {head}.")
         return probs[:, head]
     margins = head_margins(probs)
     if kind == "pdist":
