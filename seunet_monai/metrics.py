@@ -1,4 +1,4 @@
-"""Segmentation scores of the paper's evaluation (sec. 4.2) and the equivariance error (eq. 10, 12).
+"""Segmentation scores of the paper's evaluation (sec. 4.2).
 
 Segmentation scores
     The headline score is the IoU from a confusion matrix accumulated over the **whole test split**
@@ -27,10 +27,8 @@ Segmentation scores
     one-hot maps, and reducing per-class IoU to the paper's single number (class 1 for binary, mean over
     present classes otherwise).
 
-Equivariance error
-    ``equivariance_matrix`` (eq. 12), ``equivariance_error`` (eq. 10), ``matched_groups`` and
-    ``scale_partners`` moved to :mod:`seunet_monai.evaluation.equivariance` (all equivariance code in one
-    module); they are still importable from here.
+The equivariance error (eq. 10, 12) is :mod:`seunet_monai.networks.equivariance` and
+:mod:`seunet_monai.evaluation.equivariance`.
 """
 
 from __future__ import annotations

@@ -7,8 +7,9 @@ import math
 import pytest
 import torch
 
-from seunet_monai.evaluation.equivariance import equivariance_error, equivariance_matrix, matched_groups
+from seunet_monai.evaluation.equivariance import equivariance_error
 from seunet_monai.metrics import ConfusionIoU, SegmentationScores, masked_onehot
+from seunet_monai.networks.equivariance import equivariance_matrix, matched_groups
 
 
 def _img(rows: list[list[int]]) -> torch.Tensor:

@@ -9,8 +9,9 @@ import pytest
 import torch
 import torch.nn as nn
 
-from seunet_monai.evaluation.equivariance import centre_crop, equivariance_matrices, matched_error, matched_groups
+from seunet_monai.evaluation.equivariance import centre_crop, equivariance_matrices, matched_error
 from seunet_monai.networks.base import MultiHeadNetwork
+from seunet_monai.networks.equivariance import matched_groups
 
 
 def _smooth_image(size: int = 96, seed: int = 0) -> torch.Tensor:
