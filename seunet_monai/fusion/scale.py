@@ -1,11 +1,6 @@
-"""Scale-adaptive fusion of the Ω heads (``fuse(probs, "scale")``), beyond the paper.
-
-Why: the heads of a scale-equivariant network specialise by scale (head k with σ_k behaves at test scale s
-like the head of σ s·σ_k at scale 1), so which head is best depends on the magnification of the input. The
-paper's fusions (mean, PDist, PEns) decide per pixel by confidence and ignore that structure; measured on
-real images they fall several IoU points below the best head away from the training scale (issue 15).
-This fusion (1) estimates the scale of the input from the heads' outputs alone and (2) weights the heads by
-how well each is *measured* to do at that scale.
+"""Scale-adaptive fusion of the Ω heads (``fuse(probs, "scale")``), beyond the paper: estimate the input's scale
+from the heads' outputs alone, then weight the heads by how well each was *measured* to do at that scale. Design,
+reasons and measurements: ``bundle/docs/scale_fusion.md``.
 
 **Calibration** (:func:`seunet_monai.evaluation.calibration.calibrate_scale_fusion`, stored in the network's
 state-dict buffers, so saved with the checkpoint): at each profile scale ``s_p`` (``fusion_scales``, by
@@ -13,56 +8,26 @@ default the 17 sweep scales ``2^(k/4)``, ``k = -8..8``) the validation images ar
 predicted; ``fusion_iou[p, k]`` is head k's dataset-wide IoU there and ``fusion_signature[p]`` the mean over
 images of the label-free signature :func:`head_signature` (NaN rows: not calibrated).
 
-**Signature** (3 numbers per head, label-free, computable on any window): for each head k,
+**Signature** (:func:`head_signature`, 3 numbers per head, label-free, computable on any window):
+``[m_1 .. m_Ω, ρ_1 .. ρ_Ω, a_1 .. a_Ω]`` (shape ``(3Ω,)``, the layout of the ``fusion_signature`` buffer;
+:func:`signature_width`) with ``m_k`` the mean margin ``D_k = p_max - p_second`` (Algorithm 1) of head k over
+the window, ``ρ_k`` the ``(1/d) log`` of the mean size of the connected components of its non-background labels
+(components smaller than :data:`MIN_OBJECT_SIZE` ignored; ``d`` spatial dims) and ``a_k`` the IoU of its
+non-background labels with those of the heads' mean. A window without objects has ``ρ_k`` (and ``a_k`` when no
+head finds any) = NaN; such components are left out of the estimate. A checkpoint calibrated with the older
+layout (``(P, 2Ω)``, until 0.3.0) loads with its calibration cleared (:func:`upgrade_signature_state`).
 
-- ``m_k``: the mean margin ``D_k = p_max - p_second`` (Algorithm 1) over the window, its *confidence*.
-  A head is most confident where its σ matches the structures; on enlarged inputs the larger-σ heads
-  gain confidence (the relative confidence profile moves towards larger σ);
-- ``ρ_k``: the *log object radius* of the head's label map: ``(1/d) log`` of the mean size (pixels or voxels)
-  of the connected components of its non-background labels (``d`` spatial dims; components smaller than
-  :data:`MIN_OBJECT_SIZE` are noise and ignored). Enlarging the input by ``s`` enlarges every object by ``s``
-  per axis, so ``ρ_k`` moves by ``log s`` whatever the tissue; it depends on the *size* of the nuclei, not
-  on how many there are. The previous statistic, the label-boundary density, also followed the nucleus
-  density: on the 5 MoNuSeg validation images, calibrated leave-one-image-out on the other 4 at the 9 scales
-  0.5..2, the estimate's mean error was 0.58 octave with ``[m, b]`` and 0.32 octave with ``[m, ρ]``, and the fusion's
-  worst gap to the best head at any scale went from -1.03 to -0.39 IoU points (``bundle/docs/research_log.md``).
-- ``a_k``: the *consensus agreement* of the head: the IoU between its non-background labels and those of the
-  heads' mean (the paper's ``mean`` fusion), counting a pixel as agreeing when both give it the same
-  non-background class. It measures how the head's σ suits the image's *resolution* (edge width, texture,
-  noise), which ``ρ_k`` cannot see: tissue with smaller nuclei seen at a higher magnification has the object
-  sizes of a lower magnification but not its blur. At the training scale the finest heads agree with the
-  consensus; at lower magnification the coarse heads lose it, at higher magnification the finest.
-  Adding it to ``[m, ρ]`` lowered the leave-one-image-out mean error on MoNuSeg from 0.33 to 0.29 octave
-  and the worst gap to the best head from -0.47 to -0.34 IoU points (research log, 2026-11-27). It does not
-  fully separate size from resolution: on synthetic tissue whose nuclei are 1.5x, not 2x, larger at twice the
-  magnification the estimate still leans to the size and the fusion is 2.4 points under the best head.
+**Estimate** (:func:`estimate_log_scale`): the calibrated signatures are a curve ``S(t)`` over ``t = log s``,
+linearly interpolated on a fine grid (``grid_steps`` points per calibration interval); the window's scale is
+the grid point nearest to its signature, each component divided by its spread over the calibrated scales.
+Outside the calibrated range the estimate is clamped to its ends.
 
-A window without objects has ``ρ_k`` (and ``a_k`` when no head finds any) = NaN; such components are left out
-of the estimate.
+**Weights** (:func:`scale_head_weights`): with ``q_k = IoU_k(t̂)`` (``fusion_iou`` interpolated in ``log s``),
+``w_k = softmax_k((q_k - max_j q_j) / τ)`` and the fused probabilities are ``Σ_k w_k ŷ_k`` (``τ`` in IoU units;
+``τ = 0`` selects the best head alone). One estimate per item (window).
 
-``signature = [m_1 .. m_Ω, ρ_1 .. ρ_Ω, a_1 .. a_Ω]`` (shape ``(3Ω,)``, the layout of the ``fusion_signature``
-buffer; :func:`signature_width`). A checkpoint calibrated with an older layout (``(P, 2Ω)``, until 0.3.0) loads
-with its calibration cleared (the ``scale`` fusion then falls back to PEns and warns) until ``run calibrating``
-measures it again.
-
-**Estimate** (:func:`estimate_log_scale`): the calibrated signatures are a curve ``S(t)`` over
-``t = log s``; it is linearly interpolated on a fine grid (``grid_steps`` points per calibration interval)
-and the window's scale is the grid point nearest to its signature, each signature component divided by its
-spread over the calibrated scales (so the three statistics and all heads count by how much they vary with
-scale, whatever their units). Outside the calibrated range the estimate is clamped to its ends.
-
-**Weights** (:func:`scale_head_weights`): the expected IoU of head k at the estimate, ``q_k = IoU_k(t̂)``
-(linear interpolation of ``fusion_iou`` in ``log s``), gives ``w_k = softmax_k((q_k - max_j q_j) / τ)``;
-the fused probabilities are ``Σ_k w_k ŷ_k``. ``τ`` is in IoU units: with the default ``τ = 0.01`` a head
-expected to be 1 IoU point behind the best weighs ``e^-1`` of it and one 5 points behind less than 1%, so
-heads that are about equally good are averaged (an ensemble) and clearly worse heads are left out;
-``τ = 0`` selects the best head alone. One estimate per item (window): the fused map is a fixed mixture of
-the heads, so the fusion is as good as the best head wherever the estimate is right, and near a cross-over
-of two heads an error costs little because both are then about equally good.
-
-**Without calibration** (all buffers NaN, or no profile given) there is no measured basis to prefer one
-head at any scale; :func:`~seunet_monai.fusion.strategies.fuse` then falls back to PEns (the paper's best fusion and this package's previous
-default) and warns once per process.
+**Without calibration** (all buffers NaN, or no profile given) :func:`~seunet_monai.fusion.strategies.fuse`
+falls back to PEns (the paper's best fusion) and warns once per process.
 """
 
 from __future__ import annotations
