@@ -1,6 +1,6 @@
 """Packaging details pyproject.toml cannot express: the top-level ``bundle/`` folder (the MONAI bundle, whose
 layout is fixed) is shipped in the wheel as the package data ``seunet_monai/bundle``, read at run time through
-``importlib.resources`` (``seunet_monai.resources.bundle_path``). Only the tracked bundle files go in: configs,
+``importlib.resources`` (``seunet_monai.runtime.resources.bundle_path``). Only the tracked bundle files go in: configs,
 docs, licence, the pretrained ``model.pt`` and its stain reference; never generated data, logs or ``last.pt``.
 Everything else is in pyproject.toml.
 """

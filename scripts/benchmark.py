@@ -135,7 +135,13 @@ def _inference(net: torch.nn.Module, image_file: str, roi: int, device: torch.de
     """One full inference of ``image_file`` as ``run inferring`` does it (without writing files)."""
     from monai.inferers import PatchInferer
 
-    from seunet_monai.apps.wsi import BandMerger, HeadsPatchPredictor, PatchPreprocessing, PILImageReader, TissueWSISplitter
+    from seunet_monai.apps.wsi import (
+        BandMerger,
+        HeadsPatchPredictor,
+        PatchPreprocessing,
+        PILImageReader,
+        TissueWSISplitter,
+    )
 
     predictor = HeadsPatchPredictor(net.eval(), amp=device.type == "cuda")
     reader = PILImageReader(level=0, channel_dim=0)
@@ -337,7 +343,7 @@ def _write(args, res: dict) -> int:
     print(f"device: {res['device']} ({res['device_name']}), torch {res['torch']}, {res['threads']} threads, "
           f"load average {res['load_avg_start']} -> {res['load_avg_end']}")
     if args.json:
-        from seunet_monai.data.io import atomic_write_json
+        from seunet_monai.runtime.files import atomic_write_json
 
         atomic_write_json(args.json, res)
     return 0

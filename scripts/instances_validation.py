@@ -29,12 +29,12 @@ from monai.data import PILReader
 from monai.transforms import LoadImage
 from skimage.measure import label as connected_components
 
-from seunet_monai.data.io import atomic_write_json, atomic_write_text
 from seunet_monai.evaluation.instances import InstanceMetrics
 from seunet_monai.evaluation.pretrained import BUNDLE_MODEL, load_pretrained
-from seunet_monai.evaluation.rescale import rescale_image, rescale_label
-from seunet_monai.fusion import fuse
+from seunet_monai.fusion.strategies import fuse
 from seunet_monai.inferers import predict_heads
+from seunet_monai.layers.rescale import rescale_image, rescale_label
+from seunet_monai.runtime.files import atomic_write_json, atomic_write_text
 from seunet_monai.transforms.instances import NucleusInstances
 
 KEYS = ("pq", "sq", "rq", "aji", "f1", "count_ratio")

@@ -16,8 +16,8 @@ import argparse
 import functools
 import json
 import resource
-import tempfile
 import sys
+import tempfile
 import time
 from pathlib import Path
 

@@ -10,11 +10,17 @@ Conventions used throughout the package:
   ``(Ω·B, C, *spatial)`` with rows ``k·B .. k·B + B - 1`` holding group ``k`` of the ``B`` samples, so each
   group is one contiguous block of rows. See :mod:`seunet_monai.layers.group_ops`.
 
-Package layout (by MONAI component type): :mod:`~seunet_monai.networks`, :mod:`~seunet_monai.layers`,
-:mod:`~seunet_monai.losses`, :mod:`~seunet_monai.inferers` (per-head probabilities), :mod:`~seunet_monai.transforms`
-(post-processing), :mod:`~seunet_monai.handlers` (Ignite handlers), :mod:`~seunet_monai.metrics`,
-:mod:`~seunet_monai.data`, :mod:`~seunet_monai.evaluation`; for the bundle: :mod:`~seunet_monai.paths` (where the
-bundle is), :mod:`~seunet_monai.checks` (pre-run checks), :mod:`~seunet_monai.checkpoint` (reading checkpoints).
+Package layout, in layers that import only downward (:mod:`~seunet_monai.errors` and the plumbing of
+:mod:`~seunet_monai.runtime` are usable from every layer above :mod:`~seunet_monai.layers`):
+
+1. :mod:`~seunet_monai.layers`: Gaussian-derivative bases, learnable scales, GD convolutions, group layout, rescaling;
+2. :mod:`~seunet_monai.fusion`: per-head outputs -> one prediction (the paper's fusions and the ``scale`` fusion);
+3. :mod:`~seunet_monai.networks`: SEUNet and the baselines (their eval-mode output is fused);
+4. :mod:`~seunet_monai.inferers`, :mod:`~seunet_monai.transforms`, :mod:`~seunet_monai.data`,
+   :mod:`~seunet_monai.losses`, :mod:`~seunet_monai.metrics`, :mod:`~seunet_monai.checkpoint`;
+5. :mod:`~seunet_monai.handlers` (Ignite), :mod:`~seunet_monai.evaluation` (the scale sweep), :mod:`~seunet_monai.apps`;
+6. :mod:`~seunet_monai.experiments` (variants, runner, presets);
+7. :mod:`~seunet_monai.cli` (the console scripts).
 """
 
 __version__ = "0.3.1"

@@ -15,6 +15,10 @@ from __future__ import annotations
 import argparse
 import sys
 
+from seunet_monai import __version__
+from seunet_monai.errors import SeunetError
+from seunet_monai.runtime.resources import bundle_path
+
 __all__ = ["main"]
 
 
@@ -25,12 +29,8 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("version", help="print the package version")
     args = parser.parse_args(argv)
     if args.command == "version":
-        from seunet_monai import __version__
-
         print(__version__)
         return 0
-    from seunet_monai.errors import SeunetError
-    from seunet_monai.resources import bundle_path
 
     try:
         print(bundle_path())

@@ -1,4 +1,5 @@
-"""Reading the bundle's checkpoints: one reader for ``model.pt`` (the best model) and ``last.pt`` (resumable).
+"""The bundle's checkpoints: one reader for ``model.pt`` (the best model) and ``last.pt`` (resumable), and
+:func:`atomic_torch_save`, which writes ``last.pt`` and the calibrated ``model.pt``.
 
 Both files keep the network's state dict under one key, :data:`MODEL_KEY` (``"model"``):
 
@@ -11,6 +12,7 @@ Both files keep the network's state dict under one key, :data:`MODEL_KEY` (``"mo
 
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -19,9 +21,12 @@ from typing import Any
 import torch
 
 from seunet_monai.errors import CheckpointError, MissingPathError
-from seunet_monai.networks.utils import unwrap
+from seunet_monai.networks.base import MultiHeadNetwork
+from seunet_monai.runtime.distributed import unwrap
+from seunet_monai.runtime.files import atomic_write_bytes
 
 __all__ = [
+    "atomic_torch_save",
     "LEGACY_MODEL_KEYS",
     "MODEL_KEY",
     "check_state_dict",
@@ -126,7 +131,7 @@ def check_state_dict(
         )
     data = _checked_state(content, path, key)  # the file is read once
     net = unwrap(module)
-    if hasattr(net, "upgrade_state_dict"):  # older layouts the network converts on load (SEUNet)
+    if isinstance(net, MultiHeadNetwork):  # older layouts the network converts on load (SEUNet)
         data = dict(data)
         net.upgrade_state_dict(data, warn=False)
     expected = {k: tuple(v.shape) for k, v in net.state_dict().items()}
@@ -170,3 +175,11 @@ def load_network(
             f"{str(e).splitlines()[0]}"
         ) from e
     return content, state
+
+
+def atomic_torch_save(path: str | os.PathLike, obj: Any) -> Path:
+    """``torch.save(obj)`` to ``path`` atomically, through :func:`atomic_write_bytes` (serialised in memory:
+    checkpoints here are a few MB)."""
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    return atomic_write_bytes(path, buf.getvalue())

@@ -37,13 +37,17 @@ __all__ = [
     "CheckpointError",
     "ConfigValueError",
     "DataError",
+    "DatalistError",
     "ExistingPathError",
+    "ImageReadError",
+    "ImageTooLargeError",
+    "InferenceError",
     "MissingPathError",
+    "PreparationError",
     "RunLockedError",
     "SeunetError",
     "TrainingDivergedError",
     "INTERRUPT_STATUS",
-    "as_flag",
     "config_error_line",
     "find_seunet_error",
     "install_excepthook",
@@ -74,6 +78,26 @@ class ConfigValueError(SeunetError, ValueError):
 
 class DataError(SeunetError, ValueError):
     """Bad or missing data: a dataset folder, a datalist, a label file (the message names the path)."""
+
+
+class DatalistError(DataError):
+    """A ``datalist.json`` is missing, malformed, or refers to missing or inconsistent files."""
+
+
+class ImageReadError(DataError):
+    """An image or label file could not be read or has an unsupported layout (the message names the file)."""
+
+
+class PreparationError(DataError):
+    """An input file of a preparation script is missing, malformed or inconsistent (the message names it)."""
+
+
+class ImageTooLargeError(SeunetError, ValueError):
+    """A PNG/JPEG larger than the bound within which it is decoded whole."""
+
+
+class InferenceError(SeunetError, RuntimeError):
+    """Some inputs could not be segmented (the others were); the message names them."""
 
 
 class MissingPathError(SeunetError, FileNotFoundError):
@@ -109,28 +133,6 @@ def find_seunet_error(exc: BaseException | None) -> SeunetError | None:
         seen.add(id(exc))
         exc = exc.__cause__ or exc.__context__
     return None
-
-
-def as_flag(value: Any, key: str) -> bool:
-    """A boolean argument as given in a config or on the command line, where ``--overwrite false`` arrives as the
-    string ``"false"`` (``bool("false")`` is True). Accepts booleans and MONAI's ``str2bool`` words (true/false,
-    yes/no, t/f, y/n, 1/0, any case).
-
-    Raises:
-        ConfigValueError: naming ``key`` for anything else.
-    """
-    from monai.utils import str2bool
-
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, int) and value in (0, 1):
-        return bool(value)
-    if isinstance(value, str):
-        try:
-            return str2bool(value.strip().lower())
-        except ValueError:
-            pass
-    raise ConfigValueError(f"{key} must be true or false, got {value!r}.")
 
 
 def set_interrupt_note(note: str | None) -> None:

@@ -1,7 +1,7 @@
 """The one path from a network to per-head class probabilities ``(B, Ω, C, *spatial)``, whole image or by windows.
 
 Used by validation and evaluation (:class:`HeadsInferer` in the bundle's configs), the scale sweep
-(:class:`seunet_monai.evaluation.ScaleSweep`) and the scale-fusion calibration
+(:class:`seunet_monai.evaluation.sweep.ScaleSweep`) and the scale-fusion calibration
 (:mod:`seunet_monai.evaluation.calibration`), so that they all see the same probabilities.
 
 - :func:`head_probabilities`: one forward pass: ``softmax(forward_heads(x), 2)`` for SEUNet-like networks, the
@@ -25,7 +25,8 @@ import torch
 from monai.inferers import Inferer, SimpleInferer, SlidingWindowInferer
 from monai.utils import convert_to_tensor
 
-from seunet_monai.networks.utils import unwrap
+from seunet_monai.networks.base import MultiHeadNetwork
+from seunet_monai.runtime.distributed import unwrap
 
 __all__ = [
     "MIN_WINDOW",
@@ -34,7 +35,6 @@ __all__ = [
     "fit_window",
     "head_probabilities",
     "infer_heads",
-    "is_multihead",
     "predict_heads",
     "sweep_window",
 ]
@@ -48,40 +48,19 @@ WHOLE_IMAGE_PIXELS = 2048 * 2048
 MIN_WINDOW = 512
 
 
-def is_multihead(network: Any) -> bool:
-    """Whether ``network`` follows the package's multi-head API (``num_scales`` and ``output_heads``)."""
-    return hasattr(network, "num_scales") and hasattr(network, "output_heads")
-
-
 def head_probabilities(network: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
     """Per-head class probabilities ``(B, Ω, C, *spatial)`` of ``network`` on ``x`` ``(B, C_in, *spatial)``.
 
-    - a network with ``forward_heads`` (SEUNet and its subclasses): ``softmax(forward_heads(x), dim=2)`` in any
-      mode;
-    - another multi-head network (``num_scales`` and ``output_heads``): its output with ``output_heads = True``
-      (probabilities; the flag is restored afterwards);
+    - a :class:`~seunet_monai.networks.base.MultiHeadNetwork` (SEUNet and the baselines):
+      ``softmax(forward_heads(x), dim=2)`` in any mode;
     - a plain network returning logits ``(B, C, *spatial)``: one head, ``softmax(network(x), 1).unsqueeze(1)``.
 
     Raises:
         ValueError: when the output does not have the expected layout.
     """
     net = unwrap(network)
-    if hasattr(net, "forward_heads"):
+    if isinstance(net, MultiHeadNetwork):
         return torch.softmax(net.forward_heads(x), dim=2)
-    if is_multihead(net):
-        had = net.output_heads
-        net.output_heads = True
-        try:
-            out = net(x)
-        finally:
-            net.output_heads = had
-        out = out[0] if isinstance(out, (tuple, list)) else out
-        if out.ndim != x.ndim + 1 or out.shape[1] != int(net.num_scales):
-            raise ValueError(
-                f"head_probabilities: expected per-head probabilities (B, {int(net.num_scales)}, C, *spatial) from "
-                f"{type(net).__name__} with output_heads=True, got {tuple(out.shape)}."
-            )
-        return out
     out = network(x)
     out = out[0] if isinstance(out, (tuple, list)) else out
     if out.ndim != x.ndim:

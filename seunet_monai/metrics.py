@@ -1,4 +1,4 @@
-"""Segmentation scores of the paper's evaluation (sec. 4.2) and the equivariance error (eq. 10, 12).
+"""Segmentation scores of the paper's evaluation (sec. 4.2).
 
 Segmentation scores
     The headline score is the IoU from a confusion matrix accumulated over the **whole test split**
@@ -28,10 +28,8 @@ Segmentation scores
     ``compute_iou`` / ``compute_dice`` with ``ignore_empty=True`` give the same), and the reduction of
     per-class IoU to the paper's single number (class 1 for binary, mean over present classes otherwise).
 
-Equivariance error
-    ``equivariance_matrix`` (eq. 12), ``equivariance_error`` (eq. 10), ``matched_groups`` and
-    ``scale_partners`` moved to :mod:`seunet_monai.evaluation.equivariance` (all equivariance code in one
-    module); they are still importable from here.
+The equivariance error (eq. 10, 12) is :mod:`seunet_monai.networks.equivariance` and
+:mod:`seunet_monai.evaluation.equivariance`.
 """
 
 from __future__ import annotations
@@ -43,7 +41,7 @@ import torch
 from monai.metrics import ConfusionMatrixMetric, compute_confusion_matrix_metric
 from monai.utils import convert_to_tensor
 
-from seunet_monai.fusion import argmax
+from seunet_monai.fusion.heads import argmax
 
 __all__ = [
     "ConfusionIoU",
@@ -253,15 +251,3 @@ class SegmentationScores:
 def _nanmean(values: Sequence[float]) -> float:
     vals = [v for v in values if not math.isnan(v)]
     return float(sum(vals) / len(vals)) if vals else float("nan")
-
-
-_MOVED = ("equivariance_error", "equivariance_matrix", "matched_groups", "scale_partners")
-
-
-def __getattr__(name: str):
-    # the equivariance error (eq. 10, 12) lives with the rest of the equivariance code; old imports keep working
-    if name in _MOVED:
-        from seunet_monai.evaluation import equivariance
-
-        return getattr(equivariance, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -22,13 +22,12 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 from scipy import ndimage
-from torch import nn
 
-from seunet_monai.fusion import fuse
-from seunet_monai.scale_fusion import signature_width
+from seunet_monai.fusion.scale import signature_width
+from seunet_monai.networks.base import MultiHeadNetwork
 
 
-class ScaleBandHeads(nn.Module):
+class ScaleBandHeads(MultiHeadNetwork):
     def __init__(self, radii: Sequence[float] = (2.5, 4.2, 7.1, 12.0), width: float = 1.3,
                  profile_scales: Sequence[float] | None = None, fusion: str = "scale") -> None:
         super().__init__()
@@ -36,7 +35,6 @@ class ScaleBandHeads(nn.Module):
         self.width = float(width)
         self.num_scales = len(self.radii)
         self.out_channels = 2
-        self.output_heads = False
         self.fusion = fusion
         scales = [2.0 ** (k / 4.0) for k in range(-8, 9)] if profile_scales is None else list(profile_scales)
         self.register_buffer("fusion_scales", torch.tensor(scales, dtype=torch.float32))
@@ -57,9 +55,13 @@ class ScaleBandHeads(nn.Module):
         p = torch.as_tensor(np.stack(out), dtype=torch.float32)  # (B, Ω, H, W)
         return torch.stack([1 - p, p], dim=2)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward_heads(self, x: torch.Tensor) -> torch.Tensor:
+        """Per-head logits: the log of :meth:`heads` (their softmax over the classes gives the probabilities back)."""
+        return self.heads(x).log()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # probabilities, not logits, in training mode too
         probs = self.heads(x)
-        return probs if (self.output_heads or self.training) else fuse(probs, self.fusion, profile=self)
+        return probs if (self.output_heads or self.training) else self.fuse_heads(probs)
 
 
 def label_image_items(scale: float, n: int, split: str = "test", size: int = 96, seed: int = 0) -> list[dict[str, torch.Tensor]]:

@@ -47,17 +47,3 @@ def test_model_pt_and_last_pt_share_one_key_and_old_last_pt_files_still_read(tmp
     assert torch.equal(other.weight, net.weight)
     with pytest.raises(CheckpointError, match="does not fit"):
         load_network(torch.nn.Conv2d(3, 4, 1), tmp_path / "last.pt")
-
-
-def test_deprecated_modules_re_export_the_new_names():
-    from seunet_monai import bundle_utils, checkpoint, checks, engine_utils, inferers, paths
-    from seunet_monai.data import dataset
-    from seunet_monai.handlers import metrics, output_transforms
-    from seunet_monai.transforms import post
-
-    assert bundle_utils.bundle_root is paths.bundle_root and bundle_utils.check_scales is checks.check_scales
-    assert bundle_utils.check_state_dict is checkpoint.check_state_dict
-    assert bundle_utils.ensure_dataset is dataset.ensure_dataset
-    assert engine_utils.HeadsInferer is inferers.HeadsInferer and engine_utils.SaveLabelMaskd is post.SaveLabelMaskd
-    assert engine_utils.dataset_iou is metrics.dataset_iou
-    assert engine_utils.loss_from_output is output_transforms.loss_from_output

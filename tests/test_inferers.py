@@ -6,10 +6,13 @@ import torch
 from monai.inferers import SlidingWindowInferer
 
 from seunet_monai.inferers import HeadsInferer, fit_window, head_probabilities, infer_heads
+from seunet_monai.networks.base import MultiHeadNetwork
 
 
-class _Heads(torch.nn.Module):
+class _Heads(MultiHeadNetwork):
     """Pointwise 2-head network: ``forward_heads`` gives (B, 2, 2, H, W) logits."""
+
+    num_scales, out_channels = 2, 2
 
     def __init__(self):
         super().__init__()
@@ -17,9 +20,6 @@ class _Heads(torch.nn.Module):
 
     def forward_heads(self, x):
         return self.conv(x).reshape(x.shape[0], 2, 2, *x.shape[2:])
-
-    def forward(self, x):
-        return self.forward_heads(x)
 
 
 def test_head_probabilities_for_multi_head_and_plain_networks():
@@ -65,14 +65,3 @@ def test_a_window_larger_than_the_image_along_one_axis_is_cut_to_it_there():
     assert set(seen) == {(8, 28)}  # no zero padding up to 32 columns
     assert torch.equal(cut, explicit)
     torch.testing.assert_close(cut, infer_heads(net, x), atol=1e-5, rtol=1e-5)
-
-
-def test_the_validation_inferer_and_the_sweep_wrapper_give_the_same_probabilities():
-    """HeadsInferer (validation, evaluation) and HeadProbabilities (sweep, calibration) share head_probabilities."""
-    from seunet_monai.evaluation.heads import HeadProbabilities, output_heads_mode
-
-    net, x = _Heads(), torch.rand(2, 3, 12, 12)
-    with torch.no_grad(), output_heads_mode(net):
-        flat = HeadProbabilities(net)(x)
-        heads = HeadsInferer()(x, net)
-    assert torch.equal(flat.reshape(heads.shape), heads)

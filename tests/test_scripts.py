@@ -1,6 +1,6 @@
 """The README's commands as a newcomer runs them: ``scripts/install.sh`` says what it installs, where, and what to
 try next; ``.ci/run`` runs the README's test command in a fresh virtual environment and fails when it fails; the
-``test`` extra brings the tools that building a wheel needs (``tests/test_resources.py``)."""
+``test`` extra brings the tools that building a wheel needs (``tests/runtime/test_resources.py``)."""
 
 from __future__ import annotations
 
@@ -55,9 +55,19 @@ def _ci_copy(tmp_path: Path, rc: int) -> Path:
     (root / ".ci").mkdir(parents=True)
     (root / "scripts").mkdir()
     shutil.copy2(REPO / ".ci" / "run", root / ".ci" / "run")
+    # the real test.sh installs ruff with the `test` extra; this one leaves a stub that records how it is called
+    stub = (
+        "python - <<'PY'\n"
+        "import pathlib, site\n"
+        "d = pathlib.Path(site.getsitepackages()[0]) / 'ruff'\n"
+        "d.mkdir()\n"
+        "(d / '__init__.py').write_text('')\n"
+        "(d / '__main__.py').write_text(\"import sys; open('ruff.txt', 'w').write(' '.join(sys.argv[1:]))\")\n"
+        "PY\n"
+    )
     (root / "scripts" / "test.sh").write_text(
         'python -c "import sys; print(sys.prefix, sys.base_prefix != sys.prefix)" > used.txt\n'
-        f'echo "PYTHON=${{PYTHON:-}}" >> used.txt\nexit {rc}\n')
+        f'echo "PYTHON=${{PYTHON:-}}" >> used.txt\n{stub}exit {rc}\n')
     return root
 
 
@@ -76,3 +86,6 @@ def test_ci_runs_the_test_command_in_a_fresh_virtual_environment(tmp_path, rc):
     assert (root / "used.txt").read_text().splitlines()[1] == "PYTHON="
     assert not (venv / "left-over").exists()  # recreated on every run
     assert (venv / "bin" / "pip").exists()  # with pip, so scripts/install.sh can install torch and the package
+    # then the lint, only when the tests passed
+    assert (root / "ruff.txt").read_text().split() == ["check", "seunet_monai", "tests", "scripts"] if rc == 0 \
+        else not (root / "ruff.txt").exists()

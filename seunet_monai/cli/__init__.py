@@ -10,5 +10,5 @@
 
 Every ``main(argv=None)`` returns the exit status (0 done, 1 a variant failed, 2 bad input with one ``error:``
 line). ``scripts/*.py`` in the source repository are thin wrappers around the same functions, and
-``python -m seunet_monai bundle-path`` prints the bundle folder (see :mod:`seunet_monai.resources`).
+``python -m seunet_monai bundle-path`` prints the bundle folder (see :mod:`seunet_monai.runtime.resources`).
 """

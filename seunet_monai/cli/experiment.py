@@ -12,9 +12,9 @@ of the bundle folder, ``python -m seunet_monai bundle-path``, merged last) into 
 ``O/comparison.csv``, ``O/comparison.md`` and ``O/iou_vs_scale.png`` are written. Rerunning the same command
 resumes: finished variants are skipped, interrupted trainings continue from ``last.pt``. Exit status 1 when a
 variant failed.
-See :mod:`seunet_monai.experiment`; ``--preset`` runs a fixed protocol instead (:mod:`seunet_monai.reproduction`:
-data preparation from ``--source``, every job, ``O/reproduction.md``); ``--dry-run`` lists its jobs with their
-estimated times and runs nothing.
+See :mod:`seunet_monai.experiments.runner`; ``--preset`` runs a fixed protocol instead
+(:mod:`seunet_monai.experiments.reproduction`: data preparation from ``--source``, every job, ``O/reproduction.md``);
+``--dry-run`` lists its jobs with their estimated times and runs nothing.
 """
 
 from __future__ import annotations
@@ -24,8 +24,10 @@ import json
 import sys
 from typing import Any
 
-from seunet_monai.experiment import VARIANTS, run_experiment
-from seunet_monai.reproduction import PRESETS, run_preset
+from seunet_monai.experiments.presets import PRESETS
+from seunet_monai.experiments.reproduction import run_preset
+from seunet_monai.experiments.runner import run_experiment
+from seunet_monai.experiments.variants import VARIANTS
 
 __all__ = ["main"]
 

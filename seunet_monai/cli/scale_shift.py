@@ -8,7 +8,7 @@ Usage::
 
 Writes ``O/scale_shift.csv`` / ``O/scale_shift.md`` (IoU per model, strategy, test scale, generated or
 resampled test set) and the runner's outputs in ``O/runs``. See
-:func:`seunet_monai.experiment.run_scale_shift_benchmark`. Rerunning resumes.
+:func:`seunet_monai.experiments.scale_shift.run_scale_shift_benchmark`. Rerunning resumes.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from seunet_monai.experiment import FIELDS_OF_VIEW, run_scale_shift_benchmark
+from seunet_monai.experiments.scale_shift import FIELDS_OF_VIEW, run_scale_shift_benchmark
 
 __all__ = ["main"]
 

@@ -51,12 +51,10 @@ Output (``DST``): ``datalist.json``, ``prepare_report.json`` and
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import os
 import re
-import sys
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -64,16 +62,19 @@ from typing import Any
 
 import numpy as np
 
+from seunet_monai.data.datalist import write_datalist
+from seunet_monai.data.io import IMAGE_SUFFIXES, atomic_save_png, read_label, read_rgb
 from seunet_monai.data.preparation import (
     PREPARE_MARKER,
     BadFileLog,
-    PreparationError,
     most_tissue_tile,
     pick_validation,
     record_conversion,
     tile_boxes,
 )
 from seunet_monai.data.stain import STAIN_METHODS, get_stain_normalizer
+from seunet_monai.errors import PreparationError
+from seunet_monai.runtime.files import atomic_write_json, check_not_overlapping, prepare_output_dir
 
 __all__ = [
     "BCSS_CODES",
@@ -86,7 +87,6 @@ __all__ = [
     "load_class_map",
     "map_classes",
     "prepare_bcss",
-    "main",
 ]
 
 #: The 22 codes of BCSS ``gtruth_codes.tsv``.
@@ -132,7 +132,8 @@ DEFAULT_CLASS_MAP: dict[int, int] = {
 }
 #: The BCSS authors' baseline test institutions (see the module docstring for why six, not the paper's seven).
 DEFAULT_TEST_INSTITUTIONS = ("OL", "LL", "E2", "EW", "GM", "S3")
-IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg")
+SOURCE_SUFFIXES = IMAGE_SUFFIXES + (".jpg", ".jpeg")
+"""Image and mask files of the BCSS download (case-insensitive): the dataset's images, and JPEG."""
 _INSTITUTION = re.compile(r"TCGA-([A-Za-z0-9]{2})(?=-|_|$)")
 _SLIDE = re.compile(r"TCGA-[A-Za-z0-9]{2}-[A-Za-z0-9]{4}")
 
@@ -307,16 +308,6 @@ def prepare_bcss(
     Returns:
         the report (also written to ``dst/prepare_report.json``).
     """
-    from seunet_monai.data.datalist import write_datalist
-    from seunet_monai.data.io import (
-        atomic_save_png,
-        atomic_write_json,
-        check_not_overlapping,
-        prepare_output_dir,
-        read_label,
-        read_rgb,
-    )
-
     t_start = time.time()
     if tile <= 0:
         raise ValueError(f"tile must be positive, got {tile}.")
@@ -340,7 +331,7 @@ def prepare_bcss(
         raise FileExistsError(f"output folder {dst} is not empty; pass --overwrite to replace its content.")
 
     log = BadFileLog(skip_bad)
-    img_files, mask_files = _files(Path(images), IMAGE_SUFFIXES), _files(Path(masks), IMAGE_SUFFIXES)
+    img_files, mask_files = _files(Path(images), SOURCE_SUFFIXES), _files(Path(masks), SOURCE_SUFFIXES)
     good: list[tuple[str, Path, Path, str]] = []  # stem, image, mask, institution
     for stem in sorted(set(img_files) | set(mask_files)):
         if stem not in mask_files:
@@ -472,46 +463,3 @@ def prepare_bcss(
     }
     atomic_write_json(dst / PREPARE_MARKER, report)  # last: it marks a complete folder written here
     return report
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """Command-line interface of ``scripts/prepare_bcss.py``."""
-    p = argparse.ArgumentParser(
-        prog="prepare_bcss.py",
-        description="Turn BCSS regions and code masks into a 5-class tiled dataset folder with datalist.json.",
-    )
-    p.add_argument("--images", required=True, help="folder of RGB regions (TCGA-XX-...png)")
-    p.add_argument("--masks", required=True, help="folder of code masks with the same file names")
-    p.add_argument("--dst", required=True, help="output dataset folder (must be empty unless --overwrite)")
-    p.add_argument("--tile", type=int, default=512, help="tile size (all splits)")
-    p.add_argument("--test-institutions", default=None,
-                   help=f"comma-separated held-out site codes (default {','.join(DEFAULT_TEST_INSTITUTIONS)})")
-    p.add_argument("--class-map", default=None, help="JSON or TSV file code -> class merged onto the default")
-    p.add_argument("--overwrite", action="store_true", help="replace the content of a non-empty --dst")
-    p.add_argument("--skip-bad", action="store_true", help="skip (and report) bad files instead of failing")
-    p.add_argument("--val-fraction", type=float, default=0.2, help="fraction of non-test slides for validation")
-    p.add_argument("--seed", type=int, default=0, help="seed of the validation split")
-    p.add_argument("--stain-norm", choices=STAIN_METHODS, default="none", help="stain normalisation")
-    p.add_argument("--stain-reference", default=None, help="reference image (default: a training tile)")
-    return p
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI; returns the exit status (0 when something was written)."""
-    args = build_parser().parse_args(argv)
-    tests = args.test_institutions.split(",") if args.test_institutions else None
-    try:
-        report = prepare_bcss(
-            args.images, args.masks, args.dst, tile=args.tile, test_institutions=tests, class_map=args.class_map,
-            overwrite=args.overwrite, skip_bad=args.skip_bad, val_fraction=args.val_fraction, seed=args.seed,
-            stain_norm=args.stain_norm, stain_reference=args.stain_reference,
-        )
-    except (PreparationError, FileExistsError, FileNotFoundError, ValueError) as e:
-        print(f"prepare_bcss: error: {e}", file=sys.stderr)
-        return 1
-    print(
-        f"prepare_bcss: images {report['images']}, tiles {report['tiles']}, dropped empty tiles "
-        f"{report['dropped_empty_tiles']}, skipped files {len(report['skipped_files'])} "
-        f"-> {Path(args.dst) / 'datalist.json'}"
-    )
-    return 0

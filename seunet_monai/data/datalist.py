@@ -23,13 +23,16 @@ import os
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from seunet_monai.data.io import atomic_write_json
-from seunet_monai.errors import DataError
+import nibabel
+import tifffile
+from PIL import Image
+
+from seunet_monai.errors import DatalistError
+from seunet_monai.runtime.files import atomic_write_json
 
 __all__ = [
     "DATALIST_NAME",
     "SPLITS",
-    "DatalistError",
     "datalist_path",
     "datalist_exists",
     "write_datalist",
@@ -43,9 +46,6 @@ _ENTRY_KEYS = ("image", "label")
 
 PathLike = str | os.PathLike
 
-
-class DatalistError(DataError):
-    """A ``datalist.json`` is missing, malformed, or refers to missing or inconsistent files."""
 
 
 def datalist_path(dataset_dir: PathLike) -> Path:
@@ -121,8 +121,6 @@ def image_size(path: PathLike) -> tuple[int, int]:
     suffix = path.suffix.lower()
     try:
         if suffix in (".tif", ".tiff"):
-            import tifffile
-
             with tifffile.TiffFile(str(path)) as tif:
                 page = tif.pages[0]
                 shape = page.shape
@@ -130,16 +128,15 @@ def image_size(path: PathLike) -> tuple[int, int]:
             h, w = shape[axes.index("Y")], shape[axes.index("X")]
             return int(h), int(w)
         if suffix in (".png", ".jpg", ".jpeg", ".bmp", ".gif"):
-            from PIL import Image
-
             with Image.open(path) as img:
                 w, h = img.size
             return int(h), int(w)
         if path.name.lower().endswith((".nii", ".nii.gz")):
-            import nibabel
-
             shape = nibabel.load(str(path)).shape  # header only; stored (x, y[, ...]) = (W, H[, ...])
             return int(shape[1]), int(shape[0])
+
+        # deferred: MONAI's transforms take seconds to import, and the light console scripts (seunet-make-synthetic)
+        # write datalists without them
         from monai.transforms import LoadImage
 
         arr = LoadImage(image_only=True, ensure_channel_first=False)(str(path))

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import tifffile
 from monai.data import ImageReader
 from monai.data.image_reader import _copy_compatible_dict, _stack_images
 from monai.utils import MetaKeys, SpaceKeys, ensure_tuple
@@ -66,8 +67,6 @@ class TiffStackReader(ImageReader):
 
     def read(self, data: Sequence[str | os.PathLike] | str | os.PathLike, **kwargs: Any) -> Any:
         """Read each file into ``(array (X, Y[, Z]), spacing)``; one item, or a list for several files."""
-        import tifffile
-
         if not self.verify_suffix(data):
             raise ValueError(f"TiffStackReader reads .tif/.tiff files, got {data!r}.")
         out = []

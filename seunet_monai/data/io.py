@@ -1,163 +1,48 @@
-"""File input/output helpers for the data pipeline: atomic writes, image/label reading, output folders.
-
-Every writer goes through a temporary file in the destination folder followed by :func:`os.replace`, so an
-interrupted run never leaves a partially written file under the final name (``os.replace`` is atomic on one
-file system, which a temporary file in the same folder guarantees). ``tempfile.mkstemp`` creates its file with
-mode 0600; the writers give it the mode of an ordinary new file (``0666`` less the umask, see
-:func:`ordinary_file_mode`) before the rename, so shared datasets stay readable by the group and others.
+"""Image files of the data pipeline: which files are images, listing them, reading images and labels, writing
+PNGs (atomically, through :mod:`seunet_monai.runtime.files`), and the ``PILReader`` converter.
 
 Readers return numpy arrays: :func:`read_rgb` always gives ``(H, W, 3) uint8`` (grey-scale expanded,
 alpha dropped, and says which conversion happened), :func:`read_label` gives an ``(H, W)`` integer mask.
-Unreadable files raise :class:`ImageReadError` (a ``ValueError`` and a
+Unreadable files raise :class:`seunet_monai.errors.ImageReadError` (a ``ValueError`` and a
 :class:`seunet_monai.errors.DataError`) naming the file.
 """
 
 from __future__ import annotations
 
-import io as _io
-import json
+import io
 import logging
 import os
-import shutil
-import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
+import tifffile
 from PIL import Image
 
-from seunet_monai.errors import DataError
+from seunet_monai.errors import DataError, ImageReadError, MissingPathError
+from seunet_monai.runtime.files import atomic_write_bytes
 
 __all__ = [
-    "ImageReadError",
-    "atomic_write_bytes",
-    "ordinary_file_mode",
-    "ordinary_dir_mode",
-    "describe_conversion",
-    "atomic_write_text",
-    "atomic_write_json",
-    "atomic_torch_save",
-    "atomic_save_png",
-    "read_rgb",
-    "read_label",
-    "prepare_output_dir",
-    "check_decodes",
-    "check_output_dir",
-    "publish_folder",
-    "check_not_overlapping",
+    "IMAGE_SUFFIXES",
     "TIFF_SUFFIXES",
+    "atomic_save_png",
+    "check_decodes",
+    "describe_conversion",
+    "list_images",
+    "read_label",
+    "read_rgb",
     "to_rgb",
 ]
 
+IMAGE_SUFFIXES = (".png", ".tif", ".tiff")
+"""Image files of a dataset or an inference folder (case-insensitive): what :func:`list_images` picks up."""
 TIFF_SUFFIXES = (".tif", ".tiff")
+"""Image files read with ``tifffile`` (the others with Pillow)."""
 
 logger = logging.getLogger(__name__)
 
 PathLike = str | os.PathLike
-T = TypeVar("T")
-
-
-class ImageReadError(DataError):
-    """An image or label file could not be read or has an unsupported layout (the message names the file)."""
-
-
-# --------------------------------------------------------------------------------------------- writing
-def _umask() -> int:
-    # the umask can only be read by setting it; it is restored at once (os.umask returns the old value)
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def ordinary_file_mode() -> int:
-    """The permission bits ``open()`` gives a new file: ``0o666`` less the process umask."""
-    return 0o666 & ~_umask()
-
-
-def ordinary_dir_mode() -> int:
-    """The permission bits ``os.mkdir`` gives a new folder: ``0o777`` less the process umask."""
-    return 0o777 & ~_umask()
-
-
-def atomic_write_bytes(path: PathLike, data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically (temporary file in the same folder, then :func:`os.replace`).
-
-    The parent folder is created if needed. On any error the temporary file is removed and the previous
-    content of ``path`` (if any) is left untouched.
-
-    Args:
-        path: destination file.
-        data: the bytes to write.
-
-    Returns:
-        ``path`` as a :class:`pathlib.Path`.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, ordinary_file_mode())  # mkstemp's 0600 would hide the file from the group and others
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    return path
-
-
-def atomic_torch_save(path: PathLike, obj: Any) -> Path:
-    """``torch.save(obj)`` to ``path`` atomically, through :func:`atomic_write_bytes` (serialised in memory:
-    checkpoints here are a few MB)."""
-    import torch
-
-    buf = _io.BytesIO()
-    torch.save(obj, buf)
-    return atomic_write_bytes(path, buf.getvalue())
-
-
-def atomic_write_text(path: PathLike, text: str, encoding: str = "utf-8") -> Path:
-    """Write ``text`` to ``path`` atomically (see :func:`atomic_write_bytes`).
-
-    Args:
-        path: destination file.
-        text: the text to write.
-        encoding: text encoding.
-
-    Returns:
-        ``path`` as a :class:`pathlib.Path`.
-    """
-    return atomic_write_bytes(path, text.encode(encoding))
-
-
-def atomic_write_json(path: PathLike, obj: Any, indent: int = 2) -> Path:
-    """Serialise ``obj`` as JSON (with a trailing newline) and write it atomically.
-
-    Args:
-        path: destination file.
-        obj: a JSON-serialisable object (numpy scalars and arrays are converted).
-        indent: JSON indentation.
-
-    Returns:
-        ``path`` as a :class:`pathlib.Path`.
-    """
-    return atomic_write_text(path, json.dumps(obj, indent=indent, default=_json_default) + "\n")
-
-
-def _json_default(o: Any) -> Any:
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, Path):
-        return str(o)
-    raise TypeError(f"object of type {type(o).__name__} is not JSON serialisable")
 
 
 def atomic_save_png(path: PathLike, array: np.ndarray) -> Path:
@@ -175,8 +60,6 @@ def atomic_save_png(path: PathLike, array: np.ndarray) -> Path:
     Raises:
         ValueError: for an unsupported shape or dtype, or values that do not fit.
     """
-    from PIL import Image
-
     arr = np.asarray(array)
     if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (3, 4)):
         raise ValueError(f"atomic_save_png({path}): expected (H, W), (H, W, 3) or (H, W, 4), got {arr.shape}.")
@@ -192,7 +75,7 @@ def atomic_save_png(path: PathLike, array: np.ndarray) -> Path:
     if arr.dtype == np.uint16 and arr.ndim == 3:
         raise ValueError(f"atomic_save_png({path}): 16-bit PNG is supported for (H, W) labels only.")
     img = Image.fromarray(np.ascontiguousarray(arr))
-    buf = _io.BytesIO()
+    buf = io.BytesIO()
     img.save(buf, format="PNG")
     return atomic_write_bytes(path, buf.getvalue())
 
@@ -205,8 +88,6 @@ def _read_tiff(path: Path) -> tuple[np.ndarray, int | None]:
     full-size level. A multi-page TIFF with several full-size pages (a stack, e.g. one channel or one focal
     plane per page) is refused: which page is "the image" is ambiguous.
     """
-    import tifffile
-
     with tifffile.TiffFile(str(path)) as tif:
         first = tif.pages[0]
         full = [p for p in tif.pages if getattr(p, "shape", None) == first.shape]
@@ -235,8 +116,6 @@ def _read_array(path: Path) -> tuple[np.ndarray, int | None]:
         if path.suffix.lower() in TIFF_SUFFIXES:
             arr, bits = _read_tiff(path)
         else:
-            from PIL import Image
-
             with Image.open(path) as img:
                 img.load()
                 if img.mode == "P":
@@ -376,145 +255,6 @@ def read_label(path: PathLike) -> np.ndarray:
     return np.ascontiguousarray(arr)
 
 
-# --------------------------------------------------------------------------------------------- output dir
-def check_not_overlapping(dst: PathLike, inputs: Any, what: str = "output folder") -> None:
-    """Refuse an output folder that is, contains or lies inside one of the ``inputs`` (files or folders).
-
-    Raises:
-        ValueError: naming both paths.
-    """
-    real = Path(dst).expanduser().resolve()
-    for src in inputs or ():
-        s = Path(src).expanduser().resolve()
-        if real == s or s in real.parents or real in s.parents:
-            raise ValueError(
-                f"{what} {real} overlaps the input {s} (same folder, inside it or containing it); "
-                "choose an output folder outside the inputs."
-            )
-
-
-def check_output_dir(
-    dst: PathLike, overwrite: bool = False, inputs: Any = None, marker: str | Sequence[str] | None = None
-) -> Path:
-    """Check, without changing anything, that ``dst`` may receive a new dataset (the rules of
-    :func:`prepare_output_dir`).
-
-    Returns:
-        ``dst`` as a resolved :class:`pathlib.Path`.
-
-    Raises:
-        FileExistsError: when ``dst`` is non-empty and ``overwrite`` is false, or ``dst`` is a file.
-        ValueError: when ``dst`` overlaps an input, lacks the marker, or must never be cleaned.
-    """
-    dst = Path(dst).expanduser()
-    if dst.exists() and not dst.is_dir():
-        raise FileExistsError(f"output path {dst} exists and is not a folder.")
-    if dst.is_symlink():
-        raise ValueError(f"output folder {dst} is a symbolic link; give the real folder instead.")
-    check_not_overlapping(dst, inputs)
-    if dst.is_dir() and any(dst.iterdir()):
-        if not overwrite:
-            raise FileExistsError(
-                f"output folder {dst} is not empty; choose another folder or pass overwrite=True (--overwrite) "
-                "to replace its content."
-            )
-        real = dst.resolve()
-        protected = {Path(real.anchor), Path.home().resolve()}
-        cwd = Path.cwd().resolve()
-        if real in protected or real == cwd or real in cwd.parents:
-            raise ValueError(f"refusing to clean {real}: it is the root, the home folder or contains the working directory.")
-        markers = [marker] if isinstance(marker, str) else list(marker or ())
-        if marker is not None and not any((real / m).is_file() for m in markers):
-            raise ValueError(
-                f"refusing to clean {real}: it has no {' or '.join(markers)}, so this project did not write it; "
-                "choose an empty or new output folder."
-            )
-    return dst.resolve()
-
-
-def prepare_output_dir(
-    dst: PathLike, overwrite: bool = False, inputs: Any = None, marker: str | Sequence[str] | None = None
-) -> Path:
-    """Make ``dst`` ready to receive a new dataset, never removing what this project did not write.
-
-    A missing or empty folder is created/accepted. A non-empty folder is refused unless ``overwrite``; with
-    ``overwrite`` its content is removed (symbolic links are unlinked, never followed) only when it holds
-    ``marker`` (a file that the project writes last into every folder it produces, e.g.
-    ``prepare_report.json``): a folder without it was not written by us and is never cleaned. A ``dst`` that
-    is, contains or lies inside one of ``inputs`` is refused whatever ``overwrite`` says. Also refuses to clean
-    the file-system root, the home folder or the current working directory (or one of its parents).
-
-    Args:
-        dst: the output folder.
-        overwrite: allow emptying a non-empty ``dst`` that this project wrote.
-        inputs: input files/folders of the run (never inside or around ``dst``).
-        marker: name of the file that marks a folder written by this project (or several names, any one of
-            which marks it); ``None`` accepts any folder (for callers that only write into folders they
-            created).
-
-    Returns:
-        ``dst`` as a resolved :class:`pathlib.Path`.
-
-    Raises:
-        FileExistsError: when ``dst`` is non-empty and ``overwrite`` is false, or ``dst`` is a file.
-        ValueError: when ``dst`` overlaps an input, lacks the marker, or must never be cleaned.
-    """
-    real = check_output_dir(dst, overwrite, inputs, marker)
-    if real.is_dir():
-        for child in real.iterdir():
-            if child.is_symlink() or not child.is_dir():
-                child.unlink()
-            else:
-                shutil.rmtree(child)
-    real.mkdir(parents=True, exist_ok=True)
-    return real
-
-
-def publish_folder(
-    dst: PathLike,
-    write: Callable[[Path], T],
-    overwrite: bool = False,
-    inputs: Any = None,
-    marker: str | Sequence[str] | None = None,
-) -> T:
-    """Write a new dataset beside ``dst`` and swap it in only when it is complete.
-
-    ``dst`` is checked as :func:`check_output_dir` does (before any work); ``write(tmp)`` then fills a new hidden
-    sibling folder ``.<name>.partial-*``. On success the old ``dst`` (if any) is renamed aside, the new folder
-    renamed to ``dst`` and the old one removed; on any failure (a full disk, Ctrl-C) the partial folder is removed
-    and the old ``dst`` is left as it was, so a complete dataset is never lost to an incomplete one.
-
-    Args:
-        dst: the output folder.
-        write: fills the folder it is given; its result is returned.
-        overwrite, inputs, marker: as :func:`prepare_output_dir`.
-
-    Raises:
-        FileExistsError / ValueError: as :func:`check_output_dir`; and whatever ``write`` raises.
-    """
-    real = check_output_dir(dst, overwrite, inputs, marker)
-    real.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{real.name}.partial-", dir=real.parent))
-    old = None
-    try:
-        tmp.chmod(ordinary_dir_mode())  # mkdtemp makes 0700; the renamed folder is the dataset
-        result = write(tmp)
-        if real.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{real.name}.old-", dir=real.parent))
-            os.replace(real, old)  # renaming a folder onto an empty one; the old dataset is now aside
-        os.replace(tmp, real)
-    except BaseException:
-        if old is not None and not real.exists():
-            os.replace(old, real)  # the swap failed half-way: the old dataset goes back
-        for folder in (tmp, old):
-            if folder is not None and folder.exists():
-                shutil.rmtree(folder, ignore_errors=True)
-        raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-    return result
-
-
 def check_decodes(path: PathLike, where: str = "") -> None:
     """Decode an image file once with Pillow (as the bundle's ``PILReader`` will), so that a damaged or truncated
     file stops a run naming it: MONAI's ``LoadImage`` reports it as "cannot find a suitable reader", with the
@@ -557,3 +297,27 @@ def to_rgb(image: Any) -> Any:
         )
     logger.info(f"image {name!r}: converting PIL mode {mode!r} to RGB.")
     return image.convert("RGB")
+
+
+def list_images(
+    input_dir: str | os.PathLike, suffixes: Sequence[str] = IMAGE_SUFFIXES, what: str = "image"
+) -> list[dict[str, str]]:
+    """Every image file of ``input_dir`` (not recursive), sorted, as ``[{"image": path}, ...]``.
+
+    Args:
+        input_dir: folder of images to segment.
+        suffixes: file endings to pick up (case-insensitive).
+        what: what the files are, for the messages (``"image"``, ``"volume"``).
+
+    Raises:
+        FileNotFoundError: when ``input_dir`` is not a folder.
+        ValueError: when it holds no image with one of ``suffixes``.
+    """
+    folder = Path(os.path.expanduser(str(input_dir)))
+    if not folder.is_dir():
+        raise MissingPathError(f"input_dir {str(folder)!r} is not a folder (set --input_dir to a folder of {what}s).")
+    ends = tuple(s.lower() for s in suffixes)
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.name.lower().endswith(ends))
+    if not files:
+        raise DataError(f"input_dir {str(folder)!r} holds no {what} file ending in {', '.join(ends)}.")
+    return [{"image": str(p.resolve())} for p in files]

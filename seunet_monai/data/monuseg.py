@@ -60,7 +60,6 @@ image, the built-in reference of :mod:`seunet_monai.data.stain`.
 
 from __future__ import annotations
 
-import argparse
 import math
 import os
 import sys
@@ -73,11 +72,13 @@ from typing import Any
 
 import numpy as np
 from skimage.measure import grid_points_in_poly
+from skimage.measure import label as connected_components
 
+from seunet_monai.data.datalist import write_datalist
+from seunet_monai.data.io import IMAGE_SUFFIXES, atomic_save_png, read_label, read_rgb
 from seunet_monai.data.preparation import (
     PREPARE_MARKER,
     BadFileLog,
-    PreparationError,
     most_tissue_tile,
     pick_validation,
     record_conversion,
@@ -85,6 +86,8 @@ from seunet_monai.data.preparation import (
     tile_starts,
 )
 from seunet_monai.data.stain import STAIN_METHODS, STAIN_REFERENCE_FILE, get_stain_normalizer
+from seunet_monai.errors import PreparationError
+from seunet_monai.runtime.files import atomic_write_json, check_not_overlapping, check_output_dir, publish_folder
 
 __all__ = [
     "AperioAnnotation",
@@ -93,7 +96,6 @@ __all__ = [
     "rasterise_regions",
     "find_monuseg_pairs",
     "prepare_monuseg",
-    "main",
     "RASTERISATION_RULE",
     "OUTSIDE_WARN_FRACTION",
     "annotation_warning",
@@ -101,7 +103,6 @@ __all__ = [
 
 TRAIN_DIR = "MoNuSegTrainingData"
 TEST_DIR = "MoNuSegTestData"
-IMAGE_SUFFIXES = (".tif", ".tiff", ".png")
 RASTERISATION_RULE = (
     "Aperio vertex (X, Y) in pixel units with pixel centres on integer coordinates: pixel (row i, col j) is the "
     "point (X, Y) = (j, i) and is inside a region iff that point lies in the closed polygon "
@@ -357,8 +358,6 @@ def read_png_mask(path: str | os.PathLike) -> np.ndarray:
     Raises:
         PreparationError: unreadable file or other values (the message names the file).
     """
-    from seunet_monai.data.io import read_label
-
     try:
         arr = read_label(path)
     except (OSError, ValueError) as e:
@@ -374,8 +373,6 @@ def read_png_mask(path: str | os.PathLike) -> np.ndarray:
 
 
 def _read_image(path: Path) -> tuple[np.ndarray, dict[str, Any]]:
-    from seunet_monai.data.io import read_rgb
-
     try:
         return read_rgb(path)
     except (OSError, ValueError) as e:
@@ -405,7 +402,6 @@ def _read_labels(pair: _Pair, shape: Sequence[int]) -> _Labels:
         binary, instance, stats = rasterise_regions(ann.regions, shape)
         return _Labels(binary, instance, len(ann.regions), ann.skipped_regions, stats.empty_regions,
                        stats.clipped_vertices, ann.microns_per_pixel)
-    from skimage.measure import label as connected_components
 
     binary = read_png_mask(pair.mask)  # type: ignore[arg-type]
     if binary.shape != tuple(shape[:2]):
@@ -630,15 +626,6 @@ def prepare_monuseg(
         FileExistsError: non-empty ``dst`` without ``overwrite``.
         ValueError: bad arguments.
     """
-    from seunet_monai.data.datalist import write_datalist
-    from seunet_monai.data.io import (
-        atomic_save_png,
-        atomic_write_json,
-        check_not_overlapping,
-        check_output_dir,
-        publish_folder,
-    )
-
     t_start = time.time()
     if stain_norm not in STAIN_METHODS:
         raise ValueError(f"stain_norm must be one of {list(STAIN_METHODS)}, got {stain_norm!r}.")
@@ -778,70 +765,3 @@ def prepare_monuseg(
 
 def _opt_str(p: Any) -> str | None:
     return None if p is None else str(p)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """Command-line interface of ``scripts/prepare_monuseg.py``."""
-    p = argparse.ArgumentParser(
-        prog="prepare_monuseg.py",
-        description="Turn the official MoNuSeg folders into a dataset folder with datalist.json (tiles + masks).",
-    )
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--src", help="folder holding MoNuSegTrainingData/ and/or MoNuSegTestData/ (official layout)")
-    src.add_argument("--images", help="flat folder of images (.tif/.tiff/.png); all in the training part")
-    p.add_argument("--annotations", help="flat folder of Aperio XML files (with --images)")
-    p.add_argument("--masks", help="flat folder of binary PNG masks, {0,1} or {0,255} (with --images)")
-    p.add_argument("--dst", required=True, help="output dataset folder (must be empty unless --overwrite)")
-    p.add_argument("--val-fraction", type=float, default=0.2, help="fraction of training images for validation")
-    p.add_argument("--val-images", help="comma-separated stems of the validation images (instead of --val-fraction)")
-    p.add_argument("--test-images", help="comma-separated stems moved to the test split")
-    p.add_argument("--test-tiles", action="store_true", help="tile test images like training ones (paper protocol)")
-    p.add_argument("--tile", type=int, default=400, help="tile size (training/validation)")
-    p.add_argument("--stride", type=int, default=200, help="tile stride")
-    p.add_argument("--stain-norm", choices=STAIN_METHODS, default="vahadane", help="stain normalisation")
-    p.add_argument("--stain-reference", default=None, help="reference image (default: a training tile)")
-    p.add_argument("--overwrite", action="store_true",
-                   help="replace a non-empty --dst written by this script (the new dataset is written beside it and "
-                   "swapped in when complete)")
-    p.add_argument("--skip-bad", action="store_true", help="skip (and report) bad files instead of failing")
-    p.add_argument("--strict", action="store_true",
-                   help="an annotation with no region, or most regions outside its image, is a bad file (default: warn)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the training/validation split")
-    return p
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI; returns the exit status (0 when something was written)."""
-    args = build_parser().parse_args(argv)
-    try:
-        report = prepare_monuseg(
-            args.src,
-            args.dst,
-            images=args.images,
-            annotations=args.annotations,
-            masks=args.masks,
-            val_images=args.val_images,
-            test_images=args.test_images,
-            test_tiles=args.test_tiles,
-            val_fraction=args.val_fraction,
-            tile=args.tile,
-            stride=args.stride,
-            stain_norm=args.stain_norm,
-            stain_reference=args.stain_reference,
-            overwrite=args.overwrite,
-            skip_bad=args.skip_bad,
-            seed=args.seed,
-            strict=args.strict,
-        )
-    except (PreparationError, ValueError) as e:
-        print(f"prepare_monuseg: error: {e}", file=sys.stderr)
-        return 1
-    except OSError as e:  # a missing input, a full disk: the new dataset is never swapped in half-written
-        print(f"prepare_monuseg: error: {e} (--dst {args.dst} is unchanged)", file=sys.stderr)
-        return 1
-    print(
-        f"prepare_monuseg: images {report['images']}, tiles {report['tiles']}, regions {report['regions']} "
-        f"(skipped {report['skipped_regions']}, clipped vertices {report['clipped_vertices']}), "
-        f"skipped files {len(report['skipped_files'])} -> {Path(args.dst) / 'datalist.json'}"
-    )
-    return 0

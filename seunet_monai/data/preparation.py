@@ -18,11 +18,12 @@ from typing import Any
 import numpy as np
 from monai.data.utils import dense_patch_slices
 
-from seunet_monai.errors import DataError
+from seunet_monai.data.io import describe_conversion
+from seunet_monai.data.stain import tissue_mask
+from seunet_monai.errors import PreparationError
 
 __all__ = [
     "PREPARE_MARKER",
-    "PreparationError",
     "tile_starts",
     "tile_boxes",
     "most_tissue_tile",
@@ -34,11 +35,8 @@ __all__ = [
 
 PREPARE_MARKER = "prepare_report.json"
 """Written last into every dataset folder a preparation script produces: ``--overwrite`` only ever empties a
-folder that holds it (see :func:`seunet_monai.data.io.prepare_output_dir`)."""
+folder that holds it (see :func:`seunet_monai.runtime.files.prepare_output_dir`)."""
 
-
-class PreparationError(DataError):
-    """An input file of a preparation script is missing, malformed or inconsistent (the message names it)."""
 
 
 def tile_starts(length: int, tile: int, stride: int) -> list[int]:
@@ -85,8 +83,6 @@ def most_tissue_tile(image: np.ndarray, tile: int, stride: int) -> tuple[int, in
         tile: tile size.
         stride: tile stride.
     """
-    from seunet_monai.data.stain import tissue_mask
-
     boxes = tile_boxes(image.shape, tile, stride)
     tissue = tissue_mask(image)
     counts = [int(tissue[r : r + tile, c : c + tile].sum()) for r, c in boxes]
@@ -156,8 +152,6 @@ def record_conversion(
     Returns:
         the one-line description, ``None`` when the image was used as stored.
     """
-    from seunet_monai.data.io import describe_conversion
-
     desc = describe_conversion(info)
     if desc is not None:
         counts[desc] = counts.get(desc, 0) + 1

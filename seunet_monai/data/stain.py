@@ -58,7 +58,10 @@ from monai.apps.pathology.transforms import ExtractHEStains, NormalizeHEStains
 from monai.config import KeysCollection
 from monai.transforms import MapTransform, Transform
 from monai.utils import convert_to_dst_type, convert_to_numpy
+from sklearn.decomposition import DictionaryLearning
+from sklearn.exceptions import ConvergenceWarning
 
+from seunet_monai.data.io import read_rgb
 from seunet_monai.errors import ConfigValueError, DataError, MissingPathError
 
 __all__ = [
@@ -188,9 +191,6 @@ def vahadane_stain_matrix(
         ``(2, 3)`` stain matrix (rows H, E; unit norm; optical density in R, G, B) or ``None`` when the image
         has fewer than ``min_tissue_pixels`` tissue pixels.
     """
-    from sklearn.decomposition import DictionaryLearning
-    from sklearn.exceptions import ConvergenceWarning
-
     od = optical_density(image).reshape(-1, 3)
     od = od[od.max(axis=1) >= beta]
     if od.shape[0] < max(min_tissue_pixels, 2):
@@ -219,8 +219,6 @@ def vahadane_stain_matrix(
 
 def _load_reference(reference: str | os.PathLike | np.ndarray) -> tuple[np.ndarray, str]:
     if isinstance(reference, (str, os.PathLike)):
-        from seunet_monai.data.io import read_rgb
-
         img, _ = read_rgb(reference)
         return img, str(Path(reference))
     arr = np.asarray(reference)

@@ -45,18 +45,22 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
+import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from filelock import FileLock
 from scipy import ndimage
 from scipy.spatial import cKDTree
 from threadpoolctl import threadpool_limits
 
 from seunet_monai.data.datalist import SPLITS, write_datalist
-from seunet_monai.data.io import atomic_save_png, atomic_write_json, prepare_output_dir
+from seunet_monai.data.io import atomic_save_png
+from seunet_monai.runtime.files import atomic_write_json, ordinary_dir_mode, prepare_output_dir
 
 __all__ = [
     "TASKS",
@@ -461,8 +465,6 @@ def generation_lock(dst: str | os.PathLike) -> Any:
 
     Use as a context manager: ``with generation_lock(dst): ...``.
     """
-    from filelock import FileLock
-
     dst = Path(dst).expanduser().absolute()
     dst.parent.mkdir(parents=True, exist_ok=True)
     return FileLock(str(dst.parent / f".{dst.name}.lock"), is_singleton=True)
@@ -493,8 +495,6 @@ def _remove_stale_partials(dst: Path) -> None:
 
     Only hidden siblings named ``.<name>.partial-*`` that hold the in-progress marker are removed.
     """
-    import shutil
-
     for old in dst.parent.glob(f".{dst.name}.partial-*"):
         if old.is_dir() and not old.is_symlink() and (old / _IN_PROGRESS).is_file():
             shutil.rmtree(old)
@@ -502,10 +502,6 @@ def _remove_stale_partials(dst: Path) -> None:
 
 def _new_partial_folder(dst: Path) -> Path:
     """A new hidden sibling of ``dst`` to generate into, with the permissions of an ordinary new folder."""
-    import tempfile
-
-    from seunet_monai.data.io import ordinary_dir_mode
-
     tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.partial-", dir=dst.parent))
     tmp.chmod(ordinary_dir_mode())  # mkdtemp makes 0700; the renamed folder is the dataset
     return tmp
@@ -597,8 +593,6 @@ def publish_generated(dst: str | os.PathLike, overwrite: bool, write: Callable[[
     Raises:
         ValueError / FileExistsError: as :func:`make_synthetic_dataset` (``dst`` not replaceable).
     """
-    import shutil
-
     dst = Path(dst).expanduser().absolute()
     _check_replaceable(dst, overwrite)
     with generation_lock(dst):

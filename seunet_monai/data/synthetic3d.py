@@ -18,16 +18,17 @@ at full brightness (lower: noisier).
 
 from __future__ import annotations
 
+import gzip
 import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import nibabel as nib
 import numpy as np
 from scipy import ndimage
 
 from seunet_monai.data.datalist import SPLITS, write_datalist
-from seunet_monai.data.io import atomic_write_bytes, atomic_write_json
 from seunet_monai.data.synthetic import (
     _IN_PROGRESS,
     SYNTHETIC_MARKER,
@@ -35,6 +36,7 @@ from seunet_monai.data.synthetic import (
     publish_generated,
     sample_seed,
 )
+from seunet_monai.runtime.files import atomic_write_bytes, atomic_write_json
 
 __all__ = ["VOLUME_SUFFIX", "make_synthetic_volumes", "save_nifti", "synthesize_volume"]
 
@@ -128,16 +130,12 @@ def synthesize_volume(
 
 def save_nifti(path: str | os.PathLike, array: np.ndarray, spacing: Sequence[float]) -> Path:
     """Write ``array`` ``(X, Y, Z)`` as NIfTI with ``nibabel`` (affine ``diag(spacing)``, header zooms ``spacing``),
-    atomically (serialised in memory, then :func:`seunet_monai.data.io.atomic_write_bytes`)."""
-    import nibabel as nib
-
+    atomically (serialised in memory, then :func:`seunet_monai.runtime.files.atomic_write_bytes`)."""
     img = nib.Nifti1Image(np.asarray(array), np.diag([*map(float, spacing), 1.0]))
     img.header.set_zooms(tuple(float(s) for s in spacing))
     img.header.set_xyzt_units("mm")
     data = img.to_bytes()
     if str(path).endswith(".gz"):
-        import gzip
-
         data = gzip.compress(data, mtime=0)
     return atomic_write_bytes(path, data)
 

@@ -15,11 +15,18 @@ from collections.abc import Hashable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import itk
+import nibabel
 import numpy as np
+import tifffile
 from monai.config import KeysCollection
-from monai.transforms import MapTransform
+from monai.transforms import LoadImage, MapTransform
+from PIL import Image
 
+from seunet_monai.data.io import list_images
 from seunet_monai.errors import DataError
+from seunet_monai.runtime.checks import check_outputs
+from seunet_monai.runtime.files import check_not_overlapping, ordinary_file_mode
 
 __all__ = [
     "VOLUME_READERS",
@@ -72,12 +79,8 @@ def file_spatial_shape(path: str | os.PathLike) -> tuple[int, ...]:
     name = p.name.lower()
     try:
         if name.endswith((".nii", ".nii.gz")):
-            import nibabel
-
             shape = tuple(int(n) for n in nibabel.load(str(p)).shape[:3])  # (X, Y, Z[, t, c]): spatial part
         elif name.endswith((".mha", ".mhd", ".nrrd", ".nhdr")):
-            import itk
-
             io = itk.ImageIOFactory.CreateImageIO(str(p), itk.CommonEnums.IOFileMode_ReadMode)
             if io is None:
                 raise ValueError("ITK has no ImageIO for it")
@@ -85,15 +88,11 @@ def file_spatial_shape(path: str | os.PathLike) -> tuple[int, ...]:
             io.ReadImageInformation()
             shape = tuple(int(io.GetDimensions(i)) for i in range(io.GetNumberOfDimensions()))  # components apart
         elif name.endswith((".tif", ".tiff")):
-            import tifffile
-
             with tifffile.TiffFile(str(p)) as tif:
                 series = tif.series[0]
                 # (Z, Y, X) pages as (X, Y, Z); RGB samples (axis "S") are not a spatial axis
                 shape = tuple(int(n) for n, a in zip(reversed(series.shape), reversed(series.axes)) if a != "S")
         else:
-            from PIL import Image
-
             with Image.open(p) as img:
                 shape = tuple(int(n) for n in img.size)  # bands are samples, not a spatial axis
     except Exception as e:  # noqa: BLE001 - one clear line naming the file
@@ -143,8 +142,6 @@ def read_volume_label(path: str | os.PathLike) -> np.ndarray:
     Raises:
         seunet_monai.errors.DataError: unreadable, not 3D, or not integer-valued (naming the file).
     """
-    from monai.transforms import LoadImage
-
     try:
         arr = np.asarray(LoadImage(reader=list(VOLUME_READERS), image_only=True, dtype=None)(str(path)))
     except Exception as e:  # noqa: BLE001 - one clear line naming the file
@@ -201,10 +198,6 @@ def list_volumes(
     Raises:
         seunet_monai.errors.MissingPathError / DataError / ExistingPathError: one line naming the path.
     """
-    from seunet_monai.checks import check_outputs
-    from seunet_monai.data.dataset import list_images
-    from seunet_monai.data.io import check_not_overlapping
-
     folder = Path(os.path.expanduser(str(input_dir)))
     items = list_images(folder, VOLUME_SUFFIXES, what="volume")
     out = Path(os.path.expanduser(str(output_dir)))
@@ -237,8 +230,6 @@ class PublishSavedd(MapTransform):
         self.output_dir = Path(os.path.expanduser(str(output_dir)))
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
-        from seunet_monai.data.io import ordinary_file_mode
-
         d = dict(data)
         for key in self.key_iterator(d):
             meta = getattr(d[key], "meta", None) or d.get(f"{key}_meta_dict") or {}

@@ -1,12 +1,12 @@
-"""Calibration of the ``"scale"`` fusion (:mod:`seunet_monai.scale_fusion`) on validation data.
+"""Calibration of the ``"scale"`` fusion (:mod:`seunet_monai.fusion.scale`) on validation data.
 
 :func:`calibrate_scale_fusion` rescales every validation image (and its label) to each profile scale with
-:mod:`~seunet_monai.evaluation.rescale`, predicts per-head probabilities with the scale sweep's prediction
+:mod:`~seunet_monai.layers.rescale`, predicts per-head probabilities with the scale sweep's prediction
 path (:func:`~seunet_monai.inferers.infer_heads`, the package's one path), and fills the network's state-dict buffers:
 
 - ``fusion_iou[p, k]``: head k's dataset-wide IoU over the validation images at scale ``fusion_scales[p]``
   (:class:`~seunet_monai.metrics.SegmentationScores`, the sweep's metric);
-- ``fusion_signature[p]``: the mean over images of :func:`~seunet_monai.scale_fusion.head_signature`.
+- ``fusion_signature[p]``: the mean over images of :func:`~seunet_monai.fusion.scale.head_signature`.
 
 Rows of scales left out (``scales`` = a subset) are set to NaN, so one calibration is one consistent
 measurement. :func:`calibrate_checkpoint` does the same for a checkpoint file (the bundle's ``calibrating``
@@ -48,16 +48,17 @@ from typing import Any
 import torch
 from monai.inferers import SlidingWindowInferer
 
-from seunet_monai.checkpoint import load_network
-from seunet_monai.data.io import atomic_torch_save, atomic_write_bytes, atomic_write_json
-from seunet_monai.evaluation.heads import is_multihead, output_heads_mode
+from seunet_monai.checkpoint import atomic_torch_save, load_network
+from seunet_monai.evaluation.heads import output_heads_mode
 from seunet_monai.evaluation.items import item_name, iterate_items, prepare_item
-from seunet_monai.evaluation.rescale import rescale_image, rescale_label, scaled_size
-from seunet_monai.fusion import argmax
+from seunet_monai.fusion.heads import argmax
+from seunet_monai.fusion.scale import BUFFER_NAMES, ScaleProfile, head_signature, signature_width
 from seunet_monai.inferers import MIN_WINDOW, WHOLE_IMAGE_PIXELS, predict_heads, sweep_window
+from seunet_monai.layers.rescale import rescale_image, rescale_label, scaled_size
 from seunet_monai.metrics import SegmentationScores
-from seunet_monai.networks.utils import unwrap
-from seunet_monai.scale_fusion import BUFFER_NAMES, ScaleProfile, head_signature, signature_width
+from seunet_monai.networks.base import MultiHeadNetwork
+from seunet_monai.runtime.distributed import unwrap
+from seunet_monai.runtime.files import atomic_write_bytes, atomic_write_json
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
@@ -83,10 +84,10 @@ _TILE_NAME = r"_r(\d+)_c(\d+)"
 def _buffers(network: torch.nn.Module) -> dict[str, torch.Tensor]:
     bufs = dict(unwrap(network).named_buffers(recurse=False))
     missing = [n for n in BUFFER_NAMES if n not in bufs]
-    if missing or not is_multihead(unwrap(network)):
+    if missing or not isinstance(unwrap(network), MultiHeadNetwork):
         raise ValueError(
-            f"{type(unwrap(network)).__name__} cannot hold a scale-fusion calibration: it needs num_scales, "
-            f"output_heads and the buffers {list(BUFFER_NAMES)} (SEUNet and its subclasses have them); missing {missing}."
+            f"{type(unwrap(network)).__name__} cannot hold a scale-fusion calibration: it needs to be a "
+            f"MultiHeadNetwork with the buffers {list(BUFFER_NAMES)} (SEUNet and its subclasses have them); missing {missing}."
         )
     return bufs
 

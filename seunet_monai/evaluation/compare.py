@@ -10,6 +10,7 @@ from typing import Any
 
 from seunet_monai.evaluation import plots
 from seunet_monai.evaluation.report import SWEEP_COLUMNS, comparison_markdown, read_csv_rows, summarise, write_csv_rows
+from seunet_monai.runtime.files import atomic_write_text
 
 __all__ = ["COMPARISON_FILES", "compare_evaluations", "find_sweep_dir"]
 
@@ -84,7 +85,6 @@ def compare_evaluations(
     md = ["# Comparison of scale sweeps", "", "Mean over test scales (Table 2 form); best per column in bold.", "",
           comparison_markdown(summary, extras), "Sources:", ""]
     md += [f"- {m}: {e['source']}" for m, e in extras.items()]
-    from seunet_monai.data.io import atomic_write_text
 
     files.append(atomic_write_text(out / "comparison.md", "\n".join(md) + "\n"))
     files.append(plots.plot_iou_vs_scale(all_rows, out / "iou_vs_scale.png", title="IoU vs test scale",

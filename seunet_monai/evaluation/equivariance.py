@@ -1,30 +1,33 @@
 """Measuring the equivariance error of a network on an image (eq. 10, 12) across test scales.
 
 For an image ``f`` and a scale ``s``, the reference is ``S_s Φ(f)``: the last-layer features of ``f``
-resampled to the size of the rescaled image (:func:`~seunet_monai.evaluation.rescale.resize_features`,
+resampled to the size of the rescaled image (:func:`~seunet_monai.layers.rescale.resize_features`,
 the same anti-aliased bilinear rule as for images); the test is ``Φ(S_s f)``: the features of the rescaled
 image. Both come from one whole-image forward pass (no sliding window), so use small crops. Features are
 ``net.features(x)`` for multi-head networks and, for plain networks, the input of their last convolution
 (:func:`~seunet_monai.evaluation.heads.network_features`). Zero padding and borders are included as they are.
 
-All the equivariance code of the package is here: the errors of eq. 12 (:func:`equivariance_matrix`) and eq. 10
-(:func:`equivariance_error`, :func:`matched_error`), the matching of groups across a scale change
-(:func:`matched_groups`, :func:`scale_partners`, :func:`group_partners`), their measurement on a network
-(:func:`equivariance_matrices`) and the scale sweep's tables (:func:`equivariance_rows`).
+The errors of eq. 12 between a network's groups and the matching of groups across a scale change are
+:mod:`seunet_monai.networks.equivariance` (a multi-head network measures itself with
+:meth:`~seunet_monai.networks.base.MultiHeadNetwork.check_equivariance`); here: eq. 10 (:func:`equivariance_error`,
+:func:`matched_error`), the partners of eq. 10 (:func:`scale_partners`, :func:`group_partners`), the measurement on
+any network, plain ones included (:func:`equivariance_matrices`), and the scale sweep's tables
+(:func:`equivariance_rows`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import torch
 
 from seunet_monai.evaluation.heads import network_features
-from seunet_monai.evaluation.rescale import rescale_image, resize_features
+from seunet_monai.layers.rescale import rescale_image, resize_features
+from seunet_monai.networks.base import MultiHeadNetwork
+from seunet_monai.networks.equivariance import equivariance_matrix, matched_groups
 
 __all__ = [
     "EQUIVARIANCE_COLUMNS",
@@ -32,11 +35,9 @@ __all__ = [
     "centre_crop",
     "equivariance_error",
     "equivariance_matrices",
-    "equivariance_matrix",
     "equivariance_rows",
     "group_partners",
     "matched_error",
-    "matched_groups",
     "scale_partners",
 ]
 
@@ -77,7 +78,7 @@ def equivariance_matrices(
         crop: centre-crop side at scale 1 (``None``: whole image).
         device: where the network runs (default: CPU or where its parameters are).
         axes: spatial axes rescaled (``None``: all; ``(2,)``: the axial axis of a volume only), see
-            :func:`~seunet_monai.evaluation.rescale.scaled_size`.
+            :func:`~seunet_monai.layers.rescale.scaled_size`.
 
     Returns:
         scale -> ``(Ω, Ω)`` float64 errors ``[k, k']`` (group k on the original, rescaled; group k' on the
@@ -87,8 +88,16 @@ def equivariance_matrices(
         p = next(network.parameters(), None)
         device = p.device if p is not None else torch.device("cpu")
     patch = centre_crop(image, crop).float()
-    ref_feats = network_features(network, patch.unsqueeze(0).to(device)).float().cpu()
+    x = patch.unsqueeze(0).to(device)
     out = {}
+    if isinstance(network, MultiHeadNetwork):  # it measures itself; its features are computed once here
+        with torch.no_grad():
+            reference = network.features(x)
+        for s in scales:
+            x_scaled = rescale_image(patch, s, axes).unsqueeze(0).to(device)
+            out[float(s)] = network.check_equivariance(s, x, x_scaled, reference=reference)[0]
+        return out
+    ref_feats = network_features(network, x).float().cpu()
     for s in scales:
         feats = network_features(network, rescale_image(patch, s, axes).unsqueeze(0).to(device)).float().cpu()
         out[float(s)] = equivariance_matrix(resize_features(ref_feats, feats.shape[3:]), feats)[0]
@@ -102,66 +111,13 @@ def matched_error(matrix: torch.Tensor, matches: torch.Tensor, mask: torch.Tenso
         matrix: ``(Ω, Ω)`` errors of eq. 12.
         matches: ``(Ω,)`` matched group of each group.
         mask: optional ``(Ω,)`` bool, the groups to average over (those with a partner,
-            :func:`~seunet_monai.metrics.scale_partners`); ``nan`` when it selects none.
+            :func:`~seunet_monai.evaluation.equivariance.scale_partners`); ``nan`` when it selects none.
     """
     k = torch.arange(matrix.shape[0])
     errors = matrix[k, torch.as_tensor(matches, dtype=torch.long)]
     if mask is not None:
         errors = errors[torch.as_tensor(mask, dtype=torch.bool)]
     return float(errors.mean()) if errors.numel() else float("nan")
-
-
-def equivariance_matrix(reference: torch.Tensor, test: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
-    """Ω×Ω relative equivariance errors between groups (eq. 12), per sample.
-
-    ``E[b, k, k'] = ||S_s Φ_k(f_b) − Φ_k'(S_s f_b)||² / ||S_s Φ_k(f_b)||²``
-
-    Args:
-        reference: ``S_s Φ(f)``: features of the original image resampled to the rescaled size,
-            ``(B, Ω, F, *spatial)``.
-        test: ``Φ(S_s f)``: features of the rescaled image ``(B, Ω', F, *spatial)``.
-        eps: floor of the denominator (an all-zero reference feature map gives a huge ratio, not ``nan``).
-
-    Returns:
-        ``(B, Ω, Ω')`` errors (float64).
-    """
-    if reference.ndim < 4 or reference.ndim != test.ndim:
-        raise ValueError(
-            f"equivariance_matrix: expected (B, Ω, F, *spatial) tensors of equal rank, got {tuple(reference.shape)} "
-            f"and {tuple(test.shape)}."
-        )
-    if reference.shape[0] != test.shape[0] or reference.shape[2:] != test.shape[2:]:
-        raise ValueError(
-            "equivariance_matrix: reference and test must agree in batch, features and space (resample the "
-            f"reference first), got {tuple(reference.shape)} and {tuple(test.shape)}."
-        )
-    r = reference.flatten(2).double()  # (B, Ω, N)
-    t = test.flatten(2).double()  # (B, Ω', N)
-    # ||r_k - t_k'||² = ||r_k||² + ||t_k'||² - 2 <r_k, t_k'>, computed exactly with cdist for stability
-    diff = torch.cdist(r, t, p=2.0) ** 2  # (B, Ω, Ω')
-    norm = (r**2).sum(-1, keepdim=True).clamp_min(eps)  # (B, Ω, 1)
-    return diff / norm
-
-
-def matched_groups(sigmas: torch.Tensor | Sequence[float], scale: float) -> torch.Tensor:
-    """For each group ``k``, the group ``k'`` whose σ ratio ``σ_k' / σ_k`` is closest to ``scale`` (log scale).
-
-    An image enlarged by ``s`` is seen by group ``k'`` as the original by group ``k`` when ``σ_k' ≈ s σ_k``.
-
-    Args:
-        sigmas: σ of the Ω groups of one layer ``(Ω,)`` (positive).
-        scale: the scale change ``s`` (> 0).
-
-    Returns:
-        ``(Ω,)`` int64 indices ``k'`` (0-based); the identity for ``s = 1`` and distinct σ.
-    """
-    sig = torch.as_tensor(sigmas, dtype=torch.float64).flatten()
-    if scale <= 0:
-        raise ValueError(f"matched_groups: scale must be > 0, got {scale}.")
-    if sig.numel() == 0 or bool((sig <= 0).any()):
-        raise ValueError(f"matched_groups: sigmas must be positive and non-empty, got {sig.tolist()}.")
-    log_ratio = sig.log().view(1, -1) - sig.log().view(-1, 1)  # [k, k'] = log(σ_k' / σ_k)
-    return (log_ratio - math.log(scale)).abs().argmin(dim=1)
 
 
 def scale_partners(

@@ -1,8 +1,8 @@
 """Uniform access to per-head probabilities and last-layer features of SEUNet-like and plain networks.
 
-A multi-head network (SEUNet and the other scale-group networks of this package) has ``num_scales`` and
-``output_heads``: in eval mode with ``output_heads = True`` it returns per-head probabilities
-``(B, Ω, C, *spatial)``, and ``features(x)`` returns the last layer's features ``(B, Ω, F, *spatial)``.
+A multi-head network (:class:`~seunet_monai.networks.base.MultiHeadNetwork`: SEUNet and the baselines) in eval
+mode with ``output_heads = True`` returns per-head probabilities ``(B, Ω, C, *spatial)``, and ``features(x)``
+returns the last layer's features ``(B, Ω, F, *spatial)``.
 A plain network (e.g. MONAI ``BasicUNet``) returns logits ``(B, C, *spatial)`` and is treated as one head:
 per-head probabilities are ``softmax(net(x), 1).unsqueeze(1)``; its "last-layer features" are the input
 of the **last convolution executed** in the forward pass (for ``BasicUNet``: the input of ``final_conv``,
@@ -11,65 +11,37 @@ the 1×1 classifier), as ``(B, 1, F, *spatial)``.
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 import torch.nn as nn
 
-from seunet_monai.inferers import head_probabilities, is_multihead
+from seunet_monai.networks.base import MultiHeadNetwork
 
-__all__ = ["HeadProbabilities", "is_multihead", "network_features", "num_heads", "output_heads_mode"]
+__all__ = ["network_features", "num_heads", "output_heads_mode"]
 
 
 def num_heads(network: nn.Module) -> int:
     """Number of heads Ω (1 for a plain network)."""
-    return int(network.num_scales) if is_multihead(network) else 1
+    return int(network.num_scales) if isinstance(network, MultiHeadNetwork) else 1
 
 
 @contextmanager
 def output_heads_mode(network: nn.Module) -> Iterator[nn.Module]:
     """Put ``network`` in eval mode with ``output_heads = True``; restore both afterwards."""
     was_training = network.training
-    had = getattr(network, "output_heads", None)
+    multihead = isinstance(network, MultiHeadNetwork)
+    had = network.output_heads if multihead else None
     network.eval()
-    if is_multihead(network):
+    if multihead:
         network.output_heads = True
     try:
         yield network
     finally:
-        if is_multihead(network):
+        if multihead:
             network.output_heads = had
         network.train(was_training)
-
-
-class HeadProbabilities(nn.Module):
-    """Wraps a network so that it returns per-head probabilities flattened into channels.
-
-    ``forward(x)`` gives ``(B, Ω * C, *spatial)`` (head-major: channel ``k * C + c``), which MONAI inferers
-    (``SlidingWindowInferer``) can stitch; :meth:`unflatten` turns it back into ``(B, Ω, C, *spatial)``.
-    Call it inside :func:`output_heads_mode` (or with the wrapped network in eval mode). The probabilities are
-    those of :func:`seunet_monai.inferers.head_probabilities` (the package's one path).
-
-    Args:
-        network: a multi-head network (see module docstring) or a plain network returning logits.
-    """
-
-    def __init__(self, network: nn.Module) -> None:
-        super().__init__()
-        self.network = network
-        self.num_heads = num_heads(network)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return head_probabilities(self.network, x).flatten(1, 2)
-
-    def unflatten(self, flat: torch.Tensor) -> torch.Tensor:
-        """``(B, Ω * C, *spatial)`` -> ``(B, Ω, C, *spatial)``."""
-        b, oc = flat.shape[:2]
-        if oc % self.num_heads:
-            raise ValueError(f"{oc} channels cannot be split into {self.num_heads} heads.")
-        return flat.reshape(b, self.num_heads, oc // self.num_heads, *flat.shape[2:])
-
 
 def network_features(network: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """Last-layer features ``(B, Ω, F, *spatial)`` of ``network`` for input ``x`` (no gradients).
@@ -81,7 +53,7 @@ def network_features(network: nn.Module, x: torch.Tensor) -> torch.Tensor:
         ValueError: when a plain network runs no convolution or its features don't match ``x``'s batch.
     """
     with torch.no_grad():
-        if hasattr(network, "features") and callable(network.features):
+        if isinstance(network, MultiHeadNetwork):
             return network.features(x)
         captured: list[torch.Tensor] = []
 

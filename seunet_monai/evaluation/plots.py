@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
-from seunet_monai.data.io import atomic_write_bytes
 from seunet_monai.evaluation.report import strategy_sort_key
+from seunet_monai.runtime.files import atomic_write_bytes
 
 __all__ = [
     "plot_equivariance",

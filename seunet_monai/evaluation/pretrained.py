@@ -20,9 +20,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from monai.bundle import ConfigParser
 
 from seunet_monai.checkpoint import load_network
-from seunet_monai.resources import bundle_path, config_path
+from seunet_monai.data.io import read_rgb
+from seunet_monai.data.monuseg import parse_aperio_xml, rasterise_regions, read_png_mask
+from seunet_monai.data.stain import stain_transform
+from seunet_monai.runtime.resources import bundle_path, config_path
 
 __all__ = ["BUNDLE_MODEL", "load_pretrained", "predict_image", "nucleus_iou", "score_image", "main"]
 
@@ -36,8 +40,6 @@ def load_pretrained(checkpoint: str | os.PathLike = BUNDLE_MODEL, fusion: str | 
         checkpoint: a ``model.pt`` state dict (default: the shipped one).
         fusion: eval-mode fusion (default: the bundle's ``fusion`` key).
     """
-    from monai.bundle import ConfigParser
-
     parser = ConfigParser()
     parser.read_config(str(config_path("train.json")))
     net = parser.get_parsed_content("network_def")
@@ -48,8 +50,6 @@ def load_pretrained(checkpoint: str | os.PathLike = BUNDLE_MODEL, fusion: str | 
 
 def predict_image(net: torch.nn.Module, rgb: np.ndarray, stain_reference: str | os.PathLike | None) -> np.ndarray:
     """Class ids ``(H, W)`` of an ``(H, W, 3)`` uint8 image, normalised with ``stain_reference`` (None: raw)."""
-    from seunet_monai.data.stain import stain_transform
-
     if stain_reference is not None:
         normalizer = stain_transform("auto", stain_reference, channel_dim=-1)
         if normalizer is not None:
@@ -69,10 +69,7 @@ def nucleus_iou(pred: np.ndarray, label: np.ndarray) -> float:
 
 def _read_label(path: Path, shape: Sequence[int]) -> np.ndarray:
     if path.suffix.lower() == ".xml":
-        from seunet_monai.data.monuseg import parse_aperio_xml, rasterise_regions
-
         return rasterise_regions(parse_aperio_xml(path).regions, shape)[0]
-    from seunet_monai.data.monuseg import read_png_mask
 
     return read_png_mask(path)
 
@@ -91,8 +88,6 @@ def score_image(
         checkpoint: the model file.
         stain_reference: the stain reference record (default: ``stain_reference.json`` next to ``checkpoint``).
     """
-    from seunet_monai.data.io import read_rgb
-
     rgb, _ = read_rgb(image)
     ref = Path(checkpoint).with_name("stain_reference.json") if stain_reference is None else stain_reference
     pred = predict_image(load_pretrained(checkpoint), rgb, ref)

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from seunet_monai.data.io import atomic_write_text
+from seunet_monai.runtime.files import atomic_write_text
 
 __all__ = [
     "SWEEP_COLUMNS",

@@ -9,7 +9,7 @@ fits a memory budget (``max_pixels``), else with MONAI's ``SlidingWindowInferer`
 ``pens``, and ``scale`` when the network's scale fusion is calibrated) and accumulates, per scale and strategy, the dataset-wide IoU plus per-image IoU and Dice
 (:class:`seunet_monai.metrics.SegmentationScores`). It also measures the equivariance error (eq. 10, 12)
 on centre crops, estimates each image's relative scale from the winning heads
-(:mod:`seunet_monai.evaluation.scale_estimation`), and writes the contract outputs into
+(:mod:`seunet_monai.fusion.estimation`), and writes the contract outputs into
 ``output_dir/eval/``:
 
 ``scale_sweep.csv`` / ``.json`` / ``.md``, ``iou_vs_scale.png``, ``equivariance.csv`` (eq. 10 per scale),
@@ -25,7 +25,7 @@ Steps (methods of :class:`ScaleSweep`, run by :meth:`ScaleSweep.run` for one ima
 inferer path, :func:`seunet_monai.inferers.infer_heads`), :meth:`~ScaleSweep.score` (running scores, winning heads,
 scale estimates, example thumbnails), :meth:`~ScaleSweep.equivariance` (eq. 12 matrices of one image) and
 :meth:`~ScaleSweep.report` (tables, figures, JSON). Progress and results go to ``eval/sweep_status.json``
-(:func:`seunet_monai.handlers.status.write_status`), rewritten atomically after every image, so that tools read
+(:func:`seunet_monai.runtime.status.write_status`), rewritten atomically after every image, so that tools read
 the sweep's state without parsing its log. :func:`run_scale_sweep` is the same as one function call.
 
 Existing results (``if_exists``): a run whose ``eval`` folder already holds ``scale_sweep.csv`` or
@@ -44,7 +44,7 @@ import resource
 import shutil
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -54,11 +54,8 @@ import numpy as np
 import torch
 from monai.inferers import SlidingWindowInferer
 
-from seunet_monai.data.io import atomic_write_json, atomic_write_text
-from seunet_monai.evaluation import plots
+from seunet_monai.checkpoint import load_network
 from seunet_monai.evaluation.equivariance import (
-    EQUIVARIANCE_COLUMNS,
-    EQUIVARIANCE_MATRIX_COLUMNS,
     equivariance_matrices,
     equivariance_rows,
     group_partners,
@@ -66,39 +63,29 @@ from seunet_monai.evaluation.equivariance import (
 )
 from seunet_monai.evaluation.heads import num_heads, output_heads_mode
 from seunet_monai.evaluation.items import item_name, iterate_items, prepare_item
-from seunet_monai.evaluation.report import SWEEP_COLUMNS, strategy_names, summarise, sweep_markdown, write_csv_rows
-from seunet_monai.evaluation.rescale import default_scales, rescale_image, rescale_label
-from seunet_monai.evaluation.scale_estimation import (
+from seunet_monai.evaluation.outputs import OUTPUT_FILES, write_outputs
+from seunet_monai.evaluation.report import strategy_names, summarise
+from seunet_monai.fusion.estimation import (
     head_confidence,
     head_votes,
     last_layer_log_sigmas,
     relative_scale_estimates,
     scale_correlation,
 )
-from seunet_monai.fusion import argmax, fuse, winning_head
-from seunet_monai.handlers.status import write_status
+from seunet_monai.fusion.heads import argmax, winning_head
+from seunet_monai.fusion.scale import ScaleProfile, apply_head_weights, scale_head_weights
+from seunet_monai.fusion.strategies import fuse
 from seunet_monai.inferers import MIN_WINDOW, WHOLE_IMAGE_PIXELS, predict_heads, sweep_window
+from seunet_monai.layers.rescale import default_scales, rescale_image, rescale_label
 from seunet_monai.metrics import SegmentationScores
-from seunet_monai.progress import progress as progress_bar
-from seunet_monai.scale_fusion import ScaleProfile, apply_head_weights, scale_head_weights
+from seunet_monai.networks.base import MultiHeadNetwork
+from seunet_monai.runtime.progress import progress as progress_bar
+from seunet_monai.runtime.status import write_status
 
-__all__ = ["DEFAULT_MAX_PIXELS", "DEFAULT_MAX_VOXELS", "MIN_WINDOW", "OUTPUT_FILES", "STATUS_FILE", "ScaleSweep", "peak_rss_mb",
-           "predict_heads", "run_scale_sweep", "sweep_window"]
+__all__ = ["DEFAULT_MAX_PIXELS", "DEFAULT_MAX_VOXELS", "STATUS_FILE", "ScaleSweep", "peak_rss_mb", "run_scale_sweep"]
 
 logger = logging.getLogger(__name__)
 
-OUTPUT_FILES = (
-    "scale_sweep.csv",
-    "scale_sweep.json",
-    "scale_sweep.md",
-    "iou_vs_scale.png",
-    "equivariance.csv",
-    "equivariance_matrix.csv",
-    "equivariance.png",
-    "sigmas.png",
-    "filters.png",
-    "examples.png",
-)
 _IF_EXISTS = ("error", "archive", "overwrite")
 #: whole-image budget of the sweep (pixels of one rescaled image; see :data:`seunet_monai.inferers.WHOLE_IMAGE_PIXELS`)
 DEFAULT_MAX_PIXELS = WHOLE_IMAGE_PIXELS
@@ -158,7 +145,7 @@ class _Running:
 
 
 class ScaleSweep:
-    """The scale sweep as a configured component (``"sweep": {"_target_": "seunet_monai.evaluation.ScaleSweep",
+    """The scale sweep as a configured component (``"sweep": {"_target_": "seunet_monai.evaluation.sweep.ScaleSweep",
     ...}`` in ``evaluate.json``): settings here, the network and data at :meth:`run`.
 
     Args:
@@ -184,13 +171,13 @@ class ScaleSweep:
         example_scales: scales drawn there (the nearest sweep scales are used); default min, 1, max.
         if_exists: ``"archive"``, ``"error"`` or ``"overwrite"`` (see module docstring).
         tensorboard: also write scalars with ``torch.utils.tensorboard.SummaryWriter``.
-        scale_temperature: τ of the scale estimate (:mod:`~seunet_monai.evaluation.scale_estimation`).
+        scale_temperature: τ of the scale estimate (:mod:`~seunet_monai.fusion.estimation`).
         partner_tolerance: eq. 10 averages only groups whose matched group's σ ratio is within this relative
             tolerance of the scale (:func:`~seunet_monai.evaluation.equivariance.scale_partners`); the others are
             listed.
         scale_axes: spatial axes each scale applies to (``None``: all, an isotropic sweep; ``[2]``: the axial
             axis ``Z`` of volumes ``(X, Y, Z)`` only, as anisotropic sampling changes it); images, labels and the
-            equivariance crops are rescaled alike (:func:`~seunet_monai.evaluation.rescale.scaled_size`).
+            equivariance crops are rescaled alike (:func:`~seunet_monai.layers.rescale.scaled_size`).
 
     Raises:
         ValueError: for bad ``scales``, ``overlap`` or ``if_exists``, naming the argument.
@@ -360,14 +347,14 @@ class ScaleSweep:
         profile, calibrated_est, counts, confidences = run.profile, run.calibrated_est, run.counts, run.confidences
         estimation = {
             "method": "log σ of the last layer weighted by softmax(mean margin per head / temperature), relative to "
-                      "the split's mean at scale 1 (see seunet_monai.evaluation.scale_estimation)",
+                      "the split's mean at scale 1 (see seunet_monai.fusion.estimation)",
             "temperature": self.scale_temperature,
             "sigma_source": sigma_source,
             "correlation": scale_correlation(est, scales),
             "scale_fusion": {
                 "calibrated": profile is not None,
                 "calibrated_scales": [] if profile is None else profile.scales.tolist(),
-                "method": "seunet_monai.scale_fusion.estimate_scale (calibrated signatures, nearest point)",
+                "method": "seunet_monai.fusion.scale.estimate_scale (calibrated signatures, nearest point)",
                 "correlation": scale_correlation(np.stack(calibrated_est), scales) if profile is not None else None,
             },
             "per_image": [
@@ -393,7 +380,7 @@ class ScaleSweep:
             "ignore_index": ignore_index,
             "metric": "iou: dataset-wide confusion-matrix IoU (class 1 if binary, else mean over present classes)",
             "inferer": {"rule": "whole image when it has at most max_pixels pixels, else sliding windows of at least "
-                                "max(roi_size, min_window) px (seunet_monai.evaluation.sweep.sweep_window), through "
+                                "max(roi_size, min_window) px (seunet_monai.inferers.sweep_window), through "
                                 "seunet_monai.inferers.infer_heads",
                         "max_pixels": max_pixels, "min_window": min_window, "roi_size": list(roi), "overlap": overlap,
                         "sw_batch_size": sw_batch_size, "mode": sw_mode,
@@ -408,13 +395,13 @@ class ScaleSweep:
                              "average": "eq. 10 averages only the groups whose matched group has a σ ratio within "
                                         "partner_tolerance of the scale (columns pairs / groups_without_partner); the "
                                         "mean over scales leaves out scales where no group has one",
-                             "features": "net.features(x)" if hasattr(network, "features") else
+                             "features": "net.features(x)" if isinstance(network, MultiHeadNetwork) else
                              "input of the last convolution executed (plain network)"},
             "equivariance_error_mean": eq_mean,
             "scale_estimation": estimation,
             "finished_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
-        files = _write_outputs(eval_dir, network, rows, summary, metadata, eq_rows, eq_matrix_rows, eq_matrices,
+        files = write_outputs(eval_dir, network, rows, summary, metadata, eq_rows, eq_matrix_rows, eq_matrices,
                                run.examples, self.tensorboard)
         logger.info("scale sweep: %d images x %d scales in %.1f s, peak RSS %.0f MiB, results in %s", len(names),
                     len(scales), elapsed, metadata["peak_rss_mb"], eval_dir)
@@ -454,7 +441,6 @@ class ScaleSweep:
         if load_checkpoint:
             if checkpoint is None:
                 raise ValueError("load_checkpoint=True needs a checkpoint path.")
-            from seunet_monai.checkpoint import load_network
 
             load_network(network, checkpoint)
         eval_dir = self.prepare(eval_dir)
@@ -573,84 +559,3 @@ def run_scale_sweep(
     target = eval_dir if eval_dir is not None else Path(output_dir) / eval_subdir
     return sweep.run(network, dataset, target, checkpoint=checkpoint, load_checkpoint=load_checkpoint,
                      dataset_name=dataset_name)
-
-
-def _write_outputs(
-    eval_dir: Path,
-    network: torch.nn.Module,
-    rows: list[dict[str, Any]],
-    summary: list[dict[str, Any]],
-    metadata: dict[str, Any],
-    eq_rows: list[dict[str, Any]],
-    eq_matrix_rows: list[dict[str, Any]],
-    eq_matrices: dict[float, np.ndarray],
-    examples: list[dict[str, Any]],
-    tensorboard: bool,
-) -> list[str]:
-    files = []
-    files.append(write_csv_rows(eval_dir / "scale_sweep.csv", rows, SWEEP_COLUMNS))
-    files.append(write_csv_rows(eval_dir / "equivariance.csv", eq_rows, EQUIVARIANCE_COLUMNS))
-    files.append(write_csv_rows(eval_dir / "equivariance_matrix.csv", eq_matrix_rows, EQUIVARIANCE_MATRIX_COLUMNS))
-    files.append(plots.plot_iou_vs_scale(rows, eval_dir / "iou_vs_scale.png", title=f"{metadata['model']}: IoU vs scale"))
-    if eq_rows:
-        files.append(plots.plot_equivariance(eq_rows, eq_matrices, eval_dir / "equivariance.png"))
-    else:
-        files.append(plots.plot_message(eval_dir / "equivariance.png", "equivariance", "equivariance_images = 0: not measured"))
-    sig = getattr(network, "sigmas", None)
-    if callable(sig) and sig():
-        bounds_fn = getattr(network, "sigma_bounds", None)
-        bounds = bounds_fn() if callable(bounds_fn) else None
-        files.append(plots.plot_sigmas(sig(), bounds, eval_dir / "sigmas.png"))
-    else:
-        files.append(plots.plot_message(eval_dir / "sigmas.png", "learned σ", f"{type(network).__name__} has no learned σ"))
-    filt = getattr(network, "first_layer_filters", None)
-    if callable(filt):
-        with torch.no_grad():
-            files.append(plots.plot_filters(filt(), eval_dir / "filters.png"))
-    else:
-        files.append(plots.plot_message(eval_dir / "filters.png", "first-layer filters",
-                                        f"{type(network).__name__} has no scale-group filters"))
-    files.append(plots.plot_examples(examples, eval_dir / "examples.png"))
-    if tensorboard:
-        _write_tensorboard(eval_dir / "tensorboard", rows, summary, eq_rows)
-    files.append(atomic_write_text(eval_dir / "scale_sweep.md", sweep_markdown(rows, metadata, eq_rows)))
-    payload = {**metadata, "rows": rows, "summary": summary, "equivariance": eq_rows,
-               "equivariance_matrix": {f"{s:.6g}": m.tolist() for s, m in eq_matrices.items()}}
-    files.append(atomic_write_json(eval_dir / "scale_sweep.json", _json_safe(payload)))  # last: marks a finished run
-    return [str(f) for f in files]
-
-
-def _write_tensorboard(log_dir: Path, rows: list[dict[str, Any]], summary: list[dict[str, Any]],
-                       eq_rows: list[dict[str, Any]]) -> None:
-    """Scalars per strategy against the scale (step = round(100 · s), i.e. the scale in percent)."""
-    from torch.utils.tensorboard import SummaryWriter
-
-    writer = SummaryWriter(log_dir=str(log_dir))
-    try:
-        for r in rows:
-            step = int(round(100 * r["scale"]))
-            for k in ("iou", "iou_per_image", "dice"):
-                if not math.isnan(r[k]):
-                    writer.add_scalar(f"sweep/{k}/{r['strategy']}", r[k], step)
-        for e in eq_rows:
-            writer.add_scalar("sweep/equivariance_error", e["equivariance_error"], int(round(100 * e["scale"])))
-        for s in summary:
-            if not math.isnan(s["iou_mean"]):
-                writer.add_scalar(f"sweep_mean_over_scales/iou/{s['strategy']}", s["iou_mean"], 0)
-        writer.add_text("sweep/about", "step = test scale x 100; iou = dataset-wide confusion IoU", 0)
-    finally:
-        writer.close()
-
-
-def _json_safe(obj: Any) -> Any:
-    if isinstance(obj, float):
-        return None if math.isnan(obj) or math.isinf(obj) else obj
-    if isinstance(obj, Mapping):
-        return {str(k): _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json_safe(v) for v in obj]
-    if isinstance(obj, (np.floating, np.integer)):
-        return _json_safe(obj.item())
-    if isinstance(obj, Path):
-        return str(obj)
-    return obj

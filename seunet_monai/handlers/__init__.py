@@ -24,7 +24,7 @@ from .output_transforms import (
     prediction_display,
 )
 from .stats import MultiHeadStatsHandler
-from .status import RunStatus, read_status, write_status
+from .status import RunStatus
 from .stop_on_non_finite import StopOnNonFinite
 
 __all__ = [
@@ -43,7 +43,5 @@ __all__ = [
     "label_display",
     "loss_from_output",
     "prediction_display",
-    "read_status",
     "save_metrics",
-    "write_status",
 ]

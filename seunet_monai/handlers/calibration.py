@@ -12,12 +12,11 @@ from typing import Any
 import torch
 from ignite.engine import Engine, Events
 
-from seunet_monai.distributed import is_main_process
 from seunet_monai.errors import ConfigValueError, set_interrupt_note
 from seunet_monai.evaluation.calibration import DEFAULT_MAX_PIXELS, calibrate_checkpoint
-from seunet_monai.handlers.status import read_status, write_status
-from seunet_monai.networks.utils import unwrap
-from seunet_monai.scale_fusion import BUFFER_NAMES
+from seunet_monai.fusion.scale import BUFFER_NAMES
+from seunet_monai.runtime.distributed import is_main_process, unwrap
+from seunet_monai.runtime.status import read_status, write_status
 
 __all__ = ["DEFAULT_TIME_FRACTION", "ScaleFusionCalibration"]
 

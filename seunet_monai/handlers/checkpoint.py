@@ -22,11 +22,16 @@ from ignite.handlers import Checkpoint
 from monai.handlers import CheckpointSaver
 from monai.transforms import Randomizable, Transform
 
-from seunet_monai.checkpoint import LEGACY_MODEL_KEYS, MODEL_KEY, is_training_checkpoint, read_checkpoint
-from seunet_monai.data.io import atomic_torch_save
-from seunet_monai.distributed import is_main_process
-from seunet_monai.errors import CheckpointError, as_flag, set_interrupt_note
-from seunet_monai.networks.utils import unwrap
+from seunet_monai.checkpoint import (
+    LEGACY_MODEL_KEYS,
+    MODEL_KEY,
+    atomic_torch_save,
+    is_training_checkpoint,
+    read_checkpoint,
+)
+from seunet_monai.errors import CheckpointError, set_interrupt_note
+from seunet_monai.runtime.checks import as_flag
+from seunet_monai.runtime.distributed import is_main_process, unwrap
 
 __all__ = ["BestModelSaver", "RandomStates", "ResumableCheckpoint"]
 

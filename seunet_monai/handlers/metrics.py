@@ -14,7 +14,7 @@ from typing import Any
 
 from monai.handlers import IgniteMetricHandler
 
-from seunet_monai.fusion import PAPER_STRATEGIES
+from seunet_monai.fusion.heads import PAPER_STRATEGIES
 from seunet_monai.handlers.output_transforms import fused_output_transform
 from seunet_monai.metrics import ConfusionIoU
 

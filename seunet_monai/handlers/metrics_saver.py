@@ -4,7 +4,7 @@ Ours rather than MONAI's ``MetricsSaver``: that writes ``metrics.csv`` (``name<d
 opening the final file and writing into it, so an interrupted run leaves a partial file under the final name,
 and it has no place for the run information (checkpoint, dataset, split, scale) that the experiment runner and
 ``scripts/compare.py`` read back. Here one JSON file is written through
-:func:`seunet_monai.data.io.atomic_write_json`.
+:func:`seunet_monai.runtime.files.atomic_write_json`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ from typing import Any
 
 import torch
 
-from seunet_monai.distributed import is_main_process
+from seunet_monai.runtime.distributed import is_main_process
+from seunet_monai.runtime.files import atomic_write_json
 
 __all__ = ["save_metrics"]
 
@@ -36,8 +37,6 @@ def save_metrics(engine: Any, path: str | os.PathLike, **extra: Any) -> Path:
     Returns:
         ``path``.
     """
-    from seunet_monai.data.io import atomic_write_json
-
     metrics = {k: (float(v) if isinstance(v, (int, float)) or torch.is_tensor(v) and v.numel() == 1 else v)
                for k, v in engine.state.metrics.items()}
     out = Path(path)

@@ -3,7 +3,7 @@ trainer's loss, fused probabilities and labels for the IoU metrics, and label ma
 
 The validator runs :class:`seunet_monai.inferers.HeadsInferer`, so each decollated item's ``"pred"`` holds per-head
 class probabilities ``(Ω, C, *spatial)``; each metric fuses them with its own strategy
-(:func:`seunet_monai.fusion.fuse`), which is how one validation pass scores mean, PDist and PEns.
+(:func:`seunet_monai.fusion.strategies.fuse`), which is how one validation pass scores mean, PDist and PEns.
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ from typing import Any
 
 import torch
 
-from seunet_monai.fusion import argmax, fuse
+from seunet_monai.fusion.heads import argmax
+from seunet_monai.fusion.strategies import fuse
 
 __all__ = [
     "display_batch_transform",
@@ -42,7 +43,7 @@ def fused_output_transform(
     batched dict (``pred`` ``(B, Ω, C, *spatial)``). Labels ``(B, *spatial)`` get a channel dim.
 
     Args:
-        strategy: fusion strategy of :func:`seunet_monai.fusion.fuse` (``"mean"``, ``"pdist"``, ``"pens"``,
+        strategy: fusion strategy of :func:`seunet_monai.fusion.strategies.fuse` (``"mean"``, ``"pdist"``, ``"pens"``,
             ``"scale"``, ``"head:k"``).
         pred_key: key of the per-head probabilities.
         label_key: key of the integer labels.

@@ -7,9 +7,10 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 from ignite.engine import Engine, Events
+from torch.utils.tensorboard import SummaryWriter
 
-from seunet_monai.distributed import is_main_process
-from seunet_monai.networks.utils import unwrap
+from seunet_monai.networks.base import MultiHeadNetwork
+from seunet_monai.runtime.distributed import is_main_process, unwrap
 
 if TYPE_CHECKING:
     from torch.utils.tensorboard import SummaryWriter
@@ -67,8 +68,6 @@ class MultiHeadStatsHandler:
         if not is_main_process():
             return
         if self.writer is None:
-            from torch.utils.tensorboard import SummaryWriter
-
             self.writer = SummaryWriter(log_dir=str(self.log_dir))
         engine.add_event_handler(Events.ITERATION_COMPLETED(every=self.interval), self.log_iteration)
         engine.add_event_handler(Events.EPOCH_COMPLETED, self.log_epoch)
@@ -88,7 +87,7 @@ class MultiHeadStatsHandler:
                     for k, v in enumerate(loss.weights().flatten().tolist()):
                         out[f"loss_weight/omega{k + 1}"] = float(v)
         net = unwrap(self.network) if self.network is not None else None
-        if net is not None and hasattr(net, "sigmas"):
+        if isinstance(net, MultiHeadNetwork):
             with torch.no_grad():
                 for layer, sig in net.sigmas().items():
                     for k, v in enumerate(torch.as_tensor(sig).flatten().tolist()):

@@ -1,38 +1,25 @@
-"""Status files: a run's progress and results as JSON, rewritten atomically as the run goes, so that tools (the
-experiment runner, :mod:`seunet_monai.experiment`) follow a run by reading one file instead of parsing its log.
-
-- :class:`RunStatus`: an Ignite handler writing ``training_status.json`` for the trainer (epochs, epoch times,
-  the latest validation metrics, the best model so far, finished or failed);
-- :func:`write_status` / :func:`read_status`: the file format, also used by the scale sweep
-  (``eval/sweep_status.json``, :class:`seunet_monai.evaluation.ScaleSweep`).
-
-Every file holds ``{"state": ..., "updated_utc": ..., ...}`` with a state of :data:`STATES`: ``"running"``;
-``"calibrating"`` (training is done and the ``scale`` fusion of ``model.pt`` is being calibrated,
-:class:`~seunet_monai.handlers.ScaleFusionCalibration`); ``"finished"`` (only when everything is done);
-``"failed"``; ``"interrupted"`` (Ctrl-C; ``error`` says what was kept and how to go on).
+"""The trainer's status file, ``training_status.json``: :class:`RunStatus`, an Ignite handler writing the epochs,
+epoch times, the latest validation metrics, the best model so far, finished or failed (the file format:
+:mod:`seunet_monai.runtime.status`).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
-from collections.abc import Mapping
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import torch
 from ignite.engine import Engine, Events
 
-from seunet_monai.data.io import atomic_write_json
-from seunet_monai.distributed import is_main_process
 from seunet_monai.errors import interrupt_note
+from seunet_monai.runtime.distributed import is_main_process
+from seunet_monai.runtime.status import read_status, write_status
 
-__all__ = ["STATES", "RunStatus", "read_status", "write_status"]
+__all__ = ["RunStatus"]
 
-STATES = ("running", "calibrating", "finished", "failed", "interrupted")
 logger = logging.getLogger(__name__)
 
 
@@ -42,34 +29,6 @@ def _scalar(v: Any) -> Any:
     if isinstance(v, float) and (v != v or v in (float("inf"), float("-inf"))):
         return None  # JSON has no NaN
     return v if isinstance(v, (int, float, str, bool)) or v is None else str(v)
-
-
-def write_status(path: str | os.PathLike, state: str, **fields: Any) -> Path:
-    """Write a status file atomically: ``{"state": state, "updated_utc": now, **fields}``.
-
-    Args:
-        path: the JSON file (folders are created).
-        state: one of :data:`STATES`.
-        fields: JSON-serialisable entries.
-
-    Raises:
-        ValueError: for an unknown ``state``.
-    """
-    if state not in STATES:
-        raise ValueError(f"write_status: state must be one of {STATES}, got {state!r}.")
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    return atomic_write_json(out, {"state": state, "updated_utc": now, **fields})
-
-
-def read_status(path: str | os.PathLike) -> dict[str, Any] | None:
-    """The content of a status file, or ``None`` when it does not exist (yet) or cannot be parsed."""
-    try:
-        data = json.loads(Path(path).read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, Mapping) else None
 
 
 class RunStatus:

@@ -9,7 +9,8 @@ import torch
 from ignite.engine import Engine, Events
 
 from seunet_monai.errors import TrainingDivergedError
-from seunet_monai.networks.utils import unwrap
+from seunet_monai.handlers.output_transforms import loss_from_output
+from seunet_monai.runtime.distributed import unwrap
 
 __all__ = ["StopOnNonFinite"]
 
@@ -36,8 +37,6 @@ class StopOnNonFinite:
         network: torch.nn.Module | None = None,
         optimizer: torch.optim.Optimizer | None = None,
     ) -> None:
-        from seunet_monai.handlers.output_transforms import loss_from_output
-
         self.output_transform = output_transform or loss_from_output
         self.network = network
         self.optimizer = optimizer

@@ -1,4 +1,6 @@
-"""Scale-group layers: Gaussian-derivative bases, learnable scales, GD convolutions, group layout.
+"""Scale-group layers: Gaussian-derivative bases, learnable scales, GD convolutions, group layout, and the scale
+action on images, labels and features (:mod:`~seunet_monai.layers.rescale`: the sweep's rescaling, which the
+DISCO basis also uses; import it from there).
 
 These are ours: MONAI's convolutions (``Conv[...]``, ``Convolution``) learn free kernels of a fixed size; a GD
 layer's kernels are a learnt mix of Gaussian derivatives whose σ is itself learnt within a range per scale group,

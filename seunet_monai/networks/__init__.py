@@ -2,7 +2,7 @@
 
 from .cnn import CNNUNet, PlainConv
 from .disco import DISCOConv, DISCOUNet
-from .seunet import GDBlock, SEUNet
 from .sesn import SESNConv, SESNUNet
+from .seunet import GDBlock, SEUNet
 
 __all__ = ["CNNUNet", "DISCOConv", "DISCOUNet", "GDBlock", "PlainConv", "SEUNet", "SESNConv", "SESNUNet"]

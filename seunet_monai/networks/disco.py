@@ -13,7 +13,7 @@ image ``f`` down by ``r = s/t`` should commute with the filters,
     ``D_r(f ⋆ ψ_{s,n}) ≈ D_r(f) ⋆ ψ_{t,n}``   (the equivariance error ``‖D_r(f ⋆ ψ_s) − D_r(f) ⋆ ψ_t‖²``),
 
 where ``D_r`` is the evaluation's rescaling (anti-aliased linear interpolation with pixel-centre alignment,
-:mod:`seunet_monai.evaluation.rescale`). The smallest scale's basis is the complete basis of its grid (the
+:mod:`seunet_monai.layers.rescale`). The smallest scale's basis is the complete basis of its grid (the
 ``3 × 3`` filter of a conventional CNN: one delta per pixel, so 9 functions in 2-D), and the bases of the
 larger scales are the least-squares solution of the equivariance error above, summed over all pairs of scales
 and over smooth random signals. Where an exact solution exists (integer ratios such as 1:2, where the dilated
@@ -42,6 +42,8 @@ from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
+
+from seunet_monai.layers.rescale import rescale_image
 
 from .sesn import SESNConv, SESNUNet
 
@@ -194,7 +196,7 @@ def basis_equivariance_error(
     For every pair of scales ``t < s`` (ratio ``r = s/t``), the relative error averaged over the basis functions
     ``n`` and the images: ``‖D_r(f ⋆ ψ_{s,n}) − D_r(f) ⋆ ψ_{t,n}‖² / ‖D_r(f) ⋆ ψ_{t,n}‖²`` on the interior
     (``margin`` pixels of the rescaled maps left out; default the largest half-width + 2), with ``D_r`` the
-    sweep's rescaling (:func:`~seunet_monai.evaluation.rescale.rescale_image`) and ``⋆`` correlation.
+    sweep's rescaling (:func:`~seunet_monai.layers.rescale.rescale_image`) and ``⋆`` correlation.
 
     Args:
         bases: per scale ``(num_basis, K_k, K_k)``.
@@ -205,8 +207,6 @@ def basis_equivariance_error(
     Returns:
         ``{(s_t, s_s): error}``.
     """
-    from seunet_monai.evaluation.rescale import rescale_image
-
     if len(bases) != len(scales):
         raise ValueError(f"basis_equivariance_error: {len(bases)} bases for {len(scales)} scales.")
     margin = max(b.shape[-1] for b in bases) // 2 + 2 if margin is None else int(margin)

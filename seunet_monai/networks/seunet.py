@@ -19,11 +19,13 @@ import torch.nn.functional as F
 from monai.networks.layers.utils import get_act_layer, get_norm_layer
 from torch import nn
 
-from ..fusion import fuse, parse_strategy
+from ..errors import ExportError
+from ..fusion.scale import signature_width, upgrade_signature_state
+from ..fusion.strategies import parse_strategy
 from ..layers.gd_conv import GDConv
 from ..layers.group_ops import unfold_groups
 from ..layers.scales import SIGMA_MODES, default_sigma_ranges, validate_sigma_bounds
-from ..scale_fusion import signature_width, upgrade_signature_state
+from .base import MultiHeadNetwork
 
 __all__ = ["GDBlock", "SEUNet"]
 
@@ -122,7 +124,7 @@ class _GroupHeads(nn.Module):
         return out.reshape(x.shape[0], -1, *x.shape[2:])
 
 
-class SEUNet(nn.Module):
+class SEUNet(MultiHeadNetwork):
     """Scale-Equivariant UNet with Gaussian-derivative layers and learnable, range-constrained scales.
 
     Args:
@@ -154,7 +156,7 @@ class SEUNet(nn.Module):
         dropout: dropout after each block.
         share_heads: one 1×1 head shared by all groups (default, as the authors' code) or one per group.
         fusion: eval-mode fusion of the heads: ``"pens"`` (default), ``"pdist"``, ``"mean"``, ``"scale"`` or
-            ``"head:k"`` (:mod:`~seunet_monai.fusion`). ``"scale"`` (:mod:`~seunet_monai.scale_fusion`) reads the
+            ``"head:k"`` (:mod:`~seunet_monai.fusion`). ``"scale"`` (:mod:`~seunet_monai.fusion.scale`) reads the
             calibration buffers below (PEns with a warning while they are NaN).
         profile_scales: the scales at which the ``"scale"`` fusion's calibration (buffers ``fusion_scales``,
             ``fusion_iou`` ``(P, Ω)``, ``fusion_signature`` ``(P, 3Ω)``) is measured; default the 17 sweep
@@ -229,7 +231,6 @@ class SEUNet(nn.Module):
         self.discretization = discretization
         self.share_heads = share_heads
         self.fusion = fusion
-        self.output_heads = False
         self._conv_kwargs = dict(
             order=order,
             sigma_mode=sigma_mode,
@@ -331,15 +332,6 @@ class SEUNet(nn.Module):
         logits = unfold_groups(logits.contiguous(), self.num_scales)
         return self._crop(logits, size)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        logits = self.forward_heads(x)
-        if self.training:
-            return logits
-        probs = torch.softmax(logits, dim=2)
-        if self.output_heads:
-            return probs
-        return fuse(probs, self.fusion, profile=self)  # "scale" reads the fusion_* buffers; others ignore it
-
     def upgrade_state_dict(self, state_dict: dict, prefix: str = "", warn: bool = True) -> None:
         """Bring, in place, a state dict of an older release to this layout: a scale-fusion calibration saved with
         the 0.3.0 signature (``(P, 2Ω)``) is cleared, not refused, so the weights still load. Used on every load
@@ -353,8 +345,6 @@ class SEUNet(nn.Module):
     def __prepare_scriptable__(self) -> "SEUNet":
         """Called by ``torch.jit.script``: refuse with one clear line (kernel sizes follow σ through Python integer
         arithmetic, which TorchScript cannot compile); tracing exports a model correct at every input size."""
-        from ..errors import ExportError
-
         raise ExportError(
             f"{type(self).__name__} cannot be exported with torch.jit.script; export it by tracing instead "
             '(ckpt_export ... --use_trace True --input_shape "[1,3,128,128]"; the traced model is correct at every '

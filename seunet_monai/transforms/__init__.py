@@ -1,6 +1,6 @@
 """MONAI transforms of the package (post-processing of per-head outputs); data-loading transforms are in
 :mod:`seunet_monai.data` (e.g. :mod:`seunet_monai.data.stain`)."""
 
-from .post import Fuse, Fused, SaveLabelMaskd, WinningHead, WinningHeadd
+from .post import Fuse, Fused
 
-__all__ = ["Fuse", "Fused", "SaveLabelMaskd", "WinningHead", "WinningHeadd"]
+__all__ = ["Fuse", "Fused"]

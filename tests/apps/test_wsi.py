@@ -31,17 +31,18 @@ from seunet_monai.apps.wsi import (
     is_colourless,
     make_reader,
 )
-from seunet_monai.fusion import fuse
-from seunet_monai.run_lock import LOCK_NAME
+from seunet_monai.networks.base import MultiHeadNetwork
+from seunet_monai.runtime.run_lock import LOCK_NAME
 
 SHARED = Path(__file__).resolve().parents[2] / ".." / "shared"
 MONUSEG = SHARED / "data" / "monuseg-train" / "images"
 
 
-class DarkBlobs(torch.nn.Module):
+class DarkBlobs(MultiHeadNetwork):
     """Two heads: a pixel is a nucleus when its darkness, box-averaged over 3x3 (head 1) or 7x7 (head 2)
     pixels, exceeds a threshold. Eval-mode output: the PEns fusion, like SEUNet."""
 
+    num_scales = 2
     out_channels = 2
     fusion = "pens"
 
@@ -51,8 +52,9 @@ class DarkBlobs(torch.nn.Module):
         logits = [torch.cat([torch.zeros_like(h), 40.0 * (h - 0.45)], 1) for h in heads]
         return torch.stack(logits, 1)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return fuse(torch.softmax(self.forward_heads(x), 2), self.fusion)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # fused in any mode (the tests call it untouched)
+        return self.fuse_heads(torch.softmax(self.forward_heads(x), 2))
+
 
 
 @pytest.fixture(scope="module")
@@ -410,8 +412,8 @@ def _png_declaring_size(path: Path, width: int, height: int) -> None:
 
 
 def test_huge_png_is_refused_from_its_header_with_the_fix(tmp_path):
-    from seunet_monai.apps.wsi import ImageTooLargeError, PILImageReader
-    from seunet_monai.errors import SeunetError
+    from seunet_monai.apps.wsi import PILImageReader
+    from seunet_monai.errors import ImageTooLargeError, SeunetError
 
     huge = tmp_path / "huge.png"
     _png_declaring_size(huge, 100_000, 80_000)  # 8 Gpx: decoding it would need ~32 GB
@@ -655,7 +657,7 @@ def test_second_run_into_a_locked_output_folder_is_refused_naming_the_pid(tmp_pa
     _png(tmp_path / "in" / "b.png", tissue[:64, :64])
     out = tmp_path / "out"
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys; from seunet_monai.run_lock import lock_run_folders; "
+        [sys.executable, "-c", "import sys; from seunet_monai.runtime.run_lock import lock_run_folders; "
          f"lock = lock_run_folders([{str(out)!r}]); print('locked', flush=True); sys.stdin.read()"],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:

@@ -8,12 +8,11 @@ import json
 import torch
 from monai.bundle import ConfigParser
 
-
 from .conftest import EVALUATE, INFERENCE, TINY_NET, TRAIN, bundle
 
 
 def _calibrated_rows(path) -> list[float]:
-    from seunet_monai.scale_fusion import BUFFER_NAMES, ScaleProfile
+    from seunet_monai.fusion.scale import BUFFER_NAMES, ScaleProfile
 
     state = torch.load(path, map_location="cpu", weights_only=True)
     profile = ScaleProfile.from_buffers(*(state[n] for n in BUFFER_NAMES))  # the rows the fusion uses
@@ -43,7 +42,7 @@ def test_training_calibrates_model_pt_and_calibrating_redoes_it(trained):
 
 def test_fusion_key_scale_reaches_network_and_postprocessing():
     from seunet_monai.apps.wsi.inferers import HeadsPatchPredictor
-    from seunet_monai.fusion import fuse
+    from seunet_monai.fusion.strategies import fuse
 
     parser = ConfigParser()
     parser.read_config(INFERENCE)

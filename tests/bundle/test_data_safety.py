@@ -78,7 +78,7 @@ def test_evaluating_never_generates_data(tmp_path, trained):
 
 def test_second_training_into_a_locked_ckpt_dir_fails_at_once(tmp_path, trained):
     """Item 5: a folder held by another run (here: this test process) is refused, naming it and the pid."""
-    from seunet_monai.run_lock import lock_run_folders
+    from seunet_monai.runtime.run_lock import lock_run_folders
 
     data = copy_data(trained, tmp_path)
     lock = lock_run_folders([tmp_path / "models"])

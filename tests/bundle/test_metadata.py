@@ -6,11 +6,10 @@ import copy
 import json
 import re
 import shlex
-import subprocess
 import sys
-import tomllib
 
 import pytest
+import tomllib
 from monai.bundle import ConfigParser, verify_metadata
 
 from .conftest import REPO, run_cmd

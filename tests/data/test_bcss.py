@@ -9,18 +9,18 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from seunet_monai.cli.prepare_bcss import main
 from seunet_monai.data.bcss import (
     DEFAULT_CLASS_MAP,
     DEFAULT_TEST_INSTITUTIONS,
     IGNORE_VALUE,
     institution_of,
     load_class_map,
-    main,
     map_classes,
     prepare_bcss,
 )
 from seunet_monai.data.datalist import load_datalist
-from seunet_monai.data.preparation import PreparationError
+from seunet_monai.errors import PreparationError
 
 
 def code_mask(h: int = 48, w: int = 64) -> np.ndarray:

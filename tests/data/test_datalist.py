@@ -8,13 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from seunet_monai.data.datalist import (
-    DatalistError,
-    datalist_exists,
-    load_datalist,
-    write_datalist,
-)
+from seunet_monai.data.datalist import datalist_exists, load_datalist, write_datalist
 from seunet_monai.data.io import atomic_save_png
+from seunet_monai.errors import DatalistError
 
 
 def _dataset(root: Path, n: int = 2) -> dict[str, list[dict[str, str]]]:

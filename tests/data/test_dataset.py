@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from seunet_monai.checks import check_label_values, check_outputs
-from seunet_monai.data.dataset import ensure_dataset, list_images
+from seunet_monai.data.dataset import check_label_values, ensure_dataset
+from seunet_monai.data.io import list_images
 from seunet_monai.errors import DataError
+from seunet_monai.runtime.checks import check_outputs
 
 SMALL = {"n_train": 2, "n_val": 1, "n_test": 1, "size": 32}
 

@@ -10,9 +10,11 @@ import pytest
 import tifffile
 from PIL import Image
 
+from seunet_monai.cli.prepare_monuseg import main
 from seunet_monai.data.datalist import load_datalist
-from seunet_monai.data.monuseg import main, parse_aperio_xml, prepare_monuseg, rasterise_regions
-from seunet_monai.data.preparation import PreparationError, pick_validation, tile_starts
+from seunet_monai.data.monuseg import parse_aperio_xml, prepare_monuseg, rasterise_regions
+from seunet_monai.data.preparation import pick_validation, tile_starts
+from seunet_monai.errors import PreparationError
 
 FIXTURE = Path(__file__).resolve().parents[2] / ".." / "shared" / "fixtures" / "monuseg-sample"
 
@@ -473,7 +475,7 @@ def test_overwrite_on_a_full_disk_keeps_the_old_dataset(tmp_path, monkeypatch, c
     and a rerun was refused. The new dataset is written beside the old one and swapped in when complete."""
     import errno
 
-    import seunet_monai.data.io as io_module
+    import seunet_monai.data.monuseg as io_module  # the module whose writes fail
 
     root = make_flat(tmp_path / "flat", n=3)
     dst = tmp_path / "dst"

@@ -6,8 +6,9 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
+from seunet_monai.cli.prepare_monuseg import main
 from seunet_monai.data.datalist import load_datalist
-from seunet_monai.data.monuseg import main, prepare_monuseg
+from seunet_monai.data.monuseg import prepare_monuseg
 
 from .test_monuseg import make_monuseg
 

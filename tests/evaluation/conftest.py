@@ -8,8 +8,10 @@ import pytest
 import torch
 import torch.nn as nn
 
+from seunet_monai.networks.base import MultiHeadNetwork
 
-class ToyHeads(nn.Module):
+
+class ToyHeads(MultiHeadNetwork):
     """A pointwise multi-head network following the SEUNet API.
 
     Class 1 logit of head k is ``t_k * (x_0 - 0.5)`` (channel 0 of the image): every head predicts
@@ -20,7 +22,7 @@ class ToyHeads(nn.Module):
     def __init__(self, in_channels: int = 3, temperatures: tuple[float, ...] = (2.0, 8.0)) -> None:
         super().__init__()
         self.num_scales = len(temperatures)
-        self.output_heads = False
+        self.out_channels = 2
         self.fusion = "pens"
         self.register_buffer("t", torch.tensor(temperatures))
         self.proj = nn.Conv2d(in_channels, 4, 1)
@@ -29,17 +31,6 @@ class ToyHeads(nn.Module):
     def forward_heads(self, x: torch.Tensor) -> torch.Tensor:
         z = (x[:, :1] - 0.5).unsqueeze(1) * self.t.view(1, -1, 1, 1, 1)  # (B, Ω, 1, H, W)
         return torch.cat([torch.zeros_like(z), z], dim=2)  # (B, Ω, 2, H, W)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        logits = self.forward_heads(x)
-        if self.training:
-            return logits
-        probs = torch.softmax(logits, dim=2)
-        if self.output_heads:
-            return probs
-        from seunet_monai.fusion import fuse
-
-        return fuse(probs, self.fusion)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         f = self.proj(x)

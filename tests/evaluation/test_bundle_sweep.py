@@ -16,8 +16,8 @@ CONFIGS = REPO / "bundle" / "configs"
 
 
 def test_evaluating_runs_the_sweep(tmp_path) -> None:
+    from seunet_monai.evaluation.outputs import OUTPUT_FILES
     from seunet_monai.networks import SEUNet
-    from seunet_monai.evaluation.sweep import OUTPUT_FILES
 
     torch.manual_seed(0)
     net = SEUNet(spatial_dims=2, in_channels=3, out_channels=2, num_scales=2, channels=[4, 8, 16, 32, 64])
@@ -58,6 +58,6 @@ def test_evaluating_runs_the_sweep(tmp_path) -> None:
     assert status["state"] == "finished" and status["images_done"] == status["num_images"] == 2
     assert status["model"] == "SEUNet" and status["iou_mean_over_scales"]["pens"] > 0
     cfg = json.loads((CONFIGS / "evaluate.json").read_text())
-    assert cfg["sweep"]["_target_"] == "seunet_monai.evaluation.ScaleSweep"
+    assert cfg["sweep"]["_target_"] == "seunet_monai.evaluation.sweep.ScaleSweep"
     sweep_call = [expr for expr in cfg["evaluating"] if "sweep" in expr]
     assert len(sweep_call) == 1 and sweep_call[0].startswith("$@sweep.run(") and len(sweep_call[0]) < 120

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from seunet_monai.evaluation.calibration import calibrate_scale_fusion, calibration_rows, whole_images
+from seunet_monai.fusion.scale import ScaleProfile
 from seunet_monai.networks import SEUNet
-from seunet_monai.scale_fusion import ScaleProfile
 
 
 def _net() -> SEUNet:

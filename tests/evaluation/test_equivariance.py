@@ -10,7 +10,8 @@ import torch
 import torch.nn as nn
 
 from seunet_monai.evaluation.equivariance import centre_crop, equivariance_matrices, matched_error
-from seunet_monai.metrics import matched_groups
+from seunet_monai.networks.base import MultiHeadNetwork
+from seunet_monai.networks.equivariance import matched_groups
 
 
 def _smooth_image(size: int = 96, seed: int = 0) -> torch.Tensor:
@@ -36,7 +37,7 @@ def test_nonlinear_pointwise_is_not_equivariant_to_resampling() -> None:
     assert float(mats[2.0]) > 1e-4
 
 
-class _Lifting(nn.Module):
+class _Lifting(MultiHeadNetwork):
     """One lifting GD layer with σ = 1, 2, 4, exposing the multi-head feature API."""
 
     def __init__(self) -> None:
@@ -76,7 +77,7 @@ def test_centre_crop() -> None:
 
 
 def test_scale_partners_within_ten_percent():
-    from seunet_monai.metrics import scale_partners
+    from seunet_monai.evaluation.equivariance import scale_partners
 
     sig = torch.tensor([0.5, 1.0, 1.5, 2.0, 2.5])
     matches, has = scale_partners(sig, 2.0)

@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-import pytest
 import torch
 
-from seunet_monai.evaluation.heads import HeadProbabilities, network_features, num_heads, output_heads_mode
+from seunet_monai.evaluation.heads import network_features, num_heads, output_heads_mode
+from seunet_monai.inferers import head_probabilities
 
 
-def test_multihead_probabilities_flattened_and_back(toy_heads) -> None:
+def test_multihead_probabilities_in_output_heads_mode(toy_heads) -> None:
     x = torch.rand(2, 3, 8, 8)
-    w = HeadProbabilities(toy_heads)
     assert toy_heads.training and not toy_heads.output_heads
     with output_heads_mode(toy_heads):
-        flat = w(x)
-    assert flat.shape == (2, 4, 8, 8)  # Ω * C
-    heads = w.unflatten(flat)
+        assert not toy_heads.training and toy_heads.output_heads
+        heads = head_probabilities(toy_heads, x)
+        assert torch.allclose(toy_heads(x), heads)  # the network's own eval output with output_heads
+    assert heads.shape == (2, 2, 2, 8, 8)  # (B, Ω, C, H, W)
     assert torch.allclose(heads, torch.softmax(toy_heads.forward_heads(x), 2))
     assert toy_heads.training and not toy_heads.output_heads  # restored
 
@@ -23,9 +23,8 @@ def test_multihead_probabilities_flattened_and_back(toy_heads) -> None:
 def test_plain_network_is_one_head(plain_pointwise) -> None:
     x = torch.rand(1, 3, 8, 8)
     assert num_heads(plain_pointwise) == 1
-    w = HeadProbabilities(plain_pointwise)
     with output_heads_mode(plain_pointwise):
-        heads = w.unflatten(w(x))
+        heads = head_probabilities(plain_pointwise, x)
     assert heads.shape == (1, 1, 2, 8, 8)
     assert torch.allclose(heads[:, 0], torch.softmax(plain_pointwise(x), 1))
 
@@ -37,33 +36,11 @@ def test_features_of_plain_network_are_the_last_conv_input(plain_pointwise) -> N
     assert torch.allclose(f[:, 0], plain_pointwise.a(x))
 
 
-def test_output_heads_is_on_for_the_call_only_and_a_wrong_output_is_refused(toy_heads) -> None:
-    w = HeadProbabilities(toy_heads)
+def test_a_multihead_network_gives_its_heads_whatever_its_output_heads(toy_heads) -> None:
     toy_heads.eval()
     toy_heads.output_heads = False
-    assert w(torch.rand(1, 3, 4, 4)).shape == (1, 4, 4, 4)  # Ω = 2 heads x C = 2 classes, not the fused 2
-
-    class FollowsOutputHeads(torch.nn.Module):  # multi-head API without forward_heads: asked through the flag
-        num_scales, output_heads = 2, False
-
-        def forward(self, x):
-            fg = torch.rand(x.shape[0], 2, 1, *x.shape[2:])
-            heads = torch.cat([1 - fg, fg], dim=2)  # (B, Ω, C, H, W)
-            return heads if self.output_heads else heads.mean(1)
-
-    net = FollowsOutputHeads()
-    assert HeadProbabilities(net)(torch.rand(1, 3, 4, 4)).shape == (1, 4, 4, 4)  # the flag was on for the call
-    assert net.output_heads is False  # and is off again
-
-    class IgnoresOutputHeads(torch.nn.Module):  # multi-head API without forward_heads: asked through output_heads
-        num_scales, output_heads = 2, False
-
-        def forward(self, x):
-            return torch.rand(x.shape[0], 2, *x.shape[2:])  # fused (B, C, H, W) whatever the flag
-
-    with pytest.raises(ValueError, match="output_heads=True"):
-        HeadProbabilities(IgnoresOutputHeads())(torch.rand(1, 3, 4, 4))
-
+    assert head_probabilities(toy_heads, torch.rand(1, 3, 4, 4)).shape == (1, 2, 2, 4, 4)  # not the fused (1, 2, ...)
+    assert toy_heads.output_heads is False
 
 def test_monai_basicunet_features_come_from_its_final_conv_input() -> None:
     from monai.networks.nets import BasicUNet

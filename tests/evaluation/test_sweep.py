@@ -9,9 +9,10 @@ import math
 import pytest
 import torch
 
-from seunet_monai.evaluation.sweep import OUTPUT_FILES, run_scale_sweep
+from seunet_monai.evaluation.outputs import OUTPUT_FILES
+from seunet_monai.evaluation.sweep import run_scale_sweep
+from seunet_monai.layers.rescale import rescale_image, rescale_label
 from seunet_monai.metrics import SegmentationScores
-from seunet_monai.evaluation.rescale import rescale_image, rescale_label
 
 from .conftest import toy_dataset
 
@@ -188,7 +189,7 @@ def test_images_smaller_than_the_window_are_not_padded(toy_heads) -> None:
     from monai.inferers import SlidingWindowInferer
 
     from seunet_monai.evaluation.heads import output_heads_mode
-    from seunet_monai.evaluation.sweep import predict_heads
+    from seunet_monai.inferers import predict_heads
 
     seen = []
     heads = toy_heads.forward_heads
@@ -203,7 +204,8 @@ def test_images_smaller_than_the_window_are_not_padded(toy_heads) -> None:
 
 
 def test_sweep_window_rule() -> None:
-    from seunet_monai.evaluation.sweep import DEFAULT_MAX_PIXELS, sweep_window
+    from seunet_monai.evaluation.sweep import DEFAULT_MAX_PIXELS
+    from seunet_monai.inferers import sweep_window
 
     assert sweep_window((1000, 1000), DEFAULT_MAX_PIXELS, (128, 128), sw_batch_size=4) is None  # fits: whole
     assert sweep_window((2000, 2000), DEFAULT_MAX_PIXELS, (128, 128), sw_batch_size=4) is None  # MoNuSeg at s = 2
@@ -253,8 +255,8 @@ def test_windowed_and_whole_probabilities_of_a_real_seunet_agree() -> None:
 
 
 def test_the_sweep_writes_its_progress_and_results_to_a_status_file(tmp_path, toy_heads) -> None:
-    from seunet_monai.evaluation import ScaleSweep
-    from seunet_monai.handlers.status import read_status
+    from seunet_monai.evaluation.sweep import ScaleSweep
+    from seunet_monai.runtime.status import read_status
 
     sweep = ScaleSweep([0.5, 1.0], model_name="toy", roi_size=16, equivariance_images=0, num_examples=0,
                        tensorboard=False)

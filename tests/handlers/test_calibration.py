@@ -11,8 +11,9 @@ import torch
 from ignite.engine import Engine
 
 from seunet_monai import errors
-from seunet_monai.handlers import RunStatus, ScaleFusionCalibration, read_status
+from seunet_monai.handlers import RunStatus, ScaleFusionCalibration
 from seunet_monai.networks import SEUNet
+from seunet_monai.runtime.status import read_status
 
 
 def _net() -> SEUNet:

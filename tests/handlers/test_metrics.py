@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from seunet_monai.fusion import fuse
+from seunet_monai.fusion.strategies import fuse
 from seunet_monai.handlers import dataset_iou, fused_output_transform, fusion_iou_metrics
 
 

@@ -8,6 +8,7 @@ from ignite.engine import Engine
 
 from seunet_monai.handlers import MultiHeadStatsHandler
 from seunet_monai.losses import MultiHeadLoss
+from seunet_monai.networks.base import MultiHeadNetwork
 
 
 def test_bad_arguments():
@@ -17,7 +18,7 @@ def test_bad_arguments():
         MultiHeadStatsHandler()
 
 
-class _Net(torch.nn.Module):
+class _Net(MultiHeadNetwork):
     def __init__(self):
         super().__init__()
         self.s = torch.nn.Parameter(torch.tensor([1.0, 2.0]))

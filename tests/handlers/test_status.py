@@ -6,7 +6,8 @@ import pytest
 import torch
 from ignite.engine import Engine, Events
 
-from seunet_monai.handlers import RunStatus, read_status, write_status
+from seunet_monai.handlers import RunStatus
+from seunet_monai.runtime.status import read_status
 
 
 def _validator(values):
@@ -64,12 +65,3 @@ def test_run_status_records_a_failure_and_lets_the_error_through(tmp_path):
         trainer.run([0, 0], max_epochs=2)
     status = read_status(path)
     assert status["state"] == "failed" and status["error"] == "RuntimeError: boom" and status["epoch"] == 2
-
-
-def test_write_status_is_atomic_json_and_checks_the_state(tmp_path):
-    write_status(tmp_path / "x" / "s.json", "running", images_done=1)
-    assert read_status(tmp_path / "x" / "s.json")["images_done"] == 1
-    assert sorted(p.name for p in (tmp_path / "x").iterdir()) == ["s.json"]  # no temporary file left
-    assert read_status(tmp_path / "missing.json") is None
-    with pytest.raises(ValueError, match="state"):
-        write_status(tmp_path / "s.json", "done")

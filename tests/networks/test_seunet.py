@@ -5,7 +5,7 @@ import warnings
 import pytest
 import torch
 
-from seunet_monai.fusion import fuse
+from seunet_monai.fusion.strategies import fuse
 from seunet_monai.networks import SEUNet
 
 TINY = (5, 10, 10, 15, 15)

@@ -1,42 +1,51 @@
-"""Specification of ``seunet_monai.transforms.post``: saving predicted masks."""
+"""Specification of ``seunet_monai.transforms.post``: the heads' fusion as MONAI transforms."""
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 from monai.data import MetaTensor
-from PIL import Image
 
-from seunet_monai.transforms.post import SaveLabelMaskd
-
-
-def test_save_label_maskd_writes_mask_and_probabilities(tmp_path):
-    probs = torch.softmax(torch.randn(2, 5, 7), 0)
-    image = MetaTensor(torch.zeros(3, 5, 7), meta={"filename_or_obj": "/somewhere/slide_01.tif"})
-    SaveLabelMaskd("pred", tmp_path, save_probabilities=True)({"pred": probs, "image": image})
-    mask = np.asarray(Image.open(tmp_path / "slide_01.png"))
-    np.testing.assert_array_equal(mask, probs.argmax(0).numpy())
-    import tifffile
-
-    np.testing.assert_allclose(tifffile.imread(tmp_path / "slide_01_prob.tif"), probs.numpy(), rtol=1e-6)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["slide_01.png", "slide_01_prob.tif"]
-    with pytest.raises(ValueError, match="filename_or_obj"):
-        SaveLabelMaskd("pred", tmp_path)({"pred": probs, "image": torch.zeros(3, 5, 7)})
+from seunet_monai.fusion.strategies import FUSION_STRATEGIES, fuse
+from seunet_monai.transforms.post import Fuse, Fused
 
 
-def test_monai_save_image_writes_the_same_mask_transposed(tmp_path):
-    """MONAI's SaveImage (PILWriter) gives the same class ids, but in (W, H) order for an input loaded with
-    PILReader(reverse_indexing=False), and writes in place (not atomically): why SaveLabelMaskd is ours."""
-    from monai.transforms import SaveImage
+@pytest.mark.parametrize("strategy", [*FUSION_STRATEGIES, "head:2"])
+def test_transform_item_and_batched_agree(strategy: str) -> None:
+    probs = torch.softmax(torch.randn(2, 3, 4, 5, 6), dim=2)  # (B, Ω, C, H, W)
+    batched = Fuse(strategy, batched=True)(probs)
+    assert batched.shape == (2, 4, 5, 6)
+    item = Fuse(strategy)(probs[1])  # decollated item (Ω, C, H, W)
+    assert item.shape == (4, 5, 6)
+    assert torch.allclose(item, batched[1])
+    assert torch.allclose(item, fuse(probs, strategy)[1])
 
-    probs = torch.softmax(torch.randn(2, 5, 7), 0)
-    image = MetaTensor(torch.zeros(3, 5, 7), meta={"filename_or_obj": "/somewhere/slide_01.tif"})
-    SaveLabelMaskd("pred", tmp_path / "ours")({"pred": probs, "image": image})
-    mask = MetaTensor(probs.argmax(0, keepdim=True).to(torch.uint8), meta={"filename_or_obj": "/somewhere/slide_01.tif"})
-    SaveImage(output_dir=str(tmp_path / "monai"), output_ext=".png", output_postfix="", separate_folder=False,
-              output_dtype=np.uint8, scale=None, resample=False, writer="PILWriter")(mask)
-    ours = np.asarray(Image.open(tmp_path / "ours" / "slide_01.png"))
-    monai = np.asarray(Image.open(tmp_path / "monai" / "slide_01.png"))
-    assert ours.shape == (5, 7) and monai.shape == (7, 5)
-    np.testing.assert_array_equal(monai.T, ours)
+
+def test_transform_3d_item_is_not_mistaken_for_a_batch() -> None:
+    probs = torch.softmax(torch.randn(3, 2, 4, 5, 6), dim=1)  # 3D item (Ω, C, D, H, W)
+    out = Fuse("mean")(probs)
+    assert out.shape == (2, 4, 5, 6)
+
+
+def test_transform_softmax_and_meta() -> None:
+    logits = MetaTensor(torch.randn(3, 2, 4, 4), meta={"filename_or_obj": "x.png"})
+    out = Fuse("pens", softmax=True)(logits)
+    assert isinstance(out, MetaTensor)
+    assert out.meta["filename_or_obj"] == "x.png"
+    expected = fuse(torch.softmax(logits.as_tensor(), 1).unsqueeze(0), "pens")[0]
+    assert torch.allclose(out.as_tensor(), expected)
+
+
+def test_dict_transform() -> None:
+    probs = torch.softmax(torch.randn(2, 2, 4, 4), dim=1)
+    d = Fused(keys="pred", strategy="pdist")({"pred": probs, "label": torch.zeros(1, 4, 4)})
+    assert d["pred"].shape == (2, 4, 4)
+    assert torch.allclose(d["pred"], fuse(probs.unsqueeze(0), "pdist")[0])
+    with pytest.raises(ValueError, match="Fuse: expected"):
+        Fused(keys="pred")({"pred": torch.rand(2, 4)})
+
+
+@pytest.mark.parametrize("bad", ["median", "", "head:x"])
+def test_transform_refuses_a_bad_strategy(bad: str) -> None:
+    with pytest.raises(ValueError):
+        Fuse(bad)

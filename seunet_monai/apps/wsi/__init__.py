@@ -1,15 +1,25 @@
 """Whole-slide and large-image inference: readers, tissue detection, a streaming patch inferer and writers."""
 
 from .accumulator import RawMask, SlideAccumulator
+from .figures import (
+    OKABE_ITO,
+    pick_regions,
+    tissue_box,
+    window_map,
+    write_head_map,
+    write_image_overlay,
+    write_region_crops,
+    write_scale_map,
+    write_slide_overview,
+)
 from .inferers import BandMerger, HeadsPatchPredictor, PatchPreprocessing, TissueWSISplitter
 from .instances import Instance, iter_instances, split_touching
 from .readers import (
-    IMAGE_SUFFIXES,
     MAX_IMAGE_PIXELS,
     PLAUSIBLE_MPP,
     SLIDE_SUFFIXES,
     SUPPORTED_SUFFIXES,
-    ImageTooLargeError,
+    WHOLE_IMAGE_SUFFIXES,
     PILImageReader,
     ResampledLevelReader,
     TiffRegionReader,
@@ -29,25 +39,12 @@ from .workflow import (
     patch_stain_transform,
     training_mpp,
 )
-from .figures import (
-    OKABE_ITO,
-    pick_regions,
-    tissue_box,
-    window_map,
-    write_head_map,
-    write_image_overlay,
-    write_region_crops,
-    write_scale_map,
-    write_slide_overview,
-)
 from .writers import PALETTE, GeoJSONWriter, write_mask_tiff, write_palette_png
 
 __all__ = [
     "BandMerger",
     "GeoJSONWriter",
     "HeadsPatchPredictor",
-    "IMAGE_SUFFIXES",
-    "ImageTooLargeError",
     "Instance",
     "MAX_IMAGE_PIXELS",
     "OKABE_ITO",
@@ -65,6 +62,7 @@ __all__ = [
     "TiffRegionReader",
     "TissueLocationFilter",
     "TissueWSISplitter",
+    "WHOLE_IMAGE_SUFFIXES",
     "bundle_version",
     "choose_level",
     "detect_tissue",

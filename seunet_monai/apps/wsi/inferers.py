@@ -31,10 +31,15 @@ import torch
 from monai.data.utils import compute_importance_map, iter_patch_position
 from monai.inferers import Merger, WSISlidingWindowSplitter
 from monai.utils import BlendMode
+from tqdm.auto import tqdm
 
-from seunet_monai.errors import as_flag
-from seunet_monai.fusion import fuse, head_margins
-from seunet_monai.networks.utils import unwrap
+from seunet_monai.fusion.heads import head_margins
+from seunet_monai.fusion.scale import estimate_log_scale, resolve_profile
+from seunet_monai.fusion.strategies import fuse
+from seunet_monai.inferers import head_probabilities
+from seunet_monai.networks.base import MultiHeadNetwork
+from seunet_monai.runtime.checks import as_flag
+from seunet_monai.runtime.distributed import unwrap
 
 __all__ = ["BandMerger", "HeadsPatchPredictor", "PatchPreprocessing", "TissueWSISplitter"]
 
@@ -95,8 +100,6 @@ class TissueWSISplitter(WSISlidingWindowSplitter):
 
     def __call__(self, inputs: Any) -> Iterable[tuple[torch.Tensor, Sequence[int]]]:
         """Yield ``(patch (1, 3, ph, pw) uint8, location)`` for every kept location of the slide at ``inputs``."""
-        from tqdm.auto import tqdm
-
         if not isinstance(inputs, (str, bytes)) and isinstance(inputs, Sequence):
             inputs = inputs[0]
         wsi = self._open(inputs)
@@ -292,8 +295,8 @@ class HeadsPatchPredictor:
     """Network call for :class:`~monai.inferers.PatchInferer`: fused probabilities and per-head margins.
 
     Per-head probabilities come from :func:`seunet_monai.inferers.head_probabilities` (``forward_heads`` and a
-    softmax over classes for multi-head networks; a plain network is one head). They are fused with the network's ``fuse_heads`` when it has one, else with
-    :func:`seunet_monai.fusion.fuse` and its ``fusion`` strategy, which is what its eval-mode ``forward`` returns.
+    softmax over classes for multi-head networks; a plain network is one head). They are fused as the network's
+    eval-mode ``forward`` fuses them (:meth:`~seunet_monai.networks.base.MultiHeadNetwork.fuse_heads`).
 
     Args:
         network: the segmentation network (put in eval mode by the caller).
@@ -312,14 +315,10 @@ class HeadsPatchPredictor:
     def heads(self, x: torch.Tensor) -> torch.Tensor:
         """Per-head class probabilities ``(B, Ω, C, h, w)`` (:func:`seunet_monai.inferers.head_probabilities`, the
         package's one path; ``softmax`` runs in float32 under autocast)."""
-        from seunet_monai.inferers import head_probabilities
-
         return head_probabilities(self.network, x).float()
 
     def _record_scales(self, probs: torch.Tensor) -> None:
         """Estimate each window's scale relative to training from its heads (the ``scale`` fusion's estimator)."""
-        from seunet_monai.scale_fusion import estimate_log_scale, resolve_profile
-
         net = unwrap(self.network)
         if probs.shape[1] > 1 and resolve_profile(net) is not None:
             self.window_log_scales.extend(float(v) for v in estimate_log_scale(probs.float().cpu(), net))
@@ -327,10 +326,9 @@ class HeadsPatchPredictor:
     def fused(self, probs: torch.Tensor) -> torch.Tensor:
         """Fused class probabilities ``(B, C, h, w)`` of per-head ones, as the network's eval mode fuses them."""
         net = unwrap(self.network)
-        if hasattr(net, "fuse_heads"):
-            return net.fuse_heads(probs)
-        # the network itself carries the "scale" fusion's calibration (its fusion_* buffers)
-        return fuse(probs, getattr(net, "fusion", "mean"), profile=net if hasattr(net, "fusion_iou") else None)
+        if isinstance(net, MultiHeadNetwork):
+            return net.fuse_heads(probs)  # "scale" reads the network's fusion_* calibration buffers
+        return fuse(probs, "mean")  # a plain network: one head
 
     @torch.no_grad()
     def __call__(self, x: torch.Tensor) -> torch.Tensor:

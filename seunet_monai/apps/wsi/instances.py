@@ -21,6 +21,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy import ndimage as ndi
+from skimage.feature import peak_local_max
+from skimage.measure import find_contours, label, regionprops
+from skimage.segmentation import watershed
 
 __all__ = ["Instance", "iter_instances", "split_touching"]
 
@@ -42,10 +46,6 @@ def split_touching(component: np.ndarray, min_distance: int = 5) -> list[np.ndar
     Markers are the local maxima of the Euclidean distance to the background at least ``min_distance`` apart;
     with fewer than two markers the component is returned whole.
     """
-    from scipy import ndimage as ndi
-    from skimage.feature import peak_local_max
-    from skimage.segmentation import watershed
-
     distance = ndi.distance_transform_edt(component)
     peaks = peak_local_max(distance, min_distance=max(1, int(min_distance)), labels=component.astype(np.int32),
                            exclude_border=False)
@@ -66,8 +66,6 @@ def _signed_area(ring: np.ndarray) -> float:
 def _rings(component: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
     """Closed exterior ring and interior rings (holes) ``(N, 2)`` ``(x, y)`` of one boolean component,
     relative to its array's corner; exterior counter-clockwise, holes clockwise."""
-    from skimage.measure import find_contours
-
     padded = np.pad(component.astype(np.float32), 1)
     rings = []
     for contour in find_contours(padded, 0.5, fully_connected="low"):
@@ -90,8 +88,6 @@ def _whole_component(read, shape: tuple[int, int], class_id: int, seed: tuple[in
     that is not the mask's border) until the component lies inside. Returns its boolean image cropped to its
     bounding box and the box's top-left corner ``(top, left)``.
     """
-    from skimage.measure import label
-
     height, width = shape
     y0, y1, x0, x1 = box
     while True:
@@ -125,8 +121,6 @@ def iter_instances(
         watershed: split touching objects (:func:`split_touching`).
         min_distance: watershed marker spacing in pixels.
     """
-    from skimage.measure import label, regionprops
-
     read = mask.read_rows if hasattr(mask, "read_rows") else (lambda a, b: np.asarray(mask)[max(a, 0) : b])
     height, width = int(mask.shape[0]), int(mask.shape[1])
     for y0 in range(0, height, band):

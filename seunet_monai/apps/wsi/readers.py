@@ -34,14 +34,17 @@ from typing import Any
 
 import numpy as np
 from monai.data.wsi_reader import BaseWSIReader, TiffFileWSIReader, WSIReader
+from PIL import Image
+from scipy.ndimage import affine_transform, gaussian_filter
+from skimage.transform import downscale_local_mean, resize
 
-from seunet_monai.errors import SeunetError
+from seunet_monai.data.io import to_rgb
+from seunet_monai.errors import ImageTooLargeError
 
 __all__ = [
-    "IMAGE_SUFFIXES",
+    "WHOLE_IMAGE_SUFFIXES",
     "MAX_IMAGE_PIXELS",
     "PLAUSIBLE_MPP",
-    "ImageTooLargeError",
     "SLIDE_SUFFIXES",
     "SUPPORTED_SUFFIXES",
     "PILImageReader",
@@ -57,11 +60,11 @@ __all__ = [
 
 MAX_IMAGE_PIXELS = 2**28
 """Largest PNG/JPEG (pixels) decoded whole; larger ones must be converted to a tiled TIFF (module docstring)."""
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+WHOLE_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 """Ordinary images, decoded whole (Pillow)."""
 SLIDE_SUFFIXES = (".tif", ".tiff", ".svs")
 """Files read region by region (tifffile): TIFF (tiled or stripped, pyramidal or not), OME-TIFF, Aperio SVS."""
-SUPPORTED_SUFFIXES = IMAGE_SUFFIXES + SLIDE_SUFFIXES
+SUPPORTED_SUFFIXES = WHOLE_IMAGE_SUFFIXES + SLIDE_SUFFIXES
 PLAUSIBLE_MPP = (0.05, 10.0)
 """Level-0 resolutions (µm per pixel) taken as a microscope's: from below the optical limit to a 1x scan. A file
 stating one outside this range (typically a screen or print dpi: 72-600 dpi is 353-42 µm/px, or a default
@@ -234,10 +237,6 @@ class PILImageReader(BaseWSIReader):
             raise ValueError(f"max_pixels must be >= 1, got {max_pixels}.")
 
     def read(self, data: Sequence[os.PathLike] | os.PathLike | str, **kwargs: Any) -> dict:
-        from PIL import Image
-
-        from seunet_monai.data.io import to_rgb
-
         path = Path(str(data))
         limit = Image.MAX_IMAGE_PIXELS
         Image.MAX_IMAGE_PIXELS = None  # replaced by the explicit bound below, checked before decoding
@@ -305,9 +304,6 @@ class PILImageReader(BaseWSIReader):
         return np.moveaxis(patch, -1, self.channel_dim)
 
 
-class ImageTooLargeError(SeunetError, ValueError):
-    """A PNG/JPEG larger than the bound within which it is decoded whole."""
-
 
 def make_reader(path: str | os.PathLike, backend: str = "tifffile", level: int = 0) -> BaseWSIReader:
     """The reader for ``path``: Pillow for PNG/JPEG; for TIFF/SVS the tifffile region reader, or MONAI's
@@ -317,7 +313,7 @@ def make_reader(path: str | os.PathLike, backend: str = "tifffile", level: int =
         ValueError: for an unsupported file extension or backend.
     """
     suffix = Path(str(path)).suffix.lower()
-    if suffix in IMAGE_SUFFIXES:
+    if suffix in WHOLE_IMAGE_SUFFIXES:
         return PILImageReader(level=level, channel_dim=0)
     if suffix not in SLIDE_SUFFIXES:
         raise ValueError(f"{path}: unsupported extension {suffix!r}; expected one of {', '.join(SUPPORTED_SUFFIXES)}.")
@@ -449,8 +445,6 @@ class ResampledLevelReader(BaseWSIReader):
 
     def read_region(self, wsi: Any, location: tuple[int, int], size: tuple[int, int], level: int = 0) -> np.ndarray:
         """The ``(H, W, 3) uint8`` region at ``location`` of ``size`` (pixels of ``level``); white beyond the image."""
-        from scipy.ndimage import affine_transform, gaussian_filter
-
         if level != 0:
             return read_region(self.base, wsi, location, size, level - 1)
         h, w = (int(v) for v in size)
@@ -502,8 +496,6 @@ def read_thumbnail(reader: BaseWSIReader, wsi: Any, level: int, max_size: int = 
     Read from the coarsest pyramid level that is still at least as fine as the thumbnail, block by block (so
     memory stays bounded), and reduced by block averaging (scikit-image ``downscale_local_mean``).
     """
-    from skimage.transform import downscale_local_mean
-
     h, w = reader.get_size(wsi, level)
     f = max(1, math.ceil(max(h, w) / max_size))
     th, tw = math.ceil(h / f), math.ceil(w / f)
@@ -525,7 +517,6 @@ def read_thumbnail(reader: BaseWSIReader, wsi: Any, level: int, max_size: int = 
                 region = read_region(reader, wsi, (t0 * g, u0 * g), (bh * g, bw * g), src)
                 small = downscale_local_mean(region.astype(np.float32), (g, g, 1)) if g > 1 else region
             else:  # a resampled grid (ResampledLevelReader) over stored levels: a non-integer factor
-                from skimage.transform import resize
 
                 y0, x0 = round(t0 * g), round(u0 * g)
                 region = read_region(reader, wsi, (y0, x0), (round((t0 + bh) * g) - y0, round((u0 + bw) * g) - x0), src)

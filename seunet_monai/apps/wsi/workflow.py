@@ -11,7 +11,7 @@ run of ours left, are refused unless ``--overwrite true``. An output folder equa
 output path that is an input file, is refused whatever ``overwrite`` says, and so are two inputs whose outputs
 would have the same name (``a.png`` and ``a_overlay.png``).
 
-The output folder is locked for the run (:func:`seunet_monai.run_lock.lock_run_folders`, as training locks its
+The output folder is locked for the run (:func:`seunet_monai.runtime.run_lock.lock_run_folders`, as training locks its
 folders): a second run into it is refused at once, naming the first one's pid. Each summary records what made
 the outputs (``provenance``: model file and its SHA-256, bundle version, fusion, stain normalisation and its
 reference, tissue detection, windows, watershed, target resolution or level, and the input file's size and
@@ -36,24 +36,15 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .accumulator import RawMask, SlideAccumulator
-from seunet_monai.errors import ConfigValueError, ExistingPathError, MissingPathError, SeunetError, as_flag
-from seunet_monai.networks.utils import unwrap
-from seunet_monai.run_lock import lock_run_folders
+from seunet_monai.checkpoint import check_state_dict, load_network
+from seunet_monai.data.stain import stain_transform
+from seunet_monai.errors import ConfigValueError, ExistingPathError, InferenceError, MissingPathError, SeunetError
+from seunet_monai.fusion.estimation import last_layer_log_sigmas, log_sigma_estimate
+from seunet_monai.runtime.checks import as_flag
+from seunet_monai.runtime.distributed import unwrap
+from seunet_monai.runtime.run_lock import lock_run_folders
 
-from .inferers import HeadsPatchPredictor
-from .instances import iter_instances
-from .readers import (
-    IMAGE_SUFFIXES,
-    SUPPORTED_SUFFIXES,
-    ResampledLevelReader,
-    choose_level,
-    implausible_resolution,
-    make_reader,
-    read_region,
-    read_thumbnail,
-)
-from .tissue import TissueLocationFilter, detect_tissue, is_colourless
+from .accumulator import RawMask, SlideAccumulator
 from .figures import (
     pick_regions,
     tissue_box,
@@ -64,6 +55,19 @@ from .figures import (
     write_scale_map,
     write_slide_overview,
 )
+from .inferers import HeadsPatchPredictor
+from .instances import iter_instances
+from .readers import (
+    SUPPORTED_SUFFIXES,
+    WHOLE_IMAGE_SUFFIXES,
+    ResampledLevelReader,
+    choose_level,
+    implausible_resolution,
+    make_reader,
+    read_region,
+    read_thumbnail,
+)
+from .tissue import TissueLocationFilter, detect_tissue, is_colourless
 from .writers import GeoJSONWriter, write_mask_tiff, write_palette_png
 
 __all__ = [
@@ -118,13 +122,8 @@ def _differences(old: Any, new: Any, key: str = "") -> list[str]:
 def patch_stain_transform(stain_norm: str, stain_reference: str | os.PathLike) -> Callable | None:
     """The per-patch stain normaliser of inference, or ``None`` (:func:`seunet_monai.data.stain.stain_transform`
     on channel-first patches)."""
-    from seunet_monai.data.stain import stain_transform
-
     return stain_transform(stain_norm, stain_reference, channel_dim=0)
 
-
-class InferenceError(SeunetError, RuntimeError):
-    """Some inputs could not be segmented (the others were); the message names them."""
 
 
 def _scale_histogram(scales: np.ndarray) -> dict[str, int]:
@@ -401,7 +400,6 @@ class SlideInferenceWorkflow:
     def _load_weights(self) -> None:
         if self.checkpoint is None:
             return
-        from seunet_monai.checkpoint import check_state_dict, load_network
 
         check_state_dict(self.network, self.checkpoint)
         load_network(self.network, self.checkpoint)
@@ -537,7 +535,7 @@ class SlideInferenceWorkflow:
         predictor = HeadsPatchPredictor(self.network, amp=self.amp)
         inferer(str(path), predictor)
         self._window_log_scales = predictor.window_log_scales
-        small = path.suffix.lower() in IMAGE_SUFFIXES or (base.get_level_count(wsi) == 1 and size[0] * size[1] <= self.png_max_pixels)
+        small = path.suffix.lower() in WHOLE_IMAGE_SUFFIXES or (base.get_level_count(wsi) == 1 and size[0] * size[1] <= self.png_max_pixels)
         stem = output_stem(path)
         names = output_names(stem, small)
         ds = reader.downsample_to_base(wsi) if resampled else float(reader.get_downsample_ratio(wsi, level))
@@ -579,8 +577,6 @@ class SlideInferenceWorkflow:
         return ["background", "Nucleus"] if c == 2 else [f"class{k}" for k in range(c)]
 
     def _head_sigmas(self, num_heads: int) -> list[float] | None:
-        from seunet_monai.evaluation.scale_estimation import last_layer_log_sigmas
-
         if num_heads == 0:
             return None
         net = unwrap(self.network)
@@ -645,8 +641,6 @@ class SlideInferenceWorkflow:
             logger.info("stain normalisation: too little tissue to fit the input's stains; fitting per window")
 
     def _scale_entry(self, acc: SlideAccumulator, mpp: float | None) -> dict:
-        from seunet_monai.evaluation.scale_estimation import last_layer_log_sigmas, log_sigma_estimate
-
         entry: dict[str, Any] = {
             "resolution_relative_to_training": (self.target_mpp / mpp) if (mpp and self.target_mpp) else None,
             "estimated_log_sigma": None,

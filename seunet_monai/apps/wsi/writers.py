@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import tifffile
+from PIL import Image
 
 from .instances import Instance
 
@@ -51,8 +53,6 @@ def write_mask_tiff(
     Returns:
         the ``(height, width)`` of every level written.
     """
-    import tifffile
-
     read = mask.read_rows if hasattr(mask, "read_rows") else (lambda a, b: np.asarray(mask)[a:b])
     h, w = (int(v) for v in mask.shape)
     shapes = [(h, w)]
@@ -97,8 +97,6 @@ def write_mask_tiff(
 
 def write_palette_png(path: str | os.PathLike, mask: np.ndarray, num_classes: int) -> None:
     """Save class ids as a palette PNG: pixel values stay class ids, viewers show :data:`PALETTE` colours."""
-    from PIL import Image
-
     flat: list[int] = []
     for c in range(256):
         flat.extend(_colour(c) if c < max(num_classes, 2) else (0, 0, 0))

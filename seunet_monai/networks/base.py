@@ -1,0 +1,119 @@
+"""The multi-head contract of the package's networks: Ω scale groups, one head each, fused in eval mode.
+
+A :class:`MultiHeadNetwork` has ``num_scales`` (Ω) heads, each predicting the same ``out_channels`` classes, and
+a fusion strategy ``fusion`` (:func:`seunet_monai.fusion.strategies.fuse`). A subclass implements
+:meth:`~MultiHeadNetwork.forward_heads` (per-head logits) and :meth:`~MultiHeadNetwork.features` (the last layer's
+features, for the equivariance error of eq. 10); the forward pass, the fusion and the equivariance check
+(:meth:`~MultiHeadNetwork.check_equivariance`) follow from them:
+
+- training mode: per-head logits ``(B, Ω, C, *spatial)`` (what the multi-head loss trains);
+- eval mode: fused class probabilities ``(B, C, *spatial)``, or the per-head probabilities ``(B, Ω, C, *spatial)``
+  while ``output_heads`` is True.
+
+SEUNet and every baseline of this package (CNN, SESN, DISCO) are such networks. Code that takes any network asks
+``isinstance(network, MultiHeadNetwork)``; any other network (e.g. MONAI's ``BasicUNet``) returns logits
+``(B, C, *spatial)`` and counts as one head.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from seunet_monai.fusion.strategies import fuse
+from seunet_monai.layers.rescale import rescale_image, resize_features
+from seunet_monai.networks.equivariance import equivariance_matrix
+
+__all__ = ["MultiHeadNetwork"]
+
+
+class MultiHeadNetwork(nn.Module):
+    """Base class of the multi-head networks (see the module docstring).
+
+    Subclasses set ``num_scales``, ``out_channels`` and ``fusion`` in ``__init__`` and implement
+    :meth:`forward_heads` and :meth:`features`.
+    """
+
+    num_scales: int
+    out_channels: int
+    fusion: str = "pens"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.output_heads = False
+
+    def forward_heads(self, x: torch.Tensor) -> torch.Tensor:
+        """Per-head logits ``(B, Ω, C, *spatial)`` in any mode."""
+        raise NotImplementedError(f"{type(self).__name__} must implement forward_heads(x).")
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The last layer's features before the heads, ``(B, Ω, F, *spatial)`` (for eq. 10 and 12)."""
+        raise NotImplementedError(f"{type(self).__name__} must implement features(x).")
+
+    def fuse_heads(self, probs: torch.Tensor) -> torch.Tensor:
+        """Fused class probabilities ``(B, C, *spatial)`` of per-head ones ``(B, Ω, C, *spatial)``, by the strategy
+        ``self.fusion`` (``"scale"`` reads the network's ``fusion_*`` calibration buffers; the others ignore them)."""
+        return fuse(probs, self.fusion, profile=self)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = self.forward_heads(x)
+        if self.training:
+            return logits
+        probs = torch.softmax(logits, dim=2)
+        if self.output_heads:
+            return probs
+        return self.fuse_heads(probs)
+
+    def sigmas(self) -> OrderedDict[str, torch.Tensor]:
+        """Current σ ``(Ω,)`` of every layer with learnt or fixed scales, detached, in network order (none here)."""
+        return OrderedDict()
+
+    def upgrade_state_dict(self, state_dict: dict, prefix: str = "", warn: bool = True) -> None:
+        """Bring, in place, a state dict of an older release to this network's layout (nothing to do here)."""
+
+    def check_equivariance(
+        self,
+        scale: float,
+        x: torch.Tensor,
+        x_scaled: torch.Tensor | None = None,
+        reference: torch.Tensor | None = None,
+        axes: Sequence[int] | None = None,
+    ) -> torch.Tensor:
+        """The errors of eq. 12 between this network's groups across the scale change ``scale`` (cf. escnn's
+        ``EquivariantModule.check_equivariance``): ``E[b, k, k'] = ||S_s Φ_k(x_b) − Φ_k'(S_s x_b)||² /
+        ||S_s Φ_k(x_b)||²``, ``Φ`` the :meth:`features`, ``S_s Φ(x)`` the features of ``x`` resampled to the size of
+        those of ``S_s x`` (:func:`~seunet_monai.layers.rescale.resize_features`).
+
+        The network is equivariant when ``E[b, k, m(k)]`` is small for the matched group ``m(k)`` of each group
+        (:func:`~seunet_monai.networks.equivariance.matched_groups` of the σ, e.g. :meth:`sigmas`), compared with
+        ``E[b, k, k]``. The scale sweep measures it this way on every test scale. Call it in eval mode.
+
+        Args:
+            scale: the scale change ``s`` (> 0).
+            x: the input ``(B, C, *spatial)``.
+            x_scaled: ``S_s x`` when it is known exactly (e.g. the same continuous image sampled at pitch
+                ``1 / s``); default: each item of ``x`` rescaled by :func:`~seunet_monai.layers.rescale.rescale_image`
+                (the sweep's resampling), on the device of ``x``.
+            reference: the features of ``x`` when they were computed already (the sweep computes them once for
+                all its scales).
+            axes: spatial axes rescaled (``None``: all), as for :func:`~seunet_monai.layers.rescale.rescale_image`.
+
+        Returns:
+            ``(B, Ω, Ω)`` float64 errors on the CPU (half-precision features are compared in float32).
+        """
+        with torch.no_grad():
+            if x_scaled is None:
+                x_scaled = torch.stack([rescale_image(item, scale, axes) for item in x])
+            if reference is None:
+                reference = self.features(x)
+            test = self.features(x_scaled)
+
+        def cpu(t: torch.Tensor) -> torch.Tensor:
+            t = t.cpu()
+            return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
+
+        reference, test = cpu(reference), cpu(test)
+        return equivariance_matrix(resize_features(reference, test.shape[3:]), test)

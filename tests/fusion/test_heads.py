@@ -1,0 +1,92 @@
+"""Specification of the head fusion (sec. 3.4, Algorithm 1)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from seunet_monai.fusion.heads import argmax, head_margins, winning_head
+from seunet_monai.fusion.strategies import fuse, parse_strategy
+
+
+def _two_heads() -> torch.Tensor:
+    """(B=1, Ω=2, C=3, 1 pixel): head 1 unsure towards class 0, head 2 confident in class 2."""
+    p = torch.tensor([[0.40, 0.35, 0.25], [0.10, 0.10, 0.80]])
+    return p.reshape(1, 2, 3, 1)
+
+
+def test_margins_from_top_two() -> None:
+    m = head_margins(_two_heads())
+    assert torch.allclose(m.flatten(), torch.tensor([0.05, 0.70]))
+
+
+def test_margin_zero_for_tied_maxima() -> None:
+    p = torch.tensor([[0.45, 0.45, 0.10]]).reshape(1, 1, 3, 1)
+    assert head_margins(p).item() == pytest.approx(0.0)
+
+
+@pytest.mark.parametrize("classes", [2, 3, 5])
+def test_margins_equal_the_top_two_of_topk(classes: int) -> None:
+    p = torch.softmax(torch.randn(2, 4, classes, 9, 7, generator=torch.Generator().manual_seed(classes)), dim=2)
+    top2 = p.topk(2, dim=2).values
+    assert torch.allclose(head_margins(p), top2[:, :, 0] - top2[:, :, 1], atol=1e-7)
+
+
+@pytest.mark.parametrize("keepdim", [False, True])
+def test_argmax_equals_torch_argmax_on_every_axis(keepdim: bool) -> None:
+    x = torch.randint(0, 3, (2, 3, 4, 5)).float()  # many ties: the first maximum wins, as in torch.argmax
+    for dim in range(-x.ndim, x.ndim):
+        assert torch.equal(argmax(x, dim, keepdim), torch.argmax(x, dim=dim, keepdim=keepdim))
+
+
+def test_pdist_picks_confident_head() -> None:
+    out = fuse(_two_heads(), "pdist")
+    assert out.shape == (1, 3, 1)
+    assert torch.allclose(out[0, :, 0], torch.tensor([0.10, 0.10, 0.80]))
+    assert winning_head(_two_heads()).flatten().tolist() == [1]
+
+
+def test_mean_and_pdist_can_disagree() -> None:
+    # head 1 fairly sure of class 0 (two heads), head 3 very sure of class 1
+    p = torch.tensor([[0.8, 0.2], [0.8, 0.2], [0.05, 0.95]]).reshape(1, 3, 2, 1)
+    assert torch.allclose(fuse(p, "mean")[0, :, 0], torch.tensor([0.55, 0.45]))
+    assert fuse(p, "mean").argmax(1).item() == 0
+    assert fuse(p, "pdist").argmax(1).item() == 1
+
+
+def test_pens_weights_are_softmax_of_margins() -> None:
+    p = _two_heads()
+    w = torch.softmax(torch.tensor([0.05, 0.70]), 0)
+    expected = w[0] * p[0, 0, :, 0] + w[1] * p[0, 1, :, 0]
+    out = fuse(p, "pens")
+    assert torch.allclose(out[0, :, 0], expected)
+    assert torch.allclose(out.sum(1), torch.ones(1, 1))
+
+
+def test_pdist_tie_goes_to_lowest_head() -> None:
+    p = torch.tensor([[0.8, 0.2], [0.2, 0.8]]).reshape(1, 2, 2, 1)  # equal margins 0.6
+    assert winning_head(p).item() == 0
+    assert fuse(p, "pdist").argmax(1).item() == 0
+
+
+def test_head_k_is_one_based_and_checked() -> None:
+    p = _two_heads()
+    assert torch.equal(fuse(p, "head:2"), p[:, 1])
+    assert torch.equal(fuse(p, "head1"), p[:, 0])
+    with pytest.raises(ValueError, match="head 3"):
+        fuse(p, "head:3")
+    with pytest.raises(ValueError, match="1-based"):
+        fuse(p, "head:0")
+
+
+@pytest.mark.parametrize("bad", ["median", "", "head:x"])
+def test_bad_strategy_errors(bad: str) -> None:
+    with pytest.raises(ValueError, match="unknown fusion strategy"):
+        parse_strategy(bad)
+
+
+def test_bad_shapes_error() -> None:
+    with pytest.raises(ValueError, match="at least 2 classes"):
+        fuse(torch.rand(1, 2, 1, 4, 4), "pens")
+    with pytest.raises(ValueError, match=r"\(B, Ω, C"):
+        fuse(torch.rand(2, 4, 4), "pens")
