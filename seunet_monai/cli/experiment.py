@@ -15,13 +15,19 @@ variant failed.
 See :mod:`seunet_monai.experiments.runner`; ``--preset`` runs a fixed protocol instead
 (:mod:`seunet_monai.experiments.reproduction`: data preparation from ``--source``, every job, ``O/reproduction.md``);
 ``--dry-run`` lists its jobs with their estimated times and runs nothing.
+
+Stopping: Ctrl-C or ``kill`` (SIGTERM) stop the job that runs (its training or sweep process is killed with it,
+so that no orphan keeps writing into the folder) and say how to resume. A run started in the background
+(``nohup ... &``) ignores Ctrl-C's SIGINT, as every background job of a shell does: stop it with ``kill PID``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
+import threading
 from typing import Any
 
 from seunet_monai.experiments.presets import PRESETS
@@ -53,7 +59,13 @@ def _override(text: str) -> tuple[str, Any]:
         return key.strip(), value
 
 
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main(argv: list[str] | None = None) -> int:
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _interrupt)  # stop like Ctrl-C: the running job's process is killed too
     parser = argparse.ArgumentParser(prog="seunet-experiment", description=__doc__.splitlines()[0])
     parser.add_argument("--preset", choices=sorted(PRESETS), default=None,
                         help="run a fixed protocol (data, models, recipe, seeds, scales) instead of the options below")
@@ -102,4 +114,8 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError, NotADirectoryError) as e:
         print(f"seunet-experiment: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"seunet-experiment: interrupted; finished variants are kept in {args.out}: run the same command "
+              "again to resume.", file=sys.stderr)
+        return 130
     return 1 if result["failed"] else 0

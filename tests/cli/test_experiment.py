@@ -4,6 +4,11 @@
 from __future__ import annotations
 
 import importlib.util
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -60,3 +65,31 @@ def test_bad_arguments_exit_2_naming_the_option(calls, capsys, bad):
     assert exc.value.code == 2 and not calls
     err = capsys.readouterr().err
     assert ("--override must be KEY=VALUE" if "scales" not in bad else "--scales must be positive") in err
+
+
+def test_sigterm_stops_the_running_job_with_its_process(tmp_path) -> None:
+    """kill PID on a background run stops it like Ctrl-C: the job's training or sweep process dies with it (no
+    orphan writing into the folder) and the command says how to resume."""
+    pidfile = tmp_path / "child.pid"
+    program = (
+        "import os, sys\n"
+        "from pathlib import Path\n"
+        "from seunet_monai.cli import experiment\n"
+        "from seunet_monai.experiments import runner\n"
+        "experiment.run_experiment = lambda *a, **k: runner.run_logged([sys.executable, '-c', "
+        "'import os, sys, time; open(sys.argv[1], \"w\").write(str(os.getpid())); time.sleep(120)', "
+        f"{str(pidfile)!r}], Path({str(tmp_path / 'job.log')!r}), os.environ)\n"
+        f"sys.exit(experiment.main(['--dataset-dir', {str(tmp_path)!r}, '--out', {str(tmp_path / 'out')!r}]))\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", program], stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while not (pidfile.exists() and pidfile.read_text()) and time.time() < deadline:
+        time.sleep(0.1)
+    child = int(pidfile.read_text())
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert "interrupted" in err and "run the same command again" in err
+    time.sleep(0.2)
+    with pytest.raises(ProcessLookupError):
+        os.kill(child, 0)
