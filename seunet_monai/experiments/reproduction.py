@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import sys
 import time
 from collections import defaultdict
@@ -211,12 +212,18 @@ def _sweep_rows(out: Path, job: Job) -> list[dict[str, Any]]:
     return read_csv_rows(path) if path.is_file() else []
 
 
+#: the row of a multi-head model that takes, at each scale, its best head there (chosen on the swept images
+#: themselves, so in-sample: an upper bound for a fusion, not a method)
+BEST_HEAD = "best_head"
+
+
 def _model_strategies(strategies: Sequence[str]) -> list[str]:
     """The rows a model contributes to Table 2: a one-head model its single output (its fusions equal it), a
-    multi-head model every fusion its sweep has."""
+    multi-head model every fusion its sweep has, then each head alone (:data:`BEST_HEAD` is added from them)."""
     if "head2" not in strategies:
         return ["head1"]
-    return [s for s in ("mean", "pdist", "pens", "scale") if s in strategies]
+    heads = sorted((s for s in strategies if re.fullmatch(r"head\d+", s)), key=lambda s: int(s[4:]))
+    return [s for s in ("mean", "pdist", "pens", "scale") if s in strategies] + heads
 
 
 def _fmt(v: float | None, digits: int = 2) -> str:
@@ -246,6 +253,9 @@ def write_reproduction(out: str | os.PathLike, preset: Preset) -> list[str]:
         for strat in _model_strategies(strategies):
             curves[(job.variant, strat)][job.seed] = {float(r["scale"]): float(r["iou"]) for r in rows
                                                       if r["strategy"] == strat}
+        heads = [curves[(job.variant, h)][job.seed] for h in _model_strategies(strategies) if h.startswith("head")]
+        if len(heads) > 1:
+            curves[(job.variant, BEST_HEAD)][job.seed] = {sc: max(h[sc] for h in heads) for sc in heads[0]}
         m = meta[job.variant]
         m["seeds"].append(job.seed)
         m["params"] = js.get("parameters")

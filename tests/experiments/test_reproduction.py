@@ -83,8 +83,9 @@ def test_report_pools_seeds_and_sets_the_paper_beside_ours(tmp_path):
                                              presets.Job("cnn", "cnn", 0), presets.Job("unet", "unet", 0)),
                         1, (2, 2, 2, 2, 2), (0.5, 1.0), {}, {})
     fusions = ("mean", "pdist", "pens")
-    _finished_job(tmp_path, "seunet", "seunet", {s: {0.5: 0.50, 1.0: 0.60} for s in fusions + ("head1", "head2")})
-    _finished_job(tmp_path, "seunet-seed1", "seunet-seed1", {s: {0.5: 0.54, 1.0: 0.64} for s in fusions + ("head1", "head2")})
+    heads = {"head1": {0.5: 0.56, 1.0: 0.60}, "head2": {0.5: 0.50, 1.0: 0.66}}  # best per scale: 0.56, 0.66
+    _finished_job(tmp_path, "seunet", "seunet", {**{s: {0.5: 0.50, 1.0: 0.60} for s in fusions}, **heads})
+    _finished_job(tmp_path, "seunet-seed1", "seunet-seed1", {**{s: {0.5: 0.54, 1.0: 0.64} for s in fusions}, **heads})
     _finished_job(tmp_path, "cnn", "cnn", {"head1": {0.5: 0.40, 1.0: 0.60}, "pens": {0.5: 0.40, 1.0: 0.60}})
     files = rep.write_reproduction(tmp_path, preset)
     md = (tmp_path / "reproduction.md").read_text()
@@ -95,7 +96,10 @@ def test_report_pools_seeds_and_sets_the_paper_beside_ours(tmp_path):
     assert "Jobs not finished" in md and "unet" in md.split("Jobs not finished")[1]
     assert (tmp_path / "reproduction_iou_vs_scale.png").stat().st_size > 1000
     rows = (tmp_path / "reproduction.csv").read_text().splitlines()
-    assert rows[0] == "model,strategy,seed,scale,iou" and len(rows) == 1 + 3 * 2 * 2 + 2
+    # seunet: 3 fusions, 2 heads and the best head at each scale, 2 seeds x 2 scales; cnn: 1 row x 2 scales
+    assert rows[0] == "model,strategy,seed,scale,iou" and len(rows) == 1 + 6 * 2 * 2 + 2
+    assert "| seunet | head2 | 58.00 ± 0.00 [58.00, 58.00] | 2 |" in md
+    assert "| seunet | best_head | 61.00 ± 0.00 [61.00, 61.00] | 2 |" in md  # max over heads per scale, then the mean over scales
     assert len(files) == 3
 
 
