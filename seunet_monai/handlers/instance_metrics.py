@@ -6,7 +6,7 @@ computed once per image): it reads the decollated engine output (``pred``: per-h
 ``(Ω, C, H, W)``) and the decollated batch (``instance_key``: annotated instance labels ``(1, H, W)``), fuses,
 post-processes (:class:`seunet_monai.evaluation.instance_scoring.InstanceScoring`) and, at the end, writes flat
 keys into ``engine.state.metrics``: ``{prefix}_{column}`` for ``fusion`` (``test_pq``, ``test_aji``, ...) and
-``{prefix}_{column}_{strategy}`` for every strategy (``test_pq_pens``, ``test_aji_head1``; ``head:k`` becomes
+``{prefix}_{column}_{strategy}`` for every strategy of ``strategies`` (``test_pq_pens``, ``test_aji_head1``; ``head:k`` becomes
 ``headk``), ``column`` in :data:`~seunet_monai.evaluation.instance_scoring.INSTANCE_COLUMNS`. Items without
 ``instance_key`` are skipped, with one log line; with none the values are ``nan``. Single process: under
 ``torch.distributed`` each process reports its own items.
@@ -47,6 +47,7 @@ class FusionInstanceMetrics(Metric):
     def __init__(self, strategies: Sequence[str], fusion: str, pixel_size_um: float, prefix: str = "test",
                  pred_key: str = "pred", instance_key: str = "instance", profile: Any = None,
                  nucleus_class: int = 1) -> None:
+        self.listed = list(dict.fromkeys(strategies))
         self.strategies = list(dict.fromkeys([*strategies, fusion]))
         self.fusion = fusion
         self.prefix = prefix
@@ -88,8 +89,10 @@ class FusionInstanceMetrics(Metric):
         result = {}
         for st in self.strategies:
             cols = self.scoring.columns(st)
-            suffix = "" if st == self.fusion else "_" + st.replace(":", "")
-            result.update({f"{self.prefix}_{k}{suffix}": v for k, v in cols.items()})
+            if st == self.fusion:
+                result.update({f"{self.prefix}_{k}": v for k, v in cols.items()})
+            if st in self.listed:
+                result.update({f"{self.prefix}_{k}_{st.replace(':', '')}": v for k, v in cols.items()})
         if self.skipped:
             logger.info("instance metrics: %d test item(s) without %r skipped", self.skipped, self.instance_key)
         return result

@@ -108,6 +108,9 @@ def test_fusion_instance_metrics_keys_and_skip(caplog) -> None:
     m = engine.state.metrics
     assert "test_instances" not in m
     assert set(m) == {f"test_{k}{sfx}" for k in INSTANCE_COLUMNS for sfx in ("", "_mean", "_head1")}
+    metric2 = FusionInstanceMetrics(["pens", "mean"], fusion="pens", pixel_size_um=0.25)
+    metric2.iteration_completed(engine)
+    assert metric2.compute()["test_pq"] == metric2.compute()["test_pq_pens"]  # as test_iou and test_iou_pens
     assert m["test_pq"] == pytest.approx(1.0) and m["test_count_ratio_head1"] == pytest.approx(1.0)
     assert sum("no 'instance' key" in r.getMessage() for r in caplog.records) == 1
     with pytest.raises(ValueError, match="pixel_size_um"):
