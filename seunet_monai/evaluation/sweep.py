@@ -270,7 +270,8 @@ class ScaleSweep:
         self.scale_temperature = float(scale_temperature)
         self.partner_tolerance = float(partner_tolerance)
         self.scale_axes = None if scale_axes is None else [int(a) for a in scale_axes]
-        if instance_scales is not None and any(float(s) not in scales for s in instance_scales):
+        matched = [[t for t in scales if math.isclose(float(s), t, rel_tol=1e-6)] for s in instance_scales or ()]
+        if not all(matched):
             raise ValueError(f"instance_scales must be sweep scales {scales!r}, got {list(instance_scales)!r}.")
         if pixel_size_um is not None and not (math.isfinite(float(pixel_size_um)) and float(pixel_size_um) > 0):
             raise ValueError(f"pixel_size_um must be a positive number (µm per pixel at scale 1), got {pixel_size_um!r}.")
@@ -278,7 +279,7 @@ class ScaleSweep:
         self.instance_key = instance_key
         self.pixel_size_um = None if pixel_size_um is None else float(pixel_size_um)
         self.instance_scales = ([s for s in scales if 0.5 <= s <= 2.0] if instance_scales is None
-                                else [float(s) for s in instance_scales])
+                                else [m[0] for m in matched])
         self.instance_strategies = instance_strategies
 
     # ------------------------------------------------------------------------------------------------ steps

@@ -82,6 +82,7 @@ def test_sweep_items_without_instances_skip_with_one_line(tmp_path, toy_heads, c
 def test_sweep_instance_errors(tmp_path, toy_heads) -> None:
     with pytest.raises(ValueError, match="pixel_size_um"):
         run_scale_sweep(toy_heads, disk_items(1), tmp_path, scales=[1.0], **OPTS)
+    assert ScaleSweep([0.25 * 2 ** 0.5, 1.0], instance_scales=[0.25 * 2 ** 0.5 + 1e-12]).instance_scales == [0.25 * 2 ** 0.5]
     with pytest.raises(ValueError, match="instance_scales"):
         ScaleSweep([1.0, 2.0], instance_scales=[3.0])
     with pytest.raises(ValueError, match="instance_strategies"):
