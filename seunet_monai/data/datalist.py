@@ -11,7 +11,8 @@ Layout::
 
 All three keys are required (a split may be an empty list); paths are relative to ``dataset_dir`` (forward
 slashes; an absolute path is accepted when reading but never written). Extra keys in an entry (e.g.
-``"instance"`` or ``"name"``) are kept and, when they are strings naming files, left as they are.
+``"instance"`` or ``"name"``) are kept; the optional file key ``"instance"`` (annotated instance labels,
+uint16 PNG) is made absolute like ``image`` and ``label``, the others are left as they are.
 :func:`load_datalist` returns absolute paths, so the result can go straight into MONAI's
 ``LoadImaged``/``Dataset``. Every validation error is raised before a caller writes anything.
 """
@@ -43,6 +44,7 @@ __all__ = [
 DATALIST_NAME = "datalist.json"
 SPLITS = ("training", "validation", "test")
 _ENTRY_KEYS = ("image", "label")
+_OPTIONAL_FILE_KEYS = ("instance",)
 
 PathLike = str | os.PathLike
 
@@ -159,7 +161,7 @@ def load_datalist(
 
     Returns:
         ``{"training": [...], "validation": [...], "test": [...]}``; every entry is a copy of the stored one
-        with ``image`` and ``label`` made absolute.
+        with ``image``, ``label`` and (when present) ``instance`` made absolute.
 
     Raises:
         FileNotFoundError: when ``dataset_dir`` or its ``datalist.json`` is missing.
@@ -204,7 +206,7 @@ def load_datalist(
             if lacking:
                 raise DatalistError(f"{where}: entry lacks key(s) {lacking} (got keys {sorted(item)}).")
             entry = dict(item)
-            for k in _ENTRY_KEYS:
+            for k in (*_ENTRY_KEYS, *(k for k in _OPTIONAL_FILE_KEYS if k in item)):
                 v = item[k]
                 if not isinstance(v, str) or not v:
                     raise DatalistError(f"{where}: '{k}' must be a non-empty path string, got {v!r}.")

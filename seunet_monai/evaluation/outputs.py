@@ -85,8 +85,8 @@ def _write_tensorboard(log_dir: Path, rows: list[dict[str, Any]], summary: list[
     try:
         for r in rows:
             step = int(round(100 * r["scale"]))
-            for k in ("iou", "iou_per_image", "dice"):
-                if not math.isnan(r[k]):
+            for k in ("iou", "iou_per_image", "dice", "pq", "aji", "f1", "count_ratio"):
+                if r.get(k) is not None and not math.isnan(r[k]):
                     writer.add_scalar(f"sweep/{k}/{r['strategy']}", r[k], step)
         for e in eq_rows:
             writer.add_scalar("sweep/equivariance_error", e["equivariance_error"], int(round(100 * e["scale"])))

@@ -1,7 +1,9 @@
 """Tables of the scale sweep: CSV (long format), JSON and Markdown (Table 1 / Table 2 style).
 
 Long format: one row per ``(model, strategy, scale)`` with at least ``model, strategy, scale, iou,
-iou_per_image, dice`` (scores in [0, 1]; Markdown tables print them ×100 like the paper).
+iou_per_image, dice`` (scores in [0, 1]; Markdown tables print them ×100 like the paper) and the instance
+columns ``pq, sq, rq, aji, f1, dice_obj, count_ratio`` (``nan`` where not measured; ``count_ratio`` is a ratio,
+printed as is).
 Strategies are ordered ``head1 .. headΩ, mean, pdist, pens, scale``.
 """
 
@@ -29,8 +31,9 @@ __all__ = [
     "write_csv_rows",
 ]
 
-SWEEP_COLUMNS = ("model", "strategy", "scale", "iou", "iou_per_image", "dice", "num_images")
-_SCORES = ("iou", "iou_per_image", "dice")
+_INSTANCE = ("pq", "sq", "rq", "aji", "f1", "dice_obj", "count_ratio")  # = instance_scoring.INSTANCE_COLUMNS
+SWEEP_COLUMNS = ("model", "strategy", "scale", "iou", "iou_per_image", "dice", "num_images", *_INSTANCE)
+_SCORES = ("iou", "iou_per_image", "dice", *_INSTANCE)
 
 
 def strategy_names(num_heads: int) -> list[str]:
@@ -87,7 +90,8 @@ def _parse(v: str) -> Any:
 
 
 def summarise(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Mean over scales of each score per ``(model, strategy)`` (the paper's headline, Table 2)."""
+    """Mean over scales of each score per ``(model, strategy)`` (the paper's headline, Table 2): ``{score}_mean``
+    over the scales where the score is measured (the instance columns: the sweep's ``instance_scales``)."""
     acc: dict[tuple[str, str], dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     for r in rows:
         for k in _SCORES:
@@ -158,6 +162,7 @@ def sweep_markdown(
             s = summary[st]
             lines.append(f"| {st} | {_pct(s['iou_mean'])} | {_pct(s['iou_per_image_mean'])} | {_pct(s['dice_mean'])} |")
         lines.append("")
+        lines += _instance_markdown(model, mrows, summary, strategies)
     if equivariance:
         lines += ["## Equivariance error (eq. 10, last-layer features, matched groups)", "",
                   "Averaged over the groups k whose matched group k' has σ_k'/σ_k within 10% of the scale "
@@ -174,6 +179,27 @@ def sweep_markdown(
     lines.append("IoU: confusion matrix accumulated over the whole test split (class 1 for binary tasks, mean over "
                  "classes otherwise). Per-image columns: mean of per-image scores (images without the class skipped).")
     return "\n".join(lines) + "\n"
+
+
+def _instance_markdown(model: str, rows: Sequence[Mapping[str, Any]], summary: Mapping[str, Mapping[str, Any]],
+                       strategies: Sequence[str]) -> list[str]:
+    """PQ per strategy and scale, and the means of the instance columns, where they were measured."""
+    measured = [r for r in rows if r.get("pq") is not None and not math.isnan(float(r["pq"]))]
+    if not measured:
+        return []
+    scales = sorted({float(r["scale"]) for r in measured})
+    names = [st for st in strategies if any(str(r["strategy"]) == st for r in measured)]
+    table = {(str(r["strategy"]), float(r["scale"])): r for r in measured}
+    lines = [f"## {model}: instance PQ per strategy and test scale", "",
+             "| strategy | " + " | ".join(f"{s:.2f}" for s in scales) + " | mean |", "|---" * (len(scales) + 2) + "|"]
+    for st in names:
+        cells = [_num(table.get((st, s), {}).get("pq")) for s in scales]
+        lines.append(f"| {st} | " + " | ".join(cells) + f" | {_num(summary[st]['pq_mean'])} |")
+    lines += ["", f"## {model}: instance metrics, mean over {len(scales)} scales", "",
+              "| strategy | " + " | ".join(_INSTANCE) + " |", "|---" * (len(_INSTANCE) + 1) + "|"]
+    for st in names:
+        lines.append(f"| {st} | " + " | ".join(_num(summary[st][f"{k}_mean"]) for k in _INSTANCE) + " |")
+    return [*lines, ""]
 
 
 def comparison_markdown(summary_rows: Sequence[Mapping[str, Any]], extras: Mapping[str, Mapping[str, Any]]) -> str:

@@ -18,7 +18,17 @@ on centre crops, estimates each image's relative scale from the winning heads
 
 Memory: one image is processed at a time; only its per-head probabilities at the current scale are held
 (``Ω · C`` floats per pixel of the rescaled image, stitched on ``output_device``); scores are running
-counts. Peak RSS (``resource.getrusage``) is logged per image and stored in the JSON.
+counts.
+
+Instance metrics (``instance_metrics``, on by default): for the items that carry annotated instance labels
+(``instance_key``, e.g. MoNuSeg's ``test/instances/NAME.png``; rescaled with nearest neighbour like the class
+labels), at the ``instance_scales`` and for the ``instance_strategies``, the fused probabilities become nucleus
+instances (:class:`~seunet_monai.transforms.instances.NucleusInstances` at ``pixel_size_um / s`` µm per pixel)
+scored dataset-wide (:class:`~seunet_monai.evaluation.instance_scoring.InstanceScoring`): columns ``pq, sq, rq,
+aji, f1, dice_obj, count_ratio`` of the tables, ``nan`` where not measured. Items without instance labels are
+skipped with one log line. The post-processing costs about 1 s per megapixel of the rescaled image and strategy
+on one CPU core (``bundle/docs/README.md``), hence the defaults: the sweep scales in ``[0.5, 2]`` and the fusions
+without the single heads. Peak RSS (``resource.getrusage``) is logged per image and stored in the JSON.
 
 Steps (methods of :class:`ScaleSweep`, run by :meth:`ScaleSweep.run` for one image at a time): :meth:`~ScaleSweep.prepare`
 (the ``eval`` folder), :meth:`~ScaleSweep.predict` (rescale, then per-head probabilities through the package's one
@@ -53,6 +63,7 @@ from typing import Any
 import numpy as np
 import torch
 from monai.inferers import SlidingWindowInferer
+from monai.utils import convert_to_tensor
 
 from seunet_monai.checkpoint import load_network
 from seunet_monai.evaluation.equivariance import (
@@ -62,6 +73,7 @@ from seunet_monai.evaluation.equivariance import (
     matched_error,
 )
 from seunet_monai.evaluation.heads import num_heads, output_heads_mode
+from seunet_monai.evaluation.instance_scoring import INSTANCE_COLUMNS, InstanceScoring, instance_columns
 from seunet_monai.evaluation.items import item_name, iterate_items, prepare_item
 from seunet_monai.evaluation.outputs import OUTPUT_FILES, write_outputs
 from seunet_monai.evaluation.report import strategy_names, summarise
@@ -142,6 +154,11 @@ class _Running:
     eq_sum: dict[float, torch.Tensor] = field(default_factory=dict)
     eq_delta: dict[float, list[float]] = field(default_factory=dict)
     eq_images: int = 0
+    instance_scales: set[float] = field(default_factory=set)
+    instance_strategies: list[str] = field(default_factory=list)
+    instances: InstanceScoring | None = None
+    instance_images: int = 0
+    instance_skipped: int = 0
 
 
 class ScaleSweep:
@@ -178,6 +195,14 @@ class ScaleSweep:
         scale_axes: spatial axes each scale applies to (``None``: all, an isotropic sweep; ``[2]``: the axial
             axis ``Z`` of volumes ``(X, Y, Z)`` only, as anisotropic sampling changes it); images, labels and the
             equivariance crops are rescaled alike (:func:`~seunet_monai.layers.rescale.scaled_size`).
+        instance_metrics: measure the instance metrics (module docstring) on items with ``instance_key``.
+        instance_key: key of the annotated instance labels ``(1, H, W)`` (0 = background).
+        pixel_size_um: µm per pixel of the test images at scale 1 (MoNuSeg: 0.25); needed as soon as an item has
+            instance labels.
+        instance_scales: scales with instance metrics (each one of ``scales``); default those in ``[0.5, 2]``.
+        instance_strategies: strategies with instance metrics (``head1``.., ``mean``, ``pdist``, ``pens``,
+            ``scale``, or ``"all"``); default the fusions without the single heads (``scale`` only when
+            calibrated).
 
     Raises:
         ValueError: for bad ``scales``, ``overlap`` or ``if_exists``, naming the argument.
@@ -208,6 +233,11 @@ class ScaleSweep:
         scale_temperature: float = 0.05,
         partner_tolerance: float = 0.1,
         scale_axes: Sequence[int] | None = None,
+        instance_metrics: bool = True,
+        instance_key: str = "instance",
+        pixel_size_um: float | None = None,
+        instance_scales: Sequence[float] | None = None,
+        instance_strategies: Sequence[str] | str | None = None,
     ) -> None:
         scales = [float(s) for s in (default_scales() if scales is None else scales)]
         if not scales or any(not (s > 0 and math.isfinite(s)) for s in scales):
@@ -240,6 +270,17 @@ class ScaleSweep:
         self.scale_temperature = float(scale_temperature)
         self.partner_tolerance = float(partner_tolerance)
         self.scale_axes = None if scale_axes is None else [int(a) for a in scale_axes]
+        matched = [[t for t in scales if math.isclose(float(s), t, rel_tol=1e-6)] for s in instance_scales or ()]
+        if not all(matched):
+            raise ValueError(f"instance_scales must be sweep scales {scales!r}, got {list(instance_scales)!r}.")
+        if pixel_size_um is not None and not (math.isfinite(float(pixel_size_um)) and float(pixel_size_um) > 0):
+            raise ValueError(f"pixel_size_um must be a positive number (µm per pixel at scale 1), got {pixel_size_um!r}.")
+        self.instance_metrics = bool(instance_metrics)
+        self.instance_key = instance_key
+        self.pixel_size_um = None if pixel_size_um is None else float(pixel_size_um)
+        self.instance_scales = ([s for s in scales if 0.5 <= s <= 2.0] if instance_scales is None
+                                else [m[0] for m in matched])
+        self.instance_strategies = instance_strategies
 
     # ------------------------------------------------------------------------------------------------ steps
     def prepare(self, eval_dir: str | os.PathLike) -> Path:
@@ -282,9 +323,10 @@ class ScaleSweep:
         return img_s, probs, window
 
     def score(self, run: _Running, index: int, j: int, img_s: torch.Tensor, label_s: torch.Tensor,
-              probs: torch.Tensor, per_image: dict[str, np.ndarray]) -> None:
+              probs: torch.Tensor, per_image: dict[str, np.ndarray], instance_s: torch.Tensor | None = None) -> None:
         """Add one image at scale ``run.scales[j]``: scores of every strategy, the heads' votes and confidence, the
-        calibrated scale estimate, and an example thumbnail when asked for."""
+        calibrated scale estimate, and an example thumbnail when asked for; the instance metrics when
+        ``instance_s`` (instance labels ``(1, *spatial)`` at this scale) is given."""
         s, name = run.scales[j], run.names[index]
         if run.num_classes is None:
             run.num_classes = int(probs.shape[2])
@@ -299,6 +341,8 @@ class ScaleSweep:
             pred = argmax(fused, dim=1, keepdim=True)
             try:
                 run.scores[(s, st)].update(pred, label_s)
+                if instance_s is not None and st in run.instance_strategies:
+                    run.instances.update((s, st), fused[0], instance_s, scale=s)
             except ValueError as e:
                 raise ValueError(f"test item {index} ({name}) at scale {s:g}: {e}") from e
         valid = None if self.ignore_index is None else (label_s[:, 0] != self.ignore_index)
@@ -335,7 +379,8 @@ class ScaleSweep:
         rows = []
         for s in scales:
             for st in strategies:
-                rows.append({"model": model_name, "strategy": st, "scale": s, **run.scores[(s, st)].compute()})
+                cols = run.instances.columns((s, st)) if run.instances is not None else instance_columns(None)
+                rows.append({"model": model_name, "strategy": st, "scale": s, **run.scores[(s, st)].compute(), **cols})
         eq_rows, eq_matrix_rows, eq_matrices = equivariance_rows(
             model_name, scales, run.eq_sum, run.eq_delta, eq_images, run.partners, omega,
             None if sigma_source == "head index" else run.log_sigmas.exp())
@@ -398,6 +443,7 @@ class ScaleSweep:
                              "features": "net.features(x)" if isinstance(network, MultiHeadNetwork) else
                              "input of the last convolution executed (plain network)"},
             "equivariance_error_mean": eq_mean,
+            "instance_metrics": self._instance_record(run),
             "scale_estimation": estimation,
             "finished_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
@@ -408,6 +454,42 @@ class ScaleSweep:
         return {"eval_dir": str(eval_dir), "files": files, "summary": summary, "elapsed_s": elapsed,
                 "peak_rss_mb": metadata["peak_rss_mb"], "equivariance_error_mean": eq_mean,
                 "scale_estimation": estimation}
+
+    def _instance_record(self, run: _Running) -> dict[str, Any]:
+        """What the instance columns are, for ``scale_sweep.json``."""
+        record: dict[str, Any] = {
+            "enabled": self.instance_metrics, "instance_key": self.instance_key, "images": run.instance_images,
+            "images_without_instances": run.instance_skipped,
+            "scales": [s for s in run.scales if s in run.instance_scales], "strategies": run.instance_strategies,
+            "columns": list(INSTANCE_COLUMNS),
+            "method": "fused probabilities -> seunet_monai.transforms.instances.NucleusInstances at pixel_size_um / s; "
+                      "dataset-wide scores of seunet_monai.evaluation.instances.InstanceMetrics (dice_obj: object Dice)",
+        }
+        if run.instances is not None:
+            record.update(run.instances.settings(), seconds=round(run.instances.seconds, 3))
+        return record
+
+    def _instances_of(self, run: _Running, item: Any, index: int, shape: tuple[int, ...]) -> torch.Tensor | None:
+        """The item's instance labels ``(1, *spatial)`` int64, or ``None`` (not measured, or not annotated)."""
+        if not self.instance_metrics or not run.instance_strategies or not run.instance_scales:
+            return None
+        if self.instance_key not in item or run.spatial_dims != 2:
+            if not run.instance_skipped:
+                why = "2D images only" if run.spatial_dims != 2 else f"no {self.instance_key!r} key (instance labels)"
+                logger.info("scale sweep: instance metrics skipped for test items with %s", why)
+            run.instance_skipped += 1
+            return None
+        if self.pixel_size_um is None:
+            raise ValueError("pixel_size_um: the test items have instance labels but the pixel size is not set; "
+                             "give pixel_size_um (µm per pixel at scale 1, MoNuSeg 0.25) or instance_metrics=False.")
+        inst = convert_to_tensor(item[self.instance_key], track_meta=False)
+        inst = inst.unsqueeze(0) if inst.ndim == len(shape) else inst
+        if tuple(inst.shape) != (1, *shape):
+            raise ValueError(f"test item {index}: instance labels {tuple(inst.shape)} must be (1, *spatial) = {(1, *shape)}.")
+        if run.instances is None:
+            run.instances = InstanceScoring(self.pixel_size_um)
+        run.instance_images += 1
+        return inst.round().long() if inst.is_floating_point() else inst.long()
 
     # ------------------------------------------------------------------------------------------------ run
     def run(
@@ -477,7 +559,16 @@ class ScaleSweep:
             strategies.append("scale")
         log_sigmas, sigma_source = last_layer_log_sigmas(network, omega)
         scales = self.scales
+        wanted = self.instance_strategies
+        if wanted is None:
+            wanted = [st for st in strategies if not st.startswith("head")]
+        elif wanted == "all":
+            wanted = list(strategies)
+        unknown = [st for st in wanted if st not in strategies]
+        if unknown:
+            raise ValueError(f"instance_strategies: {unknown!r} are not strategies of this network {strategies!r}.")
         return _Running(
+            instance_scales=set(self.instance_scales), instance_strategies=[st for st in strategies if st in wanted],
             scales=scales, omega=omega, strategies=strategies, profile=profile, log_sigmas=log_sigmas,
             sigma_source=sigma_source,
             partners={s: group_partners(log_sigmas, sigma_source, s, omega, self.partner_tolerance) for s in scales},
@@ -502,6 +593,7 @@ class ScaleSweep:
                     if len(run.roi) != run.spatial_dims:
                         raise ValueError(f"roi_size {rs!r} does not match {run.spatial_dims}D images.")
                 run.names.append(item_name(item, self.image_key, index))
+                instances = self._instances_of(run, item, index, tuple(label.shape[1:]))
                 per_image = {"estimate": np.full(len(run.scales), np.nan),
                              "confidence": np.zeros((len(run.scales), run.omega)),
                              "counts": np.zeros((len(run.scales), run.omega))}
@@ -511,7 +603,8 @@ class ScaleSweep:
                     if window is not None:
                         run.windowed[s] = tuple(window)
                     label_s = rescale_label(label, s, self.scale_axes).unsqueeze(0)  # (1, 1, *spatial)
-                    self.score(run, index, j, img_s, label_s, probs, per_image)
+                    inst_s = rescale_label(instances, s) if instances is not None and s in run.instance_scales else None
+                    self.score(run, index, j, img_s, label_s, probs, per_image, inst_s)
                     del probs
                     run.time_per_scale[s] += time.perf_counter() - t0
                 run.confidences.append(per_image["confidence"])

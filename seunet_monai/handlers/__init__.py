@@ -6,6 +6,7 @@
 - :mod:`.stop_on_non_finite`: :class:`StopOnNonFinite`;
 - :mod:`.calibration`: :class:`ScaleFusionCalibration` (the ``"scale"`` fusion of ``model.pt`` after training);
 - :mod:`.metrics`: :func:`dataset_iou`, :func:`fusion_iou_metrics` (dataset-wide IoU metric handlers);
+- :mod:`.instance_metrics`: :class:`FusionInstanceMetrics` (PQ, AJI, F1, ... per fusion strategy);
 - :mod:`.metrics_saver`: :func:`save_metrics` (``metrics.json``);
 - :mod:`.status`: :class:`RunStatus` (``training_status.json``: progress and results of a run, for tools);
 - :mod:`.output_transforms`: the ``output_transform`` / ``batch_transform`` callables of the handlers above.
@@ -13,6 +14,7 @@
 
 from .calibration import ScaleFusionCalibration
 from .checkpoint import BestModelSaver, RandomStates, ResumableCheckpoint
+from .instance_metrics import FusionInstanceMetrics
 from .metrics import dataset_iou, fusion_iou_metrics
 from .metrics_saver import save_metrics
 from .output_transforms import (
@@ -29,6 +31,7 @@ from .stop_on_non_finite import StopOnNonFinite
 
 __all__ = [
     "BestModelSaver",
+    "FusionInstanceMetrics",
     "MultiHeadStatsHandler",
     "RandomStates",
     "ResumableCheckpoint",

@@ -23,7 +23,11 @@ def test_evaluating_scores_the_test_split(trained):
     metrics = out["metrics"]
     expected = {"test_iou", "test_iou_mean", "test_iou_pdist", "test_iou_pens", "test_iou_scale", "test_iou_head1",
                 "test_iou_head2"}
-    assert set(metrics) == expected
+    # instance metrics: every key present, nan here (the synthetic test items have no instance labels)
+    instance = {f"test_{k}{s}" for k in ("pq", "sq", "rq", "aji", "f1", "dice_obj", "count_ratio")
+                for s in ("", "_mean", "_pdist", "_pens", "_scale", "_head1", "_head2")}
+    assert set(metrics) == expected | instance
+    assert all(np.isnan(metrics[k]) for k in instance)
     assert all(0.0 <= v <= 1.0 or np.isnan(v) for v in metrics.values())
     assert metrics["test_iou"] == metrics["test_iou_pens"]  # the key metric uses the network's fusion
     assert out["split"] == "test" and out["scale"] == 1.0

@@ -135,3 +135,16 @@ def test_size_check_reads_nifti_with_monai_axis_order(tmp_path):
     write_datalist(tmp_path, splits)
     with pytest.raises(DatalistError, match=r"test\[0\]: image .*u.nii.gz has size 8x7"):
         load_datalist(tmp_path, check_sizes=True)
+
+
+def test_instance_key_is_made_absolute_and_checked(tmp_path):
+    splits = _dataset(tmp_path)
+    atomic_save_png(tmp_path / "instances" / "v.png", np.zeros((8, 6), np.uint16))
+    splits["validation"][0]["instance"] = "instances/v.png"
+    write_datalist(tmp_path, splits)
+    d = load_datalist(tmp_path)
+    assert d["validation"][0]["instance"] == str(tmp_path / "instances" / "v.png")
+    assert "instance" not in d["training"][0]  # optional
+    (tmp_path / "instances" / "v.png").unlink()
+    with pytest.raises(DatalistError, match="instance file not found"):
+        load_datalist(tmp_path)
