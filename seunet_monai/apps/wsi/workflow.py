@@ -221,8 +221,9 @@ class SlideInferenceWorkflow:
             TIFFs, PNGs); used as a file's own. An input whose file states a resolution more than
             ``resample_tolerance`` off ``mpp`` fails with one line naming both (the file's tags are never
             silently overridden). ``None``: inputs without a resolution are inferred as stored, with the
-            training resolution ``target_mpp`` assumed for the sizes of the instance post-processing only
-            (areas then in px², no density; ``resolution.source`` in the summary says so).
+            training resolution ``target_mpp`` (else :data:`ASSUMED_MPP`) assumed for the sizes of the instance
+            post-processing only (areas then in px², no density; the summary's ``resolution.source`` is
+            ``"none"`` and ``nuclei.instance_mpp_source`` says what was assumed).
         geojson_simplify: tolerance (pixels of the inference level) of the polygon simplification in the GeoJSON;
             0 = exact pixel outlines.
         min_nucleus_area_um2: images: instances smaller than this (µm²) are not exported.
