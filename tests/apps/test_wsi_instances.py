@@ -16,6 +16,7 @@ from PIL import Image
 from skimage.measure import label
 
 from seunet_monai.apps.wsi import write_mask_tiff
+from seunet_monai.apps.wsi.figures import draw_instance_outlines
 from seunet_monai.apps.wsi.workflow import OUTPUT_FILES, output_names
 from seunet_monai.errors import ConfigValueError
 from tests.apps.test_wsi import make_workflow
@@ -131,3 +132,12 @@ def test_instance_tiff_keeps_uint32_labels_in_every_level(tmp_path):
 def test_images_list_the_instances_file_and_slides_do_not():
     assert "_instances.tif" in OUTPUT_FILES
     assert "a_instances.tif" in output_names("a", True) and "a_instances.tif" not in output_names("a", False)
+
+
+def test_instance_outlines_show_the_cut_between_touching_nuclei():
+    labels = np.zeros((10, 12), np.uint32)
+    labels[2:8, 1:6], labels[2:8, 6:11] = 1, 2  # two touching instances
+    rgb = draw_instance_outlines(np.zeros((10, 12, 3), np.uint8), labels, (255, 0, 0), width=1)
+    painted = rgb[..., 0] > 0
+    assert painted[4, 5] and painted[4, 6]  # both sides of the cut
+    assert not painted[4, 3] and not painted[4, 8] and not painted[0].any()  # interiors and background untouched

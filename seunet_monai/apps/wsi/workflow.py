@@ -143,7 +143,7 @@ OUTPUT_FILES = {
     ".geojson": "one polygon per object (images: per separated nucleus) with its class and measurements (area, "
     "perimeter, equivalent diameter, eccentricity, solidity, mean nucleus probability, mean haematoxylin OD), in "
     "level-0 pixels (QuPath: File > Import objects)",
-    "_overlay.png": "images: the image at full resolution with every object outlined; slides: the tissue (blue "
+    "_overlay.png": "images: the image at full resolution with every object (every separated nucleus) outlined; slides: the tissue (blue "
     "outline) and the objects (yellow), cropped to the tissue",
     "_regions.png": "slides: full-resolution crops of representative tissue regions (dense, typical, sparse in "
     "objects) with the objects outlined; positions in the summary's 'regions'",
@@ -586,12 +586,14 @@ class SlideInferenceWorkflow:
         names = output_names(stem, small)
         ds = reader.downsample_to_base(wsi) if resampled else float(reader.get_downsample_ratio(wsi, level))
         write_mask_tiff(staging / f"{stem}_mask.tif", acc.mask, mpp=mpp, pyramid=max(size) > 2048)
+        labels = None
         if separate:
-            nuclei = self._write_instances(staging, stem, acc, reader, wsi, level, size, ds, mpp)
+            nuclei, labels = self._write_instances(staging, stem, acc, reader, wsi, level, size, ds, mpp)
         else:
             nuclei = self._write_geojson(staging / f"{stem}.geojson", acc, ds, mpp, stem)
         regions = self._write_figures(staging, stem, path, reader, wsi, level, size, thumb, factor, tissue, acc,
-                                      splitter, patch_size, small, ds)
+                                      splitter, patch_size, small, ds, labels)
+        del labels
         if small:
             write_palette_png(staging / f"{stem}_mask.png", acc.mask.read_rows(0, size[0]), self._num_classes())
         summary = self._summary(path, base, wsi, base_level, mpp, size, factor, tissue, acc, nuclei, splitter, start,
@@ -637,16 +639,18 @@ class SlideInferenceWorkflow:
 
     def _write_figures(self, staging: Path, stem: str, path: Path, reader: Any, wsi: Any, level: int,
                        size: tuple[int, ...], thumb: np.ndarray, factor: int, tissue: np.ndarray, acc: SlideAccumulator,
-                       splitter: Any, patch_size: Sequence[int], image: bool, ds: float) -> list[dict]:
-        """The pictures of one input (:mod:`~seunet_monai.apps.wsi.figures`); returns the regions of
-        ``NAME_regions.png`` (pixels of the inference level, and of level 0)."""
+                       splitter: Any, patch_size: Sequence[int], image: bool, ds: float,
+                       instances: np.ndarray | None = None) -> list[dict]:
+        """The pictures of one input (:mod:`~seunet_monai.apps.wsi.figures`; an image's overlay outlines its
+        ``instances`` when given); returns the regions of ``NAME_regions.png`` (pixels of the inference level,
+        and of level 0)."""
         num_classes = self._num_classes()
         box = tissue_box(tissue)
         foreground = acc.foreground_fraction()
         regions: list[dict] = []
         if image:
             write_image_overlay(staging / f"{stem}_overlay.png", read_region(reader, wsi, (0, 0), size, level),
-                                acc.mask.read_rows(0, size[0]), num_classes)
+                                acc.mask.read_rows(0, size[0]), num_classes, instances=instances)
         else:
             write_slide_overview(staging / f"{stem}_overlay.png", thumb, tissue, foreground, box)
             crop = [min(REGION_SIZE, int(s)) for s in size]
@@ -692,9 +696,10 @@ class SlideInferenceWorkflow:
         return self.mpp * float(reader.get_downsample_ratio(wsi, level)), "--mpp"
 
     def _write_instances(self, staging: Path, stem: str, acc: SlideAccumulator, reader: Any, wsi: Any, level: int,
-                         size: tuple[int, ...], ds: float, mpp: float | None) -> dict:
+                         size: tuple[int, ...], ds: float, mpp: float | None) -> tuple[dict, np.ndarray]:
         """Separated nuclei of an image: ``NAME_instances.tif`` and ``NAME.geojson`` with the per-nucleus
-        measurements; returns the summary's ``nuclei`` entry (count and areas of the instances)."""
+        measurements; returns the summary's ``nuclei`` entry (count and areas of the instances) and the labels
+        ``(H, W)``."""
         pixel = mpp or self.target_mpp or ASSUMED_MPP
         mask = acc.mask.read_rows(0, size[0])
         onehot = np.stack([mask != 1, mask == 1]).astype(np.float32)
@@ -726,7 +731,7 @@ class SlideInferenceWorkflow:
                            f"objects under {self.instances.min_nucleus_area_um2:g} µm² left out)",
                 "instance_mpp": float(pixel),
                 "instance_mpp_source": "image resolution" if mpp else
-                f"assumed: the training resolution {pixel:g} µm/px (the image states none; give --mpp)"}
+                f"assumed: the training resolution {pixel:g} µm/px (the image states none; give --mpp)"}, labels
 
     def _write_geojson(self, target: Path, acc: SlideAccumulator, ds: float, mpp: float | None, stem: str) -> dict:
         writer = GeoJSONWriter(target, self._names(), scale=ds, mpp=mpp, namespace=stem, simplify=self.geojson_simplify)
