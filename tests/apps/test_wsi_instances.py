@@ -141,3 +141,16 @@ def test_instance_outlines_show_the_cut_between_touching_nuclei():
     painted = rgb[..., 0] > 0
     assert painted[4, 5] and painted[4, 6]  # both sides of the cut
     assert not painted[4, 3] and not painted[4, 8] and not painted[0].any()  # interiors and background untouched
+
+
+def test_declared_mpp_off_the_target_is_resampled_like_a_stated_one(tmp_path):
+    _, out = run_one(tmp_path, mpp=0.5, target_mpp=0.25)  # 128 x 160 px at 0.5 µm/px -> 256 x 320 at 0.25
+    summary = json.loads((out / "a_summary.json").read_text())
+    res = summary["resolution"]
+    assert res["source"] == "--mpp" and res["mpp"] == pytest.approx(0.25) and res["resampled"]["zoom"] == pytest.approx(2)
+    assert tifffile.imread(out / "a_instances.tif").shape == (256, 320) and summary["nuclei"]["count"] == 3
+    fc = json.loads((out / "a.geojson").read_text())
+    ring = np.concatenate([np.asarray(f["geometry"]["coordinates"][0]) for f in fc["features"]])
+    assert ring.max(0)[0] <= 160 and ring.max(0)[1] <= 128  # GeoJSON in the input's own pixels
+    areas = sorted(f["properties"]["measurements"]["Area µm^2"] for f in fc["features"])
+    assert areas[-1] == pytest.approx(np.pi * (12 * 0.5) ** 2, rel=0.15)  # a 12 px disc at 0.5 µm/px
