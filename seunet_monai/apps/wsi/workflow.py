@@ -215,7 +215,7 @@ class SlideInferenceWorkflow:
         slide_backend: ``"tifffile"`` (default), ``"cucim"`` or ``"openslide"`` for TIFF/SVS files.
         overwrite: redo slides whose outputs exist, replacing them.
         watershed: slides only: split touching objects of the class mask (``peak_local_max`` markers) in the
-            GeoJSON; images always get separated instances (:class:`~seunet_monai.transforms.NucleusInstances`).
+            GeoJSON; images always get separated instances (:class:`~seunet_monai.transforms.instances.NucleusInstances`).
         watershed_min_distance: watershed marker spacing (pixels of the inference level), slides only.
         mpp: declared resolution (µm per pixel of level 0) of inputs whose file states none (e.g. MoNuSeg's
             TIFFs, PNGs); used as a file's own. An input whose file states a resolution more than
