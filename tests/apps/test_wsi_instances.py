@@ -7,19 +7,28 @@ stand-in network of ``test_wsi.py``; every test runs in seconds on a CPU.
 
 from __future__ import annotations
 
+import functools
 import json
 
 import numpy as np
 import pytest
 import tifffile
+import torch
+from monai.inferers import PatchInferer
 from PIL import Image
 from skimage.measure import label
 
-from seunet_monai.apps.wsi import write_mask_tiff
+from seunet_monai.apps.wsi import (
+    BandMerger,
+    PatchPreprocessing,
+    SlideInferenceWorkflow,
+    TissueWSISplitter,
+    write_mask_tiff,
+)
 from seunet_monai.apps.wsi.figures import draw_instance_outlines
 from seunet_monai.apps.wsi.workflow import OUTPUT_FILES, output_names
 from seunet_monai.errors import ConfigValueError
-from tests.apps.test_wsi import make_workflow
+from tests.apps.test_wsi import DarkBlobs, listing, make_workflow
 
 PINK, PURPLE = (240, 200, 220), (60, 30, 110)
 
@@ -154,3 +163,29 @@ def test_declared_mpp_off_the_target_is_resampled_like_a_stated_one(tmp_path):
     assert ring.max(0)[0] <= 160 and ring.max(0)[1] <= 128  # GeoJSON in the input's own pixels
     areas = sorted(f["properties"]["measurements"]["Area µm^2"] for f in fc["features"])
     assert areas[-1] == pytest.approx(np.pi * (12 * 0.5) ** 2, rel=0.15)  # a 12 px disc at 0.5 µm/px
+
+
+class ThreeClasses(DarkBlobs):
+    """The dark-blob stand-in with a third, never-winning class: a model without a single nucleus class."""
+
+    out_channels = 3
+
+    def forward_heads(self, x: torch.Tensor) -> torch.Tensor:
+        two = super().forward_heads(x)
+        return torch.cat([two, torch.full_like(two[:, :, :1], -100.0)], 2)
+
+
+def test_models_of_more_classes_keep_connected_components_and_resume(tmp_path):
+    Image.fromarray(discs()).save((tmp_path / "in").mkdir() or tmp_path / "in" / "a.png")
+    splitter = functools.partial(TissueWSISplitter, patch_size=[128, 128], overlap=0.25, progress=False)
+    inferer = functools.partial(PatchInferer, merger_cls=BandMerger, batch_size=4, preprocessing=PatchPreprocessing())
+
+    def workflow():
+        return SlideInferenceWorkflow(tmp_path / "in", tmp_path / "out", ThreeClasses(), inferer, splitter,
+                                      progress=False, mpp=0.25)
+
+    assert workflow().run()["done"] == ["a.png"]
+    assert "a_instances.tif" not in listing(tmp_path / "out") and "a_mask.png" in listing(tmp_path / "out")
+    nuclei = json.loads((tmp_path / "out" / "a_summary.json").read_text())["nuclei"]
+    assert nuclei["objects"].startswith("connected components") and nuclei["count"] == 2
+    assert workflow().run()["skipped"] == ["a.png"]  # finished without the instances file

@@ -174,11 +174,13 @@ def output_stem(path: str | os.PathLike) -> str:
     return Path(path).stem
 
 
-def output_names(stem: str, image: bool | None = None) -> list[str]:
+def output_names(stem: str, image: bool | None = None, instances: bool = True) -> list[str]:
     """File names written for input ``stem`` (:data:`OUTPUT_FILES`): an ordinary image's (``image=True``: with
-    ``NAME_mask.png`` and ``NAME_instances.tif``), a slide's (``False``: with ``NAME_regions.png``) or every name either may have
-    (``None``). The summary comes last (it marks a finished input)."""
-    skip = {True: ("_regions.png",), False: ("_mask.png", "_instances.tif"), None: ()}[image]
+    ``NAME_mask.png``, and ``NAME_instances.tif`` unless ``instances`` is false: a model without a single
+    nucleus class), a slide's (``False``: with ``NAME_regions.png``) or every name either may have (``None``).
+    The summary comes last (it marks a finished input)."""
+    skip = {True: ("_regions.png",) + (() if instances else ("_instances.tif",)),
+            False: ("_mask.png", "_instances.tif"), None: ()}[image]
     return [stem + suffix for suffix in OUTPUT_FILES if suffix not in skip]
 
 
@@ -370,7 +372,8 @@ class SlideInferenceWorkflow:
         if (staging / PARTIAL_MARKER).is_file():
             return "interrupted"
         present = [n for n in output_names(stem) if (self.output_dir / n).exists()]
-        if any(all((self.output_dir / n).exists() for n in output_names(stem, image)) for image in (True, False)):
+        instances = self._num_classes() == 2
+        if any(all((self.output_dir / n).exists() for n in output_names(stem, image, instances)) for image in (True, False)):
             self._check_provenance(path)
             return "done"
         if present and not self.overwrite:
@@ -583,7 +586,7 @@ class SlideInferenceWorkflow:
         inferer(str(path), predictor)
         self._window_log_scales = predictor.window_log_scales
         stem = output_stem(path)
-        names = output_names(stem, small)
+        names = output_names(stem, small, separate)
         ds = reader.downsample_to_base(wsi) if resampled else float(reader.get_downsample_ratio(wsi, level))
         write_mask_tiff(staging / f"{stem}_mask.tif", acc.mask, mpp=mpp, pyramid=max(size) > 2048)
         labels = None
