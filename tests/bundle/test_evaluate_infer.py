@@ -47,7 +47,7 @@ def _inputs(folder):
 
 
 def test_inferring_writes_one_mask_per_image(tmp_path, trained):
-    """The contract command on ordinary images: a palette PNG mask, a mask TIFF, GeoJSON, the pictures and the
+    """The contract command on ordinary images: a palette PNG mask, a mask TIFF, the instance TIFF, GeoJSON, the pictures and the
     summary per image (which lists every output and its meaning);
     `run` does the same as `inferring`; a second run skips finished images; output_dir == input_dir
     is refused even with --overwrite true."""
@@ -60,7 +60,8 @@ def test_inferring_writes_one_mask_per_image(tmp_path, trained):
     proc = bundle("inferring", INFERENCE, *args)
     assert "converting PIL mode 'L' to RGB" in proc.stdout and "converting PIL mode 'RGBA' to RGB" in proc.stdout
     assert "notes.txt: unsupported file type" in proc.stdout
-    suffixes = ("_mask.png", "_mask.tif", ".geojson", "_overlay.png", "_heads.png", "_scale.png", "_summary.json")
+    suffixes = ("_mask.png", "_mask.tif", "_instances.tif", ".geojson", "_overlay.png", "_heads.png", "_scale.png",
+                "_summary.json")
     names = sorted(p.name for p in out.iterdir() if p.name != ".seunet_run.lock")  # the run lock stays, as in training
     assert names == sorted(f"{k}{s}" for k in sizes for s in suffixes)
     for stem, (h, w) in sizes.items():
@@ -73,6 +74,9 @@ def test_inferring_writes_one_mask_per_image(tmp_path, trained):
         assert sorted(summary["output_files"]) == sorted(f"{stem}{s}" for s in suffixes)
         assert Image.open(out / f"{stem}_overlay.png").size == (w, h)  # the overlay at full resolution
         assert json.loads((out / f"{stem}.geojson").read_text())["type"] == "FeatureCollection"
+        labels = tifffile.imread(out / f"{stem}_instances.tif")
+        assert labels.dtype == np.uint32 and labels.shape == (h, w)
+        assert summary["nuclei"]["count"] == len(np.unique(labels[labels > 0]))  # counts from the instances
     # a second run (here through `run`, which does the same) skips the finished images, rewriting nothing
     before = (out / "wide_mask.png").stat().st_mtime_ns
     again = bundle("run", INFERENCE, *args)

@@ -13,7 +13,7 @@ from .figures import (
     write_slide_overview,
 )
 from .inferers import BandMerger, HeadsPatchPredictor, PatchPreprocessing, TissueWSISplitter
-from .instances import Instance, iter_instances, split_touching
+from .instances import Instance, iter_instances, iter_label_instances, split_touching
 from .readers import (
     MAX_IMAGE_PIXELS,
     PLAUSIBLE_MPP,
@@ -69,6 +69,7 @@ __all__ = [
     "implausible_resolution",
     "is_colourless",
     "iter_instances",
+    "iter_label_instances",
     "level_mpp",
     "list_inputs",
     "make_reader",

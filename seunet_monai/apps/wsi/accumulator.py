@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -15,35 +16,39 @@ __all__ = ["RawMask", "SlideAccumulator"]
 
 
 class RawMask:
-    """An ``(H, W) uint8`` mask stored row-major in a plain file (sparse: rows never written read as 0).
+    """An ``(H, W)`` array (``uint8`` class ids by default) stored row-major in a plain file (sparse: rows never
+    written read as 0).
 
     Args:
-        path: the file (created, truncated to ``H * W`` bytes).
+        path: the file (created, truncated to ``H * W`` items).
         shape: ``(H, W)``.
+        dtype: the item type (e.g. ``float32`` for a probability map).
     """
 
-    def __init__(self, path: str | os.PathLike, shape: tuple[int, int]) -> None:
+    def __init__(self, path: str | os.PathLike, shape: tuple[int, int], dtype: Any = np.uint8) -> None:
         self.path = Path(path)
         self.shape = (int(shape[0]), int(shape[1]))
+        self.dtype = np.dtype(dtype)
         with open(self.path, "wb") as f:
-            f.truncate(self.shape[0] * self.shape[1])
+            f.truncate(self.shape[0] * self.shape[1] * self.dtype.itemsize)
 
     def write_rows(self, y0: int, rows: np.ndarray) -> None:
-        """Write ``rows`` ``(n, W) uint8`` at row ``y0``."""
+        """Write ``rows`` ``(n, W)`` at row ``y0`` (cast to ``dtype``)."""
         with open(self.path, "r+b") as f:
-            f.seek(int(y0) * self.shape[1])
-            f.write(np.ascontiguousarray(rows, dtype=np.uint8).tobytes())
+            f.seek(int(y0) * self.shape[1] * self.dtype.itemsize)
+            f.write(np.ascontiguousarray(rows, dtype=self.dtype).tobytes())
 
     def read_rows(self, y0: int, y1: int) -> np.ndarray:
-        """Rows ``[y0, y1)`` (clipped to the mask) as ``(n, W) uint8``."""
+        """Rows ``[y0, y1)`` (clipped to the mask) as ``(n, W)`` of ``dtype``."""
         y0, y1 = max(0, int(y0)), min(self.shape[0], int(y1))
         n = max(0, y1 - y0)
-        arr = np.fromfile(self.path, dtype=np.uint8, count=n * self.shape[1], offset=y0 * self.shape[1])
+        arr = np.fromfile(self.path, dtype=self.dtype, count=n * self.shape[1],
+                          offset=y0 * self.shape[1] * self.dtype.itemsize)
         return arr.reshape(n, self.shape[1])
 
     def read_block(self, y0: int, x0: int, h: int, w: int) -> np.ndarray:
         """The block ``[y0, y0 + h) x [x0, x0 + w)``, zero beyond the mask."""
-        out = np.zeros((h, w), dtype=np.uint8)
+        out = np.zeros((h, w), dtype=self.dtype)
         rows = self.read_rows(y0, y0 + h)
         part = rows[:, max(0, x0) : min(self.shape[1], x0 + w)]
         out[: part.shape[0], : part.shape[1]] = part
@@ -64,10 +69,16 @@ class SlideAccumulator:
         mask: the :class:`RawMask` receiving class ids.
         num_classes: ``C``.
         factor: pixels per thumbnail pixel.
+        probability: optional ``float32`` :class:`RawMask` receiving the fused probability of class
+            ``probability_class`` (0 where no patch ran), for the per-nucleus measurements.
+        probability_class: the class whose probability is kept.
     """
 
-    def __init__(self, mask: RawMask, num_classes: int, factor: int) -> None:
+    def __init__(self, mask: RawMask, num_classes: int, factor: int, probability: RawMask | None = None,
+                 probability_class: int = 1) -> None:
         self.mask = mask
+        self.probability = probability
+        self.probability_class = int(probability_class)
         self.num_classes = int(num_classes)
         self.factor = int(factor)
         h, w = mask.shape
@@ -100,6 +111,8 @@ class SlideAccumulator:
         valid = np.asarray(valid, dtype=bool)
         labels = np.where(valid, probs.argmax(0), 0).astype(np.uint8)
         self.mask.write_rows(y0, labels)
+        if self.probability is not None:
+            self.probability.write_rows(y0, np.where(valid, probs[self.probability_class], 0.0))
         self.class_pixels += np.bincount(labels.ravel(), minlength=c)[:c]
         if not valid.any():
             return

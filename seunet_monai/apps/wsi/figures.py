@@ -22,11 +22,12 @@ import numpy as np
 from matplotlib.colors import BoundaryNorm, ListedColormap
 from matplotlib.figure import Figure
 from PIL import Image, ImageDraw
-from scipy.ndimage import binary_erosion, uniform_filter
+from scipy.ndimage import binary_erosion, maximum_filter, minimum_filter, uniform_filter
 
 __all__ = [
     "OKABE_ITO",
     "TISSUE_COLOUR",
+    "draw_instance_outlines",
     "draw_outlines",
     "pick_regions",
     "tissue_box",
@@ -63,8 +64,19 @@ def _save_png(path: str | os.PathLike, rgb: np.ndarray) -> None:
         Image.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8)).save(f, format="PNG")
 
 
+def draw_instance_outlines(rgb: np.ndarray, labels: np.ndarray, colour: Sequence[int], width: int = 2) -> np.ndarray:
+    """Paint the outline of every instance of ``labels`` (``(H, W)``, 0 = background) into ``rgb`` (in place;
+    returned): its pixels within ``width`` pixels (8-connected) of a pixel of another label or of the
+    background, so that touching instances show the cut between them; the image border is not an edge."""
+    size = 2 * max(int(width), 1) + 1
+    lo = minimum_filter(labels, size=size, mode="nearest")
+    hi = maximum_filter(labels, size=size, mode="nearest")
+    rgb[(labels > 0) & ((lo != labels) | (hi != labels))] = colour
+    return rgb
+
+
 def write_image_overlay(path: str | os.PathLike, image: np.ndarray, mask: np.ndarray, num_classes: int,
-                        width: int = 2) -> None:
+                        width: int = 2, instances: np.ndarray | None = None) -> None:
     """The image at full resolution with every predicted object outlined (class ``c`` in ``OKABE_ITO[c - 1]``).
 
     Args:
@@ -73,10 +85,15 @@ def write_image_overlay(path: str | os.PathLike, image: np.ndarray, mask: np.nda
         mask: class ids ``(H, W)``, 0 for background.
         num_classes: number of classes, background included.
         width: outline width in pixels (at least 2 for readability).
+        instances: optional nucleus instance labels ``(H, W)``; when given, class 1 is outlined instance by
+            instance (:func:`draw_instance_outlines`) instead of from ``mask``.
     """
     out = np.array(image[..., :3], dtype=np.uint8)
     for c in range(1, max(int(num_classes), 2)):
-        draw_outlines(out, mask == c, _class_colour(c), width)
+        if c == 1 and instances is not None:
+            draw_instance_outlines(out, np.asarray(instances), _class_colour(c), width)
+        else:
+            draw_outlines(out, mask == c, _class_colour(c), width)
     _save_png(path, out)
 
 

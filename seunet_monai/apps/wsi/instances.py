@@ -9,6 +9,9 @@ it needs) until it is whole, so an object of any height is one polygon, however 
 grows only with the size of such an object (a tissue region of a multi-class model: its bounding box of
 rows is read; a nucleus mask never needs it).
 
+:func:`iter_label_instances` yields the same polygons for the objects of an instance label map (e.g. from
+:class:`~seunet_monai.transforms.instances.NucleusInstances`), one per label, in label order.
+
 Polygons (``find_contours`` on the zero-padded component, background 8-connected as the 4-connected
 labelling implies) are the outer boundary and one interior ring per hole, in the pixel coordinates of the
 mask where pixel ``(i, j)`` covers ``[j, j + 1) x [i, i + 1)`` (QuPath's convention), closed (first point
@@ -26,18 +29,44 @@ from skimage.feature import peak_local_max
 from skimage.measure import find_contours, label, regionprops
 from skimage.segmentation import watershed
 
-__all__ = ["Instance", "iter_instances", "split_touching"]
+__all__ = ["Instance", "iter_instances", "iter_label_instances", "split_touching"]
 
 
 @dataclass
 class Instance:
     """One object: class id, closed exterior ring ``(N, 2)`` of ``(x, y)`` in mask pixels, area in mask pixels
-    (holes excluded) and the closed interior rings (one per hole)."""
+    (holes excluded), the closed interior rings (one per hole) and its label id (0 for connected components)."""
 
     class_id: int
     polygon: np.ndarray
     area: int
     holes: list[np.ndarray] = field(default_factory=list)
+    label: int = 0
+
+
+def iter_label_instances(labels: np.ndarray, class_id: int = 1) -> Iterator[Instance]:
+    """Yield one :class:`Instance` per label ``1..max`` present in ``labels``, in label order.
+
+    Args:
+        labels: ``(H, W)`` integer instance labels, 0 = background.
+        class_id: class id given to every instance.
+
+    The area counts every pixel of the label; the polygon outlines its largest 4-connected part (a watershed
+    label may touch another part of itself only at a corner: that part is counted, not outlined).
+    """
+    labels = np.asarray(labels)
+    if labels.ndim != 2:
+        raise ValueError(f"labels must be (H, W) instance labels, got shape {labels.shape}.")
+    for k, box in enumerate(ndi.find_objects(labels), start=1):
+        if box is None:
+            continue
+        crop = labels[box] == k
+        parts = label(crop, connectivity=1)
+        part = crop if parts.max() <= 1 else parts == (np.argmax(np.bincount(parts.ravel())[1:]) + 1)
+        exterior, holes = _rings(part)
+        offset = np.array([box[1].start, box[0].start], dtype=np.float64)
+        yield Instance(class_id=int(class_id), polygon=exterior + offset, area=int(crop.sum()),
+                       holes=[h + offset for h in holes], label=k)
 
 
 def split_touching(component: np.ndarray, min_distance: int = 5) -> list[np.ndarray]:

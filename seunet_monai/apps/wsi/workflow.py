@@ -39,10 +39,12 @@ from tqdm.auto import tqdm
 from seunet_monai.checkpoint import check_state_dict, load_network
 from seunet_monai.data.stain import stain_transform
 from seunet_monai.errors import ConfigValueError, ExistingPathError, InferenceError, MissingPathError, SeunetError
+from seunet_monai.evaluation.nucleus_measurements import nucleus_measurements
 from seunet_monai.fusion.estimation import last_layer_log_sigmas, log_sigma_estimate
 from seunet_monai.runtime.checks import as_flag
 from seunet_monai.runtime.distributed import unwrap
 from seunet_monai.runtime.run_lock import lock_run_folders
+from seunet_monai.transforms.instances import NucleusInstances
 
 from .accumulator import RawMask, SlideAccumulator
 from .figures import (
@@ -56,13 +58,14 @@ from .figures import (
     write_slide_overview,
 )
 from .inferers import HeadsPatchPredictor
-from .instances import iter_instances
+from .instances import iter_instances, iter_label_instances
 from .readers import (
     SUPPORTED_SUFFIXES,
     WHOLE_IMAGE_SUFFIXES,
     ResampledLevelReader,
     choose_level,
     implausible_resolution,
+    level_mpp,
     make_reader,
     read_region,
     read_thumbnail,
@@ -135,8 +138,12 @@ def _scale_histogram(scales: np.ndarray) -> dict[str, int]:
 OUTPUT_FILES = {
     "_mask.tif": "class id per pixel (0 background, 1 nucleus, ...) at the inference resolution: tiled, pyramidal "
     "OME-TIFF with its resolution (opens in QuPath, Fiji, napari)",
-    ".geojson": "one polygon per object with its class and area, in level-0 pixels (QuPath: File > Import objects)",
-    "_overlay.png": "images: the image at full resolution with every object outlined; slides: the tissue (blue "
+    "_instances.tif": "images: nucleus instance id per pixel (uint32, 0 background, 1..N one per nucleus, touching "
+    "nuclei separated), same geometry, tiling, pyramid and resolution as NAME_mask.tif",
+    ".geojson": "one polygon per object (images: per separated nucleus) with its class and measurements (area, "
+    "perimeter, equivalent diameter, eccentricity, solidity, mean nucleus probability, mean haematoxylin OD), in "
+    "level-0 pixels (QuPath: File > Import objects)",
+    "_overlay.png": "images: the image at full resolution with every object (every separated nucleus) outlined; slides: the tissue (blue "
     "outline) and the objects (yellow), cropped to the tissue",
     "_regions.png": "slides: full-resolution crops of representative tissue regions (dense, typical, sparse in "
     "objects) with the objects outlined; positions in the summary's 'regions'",
@@ -147,6 +154,10 @@ OUTPUT_FILES = {
     "made the outputs; written last, it marks a finished input",
 }
 """What every output ``NAME + key`` of an input holds (also listed in each summary's ``outputs``)."""
+
+#: µm per pixel assumed for the sizes of the instances of an image of unknown resolution when there is no
+#: ``target_mpp`` either: the bundle's training resolution (MoNuSeg, 40x).
+ASSUMED_MPP = 0.25
 
 #: Side (pixels of the inference level) of the full-resolution crops of ``NAME_regions.png``.
 REGION_SIZE = 512
@@ -163,12 +174,14 @@ def output_stem(path: str | os.PathLike) -> str:
     return Path(path).stem
 
 
-def output_names(stem: str, image: bool | None = None) -> list[str]:
+def output_names(stem: str, image: bool | None = None, instances: bool = True) -> list[str]:
     """File names written for input ``stem`` (:data:`OUTPUT_FILES`): an ordinary image's (``image=True``: with
-    ``NAME_mask.png``), a slide's (``False``: with ``NAME_regions.png``) or every name either may have
-    (``None``). The summary comes last (it marks a finished input)."""
-    skip = {True: "_regions.png", False: "_mask.png", None: ""}[image]
-    return [stem + suffix for suffix in OUTPUT_FILES if suffix != skip]
+    ``NAME_mask.png``, and ``NAME_instances.tif`` unless ``instances`` is false: a model without a single
+    nucleus class), a slide's (``False``: with ``NAME_regions.png``) or every name either may have (``None``).
+    The summary comes last (it marks a finished input)."""
+    skip = {True: ("_regions.png",) + (() if instances else ("_instances.tif",)),
+            False: ("_mask.png", "_instances.tif"), None: ()}[image]
+    return [stem + suffix for suffix in OUTPUT_FILES if suffix not in skip]
 
 
 def list_inputs(input_dir: str | os.PathLike) -> tuple[list[Path], list[Path]]:
@@ -203,8 +216,20 @@ class SlideInferenceWorkflow:
         tissue_mask: ``"otsu"`` or ``"none"``.
         slide_backend: ``"tifffile"`` (default), ``"cucim"`` or ``"openslide"`` for TIFF/SVS files.
         overwrite: redo slides whose outputs exist, replacing them.
-        watershed: split touching nuclei in the GeoJSON.
-        watershed_min_distance: watershed marker spacing (pixels of the inference level).
+        watershed: slides only: split touching objects of the class mask (``peak_local_max`` markers) in the
+            GeoJSON; images always get separated instances (:class:`~seunet_monai.transforms.instances.NucleusInstances`).
+        watershed_min_distance: watershed marker spacing (pixels of the inference level), slides only.
+        mpp: declared resolution (µm per pixel of level 0) of inputs whose file states none (e.g. MoNuSeg's
+            TIFFs, PNGs); used as a file's own. An input whose file states a resolution more than
+            ``resample_tolerance`` off ``mpp`` fails with one line naming both (the file's tags are never
+            silently overridden). ``None``: inputs without a resolution are inferred as stored, with the
+            training resolution ``target_mpp`` (else :data:`ASSUMED_MPP`) assumed for the sizes of the instance
+            post-processing only (areas then in px², no density; the summary's ``resolution.source`` is
+            ``"none"`` and ``nuclei.instance_mpp_source`` says what was assumed).
+        geojson_simplify: tolerance (pixels of the inference level) of the polygon simplification in the GeoJSON;
+            0 = exact pixel outlines.
+        min_nucleus_area_um2: images: instances smaller than this (µm²) are not exported.
+        marker_h_um: images: drop of the distance to the background (µm) that separates two nuclei.
         instance_margin: rows read below each band of the mask at once when listing instances (objects that
             reach further are followed until whole: :func:`~.instances.iter_instances`).
         class_names: name per class (default ``background``, ``Nucleus`` for two classes).
@@ -243,6 +268,10 @@ class SlideInferenceWorkflow:
         overwrite: bool = False,
         watershed: bool = False,
         watershed_min_distance: int = 5,
+        mpp: float | None = None,
+        geojson_simplify: float = 1.0,
+        min_nucleus_area_um2: float = 5.0,
+        marker_h_um: float = 0.15,
         instance_margin: int = 128,
         class_names: Sequence[str] | None = None,
         thumbnail_size: int = 1024,
@@ -269,6 +298,19 @@ class SlideInferenceWorkflow:
                 f"target_mpp must be a positive resolution in µm per pixel (e.g. 0.25), got {target_mpp!r}; fix "
                 "--target_mpp, or set --level to choose a pyramid level instead."
             )
+        try:
+            self.mpp = None if mpp is None else float(mpp)
+        except (TypeError, ValueError):
+            self.mpp = math.nan
+        if self.mpp is not None and not (math.isfinite(self.mpp) and self.mpp > 0):
+            raise ConfigValueError(f"mpp must be a positive resolution in µm per pixel (e.g. 0.25), got {mpp!r}; fix --mpp.")
+        try:
+            self.geojson_simplify = float(geojson_simplify)
+        except (TypeError, ValueError):
+            self.geojson_simplify = math.nan
+        if not (math.isfinite(self.geojson_simplify) and self.geojson_simplify >= 0):
+            raise ConfigValueError(f"geojson_simplify must be a tolerance >= 0 in pixels (0 = off), got {geojson_simplify!r}.")
+        self.instances = NucleusInstances(min_nucleus_area_um2=min_nucleus_area_um2, marker_h_um=marker_h_um)
         self.level = None if level is None else int(level)
         if self.level is not None and self.level < 0:
             raise ConfigValueError(f"level must be a pyramid level >= 0 (0 is the full resolution), got {level!r}.")
@@ -330,7 +372,8 @@ class SlideInferenceWorkflow:
         if (staging / PARTIAL_MARKER).is_file():
             return "interrupted"
         present = [n for n in output_names(stem) if (self.output_dir / n).exists()]
-        if any(all((self.output_dir / n).exists() for n in output_names(stem, image)) for image in (True, False)):
+        instances = self._num_classes() == 2
+        if any(all((self.output_dir / n).exists() for n in output_names(stem, image, instances)) for image in (True, False)):
             self._check_provenance(path)
             return "done"
         if present and not self.overwrite:
@@ -380,6 +423,9 @@ class SlideInferenceWorkflow:
                     "max_resample_zoom": self.max_resample_zoom, "tissue_mask": self.tissue_method,
                     "roi_size": split.get("patch_size"), "overlap": split.get("overlap"),
                     "watershed": self.watershed, "watershed_min_distance": self.watershed_min_distance,
+                    "mpp": self.mpp, "geojson_simplify": self.geojson_simplify,
+                    "min_nucleus_area_um2": self.instances.min_nucleus_area_um2,
+                    "marker_h_um": self.instances.marker_h_um,
                     "class_names": self._names(),
                 },
             }
@@ -489,6 +535,7 @@ class SlideInferenceWorkflow:
         level, mpp = choose_level(reader, wsi, self.target_mpp, self.level)
         reader.level = level
         warnings = [w for w in (implausible_resolution(reader, wsi),) if w]
+        mpp, source = self._declared_resolution(path, reader, wsi, level, mpp)
         resampled = self._resampling(level, mpp)
         if resampled and resampled["zoom"] > self.max_resample_zoom:
             h, w = (round(int(v) * resampled["zoom"]) for v in reader.get_size(wsi, level))
@@ -498,7 +545,7 @@ class SlideInferenceWorkflow:
                 "resolution treated as unknown, inferred as stored (set --level, --target_mpp or correct the file's "
                 "resolution)"
             )
-            mpp, resampled = None, None
+            mpp, resampled, source = None, None, "none"
         elif self.level is not None and mpp and self.target_mpp and abs(mpp / self.target_mpp - 1) > self.resample_tolerance:
             ratio = mpp / self.target_mpp
             warnings.append(
@@ -513,6 +560,8 @@ class SlideInferenceWorkflow:
         if resampled:  # the nearest level is off the target: windows are resampled to exactly target_mpp
             reader, level, mpp = ResampledLevelReader(base, base_level, resampled["zoom"]), 0, self.target_mpp
         size = tuple(int(v) for v in reader.get_size(wsi, level))
+        small = path.suffix.lower() in WHOLE_IMAGE_SUFFIXES or (base.get_level_count(wsi) == 1 and size[0] * size[1] <= self.png_max_pixels)
+        separate = small and self._num_classes() == 2  # separated nucleus instances (images of a nucleus model)
         thumb, factor = read_thumbnail(reader, wsi, level, self.thumbnail_size)
         tissue = detect_tissue(thumb, self.tissue_method)
         detector = self.tissue_method
@@ -521,7 +570,8 @@ class SlideInferenceWorkflow:
             logger.warning(f"{path.name}: no colour (a grey-scale image?): tissue detected from brightness, not "
                            "from H&E colour saturation; check the overlay.")
         self._fit_stains(thumb, None if factor == 1 else tissue)
-        acc = SlideAccumulator(RawMask(staging / "mask.raw", size), self._num_classes(), factor)
+        probability = RawMask(staging / "probability.raw", size, np.float32) if separate else None
+        acc = SlideAccumulator(RawMask(staging / "mask.raw", size), self._num_classes(), factor, probability)
         splitter = self.make_splitter(reader=reader, level=level)
         splitter._opened = (str(path), wsi)  # the slide is open already
         if self.tissue_method != "none":
@@ -535,20 +585,25 @@ class SlideInferenceWorkflow:
         predictor = HeadsPatchPredictor(self.network, amp=self.amp)
         inferer(str(path), predictor)
         self._window_log_scales = predictor.window_log_scales
-        small = path.suffix.lower() in WHOLE_IMAGE_SUFFIXES or (base.get_level_count(wsi) == 1 and size[0] * size[1] <= self.png_max_pixels)
         stem = output_stem(path)
-        names = output_names(stem, small)
+        names = output_names(stem, small, separate)
         ds = reader.downsample_to_base(wsi) if resampled else float(reader.get_downsample_ratio(wsi, level))
         write_mask_tiff(staging / f"{stem}_mask.tif", acc.mask, mpp=mpp, pyramid=max(size) > 2048)
-        nuclei = self._write_geojson(staging / f"{stem}.geojson", acc, ds, mpp, stem)
+        labels = None
+        if separate:
+            nuclei, labels = self._write_instances(staging, stem, acc, reader, wsi, level, size, ds, mpp)
+        else:
+            nuclei = self._write_geojson(staging / f"{stem}.geojson", acc, ds, mpp, stem)
         regions = self._write_figures(staging, stem, path, reader, wsi, level, size, thumb, factor, tissue, acc,
-                                      splitter, patch_size, small, ds)
+                                      splitter, patch_size, small, ds, labels)
+        del labels
         if small:
             write_palette_png(staging / f"{stem}_mask.png", acc.mask.read_rows(0, size[0]), self._num_classes())
         summary = self._summary(path, base, wsi, base_level, mpp, size, factor, tissue, acc, nuclei, splitter, start,
                                 names, ds, resampled)
         summary["regions"] = regions
         summary["resolution"]["warnings"] = warnings
+        summary["resolution"]["source"] = source
         if warnings and not mpp:
             summary["resolution"]["note"] = "resolution not used (see warnings): inferred as stored"
         summary["tissue"]["detector"] = detector
@@ -557,6 +612,8 @@ class SlideInferenceWorkflow:
             json.dump(summary, f, indent=2)
             f.write("\n")
         (staging / "mask.raw").unlink()
+        if probability is not None:
+            probability.path.unlink()
         self._commit(staging, names)
         res = f"{mpp:.3f} µm/px" if mpp else "resolution unknown"
         if resampled:
@@ -585,16 +642,18 @@ class SlideInferenceWorkflow:
 
     def _write_figures(self, staging: Path, stem: str, path: Path, reader: Any, wsi: Any, level: int,
                        size: tuple[int, ...], thumb: np.ndarray, factor: int, tissue: np.ndarray, acc: SlideAccumulator,
-                       splitter: Any, patch_size: Sequence[int], image: bool, ds: float) -> list[dict]:
-        """The pictures of one input (:mod:`~seunet_monai.apps.wsi.figures`); returns the regions of
-        ``NAME_regions.png`` (pixels of the inference level, and of level 0)."""
+                       splitter: Any, patch_size: Sequence[int], image: bool, ds: float,
+                       instances: np.ndarray | None = None) -> list[dict]:
+        """The pictures of one input (:mod:`~seunet_monai.apps.wsi.figures`; an image's overlay outlines its
+        ``instances`` when given); returns the regions of ``NAME_regions.png`` (pixels of the inference level,
+        and of level 0)."""
         num_classes = self._num_classes()
         box = tissue_box(tissue)
         foreground = acc.foreground_fraction()
         regions: list[dict] = []
         if image:
             write_image_overlay(staging / f"{stem}_overlay.png", read_region(reader, wsi, (0, 0), size, level),
-                                acc.mask.read_rows(0, size[0]), num_classes)
+                                acc.mask.read_rows(0, size[0]), num_classes, instances=instances)
         else:
             write_slide_overview(staging / f"{stem}_overlay.png", thumb, tissue, foreground, box)
             crop = [min(REGION_SIZE, int(s)) for s in size]
@@ -619,8 +678,66 @@ class SlideInferenceWorkflow:
                         tissue, box, factor, path.name, note)
         return regions
 
+    def _declared_resolution(self, path: Path, reader: Any, wsi: Any, level: int,
+                             mpp: float | None) -> tuple[float | None, str]:
+        """The µm per pixel of ``level`` and where it comes from: ``"file"``, ``"--mpp"`` (declared, the file
+        states none) or ``"none"``.
+
+        Raises:
+            ConfigValueError: when ``--mpp`` contradicts the resolution the file states.
+        """
+        if self.mpp is None:
+            return mpp, ("file" if mpp else "none")
+        if mpp is not None:
+            stated = level_mpp(reader, wsi, 0) or mpp
+            if abs(stated / self.mpp - 1.0) > self.resample_tolerance:
+                raise ConfigValueError(
+                    f"{path.name}: --mpp {self.mpp:g} contradicts the file's own resolution {stated:.4g} µm/px; --mpp "
+                    "only declares the resolution of files without one: remove it, or correct the file."
+                )
+            return mpp, "file"
+        return self.mpp * float(reader.get_downsample_ratio(wsi, level)), "--mpp"
+
+    def _write_instances(self, staging: Path, stem: str, acc: SlideAccumulator, reader: Any, wsi: Any, level: int,
+                         size: tuple[int, ...], ds: float, mpp: float | None) -> tuple[dict, np.ndarray]:
+        """Separated nuclei of an image: ``NAME_instances.tif`` and ``NAME.geojson`` with the per-nucleus
+        measurements; returns the summary's ``nuclei`` entry (count and areas of the instances) and the labels
+        ``(H, W)``."""
+        pixel = mpp or self.target_mpp or ASSUMED_MPP
+        mask = acc.mask.read_rows(0, size[0])
+        onehot = np.stack([mask != 1, mask == 1]).astype(np.float32)
+        labels = np.asarray(self.instances(onehot, pixel_size_um=pixel))[0]
+        del onehot
+        write_mask_tiff(staging / f"{stem}_instances.tif", labels, mpp=mpp, pyramid=max(size) > 2048)
+        probability = acc.probability.read_rows(0, size[0]) if acc.probability is not None else None
+        image = np.moveaxis(read_region(reader, wsi, (0, 0), size, level), -1, 0)
+        table = nucleus_measurements(labels, probability, image, pixel_size_um=mpp)
+        rows = {int(k): i for i, k in enumerate(table["label"])}
+        names = (("perimeter_px", "Perimeter px", ds), ("perimeter_um", "Perimeter µm", None),
+                 ("equivalent_diameter_px", "Equivalent diameter px", ds),
+                 ("equivalent_diameter_um", "Equivalent diameter µm", None), ("eccentricity", "Eccentricity", None),
+                 ("solidity", "Solidity", None), ("mean_probability", "Nucleus probability mean", None),
+                 ("mean_haematoxylin_od", "Haematoxylin OD mean", None))
+        writer = GeoJSONWriter(staging / f"{stem}.geojson", self._names(), scale=ds, mpp=mpp, namespace=stem,
+                               simplify=self.geojson_simplify)
+        try:
+            for inst in iter_label_instances(labels, class_id=1):
+                i = rows[inst.label]
+                writer.add(inst, {name: float(table[col][i]) * (scale or 1.0)
+                                  for col, name, scale in names if col in table})
+        finally:
+            writer.close()
+        areas = np.asarray(writer.areas_px, dtype=np.float64) * ((mpp**2) if mpp else 1.0)
+        stats = {k: (float(getattr(np, k)(areas)) if areas.size else None) for k in ("mean", "median", "std", "min", "max")}
+        return {"count": writer.count, "area_unit": "µm^2" if mpp else "px^2 (inference level)", "area": stats,
+                "objects": "separated instances (NAME_instances.tif: marker-controlled watershed of the nucleus mask, "
+                           f"objects under {self.instances.min_nucleus_area_um2:g} µm² left out)",
+                "instance_mpp": float(pixel),
+                "instance_mpp_source": "image resolution" if mpp else
+                f"assumed: the training resolution {pixel:g} µm/px (the image states none; give --mpp)"}, labels
+
     def _write_geojson(self, target: Path, acc: SlideAccumulator, ds: float, mpp: float | None, stem: str) -> dict:
-        writer = GeoJSONWriter(target, self._names(), scale=ds, mpp=mpp, namespace=stem)
+        writer = GeoJSONWriter(target, self._names(), scale=ds, mpp=mpp, namespace=stem, simplify=self.geojson_simplify)
         try:
             for inst in iter_instances(acc.mask, self._num_classes(), margin=self.instance_margin,
                                        watershed=self.watershed, min_distance=self.watershed_min_distance):
@@ -629,7 +746,8 @@ class SlideInferenceWorkflow:
             writer.close()
         areas = np.asarray(writer.areas_px, dtype=np.float64) * ((mpp**2) if mpp else 1.0)
         stats = {k: (float(getattr(np, k)(areas)) if areas.size else None) for k in ("mean", "median", "std", "min", "max")}
-        return {"count": writer.count, "area_unit": "µm^2" if mpp else "px^2 (inference level)", "area": stats}
+        return {"count": writer.count, "area_unit": "µm^2" if mpp else "px^2 (inference level)", "area": stats,
+                "objects": "connected components of the class mask" + (" split by watershed" if self.watershed else "")}
 
     def _fit_stains(self, thumb: np.ndarray, tissue: np.ndarray | None) -> None:
         """Fix the stain normaliser's source stains for this input from its thumbnail (the whole image when it

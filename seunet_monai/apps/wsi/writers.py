@@ -1,5 +1,5 @@
-"""Output files of slide inference: the class-id mask as a tiled, compressed, pyramidal (OME-)TIFF, a palette
-PNG for small images and a QuPath GeoJSON FeatureCollection of instances (the pictures:
+"""Output files of slide inference: the class-id mask and the instance labels as tiled, compressed, pyramidal
+(OME-)TIFFs, a palette PNG for small images and a QuPath GeoJSON FeatureCollection of instances (the pictures:
 :mod:`~seunet_monai.apps.wsi.figures`).
 
 Writers write to the path they are given (the caller writes into a staging folder and renames into place),
@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import tifffile
 from PIL import Image
+from skimage.measure import approximate_polygon
 
 from .instances import Instance
 
@@ -43,22 +44,25 @@ def write_mask_tiff(
     min_size: int = 1024,
     compression: str = "zlib",
 ) -> list[tuple[int, int]]:
-    """Write a class-id mask as a tiled, compressed OME-TIFF, with sub-resolution levels in SubIFDs.
+    """Write a label map (class ids, or instance ids) as a tiled, compressed OME-TIFF, with sub-resolution
+    levels in SubIFDs.
 
-    Level 0 is streamed tile row by tile row from ``mask`` (a :class:`~.accumulator.RawMask` or an array);
-    each further level keeps every ``factor``-th pixel of the previous one (class ids are not averaged) until
-    the longer side is at most ``min_size``. The resolution (µm per pixel) goes into the TIFF resolution tags
-    (centimetre unit) and the OME ``PhysicalSizeX/Y``.
+    Level 0 is streamed tile row by tile row from ``mask`` (a :class:`~.accumulator.RawMask` or an array
+    ``(H, W)``, of any unsigned integer dtype: ``uint8`` class ids, ``uint32`` instance labels; the file has the
+    mask's dtype); each further level keeps every ``factor``-th pixel of the previous one (labels are not
+    averaged) until the longer side is at most ``min_size``. The resolution (µm per pixel) goes into the TIFF
+    resolution tags (centimetre unit) and the OME ``PhysicalSizeX/Y``.
 
     Returns:
         the ``(height, width)`` of every level written.
     """
     read = mask.read_rows if hasattr(mask, "read_rows") else (lambda a, b: np.asarray(mask)[a:b])
     h, w = (int(v) for v in mask.shape)
+    dtype = np.dtype(getattr(mask, "dtype", np.uint8))
     shapes = [(h, w)]
     while pyramid and max(shapes[-1]) > min_size:
         shapes.append((math.ceil(shapes[-1][0] / factor), math.ceil(shapes[-1][1] / factor)))
-    lower = [np.zeros(s, dtype=np.uint8) for s in shapes[1:2]]  # level 1 filled while level 0 streams
+    lower = [np.zeros(s, dtype=dtype) for s in shapes[1:2]]  # level 1 filled while level 0 streams
     step = factor
 
     def tiles():
@@ -69,7 +73,7 @@ def write_mask_tiff(
                 sub = rows[first::step, ::step]
                 r0 = (ty + first) // step
                 lower[0][r0 : r0 + sub.shape[0]] = sub
-            padded = np.zeros((tile, math.ceil(w / tile) * tile), dtype=np.uint8)
+            padded = np.zeros((tile, math.ceil(w / tile) * tile), dtype=dtype)
             padded[: rows.shape[0], :w] = rows
             for tx in range(0, w, tile):
                 yield padded[:, tx : tx + tile]
@@ -84,8 +88,8 @@ def write_mask_tiff(
     meta: dict[str, Any] = {"axes": "YX"}
     if mpp:
         meta.update(PhysicalSizeX=mpp, PhysicalSizeXUnit="µm", PhysicalSizeY=mpp, PhysicalSizeYUnit="µm")
-    with tifffile.TiffWriter(path, bigtiff=h * w > 2**31, ome=True) as tif:
-        tif.write(tiles(), shape=(h, w), dtype=np.uint8, subifds=len(shapes) - 1, metadata=meta, **options(mpp))
+    with tifffile.TiffWriter(path, bigtiff=h * w * dtype.itemsize > 2**31, ome=True) as tif:
+        tif.write(tiles(), shape=(h, w), dtype=dtype, subifds=len(shapes) - 1, metadata=meta, **options(mpp))
         level = lower[0] if lower else None
         for k in range(1, len(shapes)):
             d = factor**k
@@ -111,7 +115,10 @@ class GeoJSONWriter:
 
     Each feature: a ``Polygon`` in level-0 pixel coordinates (``scale`` = level-0 pixels per mask pixel),
     ``properties.objectType`` (``"detection"``), ``classification`` ``{"name", "color"}`` and
-    ``measurements`` (``"Area px^2"`` at level 0, and ``"Area µm^2"`` when ``mpp`` is known).
+    ``measurements`` (``"Area px^2"`` at level 0, ``"Area µm^2"`` when ``mpp`` is known, then the
+    ``measurements`` given to :meth:`add`). Every ring is simplified with scikit-image's ``approximate_polygon``
+    (Douglas-Peucker) at a tolerance of ``simplify`` mask pixels before scaling; a ring that would keep fewer
+    than 4 points (a triangle) is kept as it is. Areas are those of the pixels, never of the simplified polygon.
 
     Args:
         path: the ``.geojson`` file.
@@ -119,28 +126,42 @@ class GeoJSONWriter:
         scale: level-0 pixels per mask pixel.
         mpp: µm per mask pixel, or ``None``.
         namespace: text that, with the instance number, makes the (reproducible) feature ids.
+        simplify: tolerance of the polygon simplification in mask pixels (>= 0; 0 = the exact pixel outlines).
     """
 
     def __init__(self, path: str | os.PathLike, class_names: Sequence[str], scale: float = 1.0,
-                 mpp: float | None = None, namespace: str = "") -> None:
+                 mpp: float | None = None, namespace: str = "", simplify: float = 0.0) -> None:
+        if not (math.isfinite(float(simplify)) and float(simplify) >= 0):
+            raise ValueError(f"geojson_simplify must be a tolerance >= 0 in pixels (0 = off), got {simplify!r}.")
         self.path = Path(path)
         self.class_names = list(class_names)
         self.scale = float(scale)
         self.mpp = mpp
         self.namespace = namespace
+        self.simplify = float(simplify)
         self.count = 0
         self.areas_px: list[int] = []
         self._f = open(self.path, "w", encoding="utf-8")
         self._f.write('{"type": "FeatureCollection", "features": [\n')
 
-    def add(self, inst: Instance) -> None:
+    def _simplified(self, ring: np.ndarray) -> np.ndarray:
+        if self.simplify <= 0:
+            return ring
+        out = approximate_polygon(ring, tolerance=self.simplify)
+        return out if len(out) >= 4 else ring
+
+    def add(self, inst: Instance, measurements: dict[str, float] | None = None) -> None:
+        """Write one instance; ``measurements`` (name -> value, ``None`` or ``nan`` left out) follow the areas."""
         rings = [inst.polygon, *getattr(inst, "holes", [])]  # exterior, then one interior ring per hole
-        coords = [np.round(r * self.scale, 2).tolist() for r in rings]
+        coords = [np.round(self._simplified(r) * self.scale, 2).tolist() for r in rings]
         c = int(inst.class_id)
         name = self.class_names[c] if c < len(self.class_names) else f"class{c}"
-        measurements: dict[str, float] = {"Area px^2": round(inst.area * self.scale**2, 2)}
+        values: dict[str, float] = {"Area px^2": round(inst.area * self.scale**2, 2)}
         if self.mpp:
-            measurements["Area µm^2"] = round(inst.area * self.mpp**2, 3)
+            values["Area µm^2"] = round(inst.area * self.mpp**2, 3)
+        for key, value in (measurements or {}).items():
+            if value is not None and math.isfinite(float(value)):
+                values[key] = round(float(value), 4)
         feature = {
             "type": "Feature",
             "id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"{self.namespace}/{self.count}")),
@@ -148,7 +169,7 @@ class GeoJSONWriter:
             "properties": {
                 "objectType": "detection",
                 "classification": {"name": name, "color": list(_colour(c))},
-                "measurements": measurements,
+                "measurements": values,
             },
         }
         self._f.write(("" if self.count == 0 else ",\n") + json.dumps(feature, ensure_ascii=False))
