@@ -733,7 +733,7 @@ class SlideInferenceWorkflow:
                 "objects": "separated instances (NAME_instances.tif: marker-controlled watershed of the nucleus mask, "
                            f"objects under {self.instances.min_nucleus_area_um2:g} µm² left out)",
                 "instance_mpp": float(pixel),
-                "instance_mpp_source": "image resolution" if mpp else
+                "instance_mpp_source": "the image's resolution (resolution.source says where it came from)" if mpp else
                 f"assumed: the training resolution {pixel:g} µm/px (the image states none; give --mpp)"}, labels
 
     def _write_geojson(self, target: Path, acc: SlideAccumulator, ds: float, mpp: float | None, stem: str) -> dict:
