@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from seunet_monai.data.synthetic3d import make_synthetic_volumes
+from seunet_monai.data.synthetic.volumes import make_synthetic_volumes
 
 __all__ = ["main"]
 

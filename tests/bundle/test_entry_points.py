@@ -44,7 +44,7 @@ def test_run_is_the_configs_workflow_and_the_named_id_its_alias(files, alias):
 @pytest.fixture(scope="module")
 def fresh(tmp_path_factory) -> dict:
     """A fresh bundle: the tracked files of ``bundle/`` only, and a tiny dataset outside of it."""
-    from seunet_monai.data.synthetic import make_synthetic_dataset
+    from seunet_monai.data.synthetic.histology import make_synthetic_dataset
 
     root = tmp_path_factory.mktemp("fresh")
     bundle = root / "bundle"

@@ -103,7 +103,7 @@ def test_inferring_writes_nifti_masks_with_the_input_affine(tmp_path, trained3d)
 
 
 def test_a_2d_dataset_given_to_the_3d_variant_is_one_clear_line(tmp_path):
-    from seunet_monai.data.synthetic import make_synthetic_dataset
+    from seunet_monai.data.synthetic.histology import make_synthetic_dataset
 
     make_synthetic_dataset(tmp_path / "data2d", n_train=1, n_val=1, n_test=0, size=16)
     proc = bundle("training", TRAIN_3D, *TINY_NET, "--dataset_dir", str(tmp_path / "data2d"),

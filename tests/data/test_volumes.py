@@ -9,7 +9,7 @@ import torch
 from monai.data import MetaTensor
 from PIL import Image
 
-from seunet_monai.data.synthetic3d import save_nifti
+from seunet_monai.data.synthetic.volumes import save_nifti
 from seunet_monai.data.volumes import (
     EnsureSpatialDimsd,
     PublishSavedd,

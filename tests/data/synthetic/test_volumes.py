@@ -1,26 +1,17 @@
-"""Specification of the synthetic 3D nuclei generator (seunet_monai.data.synthetic3d) and
-scripts/make_synthetic_volumes.py."""
+"""Specification of the synthetic 3D nuclei generator (:mod:`seunet_monai.data.synthetic.volumes`)."""
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from seunet_monai.data.datalist import load_datalist
-from seunet_monai.data.synthetic3d import make_synthetic_volumes, synthesize_volume
+from seunet_monai.data.synthetic.volumes import make_synthetic_volumes, synthesize_volume
 
-REPO = Path(__file__).resolve().parents[2]
 SMALL = dict(n_train=2, n_val=1, n_test=1, size=32)
-
-
-def _env() -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
 
 
 def _files(root: Path) -> dict[str, bytes]:
@@ -103,28 +94,10 @@ def test_same_seed_same_bytes(tmp_path):
     assert _files(tmp_path / "a")["images/test_0000.nii.gz"] != _files(tmp_path / "c")["images/test_0000.nii.gz"]
 
 
-@pytest.mark.parametrize("kwargs, match", [({"size": 4}, "size"), ({"scale": 0}, "scale"),
-                                           ({"spacing": [1, 2]}, "spacing"), ({"n_train": -1}, "training")])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [({"size": 4}, "size"), ({"scale": 0}, "scale"), ({"spacing": [1, 2]}, "spacing"), ({"n_train": -1}, "training")],
+)
 def test_bad_arguments(tmp_path, kwargs, match):
     with pytest.raises(ValueError, match=match):
         make_synthetic_volumes(tmp_path / "x", **{**SMALL, **kwargs})
-
-
-def test_script_writes_refuses_and_overwrites_only_its_own_output(tmp_path):
-    dst = tmp_path / "vol"
-    cmd = [sys.executable, str(REPO / "scripts" / "make_synthetic_volumes.py"), "--dst", str(dst), "--n-train", "1",
-           "--n-val", "1", "--n-test", "0", "--size", "16", "--spacing", "1,1,2"]  # fmt: skip
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=_env())
-    assert r.returncode == 0, r.stderr
-    before = _files(dst)
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=_env())
-    assert r.returncode == 2 and "not empty" in r.stderr
-    r = subprocess.run(cmd + ["--overwrite"], capture_output=True, text=True, timeout=120, env=_env())
-    assert r.returncode == 0 and _files(dst) == before
-    raw = tmp_path / "raw"
-    raw.mkdir()
-    (raw / "stack.tif").write_bytes(b"raw")
-    r = subprocess.run(cmd[:2] + ["--dst", str(raw), "--overwrite"], capture_output=True, text=True, timeout=120,
-                       env=_env())
-    assert r.returncode == 2 and "synthetic_report.json" in r.stderr
-    assert (raw / "stack.tif").read_bytes() == b"raw"

@@ -8,7 +8,7 @@ with Poisson (shot) and Gaussian (read) noise. The label is the 0/1 mask of the 
 ``Z`` is the axial (optical) axis. Every length is defined in *physical units* (one unit = one voxel at
 ``scale=1`` with isotropic spacing, roughly 0.5 µm: nuclei are 7-14 units across). ``scale`` magnifies every
 length (``scale=2``: nuclei twice as large in voxels, as a higher magnification), like the 2D generator
-(:mod:`seunet_monai.data.synthetic`). ``spacing`` gives the voxel size per axis in those units at ``scale=1``;
+(:mod:`seunet_monai.data.synthetic.histology`). ``spacing`` gives the voxel size per axis in those units at ``scale=1``;
 an axial spacing above 1 (e.g. ``(1, 1, 2)``) samples fewer, thicker slices, as confocal and light-sheet
 stacks usually do. The written NIfTI files carry the spacing (``spacing / scale``) in their affine and header.
 
@@ -29,8 +29,7 @@ import numpy as np
 from scipy import ndimage
 
 from seunet_monai.data.datalist import SPLITS, write_datalist
-from seunet_monai.data.synthetic import (
-    _IN_PROGRESS,
+from seunet_monai.data.synthetic.common import (
     SYNTHETIC_MARKER,
     check_generator_arguments,
     publish_generated,
@@ -158,7 +157,7 @@ def make_synthetic_volumes(
     (``uint8`` 0/1), ``dst/synthetic_report.json`` (parameters and counts; it marks the folder as generated
     here, so ``--overwrite`` may empty it) and, last, ``dst/datalist.json``. The voxel size written in the
     files is ``spacing / scale``. Generated in a hidden sibling folder and renamed into place under
-    :func:`seunet_monai.data.synthetic.generation_lock`, as the 2D generator does.
+    :func:`~seunet_monai.data.synthetic.common.generation_lock`, as the 2D generator does.
 
     Args:
         dst: output folder; missing or empty, unless ``overwrite`` and it holds a synthetic dataset.
@@ -188,8 +187,6 @@ def make_synthetic_volumes(
 
 
 def _write_volumes(dst: Path, params: dict[str, Any]) -> Path:
-    marker = dst / _IN_PROGRESS
-    atomic_write_json(marker, params)
     counts = {"training": params["n_train"], "validation": params["n_val"], "test": params["n_test"]}
     voxel = [s / params["scale"] for s in params["spacing"]]
     splits: dict[str, list[dict[str, str]]] = {}
@@ -206,7 +203,7 @@ def _write_volumes(dst: Path, params: dict[str, Any]) -> Path:
             entries.append({"image": f"images/{stem}", "label": f"labels/{stem}"})
         splits[split] = entries
     report = {
-        "generator": "seunet_monai.data.synthetic3d.make_synthetic_volumes",
+        "generator": "seunet_monai.data.synthetic.volumes.make_synthetic_volumes",
         "parameters": params,
         "counts": {k: len(v) for k, v in splits.items()},
         "class_names": ["background", "nucleus"],
@@ -215,6 +212,4 @@ def _write_volumes(dst: Path, params: dict[str, Any]) -> Path:
         "nucleus_fraction": round(float(np.mean(fraction)), 5) if fraction else None,
     }
     atomic_write_json(dst / SYNTHETIC_MARKER, report)
-    path = write_datalist(dst, splits)
-    marker.unlink()
-    return path
+    return write_datalist(dst, splits)
