@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from seunet_monai.data.bcss import DEFAULT_TEST_INSTITUTIONS, prepare_bcss
-from seunet_monai.data.stain import STAIN_METHODS
+from seunet_monai.data.stain.normalizers import STAIN_METHODS
 from seunet_monai.errors import PreparationError
 
 __all__ = ["build_parser", "main"]

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from seunet_monai.data.monuseg import prepare_monuseg
-from seunet_monai.data.stain import STAIN_METHODS
+from seunet_monai.data.stain.normalizers import STAIN_METHODS
 from seunet_monai.errors import PreparationError
 
 __all__ = ["build_parser", "main"]

@@ -72,7 +72,7 @@ from seunet_monai.data.preparation import (
     record_conversion,
     tile_boxes,
 )
-from seunet_monai.data.stain import STAIN_METHODS, get_stain_normalizer
+from seunet_monai.data.stain.normalizers import STAIN_METHODS, get_stain_normalizer
 from seunet_monai.errors import PreparationError
 from seunet_monai.runtime.files import atomic_write_json, check_not_overlapping, prepare_output_dir
 

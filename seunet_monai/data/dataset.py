@@ -15,7 +15,7 @@ import numpy as np
 
 from seunet_monai.data.datalist import datalist_exists, load_datalist
 from seunet_monai.data.io import check_decodes, read_label
-from seunet_monai.data.stain import STAIN_REFERENCE_FILE, load_stain_reference
+from seunet_monai.data.stain.reference import STAIN_REFERENCE_FILE, load_stain_reference
 from seunet_monai.data.synthetic.common import SYNTHETIC_MARKER, generation_lock
 from seunet_monai.data.synthetic.histology import make_synthetic_dataset
 from seunet_monai.data.synthetic.volumes import make_synthetic_volumes

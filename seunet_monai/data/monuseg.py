@@ -55,7 +55,7 @@ Output (``DST``)::
 Stain normalisation (default Vahadane, as the paper) is applied to each whole image before tiling; the
 reference is ``stain_reference`` when given, else the tile of the first training image (sorted by name) with
 the most tissue pixels, saved as ``DST/stain_reference.png`` and recorded in the report; with no training
-image, the built-in reference of :mod:`seunet_monai.data.stain`.
+image, the built-in reference of :mod:`seunet_monai.data.stain.normalizers`.
 """
 
 from __future__ import annotations
@@ -85,7 +85,8 @@ from seunet_monai.data.preparation import (
     tile_boxes,
     tile_starts,
 )
-from seunet_monai.data.stain import STAIN_METHODS, STAIN_REFERENCE_FILE, get_stain_normalizer
+from seunet_monai.data.stain.normalizers import STAIN_METHODS, get_stain_normalizer
+from seunet_monai.data.stain.reference import STAIN_REFERENCE_FILE
 from seunet_monai.errors import PreparationError
 from seunet_monai.runtime.files import atomic_write_json, check_not_overlapping, check_output_dir, publish_folder
 

@@ -19,7 +19,7 @@ import numpy as np
 from monai.data.utils import dense_patch_slices
 
 from seunet_monai.data.io import describe_conversion
-from seunet_monai.data.stain import tissue_mask
+from seunet_monai.data.stain.estimation import tissue_mask
 from seunet_monai.errors import PreparationError
 
 __all__ = [

@@ -352,7 +352,7 @@ def test_patch_preprocessing_applies_the_image_transform_per_patch(tmp_path, cap
 
 def test_stain_reference_file_gives_a_channel_first_normaliser(tmp_path, tissue):
     from seunet_monai.apps.wsi import patch_stain_transform
-    from seunet_monai.data.stain import DEFAULT_MAX_CONCENTRATIONS, DEFAULT_STAIN_MATRIX
+    from seunet_monai.data.stain.estimation import DEFAULT_MAX_CONCENTRATIONS, DEFAULT_STAIN_MATRIX
 
     ref = tmp_path / "stain_reference.json"
     ref.write_text(json.dumps({"method": "macenko", "target_stain_matrix": DEFAULT_STAIN_MATRIX.tolist(),
@@ -701,7 +701,7 @@ def test_finished_outputs_of_other_settings_or_another_input_are_refused(tmp_pat
 def test_stain_normalisation_and_its_reference_are_logged_and_recorded(tmp_path, tissue, caplog):
     """Item 7: the log and the summary name the stain reference used."""
     from seunet_monai.apps.wsi import patch_stain_transform
-    from seunet_monai.data.stain import DEFAULT_MAX_CONCENTRATIONS, DEFAULT_STAIN_MATRIX
+    from seunet_monai.data.stain.estimation import DEFAULT_MAX_CONCENTRATIONS, DEFAULT_STAIN_MATRIX
 
     ref = tmp_path / "ckpt" / "stain_reference.json"
     ref.parent.mkdir()

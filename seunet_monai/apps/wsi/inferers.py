@@ -273,7 +273,7 @@ class PatchPreprocessing:
 
     Args:
         image_transform: applied to each patch ``(3, h, w)`` uint8 (channel first), e.g. a stain normaliser from
-            :func:`seunet_monai.data.stain.load_stain_reference` with ``channel_dim=0``; ``None`` skips it.
+            :func:`seunet_monai.data.stain.reference.load_stain_reference` with ``channel_dim=0``; ``None`` skips it.
         device: where the network runs.
     """
 

@@ -37,7 +37,7 @@ import torch
 from tqdm.auto import tqdm
 
 from seunet_monai.checkpoint import check_state_dict, load_network
-from seunet_monai.data.stain import stain_transform
+from seunet_monai.data.stain.reference import stain_transform
 from seunet_monai.errors import ConfigValueError, ExistingPathError, InferenceError, MissingPathError, SeunetError
 from seunet_monai.evaluation.nucleus_measurements import nucleus_measurements
 from seunet_monai.fusion.estimation import last_layer_log_sigmas, log_sigma_estimate
@@ -123,7 +123,7 @@ def _differences(old: Any, new: Any, key: str = "") -> list[str]:
 
 
 def patch_stain_transform(stain_norm: str, stain_reference: str | os.PathLike) -> Callable | None:
-    """The per-patch stain normaliser of inference, or ``None`` (:func:`seunet_monai.data.stain.stain_transform`
+    """Per-patch stain normaliser of inference or ``None`` (:func:`seunet_monai.data.stain.reference.stain_transform`
     on channel-first patches)."""
     return stain_transform(stain_norm, stain_reference, channel_dim=0)
 

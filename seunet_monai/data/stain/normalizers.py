@@ -1,26 +1,15 @@
-"""H&E stain normalisation (Vahadane, the paper's choice, and Macenko) as MONAI transforms.
+"""H&E stain normalisation as MONAI transforms: Vahadane (the paper's choice) and Macenko.
 
-Both methods follow the Beer-Lambert model: a pixel's optical density ``OD = -log(I / I0)`` (per RGB channel) is a
-non-negative mix of two stain vectors (haematoxylin, eosin). Normalisation estimates the source image's stain
-matrix and per-pixel stain concentrations, rescales the concentrations so that their 99th percentile matches the
-reference's, and rebuilds the image with the *reference* stain matrix.
+Normalisation estimates the source image's stain matrix and per-pixel stain concentrations
+(:mod:`~seunet_monai.data.stain.estimation`), rescales the concentrations so that their 99th percentile matches
+the reference's, and rebuilds the image with the *reference* stain matrix.
 
+- :class:`NormalizeStainsVahadane`: stains by :func:`~seunet_monai.data.stain.estimation.vahadane_stain_matrix`,
+  concentrations by :func:`~seunet_monai.data.stain.estimation.nonneg_lasso_2atoms`.
 - :class:`NormalizeStainsMacenko` wraps MONAI's :class:`monai.apps.pathology.transforms.NormalizeHEStains` /
   :class:`~monai.apps.pathology.transforms.ExtractHEStains` (Macenko et al. 2009); it only adds a reference
   image (MONAI's transform takes a target stain matrix, not an image), the channel-layout handling, the
-  low-tissue fallback, and the H/E column order MONAI 1.6.1 needs (see :class:`NormalizeStainsMacenko`).
-- :class:`NormalizeStainsVahadane` (Vahadane et al. 2016, "structure-preserving colour normalisation") learns
-  the stain matrix by sparse non-negative dictionary learning. No maintained Vahadane implementation installs
-  beside our torch without torchvision (package metadata checked with ``pip download --no-deps``: ``torchstain``
-  1.4.1 has Macenko/Reinhard only; ``torch-staintools`` 1.0.7 and ``tiatoolbox`` 2.1.3 require torchvision (and
-  tiatoolbox ``torch<2.13``); ``staintools`` 2.1.2 imports ``spams`` and ``wsi-normalizer`` 1.0.1 requires
-  ``spams-bin`` and OpenCV), so the dictionary is learnt with scikit-learn's
-  :class:`~sklearn.decomposition.DictionaryLearning` (``positive_dict``/``positive_code``, l1 penalty ``alpha``,
-  fixed ``random_state``) on a deterministic subsample of tissue pixels. The per-pixel concentrations (the
-  non-negative lasso ``min_c 0.5 ||od - c W||^2 + lam ||c||_1, c >= 0``) are solved in closed form for the
-  two-stain case, vectorised over all pixels (:func:`nonneg_lasso_2atoms`), because
-  :func:`sklearn.decomposition.sparse_encode` solves one coordinate-descent problem per pixel (measured 0.045 s per
-  2000 pixels, i.e. about 20 s for one 1000x1000 MoNuSeg image, against about 1 s here); the test suite checks the closed form against ``sparse_encode``.
+  low-tissue fallback, and the H/E column order MONAI needs (see :class:`NormalizeStainsMacenko`).
 
 Images are ``(H, W, 3)`` ``uint8`` numpy arrays (channel last, as MONAI's stain transforms want);
 ``channel_dim=0`` accepts ``(3, H, W)`` instead and torch tensors are converted and returned in
@@ -28,25 +17,24 @@ their input type.
 
 In a MONAI pipeline, after ``LoadImaged`` and ``EnsureChannelFirstd`` (a float ``(3, W, H)`` MetaTensor with
 PIL's reversed spatial axes: irrelevant here, the operation is per pixel), use ``channel_dim=0``, e.g. in a bundle
-config ``{"_target_": "seunet_monai.data.stain.NormalizeStainsVahadaned", "keys": "image", "channel_dim": 0,
-"reference": "$@dataset_dir + '/stain_reference.png'"}``; the metadata is kept.
+config ``{"_target_": "seunet_monai.data.stain.normalizers.NormalizeStainsVahadaned", "keys": "image",
+"channel_dim": 0, "reference": "$@dataset_dir + '/stain_reference.png'"}``; the metadata is kept.
 
-Tissue and low-tissue handling: a pixel is tissue when its largest channel optical density is at least ``beta``
-(0.15). When an image has fewer than ``min_tissue_pixels`` tissue pixels its stains cannot be estimated: the
-transform returns the image unchanged, emits a :class:`LowTissueWarning` and increments ``fallback_count`` (the
-preparation scripts report that count). Background pixels (optical density below ``beta``) are rebuilt like the
-rest and stay near white because their concentrations are near zero.
+Low tissue: when an image has fewer than ``min_tissue_pixels`` tissue pixels
+(:func:`~seunet_monai.data.stain.estimation.tissue_mask`) its stains cannot be estimated: the transform returns
+the image unchanged, emits a :class:`LowTissueWarning` and increments ``fallback_count`` (the preparation
+scripts report that count). Background pixels (optical density below ``beta``) are rebuilt like the rest and
+stay near white because their concentrations are near zero.
 
 Reference: when ``reference`` is ``None`` the transforms use a fixed built-in H&E reference (MONAI's default
 Macenko target stain matrix and maximal concentrations); the preparation scripts instead pass a fixed training
-tile and record it in ``prepare_report.json``.
+tile and record it in ``prepare_report.json``; :mod:`~seunet_monai.data.stain.reference` stores and reads the
+fitted target.
 """
 
 from __future__ import annotations
 
 import functools
-import json
-import logging
 import os
 import warnings
 from collections.abc import Hashable, Mapping
@@ -58,163 +46,35 @@ from monai.apps.pathology.transforms import ExtractHEStains, NormalizeHEStains
 from monai.config import KeysCollection
 from monai.transforms import MapTransform, Transform
 from monai.utils import convert_to_dst_type, convert_to_numpy
-from sklearn.decomposition import DictionaryLearning
-from sklearn.exceptions import ConvergenceWarning
 
 from seunet_monai.data.io import read_rgb
-from seunet_monai.errors import ConfigValueError, DataError, MissingPathError
+from seunet_monai.data.stain.estimation import (
+    DEFAULT_MAX_CONCENTRATIONS,
+    DEFAULT_STAIN_MATRIX,
+    I0,
+    nonneg_lasso_2atoms,
+    optical_density,
+    tissue_mask,
+    vahadane_stain_matrix,
+)
+from seunet_monai.errors import DataError
 
 __all__ = [
     "LowTissueWarning",
     "STAIN_METHODS",
-    "DEFAULT_STAIN_MATRIX",
-    "DEFAULT_MAX_CONCENTRATIONS",
-    "optical_density",
-    "tissue_mask",
-    "nonneg_lasso_2atoms",
-    "vahadane_stain_matrix",
+    "StainNormalizer",
     "NormalizeStainsVahadane",
     "NormalizeStainsMacenko",
     "NormalizeStainsVahadaned",
     "NormalizeStainsMacenkod",
     "get_stain_normalizer",
-    "STAIN_REFERENCE_FILE",
-    "load_stain_reference",
-    "stain_transform",
-    "StainNormalizeFromReferenced",
 ]
 
 STAIN_METHODS = ("vahadane", "macenko", "none")
 
-#: File name of the fitted stain reference written next to a prepared dataset (and shipped with the bundle's
-#: model): method, target stain matrix and 99th-percentile concentrations, so that evaluation and inference
-#: apply exactly the normalisation the training data had.
-STAIN_REFERENCE_FILE = "stain_reference.json"
-
-#: Built-in reference stains, rows H and E, columns the optical density in R, G, B (MONAI's default Macenko
-#: target, transposed; each row has unit norm up to rounding).
-DEFAULT_STAIN_MATRIX = np.array([[0.5626, 0.7201, 0.4062], [0.2159, 0.8012, 0.5581]], dtype=np.float64)
-#: Built-in 99th-percentile stain concentrations (H, E) of the reference (MONAI's default ``max_cref``).
-DEFAULT_MAX_CONCENTRATIONS = np.array([1.9705, 1.0308], dtype=np.float64)
-
-_I0 = 255.0
-
-logger = logging.getLogger(__name__)
-
 
 class LowTissueWarning(UserWarning):
     """An image had too little tissue to estimate its stains; it was returned unchanged."""
-
-
-def optical_density(image: np.ndarray) -> np.ndarray:
-    """Optical density ``-log(max(I, 1) / 255)`` of a ``(..., 3)`` uint8 image, as float32 ``(..., 3)``."""
-    img = np.maximum(np.asarray(image, dtype=np.float32), 1.0)
-    return -np.log(img / _I0)
-
-
-def tissue_mask(image: np.ndarray, beta: float = 0.15) -> np.ndarray:
-    """Tissue pixels of an ``(H, W, 3)`` uint8 image: largest channel optical density ``>= beta``."""
-    return optical_density(image).max(axis=-1) >= beta
-
-
-def nonneg_lasso_2atoms(od: np.ndarray, stains: np.ndarray, lam: float) -> np.ndarray:
-    """Exact solution of ``min_c 0.5 ||x - c @ stains||^2 + lam * sum(c)`` subject to ``c >= 0``, per row ``x``.
-
-    The problem is a convex quadratic programme in two variables; its minimiser is the unconstrained minimiser
-    on its support, so it is the best of the four candidates with support {}, {0}, {1}, {0, 1} that are feasible.
-
-    Args:
-        od: ``(N, 3)`` optical densities.
-        stains: ``(2, 3)`` stain matrix (rows linearly independent).
-        lam: l1 penalty (>= 0).
-
-    Returns:
-        ``(N, 2)`` non-negative concentrations (float64).
-    """
-    x = np.asarray(od, dtype=np.float64)
-    d = np.asarray(stains, dtype=np.float64)
-    if d.shape != (2, 3) or x.ndim != 2 or x.shape[1] != 3:
-        raise ValueError(f"nonneg_lasso_2atoms: expected od (N, 3) and stains (2, 3), got {x.shape}, {d.shape}.")
-    chunk = 1 << 20  # bound the temporary memory on large images
-    if x.shape[0] > chunk:
-        return np.concatenate([nonneg_lasso_2atoms(x[i : i + chunk], d, lam) for i in range(0, x.shape[0], chunk)])
-    g = d @ d.T  # (2, 2)
-    b = x @ d.T - lam  # (N, 2): the linear term of the objective
-    xx = 0.5 * np.einsum("ij,ij->i", x, x)
-
-    def objective(c: np.ndarray) -> np.ndarray:
-        return 0.5 * np.einsum("ij,jk,ik->i", c, g, c) - np.einsum("ij,ij->i", c, b) + xx
-
-    candidates = [np.zeros_like(b)]
-    for k in (0, 1):
-        c = np.zeros_like(b)
-        c[:, k] = np.maximum(b[:, k] / g[k, k], 0.0)
-        candidates.append(c)
-    full = np.linalg.solve(g, b.T).T
-    feasible = (full >= 0).all(axis=1)
-    full[~feasible] = 0.0  # replaced by the zero candidate (never better than the true optimum)
-    candidates.append(full)
-    values = np.stack([objective(c) for c in candidates], axis=0)  # (4, N)
-    best = values.argmin(axis=0)
-    return np.stack(candidates, axis=0)[best, np.arange(x.shape[0])]
-
-
-def _order_he(stains: np.ndarray) -> np.ndarray:
-    """Unit-normalise rows and put haematoxylin first (larger red optical density share than eosin)."""
-    stains = stains / np.maximum(np.linalg.norm(stains, axis=1, keepdims=True), 1e-12)
-    if stains[0, 0] < stains[1, 0]:
-        stains = stains[::-1]
-    return np.ascontiguousarray(stains)
-
-
-def vahadane_stain_matrix(
-    image: np.ndarray,
-    beta: float = 0.15,
-    dict_lambda: float = 0.1,
-    max_samples: int = 1000,
-    max_iter: int = 30,
-    min_tissue_pixels: int = 50,
-    random_state: int = 0,
-) -> np.ndarray | None:
-    """Stain matrix of an H&E image by sparse non-negative dictionary learning (Vahadane et al. 2016).
-
-    Args:
-        image: ``(H, W, 3)`` uint8 RGB image.
-        beta: optical density threshold of tissue pixels.
-        dict_lambda: l1 penalty of the codes during dictionary learning (Vahadane et al. use 0.1).
-        max_samples: tissue pixels drawn (deterministically, ``random_state``) to fit the dictionary.
-        max_iter: iterations of :class:`sklearn.decomposition.DictionaryLearning`.
-        min_tissue_pixels: fewer tissue pixels than this: no estimate.
-        random_state: seed of the subsample and of the dictionary initialisation.
-
-    Returns:
-        ``(2, 3)`` stain matrix (rows H, E; unit norm; optical density in R, G, B) or ``None`` when the image
-        has fewer than ``min_tissue_pixels`` tissue pixels.
-    """
-    od = optical_density(image).reshape(-1, 3)
-    od = od[od.max(axis=1) >= beta]
-    if od.shape[0] < max(min_tissue_pixels, 2):
-        return None
-    if od.shape[0] > max_samples:
-        rng = np.random.RandomState(random_state)
-        od = od[np.sort(rng.choice(od.shape[0], size=max_samples, replace=False))]
-    dl = DictionaryLearning(
-        n_components=2,
-        alpha=dict_lambda,
-        max_iter=max_iter,
-        fit_algorithm="cd",
-        transform_algorithm="lasso_cd",
-        positive_code=True,
-        positive_dict=True,
-        random_state=random_state,
-    )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        dl.fit(od.astype(np.float64))
-    stains = dl.components_
-    if not np.all(np.isfinite(stains)) or np.linalg.matrix_rank(stains, tol=1e-6) < 2:
-        return None
-    return _order_he(stains)
 
 
 def _load_reference(reference: str | os.PathLike | np.ndarray) -> tuple[np.ndarray, str]:
@@ -246,14 +106,14 @@ def _monai_extracts_eosin_first() -> bool:
     rng = np.random.RandomState(0)
     conc = np.stack([rng.uniform(0.2, 2.0, 4096) * (rng.rand(4096) < 0.5), rng.uniform(0.3, 1.5, 4096)], axis=1)
     conc[:, 0] += 0.3
-    image = np.clip(np.rint(_I0 * np.exp(-(conc @ DEFAULT_STAIN_MATRIX))), 0, 255).astype(np.uint8)
+    image = np.clip(np.rint(I0 * np.exp(-(conc @ DEFAULT_STAIN_MATRIX))), 0, 255).astype(np.uint8)
     he = ExtractHEStains()(image.reshape(64, 64, 3))  # (3, 2)
     first = he[:, 0] / np.linalg.norm(he[:, 0])
     h, e = (DEFAULT_STAIN_MATRIX / np.linalg.norm(DEFAULT_STAIN_MATRIX, axis=1, keepdims=True))
     return bool(first @ e > first @ h)
 
 
-class _StainNormalizer(Transform):
+class StainNormalizer(Transform):
     """Shared layout handling and low-tissue fallback of the stain transforms."""
 
     def __init__(self, channel_dim: int, beta: float, min_tissue_pixels: int) -> None:
@@ -341,7 +201,9 @@ class _StainNormalizer(Transform):
             stains = np.asarray(stains, dtype=np.float64)
             maxc = np.asarray(max_concentrations, dtype=np.float64)
         except (TypeError, ValueError) as e:
-            raise DataError(f"{name}: target_stain_matrix and target_max_concentrations must be numbers: {e}{fix}.") from e
+            raise DataError(
+                f"{name}: target_stain_matrix and target_max_concentrations must be numbers: {e}{fix}."
+            ) from e
         if stains.shape != (2, 3) or maxc.shape != (2,) or not (np.isfinite(stains).all() and np.isfinite(maxc).all()):
             raise DataError(
                 f"{name}: expected a 2x3 target_stain_matrix and 2 target_max_concentrations (finite), got "
@@ -374,7 +236,7 @@ class _StainNormalizer(Transform):
         }
 
 
-class NormalizeStainsVahadane(_StainNormalizer):
+class NormalizeStainsVahadane(StainNormalizer):
     """Vahadane stain normalisation of an RGB H&E image to a reference (array transform).
 
     Args:
@@ -453,11 +315,11 @@ class NormalizeStainsVahadane(_StainNormalizer):
             conc = nonneg_lasso_2atoms(od, stains, self.code_lambda)
             src_max = np.percentile(conc, 99, axis=0)
         conc *= self.target_max / np.maximum(src_max, 1e-6)
-        out = _I0 * np.exp(-(conc @ self.target_stains))
+        out = I0 * np.exp(-(conc @ self.target_stains))
         return np.clip(np.rint(out), 0, 255).astype(np.uint8).reshape(image.shape)
 
 
-class NormalizeStainsMacenko(_StainNormalizer):
+class NormalizeStainsMacenko(StainNormalizer):
     """Macenko stain normalisation to a reference image, wrapping MONAI's ``NormalizeHEStains``.
 
     MONAI's transform takes the target stain matrix and maximal concentrations; here they are estimated from
@@ -508,8 +370,15 @@ class NormalizeStainsMacenko(_StainNormalizer):
         # extractor's own order, probed once on a synthetic H&E image so that a future MONAI fix keeps working.
         self._rebuild()
 
+    def set_target(
+        self, stains: Any, max_concentrations: Any, name: str = "stain_reference.json", fix: str = ""
+    ) -> None:
+        """As :meth:`StainNormalizer.set_target`; MONAI's transform is rebuilt for the new target."""
+        super().set_target(stains, max_concentrations, name, fix)
+        self._rebuild()
+
     def _rebuild(self) -> None:
-        """(Re)build MONAI's transform for the current target (after :meth:`set_target`)."""
+        """(Re)build MONAI's transform for the current target."""
         order = np.array([1, 0]) if _monai_extracts_eosin_first() else np.array([0, 1])
         self._normalizer = NormalizeHEStains(
             tli=self.tli,
@@ -531,7 +400,7 @@ class NormalizeStainsMacenko(_StainNormalizer):
 
 
 class _StainNormalizerd(MapTransform):
-    def __init__(self, keys: KeysCollection, normalizer: _StainNormalizer, allow_missing_keys: bool = False) -> None:
+    def __init__(self, keys: KeysCollection, normalizer: StainNormalizer, allow_missing_keys: bool = False) -> None:
         super().__init__(keys, allow_missing_keys)
         self.normalizer = normalizer
 
@@ -558,7 +427,7 @@ class NormalizeStainsMacenkod(_StainNormalizerd):
 
 def get_stain_normalizer(
     method: str, reference: str | os.PathLike | np.ndarray | None = None, **kwargs: Any
-) -> _StainNormalizer | None:
+) -> StainNormalizer | None:
     """Array stain transform for ``method`` in :data:`STAIN_METHODS` (``"none"`` gives ``None``).
 
     Args:
@@ -574,112 +443,3 @@ def get_stain_normalizer(
     if m == "macenko":
         return NormalizeStainsMacenko(reference=reference, **kwargs)
     raise ValueError(f"unknown stain normalisation {method!r}; expected one of {list(STAIN_METHODS)}.")
-
-
-def load_stain_reference(path: str | os.PathLike, method: str | None = None, **kwargs: Any) -> _StainNormalizer | None:
-    """Array stain transform from a :data:`STAIN_REFERENCE_FILE` record (``None`` when its method is ``none``).
-
-    Args:
-        path: the JSON file written by a preparation script (or shipped in ``bundle/models/``).
-        method: override the recorded method (``"none"`` gives ``None``).
-        kwargs: passed to the transform (e.g. ``channel_dim=0``).
-
-    Raises:
-        MissingPathError / DataError: missing or malformed file (one line naming it, the key and the fix).
-    """
-    path = Path(path)
-    fix = ("replace it with the stain_reference.json written beside the model's training data, or pass "
-           "--stain_norm none")
-    if not path.is_file():
-        raise MissingPathError(
-            f"stain reference {path} not found; prepare the data with a stain normalisation, or turn it off "
-            "with --stain_norm none."
-        )
-    try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        raise DataError(f"{path}: not a readable stain reference record ({type(e).__name__}: {e}); {fix}.") from e
-    if not isinstance(record, dict):
-        raise DataError(f"{path}: a stain reference record is a JSON object, got {type(record).__name__}; {fix}.")
-    if not method and "method" not in record:
-        raise DataError(f"{path}: missing key 'method' of a stain reference record; {fix}.")
-    m = str(method or record["method"]).lower()
-    if method and m not in STAIN_METHODS:
-        raise ConfigValueError(f"unknown stain normalisation {method!r} (key 'stain_norm'); expected auto or one of "
-                               f"{list(STAIN_METHODS)}.")
-    if m not in STAIN_METHODS:
-        raise DataError(f"{path}: unknown stain normalisation {m!r} (key 'method'); expected one of "
-                        f"{list(STAIN_METHODS)}; {fix}.")
-    if m == "none":
-        return None
-    missing = [k for k in ("target_stain_matrix", "target_max_concentrations") if k not in record]
-    if missing:
-        raise DataError(f"{path}: missing key(s) {missing} of a stain reference record; {fix}.")
-    normalizer = get_stain_normalizer(m, reference=None, **kwargs)
-    if normalizer is None:
-        return None
-    normalizer.set_target(record["target_stain_matrix"], record["target_max_concentrations"], str(path), f"; {fix}")
-    if isinstance(normalizer, NormalizeStainsMacenko):
-        normalizer._rebuild()
-    return normalizer
-
-
-def stain_transform(
-    stain_norm: str, stain_reference: str | os.PathLike, channel_dim: int = 0
-) -> _StainNormalizer | None:
-    """The stain normaliser a model was trained with, from its ``stain_reference.json``, or ``None``.
-
-    Used by evaluation and inference so that they feed the network what training fed it (the preparation
-    scripts normalise the training data and write the reference next to the dataset; the bundle ships it next
-    to ``model.pt``).
-
-    Args:
-        stain_norm: ``"none"`` (off), ``"auto"`` (the method recorded in the file) or a method name of
-            :data:`STAIN_METHODS`.
-        stain_reference: the reference record; when it is absent the normalisation is skipped with one warning.
-        channel_dim: 0 for ``(3, H, W)`` images (after ``EnsureChannelFirst``), -1 for ``(H, W, 3)``.
-    """
-    if str(stain_norm).lower() == "none":
-        return None
-    if not Path(stain_reference).is_file():
-        logger.warning(
-            f"stain normalisation skipped: no stain reference {stain_reference} (keys 'stain_reference', "
-            "'stain_norm'; set --stain_norm none to silence this)."
-        )
-        return None
-    method = None if str(stain_norm).lower() == "auto" else str(stain_norm)
-    return load_stain_reference(stain_reference, method=method, channel_dim=channel_dim)
-
-
-class StainNormalizeFromReferenced(MapTransform):
-    """Dictionary transform applying :func:`stain_transform` (``stain_norm``, ``stain_reference``) to ``keys``.
-
-    A pass-through when ``stain_norm`` is ``"none"`` or the reference file is absent. Tiles with too little
-    tissue are returned unchanged (:class:`LowTissueWarning`, shown once per call site by Python's warning
-    filter), never NaN. The image keeps its type and metadata.
-
-    Args:
-        keys: image keys (RGB, channel-first by default).
-        stain_norm: ``"auto"``, ``"none"`` or a method name.
-        stain_reference: path of the ``stain_reference.json`` record.
-        channel_dim: 0 for ``(3, H, W)`` (default), -1 for ``(H, W, 3)``.
-    """
-
-    def __init__(
-        self,
-        keys: KeysCollection,
-        stain_norm: str = "auto",
-        stain_reference: str | os.PathLike = STAIN_REFERENCE_FILE,
-        channel_dim: int = 0,
-        allow_missing_keys: bool = False,
-    ) -> None:
-        super().__init__(keys, allow_missing_keys)
-        self.normalizer = stain_transform(stain_norm, stain_reference, channel_dim=channel_dim)
-
-    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
-        d = dict(data)
-        if self.normalizer is None:
-            return d
-        for key in self.key_iterator(d):
-            d[key] = self.normalizer(d[key])
-        return d

@@ -1,4 +1,5 @@
-"""Stain normalisation: Vahadane (scikit-learn dictionary learning) and Macenko (MONAI) transforms."""
+"""Stain normalisation transforms (:mod:`seunet_monai.data.stain.normalizers`): Vahadane (scikit-learn dictionary
+learning) and Macenko (MONAI)."""
 
 from __future__ import annotations
 
@@ -6,72 +7,17 @@ import numpy as np
 import pytest
 import torch
 
-from seunet_monai.data.stain import (
+from seunet_monai.data.stain.estimation import optical_density
+from seunet_monai.data.stain.normalizers import (
     LowTissueWarning,
     NormalizeStainsMacenko,
     NormalizeStainsMacenkod,
     NormalizeStainsVahadane,
     NormalizeStainsVahadaned,
     get_stain_normalizer,
-    nonneg_lasso_2atoms,
-    optical_density,
-    stain_transform,
-    vahadane_stain_matrix,
 )
 
-H = np.array([0.65, 0.70, 0.29])
-E = np.array([0.07, 0.99, 0.11])
-STAINS = np.stack([H / np.linalg.norm(H), E / np.linalg.norm(E)])
-# a shifted stain pair (bluer haematoxylin, more orange eosin), as from another lab or scanner
-H2 = np.array([0.80, 0.55, 0.25])
-E2 = np.array([0.20, 0.90, 0.40])
-SHIFTED = np.stack([H2 / np.linalg.norm(H2), E2 / np.linalg.norm(E2)])
-
-
-def concentrations(size: int = 64, seed: int = 0) -> np.ndarray:
-    """(size, size, 2) H and E concentrations: round nuclei (H) on eosin stroma, with a strip of glass.
-
-    Stained as strongly as real H&E: MONAI's Macenko keeps only pixels whose optical density exceeds ``beta``
-    in *every* channel, so on faint images (pure eosin has a red optical density near 0) its stain estimate
-    degenerates; Vahadane is robust to that (measured while writing this test).
-    """
-    rng = np.random.RandomState(seed)
-    yy, xx = np.mgrid[:size, :size]
-    h = np.zeros((size, size))
-    for _ in range(12):
-        cy, cx, r = rng.uniform(0, size), rng.uniform(0, size), rng.uniform(3, 6)
-        h = np.maximum(h, 2.0 * np.clip(1.5 - np.hypot(yy - cy, xx - cx) / r, 0, 1))
-    e = (1.2 + 0.5 * rng.rand(size, size)) * (1 - 0.7 * h / 2.0)  # nuclei displace the eosin-stained stroma
-    h = np.maximum(h, 0.3 + 0.1 * rng.rand(size, size))  # faint haematoxylin background, as in real stroma
-    e[:, : size // 8] = 0.0  # glass
-    h[:, : size // 8] = 0.0
-    return np.stack([h, e], axis=-1)
-
-
-def render(conc: np.ndarray, stains: np.ndarray) -> np.ndarray:
-    od = conc @ stains
-    return np.clip(np.rint(255 * np.exp(-od)), 0, 255).astype(np.uint8)
-
-
-def test_closed_form_lasso_matches_sklearn():
-    from sklearn.decomposition import sparse_encode
-
-    rng = np.random.RandomState(1)
-    od = np.abs(rng.randn(300, 3)) * 0.6
-    od[:50] *= 0.01  # near-zero rows: the zero solution
-    for lam in (0.001, 0.01, 0.3):
-        ours = nonneg_lasso_2atoms(od, STAINS, lam)
-        ref = sparse_encode(od, STAINS, algorithm="lasso_cd", alpha=lam, positive=True, max_iter=20000)
-        np.testing.assert_allclose(ours, ref, atol=1e-5)
-        assert (ours >= 0).all()
-
-
-def test_vahadane_recovers_stains():
-    img = render(concentrations(), STAINS)
-    est = vahadane_stain_matrix(img)
-    assert est is not None and est.shape == (2, 3)
-    cos = np.sum(est * STAINS, axis=1)  # rows are unit norm; H first
-    assert (cos > 0.97).all(), cos
+from .conftest import SHIFTED, STAINS, concentrations, render
 
 
 @pytest.mark.parametrize("cls", [NormalizeStainsVahadane, NormalizeStainsMacenko])
@@ -183,27 +129,3 @@ def test_fit_source_normalises_windows_like_the_whole_image():
     with pytest.warns(LowTissueWarning):
         np.testing.assert_array_equal(norm(glass), glass)  # per-window fitting: too little tissue, unchanged
     assert not NormalizeStainsVahadane().fit_source(np.full((32, 32, 3), 250, np.uint8))  # no tissue to fit
-
-
-@pytest.mark.parametrize(
-    "content, expected",
-    [
-        ('{"method": "vahadane", "target_stain', "not a readable stain reference record"),  # truncated
-        ("{}", "missing key 'method'"),
-        ('{"method": "reinhard", "target_stain_matrix": [], "target_max_concentrations": []}', r"unknown stain normalisation 'reinhard' \(key 'method'\)"),
-        ('{"method": "vahadane", "target_stain_matrix": [[NaN, 0.7, 0.4], [0.2, 0.8, 0.5]], "target_max_concentrations": [1.9, 1.0]}', "finite"),
-        ('{"method": "vahadane", "target_stain_matrix": [[0.56, 0.72, 0.41], [0.22, 0.8, 0.56]], "target_max_concentrations": [0, 0]}', "two positive values"),
-        ('{"method": "macenko", "target_stain_matrix": [[0.56, 0.72, 0.41], [0.56, 0.72, 0.41]], "target_max_concentrations": [1.9, 1.0]}', "two independent"),
-    ],
-    ids=["truncated", "empty", "unknown_method", "nan_matrix", "zero_concentrations", "one_stain_twice"],
-)
-def test_bad_stain_reference_records_are_one_line_errors_naming_the_file(tmp_path, content, expected):
-    """Issue 25, item 10 and the corrupt-reference errors: a reference with zero concentrations gave 0 objects
-    with rc 0; a truncated, empty, unknown-method or NaN record ended in a 60-line traceback."""
-    from seunet_monai.errors import DataError
-
-    path = tmp_path / "stain_reference.json"
-    path.write_text(content)
-    with pytest.raises(DataError, match=expected) as info:
-        stain_transform("auto", path)
-    assert str(path) in str(info.value) and "\n" not in str(info.value) and "--stain_norm none" in str(info.value)
