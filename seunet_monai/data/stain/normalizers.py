@@ -109,7 +109,7 @@ def _monai_extracts_eosin_first() -> bool:
     image = np.clip(np.rint(I0 * np.exp(-(conc @ DEFAULT_STAIN_MATRIX))), 0, 255).astype(np.uint8)
     he = ExtractHEStains()(image.reshape(64, 64, 3))  # (3, 2)
     first = he[:, 0] / np.linalg.norm(he[:, 0])
-    h, e = (DEFAULT_STAIN_MATRIX / np.linalg.norm(DEFAULT_STAIN_MATRIX, axis=1, keepdims=True))
+    h, e = DEFAULT_STAIN_MATRIX / np.linalg.norm(DEFAULT_STAIN_MATRIX, axis=1, keepdims=True)
     return bool(first @ e > first @ h)
 
 

@@ -42,8 +42,7 @@ def load_stain_reference(path: str | os.PathLike, method: str | None = None, **k
         MissingPathError / DataError: missing or malformed file (one line naming it, the key and the fix).
     """
     path = Path(path)
-    fix = ("replace it with the stain_reference.json written beside the model's training data, or pass "
-           "--stain_norm none")
+    fix = "replace it with the stain_reference.json written beside the model's training data, or pass --stain_norm none"
     if not path.is_file():
         raise MissingPathError(
             f"stain reference {path} not found; prepare the data with a stain normalisation, or turn it off "
@@ -59,11 +58,13 @@ def load_stain_reference(path: str | os.PathLike, method: str | None = None, **k
         raise DataError(f"{path}: missing key 'method' of a stain reference record; {fix}.")
     m = str(method or record["method"]).lower()
     if method and m not in STAIN_METHODS:
-        raise ConfigValueError(f"unknown stain normalisation {method!r} (key 'stain_norm'); expected auto or one of "
-                               f"{list(STAIN_METHODS)}.")
+        raise ConfigValueError(
+            f"unknown stain normalisation {method!r} (key 'stain_norm'); expected auto or one of {list(STAIN_METHODS)}."
+        )
     if m not in STAIN_METHODS:
-        raise DataError(f"{path}: unknown stain normalisation {m!r} (key 'method'); expected one of "
-                        f"{list(STAIN_METHODS)}; {fix}.")
+        raise DataError(
+            f"{path}: unknown stain normalisation {m!r} (key 'method'); expected one of {list(STAIN_METHODS)}; {fix}."
+        )
     if m == "none":
         return None
     missing = [k for k in ("target_stain_matrix", "target_max_concentrations") if k not in record]

@@ -111,7 +111,7 @@ def synthesize_volume(
         hi = [min(shape[a], int(np.ceil((centre[a] + axes.max()) / step[a])) + 1) for a in range(3)]
         if any(h <= lo_ for lo_, h in zip(lo, hi)):
             continue
-        grid = np.stack(np.meshgrid(*[coords[a][lo[a]:hi[a]] - centre[a] for a in range(3)], indexing="ij"), -1)
+        grid = np.stack(np.meshgrid(*[coords[a][lo[a] : hi[a]] - centre[a] for a in range(3)], indexing="ij"), -1)
         local = grid @ rot  # coordinates in the nucleus frame
         rho = np.sqrt(np.sum((local / axes) ** 2, axis=-1))
         inside = rho <= 1.0

@@ -45,10 +45,22 @@ def test_off_or_without_a_reference_file_the_transform_passes_images_through(tmp
     [
         ('{"method": "vahadane", "target_stain', "not a readable stain reference record"),  # truncated
         ("{}", "missing key 'method'"),
-        ('{"method": "reinhard", "target_stain_matrix": [], "target_max_concentrations": []}', r"unknown stain normalisation 'reinhard' \(key 'method'\)"),
-        ('{"method": "vahadane", "target_stain_matrix": [[NaN, 0.7, 0.4], [0.2, 0.8, 0.5]], "target_max_concentrations": [1.9, 1.0]}', "finite"),
-        ('{"method": "vahadane", "target_stain_matrix": [[0.56, 0.72, 0.41], [0.22, 0.8, 0.56]], "target_max_concentrations": [0, 0]}', "two positive values"),
-        ('{"method": "macenko", "target_stain_matrix": [[0.56, 0.72, 0.41], [0.56, 0.72, 0.41]], "target_max_concentrations": [1.9, 1.0]}', "two independent"),
+        (
+            '{"method": "reinhard", "target_stain_matrix": [], "target_max_concentrations": []}',
+            r"unknown stain normalisation 'reinhard' \(key 'method'\)",
+        ),
+        (
+            '{"method": "vahadane", "target_stain_matrix": [[NaN, 0.7, 0.4], [0.2, 0.8, 0.5]], "target_max_concentrations": [1.9, 1.0]}',
+            "finite",
+        ),
+        (
+            '{"method": "vahadane", "target_stain_matrix": [[0.56, 0.72, 0.41], [0.22, 0.8, 0.56]], "target_max_concentrations": [0, 0]}',
+            "two positive values",
+        ),
+        (
+            '{"method": "macenko", "target_stain_matrix": [[0.56, 0.72, 0.41], [0.56, 0.72, 0.41]], "target_max_concentrations": [1.9, 1.0]}',
+            "two independent",
+        ),
     ],
     ids=["truncated", "empty", "unknown_method", "nan_matrix", "zero_concentrations", "one_stain_twice"],
 )

@@ -1,4 +1,5 @@
-"""Shared machinery of the dataset preparation scripts (MoNuSeg, BCSS): tiling, validation split, bad-file log.
+"""What the dataset preparations (:mod:`~seunet_monai.data.prepare.monuseg`, :mod:`~seunet_monai.data.prepare.bcss`)
+share: tiling, the validation split, the bad-file log, image reading and the stain normalisation's reference.
 
 Tiling rule (both datasets): tile origins along one axis are ``0, stride, 2 * stride, ...`` while the tile fits;
 when the last of them does not reach the border, one more tile flush with the border (origin
@@ -18,8 +19,9 @@ from typing import Any
 import numpy as np
 from monai.data.utils import dense_patch_slices
 
-from seunet_monai.data.io import describe_conversion
+from seunet_monai.data.io import describe_conversion, read_rgb
 from seunet_monai.data.stain.estimation import tissue_mask
+from seunet_monai.data.stain.normalizers import StainNormalizer, get_stain_normalizer
 from seunet_monai.errors import PreparationError
 
 __all__ = [
@@ -30,13 +32,18 @@ __all__ = [
     "pick_validation",
     "BadFileLog",
     "record_conversion",
+    "read_image",
+    "STAIN_REFERENCE_TILE",
+    "stain_normalizer",
+    "stain_report",
 ]
 
 
 PREPARE_MARKER = "prepare_report.json"
 """Written last into every dataset folder a preparation script produces: ``--overwrite`` only ever empties a
 folder that holds it (see :func:`seunet_monai.runtime.files.prepare_output_dir`)."""
-
+STAIN_REFERENCE_TILE = "stain_reference.png"
+"""The training tile used as the stain normalisation's reference, saved in the dataset folder."""
 
 
 def tile_starts(length: int, tile: int, stride: int) -> list[int]:
@@ -61,7 +68,7 @@ def tile_starts(length: int, tile: int, stride: int) -> list[int]:
         return [int(sl[0].start) for sl in dense_patch_slices((length,), (tile,), (stride,))]
     # with gaps between tiles (stride > tile) dense_patch_slices stops at the first tile reaching past the last
     # stride and may drop the tile flush with the border (1000 px, tile 400, stride 500: only origin 0, where this
-    # rule gives 0, 500, 600); keep ours there (tests/data/test_preparation.py compares the two)
+    # rule gives 0, 500, 600); keep ours there (tests/data/prepare/test_common.py compares the two)
     starts = list(range(0, length - tile + 1, stride))
     if starts[-1] + tile < length:
         starts.append(length - tile)
@@ -158,3 +165,63 @@ def record_conversion(
         files.append({"file": str(path), "conversion": desc})
         print(f"converted {path}: {desc}", file=sys.stderr)
     return desc
+
+
+def read_image(path: str | os.PathLike) -> tuple[np.ndarray, dict[str, Any]]:
+    """:func:`seunet_monai.data.io.read_rgb`, with an unreadable file as a :class:`PreparationError` naming it."""
+    try:
+        return read_rgb(path)
+    except (OSError, ValueError) as e:
+        raise PreparationError(f"{path}: unreadable image ({e}).") from e
+
+
+def stain_normalizer(
+    stain_norm: str,
+    stain_reference: str | os.PathLike | None,
+    first_training: tuple[str, Path] | None,
+    tile: int,
+    stride: int,
+) -> tuple[StainNormalizer | None, Any, np.ndarray | None]:
+    """The stain normaliser of a preparation and its reference.
+
+    The reference is ``stain_reference`` when given, else the tile (of :func:`tile_boxes`) with the most tissue
+    of the first training image, else (no training image) the built-in reference.
+
+    Args:
+        stain_norm: a method of :data:`~seunet_monai.data.stain.normalizers.STAIN_METHODS` (``"none"``: no
+            normaliser).
+        stain_reference: a reference image, or ``None``.
+        first_training: ``(name, path)`` of the first training image, or ``None``.
+        tile: tile size.
+        stride: tile stride.
+
+    Returns:
+        ``(normalizer, reference description for the report, reference tile or None)``; the tile, when it is the
+        reference, is to be saved as :data:`STAIN_REFERENCE_TILE`.
+    """
+    if stain_norm == "none":
+        return None, None, None
+    ref_image: Any = None
+    ref_tile = None
+    reference_desc: Any = "built-in"
+    if stain_reference is not None:
+        reference_desc = ref_image = str(stain_reference)
+    elif first_training is not None:
+        name, path = first_training
+        img, _ = read_image(path)
+        r, c = most_tissue_tile(img, tile, stride)
+        ref_image = ref_tile = np.ascontiguousarray(img[r : r + tile, c : c + tile])
+        reference_desc = {"image": name, "rows": [r, r + tile], "cols": [c, c + tile], "saved_as": STAIN_REFERENCE_TILE}
+    normalizer = get_stain_normalizer(stain_norm, reference=ref_image)
+    if ref_tile is not None:  # name the training tile, not "array", in stain_reference.json
+        normalizer.reference_name = f"{name} rows {r}:{r + tile} cols {c}:{c + tile} ({STAIN_REFERENCE_TILE})"
+    return normalizer, reference_desc, ref_tile
+
+
+def stain_report(stain_norm: str, normalizer: StainNormalizer | None, reference_desc: Any) -> dict[str, Any]:
+    """The ``stain_normalisation`` entry of ``prepare_report.json``: method, fitted target, fallbacks, reference."""
+    report: dict[str, Any] = {"method": stain_norm}
+    if normalizer is not None:
+        report.update(normalizer.describe())
+        report["reference"] = reference_desc
+    return report
