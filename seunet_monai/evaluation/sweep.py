@@ -14,6 +14,7 @@ from the winning heads (:mod:`seunet_monai.fusion.estimation`). What it accumula
 
 Memory: one image is processed at a time; only its per-head probabilities at the current scale are held
 (``Ω · C`` floats per pixel of the rescaled image, stitched on ``output_device``); scores are running counts.
+The peak RSS (``resource.getrusage``) is logged per image and recorded in ``scale_sweep.json``.
 
 Instance metrics (``instance_metrics``, on by default): for the items that carry annotated instance labels
 (``instance_key``, e.g. MoNuSeg's ``test/instances/NAME.png``; rescaled with nearest neighbour like the class
