@@ -9,7 +9,7 @@ fits a memory budget (``max_pixels``), else with MONAI's ``SlidingWindowInferer`
 ``pens``, and ``scale`` when the network's scale fusion is calibrated) and accumulates, per scale and strategy, the dataset-wide IoU plus per-image IoU and Dice
 (:class:`seunet_monai.metrics.SegmentationScores`). It also measures the equivariance error (eq. 10, 12)
 on centre crops, estimates each image's relative scale from the winning heads
-(:mod:`seunet_monai.fusion.estimation`), and writes the contract outputs into
+(:func:`seunet_monai.fusion.scale.relative_scale_estimates`), and writes the contract outputs into
 ``output_dir/eval/``:
 
 ``scale_sweep.csv`` / ``.json`` / ``.md``, ``iou_vs_scale.png``, ``equivariance.csv`` (eq. 10 per scale),
@@ -77,20 +77,13 @@ from seunet_monai.evaluation.instance_scoring import INSTANCE_COLUMNS, InstanceS
 from seunet_monai.evaluation.items import item_name, iterate_items, prepare_item
 from seunet_monai.evaluation.outputs import OUTPUT_FILES, write_outputs
 from seunet_monai.evaluation.report import strategy_names, summarise
-from seunet_monai.fusion.estimation import (
-    head_confidence,
-    head_votes,
-    last_layer_log_sigmas,
-    relative_scale_estimates,
-    scale_correlation,
-)
-from seunet_monai.fusion.heads import argmax, winning_head
-from seunet_monai.fusion.scale import ScaleProfile, apply_head_weights, scale_head_weights
+from seunet_monai.fusion.heads import argmax, head_confidence, head_votes, winning_head
+from seunet_monai.fusion.scale import ScaleProfile, apply_head_weights, relative_scale_estimates, scale_head_weights
 from seunet_monai.fusion.strategies import fuse
 from seunet_monai.inferers import MIN_WINDOW, WHOLE_IMAGE_PIXELS, predict_heads, sweep_window
 from seunet_monai.layers.rescale import default_scales, rescale_image, rescale_label
-from seunet_monai.metrics import SegmentationScores
-from seunet_monai.networks.base import MultiHeadNetwork
+from seunet_monai.metrics import SegmentationScores, scale_correlation
+from seunet_monai.networks.base import MultiHeadNetwork, last_layer_log_sigmas
 from seunet_monai.runtime.progress import progress as progress_bar
 from seunet_monai.runtime.status import write_status
 
@@ -101,7 +94,7 @@ logger = logging.getLogger(__name__)
 _IF_EXISTS = ("error", "archive", "overwrite")
 #: whole-image budget of the sweep (pixels of one rescaled image; see :data:`seunet_monai.inferers.WHOLE_IMAGE_PIXELS`)
 DEFAULT_MAX_PIXELS = WHOLE_IMAGE_PIXELS
-#: whole-volume budget of the 3D sweep (voxels of one rescaled volume, ``variants/3d.json``): 192³ = 7.1 M voxels.
+#: whole-volume budget of the 3D sweep (voxels of one rescaled volume, ``variants/3d/evaluate.json``): 192³ = 7.1 M voxels.
 #: Sized for 24 GB: the paper-size 3D SEUNet (60..960, Ω = 5, one channel) measured 1.40 KB of peak memory per
 #: voxel in eval mode (CPU, 32³ and 48³, scripts/volume_memory.py), so about 10 GB at the budget, leaving room for
 #: a GPU's allocator and workspaces; larger volumes go through 192³ windows.
@@ -188,7 +181,7 @@ class ScaleSweep:
         example_scales: scales drawn there (the nearest sweep scales are used); default min, 1, max.
         if_exists: ``"archive"``, ``"error"`` or ``"overwrite"`` (see module docstring).
         tensorboard: also write scalars with ``torch.utils.tensorboard.SummaryWriter``.
-        scale_temperature: τ of the scale estimate (:mod:`~seunet_monai.fusion.estimation`).
+        scale_temperature: τ of the scale estimate (:func:`~seunet_monai.fusion.scale.log_sigma_estimate`).
         partner_tolerance: eq. 10 averages only groups whose matched group's σ ratio is within this relative
             tolerance of the scale (:func:`~seunet_monai.evaluation.equivariance.scale_partners`); the others are
             listed.
@@ -392,7 +385,7 @@ class ScaleSweep:
         profile, calibrated_est, counts, confidences = run.profile, run.calibrated_est, run.counts, run.confidences
         estimation = {
             "method": "log σ of the last layer weighted by softmax(mean margin per head / temperature), relative to "
-                      "the split's mean at scale 1 (see seunet_monai.fusion.estimation)",
+                      "the split's mean at scale 1 (see seunet_monai.fusion.scale.relative_scale_estimates)",
             "temperature": self.scale_temperature,
             "sigma_source": sigma_source,
             "correlation": scale_correlation(est, scales),

@@ -12,7 +12,13 @@ import torch
 
 import seunet_monai.fusion.scale as scale_fusion
 from seunet_monai.evaluation.calibration import calibrate_checkpoint, calibrate_scale_fusion
-from seunet_monai.fusion.scale import ScaleProfile, estimate_scale, head_signature, scale_head_weights
+from seunet_monai.fusion.scale import (
+    ScaleProfile,
+    estimate_scale,
+    head_signature,
+    relative_scale_estimates,
+    scale_head_weights,
+)
 from seunet_monai.fusion.strategies import FUSION_STRATEGIES, fuse
 from seunet_monai.networks import SEUNet
 from seunet_monai.transforms.post import Fuse, Fused
@@ -276,3 +282,18 @@ def test_consensus_agreement_counts_a_pixel_only_when_the_classes_match() -> Non
 
     sig = head_signature(torch.cat([head(1), head(1), head(2)], dim=1))
     assert sig[0, 6:].tolist() == pytest.approx([1.0, 1.0, 0.0])  # the mean calls it class 1
+
+
+def test_uncalibrated_estimates_follow_the_confident_head() -> None:
+    log_sig = torch.log(torch.tensor([1.0, 2.0, 4.0]))
+    scales = [0.5, 1.0, 2.0]
+    # head 1 confident at s=0.5, head 2 at s=1, head 3 at s=2 (a sharp temperature: near one-hot weights)
+    conf = np.full((2, 3, 3), 0.1)
+    for j in range(3):
+        conf[:, j, j] = 0.9
+    est = relative_scale_estimates(conf, scales, log_sig, temperature=0.01)
+    assert est[0].tolist() == pytest.approx([0.5, 1.0, 2.0], rel=1e-6)
+    soft = relative_scale_estimates(conf, scales, log_sig, temperature=1.0)  # soft weights: same order, compressed
+    assert 0.5 < soft[0, 0] < 1.0 < soft[0, 2] < 2.0
+    with pytest.raises(ValueError, match="temperature"):
+        relative_scale_estimates(conf, scales, log_sig, temperature=0.0)
