@@ -80,8 +80,8 @@ def test_evaluate_properties_on_a_fresh_bundle(fresh):
     wf = _check([bundle / "configs" / "train.json", bundle / "configs" / "evaluate.json"], "eval",
                 dataset_dir=str(fresh["data"]))
     assert len(wf.dataset) == 1  # the test split
-    assert wf.evaluator is wf.parser.get_parsed_content("evaluate#evaluator")
-    assert wf.inferer is wf.parser.get_parsed_content("evaluate#inferer")
+    assert wf.evaluator is wf.parser.get_parsed_content("validate#evaluator")  # evaluate.json overlays validate#
+    assert wf.inferer is wf.parser.get_parsed_content("validate#inferer")
     assert wf.parser.get_parsed_content("eval_checkpoint") == str(bundle.resolve() / "models" / "model.pt")
 
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from seunet_monai.fusion.heads import argmax, head_confidence, head_margins, head_votes, winning_head
-from seunet_monai.fusion.strategies import fuse, parse_strategy
+from seunet_monai.fusion.strategies import all_strategies, fuse, parse_strategy
 
 
 def _two_heads() -> torch.Tensor:
@@ -110,3 +110,8 @@ def test_head_confidence_is_the_mean_margin() -> None:
     probs = torch.stack([h1, h2]).unsqueeze(0)
     assert head_confidence(probs).tolist() == pytest.approx([0.8 / 3, 0.8 / 3])
     assert head_confidence(probs, mask=torch.tensor([[False, True, True]])).tolist() == pytest.approx([0.0, 0.4])
+
+
+def test_all_strategies_are_the_fusions_then_the_heads() -> None:
+    assert all_strategies(2) == ["mean", "pdist", "pens", "scale", "head:1", "head:2"]
+    assert all(parse_strategy(s) for s in all_strategies(3))

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import seunet_monai.fusion.scale as scale_fusion
-from seunet_monai.evaluation.calibration import calibrate_checkpoint, calibrate_scale_fusion
+from seunet_monai.evaluation.calibration import calibrate_scale_fusion
 from seunet_monai.fusion.scale import (
     ScaleProfile,
     estimate_scale,
@@ -148,26 +148,6 @@ def test_seunet_scale_fusion_uses_its_buffers_and_survives_a_state_dict_round_tr
     assert prof is not None and prof.scales.tolist() == pytest.approx([0.5, 1.0, 2.0])
     with torch.no_grad():
         assert torch.allclose(net2(x), fuse(heads, "scale", profile=prof))
-
-
-def test_calibrate_checkpoint_writes_back_in_place_and_keeps_the_original(tmp_path) -> None:
-    net = _tiny_seunet()
-    ckpt = tmp_path / "model.pt"
-    torch.save(net.state_dict(), ckpt)  # MONAI CheckpointSaver's layout for save_dict={"model": net}: the bare state dict
-    original = ckpt.read_bytes()
-    result = calibrate_checkpoint(_tiny_seunet(), ckpt, _tiny_items(), [1.0], report=tmp_path / "cal.json")
-    assert (tmp_path / "model_uncalibrated.pt").read_bytes() == original
-    state = torch.load(ckpt, weights_only=True)
-    assert "fusion_iou" in state and int(torch.isfinite(state["fusion_iou"]).all(1).sum()) == 1
-    assert result["scales"] == [1.0] and (tmp_path / "cal.json").is_file()
-    calibrate_checkpoint(_tiny_seunet(), ckpt, _tiny_items(), [0.5, 1.0])  # again: the backup stays the original
-    assert (tmp_path / "model_uncalibrated.pt").read_bytes() == original
-    assert int(torch.isfinite(torch.load(ckpt, weights_only=True)["fusion_iou"]).all(1).sum()) == 2
-    wrapped = tmp_path / "wrapped.pt"
-    torch.save({"model": net.state_dict(), "epoch": 3}, wrapped)
-    calibrate_checkpoint(_tiny_seunet(), wrapped, _tiny_items(), [1.0], backup=None)
-    data = torch.load(wrapped, weights_only=True)
-    assert data["epoch"] == 3 and torch.isfinite(data["model"]["fusion_iou"]).any()
 
 
 def test_calibration_refuses_scales_outside_the_profile_and_networks_without_buffers() -> None:
