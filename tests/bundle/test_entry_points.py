@@ -38,7 +38,7 @@ def test_run_is_the_configs_workflow_and_the_named_id_its_alias(files, alias):
         assert not any("trainer.run" in str(e) for e in parser[alias])
     if files[-1] == MULTI_GPU:  # the multi-GPU override's own training list (no per-rank stain copy)
         assert parser["training"][-1] == "$@train#trainer.run()"
-        assert not any("copy_stain_reference" in e for e in parser["training"])
+        assert "$@stain_reference_copy" not in parser["training"]
 
 
 @pytest.fixture(scope="module")
