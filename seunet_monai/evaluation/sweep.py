@@ -1,7 +1,7 @@
 """The scale sweep of the paper's evaluation (the paper, sec. 4.2, 4.4, Figs. 2-7, Tables 1-2;
 ``bundle/docs/README.md``, Evaluation).
 
-:class:`ScaleSweep` (the bundle's ``sweep`` component, ``"$@sweep.run(...)"`` in ``evaluate.json``) rescales every
+:class:`ScaleSweep` (the bundle's ``sweep`` component, run by ``sweep_run`` in ``evaluate.json``) rescales every
 test image by each scale (anti-aliased when shrinking, bilinear
 when enlarging; labels nearest neighbour), predicts per-head probabilities of the whole rescaled image when it
 fits a memory budget (``max_pixels``), else with MONAI's ``SlidingWindowInferer`` and windows of at least 512 px
