@@ -95,7 +95,7 @@ def ensure_dataset(
         required_splits: splits that must hold at least one entry (e.g. ``["training", "validation"]``).
         num_classes: number of classes the network predicts; ``None`` skips the label-value check.
         ignore_index: label value excluded from loss and metrics.
-        spatial_dims: 2 (images) or 3 (volumes, ``variants/3d.json``): the embedded default generated, and every
+        spatial_dims: 2 (images) or 3 (volumes, ``variants/3d/``): the embedded default generated, and every
             file must hold data of that many spatial dims (headers only; :mod:`seunet_monai.data.volumes`).
 
     Returns:

@@ -1,7 +1,7 @@
 """The scale sweep of the paper's evaluation (the paper, sec. 4.2, 4.4, Figs. 2-7, Tables 1-2;
 ``bundle/docs/README.md``, Evaluation): the loop over test images and scales.
 
-:class:`ScaleSweep` (the bundle's ``sweep`` component, ``"$@sweep.run(...)"`` in ``evaluate.json``) rescales every
+:class:`ScaleSweep` (the bundle's ``sweep`` component, run by ``sweep_run`` in ``evaluate.json``) rescales every
 test image by each scale (anti-aliased when shrinking, bilinear when enlarging; labels nearest neighbour),
 predicts per-head probabilities of the whole rescaled image when it fits a memory budget (``max_pixels``), else
 with MONAI's ``SlidingWindowInferer`` and windows of at least 512 px (overlap 0.5;
@@ -9,7 +9,7 @@ with MONAI's ``SlidingWindowInferer`` and windows of at least 512 px (overlap 0.
 ``pdist``, ``pens``, and ``scale`` when the network's scale fusion is calibrated) and accumulates, per scale and
 strategy, the dataset-wide IoU plus per-image IoU and Dice (:class:`seunet_monai.metrics.SegmentationScores`).
 It also measures the equivariance error (eq. 10, 12) on centre crops and estimates each image's relative scale
-from the winning heads (:mod:`seunet_monai.fusion.estimation`). What it accumulates and the files it writes into
+from the winning heads (:func:`seunet_monai.fusion.scale.relative_scale_estimates`). What it accumulates and the files it writes into
 ``output_dir/eval/`` are in :mod:`~seunet_monai.evaluation.sweep_results`.
 
 Memory: one image is processed at a time; only its per-head probabilities at the current scale are held
@@ -64,8 +64,7 @@ from seunet_monai.evaluation.sweep_results import (
     prepare_eval_dir,
     write_results,
 )
-from seunet_monai.fusion.estimation import head_confidence, head_votes
-from seunet_monai.fusion.heads import argmax, winning_head
+from seunet_monai.fusion.heads import argmax, head_confidence, head_votes, winning_head
 from seunet_monai.fusion.scale import apply_head_weights, scale_head_weights
 from seunet_monai.fusion.strategies import fuse
 from seunet_monai.inferers import MIN_WINDOW, WHOLE_IMAGE_PIXELS, predict_heads, sweep_window
@@ -80,7 +79,7 @@ logger = logging.getLogger(__name__)
 
 #: whole-image budget of the sweep (pixels of one rescaled image; see :data:`seunet_monai.inferers.WHOLE_IMAGE_PIXELS`)
 DEFAULT_MAX_PIXELS = WHOLE_IMAGE_PIXELS
-#: whole-volume budget of the 3D sweep (voxels of one rescaled volume, ``variants/3d.json``): 192³ = 7.1 M voxels,
+#: whole-volume budget of the 3D sweep (voxels of one rescaled volume, ``variants/3d/evaluate.json``): 192³ = 7.1 M voxels,
 #: sized for 24 GB (the measurement is in ``bundle/docs/README.md``, 3D volumes); larger volumes go through 192³
 #: windows.
 DEFAULT_MAX_VOXELS = 192 * 192 * 192
@@ -122,7 +121,7 @@ class ScaleSweep:
         if_exists: earlier results in ``eval_dir``: ``"archive"``, ``"error"`` or ``"overwrite"``
             (:func:`~seunet_monai.evaluation.sweep_results.prepare_eval_dir`).
         tensorboard: also write scalars with ``torch.utils.tensorboard.SummaryWriter``.
-        scale_temperature: τ of the scale estimate (:mod:`~seunet_monai.fusion.estimation`).
+        scale_temperature: τ of the scale estimate (:func:`~seunet_monai.fusion.scale.log_sigma_estimate`).
         partner_tolerance: eq. 10 averages only groups whose matched group's σ ratio is within this relative
             tolerance of the scale (:func:`~seunet_monai.evaluation.equivariance.scale_partners`); the others are
             listed.

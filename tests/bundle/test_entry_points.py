@@ -38,7 +38,7 @@ def test_run_is_the_configs_workflow_and_the_named_id_its_alias(files, alias):
         assert not any("trainer.run" in str(e) for e in parser[alias])
     if files[-1] == MULTI_GPU:  # the multi-GPU override's own training list (no per-rank stain copy)
         assert parser["training"][-1] == "$@train#trainer.run()"
-        assert not any("copy_stain_reference" in e for e in parser["training"])
+        assert "$@stain_reference_copy" not in parser["training"]
 
 
 @pytest.fixture(scope="module")
@@ -80,8 +80,8 @@ def test_evaluate_properties_on_a_fresh_bundle(fresh):
     wf = _check([bundle / "configs" / "train.json", bundle / "configs" / "evaluate.json"], "eval",
                 dataset_dir=str(fresh["data"]))
     assert len(wf.dataset) == 1  # the test split
-    assert wf.evaluator is wf.parser.get_parsed_content("evaluate#evaluator")
-    assert wf.inferer is wf.parser.get_parsed_content("evaluate#inferer")
+    assert wf.evaluator is wf.parser.get_parsed_content("validate#evaluator")  # evaluate.json overlays validate#
+    assert wf.inferer is wf.parser.get_parsed_content("validate#inferer")
     assert wf.parser.get_parsed_content("eval_checkpoint") == str(bundle.resolve() / "models" / "model.pt")
 
 

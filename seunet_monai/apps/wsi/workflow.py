@@ -40,7 +40,8 @@ from seunet_monai.checkpoint import check_state_dict, load_network
 from seunet_monai.data.stain.reference import stain_transform
 from seunet_monai.errors import ConfigValueError, ExistingPathError, InferenceError, MissingPathError, SeunetError
 from seunet_monai.evaluation.nucleus_measurements import nucleus_measurements
-from seunet_monai.fusion.estimation import last_layer_log_sigmas, log_sigma_estimate
+from seunet_monai.fusion.scale import log_sigma_estimate
+from seunet_monai.networks.base import last_layer_log_sigmas
 from seunet_monai.runtime.checks import as_flag
 from seunet_monai.runtime.distributed import unwrap
 from seunet_monai.runtime.run_lock import lock_run_folders
