@@ -8,7 +8,6 @@ masks have real structure and every test runs in seconds on a CPU.
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 from pathlib import Path
@@ -23,6 +22,7 @@ from seunet_monai.apps.wsi import (
     BandMerger,
     PatchPreprocessing,
     SlideInferenceWorkflow,
+    SlideInferer,
     TiffRegionReader,
     TissueWSISplitter,
     choose_level,
@@ -31,6 +31,7 @@ from seunet_monai.apps.wsi import (
     is_colourless,
     make_reader,
 )
+from seunet_monai.apps.wsi.outputs import make_staging
 from seunet_monai.networks.base import MultiHeadNetwork
 from seunet_monai.runtime.run_lock import LOCK_NAME
 
@@ -102,10 +103,9 @@ def hidden(folder: Path) -> list[str]:
     return [n for n in listing(folder) if n.startswith(".")]
 
 
-def make_workflow(input_dir, output_dir, roi=128, **kwargs):
-    splitter = functools.partial(TissueWSISplitter, patch_size=[roi, roi], overlap=0.25, progress=False)
-    inferer = functools.partial(PatchInferer, merger_cls=BandMerger, batch_size=4, preprocessing=PatchPreprocessing())
-    return SlideInferenceWorkflow(input_dir, output_dir, DarkBlobs(), inferer, splitter, progress=False, **kwargs)
+def make_workflow(input_dir, output_dir, roi=128, network=None, image_transform=None, **kwargs):
+    inferer = SlideInferer([roi, roi], overlap=0.25, sw_batch_size=4, image_transform=image_transform)
+    return SlideInferenceWorkflow(input_dir, output_dir, network or DarkBlobs(), inferer, progress=False, **kwargs)
 
 
 # ---------------------------------------------------------------------------------------------- readers
@@ -290,7 +290,7 @@ def test_existing_outputs_refused_and_resume_after_interruption(tmp_path, tissue
 
     def interrupted(path):
         if path.name == "t1.png":  # killed while writing the second image's outputs
-            wf._staging(path)
+            make_staging(out, path)
             (out / ".t1.partial" / "t1_mask.tif").write_bytes(b"partial")
             raise KeyboardInterrupt
         return real(path)
@@ -381,10 +381,7 @@ def test_summary_reports_the_estimated_scale_per_region_when_calibrated(tmp_path
     """Issue 15: the slide summary gives the calibrated scale estimate of every window run (a region)."""
     (tmp_path / "in").mkdir()
     write_pyramid(tmp_path / "in" / "slide.tif", embed(tissue, (1200, 1300)), mpp=0.5, levels=1)
-    splitter = functools.partial(TissueWSISplitter, patch_size=[128, 128], overlap=0.25, progress=False)
-    inferer = functools.partial(PatchInferer, merger_cls=BandMerger, batch_size=4, preprocessing=PatchPreprocessing())
-    SlideInferenceWorkflow(tmp_path / "in", tmp_path / "out", CalibratedDarkBlobs(), inferer, splitter,
-                           progress=False, target_mpp=0.5).run()
+    make_workflow(tmp_path / "in", tmp_path / "out", network=CalibratedDarkBlobs(), target_mpp=0.5).run()
     summary = json.loads((tmp_path / "out" / "slide_summary.json").read_text())
     regions = summary["scale"]["per_region"]
     assert regions["windows"] == summary["patches"]["run"] > 0
@@ -709,11 +706,8 @@ def test_stain_normalisation_and_its_reference_are_logged_and_recorded(tmp_path,
                                "target_max_concentrations": DEFAULT_MAX_CONCENTRATIONS.tolist()}))
     (tmp_path / "in").mkdir()
     _png(tmp_path / "in" / "a.png", tissue[:96, :96])
-    splitter = functools.partial(TissueWSISplitter, patch_size=[128, 128], overlap=0.25, progress=False)
-    pre = PatchPreprocessing(patch_stain_transform("auto", ref))
-    inferer = functools.partial(PatchInferer, merger_cls=BandMerger, batch_size=4, preprocessing=pre)
     caplog.set_level("INFO", logger="seunet_monai.apps.wsi.workflow")
-    SlideInferenceWorkflow(tmp_path / "in", tmp_path / "out", DarkBlobs(), inferer, splitter, progress=False).run()
+    make_workflow(tmp_path / "in", tmp_path / "out", image_transform=patch_stain_transform("auto", ref)).run()
     assert f"stain normalisation: macenko to the reference {ref}" in caplog.text
     stain = json.loads((tmp_path / "out" / "a_summary.json").read_text())["provenance"]["stain_normalisation"]
     assert stain["method"] == "macenko" and stain["reference"] == str(ref)
@@ -759,7 +753,7 @@ def test_grey_images_are_segmented_with_a_brightness_tissue_detector(tmp_path, t
 
 # ---------------------------------------------------------------------------------------------- names and pictures
 def test_output_names_strip_the_whole_image_suffix():
-    from seunet_monai.apps.wsi.workflow import OUTPUT_FILES, output_names, output_stem
+    from seunet_monai.apps.wsi.outputs import OUTPUT_FILES, output_names, output_stem
 
     for name, stem in (("a.ome.tif", "a"), ("a.OME.TIFF", "a"), ("a.tiff", "a"), ("TCGA-01.2.svs", "TCGA-01.2"),
                        ("b.png", "b"), ("c.d.jpeg", "c.d")):

@@ -7,26 +7,20 @@ stand-in network of ``test_wsi.py``; every test runs in seconds on a CPU.
 
 from __future__ import annotations
 
-import functools
 import json
 
 import numpy as np
 import pytest
 import tifffile
 import torch
-from monai.inferers import PatchInferer
 from PIL import Image
 from skimage.measure import label
 
 from seunet_monai.apps.wsi import (
-    BandMerger,
-    PatchPreprocessing,
-    SlideInferenceWorkflow,
-    TissueWSISplitter,
     write_mask_tiff,
 )
 from seunet_monai.apps.wsi.figures import draw_instance_outlines
-from seunet_monai.apps.wsi.workflow import OUTPUT_FILES, output_names
+from seunet_monai.apps.wsi.outputs import OUTPUT_FILES, output_names
 from seunet_monai.errors import ConfigValueError
 from tests.apps.test_wsi import DarkBlobs, listing, make_workflow
 
@@ -177,12 +171,8 @@ class ThreeClasses(DarkBlobs):
 
 def test_models_of_more_classes_keep_connected_components_and_resume(tmp_path):
     Image.fromarray(discs()).save((tmp_path / "in").mkdir() or tmp_path / "in" / "a.png")
-    splitter = functools.partial(TissueWSISplitter, patch_size=[128, 128], overlap=0.25, progress=False)
-    inferer = functools.partial(PatchInferer, merger_cls=BandMerger, batch_size=4, preprocessing=PatchPreprocessing())
-
     def workflow():
-        return SlideInferenceWorkflow(tmp_path / "in", tmp_path / "out", ThreeClasses(), inferer, splitter,
-                                      progress=False, mpp=0.25)
+        return make_workflow(tmp_path / "in", tmp_path / "out", network=ThreeClasses(), mpp=0.25)
 
     assert workflow().run()["done"] == ["a.png"]
     assert "a_instances.tif" not in listing(tmp_path / "out") and "a_mask.png" in listing(tmp_path / "out")
