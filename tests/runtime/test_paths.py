@@ -20,9 +20,16 @@ def _bundle(tmp_path: Path) -> Path:
     """A bundle folder ``b`` whose ``configs/x.json`` runs ``bundle_root()``."""
     (tmp_path / "b" / "configs").mkdir(parents=True)
     cfg = tmp_path / "b" / "configs" / "x.json"
-    cfg.write_text(json.dumps({"imports": ["$import seunet_monai", "$import seunet_monai.runtime.paths"],
-                               "bundle_root": "$seunet_monai.runtime.paths.bundle_root()",
-                               "run": ["$@bundle_root"], "show": ["$print('ROOT', @bundle_root)"]}))
+    cfg.write_text(
+        json.dumps(
+            {
+                "imports": ["$import seunet_monai", "$import seunet_monai.runtime.paths"],
+                "bundle_root": "$seunet_monai.runtime.paths.bundle_root()",
+                "run": ["$@bundle_root"],
+                "show": ["$print('ROOT', @bundle_root)"],
+            }
+        )
+    )
     return cfg
 
 
@@ -50,7 +57,8 @@ def test_root_of_config_file_reads_every_form_of_the_argument(tmp_path):
 
 def test_command_line_config_file_of_monai_bundle_only():
     assert command_line_config_file([MONAI_MAIN, "run", "training", "--config_file", "a/configs/t.json"]) == (
-        "a/configs/t.json")
+        "a/configs/t.json"
+    )
     assert command_line_config_file([MONAI_MAIN, "run", "--config_file=x.json", "--epochs", "1"]) == "x.json"
     assert command_line_config_file([MONAI_MAIN, "run", "--epochs", "1"]) is None
     assert command_line_config_file(["/usr/bin/pytest", "--config_file", "x.json"]) is None  # another program
@@ -71,8 +79,13 @@ def test_a_workflow_run_from_the_command_line_finds_its_bundle_from_any_director
     wf = ConfigWorkflow(config_file=str(cfg), workflow_type=None, logging_file=False, bundle_root=str(tmp_path))
     wf.initialize()
     assert wf.run() == [str(tmp_path)]
-    out = subprocess.run([sys.executable, "-m", "monai.bundle", "run", "show", "--config_file", str(cfg)],
-                         cwd=tmp_path, capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "monai.bundle", "run", "show", "--config_file", str(cfg)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert f"ROOT {(tmp_path / 'b').resolve()}" in out.stdout
 
 

@@ -358,7 +358,8 @@ def write_figures(staging: Path, stem: str, slide: InferredSlide, num_classes: i
     if len(locations) != scales.size or not scales.size:
         scales, locations = np.zeros(0), []
         note = "no per-window scale estimate: the model has no scale-fusion calibration (run calibrating)"
-    write_scale_map(staging / f"{stem}_scale.png", window_map(locations, scales, slide.patch_size, factor, tissue.shape),
+    values = window_map(locations, scales, slide.patch_size, factor, tissue.shape)
+    write_scale_map(staging / f"{stem}_scale.png", values,
                     tissue, box, factor, slide.path.name, note)
     return regions
 

@@ -85,8 +85,14 @@ class SlideInferer(Inferer):
         self, reader: Any, level: int, location_filter: Callable[[Sequence[int]], bool] | None = None
     ) -> TissueWSISplitter:
         """The splitter of one slide read by ``reader`` at ``level`` (``location_filter``: windows to run)."""
-        return TissueWSISplitter(self.roi_size, self.overlap, reader=reader, level=level,
-                                 location_filter=location_filter, progress=self.progress)
+        return TissueWSISplitter(
+            self.roi_size,
+            self.overlap,
+            reader=reader,
+            level=level,
+            location_filter=location_filter,
+            progress=self.progress,
+        )
 
     def __call__(  # type: ignore[override]
         self,
@@ -110,9 +116,15 @@ class SlideInferer(Inferer):
         """
         patch_size, overlap = splitter.window()
         border = [int(o * p if isinstance(o, float) else o) // 2 for o, p in zip(overlap, patch_size)]
-        inferer = PatchInferer(splitter, merger_cls=BandMerger, batch_size=self.sw_batch_size,
-                               preprocessing=self.preprocessing, sink=sink, head_channels_from=head_channels_from,
-                               head_border=border)
+        inferer = PatchInferer(
+            splitter,
+            merger_cls=BandMerger,
+            batch_size=self.sw_batch_size,
+            preprocessing=self.preprocessing,
+            sink=sink,
+            head_channels_from=head_channels_from,
+            head_border=border,
+        )
         return inferer(inputs, network)
 
 

@@ -81,7 +81,10 @@ class BandMerger(Merger):
         self.values = torch.zeros((int(self.merged_shape[1]), ph, width), dtype=torch.float32, device=self.device)
         self.weights = torch.zeros((ph, width), dtype=torch.float32, device=self.device)
         self.importance = compute_importance_map(
-            tuple(int(p) for p in patch_shape), mode=BlendMode.GAUSSIAN, sigma_scale=self.sigma_scale, device=self.device
+            tuple(int(p) for p in patch_shape),
+            mode=BlendMode.GAUSSIAN,
+            sigma_scale=self.sigma_scale,
+            device=self.device,
         ).float()
         if self.head_from is not None:
             self.head_weights = torch.zeros((ph, width), dtype=torch.float32, device=self.device)

@@ -32,11 +32,16 @@ __all__ = ["ASSUMED_MPP", "write_components", "write_nuclei"]
 ASSUMED_MPP = 0.25
 
 #: GeoJSON measurement name per column of the nucleus table, and the factor of its pixel lengths (level-0 pixels)
-_MEASUREMENTS = (("perimeter_px", "Perimeter px", True), ("perimeter_um", "Perimeter µm", False),
-                 ("equivalent_diameter_px", "Equivalent diameter px", True),
-                 ("equivalent_diameter_um", "Equivalent diameter µm", False), ("eccentricity", "Eccentricity", False),
-                 ("solidity", "Solidity", False), ("mean_probability", "Nucleus probability mean", False),
-                 ("mean_haematoxylin_od", "Haematoxylin OD mean", False))
+_MEASUREMENTS = (
+    ("perimeter_px", "Perimeter px", True),
+    ("perimeter_um", "Perimeter µm", False),
+    ("equivalent_diameter_px", "Equivalent diameter px", True),
+    ("equivalent_diameter_um", "Equivalent diameter µm", False),
+    ("eccentricity", "Eccentricity", False),
+    ("solidity", "Solidity", False),
+    ("mean_probability", "Nucleus probability mean", False),
+    ("mean_haematoxylin_od", "Haematoxylin OD mean", False),
+)
 
 
 def _areas(writer: GeoJSONWriter, mpp: float | None) -> dict:
@@ -46,8 +51,15 @@ def _areas(writer: GeoJSONWriter, mpp: float | None) -> dict:
     return {"count": writer.count, "area_unit": "µm^2" if mpp else "px^2 (inference level)", "area": stats}
 
 
-def write_nuclei(staging: Path, stem: str, slide: InferredSlide, instances: NucleusInstances,
-                 class_names: Sequence[str], simplify: float, target_mpp: float | None) -> tuple[dict, np.ndarray]:
+def write_nuclei(
+    staging: Path,
+    stem: str,
+    slide: InferredSlide,
+    instances: NucleusInstances,
+    class_names: Sequence[str],
+    simplify: float,
+    target_mpp: float | None,
+) -> tuple[dict, np.ndarray]:
     """``NAME_instances.tif`` and ``NAME.geojson`` of the separated nuclei of an image.
 
     Args:
@@ -74,25 +86,44 @@ def write_nuclei(staging: Path, stem: str, slide: InferredSlide, instances: Nucl
     image = np.moveaxis(slide.read_region((0, 0), size), -1, 0)
     table = nucleus_measurements(labels, probability, image, pixel_size_um=mpp)
     rows = {int(k): i for i, k in enumerate(table["label"])}
-    writer = GeoJSONWriter(staging / f"{stem}.geojson", class_names, scale=ds, mpp=mpp, namespace=stem,
-                           simplify=simplify)
+    writer = GeoJSONWriter(
+        staging / f"{stem}.geojson", class_names, scale=ds, mpp=mpp, namespace=stem, simplify=simplify
+    )
     try:
         for inst in iter_label_instances(labels, class_id=1):
             i = rows[inst.label]
-            writer.add(inst, {name: float(table[col][i]) * (ds if lengths else 1.0)
-                              for col, name, lengths in _MEASUREMENTS if col in table})
+            writer.add(
+                inst,
+                {
+                    name: float(table[col][i]) * (ds if lengths else 1.0)
+                    for col, name, lengths in _MEASUREMENTS
+                    if col in table
+                },
+            )
     finally:
         writer.close()
-    return {**_areas(writer, mpp),
-            "objects": "separated instances (NAME_instances.tif: marker-controlled watershed of the nucleus mask, "
-                       f"objects under {instances.min_nucleus_area_um2:g} µm² left out)",
-            "instance_mpp": float(pixel),
-            "instance_mpp_source": "the image's resolution (resolution.source says where it came from)" if mpp else
-            f"assumed: the training resolution {pixel:g} µm/px (the image states none; give --mpp)"}, labels
+    return {
+        **_areas(writer, mpp),
+        "objects": "separated instances (NAME_instances.tif: marker-controlled watershed of the nucleus mask, "
+        f"objects under {instances.min_nucleus_area_um2:g} µm² left out)",
+        "instance_mpp": float(pixel),
+        "instance_mpp_source": "the image's resolution (resolution.source says where it came from)"
+        if mpp
+        else f"assumed: the training resolution {pixel:g} µm/px (the image states none; give --mpp)",
+    }, labels
 
 
-def write_components(target: Path, stem: str, slide: InferredSlide, num_classes: int, class_names: Sequence[str],
-                     simplify: float, margin: int, watershed: bool, min_distance: int) -> dict:
+def write_components(
+    target: Path,
+    stem: str,
+    slide: InferredSlide,
+    num_classes: int,
+    class_names: Sequence[str],
+    simplify: float,
+    margin: int,
+    watershed: bool,
+    min_distance: int,
+) -> dict:
     """``NAME.geojson`` of the connected components of each non-background class of the class mask.
 
     Args:
@@ -109,13 +140,17 @@ def write_components(target: Path, stem: str, slide: InferredSlide, num_classes:
     Returns:
         the summary's ``nuclei`` entry.
     """
-    writer = GeoJSONWriter(target, class_names, scale=slide.downsample, mpp=slide.mpp, namespace=stem,
-                           simplify=simplify)
+    writer = GeoJSONWriter(
+        target, class_names, scale=slide.downsample, mpp=slide.mpp, namespace=stem, simplify=simplify
+    )
     try:
-        for inst in iter_instances(slide.accumulator.mask, num_classes, margin=margin, watershed=watershed,
-                                   min_distance=min_distance):
+        for inst in iter_instances(
+            slide.accumulator.mask, num_classes, margin=margin, watershed=watershed, min_distance=min_distance
+        ):
             writer.add(inst)
     finally:
         writer.close()
-    return {**_areas(writer, slide.mpp),
-            "objects": "connected components of the class mask" + (" split by watershed" if watershed else "")}
+    return {
+        **_areas(writer, slide.mpp),
+        "objects": "connected components of the class mask" + (" split by watershed" if watershed else ""),
+    }

@@ -73,8 +73,11 @@ def output_names(stem: str, image: bool | None = None, instances: bool = True) -
     ``NAME_mask.png``, and ``NAME_instances.tif`` unless ``instances`` is false: a model without a single
     nucleus class), a slide's (``False``: with ``NAME_regions.png``) or every name either may have (``None``).
     The summary comes last (it marks a finished input)."""
-    skip = {True: ("_regions.png",) + (() if instances else ("_instances.tif",)),
-            False: ("_mask.png", "_instances.tif"), None: ()}[image]
+    skip = {
+        True: ("_regions.png",) + (() if instances else ("_instances.tif",)),
+        False: ("_mask.png", "_instances.tif"),
+        None: (),
+    }[image]
     return [stem + suffix for suffix in OUTPUT_FILES if suffix not in skip]
 
 

@@ -39,8 +39,11 @@ def differences(old: Any, new: Any, key: str = "") -> list[str]:
     """``"key: old -> new"`` for every leaf of two JSON-like records that differs (dicts compared key by key; long
     values shortened)."""
     if isinstance(old, dict) and isinstance(new, dict):
-        return [d for k in sorted(set(old) | set(new), key=str)
-                for d in differences(old.get(k), new.get(k), f"{key}.{k}" if key else str(k))]
+        return [
+            d
+            for k in sorted(set(old) | set(new), key=str)
+            for d in differences(old.get(k), new.get(k), f"{key}.{k}" if key else str(k))
+        ]
 
     def short(value: Any) -> str:
         text = repr(value)

@@ -57,7 +57,9 @@ def make_reader(path: str | os.PathLike, backend: str = "tifffile", level: int =
     raise ValueError(f"unknown slide backend {backend!r} (key 'slide_backend'); expected tifffile, cucim or openslide.")
 
 
-def read_region(reader: BaseWSIReader, wsi: Any, location: tuple[int, int], size: tuple[int, int], level: int) -> np.ndarray:
+def read_region(
+    reader: BaseWSIReader, wsi: Any, location: tuple[int, int], size: tuple[int, int], level: int
+) -> np.ndarray:
     """The ``(H, W, 3) uint8`` region at ``location`` (pixels of ``level``) of ``size`` from any reader: the
     readers of this module read directly; MONAI's cuCIM/OpenSlide readers go through ``get_data``."""
     if hasattr(reader, "read_region"):

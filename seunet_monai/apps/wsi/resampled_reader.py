@@ -94,8 +94,15 @@ class ResampledLevelReader(BaseWSIReader):
         if blur > 0:
             src = gaussian_filter(src, sigma=(blur, blur, 0), mode="nearest")
         offset = ((y0 + 0.5) / z - 0.5 - sy, (x0 + 0.5) / z - 0.5 - sx, 0.0)
-        out = affine_transform(src, (1.0 / z, 1.0 / z, 1.0), offset=offset, output_shape=(h, w, 3), order=1,
-                               mode="nearest", prefilter=False)
+        out = affine_transform(
+            src,
+            (1.0 / z, 1.0 / z, 1.0),
+            offset=offset,
+            output_shape=(h, w, 3),
+            order=1,
+            mode="nearest",
+            prefilter=False,
+        )
         out = np.clip(out + 0.5, 0, 255).astype(np.uint8)
         big_h, big_w = self.get_size(wsi, 0)  # beyond the resampled grid: white, as the other readers pad
         out[: max(0, -y0)] = 255

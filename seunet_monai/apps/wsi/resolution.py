@@ -94,9 +94,7 @@ def choose_level(
 
     if level is not None:
         if not 0 <= int(level) < n:
-            raise ValueError(
-                f"{reader.get_file_path(wsi)}: --level {level} requested, the file has levels 0..{n - 1}."
-            )
+            raise ValueError(f"{reader.get_file_path(wsi)}: --level {level} requested, the file has levels 0..{n - 1}.")
         return int(level), mpp_of(int(level))
     mpps = [mpp_of(k) for k in range(n)]
     if target_mpp is None or mpps[0] is None:
@@ -181,7 +179,9 @@ class ResolutionPolicy:
             "target_mpp must be a positive resolution in µm per pixel (e.g. 0.25), got {value!r}; fix --target_mpp, "
             "or set --level to choose a pyramid level instead.",
         )
-        self.mpp = _positive(mpp, "mpp must be a positive resolution in µm per pixel (e.g. 0.25), got {value!r}; fix --mpp.")
+        self.mpp = _positive(
+            mpp, "mpp must be a positive resolution in µm per pixel (e.g. 0.25), got {value!r}; fix --mpp."
+        )
         self.level = None if level is None else int(level)
         if self.level is not None and self.level < 0:
             raise ConfigValueError(f"level must be a pyramid level >= 0 (0 is the full resolution), got {level!r}.")
@@ -207,23 +207,29 @@ class ResolutionPolicy:
             h, w = (round(int(v) * resampled["zoom"]) for v in reader.get_size(wsi, level))
             warnings.append(
                 f"level {level} is {mpp:.4g} µm/px: resampling it to target_mpp {self.target_mpp:g} would enlarge it "
-                f"{resampled['zoom']:.3g}x per side to {h} x {w} px, beyond max_resample_zoom {self.max_resample_zoom:g}: "
-                "resolution treated as unknown, inferred as stored (set --level, --target_mpp or correct the file's "
-                "resolution)"
+                f"{resampled['zoom']:.3g}x per side to {h} x {w} px, beyond max_resample_zoom "
+                f"{self.max_resample_zoom:g}: resolution treated as unknown, inferred as stored (set --level, "
+                "--target_mpp or correct the file's resolution)"
             )
             mpp, resampled, source = None, None, "none"
-        elif self.level is not None and mpp and self.target_mpp and abs(mpp / self.target_mpp - 1) > self.resample_tolerance:
+        elif (
+            self.level is not None
+            and mpp
+            and self.target_mpp
+            and abs(mpp / self.target_mpp - 1) > self.resample_tolerance
+        ):
             ratio = mpp / self.target_mpp
             warnings.append(
-                f"--level {level} is {mpp:.4g} µm/px, {max(ratio, 1 / ratio):.3g}x {'coarser' if ratio > 1 else 'finer'} "
-                f"than target_mpp {self.target_mpp:g} (the resolution the model was trained at): objects look "
-                f"{'smaller' if ratio > 1 else 'larger'} than in training and the results are unreliable; leave --level "
-                "unset to infer at target_mpp"
+                f"--level {level} is {mpp:.4g} µm/px, {max(ratio, 1 / ratio):.3g}x "
+                f"{'coarser' if ratio > 1 else 'finer'} than target_mpp {self.target_mpp:g} (the resolution the model "
+                f"was trained at): objects look {'smaller' if ratio > 1 else 'larger'} than in training and the "
+                "results are unreliable; leave --level unset to infer at target_mpp"
             )
         return ResolutionPlan(level, mpp, source, resampled, self.target_mpp, warnings)
 
-    def _declared(self, name: str, reader: BaseWSIReader, wsi: Any, level: int,
-                  mpp: float | None) -> tuple[float | None, str]:
+    def _declared(
+        self, name: str, reader: BaseWSIReader, wsi: Any, level: int, mpp: float | None
+    ) -> tuple[float | None, str]:
         """The µm per pixel of ``level`` and where it comes from: ``"file"``, ``"--mpp"`` (declared, the file
         states none) or ``"none"``.
 
@@ -250,5 +256,9 @@ class ResolutionPolicy:
         zoom = float(mpp) / self.target_mpp
         if abs(zoom - 1.0) <= self.resample_tolerance:
             return None
-        return {"source_level": int(level), "source_mpp": float(mpp), "zoom": zoom,
-                "method": "linear at pixel centres, Gaussian pre-smoothing when shrinking, per window"}
+        return {
+            "source_level": int(level),
+            "source_mpp": float(mpp),
+            "zoom": zoom,
+            "method": "linear at pixel centres, Gaussian pre-smoothing when shrinking, per window",
+        }

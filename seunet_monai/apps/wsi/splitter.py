@@ -76,7 +76,9 @@ class TissueWSISplitter(WSISlidingWindowSplitter):
     ) -> None:
         with warnings.catch_warnings():  # MONAI warns that non-cuCIM/OpenSlide backends read whole levels;
             warnings.simplefilter("ignore")  # the readers used here read regions.
-            super().__init__(patch_size, overlap=overlap, pad_mode="constant", device=device, reader=reader, level=level)
+            super().__init__(
+                patch_size, overlap=overlap, pad_mode="constant", device=device, reader=reader, level=level
+            )
         self.level = int(level)
         self.location_filter = location_filter
         self.progress = as_flag(progress, "progress")
@@ -107,7 +109,9 @@ class TissueWSISplitter(WSISlidingWindowSplitter):
         patch_size, overlap = self.window(len(padded))
         every = list(iter_patch_position(padded, patch_size, (0,) * len(padded), overlap, False))
         self.num_locations = len(every)
-        keep = [tuple(int(v) for v in loc) for loc in every if self.location_filter is None or self.location_filter(loc)]
+        keep = [
+            tuple(int(v) for v in loc) for loc in every if self.location_filter is None or self.location_filter(loc)
+        ]
         self.num_patches = len(keep)
         return keep
 

@@ -41,8 +41,14 @@ def head_sigmas(network: torch.nn.Module, num_heads: int) -> list[float] | None:
     return None if source == "head index" else [float(v) for v in log_sigmas.exp()]
 
 
-def scale_entry(acc: SlideAccumulator, network: torch.nn.Module, mpp: float | None, target_mpp: float | None,
-                window_log_scales: Sequence[float], scale_reference: float | None) -> dict[str, Any]:
+def scale_entry(
+    acc: SlideAccumulator,
+    network: torch.nn.Module,
+    mpp: float | None,
+    target_mpp: float | None,
+    window_log_scales: Sequence[float],
+    scale_reference: float | None,
+) -> dict[str, Any]:
     """The summary's ``scale``: the resolution relative to training, ``log σ̂`` of the head confidences and, with
     a scale-fusion calibration, the distribution of the per-window scale estimates (else, with
     ``scale_reference``, the scale of ``log σ̂`` relative to it)."""
@@ -71,14 +77,26 @@ def scale_entry(acc: SlideAccumulator, network: torch.nn.Module, mpp: float | No
     elif scale_reference is not None:
         entry["estimated_scale_relative_to_training"] = float(math.exp(est - float(scale_reference)))
     else:
-        entry["note"] = ("uncalibrated: set scale_reference (log σ̂ of the test split at scale 1) to get the "
-                         "estimated scale relative to training")
+        entry["note"] = (
+            "uncalibrated: set scale_reference (log σ̂ of the test split at scale 1) to get the "
+            "estimated scale relative to training"
+        )
     return entry
 
 
-def slide_summary(slide: InferredSlide, names: Sequence[str], nuclei: dict, regions: list[dict],
-                  network: torch.nn.Module, class_names: Sequence[str], tissue_method: str, target_mpp: float | None,
-                  scale_reference: float | None, provenance: dict, start: float) -> dict[str, Any]:
+def slide_summary(
+    slide: InferredSlide,
+    names: Sequence[str],
+    nuclei: dict,
+    regions: list[dict],
+    network: torch.nn.Module,
+    class_names: Sequence[str],
+    tissue_method: str,
+    target_mpp: float | None,
+    scale_reference: float | None,
+    provenance: dict,
+    start: float,
+) -> dict[str, Any]:
     """The summary of one inferred input (see the module docstring).
 
     Args:
@@ -112,15 +130,26 @@ def slide_summary(slide: InferredSlide, names: Sequence[str], nuclei: dict, regi
         "level": int(plan.level),
         "size": list(slide.size),
         "downsample": float(slide.downsample),
-        "resolution": {"mpp": mpp, "target_mpp": target_mpp, "known": mpp is not None,
-                       "resampled": plan.resampled or False,
-                       **({} if mpp else {"note": "no resolution metadata: inferred at full resolution (level 0)"})},
-        "tissue": {"method": tissue_method, "fraction": float(tissue.mean()) if tissue.size else 0.0,
-                   "area_mm2": tissue_mm2},
+        "resolution": {
+            "mpp": mpp,
+            "target_mpp": target_mpp,
+            "known": mpp is not None,
+            "resampled": plan.resampled or False,
+            **({} if mpp else {"note": "no resolution metadata: inferred at full resolution (level 0)"}),
+        },
+        "tissue": {
+            "method": tissue_method,
+            "fraction": float(tissue.mean()) if tissue.size else 0.0,
+            "area_mm2": tissue_mm2,
+        },
         "nuclei": {**nuclei, "density_per_mm2": (nuclei["count"] / tissue_mm2) if tissue_mm2 else None},
         "class_pixels": {n: int(v) for n, v in zip(class_names, acc.class_pixels)},
-        "winning_heads": {"num_heads": omega, "head_sigmas": head_sigmas(network, omega),
-                          "inferred_pixels": dist(acc.winner_pixels), "object_pixels": dist(acc.winner_foreground)},
+        "winning_heads": {
+            "num_heads": omega,
+            "head_sigmas": head_sigmas(network, omega),
+            "inferred_pixels": dist(acc.winner_pixels),
+            "object_pixels": dist(acc.winner_foreground),
+        },
         "scale": scale_entry(acc, network, mpp, target_mpp, slide.window_log_scales, scale_reference),
         "patches": {"run": slide.splitter.num_patches, "total": slide.splitter.num_locations},
         "wall_time_s": round(time.perf_counter() - start, 3),

@@ -134,7 +134,9 @@ class TiffRegionReader(TiffFileWSIReader):
         ys, xs, ye, xe = max(y0, 0), max(x0, 0), min(y0 + h, big_h), min(x0 + w, big_w)
         if ys >= ye or xs >= xe:
             return out
-        th, tw = (int(key.tilelength), int(key.tilewidth)) if key.is_tiled else (min(int(key.rowsperstrip), big_h), big_w)
+        th, tw = (
+            (int(key.tilelength), int(key.tilewidth)) if key.is_tiled else (min(int(key.rowsperstrip), big_h), big_w)
+        )
         nx = math.ceil(big_w / tw)
         decodeargs: dict[str, Any] = {"_fullsize": key.is_tiled}
         if key.compression in {6, 7, 34892, 33007}:  # JPEG
@@ -167,4 +169,3 @@ class TiffRegionReader(TiffFileWSIReader):
         loc = tuple(int(round(v / ratio)) for v in location)
         patch = self.read_region(wsi, loc, size, level).astype(dtype, copy=False)
         return np.moveaxis(patch, -1, self.channel_dim)
-

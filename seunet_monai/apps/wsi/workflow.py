@@ -87,7 +87,8 @@ class SlideInferenceWorkflow:
         slide_backend: ``"tifffile"`` (default), ``"cucim"`` or ``"openslide"`` for TIFF/SVS files.
         overwrite: redo slides whose outputs exist, replacing them.
         watershed: slides only: split touching objects of the class mask (``peak_local_max`` markers) in the
-            GeoJSON; images always get separated instances (:class:`~seunet_monai.transforms.instances.NucleusInstances`).
+            GeoJSON; images always get separated instances
+            (:class:`~seunet_monai.transforms.instances.NucleusInstances`).
         watershed_min_distance: watershed marker spacing (pixels of the inference level), slides only.
         mpp: declared resolution (µm per pixel of level 0) of inputs whose file states none (e.g. MoNuSeg's
             TIFFs, PNGs); used as a file's own. An input whose file states a resolution more than
@@ -166,7 +167,9 @@ class SlideInferenceWorkflow:
         except (TypeError, ValueError):
             self.geojson_simplify = math.nan
         if not (math.isfinite(self.geojson_simplify) and self.geojson_simplify >= 0):
-            raise ConfigValueError(f"geojson_simplify must be a tolerance >= 0 in pixels (0 = off), got {geojson_simplify!r}.")
+            raise ConfigValueError(
+                f"geojson_simplify must be a tolerance >= 0 in pixels (0 = off), got {geojson_simplify!r}."
+            )
         self.instances = NucleusInstances(min_nucleus_area_um2=min_nucleus_area_um2, marker_h_um=marker_h_um)
         self.tissue_method = str(tissue_mask)
         self.slide_backend = slide_backend
@@ -183,8 +186,11 @@ class SlideInferenceWorkflow:
         net = unwrap(network)
         self.num_classes = int(getattr(net, "out_channels", None) or len(class_names or []) or 2)
         c = self.num_classes
-        self.class_names = list(class_names) if class_names else (
-            ["background", "Nucleus"] if c == 2 else [f"class{k}" for k in range(c)])
+        self.class_names = (
+            list(class_names)
+            if class_names
+            else (["background", "Nucleus"] if c == 2 else [f"class{k}" for k in range(c)])
+        )
         self._settings: dict[str, Any] | None = None
 
     @property
@@ -200,8 +206,10 @@ class SlideInferenceWorkflow:
             return "interrupted"
         present = [n for n in output_names(stem) if (self.output_dir / n).exists()]
         nucleus_model = self.num_classes == 2
-        if any(all((self.output_dir / n).exists() for n in output_names(stem, image, nucleus_model))
-               for image in (True, False)):
+        if any(
+            all((self.output_dir / n).exists() for n in output_names(stem, image, nucleus_model))
+            for image in (True, False)
+        ):
             recorded = read_recorded(self.output_dir / output_names(stem, False)[-1])
             check_recorded(path.name, self.output_dir, recorded, self._provenance(path), self.COMPARED)
             return "done"
@@ -229,11 +237,17 @@ class SlideInferenceWorkflow:
                 "fusion": None if getattr(net, "fusion", None) is None else str(net.fusion),
                 "stain_normalisation": stain or {"method": "none"},
                 "settings": {
-                    "target_mpp": res.target_mpp, "level": res.level, "resample_tolerance": res.resample_tolerance,
-                    "max_resample_zoom": res.max_resample_zoom, "tissue_mask": self.tissue_method,
-                    "roi_size": self.inferer.roi_size, "overlap": self.inferer.overlap,
-                    "watershed": self.watershed, "watershed_min_distance": self.watershed_min_distance,
-                    "mpp": res.mpp, "geojson_simplify": self.geojson_simplify,
+                    "target_mpp": res.target_mpp,
+                    "level": res.level,
+                    "resample_tolerance": res.resample_tolerance,
+                    "max_resample_zoom": res.max_resample_zoom,
+                    "tissue_mask": self.tissue_method,
+                    "roi_size": self.inferer.roi_size,
+                    "overlap": self.inferer.overlap,
+                    "watershed": self.watershed,
+                    "watershed_min_distance": self.watershed_min_distance,
+                    "mpp": res.mpp,
+                    "geojson_simplify": self.geojson_simplify,
                     "min_nucleus_area_um2": self.instances.min_nucleus_area_um2,
                     "marker_h_um": self.instances.marker_h_um,
                     "class_names": self.class_names,
@@ -255,10 +269,14 @@ class SlideInferenceWorkflow:
         """
         inputs, unsupported = list_inputs(self.input_dir)
         for p in unsupported:
-            logger.warning(f"{p.name}: unsupported file type {p.suffix or '(none)'!r}, skipped "
-                           f"(supported: {', '.join(SUPPORTED_SUFFIXES)}).")
+            logger.warning(
+                f"{p.name}: unsupported file type {p.suffix or '(none)'!r}, skipped "
+                f"(supported: {', '.join(SUPPORTED_SUFFIXES)})."
+            )
         if not inputs:
-            raise ConfigValueError(f"input_dir {str(self.input_dir)!r} holds no image ({', '.join(SUPPORTED_SUFFIXES)}).")
+            raise ConfigValueError(
+                f"input_dir {str(self.input_dir)!r} holds no image ({', '.join(SUPPORTED_SUFFIXES)})."
+            )
         check_output_paths(inputs, self.input_dir, self.output_dir)
         lock = lock_run_folders([self.output_dir], clash="mix their outputs", keys="--output_dir")
         try:
@@ -275,7 +293,12 @@ class SlideInferenceWorkflow:
         stain = self._run_settings()["stain_normalisation"]
         reference = f" to the reference {stain['reference']}" if stain.get("reference") else ""
         logger.info(f"stain normalisation: {stain['method']}{reference}")
-        report: dict[str, list[str]] = {"done": [], "skipped": [], "failed": [], "unsupported": [p.name for p in unsupported]}
+        report: dict[str, list[str]] = {
+            "done": [],
+            "skipped": [],
+            "failed": [],
+            "unsupported": [p.name for p in unsupported],
+        }
         for p in tqdm(inputs, desc="slides", unit="slide", disable=not self.progress):
             if status[p] == "done":
                 logger.info(f"{p.name}: outputs present from a finished run, skipped (--overwrite true redoes it).")
@@ -290,11 +313,15 @@ class SlideInferenceWorkflow:
                 continue
             logger.info(line)
             report["done"].append(p.name)
-        logger.info(f"inference: {len(report['done'])} done, {len(report['skipped'])} skipped (finished before), "
-                    f"{len(report['failed'])} failed, {len(unsupported)} unsupported -> {self.output_dir}")
+        logger.info(
+            f"inference: {len(report['done'])} done, {len(report['skipped'])} skipped (finished before), "
+            f"{len(report['failed'])} failed, {len(unsupported)} unsupported -> {self.output_dir}"
+        )
         if report["failed"]:
-            raise InferenceError(f"{len(report['failed'])} input(s) could not be segmented: {', '.join(report['failed'])} "
-                                 "(see the log above for each reason).")
+            raise InferenceError(
+                f"{len(report['failed'])} input(s) could not be segmented: {', '.join(report['failed'])} "
+                "(see the log above for each reason)."
+            )
         return report
 
     # ------------------------------------------------------------------ one input
@@ -320,15 +347,18 @@ class SlideInferenceWorkflow:
         reader, level, mpp = plan.grid(base)
         size = tuple(int(v) for v in reader.get_size(wsi, level))
         image = path.suffix.lower() in WHOLE_IMAGE_SUFFIXES or (
-            base.get_level_count(wsi) == 1 and size[0] * size[1] <= self.png_max_pixels)
+            base.get_level_count(wsi) == 1 and size[0] * size[1] <= self.png_max_pixels
+        )
         separate = image and self.num_classes == 2  # separated nucleus instances (images of a nucleus model)
         thumb, factor = read_thumbnail(reader, wsi, level, self.thumbnail_size)
         tissue = detect_tissue(thumb, self.tissue_method)
         detector = self.tissue_method
         if self.tissue_method == "otsu" and tissue.any() and is_colourless(thumb):
             detector = "otsu on brightness (colourless image)"
-            logger.warning(f"{path.name}: no colour (a grey-scale image?): tissue detected from brightness, not "
-                           "from H&E colour saturation; check the overlay.")
+            logger.warning(
+                f"{path.name}: no colour (a grey-scale image?): tissue detected from brightness, not "
+                "from H&E colour saturation; check the overlay."
+            )
         self._fit_stains(thumb, None if factor == 1 else tissue)
         probability = RawMask(staging / "probability.raw", size, np.float32) if separate else None
         acc = SlideAccumulator(RawMask(staging / "mask.raw", size), self.num_classes, factor, probability)
@@ -339,8 +369,27 @@ class SlideInferenceWorkflow:
         predictor = HeadsPatchPredictor(self.network, amp=self.amp)
         self.inferer(str(path), predictor, splitter=splitter, sink=acc, head_channels_from=self.num_classes)
         ds = reader.downsample_to_base(wsi) if plan.resampled else float(reader.get_downsample_ratio(wsi, level))
-        return InferredSlide(path, wsi, base, plan, reader, level, mpp, size, ds, image, separate, thumb, factor,
-                             tissue, detector, acc, splitter, patch_size, predictor.window_log_scales)
+        return InferredSlide(
+            path,
+            wsi,
+            base,
+            plan,
+            reader,
+            level,
+            mpp,
+            size,
+            ds,
+            image,
+            separate,
+            thumb,
+            factor,
+            tissue,
+            detector,
+            acc,
+            splitter,
+            patch_size,
+            predictor.window_log_scales,
+        )
 
     def infer_one(self, path: Path) -> str:
         """Segment one image or slide and write its outputs; returns the log line."""
@@ -353,19 +402,40 @@ class SlideInferenceWorkflow:
         write_mask_tiff(staging / f"{stem}_mask.tif", acc.mask, mpp=slide.mpp, pyramid=max(size) > 2048)
         labels = None
         if slide.instances:
-            nuclei, labels = write_nuclei(staging, stem, slide, self.instances, self.class_names,
-                                          self.geojson_simplify, self.target_mpp)
+            nuclei, labels = write_nuclei(
+                staging, stem, slide, self.instances, self.class_names, self.geojson_simplify, self.target_mpp
+            )
         else:
-            nuclei = write_components(staging / f"{stem}.geojson", stem, slide, self.num_classes, self.class_names,
-                                      self.geojson_simplify, self.instance_margin, self.watershed,
-                                      self.watershed_min_distance)
-        regions = write_figures(staging, stem, slide, self.num_classes, head_sigmas(self.network, acc.num_heads),
-                                labels)
+            nuclei = write_components(
+                staging / f"{stem}.geojson",
+                stem,
+                slide,
+                self.num_classes,
+                self.class_names,
+                self.geojson_simplify,
+                self.instance_margin,
+                self.watershed,
+                self.watershed_min_distance,
+            )
+        regions = write_figures(
+            staging, stem, slide, self.num_classes, head_sigmas(self.network, acc.num_heads), labels
+        )
         del labels
         if slide.image:
             write_palette_png(staging / f"{stem}_mask.png", acc.mask.read_rows(0, size[0]), self.num_classes)
-        summary = slide_summary(slide, names, nuclei, regions, self.network, self.class_names, self.tissue_method,
-                                self.target_mpp, self.scale_reference, self._provenance(path), start)
+        summary = slide_summary(
+            slide,
+            names,
+            nuclei,
+            regions,
+            self.network,
+            self.class_names,
+            self.tissue_method,
+            self.target_mpp,
+            self.scale_reference,
+            self._provenance(path),
+            start,
+        )
         with open(staging / names[-1], "w", encoding="utf-8") as f:
             json.dump(summary, f, indent=2)
             f.write("\n")
@@ -376,9 +446,11 @@ class SlideInferenceWorkflow:
         res = f"{slide.mpp:.3f} µm/px" if slide.mpp else "resolution unknown"
         if slide.plan.resampled:
             res += f", resampled from {slide.plan.mpp:.3f}"
-        return (f"{path.name}: level {slide.level} ({res}), {slide.splitter.num_patches}/"
-                f"{slide.splitter.num_locations} patches, {nuclei['count']} objects, tissue "
-                f"{summary['tissue']['fraction']:.1%}, {summary['wall_time_s']:.1f} s -> {self.output_dir / names[0]}")
+        return (
+            f"{path.name}: level {slide.level} ({res}), {slide.splitter.num_patches}/"
+            f"{slide.splitter.num_locations} patches, {nuclei['count']} objects, tissue "
+            f"{summary['tissue']['fraction']:.1%}, {summary['wall_time_s']:.1f} s -> {self.output_dir / names[0]}"
+        )
 
     def _fit_stains(self, thumb: np.ndarray, tissue: np.ndarray | None) -> None:
         """Fix the stain normaliser's source stains for this input from its thumbnail (the whole image when it

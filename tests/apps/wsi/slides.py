@@ -51,9 +51,12 @@ class CalibratedDarkBlobs(DarkBlobs):
         self.register_buffer("fusion_scales", scales)
         self.register_buffer("fusion_iou", torch.tensor([[0.8, 0.4], [0.6, 0.6], [0.4, 0.8]]))
         # signatures (margins, log object radii, consensus agreements): objects grow with the scale
-        self.register_buffer("fusion_signature", torch.tensor([[0.9, 0.9, 1.0, 1.1, 0.9, 0.7],
-                                                               [0.9, 0.9, 1.7, 1.8, 0.8, 0.8],
-                                                               [0.9, 0.9, 2.4, 2.5, 0.7, 0.9]]))
+        self.register_buffer(
+            "fusion_signature",
+            torch.tensor(
+                [[0.9, 0.9, 1.0, 1.1, 0.9, 0.7], [0.9, 0.9, 1.7, 1.8, 0.8, 0.8], [0.9, 0.9, 2.4, 2.5, 0.7, 0.9]]
+            ),
+        )
 
 
 class ThreeClasses(DarkBlobs):
@@ -80,11 +83,21 @@ def write_pyramid(path, image, mpp=0.5, ome=False, levels=2):
 def write_svs_like(path, image, mpp=0.25):
     """Aperio-like: tiled baseline with an 'Aperio ... MPP = x' description, a stripped thumbnail page, then a
     reduced level (as in SVS files); no resolution tags, so the MPP must come from the description."""
-    desc = f"Aperio Image Library v12.0.0\r\n{image.shape[1]}x{image.shape[0]} [0,0 {image.shape[1]}x{image.shape[0]}] |AppMag = 40|MPP = {mpp}"
+    w, h = image.shape[1], image.shape[0]
+    desc = f"Aperio Image Library v12.0.0\r\n{w}x{h} [0,0 {w}x{h}] |AppMag = 40|MPP = {mpp}"
     with tifffile.TiffWriter(path) as tif:
         tif.write(image, tile=(128, 128), compression="jpeg", photometric="rgb", description=desc, metadata=None)
-        tif.write(image[::8, ::8], photometric="rgb", description="Aperio Image Library v12.0.0\r\nthumbnail", metadata=None)
-        tif.write(image[::4, ::4].copy(), tile=(128, 128), compression="jpeg", photometric="rgb", description=desc, metadata=None)
+        tif.write(
+            image[::8, ::8], photometric="rgb", description="Aperio Image Library v12.0.0\r\nthumbnail", metadata=None
+        )
+        tif.write(
+            image[::4, ::4].copy(),
+            tile=(128, 128),
+            compression="jpeg",
+            photometric="rgb",
+            description=desc,
+            metadata=None,
+        )
 
 
 def embed(image, shape=(1500, 1800), at=(300, 400), background=238):

@@ -78,8 +78,15 @@ def test_stain_reference_file_gives_a_channel_first_normaliser(tmp_path, tissue)
     from seunet_monai.data.stain import DEFAULT_MAX_CONCENTRATIONS, DEFAULT_STAIN_MATRIX
 
     ref = tmp_path / "stain_reference.json"
-    ref.write_text(json.dumps({"method": "macenko", "target_stain_matrix": DEFAULT_STAIN_MATRIX.tolist(),
-                               "target_max_concentrations": DEFAULT_MAX_CONCENTRATIONS.tolist()}))
+    ref.write_text(
+        json.dumps(
+            {
+                "method": "macenko",
+                "target_stain_matrix": DEFAULT_STAIN_MATRIX.tolist(),
+                "target_max_concentrations": DEFAULT_MAX_CONCENTRATIONS.tolist(),
+            }
+        )
+    )
     normalise = patch_stain_transform("auto", ref)
     patch = np.ascontiguousarray(np.moveaxis(tissue[:64, :64], -1, 0))
     out = np.asarray(normalise(patch))

@@ -37,8 +37,9 @@ def test_band_merger_reproduces_an_identity_network_with_skipped_rows(tmp_path, 
             rows[y0] = np.where(valid[None], values, -1.0)
 
     keep = lambda loc: not 96 <= loc[0] < 288  # noqa: E731 - skip two patch rows in the middle
-    splitter = TissueWSISplitter([128, 128], overlap=0.25, reader=TiffRegionReader(level=0, channel_dim=0),
-                                 location_filter=keep)
+    splitter = TissueWSISplitter(
+        [128, 128], overlap=0.25, reader=TiffRegionReader(level=0, channel_dim=0), location_filter=keep
+    )
     inferer = PatchInferer(splitter, merger_cls=BandMerger, batch_size=3, sink=sink)
     inferer(str(tmp_path / "s.tif"), lambda x: x.float())
     merged = np.concatenate([rows[k] for k in sorted(rows)], axis=1)
@@ -60,7 +61,8 @@ def test_band_merger_equals_sliding_window_inferer_inside_the_image(tmp_path, ti
     splitter = TissueWSISplitter([128, 128], 0.25, reader=TiffRegionReader(level=0, channel_dim=0))
     sink = lambda y0, v, valid: rows.__setitem__(y0, v)  # noqa: E731
     PatchInferer(splitter, merger_cls=BandMerger, batch_size=4, preprocessing=PatchPreprocessing(), sink=sink)(
-        str(tmp_path / "flat.tif"), predictor)
+        str(tmp_path / "flat.tif"), predictor
+    )
     merged = np.concatenate([rows[k] for k in sorted(rows)], axis=1)  # (C + Ω, H, W)
     x = torch.as_tensor(image).permute(2, 0, 1)[None].float() / 255
     ref = SlidingWindowInferer([128, 128], 4, 0.25, mode="gaussian")(x, predictor)[0].numpy()

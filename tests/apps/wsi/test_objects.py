@@ -42,9 +42,18 @@ def test_image_outputs_separated_instances_with_measurements(tmp_path):
     fc = json.loads((out / "a.geojson").read_text())
     assert len(fc["features"]) == 3
     m = fc["features"][0]["properties"]["measurements"]
-    assert set(m) == {"Area px^2", "Area µm^2", "Perimeter px", "Perimeter µm", "Equivalent diameter px",
-                      "Equivalent diameter µm", "Eccentricity", "Solidity", "Nucleus probability mean",
-                      "Haematoxylin OD mean"}
+    assert set(m) == {
+        "Area px^2",
+        "Area µm^2",
+        "Perimeter px",
+        "Perimeter µm",
+        "Equivalent diameter px",
+        "Equivalent diameter µm",
+        "Eccentricity",
+        "Solidity",
+        "Nucleus probability mean",
+        "Haematoxylin OD mean",
+    }
     assert m["Area µm^2"] == pytest.approx(m["Area px^2"] * 0.0625, rel=1e-3)
     assert 0.5 < m["Nucleus probability mean"] <= 1 and m["Haematoxylin OD mean"] > 0 and 0 < m["Solidity"] <= 1
     assert sum(f["properties"]["measurements"]["Area px^2"] for f in fc["features"]) == (labels > 0).sum()
@@ -80,6 +89,7 @@ def test_geojson_simplify_reduces_the_points_not_the_areas(tmp_path):
 
 def test_models_of_more_classes_keep_connected_components_and_resume(tmp_path):
     Image.fromarray(discs()).save((tmp_path / "in").mkdir() or tmp_path / "in" / "a.png")
+
     def workflow():
         return make_workflow(tmp_path / "in", tmp_path / "out", network=ThreeClasses(), mpp=0.25)
 

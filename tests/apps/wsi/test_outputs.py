@@ -25,8 +25,14 @@ from tests.apps.wsi.slides import (
 def test_output_names_strip_the_whole_image_suffix():
     from seunet_monai.apps.wsi.outputs import OUTPUT_FILES, output_names, output_stem
 
-    for name, stem in (("a.ome.tif", "a"), ("a.OME.TIFF", "a"), ("a.tiff", "a"), ("TCGA-01.2.svs", "TCGA-01.2"),
-                       ("b.png", "b"), ("c.d.jpeg", "c.d")):
+    for name, stem in (
+        ("a.ome.tif", "a"),
+        ("a.OME.TIFF", "a"),
+        ("a.tiff", "a"),
+        ("TCGA-01.2.svs", "TCGA-01.2"),
+        ("b.png", "b"),
+        ("c.d.jpeg", "c.d"),
+    ):
         assert output_stem(name) == stem, name
     image, slide = output_names("a", True), output_names("a", False)
     assert "a_mask.png" in image and "a_regions.png" not in image and "a.png" not in image
@@ -42,8 +48,10 @@ def test_ome_tiff_outputs_are_named_without_the_ome_suffix(tmp_path, tissue):
     write_pyramid(tmp_path / "in" / "slide.ome.tif", embed(tissue, (1100, 1300)), mpp=0.5, ome=True)
     make_workflow(tmp_path / "in", tmp_path / "out", target_mpp=0.5).run()
     names = sorted(p.name for p in (tmp_path / "out").iterdir() if not p.name.startswith("."))
-    assert names == sorted(f"slide{s}" for s in ("_mask.tif", ".geojson", "_overlay.png", "_regions.png", "_heads.png",
-                                                  "_scale.png", "_summary.json"))
+    assert names == sorted(
+        f"slide{s}"
+        for s in ("_mask.tif", ".geojson", "_overlay.png", "_regions.png", "_heads.png", "_scale.png", "_summary.json")
+    )
     summary = json.loads((tmp_path / "out" / "slide_summary.json").read_text())
     assert set(summary["output_files"]) == set(summary["outputs"]) == set(names)
     assert all(summary["output_files"].values())  # every output explained

@@ -16,7 +16,6 @@ def _png_declaring_size(path: Path, width: int, height: int) -> None:
     import struct
     import zlib
 
-
     Image.new("RGB", (8, 8), (200, 100, 150)).save(path)
     data = bytearray(path.read_bytes())
     start = data.index(b"IHDR")

@@ -27,7 +27,11 @@ def test_finished_outputs_of_other_settings_or_another_input_are_refused(tmp_pat
     make_workflow(tmp_path / "in", out, checkpoint=tmp_path / "model.pt", bundle_version="9.9").run()
     prov = json.loads((out / "a_summary.json").read_text())["provenance"]
     assert prov["model_file"] == str((tmp_path / "model.pt").resolve()) and len(prov["model_sha256"]) == 64
-    assert prov["bundle_version"] == "9.9" and prov["fusion"] == "pens" and prov["stain_normalisation"] == {"method": "none"}
+    assert (
+        prov["bundle_version"] == "9.9"
+        and prov["fusion"] == "pens"
+        and prov["stain_normalisation"] == {"method": "none"}
+    )
     assert prov["settings"]["watershed"] is False and prov["settings"]["roi_size"] == [128, 128]
     assert prov["input_file"]["size_bytes"] == image.stat().st_size
     # the same settings: skipped
@@ -53,8 +57,15 @@ def test_stain_normalisation_and_its_reference_are_logged_and_recorded(tmp_path,
 
     ref = tmp_path / "ckpt" / "stain_reference.json"
     ref.parent.mkdir()
-    ref.write_text(json.dumps({"method": "macenko", "target_stain_matrix": DEFAULT_STAIN_MATRIX.tolist(),
-                               "target_max_concentrations": DEFAULT_MAX_CONCENTRATIONS.tolist()}))
+    ref.write_text(
+        json.dumps(
+            {
+                "method": "macenko",
+                "target_stain_matrix": DEFAULT_STAIN_MATRIX.tolist(),
+                "target_max_concentrations": DEFAULT_MAX_CONCENTRATIONS.tolist(),
+            }
+        )
+    )
     (tmp_path / "in").mkdir()
     png(tmp_path / "in" / "a.png", tissue[:96, :96])
     caplog.set_level("INFO", logger="seunet_monai.apps.wsi.workflow")

@@ -41,7 +41,7 @@ def test_resampled_level_windows_tile_one_grid_and_follow_the_image(tmp_path, ti
     # and the grid is the image resampled (scipy's whole-image zoom, grid mode), away from the borders
     ref = nd_zoom(image.astype(np.float32), (zoom, zoom, 1), order=1, grid_mode=True, mode="grid-constant")
     inner = (slice(10, h - 10), slice(10, w - 10))
-    err = np.abs(whole[inner].astype(np.float32) - ref[: h, : w][inner])
+    err = np.abs(whole[inner].astype(np.float32) - ref[:h, :w][inner])
     assert err.mean() < (6.0 if zoom < 1 else 1.0)  # shrinking: Gaussian pre-smoothing against aliasing
     # the thumbnail (tissue detection, overlay) is read from a stored level at a non-integer factor and still
     # lies on the resampled grid (measured mean error 2.4 grey levels; 20 when misregistered)

@@ -88,8 +88,13 @@ def test_implausible_resolution_tags_are_ignored_with_one_message(tmp_path, tiss
         name = png(tmp_path / "in" / "a.png", image, dpi=144).name
     else:
         per_cm = kind == "tif_10_px_per_cm"
-        tifffile.imwrite(tmp_path / "in" / "a.tif", image, photometric="rgb", resolution=(10, 10) if per_cm else (150, 150),
-                         resolutionunit="CENTIMETER" if per_cm else "INCH")
+        tifffile.imwrite(
+            tmp_path / "in" / "a.tif",
+            image,
+            photometric="rgb",
+            resolution=(10, 10) if per_cm else (150, 150),
+            resolutionunit="CENTIMETER" if per_cm else "INCH",
+        )
         name = "a.tif"
     wsi_reader = make_reader(tmp_path / "in" / name)
     wsi = wsi_reader.read(str(tmp_path / "in" / name))
@@ -107,8 +112,13 @@ def test_implausible_resolution_tags_are_ignored_with_one_message(tmp_path, tiss
 def test_resampling_beyond_the_size_limit_falls_back_to_resolution_unknown(tmp_path, tissue, caplog):
     """Item 4: a plausible but coarse resolution (5 µm/px for a 0.25 µm/px model) would be enlarged x20."""
     (tmp_path / "in").mkdir()
-    tifffile.imwrite(tmp_path / "in" / "coarse.tif", tissue[:64, :80], photometric="rgb", resolution=(2000, 2000),
-                     resolutionunit="CENTIMETER")
+    tifffile.imwrite(
+        tmp_path / "in" / "coarse.tif",
+        tissue[:64, :80],
+        photometric="rgb",
+        resolution=(2000, 2000),
+        resolutionunit="CENTIMETER",
+    )
     make_workflow(tmp_path / "in", tmp_path / "out", target_mpp=0.25).run()
     res = json.loads((tmp_path / "out" / "coarse_summary.json").read_text())["resolution"]
     assert res["known"] is False and res["resampled"] is False
@@ -148,7 +158,9 @@ def test_declared_mpp_off_the_target_is_resampled_like_a_stated_one(tmp_path):
     _, out = run_one(tmp_path, mpp=0.5, target_mpp=0.25)  # 128 x 160 px at 0.5 µm/px -> 256 x 320 at 0.25
     summary = json.loads((out / "a_summary.json").read_text())
     res = summary["resolution"]
-    assert res["source"] == "--mpp" and res["mpp"] == pytest.approx(0.25) and res["resampled"]["zoom"] == pytest.approx(2)
+    assert (
+        res["source"] == "--mpp" and res["mpp"] == pytest.approx(0.25) and res["resampled"]["zoom"] == pytest.approx(2)
+    )
     assert tifffile.imread(out / "a_instances.tif").shape == (256, 320) and summary["nuclei"]["count"] == 3
     fc = json.loads((out / "a.geojson").read_text())
     ring = np.concatenate([np.asarray(f["geometry"]["coordinates"][0]) for f in fc["features"]])

@@ -37,8 +37,17 @@ def test_outputs_geojson_mask_tiff_overlay_and_summary(tmp_path, tissue):
     report = make_workflow(tmp_path / "in", tmp_path / "out", target_mpp=0.5).run()
     out = tmp_path / "out"
     assert report["done"] == ["slide.tif"]
-    assert listing(out) == sorted(["slide_mask.tif", "slide.geojson", "slide_overlay.png",
-        "slide_regions.png", "slide_heads.png", "slide_scale.png", "slide_summary.json"])
+    assert listing(out) == sorted(
+        [
+            "slide_mask.tif",
+            "slide.geojson",
+            "slide_overlay.png",
+            "slide_regions.png",
+            "slide_heads.png",
+            "slide_scale.png",
+            "slide_summary.json",
+        ]
+    )
     summary = json.loads((out / "slide_summary.json").read_text())
     assert summary["level"] == 1 and summary["resolution"]["mpp"] == pytest.approx(0.5)  # target 0.5 -> level 1
     with tifffile.TiffFile(out / "slide_mask.tif") as tif:
@@ -128,9 +137,16 @@ def test_second_run_into_a_locked_output_folder_is_refused_naming_the_pid(tmp_pa
     png(tmp_path / "in" / "b.png", tissue[:64, :64])
     out = tmp_path / "out"
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys; from seunet_monai.runtime.run_lock import lock_run_folders; "
-         f"lock = lock_run_folders([{str(out)!r}]); print('locked', flush=True); sys.stdin.read()"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-c",
+            "import sys; from seunet_monai.runtime.run_lock import lock_run_folders; "
+            f"lock = lock_run_folders([{str(out)!r}]); print('locked', flush=True); sys.stdin.read()",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "locked"
         with pytest.raises(RunLockedError, match=f"pid {holder.pid}.*--output_dir"):
