@@ -15,9 +15,20 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from seunet_monai.errors import ExistingPathError
+import torch
 
-__all__ = ["bundle_version", "check_recorded", "differences", "file_sha256", "input_file_record", "read_recorded"]
+from seunet_monai.errors import ExistingPathError
+from seunet_monai.runtime.distributed import unwrap
+
+__all__ = [
+    "bundle_version",
+    "check_recorded",
+    "differences",
+    "file_sha256",
+    "input_file_record",
+    "read_recorded",
+    "run_record",
+]
 
 
 def bundle_version(metadata_file: str | os.PathLike) -> str | None:
@@ -50,6 +61,37 @@ def differences(old: Any, new: Any, key: str = "") -> list[str]:
         return text if len(text) <= 60 else text[:57] + "..."
 
     return [] if old == new else [f"{key}: {short(old)} -> {short(new)}"]
+
+
+def run_record(
+    network: torch.nn.Module,
+    checkpoint: str | os.PathLike | None,
+    bundle_version: str | None,
+    stain_transform: Any,
+    settings: dict[str, Any],
+) -> dict[str, Any]:
+    """The input-independent part of a provenance record, as read back from a summary (JSON types).
+
+    Args:
+        network: the network (its ``fusion``).
+        checkpoint: the model file (its path and SHA-256), ``None`` for the network's own weights.
+        bundle_version: the bundle's version.
+        stain_transform: the per-window stain normaliser (its ``describe()``), or ``None``.
+        settings: the run's settings.
+    """
+    net = unwrap(network)
+    stain = None
+    if stain_transform is not None and hasattr(stain_transform, "describe"):
+        stain = {k: v for k, v in stain_transform.describe().items() if k != "fallback_count"}
+    record = {
+        "model_file": None if checkpoint is None else str(Path(checkpoint).expanduser().resolve()),
+        "model_sha256": None if checkpoint is None else file_sha256(Path(checkpoint).expanduser()),
+        "bundle_version": bundle_version,
+        "fusion": None if getattr(net, "fusion", None) is None else str(net.fusion),
+        "stain_normalisation": stain or {"method": "none"},
+        "settings": settings,
+    }
+    return json.loads(json.dumps(record, default=str))
 
 
 def input_file_record(path: Path) -> dict[str, Any]:

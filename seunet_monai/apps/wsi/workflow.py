@@ -58,7 +58,7 @@ from .outputs import (
     output_stem,
     staging_folder,
 )
-from .provenance import check_recorded, file_sha256, input_file_record, read_recorded
+from .provenance import check_recorded, input_file_record, read_recorded, run_record
 from .readers import SUPPORTED_SUFFIXES, WHOLE_IMAGE_SUFFIXES, make_reader, read_thumbnail
 from .resolution import ResolutionPolicy
 from .slide import InferredSlide
@@ -224,36 +224,26 @@ class SlideInferenceWorkflow:
     def _run_settings(self) -> dict[str, Any]:
         """The input-independent part of the provenance (computed once per run, as read back from a summary)."""
         if self._settings is None:
-            net = unwrap(self.network)
-            transform = self.inferer.image_transform
-            stain = None
-            if transform is not None and hasattr(transform, "describe"):
-                stain = {k: v for k, v in transform.describe().items() if k != "fallback_count"}
             res = self.resolution
-            record = {
-                "model_file": None if self.checkpoint is None else str(Path(self.checkpoint).expanduser().resolve()),
-                "model_sha256": None if self.checkpoint is None else file_sha256(Path(self.checkpoint).expanduser()),
-                "bundle_version": self.bundle_version,
-                "fusion": None if getattr(net, "fusion", None) is None else str(net.fusion),
-                "stain_normalisation": stain or {"method": "none"},
-                "settings": {
-                    "target_mpp": res.target_mpp,
-                    "level": res.level,
-                    "resample_tolerance": res.resample_tolerance,
-                    "max_resample_zoom": res.max_resample_zoom,
-                    "tissue_mask": self.tissue_method,
-                    "roi_size": self.inferer.roi_size,
-                    "overlap": self.inferer.overlap,
-                    "watershed": self.watershed,
-                    "watershed_min_distance": self.watershed_min_distance,
-                    "mpp": res.mpp,
-                    "geojson_simplify": self.geojson_simplify,
-                    "min_nucleus_area_um2": self.instances.min_nucleus_area_um2,
-                    "marker_h_um": self.instances.marker_h_um,
-                    "class_names": self.class_names,
-                },
+            settings = {
+                "target_mpp": res.target_mpp,
+                "level": res.level,
+                "resample_tolerance": res.resample_tolerance,
+                "max_resample_zoom": res.max_resample_zoom,
+                "tissue_mask": self.tissue_method,
+                "roi_size": self.inferer.roi_size,
+                "overlap": self.inferer.overlap,
+                "watershed": self.watershed,
+                "watershed_min_distance": self.watershed_min_distance,
+                "mpp": res.mpp,
+                "geojson_simplify": self.geojson_simplify,
+                "min_nucleus_area_um2": self.instances.min_nucleus_area_um2,
+                "marker_h_um": self.instances.marker_h_um,
+                "class_names": self.class_names,
             }
-            self._settings = json.loads(json.dumps(record, default=str))
+            self._settings = run_record(
+                self.network, self.checkpoint, self.bundle_version, self.inferer.image_transform, settings
+            )
         return self._settings
 
     def _provenance(self, path: Path) -> dict[str, Any]:
