@@ -1,25 +1,29 @@
 """The one path from a network to per-head class probabilities ``(B, Ω, C, *spatial)``, whole image or by windows.
 
-Every prediction of the package starts from :func:`head_probabilities`, run by a MONAI inferer:
+Every prediction of the package starts from :func:`head_probabilities`, run by a MONAI inferer, and is fused
+afterwards (:func:`seunet_monai.fusion.strategies.fuse`), so windows blend per-head probabilities, never fused ones:
 
 - tensors (validation and evaluation: :class:`HeadsInferer` in the bundle's configs; the scale sweep,
   :class:`seunet_monai.evaluation.sweep.ScaleSweep`; the scale-fusion calibration): :func:`infer_heads` with
   :class:`~monai.inferers.SimpleInferer` (whole image) or :class:`~monai.inferers.SlidingWindowInferer`;
+- volumes (``variants/3d/inference.json``): :class:`HeadsInferer` with a 3D
+  :class:`~monai.inferers.SlidingWindowInferer`, the heads then fused by the network's fusion
+  (:class:`seunet_monai.transforms.post.Fused`) before MONAI's writer;
 - images and slides read from files (``run inferring``): MONAI's :class:`~monai.inferers.PatchInferer` over the
   windows of one slide level (:class:`seunet_monai.apps.wsi.inferers.SlideInferer`), the network call fusing each
-  window's :func:`head_probabilities` (:class:`seunet_monai.apps.wsi.inferers.HeadsPatchPredictor`);
-- volumes (``variants/3d.json``): :class:`~monai.inferers.SlidingWindowInferer` on the network's eval-mode
-  output, the fusion of its :func:`head_probabilities`
-  (:meth:`~seunet_monai.networks.base.MultiHeadNetwork.forward`).
+  window's :func:`head_probabilities` (:class:`seunet_monai.apps.wsi.inferers.HeadsPatchPredictor`).
 
 - :func:`head_probabilities`: one forward pass: ``softmax(forward_heads(x), 2)`` for a
   :class:`~seunet_monai.networks.base.MultiHeadNetwork`, or ``softmax(network(x), 1)`` as one head for a plain
   network (e.g. MONAI's ``BasicUNet``).
-- :func:`infer_heads`: that pass run by a MONAI inferer (default whole image). The heads are flattened into
-  channels ``(B, Ω·C, *spatial)`` while the inferer runs, so :class:`monai.inferers.SlidingWindowInferer` stitches
-  them like any channel-first output. A sliding window larger than the image along an axis is cut to the image
-  (:func:`fit_window`): MONAI would pad the image with zeros up to the window (a black border unlike H&E
-  background); cut to the image, the window covers it exactly once and nothing is padded.
+- :func:`infer_heads`: that pass run by a MONAI inferer (default whole image), in any number of spatial dimensions.
+  The heads are flattened into channels ``(B, Ω·C, *spatial)`` while the inferer runs, so
+  :class:`monai.inferers.SlidingWindowInferer` stitches them like any channel-first output. A sliding window larger
+  than the image along an axis is cut to the image (:func:`fit_window`): MONAI would pad the image with zeros up to
+  the window (a black border unlike H&E background); cut to the image, the window covers it exactly once and
+  nothing is padded.
+- :class:`HeadsInferer`: :func:`infer_heads` as a MONAI inferer (what ``SupervisedEvaluator`` calls), keeping the
+  input's metadata as MONAI's inferers do.
 - :func:`sweep_window`: the sweep's and the calibration's rule: whole image up to a pixel budget, else windows.
 """
 
@@ -31,9 +35,11 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
+from monai.data import MetaTensor
 from monai.inferers import Inferer, SimpleInferer, SlidingWindowInferer
 from monai.utils import convert_to_tensor
 
+from seunet_monai.errors import DataError
 from seunet_monai.networks.base import MultiHeadNetwork
 from seunet_monai.runtime.distributed import unwrap
 
@@ -146,16 +152,47 @@ class HeadsInferer(Inferer):
     """A MONAI inferer giving per-head probabilities ``(B, Ω, C, *spatial)``: :func:`infer_heads` with another
     inferer (default :class:`~monai.inferers.SimpleInferer`) doing the work (windowing, stitching).
 
+    A :class:`~monai.data.MetaTensor` input gives a ``MetaTensor`` output carrying the input's metadata (affine,
+    file name), as MONAI's :class:`~monai.inferers.SlidingWindowInferer` does, so that MONAI's writers
+    (``SaveImaged``) place the prediction like the input.
+
     Args:
-        inferer: the inferer doing the actual work.
+        spatial_dims: number of spatial dimensions of the inputs (2: images, 3: volumes); ``None``: any. An input
+            of another dimensionality is refused in one line naming its file.
+        inferer: the inferer doing the actual work, e.g. a :class:`~monai.inferers.SlidingWindowInferer` whose
+            ``roi_size`` has ``spatial_dims`` entries.
+
+    Example::
+
+        inferer = HeadsInferer(3, SlidingWindowInferer(roi_size=(160, 160, 160), overlap=0.25, mode="gaussian"))
+        probs = inferer(volume, network)  # (B, Ω, C, X, Y, Z), then fused: network.fuse_heads(probs)
     """
 
-    def __init__(self, inferer: Inferer | None = None) -> None:
+    def __init__(self, spatial_dims: int | None = None, inferer: Inferer | None = None) -> None:
         super().__init__()
+        if spatial_dims is not None and (isinstance(spatial_dims, bool) or int(spatial_dims) < 1):
+            raise ValueError(f"HeadsInferer: spatial_dims must be a positive number or None, got {spatial_dims!r}.")
+        self.spatial_dims = None if spatial_dims is None else int(spatial_dims)
         self.inferer = inferer if inferer is not None else SimpleInferer()
 
     def __call__(self, inputs: torch.Tensor, network: Callable[..., Any], *args: Any, **kwargs: Any) -> torch.Tensor:
-        return infer_heads(network, inputs, self.inferer, *args, **kwargs)
+        """Per-head probabilities ``(B, Ω, C, *spatial)`` of ``inputs`` ``(B, C_in, *spatial)`` (see the class).
+
+        Raises:
+            seunet_monai.errors.DataError: ``inputs`` does not have ``spatial_dims`` spatial dimensions.
+        """
+        if self.spatial_dims is not None and inputs.ndim != self.spatial_dims + 2:
+            name = inputs.meta.get("filename_or_obj") if isinstance(inputs, MetaTensor) else None
+            name = name[0] if isinstance(name, (list, tuple)) and name else name
+            what = f"{name} has" if name else "the input has"
+            raise DataError(
+                f"{what} {inputs.ndim - 2} spatial dimensions (shape {tuple(inputs.shape)}, batch and channel "
+                f"first); this inferer expects {self.spatial_dims}."
+            )
+        out = infer_heads(network, inputs, self.inferer, *args, **kwargs)
+        if isinstance(inputs, MetaTensor):
+            out = MetaTensor(out).copy_meta_from(inputs, copy_attr=False)
+        return out
 
 
 def sweep_window(

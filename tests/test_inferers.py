@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
+from monai.data import MetaTensor
 from monai.inferers import SlidingWindowInferer
 
+from seunet_monai.errors import DataError
+from seunet_monai.fusion.strategies import fuse
 from seunet_monai.inferers import HeadsInferer, fit_window, head_probabilities, infer_heads
 from seunet_monai.networks.base import MultiHeadNetwork
 
@@ -17,6 +21,19 @@ class _Heads(MultiHeadNetwork):
     def __init__(self):
         super().__init__()
         self.conv = torch.nn.Conv2d(3, 4, 1)
+
+    def forward_heads(self, x):
+        return self.conv(x).reshape(x.shape[0], 2, 2, *x.shape[2:])
+
+
+class _Heads3d(MultiHeadNetwork):
+    """2-head network on volumes with a 3x3x3 receptive field (windows change its output near their borders)."""
+
+    num_scales, out_channels = 2, 2
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv3d(1, 4, 3, padding=1)
 
     def forward_heads(self, x):
         return self.conv(x).reshape(x.shape[0], 2, 2, *x.shape[2:])
@@ -39,14 +56,14 @@ def test_heads_inferer_with_sliding_window_matches_whole_image():
     x = torch.rand(1, 3, 20, 28)
     with torch.no_grad():
         whole = HeadsInferer()(x, net)
-        windows = HeadsInferer(SlidingWindowInferer(roi_size=(8, 8), overlap=0.25))(x, net)
+        windows = HeadsInferer(inferer=SlidingWindowInferer(roi_size=(8, 8), overlap=0.25))(x, net)
     assert windows.shape == whole.shape == (1, 2, 2, 20, 28)
     torch.testing.assert_close(windows, whole, atol=1e-5, rtol=1e-5)  # pointwise net: windows change nothing
     # an image smaller than the window is not padded up to it: the network sees it whole
     seen = []
     net.conv.register_forward_pre_hook(lambda m, a: seen.append(tuple(a[0].shape)))
     with torch.no_grad():
-        HeadsInferer(SlidingWindowInferer(roi_size=(32, 32)))(x, net)
+        HeadsInferer(2, SlidingWindowInferer(roi_size=(32, 32)))(x, net)
     assert seen == [(1, 3, 20, 28)]
 
 
@@ -65,3 +82,27 @@ def test_a_window_larger_than_the_image_along_one_axis_is_cut_to_it_there():
     assert set(seen) == {(8, 28)}  # no zero padding up to 32 columns
     assert torch.equal(cut, explicit)
     torch.testing.assert_close(cut, infer_heads(net, x), atol=1e-5, rtol=1e-5)
+
+
+def test_volumes_go_through_the_same_per_head_path_with_3d_windows():
+    torch.manual_seed(0)
+    net = _Heads3d().eval()
+    affine = torch.diag(torch.tensor([0.5, 0.75, 2.0, 1.0], dtype=torch.float64))
+    x = MetaTensor(torch.rand(1, 1, 12, 10, 9), affine=affine, meta={"filename_or_obj": "v.nii.gz"})
+    windows = SlidingWindowInferer(roi_size=(8, 8, 16), overlap=0.5, mode="gaussian")
+    inferer = HeadsInferer(3, windows)
+    with torch.no_grad():
+        probs = inferer(x, net)
+        reference = infer_heads(net, x.as_tensor(), windows)
+    assert probs.shape == (1, 2, 2, 12, 10, 9)
+    torch.testing.assert_close(probs.as_tensor(), reference)  # per-head probabilities blended across windows
+    torch.testing.assert_close(probs.sum(2).as_tensor(), torch.ones(1, 2, 12, 10, 9))
+    assert isinstance(probs, MetaTensor) and probs.meta["filename_or_obj"] == "v.nii.gz"  # for SaveImaged
+    torch.testing.assert_close(probs.affine, affine)
+    fused = net.fuse_heads(probs.as_tensor())  # the prediction: the heads fused after blending
+    assert fused.shape == (1, 2, 12, 10, 9)
+    torch.testing.assert_close(fused, fuse(reference, net.fusion))
+    with pytest.raises(DataError, match=r"^img.png has 2 spatial dimensions .* expects 3\.$"):
+        inferer(MetaTensor(torch.rand(1, 1, 8, 8), meta={"filename_or_obj": "img.png"}), net)
+    with pytest.raises(ValueError, match="spatial_dims"):
+        HeadsInferer(0)

@@ -21,6 +21,7 @@ from ignite.engine import Engine, Events
 from ignite.handlers import Checkpoint
 from monai.handlers import CheckpointSaver
 from monai.transforms import Randomizable, Transform
+from monai.utils import is_scalar
 
 from seunet_monai.checkpoint import (
     LEGACY_MODEL_KEYS,
@@ -301,17 +302,21 @@ class BestModelSaver(CheckpointSaver):
     """MONAI's ``CheckpointSaver`` saving the best model by the key metric (``model.pt``), made resumable and
     deaf to NaN.
 
-    - A validation metric that is NaN or infinite is never a candidate for the best model (MONAI's saver
-      saves the first value whatever it is, so a NaN epoch 1 would write ``model.pt``); the log says so.
-    - :meth:`state_dict` / :meth:`load_state_dict` carry the best score so far (the saver's tracking list)
-      and the evaluator's ``best_metric`` / ``best_metric_epoch``, so that a resumed run replaces
-      ``model.pt`` only with a better epoch. :class:`ResumableCheckpoint` stores them in ``last.pt``.
+    - A validation metric that is NaN, infinite or not a scalar is never a candidate for the best model (MONAI's
+      saver saves the first value whatever it is, so a NaN epoch 1 would write ``model.pt``); the log says so.
+    - The saver keeps the best score itself and hands MONAI's saver only the epochs that beat it (as MONAI's
+      would decide: higher, or higher or equal with ``key_metric_greater_or_equal``, of the score signed by
+      ``key_metric_negative_sign``), so both always agree on the model saved.
+    - :meth:`state_dict` / :meth:`load_state_dict` carry that score and the evaluator's ``best_metric`` /
+      ``best_metric_epoch``, so that a resumed run replaces ``model.pt`` only with a better epoch (MONAI's
+      tracking list is restored through its public ``load_state_dict``). :class:`ResumableCheckpoint` stores
+      them in ``last.pt``.
 
     Args:
         save_dir: folder of the model file.
         save_dict: objects to save, e.g. ``{"model": network}`` (one object: saved as a bare state dict).
         key_metric_filename: the model file name.
-        kwargs: further ``CheckpointSaver`` arguments (``save_key_metric`` is always on).
+        kwargs: further ``CheckpointSaver`` arguments (``save_key_metric`` is always on, and one model is kept).
     """
 
     def __init__(
@@ -323,6 +328,10 @@ class BestModelSaver(CheckpointSaver):
         )
         self.filename = key_metric_filename
         self.key_metric_name = kwargs.get("key_metric_name")
+        self.sign = -1.0 if kwargs.get("key_metric_negative_sign", False) else 1.0
+        self.greater_or_equal = bool(kwargs.get("key_metric_greater_or_equal", False))
+        self.best_score: float | None = None
+        """Signed key metric of the saved model (``None`` before the first save), as MONAI's saver ranks it."""
         self.engine: Engine | None = None
 
     def attach(self, engine: Engine) -> None:
@@ -331,20 +340,23 @@ class BestModelSaver(CheckpointSaver):
         super().attach(engine)
 
     def metrics_completed(self, engine: Engine) -> None:
-        """Save the model when the key metric is finite and better than every earlier one."""
+        """Save the model when the key metric is a finite scalar better than every earlier one."""
         name = self.key_metric_name or getattr(engine.state, "key_metric_name", None)
         value = engine.state.metrics.get(name)
         try:
-            finite = math.isfinite(float(value))
+            finite = is_scalar(value) and math.isfinite(float(value))
         except (TypeError, ValueError):
-            finite = True  # not a scalar: MONAI's saver warns and skips it
+            finite = False
         if not finite:
             self.logger.warning(
                 f"validation {name} is {value} at epoch {engine.state.epoch}: not a candidate for the best model; "
                 f"{os.path.join(self.save_dir, self.filename)} is not updated."
             )
             return
-        before = list(self._key_metric_checkpoint._saved)
+        score = self.sign * float(value)
+        best = self.best_score
+        if best is not None and not (score > best or (self.greater_or_equal and score == best)):
+            return
         target = Path(self.save_dir) / self.filename
         try:
             super().metrics_completed(engine)
@@ -355,8 +367,8 @@ class BestModelSaver(CheckpointSaver):
                 f"could not write {target}: {e.strerror or e} ({kept}); free space in {self.save_dir} and continue "
                 "with --resume true."
             ) from e
-        if list(self._key_metric_checkpoint._saved) != before:  # this epoch was saved: the new best
-            self.best_metric, self.best_metric_epoch = float(value), int(engine.state.epoch)
+        self.best_score = score
+        self.best_metric, self.best_metric_epoch = float(value), int(engine.state.epoch)
 
     best_metric: float = -1.0
     """Key metric of the saved model (-1 before the first save)."""
@@ -364,16 +376,18 @@ class BestModelSaver(CheckpointSaver):
     """Epoch of the saved model (-1 before the first save)."""
 
     def state_dict(self) -> dict[str, Any]:
-        """The best score tracking: the saver's list of saved scores, the best metric and its epoch."""
-        return {
-            "saved": [(float(p), str(f)) for p, f in self._key_metric_checkpoint._saved],
-            "best_metric": float(self.best_metric),
-            "best_metric_epoch": int(self.best_metric_epoch),
-        }
+        """The best score tracking: ``saved`` (``[(signed score, file name)]``, empty before the first save), the
+        best metric and its epoch."""
+        saved = [] if self.best_score is None else [(float(self.best_score), str(self.filename))]
+        best = {"best_metric": float(self.best_metric), "best_metric_epoch": int(self.best_metric_epoch)}
+        return {"saved": saved, **best}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Restore :meth:`state_dict` (also into the evaluator's ``best_metric`` / ``best_metric_epoch``)."""
-        self._key_metric_checkpoint.load_state_dict({"_saved": [(float(p), str(f)) for p, f in state["saved"]]})
+        """Restore :meth:`state_dict` (also into MONAI's saver and the evaluator's ``best_metric`` /
+        ``best_metric_epoch``)."""
+        saved = [(float(p), str(f)) for p, f in state["saved"]]
+        super().load_state_dict({"_saved": saved})  # ignite's Checkpoint.state_dict() format
+        self.best_score = max((p for p, _ in saved), default=None)
         self.best_metric, self.best_metric_epoch = float(state["best_metric"]), int(state["best_metric_epoch"])
         if self.engine is not None:
             self.engine.state.best_metric = self.best_metric

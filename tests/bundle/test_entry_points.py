@@ -98,3 +98,22 @@ def test_inference_properties_on_a_fresh_bundle(fresh, monkeypatch):
     assert wf.bundle_root == str(bundle.resolve())
     assert len(wf.dataset) == 4 and type(wf.network_def).__name__ == "SEUNet"
     assert wf.parser.get_parsed_content("checkpoint") == str(bundle.resolve() / "models" / "model.pt")
+
+
+def test_3d_inference_properties_on_a_fresh_bundle(fresh, monkeypatch, tmp_path):
+    """The 3D overlay replaces the slide inferer by the package's per-head inferer over 3D windows (the slide
+    workflow's components are neither inherited nor built)."""
+    import nibabel as nib
+    import numpy as np
+
+    from seunet_monai.inferers import HeadsInferer
+
+    volumes = tmp_path / "volumes"
+    volumes.mkdir()
+    nib.save(nib.Nifti1Image(np.zeros((8, 8, 4), np.float32), np.eye(4)), volumes / "v.nii.gz")
+    configs = fresh["bundle"] / "configs"
+    wf = _check(monkeypatch, [configs / "inference.json", configs / "variants" / "3d" / "inference.json"], "infer",
+                input_dir=str(volumes), output_dir=str(tmp_path / "out"))
+    assert len(wf.dataset) == 1 and wf.network_def.spatial_dims == 3
+    assert isinstance(wf.inferer, HeadsInferer) and wf.inferer.spatial_dims == 3
+    assert "stain_transform" not in wf.parser.config

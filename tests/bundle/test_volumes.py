@@ -1,7 +1,8 @@
 """The volume variant (the overlays of bundle/configs/variants/3d/) end to end through the bundle commands on tiny synthetic
 volumes: `training` (1 epoch, embedded 3D default generated), `evaluating` (test split plus the isotropic and the
 axial-only scale sweeps at 2 scales) and `inferring` (NIfTI masks with the input's affine, from NIfTI and MHA
-inputs); and a 2D dataset given to the 3D variant, or volumes to the 2D bundle, fail with one clear line."""
+inputs; the per-head probabilities of the package's inferer blended across 3D windows, then fused by the network's
+fusion); and a 2D dataset given to the 3D variant, or volumes to the 2D bundle, fail with one clear line."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import json
 import numpy as np
 import pytest
 
-from .conftest import INFERENCE, TINY_NET, bundle
+from .conftest import INFERENCE, REPO, TINY_NET, bundle
 
 VARIANT = "bundle/configs/variants/3d"
 TRAIN_3D = f"['bundle/configs/train.json','{VARIANT}/train.json']"
@@ -100,6 +101,46 @@ def test_inferring_writes_nifti_masks_with_the_input_affine(tmp_path, trained3d)
     np.testing.assert_allclose(np.abs(np.diag(b_out.affine))[:3], [0.5, 0.75, 3.0])
     again = bundle("inferring", INFER_3D, *args, check=False)
     _one_error_line(again, "a_seg.nii.gz", "--overwrite")
+
+
+def test_3d_inference_fuses_the_per_head_probabilities_of_the_package_inferer(tmp_path, monkeypatch):
+    """The 3D ``inferring`` workflow is the 2D tensors' path: ``HeadsInferer`` (per-head probabilities blended across
+    the windows; the network's fused eval-mode ``forward`` is never called), the network's fusion, then MONAI's
+    writer; the mask written is the argmax of ``fuse(infer_heads(...))``, and nothing of the slide workflow is
+    built."""
+    import nibabel as nib
+    import torch
+    from monai.bundle import ConfigParser
+    from monai.inferers import SlidingWindowInferer
+
+    from seunet_monai.inferers import HeadsInferer, infer_heads
+
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    volume = np.random.default_rng(0).random((20, 18, 12)).astype(np.float32)
+    nib.save(nib.Nifti1Image(volume, np.diag([1.0, 1.0, 2.0, 1.0])), inputs / "v.nii.gz")
+    parser = ConfigParser()
+    parser.read_config([INFERENCE, f"{REPO}/{VARIANT}/inference.json"])
+    parser.update({
+        "bundle_root": str(REPO / "bundle"), "device": "$torch.device('cpu')", "amp": False, "handlers": [],
+        "network_def#num_scales": 2, "network_def#channels": [4, 8, 16, 32, 64], "window": [16, 16, 16],
+        "input_dir": str(inputs), "output_dir": str(tmp_path / "out"),
+    })
+    parser.parse()
+    assert "stain_transform" not in parser.config and "SlideInferer" not in json.dumps(parser.config["inferer"])
+    inferer = parser.get_parsed_content("inferer")
+    assert isinstance(inferer, HeadsInferer) and inferer.spatial_dims == 3
+    network = parser.get_parsed_content("network")  # untrained: any weights show the path
+    image = parser.get_parsed_content("dataset")[0]["image"]
+    monkeypatch.setattr(network, "forward", lambda x: pytest.fail("windows must blend per-head probabilities"))
+    parser.get_parsed_content("evaluator").run()
+
+    windows = SlidingWindowInferer(roi_size=(16, 16, 16), overlap=0.25, mode="gaussian")  # Z cut to the 12 slices
+    with torch.no_grad():
+        expected = network.eval().fuse_heads(infer_heads(network, image[None], windows)).argmax(1)[0]
+    written = nib.load(tmp_path / "out" / "v_seg.nii.gz")
+    np.testing.assert_array_equal(np.asarray(written.dataobj), expected.numpy().astype(np.uint8))
+    np.testing.assert_allclose(written.affine, np.diag([1.0, 1.0, 2.0, 1.0]))
 
 
 def test_a_2d_dataset_given_to_the_3d_variant_is_one_clear_line(tmp_path):
