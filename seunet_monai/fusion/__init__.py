@@ -4,6 +4,8 @@
 - :mod:`~seunet_monai.fusion.scale`: the ``"scale"`` fusion (beyond the paper): scale signature, calibration
   profile, scale estimate and head weights;
 - :mod:`~seunet_monai.fusion.strategies`: :func:`~seunet_monai.fusion.strategies.fuse`, every named fusion;
+- :mod:`~seunet_monai.fusion.auxiliary`: extra per-head maps (e.g. the nucleus separation map) fused with the
+  head weights of a class fusion;
 - :mod:`~seunet_monai.fusion.estimation`: the sweep's uncalibrated relative-scale estimate from the heads'
   confidence.
 
