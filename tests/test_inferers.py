@@ -65,3 +65,31 @@ def test_a_window_larger_than_the_image_along_one_axis_is_cut_to_it_there():
     assert set(seen) == {(8, 28)}  # no zero padding up to 32 columns
     assert torch.equal(cut, explicit)
     torch.testing.assert_close(cut, infer_heads(net, x), atol=1e-5, rtol=1e-5)
+
+
+class _HeadsWithMap(_Heads):
+    """:class:`_Heads` plus one extra map per head: logits (B, 2, 2 + 1, H, W)."""
+
+    aux_channels = 1
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 6, 1)
+
+    def forward_heads(self, x):
+        return self.conv(x).reshape(x.shape[0], 2, 3, *x.shape[2:])
+
+
+def test_the_extra_maps_come_only_when_asked_and_are_stitched_like_the_classes():
+    torch.manual_seed(0)
+    net = _HeadsWithMap().eval()
+    x = torch.rand(1, 3, 20, 28)
+    with torch.no_grad():
+        logits = net.forward_heads(x)
+        classes = head_probabilities(net, x)
+        both = head_probabilities(net, x, aux=True)
+        torch.testing.assert_close(classes, torch.softmax(logits[:, :, :2], 2))
+        torch.testing.assert_close(both, torch.cat([classes, torch.sigmoid(logits[:, :, 2:])], 2))
+        windows = SlidingWindowInferer(roi_size=(8, 8), sw_batch_size=3, overlap=0.5)
+        torch.testing.assert_close(HeadsInferer(windows, aux=True)(x, net), both)
+        torch.testing.assert_close(infer_heads(net, x, windows), classes)

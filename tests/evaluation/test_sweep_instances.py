@@ -14,6 +14,9 @@ import torch
 from seunet_monai.evaluation.instance_scoring import INSTANCE_COLUMNS
 from seunet_monai.evaluation.sweep import ScaleSweep, run_scale_sweep
 from seunet_monai.handlers import FusionInstanceMetrics
+from seunet_monai.transforms.separation import SeparationTarget, SplitSeparationd
+
+from .conftest import ToyHeads
 
 SCALES = [0.5, 1.0, 2.0, 4.0]
 OPTS = dict(model_name="toy", roi_size=16, overlap=0.25, sw_batch_size=2, equivariance_images=0, num_examples=0,
@@ -116,3 +119,64 @@ def test_fusion_instance_metrics_keys_and_skip(caplog) -> None:
     assert sum("no 'instance' key" in r.getMessage() for r in caplog.records) == 1
     with pytest.raises(ValueError, match="pixel_size_um"):
         FusionInstanceMetrics(["pens"], fusion="pens", pixel_size_um=0)
+
+
+class ToyHeadsWithMap(ToyHeads):
+    """:class:`ToyHeads` with a separation map per head: its logit is ``t_k * (x_1 - 0.5)`` (image channel 1)."""
+
+    aux_channels = 1
+
+    def forward_heads(self, x: torch.Tensor) -> torch.Tensor:
+        extra = (x[:, 1:2] - 0.5).unsqueeze(1) * self.t.view(1, -1, 1, 1, 1)
+        return torch.cat([super().forward_heads(x), extra], dim=2)
+
+
+def square_pairs(mode: str) -> list[dict[str, torch.Tensor]]:
+    """Two pairs of touching 16 px squares (16 µm² each at 0.25 µm/px): one object each for the class mask's
+    distance, whose ridge runs along the pair; image channel 1 holds their separation target."""
+    inst = torch.zeros(1, 40, 80, dtype=torch.long)
+    inst[0, 4:20, 4:20], inst[0, 4:20, 20:36] = 1, 2
+    inst[0, 22:38, 42:58], inst[0, 22:38, 58:74] = 3, 4
+    target = torch.as_tensor(SeparationTarget(mode)(inst.numpy()))
+    img = torch.cat([(inst > 0).float(), target, torch.zeros(1, 40, 80)])
+    return [{"image": img, "label": (inst > 0).long(), "instance": inst}]
+
+
+@pytest.mark.parametrize("mode", ["boundary", "centre"])
+def test_the_sweep_separates_touching_nuclei_with_the_network_s_map(tmp_path, mode) -> None:
+    torch.manual_seed(0)
+    net, items = ToyHeadsWithMap(), square_pairs(mode)
+    run_scale_sweep(net, items, tmp_path / "plain", scales=[1.0], pixel_size_um=0.25, **OPTS)
+    run_scale_sweep(net, items, tmp_path / "sep", scales=[1.0], pixel_size_um=0.25, separation=mode, **OPTS)
+    plain, sep = _rows(tmp_path / "plain" / "eval" / "scale_sweep.csv"), _rows(tmp_path / "sep" / "eval" / "scale_sweep.csv")
+    for st in ("mean", "pdist", "pens"):
+        assert float(plain[(st, 1.0)]["count_ratio"]) == pytest.approx(0.5)  # each pair is one object
+        assert float(sep[(st, 1.0)]["count_ratio"]) == pytest.approx(1.0) and float(sep[(st, 1.0)]["pq"]) > 0.8
+        assert sep[(st, 1.0)]["iou"] == plain[(st, 1.0)]["iou"]  # the class mask is the same
+    meta = json.loads((tmp_path / "sep" / "eval" / "scale_sweep.json").read_text())
+    assert meta["instance_metrics"]["separation"] == mode
+    assert meta["num_classes"] == 2
+
+
+def test_a_separation_asked_of_a_network_without_maps_is_the_class_mask_alone(tmp_path, toy_heads, caplog) -> None:
+    with caplog.at_level(logging.WARNING, logger="seunet_monai.evaluation.sweep"):
+        run_scale_sweep(toy_heads, square_pairs("boundary"), tmp_path, scales=[1.0], pixel_size_um=0.25,
+                        separation="boundary", **OPTS)
+    assert any("predicts no separation map" in r.getMessage() for r in caplog.records)
+    assert float(_rows(tmp_path / "eval" / "scale_sweep.csv")[("pens", 1.0)]["count_ratio"]) == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="separation must be one of"):
+        ScaleSweep([1.0], separation="contour")
+
+
+def test_fusion_instance_metrics_use_the_split_separation_maps() -> None:
+    net, items = ToyHeadsWithMap(), square_pairs("boundary")
+    with torch.no_grad():
+        pred = net.eval().head_outputs(net.forward_heads(items[0]["image"][None]))[0]  # (Ω, C + A, H, W)
+    out = SplitSeparationd(keys="pred", num_classes=2)({"pred": pred})
+    engine = SimpleNamespace(state=SimpleNamespace(output=[out], batch=items, metrics={}))
+    for separation, count in ((None, 0.5), ("boundary", 1.0)):
+        metric = FusionInstanceMetrics(["pens", "pdist"], fusion="pens", pixel_size_um=0.25, separation=separation)
+        metric.reset()
+        metric.iteration_completed(engine)
+        m = metric.compute()
+        assert m["test_count_ratio"] == pytest.approx(count) and m["test_count_ratio_pdist"] == pytest.approx(count)
