@@ -1,0 +1,82 @@
+"""The separation overlays (``variants/separation_boundary.json``, ``separation_centre.json``): training learns the
+extra map from the datalist's instance labels, evaluating scores the instances it guides (metrics.json and the
+sweep), and the plain bundle is left as it was."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from monai.bundle import ConfigParser
+
+from seunet_monai.data.datalist import write_datalist
+from seunet_monai.data.io import atomic_save_png
+from seunet_monai.data.synthetic import synthesize_sample
+
+from .conftest import CONFIGS, EVALUATE, TINY_NET, TRAIN, bundle
+
+
+def _dataset_with_instances(root) -> None:
+    """A tiny synthetic dataset whose items carry their instance labels (``instance``, 16-bit PNG)."""
+    splits = {}
+    for split, n in (("training", 4), ("validation", 1), ("test", 1)):
+        entries = []
+        for i in range(n):
+            image, label, inst = synthesize_sample(np.random.default_rng([7, len(splits), i]), size=64,
+                                                   return_instances=True)
+            stem = f"{split}_{i}.png"
+            for sub, arr in (("images", image), ("labels", label), ("instances", inst.astype(np.uint16))):
+                atomic_save_png(root / sub / stem, arr)
+            entries.append({"image": f"images/{stem}", "label": f"labels/{stem}", "instance": f"instances/{stem}"})
+        splits[split] = entries
+    write_datalist(root, splits)
+
+
+@pytest.mark.parametrize("mode", ["boundary", "centre"])
+def test_training_and_evaluating_with_a_separation_overlay(tmp_path, mode):
+    data = tmp_path / "data"
+    _dataset_with_instances(data)
+    overlay = str(CONFIGS / "variants" / f"separation_{mode}.json")
+    dirs = ["--dataset_dir", str(data), "--output_dir", str(tmp_path / "logs"), "--ckpt_dir", str(tmp_path / "models")]
+    bundle("training", f"['{TRAIN}','{overlay}']", *TINY_NET, *dirs, "--patch_size", "[64,64]", "--epochs", "1",
+           "--batch_size", "2", "--calibrate_fusion", "false", "--progress", "false")
+    state = torch.load(tmp_path / "models" / "model.pt", map_location="cpu", weights_only=True)
+    model = state.get("model", state)
+    assert model["aux_head.weight"].shape[0] == 1 and model["head.weight"].shape[0] == 2  # the class head unchanged
+    bundle("evaluating", f"['{TRAIN}','{EVALUATE}','{overlay}']", *TINY_NET, *dirs, "--scales", "[1.0]",
+           "--pixel_size_um", "0.5", "--progress", "false")
+    metrics = json.loads((tmp_path / "logs" / "eval" / "metrics.json").read_text())["metrics"]
+    assert math.isfinite(metrics["test_pq"]) and math.isfinite(metrics["test_iou"])
+    assert {"test_aji_pens", "test_count_ratio_head2"} <= set(metrics)
+    sweep = json.loads((tmp_path / "logs" / "eval" / "scale_sweep.json").read_text())
+    assert sweep["instance_metrics"]["separation"] == mode and sweep["instance_metrics"]["images"] == 1
+    assert sweep["num_classes"] == 2
+
+
+def _parser(*files: str) -> ConfigParser:
+    parser = ConfigParser()
+    parser.read_config(list(files))
+    parser["network_def#channels"] = [5, 10, 20, 40, 80]
+    return parser
+
+
+def test_the_bundle_without_an_overlay_is_unchanged_and_one_key_switches_it_on():
+    plain = _parser(TRAIN, EVALUATE)
+    assert plain["separation"] is None
+    assert plain.get_parsed_content("network_def").aux_head is None
+    assert plain.get_parsed_content("loss").aux_channels == 0
+    names = [type(t).__name__ for t in plain.get_parsed_content("train#preprocessing").transforms]
+    assert names.count("LoadImaged") == 2 and "SeparationTargetd" not in names
+    assert plain.get_parsed_content("evaluate#postprocessing") is None
+    assert plain.get_parsed_content("evaluate#inferer").aux is False
+    on = _parser(TRAIN, EVALUATE)
+    on["separation"] = "centre"  # the same as the overlay, or --separation centre on the command line
+    assert on.get_parsed_content("network_def").aux_channels == 1 and on.get_parsed_content("loss").aux_channels == 1
+    target = [t for t in on.get_parsed_content("train#preprocessing").transforms
+              if type(t).__name__ == "SeparationTargetd"]
+    assert len(target) == 1 and target[0].target.mode == "centre"
+    assert on.get_parsed_content("sweep").separation == "centre"
+    assert on.get_parsed_content("evaluate#instance_metrics").separation == "centre"
