@@ -70,27 +70,34 @@ class MultiHeadNetwork(nn.Module):
         return torch.cat([probs, torch.sigmoid(extra)], dim=2) if aux else probs
 
     def split_outputs(self, x: torch.Tensor, dim: int = 2) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """``(classes, extra maps)`` of an output whose axis ``dim`` holds ``C`` class channels then ``A`` extra
-        ones (``dim`` 2 for per-head outputs, 1 for fused ones); ``(x, None)`` when the network has none."""
-        if not self.aux_channels:
+        """``(classes, extra maps)`` of an output whose axis ``dim`` holds the ``C = out_channels`` class channels,
+        then the ``A`` extra ones (``dim`` 2 for per-head outputs, 1 for fused ones); ``(x, None)`` when the network
+        has no extra maps or ``x`` holds the classes alone.
+
+        Raises:
+            ValueError: when axis ``dim`` holds neither ``C`` nor ``C + A`` channels.
+        """
+        n = x.shape[dim]
+        if not self.aux_channels or n == self.out_channels:
             return x, None
-        n = x.shape[dim] - self.aux_channels
-        if n < 1:
+        if n != self.out_channels + self.aux_channels:
             raise ValueError(
-                f"{type(self).__name__}: expected {self.aux_channels} extra channels after at least one class on "
+                f"{type(self).__name__}: expected {self.out_channels} classes, then {self.aux_channels} extra maps, on "
                 f"axis {dim}, got shape {tuple(x.shape)}."
             )
-        return x.narrow(dim, 0, n), x.narrow(dim, n, self.aux_channels)
+        return x.narrow(dim, 0, self.out_channels), x.narrow(dim, self.out_channels, self.aux_channels)
 
     def fuse_heads(self, probs: torch.Tensor) -> torch.Tensor:
         """Fused class probabilities ``(B, C, *spatial)`` of per-head ones ``(B, Ω, C, *spatial)``, by the strategy
         ``self.fusion`` (``"scale"`` reads the network's ``fusion_*`` calibration buffers; the others ignore them).
-        With ``aux_channels`` the input is ``(B, Ω, C + A, *spatial)`` and the output ``(B, C + A, *spatial)``: the
-        extra maps fused with the head weights of the class fusion."""
+        With ``aux_channels`` the input may also be ``(B, Ω, C + A, *spatial)``, and the output is then
+        ``(B, C + A, *spatial)``: the extra maps fused with the head weights of the class fusion."""
         if not self.aux_channels:
             return fuse(probs, self.fusion, profile=self)
         classes, extra = self.split_outputs(probs, dim=2)
         fused = fuse(classes, self.fusion, profile=self)
+        if extra is None:
+            return fused
         return torch.cat([fused, fuse_auxiliary(classes, extra, self.fusion, profile=self)], dim=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

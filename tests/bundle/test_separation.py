@@ -16,7 +16,7 @@ from seunet_monai.data.datalist import write_datalist
 from seunet_monai.data.io import atomic_save_png
 from seunet_monai.data.synthetic import synthesize_sample
 
-from .conftest import CONFIGS, EVALUATE, TINY_NET, TRAIN, bundle
+from .conftest import CONFIGS, EVALUATE, INFERENCE, TINY_NET, TRAIN, bundle
 
 
 def _dataset_with_instances(root) -> None:
@@ -54,6 +54,11 @@ def test_training_and_evaluating_with_a_separation_overlay(tmp_path, mode):
     sweep = json.loads((tmp_path / "logs" / "eval" / "scale_sweep.json").read_text())
     assert sweep["instance_metrics"]["separation"] == mode and sweep["instance_metrics"]["images"] == 1
     assert sweep["num_classes"] == 2
+    # inference loads the model with the same overlay (its instances do not use the map yet)
+    out = tmp_path / "predictions"
+    bundle("inferring", f"['{INFERENCE}','{overlay}']", *TINY_NET, "--ckpt_dir", str(tmp_path / "models"),
+           "--input_dir", str(data / "images"), "--output_dir", str(out), "--roi_size", "[64,64]", "--progress", "false")
+    assert (out / "test_0_instances.tif").is_file() and (out / "test_0_summary.json").is_file()
 
 
 def _parser(*files: str) -> ConfigParser:

@@ -39,6 +39,9 @@ def test_every_family_predicts_the_extra_maps_per_head(cls, kwargs):
         assert fused.shape == (2, 3, 20, 24)
         assert torch.allclose(fused[:, :2], fuse(heads[:, :, :2], net.fusion))
         assert torch.allclose(fused[:, 2:], fuse_auxiliary(heads[:, :, :2], heads[:, :, 2:], net.fusion))
+        assert torch.equal(net.fuse_heads(heads[:, :, :2]), fused[:, :2])  # class probabilities alone: classes out
+        with pytest.raises(ValueError, match="extra maps"):
+            net.fuse_heads(heads[:, :, :1])
         net.output_heads = True
         assert torch.equal(net(x), heads)
     assert "aux_channels=1" in repr(net)
