@@ -28,9 +28,10 @@ scored dataset-wide (:class:`~seunet_monai.evaluation.instance_scoring.InstanceS
 aji, f1, dice_obj, count_ratio`` of the tables, ``nan`` where not measured. Items without instance labels are
 skipped with one log line. With ``separation`` (``"boundary"`` or ``"centre"``) and a network that predicts a
 separation map (``aux_channels``), the per-head maps are fused with each strategy's head weights
-(:func:`seunet_monai.fusion.auxiliary.fuse_auxiliary`) and guide the instances. The post-processing costs about 1 s per megapixel of the rescaled image and strategy
-on one CPU core (``bundle/docs/README.md``), hence the defaults: the sweep scales in ``[0.5, 2]`` and the fusions
-without the single heads. Peak RSS (``resource.getrusage``) is logged per image and stored in the JSON.
+(:func:`seunet_monai.fusion.auxiliary.fuse_auxiliary`) and guide the instances. The post-processing costs about
+1 s per megapixel of the rescaled image and strategy on one CPU core (``bundle/docs/README.md``), hence the
+defaults: the sweep scales in ``[0.5, 2]`` and the fusions without the single heads. Peak RSS
+(``resource.getrusage``) is logged per image and stored in the JSON.
 
 Steps (methods of :class:`ScaleSweep`, run by :meth:`ScaleSweep.run` for one image at a time): :meth:`~ScaleSweep.prepare`
 (the ``eval`` folder), :meth:`~ScaleSweep.predict` (rescale, then per-head probabilities through the package's one
@@ -502,7 +503,8 @@ class ScaleSweep:
         if tuple(inst.shape) != (1, *shape):
             raise ValueError(f"test item {index}: instance labels {tuple(inst.shape)} must be (1, *spatial) = {(1, *shape)}.")
         if run.instances is None:
-            run.instances = InstanceScoring(self.pixel_size_um, separation=self.separation if run.aux_channels else None)
+            separation = self.separation if run.aux_channels else None
+            run.instances = InstanceScoring(self.pixel_size_um, separation=separation)
         run.instance_images += 1
         return inst.round().long() if inst.is_floating_point() else inst.long()
 

@@ -59,6 +59,16 @@ def _fmt(v: Any, digits: int = 3) -> str:
     return "–" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{float(v):.{digits}f}"
 
 
+def _best_job(group: Sequence[dict[str, Any]], key: str, towards_one: bool) -> str | None:
+    """The job with the best value of ``key`` in ``group`` (the largest, or the closest to 1 with ``towards_one``);
+    ``None`` when fewer than two jobs have a value or the best is tied."""
+    scored = [(-abs(r[key] - 1.0) if towards_one else r[key], r["job"]) for r in group if not math.isnan(r[key])]
+    if len(scored) < 2:
+        return None
+    scored.sort(reverse=True)
+    return scored[0][1] if scored[0][0] > scored[1][0] else None
+
+
 def write_instance_comparison(out: str | os.PathLike, preset: Preset) -> list[str]:
     """Write ``instances.csv`` and ``instances.md`` in ``out`` from the finished jobs of ``preset`` (rerun after each
     job; unfinished jobs are listed as such). Returns the paths written."""
@@ -67,26 +77,31 @@ def write_instance_comparison(out: str | os.PathLike, preset: Preset) -> list[st
     columns = ["job", "variant", "strategy"] + [f"{c}_{w}" for c in INSTANCE_REPORT_COLUMNS for w in ("s1", "mean")]
     files = [str(write_csv_rows(out / "instances.csv", rows, columns))]
     scales = ", ".join(f"{s:.3g}" for s in preset.scales)
-    md = [f"# Nucleus instances: preset `{preset.name}`", "", preset.description + ".", "",
-          "Dataset-wide scores of the nucleus instances on the swept images (PQ = SQ × RQ; F1 = detection F1 at IoU "
-          "0.5; count = predicted / annotated objects; IoU = the class mask's nucleus IoU), at scale 1 and as the mean "
-          f"over the scales {scales}. Bold: the best job of a fusion (count: the closest to 1).", ""]
+    md = [
+        f"# Nucleus instances: preset `{preset.name}`",
+        "",
+        preset.description + ".",
+        "",
+        "Dataset-wide scores of the nucleus instances on the swept images (PQ = SQ × RQ; F1 = detection F1 at IoU "
+        "0.5; count = predicted / annotated objects; IoU = the class mask's nucleus IoU), at scale 1 and as the mean "
+        f"over the scales {scales}. Bold: the best job of a fusion (count: the closest to 1; none on a tie).",
+        "",
+    ]
     for window, title in (("s1", "At scale 1"), ("mean", "Mean over the scales")):
-        md += [f"## {title}", "", "| job | variant | fusion | " + " | ".join(INSTANCE_REPORT_COLUMNS) + " |",
-               "|---|---|---|" + "---|" * len(INSTANCE_REPORT_COLUMNS)]
+        md += [
+            f"## {title}",
+            "",
+            "| job | variant | fusion | " + " | ".join(INSTANCE_REPORT_COLUMNS) + " |",
+            "|---|---|---|" + "---|" * len(INSTANCE_REPORT_COLUMNS),
+        ]
         for st in dict.fromkeys(r["strategy"] for r in rows):
             group = [r for r in rows if r["strategy"] == st]
-            best = {}
-            for col in INSTANCE_REPORT_COLUMNS:
-                vals = [(r[f"{col}_{window}"], r["job"]) for r in group if not math.isnan(r[f"{col}_{window}"])]
-                if vals:
-                    key = (lambda v: -abs(v[0] - 1.0)) if col == "count_ratio" else (lambda v: v[0])
-                    best[col] = max(vals, key=key)[1]
+            best = {col: _best_job(group, f"{col}_{window}", col == "count_ratio") for col in INSTANCE_REPORT_COLUMNS}
             for r in group:
                 cells = []
                 for col in INSTANCE_REPORT_COLUMNS:
                     text = _fmt(r[f"{col}_{window}"], 4 if col == "iou" else 3)
-                    cells.append(f"**{text}**" if len(group) > 1 and best.get(col) == r["job"] else text)
+                    cells.append(f"**{text}**" if best[col] == r["job"] else text)
                 md.append(f"| {r['job']} | {r['variant']} | {st} | " + " | ".join(cells) + " |")
         md.append("")
     if pending:

@@ -204,7 +204,8 @@ def run_preset(
             failed[job.name] = f"{type(e).__name__}: {e}"
             log(f"[{job.name}] FAILED: {failed[job.name]}")
             continue
-        files = write_instance_comparison(out, preset) if preset.report == "instances" else write_reproduction(out, preset)
+        report = write_instance_comparison if preset.report == "instances" else write_reproduction
+        files = report(out, preset)
     return {"plan": plan, "states": states, "failed": failed, "files": files}
 
 

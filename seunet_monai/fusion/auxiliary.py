@@ -33,7 +33,9 @@ from seunet_monai.fusion.strategies import parse_strategy
 __all__ = ["fuse_auxiliary", "head_weights"]
 
 
-def head_weights(probs: torch.Tensor, strategy: str = "pens", profile: Any = None, temperature: float = 0.01) -> torch.Tensor:
+def head_weights(
+    probs: torch.Tensor, strategy: str = "pens", profile: Any = None, temperature: float = 0.01
+) -> torch.Tensor:
     """The weight of every head at every pixel under ``strategy`` (module docstring).
 
     Args:
@@ -74,8 +76,9 @@ def head_weights(probs: torch.Tensor, strategy: str = "pens", profile: Any = Non
     return torch.softmax(margins, dim=1)
 
 
-def fuse_auxiliary(probs: torch.Tensor, maps: torch.Tensor, strategy: str = "pens", profile: Any = None,
-                   temperature: float = 0.01) -> torch.Tensor:
+def fuse_auxiliary(
+    probs: torch.Tensor, maps: torch.Tensor, strategy: str = "pens", profile: Any = None, temperature: float = 0.01
+) -> torch.Tensor:
     """``Σ_k w_k m_k``: per-head maps fused with the head weights of the class fusion ``strategy``.
 
     Args:

@@ -128,7 +128,9 @@ class SeparationTarget(Transform):
         labels = _as_labels(instances)
         target = boundary_target(labels, self.width) if self.mode == "boundary" else centre_target(labels)
         out = target[None]
-        return convert_to_dst_type(out, instances, dtype=torch.float32)[0] if isinstance(instances, torch.Tensor) else out
+        return (
+            convert_to_dst_type(out, instances, dtype=torch.float32)[0] if isinstance(instances, torch.Tensor) else out
+        )
 
 
 class SeparationTargetd(MapTransform):
@@ -181,17 +183,25 @@ class SeparationTargetd(MapTransform):
         elif self.fallback_to_components:
             if not self._warned:
                 self._warned = True
-                logger.warning("separation targets: items without %r (instance labels): the connected components of "
-                               "class %d stand in (touching nuclei count as one)", key, self.nucleus_class)
+                logger.warning(
+                    "separation targets: items without %r (instance labels): the connected components of "
+                    "class %d stand in (touching nuclei count as one)",
+                    key,
+                    self.nucleus_class,
+                )
             classes = _as_labels(label)
             instances = connected_components(classes == self.nucleus_class, connectivity=2)
         else:
-            raise DataError(f"SeparationTargetd: the item has no {key!r} key (instance labels), needed for the "
-                            f"separation target (its datalist lacks them; MoNuSeg's preparation writes them).")
+            raise DataError(
+                f"SeparationTargetd: the item has no {key!r} key (instance labels), needed for the "
+                f"separation target (its datalist lacks them; MoNuSeg's preparation writes them)."
+            )
         target = self.target(instances)
         if tuple(target.shape[1:]) != tuple(label.shape[1:]):
-            raise DataError(f"SeparationTargetd: instance labels {tuple(target.shape[1:])} and class labels "
-                            f"{tuple(label.shape[1:])} differ in size.")
+            raise DataError(
+                f"SeparationTargetd: instance labels {tuple(target.shape[1:])} and class labels "
+                f"{tuple(label.shape[1:])} differ in size."
+            )
         if isinstance(label, torch.Tensor):
             dtype = label.dtype if label.is_floating_point() else torch.float32
             target = convert_to_dst_type(target, label, dtype=dtype)[0]
@@ -218,8 +228,13 @@ class SplitSeparationd(MapTransform):
         channel_dim: the channel axis of the items (1: after the heads).
     """
 
-    def __init__(self, keys: KeysCollection = "pred", num_classes: int = 2, separation_key: str = "separation",
-                 channel_dim: int = 1) -> None:
+    def __init__(
+        self,
+        keys: KeysCollection = "pred",
+        num_classes: int = 2,
+        separation_key: str = "separation",
+        channel_dim: int = 1,
+    ) -> None:
         super().__init__(keys)
         if int(num_classes) < 1:
             raise ConfigValueError(f"num_classes must be >= 1, got {num_classes}.")

@@ -25,8 +25,9 @@ def _dataset_with_instances(root) -> None:
     for split, n in (("training", 4), ("validation", 1), ("test", 1)):
         entries = []
         for i in range(n):
-            image, label, inst = synthesize_sample(np.random.default_rng([7, len(splits), i]), size=64,
-                                                   return_instances=True)
+            image, label, inst = synthesize_sample(
+                np.random.default_rng([7, len(splits), i]), size=64, return_instances=True
+            )
             stem = f"{split}_{i}.png"
             for sub, arr in (("images", image), ("labels", label), ("instances", inst.astype(np.uint16))):
                 atomic_save_png(root / sub / stem, arr)
@@ -41,13 +42,37 @@ def test_training_and_evaluating_with_a_separation_overlay(tmp_path, mode):
     _dataset_with_instances(data)
     overlay = str(CONFIGS / "variants" / f"separation_{mode}.json")
     dirs = ["--dataset_dir", str(data), "--output_dir", str(tmp_path / "logs"), "--ckpt_dir", str(tmp_path / "models")]
-    bundle("training", f"['{TRAIN}','{overlay}']", *TINY_NET, *dirs, "--patch_size", "[64,64]", "--epochs", "1",
-           "--batch_size", "2", "--calibrate_fusion", "false", "--progress", "false")
+    bundle(
+        "training",
+        f"['{TRAIN}','{overlay}']",
+        *TINY_NET,
+        *dirs,
+        "--patch_size",
+        "[64,64]",
+        "--epochs",
+        "1",
+        "--batch_size",
+        "2",
+        "--calibrate_fusion",
+        "false",
+        "--progress",
+        "false",
+    )
     state = torch.load(tmp_path / "models" / "model.pt", map_location="cpu", weights_only=True)
     model = state.get("model", state)
     assert model["aux_head.weight"].shape[0] == 1 and model["head.weight"].shape[0] == 2  # the class head unchanged
-    bundle("evaluating", f"['{TRAIN}','{EVALUATE}','{overlay}']", *TINY_NET, *dirs, "--scales", "[1.0]",
-           "--pixel_size_um", "0.5", "--progress", "false")
+    bundle(
+        "evaluating",
+        f"['{TRAIN}','{EVALUATE}','{overlay}']",
+        *TINY_NET,
+        *dirs,
+        "--scales",
+        "[1.0]",
+        "--pixel_size_um",
+        "0.5",
+        "--progress",
+        "false",
+    )
     metrics = json.loads((tmp_path / "logs" / "eval" / "metrics.json").read_text())["metrics"]
     assert math.isfinite(metrics["test_pq"]) and math.isfinite(metrics["test_iou"])
     assert {"test_aji_pens", "test_count_ratio_head2"} <= set(metrics)
@@ -56,8 +81,21 @@ def test_training_and_evaluating_with_a_separation_overlay(tmp_path, mode):
     assert sweep["num_classes"] == 2
     # inference loads the model with the same overlay (its instances do not use the map yet)
     out = tmp_path / "predictions"
-    bundle("inferring", f"['{INFERENCE}','{overlay}']", *TINY_NET, "--ckpt_dir", str(tmp_path / "models"),
-           "--input_dir", str(data / "images"), "--output_dir", str(out), "--roi_size", "[64,64]", "--progress", "false")
+    bundle(
+        "inferring",
+        f"['{INFERENCE}','{overlay}']",
+        *TINY_NET,
+        "--ckpt_dir",
+        str(tmp_path / "models"),
+        "--input_dir",
+        str(data / "images"),
+        "--output_dir",
+        str(out),
+        "--roi_size",
+        "[64,64]",
+        "--progress",
+        "false",
+    )
     assert (out / "test_0_instances.tif").is_file() and (out / "test_0_summary.json").is_file()
 
 
@@ -80,8 +118,9 @@ def test_the_bundle_without_an_overlay_is_unchanged_and_one_key_switches_it_on()
     on = _parser(TRAIN, EVALUATE)
     on["separation"] = "centre"  # the same as the overlay, or --separation centre on the command line
     assert on.get_parsed_content("network_def").aux_channels == 1 and on.get_parsed_content("loss").aux_channels == 1
-    target = [t for t in on.get_parsed_content("train#preprocessing").transforms
-              if type(t).__name__ == "SeparationTargetd"]
+    target = [
+        t for t in on.get_parsed_content("train#preprocessing").transforms if type(t).__name__ == "SeparationTargetd"
+    ]
     assert len(target) == 1 and target[0].target.mode == "centre"
     assert on.get_parsed_content("sweep").separation == "centre"
     assert on.get_parsed_content("evaluate#instance_metrics").separation == "centre"

@@ -148,7 +148,8 @@ def test_the_sweep_separates_touching_nuclei_with_the_network_s_map(tmp_path, mo
     net, items = ToyHeadsWithMap(), square_pairs(mode)
     run_scale_sweep(net, items, tmp_path / "plain", scales=[1.0], pixel_size_um=0.25, **OPTS)
     run_scale_sweep(net, items, tmp_path / "sep", scales=[1.0], pixel_size_um=0.25, separation=mode, **OPTS)
-    plain, sep = _rows(tmp_path / "plain" / "eval" / "scale_sweep.csv"), _rows(tmp_path / "sep" / "eval" / "scale_sweep.csv")
+    plain = _rows(tmp_path / "plain" / "eval" / "scale_sweep.csv")
+    sep = _rows(tmp_path / "sep" / "eval" / "scale_sweep.csv")
     for st in ("mean", "pdist", "pens"):
         assert float(plain[(st, 1.0)]["count_ratio"]) == pytest.approx(0.5)  # each pair is one object
         assert float(sep[(st, 1.0)]["count_ratio"]) == pytest.approx(1.0) and float(sep[(st, 1.0)]["pq"]) > 0.8

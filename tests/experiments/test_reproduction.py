@@ -44,7 +44,8 @@ def test_dry_run_lists_every_job_with_an_estimate_and_writes_nothing(tmp_path, c
 
 def test_the_instance_preset_compares_three_formulations_at_equal_budget(tmp_path, capsys):
     out = tmp_path / "out"
-    rc = cli.main(["--preset", "instances-cpu", "--source", str(_fake_source(tmp_path)), "--out", str(out), "--dry-run"])
+    source = str(_fake_source(tmp_path))
+    rc = cli.main(["--preset", "instances-cpu", "--source", source, "--out", str(out), "--dry-run"])
     text = capsys.readouterr().out
     assert rc == 0 and not out.exists()
     preset, table2 = presets.PRESETS["instances-cpu"], presets.PRESETS["monuseg-cpu"]

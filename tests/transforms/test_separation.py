@@ -84,7 +84,9 @@ def test_targets_commute_with_flips_and_are_deterministic(mode, flip):
 
 
 def test_tensors_and_metatensors_keep_their_type_and_metadata():
-    labels = MetaTensor(torch.from_numpy(random_instances()[None]).float(), affine=torch.diag(torch.tensor([0.5, 0.5, 1, 1.0])))
+    labels = MetaTensor(
+        torch.from_numpy(random_instances()[None]).float(), affine=torch.diag(torch.tensor([0.5, 0.5, 1, 1.0]))
+    )
     out = SeparationTarget("centre")(labels)
     assert isinstance(out, MetaTensor) and out.dtype == torch.float32 and torch.equal(out.affine, labels.affine)
     np.testing.assert_array_equal(out.numpy(), SeparationTarget("centre")(random_instances()[None]))
@@ -92,8 +94,11 @@ def test_tensors_and_metatensors_keep_their_type_and_metadata():
 
 def test_dictionary_form_appends_the_target_to_the_label_and_drops_the_instances():
     labels = two_touching_squares()
-    item = {"image": torch.zeros(3, 6, 10), "label": torch.from_numpy(labels[None] > 0).float(),
-            "instance": torch.from_numpy(labels[None]).float()}
+    item = {
+        "image": torch.zeros(3, 6, 10),
+        "label": torch.from_numpy(labels[None] > 0).float(),
+        "instance": torch.from_numpy(labels[None]).float(),
+    }
     out = SeparationTargetd(mode="boundary", width=1)(item)
     assert "instance" not in out and out["label"].shape == (2, 6, 10)
     np.testing.assert_array_equal(out["label"][0].numpy(), labels > 0)
