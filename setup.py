@@ -12,6 +12,7 @@ BUNDLE_FILES = [
     "configs/*.json",
     "configs/*.conf",
     "configs/variants/*.json",
+    "configs/variants/3d/*.json",
     "configs/schema/*.json",
     "docs/*.md",
     "docs/figures/*.png",

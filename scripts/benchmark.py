@@ -133,26 +133,17 @@ def _peak_mb_cpu(step) -> float:
 
 def _inference(net: torch.nn.Module, image_file: str, roi: int, device: torch.device):
     """One full inference of ``image_file`` as ``run inferring`` does it (without writing files)."""
-    from monai.inferers import PatchInferer
-
-    from seunet_monai.apps.wsi import (
-        BandMerger,
-        HeadsPatchPredictor,
-        PatchPreprocessing,
-        PILImageReader,
-        TissueWSISplitter,
-    )
+    from seunet_monai.apps.wsi import HeadsPatchPredictor, PILImageReader, SlideInferer
 
     predictor = HeadsPatchPredictor(net.eval(), amp=device.type == "cuda")
     reader = PILImageReader(level=0, channel_dim=0)
     wsi = reader.read(image_file)
+    inferer = SlideInferer([roi, roi], 0.25, sw_batch_size=1, device=device)
 
     def run() -> None:
-        splitter = TissueWSISplitter([roi, roi], 0.25, reader=reader)
-        splitter._opened = (image_file, wsi)
-        inferer = PatchInferer(splitter, merger_cls=BandMerger, batch_size=1,
-                               preprocessing=PatchPreprocessing(device=device), sink=lambda *a: None)
-        inferer(image_file, predictor)
+        splitter = inferer.splitter(reader, 0)
+        splitter.set_slide(image_file, wsi)
+        inferer(image_file, predictor, splitter=splitter, sink=lambda *a: None)
 
     return run
 

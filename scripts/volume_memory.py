@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Peak memory per voxel of the 3D SEUNet in eval mode (one forward pass) and in one training step (forward,
 multi-head loss, backward, Adam step): a measurement behind the volume variant's window sizes and the 3D sweep's
-voxel budget (``bundle/configs/variants/3d.json``), not a test.
+voxel budget (``bundle/configs/variants/3d/``), not a test.
 
 Each (mode, size) runs in a fresh subprocess on a random cube of ``size`` voxels a side (batch 1, one channel).
 On the CPU the figure is the peak resident memory (``ru_maxrss``) less the memory after building the network;

@@ -13,7 +13,6 @@ memory of this process (``ru_maxrss``), the wall time and the patch counts as JS
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import resource
 import sys
@@ -75,10 +74,9 @@ def main() -> None:
 def run(args: argparse.Namespace, work: Path) -> None:
     """Build the slide under ``work``, segment it and print the figures."""
     import tifffile
-    from monai.inferers import PatchInferer
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from seunet_monai.apps.wsi import BandMerger, PatchPreprocessing, SlideInferenceWorkflow, TissueWSISplitter
+    from seunet_monai.apps.wsi import SlideInferenceWorkflow, SlideInferer
     from seunet_monai.networks import SEUNet
 
     (work / "in").mkdir(parents=True)
@@ -90,9 +88,8 @@ def run(args: argparse.Namespace, work: Path) -> None:
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     widths = tuple(int(w) for w in args.widths.split(","))
     net = SEUNet(spatial_dims=2, in_channels=3, out_channels=2, num_scales=5, channels=widths)
-    splitter = functools.partial(TissueWSISplitter, patch_size=[args.roi] * 2, overlap=0.25, progress=False)
-    inferer = functools.partial(PatchInferer, merger_cls=BandMerger, batch_size=1, preprocessing=PatchPreprocessing())
-    wf = SlideInferenceWorkflow(work / "in", work / "out", net, inferer, splitter, target_mpp=0.25, progress=False)
+    inferer = SlideInferer([args.roi] * 2, overlap=0.25, sw_batch_size=1)
+    wf = SlideInferenceWorkflow(work / "in", work / "out", net, inferer, target_mpp=0.25, progress=False)
     t0 = time.perf_counter()
     wf.run()
     summary = json.loads((work / "out" / "big_summary.json").read_text())

@@ -1,17 +1,26 @@
 """The one path from a network to per-head class probabilities ``(B, Ω, C, *spatial)``, whole image or by windows.
 
-Used by validation and evaluation (:class:`HeadsInferer` in the bundle's configs), the scale sweep
-(:class:`seunet_monai.evaluation.sweep.ScaleSweep`) and the scale-fusion calibration
-(:mod:`seunet_monai.evaluation.calibration`), so that they all see the same probabilities.
+Every prediction of the package starts from :func:`head_probabilities`, run by a MONAI inferer:
 
-- :func:`head_probabilities`: one forward pass: ``softmax(forward_heads(x), 2)`` for SEUNet-like networks, the
-  per-head output of a multi-head network in ``output_heads`` mode, or ``softmax(network(x), 1)`` as one head for
-  a plain network (e.g. MONAI's ``BasicUNet``).
+- tensors (validation and evaluation: :class:`HeadsInferer` in the bundle's configs; the scale sweep,
+  :class:`seunet_monai.evaluation.sweep.ScaleSweep`; the scale-fusion calibration): :func:`infer_heads` with
+  :class:`~monai.inferers.SimpleInferer` (whole image) or :class:`~monai.inferers.SlidingWindowInferer`;
+- images and slides read from files (``run inferring``): MONAI's :class:`~monai.inferers.PatchInferer` over the
+  windows of one slide level (:class:`seunet_monai.apps.wsi.inferers.SlideInferer`), the network call fusing each
+  window's :func:`head_probabilities` (:class:`seunet_monai.apps.wsi.inferers.HeadsPatchPredictor`);
+- volumes (``variants/3d.json``): :class:`~monai.inferers.SlidingWindowInferer` on the network's eval-mode
+  output, the fusion of its :func:`head_probabilities`
+  (:meth:`~seunet_monai.networks.base.MultiHeadNetwork.forward`).
+
+- :func:`head_probabilities`: one forward pass: ``softmax(forward_heads(x), 2)`` for a
+  :class:`~seunet_monai.networks.base.MultiHeadNetwork`, or ``softmax(network(x), 1)`` as one head for a plain
+  network (e.g. MONAI's ``BasicUNet``).
 - :func:`infer_heads`: that pass run by a MONAI inferer (default whole image). The heads are flattened into
   channels ``(B, Ω·C, *spatial)`` while the inferer runs, so :class:`monai.inferers.SlidingWindowInferer` stitches
   them like any channel-first output. A sliding window larger than the image along an axis is cut to the image
   (:func:`fit_window`): MONAI would pad the image with zeros up to the window (a black border unlike H&E
   background); cut to the image, the window covers it exactly once and nothing is padded.
+- :func:`sweep_window`: the sweep's and the calibration's rule: whole image up to a pixel budget, else windows.
 """
 
 from __future__ import annotations
@@ -39,12 +48,11 @@ __all__ = [
     "sweep_window",
 ]
 
-#: whole-image budget of the scale sweep and the calibration (pixels of one rescaled image): 2048² = 4.2 M px. Sized
-#: for 16 GB: the paper-size SEUNet (60..960, Ω = 5) in eval mode measured 2.2-3.0 KB of peak memory per pixel (CPU,
-#: 1024² and 512²), so about 9-13 GB at the budget. MoNuSeg's 1000-px images are predicted whole up to scale 2.
+#: whole-image budget of the scale sweep and the calibration (pixels of one rescaled image): 2048², sized for 16 GB
+#: of memory with the paper-size SEUNet (the measurement: ``bundle/docs/README.md``, "scale sweep")
 WHOLE_IMAGE_PIXELS = 2048 * 2048
 #: smallest sliding window of the sweep: windows much smaller than the receptive field of the large-σ heads change
-#: their probabilities (15-29% with 128-px windows, issue 11)
+#: their probabilities
 MIN_WINDOW = 512
 
 

@@ -37,9 +37,11 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 from monai.metrics import ConfusionMatrixMetric, compute_confusion_matrix_metric
 from monai.utils import convert_to_tensor
+from scipy.stats import pearsonr, spearmanr
 
 from seunet_monai.fusion.heads import argmax
 
@@ -50,6 +52,7 @@ __all__ = [
     "confusion_counts",
     "masked_onehot",
     "reduce_class_scores",
+    "scale_correlation",
 ]
 
 
@@ -251,3 +254,24 @@ class SegmentationScores:
 def _nanmean(values: Sequence[float]) -> float:
     vals = [v for v in values if not math.isnan(v)]
     return float(sum(vals) / len(vals)) if vals else float("nan")
+
+
+def scale_correlation(estimates: np.ndarray, scales: Sequence[float]) -> dict[str, float]:
+    """How well scale estimates ``ŝ`` ``(N, S)`` of N images at S scales follow the true scales: the Spearman and
+    Pearson correlation of ``log ŝ`` with ``log s`` over all (image, scale) pairs.
+
+    Returns:
+        ``{"spearman", "pearson", "num_pairs"}``; ``nan`` correlations when the estimates are constant (e.g. one
+        head) or fewer than 3 finite pairs exist.
+    """
+    est = np.log(np.asarray(estimates, dtype=np.float64))
+    true = np.broadcast_to(np.log(np.asarray(scales, dtype=np.float64)), est.shape)
+    ok = np.isfinite(est)
+    x, y = true[ok], est[ok]
+    if x.size < 3 or np.std(y) == 0 or np.std(x) == 0:
+        return {"spearman": float("nan"), "pearson": float("nan"), "num_pairs": int(x.size)}
+    return {
+        "spearman": float(spearmanr(x, y).statistic),
+        "pearson": float(pearsonr(x, y).statistic),
+        "num_pairs": int(x.size),
+    }

@@ -66,8 +66,9 @@ class ScaleBandHeads(MultiHeadNetwork):
 
 def label_image_items(scale: float, n: int, split: str = "test", size: int = 96, seed: int = 0) -> list[dict[str, torch.Tensor]]:
     """``n`` items ``{"image": (3, H, W) float, "label": (1, H, W)}`` whose image is the nucleus mask of a synthetic
-    sample generated at ``scale`` (:func:`seunet_monai.data.synthetic.synthesize_sample`)."""
-    from seunet_monai.data.synthetic import sample_seed, synthesize_sample
+    sample generated at ``scale`` (:func:`seunet_monai.data.synthetic.histology.synthesize_sample`)."""
+    from seunet_monai.data.synthetic.common import sample_seed
+    from seunet_monai.data.synthetic.histology import synthesize_sample
 
     items = []
     for i in range(n):

@@ -15,6 +15,7 @@ from seunet_monai.metrics import (
     confusion_counts,
     masked_onehot,
     reduce_class_scores,
+    scale_correlation,
 )
 
 
@@ -134,3 +135,12 @@ def test_confusion_counts_and_per_image_scores_equal_monais(num_classes: int, ig
     dice = reduce_class_scores(compute_dice(p_oh, y_oh, include_background=True, ignore_empty=True), ignore_index)
     assert np.allclose(scores.image_iou, iou.tolist(), equal_nan=True)
     assert np.allclose(scores.image_dice, dice.tolist(), equal_nan=True)
+
+
+def test_scale_correlation_of_estimates_with_the_true_scales() -> None:
+    scales = [0.5, 1.0, 2.0]
+    c = scale_correlation(np.array([[0.5, 1.0, 2.0], [0.5, 1.0, 2.0]]), scales)
+    assert c["spearman"] == pytest.approx(1.0) and c["pearson"] == pytest.approx(1.0) and c["num_pairs"] == 6
+    assert scale_correlation(np.array([[2.0, 1.0, 0.5]]), scales)["spearman"] == pytest.approx(-1.0)
+    constant = scale_correlation(np.ones((2, 3)), scales)  # e.g. one head: every estimate the same
+    assert math.isnan(constant["spearman"]) and math.isnan(constant["pearson"])

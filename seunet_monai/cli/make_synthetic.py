@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from seunet_monai.data.synthetic import TASKS, make_synthetic_dataset
+from seunet_monai.data.synthetic.histology import TASKS, make_synthetic_dataset
 
 __all__ = ["main"]
 

@@ -1,5 +1,5 @@
 """``seunet-make-synthetic-volumes``: write a synthetic fluorescence-like 3D nuclei dataset (NIfTI volumes,
-labels, datalist.json) for the bundle's volume variant (``configs/variants/3d.json`` of the bundle).
+labels, datalist.json) for the bundle's volume variant (``configs/variants/3d/`` of the bundle).
 
 Example::
 
@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from seunet_monai.data.synthetic3d import make_synthetic_volumes
+from seunet_monai.data.synthetic.volumes import make_synthetic_volumes
 
 __all__ = ["main"]
 

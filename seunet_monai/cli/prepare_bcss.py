@@ -6,7 +6,7 @@ Usage::
         [--class-map FILE] [--overwrite] [--skip-bad] [--val-fraction F] [--seed S]
         [--stain-norm none|vahadane|macenko] [--stain-reference IMG]
 
-The preparation itself: :func:`seunet_monai.data.bcss.prepare_bcss`.
+The preparation itself: :func:`seunet_monai.data.prepare.bcss.prepare_bcss`.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from seunet_monai.data.bcss import DEFAULT_TEST_INSTITUTIONS, prepare_bcss
-from seunet_monai.data.stain import STAIN_METHODS
+from seunet_monai.data.prepare.bcss import DEFAULT_TEST_INSTITUTIONS, prepare_bcss
+from seunet_monai.data.stain.normalizers import STAIN_METHODS
 from seunet_monai.errors import PreparationError
 
 __all__ = ["build_parser", "main"]

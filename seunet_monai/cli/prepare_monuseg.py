@@ -5,7 +5,7 @@ Usage::
     seunet-prepare-monuseg --src SRC --dst DST [--val-fraction F] [--tile 400] [--stride 200]
         [--stain-norm vahadane|macenko|none] [--stain-reference IMG] [--overwrite] [--skip-bad] [--strict] [--seed S]
 
-The preparation itself: :func:`seunet_monai.data.monuseg.prepare_monuseg`.
+The preparation itself: :func:`seunet_monai.data.prepare.monuseg.prepare_monuseg`.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from seunet_monai.data.monuseg import prepare_monuseg
-from seunet_monai.data.stain import STAIN_METHODS
+from seunet_monai.data.prepare.monuseg import prepare_monuseg
+from seunet_monai.data.stain.normalizers import STAIN_METHODS
 from seunet_monai.errors import PreparationError
 
 __all__ = ["build_parser", "main"]

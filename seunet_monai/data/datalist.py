@@ -26,6 +26,7 @@ from typing import Any, Mapping, Sequence
 
 import nibabel
 import tifffile
+from monai.transforms import LoadImage
 from PIL import Image
 
 from seunet_monai.errors import DatalistError
@@ -136,11 +137,6 @@ def image_size(path: PathLike) -> tuple[int, int]:
         if path.name.lower().endswith((".nii", ".nii.gz")):
             shape = nibabel.load(str(path)).shape  # header only; stored (x, y[, ...]) = (W, H[, ...])
             return int(shape[1]), int(shape[0])
-
-        # deferred: MONAI's transforms take seconds to import, and the light console scripts (seunet-make-synthetic)
-        # write datalists without them
-        from monai.transforms import LoadImage
-
         arr = LoadImage(image_only=True, ensure_channel_first=False)(str(path))
         # MONAI's readers give the spatial axes as (x, y) = (W, H), as its PIL reader does for a PNG
         return int(arr.shape[1]), int(arr.shape[0])

@@ -15,9 +15,10 @@ import numpy as np
 
 from seunet_monai.data.datalist import datalist_exists, load_datalist
 from seunet_monai.data.io import check_decodes, read_label
-from seunet_monai.data.stain import STAIN_REFERENCE_FILE, load_stain_reference
-from seunet_monai.data.synthetic import SYNTHETIC_MARKER, generation_lock, make_synthetic_dataset
-from seunet_monai.data.synthetic3d import make_synthetic_volumes
+from seunet_monai.data.stain.reference import STAIN_REFERENCE_FILE, load_stain_reference
+from seunet_monai.data.synthetic.common import SYNTHETIC_MARKER, generation_lock
+from seunet_monai.data.synthetic.histology import make_synthetic_dataset
+from seunet_monai.data.synthetic.volumes import make_synthetic_volumes
 from seunet_monai.data.volumes import check_datalist_dims, read_volume_label
 from seunet_monai.errors import DataError
 from seunet_monai.runtime.distributed import barrier, is_main_process
@@ -46,7 +47,7 @@ def _check_can_generate(root: Path) -> None:
 
 def _generate_default(root: Path, synthetic: Mapping[str, Any] | None, spatial_dims: int = 2) -> None:
     """Generate the embedded default dataset into ``root`` (rank 0), unless another process just did (volumes
-    of :func:`seunet_monai.data.synthetic3d.make_synthetic_volumes` when ``spatial_dims`` is 3)."""
+    of :func:`seunet_monai.data.synthetic.volumes.make_synthetic_volumes` when ``spatial_dims`` is 3)."""
     kwargs = dict(synthetic or {})
     with generation_lock(root):
         if datalist_exists(root):  # written by a concurrent run while we waited for the lock
@@ -74,7 +75,7 @@ def ensure_dataset(
     folder is empty or missing.
 
     With ``generate`` (training) and no ``datalist.json``, a small synthetic H&E-like dataset is generated with
-    :func:`seunet_monai.data.synthetic.make_synthetic_dataset` (deterministic; in a hidden sibling folder,
+    :func:`seunet_monai.data.synthetic.histology.make_synthetic_dataset` (deterministic; in a hidden sibling folder,
     renamed into place, under a lock shared with concurrent runs), with one prominent warning naming the
     folder. That happens only in an empty or missing folder: a folder holding other files (raw data) is
     refused and never touched. Without ``generate`` (evaluation) a missing ``datalist.json`` is an error
@@ -94,7 +95,7 @@ def ensure_dataset(
         required_splits: splits that must hold at least one entry (e.g. ``["training", "validation"]``).
         num_classes: number of classes the network predicts; ``None`` skips the label-value check.
         ignore_index: label value excluded from loss and metrics.
-        spatial_dims: 2 (images) or 3 (volumes, ``variants/3d.json``): the embedded default generated, and every
+        spatial_dims: 2 (images) or 3 (volumes, ``variants/3d/``): the embedded default generated, and every
             file must hold data of that many spatial dims (headers only; :mod:`seunet_monai.data.volumes`).
 
     Returns:

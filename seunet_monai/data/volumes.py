@@ -51,8 +51,9 @@ VOLUME_READERS = ("ITKReader", "seunet_monai.data.image_reader.TiffStackReader",
 stacks through tifffile, MHA/NRRD (and anything else ITK reads) through ITK."""
 
 _HINTS = {
-    2: "this run is 2D (images); volumes need the 3D variant: add bundle/configs/variants/3d.json last to --config_file",
-    3: "this run is 3D (bundle/configs/variants/3d.json); 2D images need the configs without that variant",
+    2: "this run is 2D (images); volumes need the 3D variant: add the overlays of bundle/configs/variants/3d/ last to "
+    "--config_file",
+    3: "this run is 3D (bundle/configs/variants/3d/); 2D images need the configs without that variant",
 }
 
 

@@ -2,11 +2,14 @@
 it reports.
 
 - :mod:`~seunet_monai.evaluation.sweep`: :class:`~seunet_monai.evaluation.sweep.ScaleSweep` (the bundle's
-  ``sweep`` component) and ``run_scale_sweep``; :mod:`~seunet_monai.evaluation.outputs`: the files it writes.
+  ``sweep`` component) and ``run_scale_sweep``, the loop; :mod:`~seunet_monai.evaluation.sweep_results`: what it
+  accumulates and the results it makes of it; :mod:`~seunet_monai.evaluation.outputs`: the files it writes.
 - :mod:`~seunet_monai.evaluation.heads`: per-head probabilities and last-layer features of any network.
 - :mod:`~seunet_monai.evaluation.items`: the test items (iterate, name, check).
 - :mod:`~seunet_monai.evaluation.equivariance`: all equivariance code (eq. 10 / 12, group matching, tables).
-- :mod:`~seunet_monai.evaluation.calibration`: calibration of the ``"scale"`` fusion.
+- :mod:`~seunet_monai.evaluation.calibration`: measuring the ``"scale"`` fusion's calibration on validation images;
+  :mod:`~seunet_monai.evaluation.checkpoint_calibration`: calibrating a checkpoint file (the bundle's
+  ``calibration`` component); :mod:`~seunet_monai.evaluation.whole_images`: tiles put back into whole images.
 - :mod:`~seunet_monai.evaluation.report`, :mod:`~seunet_monai.evaluation.plots`: tables and figures.
 - :mod:`~seunet_monai.evaluation.compare`: several sweeps merged (``scripts/compare.py``).
 

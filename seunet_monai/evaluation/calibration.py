@@ -1,33 +1,32 @@
-"""Calibration of the ``"scale"`` fusion (:mod:`seunet_monai.fusion.scale`) on validation data.
+"""Measuring the calibration of the ``"scale"`` fusion (:mod:`seunet_monai.fusion.scale`) on validation data.
 
 :func:`calibrate_scale_fusion` rescales every validation image (and its label) to each profile scale with
-:mod:`~seunet_monai.layers.rescale`, predicts per-head probabilities with the scale sweep's prediction
-path (:func:`~seunet_monai.inferers.infer_heads`, the package's one path), and fills the network's state-dict buffers:
+:mod:`~seunet_monai.layers.rescale`, predicts per-head probabilities with the scale sweep's prediction path
+(:func:`~seunet_monai.inferers.predict_heads`, the package's one path; hence this module sits above the inferers and
+not in :mod:`seunet_monai.fusion`), and fills the network's state-dict buffers:
 
 - ``fusion_iou[p, k]``: head k's dataset-wide IoU over the validation images at scale ``fusion_scales[p]``
   (:class:`~seunet_monai.metrics.SegmentationScores`, the sweep's metric);
 - ``fusion_signature[p]``: the mean over images of :func:`~seunet_monai.fusion.scale.head_signature`.
 
 Rows of scales left out (``scales`` = a subset) are set to NaN, so one calibration is one consistent
-measurement. :func:`calibrate_checkpoint` does the same for a checkpoint file (the bundle's ``calibrating``
-command): it loads the weights, calibrates, keeps a copy of the original file (``model_uncalibrated.pt``, never
-overwritten) and writes the checkpoint back atomically in the layout it was read in.
+measurement. Calibrating a checkpoint file (the bundle's ``calibration`` component, used by ``run calibrating``
+and at the end of training) is :mod:`seunet_monai.evaluation.checkpoint_calibration`.
 
 **Cost, and what bounds it.** One forward pass per (image, scale) at the rescaled size, i.e. ``Σ_p s_p²`` times
 the pixels of the images: about 54.5 for the 17 profile scales 0.25 .. 4 (the scales >= 2 are 83% of it), 13.1 for
 the 9 scales 0.5 .. 2. By default:
 
 - the profile scales in :data:`DEFAULT_SCALE_RANGE` (0.5 .. 2, ``2^(k/4)``, k = -4..4), the range the fusion's
-  quality was measured on (``bundle/docs/research_log.md``); outside it the scale estimate is clamped to its
-  ends. ``scales="all"`` calibrates every profile scale;
-- whole images: the tiles of one image (items with ``source`` and ``name`` = ``<source>_r<row>_c<col>``, the
-  layout of the preparation scripts) are put back together when they cover it, so overlapping tiles are not
-  predicted twice (MoNuSeg's 16 tiles of 400 px with stride 200 repeat every pixel 2.56 times on average);
+  quality was measured on; outside it the scale estimate is clamped to its ends. ``scales="all"`` calibrates every
+  profile scale;
+- whole images: tiles are put back together (:func:`~seunet_monai.evaluation.whole_images.whole_images`), so
+  overlapping tiles are not predicted twice;
 - a pixel budget (``max_pixels``, :data:`DEFAULT_MAX_PIXELS`: ``Σ`` over images and scales of the rescaled
   pixels): images are taken in order while they fit (at least one);
-- optionally a time budget (``max_seconds``; the training's handler gives 20% of the training time): the speed is
-  measured on the first image at the scale nearest 1, and only as many images as the budget allows are used
-  (when even one image is too much, every other scale is dropped, down to 3).
+- optionally a time budget (``max_seconds``): the speed is measured on the first image at the scale nearest 1,
+  and only as many images as the budget allows are used (when even one image is too much, every other scale is
+  dropped, down to 3).
 
 The plan and its expected time are logged before the work, then one line per scale with the time left
 (``on_progress`` receives the same figures, e.g. for a status file).
@@ -37,20 +36,16 @@ from __future__ import annotations
 
 import logging
 import math
-import os
-import re
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import torch
 from monai.inferers import SlidingWindowInferer
 
-from seunet_monai.checkpoint import atomic_torch_save, load_network
 from seunet_monai.evaluation.heads import output_heads_mode
 from seunet_monai.evaluation.items import item_name, iterate_items, prepare_item
+from seunet_monai.evaluation.whole_images import WholeImage, whole_images
 from seunet_monai.fusion.heads import argmax
 from seunet_monai.fusion.scale import BUFFER_NAMES, ScaleProfile, head_signature, signature_width
 from seunet_monai.inferers import MIN_WINDOW, WHOLE_IMAGE_PIXELS, predict_heads, sweep_window
@@ -58,18 +53,8 @@ from seunet_monai.layers.rescale import rescale_image, rescale_label, scaled_siz
 from seunet_monai.metrics import SegmentationScores
 from seunet_monai.networks.base import MultiHeadNetwork
 from seunet_monai.runtime.distributed import unwrap
-from seunet_monai.runtime.files import atomic_write_bytes, atomic_write_json
 
-__all__ = [
-    "DEFAULT_MAX_PIXELS",
-    "DEFAULT_SCALE_RANGE",
-    "CalibrationImage",
-    "calibrate_checkpoint",
-    "calibrate_scale_fusion",
-    "calibration_rows",
-    "select_profile_rows",
-    "whole_images",
-]
+__all__ = ["DEFAULT_MAX_PIXELS", "DEFAULT_SCALE_RANGE", "calibrate_scale_fusion", "calibration_rows", "select_profile_rows"]
 
 logger = logging.getLogger(__name__)
 
@@ -78,7 +63,6 @@ DEFAULT_SCALE_RANGE = (0.5, 2.0)
 #: default pixel budget: ``Σ`` over images and scales of the rescaled image's pixels (96 Mpx: 7 whole 1000-px
 #: MoNuSeg images at the 9 default scales, 13.1 Mpx each)
 DEFAULT_MAX_PIXELS = 96 * 2**20
-_TILE_NAME = r"_r(\d+)_c(\d+)"
 
 
 def _buffers(network: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -139,83 +123,16 @@ def calibration_rows(profile_scales: Sequence[float], scales: Sequence[float] | 
     return rows or list(range(len(prof)))
 
 
-@dataclass
-class CalibrationImage:
-    """One image of a calibration: ``image (C, *spatial)`` float, ``label (1, *spatial)`` int64, and how many
-    items (tiles) it was put together from."""
-
-    name: str
-    image: torch.Tensor
-    label: torch.Tensor
-    tiles: int = 1
-
-    def pixels(self, scales: Sequence[float]) -> int:
-        """Pixels predicted for this image at ``scales`` (``Σ`` of the rescaled sizes)."""
-        return sum(math.prod(scaled_size(self.image.shape[1:], s)) for s in scales)
-
-
-def _tile_origin(item: Mapping[str, Any], name: str, image: torch.Tensor) -> tuple[str, int, int] | None:
-    """``(source, row, col)`` of a 2D tile named ``<source>_r<row>_c<col>``, else ``None``."""
-    source = item.get("source")
-    if not isinstance(source, str) or not source or image.ndim != 3:
-        return None
-    match = re.fullmatch(re.escape(source) + _TILE_NAME, name)
-    return None if match is None else (source, int(match[1]), int(match[2]))
-
-
-def _stitch(source: str, tiles: list[tuple[str, int, int, torch.Tensor, torch.Tensor]]) -> list[CalibrationImage]:
-    """The image the tiles cover, or the tiles as they are when they leave holes (e.g. tiles dropped as empty)."""
-    height = max(r + img.shape[1] for _, r, _, img, _ in tiles)
-    width = max(c + img.shape[2] for _, _, c, img, _ in tiles)
-    covered = torch.zeros(height, width, dtype=torch.bool)
-    for _, r, c, img, _ in tiles:
-        covered[r : r + img.shape[1], c : c + img.shape[2]] = True
-    if not bool(covered.all()):
-        return [CalibrationImage(name, img, lab) for name, _, _, img, lab in tiles]
-    image = torch.zeros(tiles[0][3].shape[0], height, width, dtype=tiles[0][3].dtype)
-    label = torch.zeros(1, height, width, dtype=tiles[0][4].dtype)
-    for _, r, c, img, lab in tiles:
-        image[:, r : r + img.shape[1], c : c + img.shape[2]] = img
-        label[:, r : r + img.shape[1], c : c + img.shape[2]] = lab
-    return [CalibrationImage(source, image, label, len(tiles))]
-
-
-def whole_images(data: Any, image_key: str = "image", label_key: str = "label") -> Iterator[CalibrationImage]:
-    """The images of a split, whole: consecutive 2D tiles of one ``source`` named ``<source>_r<row>_c<col>`` (the
-    preparation scripts' layout) are put back together when they cover their image; other items come as they are.
-
-    Args:
-        data: the split (see :func:`calibrate_scale_fusion`).
-        image_key: image key of the items.
-        label_key: label key of the items.
-    """
-    source, pending = "", []  # the tiles of the current source, in order
-    for index, item in enumerate(iterate_items(data)):
-        image, label = prepare_item(item, image_key, label_key, index)
-        name = item.get("name") if isinstance(item.get("name"), str) else item_name(item, image_key, index)
-        origin = _tile_origin(item, name, image)
-        if pending and (origin is None or origin[0] != source):
-            yield from _stitch(source, pending)
-            pending = []
-        if origin is None:
-            yield CalibrationImage(name, image, label)
-        else:
-            source = origin[0]
-            pending.append((name, origin[1], origin[2], image, label))
-    if pending:
-        yield from _stitch(source, pending)
-
-
 def _gather(data: Any, scales: Sequence[float], max_images: int | None, max_pixels: int | None, whole: bool,
-            image_key: str, label_key: str) -> tuple[list[CalibrationImage], bool]:
+            image_key: str, label_key: str) -> tuple[list[WholeImage], bool]:
     """The images to calibrate on, in order, within ``max_images`` and ``max_pixels`` (at least one); and whether
     more were left out by the pixel budget."""
     if whole:
-        source: Iterator[CalibrationImage] = whole_images(data, image_key, label_key)
+        source: Iterator[WholeImage] = whole_images(data, image_key, label_key)
     else:
-        source = (CalibrationImage(item_name(it, image_key, i), *prepare_item(it, image_key, label_key, i))
+        source = (WholeImage(item_name(it, image_key, i), *prepare_item(it, image_key, label_key, i))
                   for i, it in enumerate(iterate_items(data)))
-    chosen: list[CalibrationImage] = []
+    chosen: list[WholeImage] = []
     total = 0
     for img in source:
         if max_images is not None and len(chosen) >= max_images:
@@ -283,7 +200,8 @@ def calibrate_scale_fusion(
             many images as are expected to fit are used (at least one); when one image is still too much, every
             other scale is dropped (9 -> 5 -> 3 scales, the ends and the middle kept).
         budget_note: how ``max_seconds`` was set, for the log (e.g. ``"20% of the training's 900 s"``).
-        whole: put tiles back into whole images (:func:`whole_images`); ``False`` uses the items as they are.
+        whole: put tiles back into whole images (:func:`~seunet_monai.evaluation.whole_images.whole_images`);
+            ``False`` uses the items as they are.
         num_classes: number of classes (default: the network's output classes).
         ignore_index: label value left out of the IoU (the signatures are label-free and use every pixel).
         roi_size: sliding-window size for every image (default ``None``: whole images up to the sweep's budget of
@@ -314,7 +232,7 @@ def calibrate_scale_fusion(
         raise ValueError(f"calibration#max_pixels must be >= 1 (or null for no limit), got {max_pixels}.")
     if max_seconds is not None and not (float(max_seconds) > 0 and math.isfinite(float(max_seconds))):
         raise ValueError(f"the calibration's time budget must be a positive number of seconds, got {max_seconds}.")
-    classes = int(num_classes if num_classes is not None else getattr(net, "out_channels", 0))
+    classes = int(num_classes if num_classes is not None else net.out_channels)
     if classes < 2:
         raise ValueError(f"calibrate_scale_fusion: num_classes must be >= 2, got {classes}.")
     if device is None:
@@ -331,7 +249,7 @@ def calibrate_scale_fusion(
     sig_sum = {r: torch.zeros(width, dtype=torch.float64) for r in rows}
     sig_count = {r: torch.zeros(width, dtype=torch.float64) for r in rows}  # images with a finite component
 
-    def measure(img: CalibrationImage, r: int, s: float) -> None:
+    def measure(img: WholeImage, r: int, s: float) -> None:
         img_s = rescale_image(img.image, s)
         lab_s = rescale_label(img.label, s).unsqueeze(0)  # (1, 1, *spatial)
         inferer = _inferer(img_s.shape[1:], roi_size, overlap, sw_batch_size)
@@ -430,62 +348,3 @@ def calibrate_scale_fusion(
         "budget_s": None if max_seconds is None else round(float(max_seconds), 3),
         "elapsed_s": round(elapsed, 3),
     }
-
-
-def calibrate_checkpoint(
-    network: torch.nn.Module,
-    checkpoint: str | os.PathLike,
-    data: Any,
-    scales: Sequence[float] | str | None = None,
-    *,
-    key: str | None = "model",
-    backup: str | None = "model_uncalibrated.pt",
-    report: str | os.PathLike | None = None,
-    **kwargs: Any,
-) -> dict[str, Any]:
-    """Load ``checkpoint`` into ``network``, calibrate the ``"scale"`` fusion, and write the checkpoint back.
-
-    ``model.pt`` as MONAI's ``CheckpointSaver`` writes it with ``save_dict={"model": network}`` is the bare state
-    dict (Ignite stores a single object unwrapped); a dict holding the state dict under ``key`` is also read. The
-    file is rewritten in the layout it was read in (other entries kept), atomically (temporary file in the same
-    folder, then ``os.replace``), after the original bytes are copied to ``backup`` (in the same folder) unless
-    that file exists already (it then holds the first, uncalibrated original and is not touched).
-
-    Args:
-        network: the configured network (``DistributedDataParallel`` is unwrapped).
-        checkpoint: the checkpoint file (e.g. ``ckpt_dir/model.pt``).
-        data: the validation split (see :func:`calibrate_scale_fusion`).
-        scales: profile scales to calibrate (see :func:`calibration_rows`; default those in 0.5 .. 2).
-        key: entry of a dict checkpoint holding the network's state dict.
-        backup: file name of the copy of the original (``None``: no copy).
-        report: optional JSON file for the calibration table (written atomically).
-        kwargs: passed to :func:`calibrate_scale_fusion` (``max_images``, ``max_pixels``, ``max_seconds``,
-            ``ignore_index``, ``device``, ``on_progress``, ...).
-
-    Returns:
-        the result of :func:`calibrate_scale_fusion` plus ``checkpoint`` and ``backup`` paths.
-
-    Raises:
-        FileNotFoundError / ValueError: for a missing, unreadable or unfitting checkpoint (nothing is written).
-    """
-    path = Path(checkpoint)
-    data_file, state = load_network(network, path, key)
-    net = unwrap(network)
-    result = calibrate_scale_fusion(network, data, scales, **kwargs)
-    new_state = {k: v.detach().cpu() for k, v in net.state_dict().items()}
-    held_in = next((k for k, v in data_file.items() if v is state), key) if data_file is not state else None
-    payload = {**data_file, held_in: new_state} if held_in is not None else new_state
-    backup_path = None
-    if backup:
-        backup_path = path.parent / backup
-        if backup_path.exists():
-            logger.info("scale calibration: %s exists (the original); left as it is.", backup_path)
-        else:
-            atomic_write_bytes(backup_path, path.read_bytes())
-    atomic_torch_save(path, payload)
-    logger.info("scale calibration written to %s (best head per scale: %s)", path,
-                ", ".join(f"{s:.3g}: {h}" for s, h in zip(result["scales"], result["best_head"])))
-    result = {**result, "checkpoint": str(path), "backup": None if backup_path is None else str(backup_path)}
-    if report is not None:
-        atomic_write_json(report, result)
-    return result

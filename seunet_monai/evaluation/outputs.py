@@ -15,6 +15,7 @@ from torch.utils.tensorboard import SummaryWriter
 from seunet_monai.evaluation import plots
 from seunet_monai.evaluation.equivariance import EQUIVARIANCE_COLUMNS, EQUIVARIANCE_MATRIX_COLUMNS
 from seunet_monai.evaluation.report import SWEEP_COLUMNS, sweep_markdown, write_csv_rows
+from seunet_monai.networks.base import MultiHeadNetwork
 from seunet_monai.runtime.files import atomic_write_json, atomic_write_text
 
 __all__ = ["OUTPUT_FILES", "write_outputs"]
@@ -54,17 +55,16 @@ def write_outputs(
         files.append(plots.plot_equivariance(eq_rows, eq_matrices, eval_dir / "equivariance.png"))
     else:
         files.append(plots.plot_message(eval_dir / "equivariance.png", "equivariance", "equivariance_images = 0: not measured"))
-    sig = getattr(network, "sigmas", None)
-    if callable(sig) and sig():
-        bounds_fn = getattr(network, "sigma_bounds", None)
-        bounds = bounds_fn() if callable(bounds_fn) else None
-        files.append(plots.plot_sigmas(sig(), bounds, eval_dir / "sigmas.png"))
+    multihead = isinstance(network, MultiHeadNetwork)
+    sigmas = network.sigmas() if multihead else None
+    if sigmas:
+        files.append(plots.plot_sigmas(sigmas, network.sigma_bounds(), eval_dir / "sigmas.png"))
     else:
         files.append(plots.plot_message(eval_dir / "sigmas.png", "learned σ", f"{type(network).__name__} has no learned σ"))
-    filt = getattr(network, "first_layer_filters", None)
-    if callable(filt):
-        with torch.no_grad():
-            files.append(plots.plot_filters(filt(), eval_dir / "filters.png"))
+    with torch.no_grad():
+        filters = network.first_layer_filters() if multihead else None
+    if filters is not None:
+        files.append(plots.plot_filters(filters, eval_dir / "filters.png"))
     else:
         files.append(plots.plot_message(eval_dir / "filters.png", "first-layer filters",
                                         f"{type(network).__name__} has no scale-group filters"))

@@ -23,9 +23,9 @@ import torch
 from monai.bundle import ConfigParser
 
 from seunet_monai.checkpoint import load_network
+from seunet_monai.data.annotations import parse_aperio_xml, rasterise_regions, read_png_mask
 from seunet_monai.data.io import read_rgb
-from seunet_monai.data.monuseg import parse_aperio_xml, rasterise_regions, read_png_mask
-from seunet_monai.data.stain import stain_transform
+from seunet_monai.data.stain.reference import stain_transform
 from seunet_monai.runtime.resources import bundle_path, config_path
 
 __all__ = ["BUNDLE_MODEL", "load_pretrained", "predict_image", "nucleus_iou", "score_image", "main"]

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
-from seunet_monai.data.monuseg import prepare_monuseg
+from seunet_monai.data.prepare.monuseg import prepare_monuseg
 from seunet_monai.evaluation.report import read_csv_rows, write_csv_rows
 from seunet_monai.experiments.instance_comparison import write_instance_comparison
 from seunet_monai.experiments.presets import (

@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from seunet_monai.data.datalist import datalist_exists
-from seunet_monai.data.synthetic import SYNTHETIC_MARKER, make_synthetic_dataset
+from seunet_monai.data.synthetic.common import SYNTHETIC_MARKER
+from seunet_monai.data.synthetic.histology import make_synthetic_dataset
 from seunet_monai.evaluation.report import read_csv_rows, write_csv_rows
 from seunet_monai.experiments.runner import run_experiment, run_logged
 from seunet_monai.experiments.variants import TINY_SWEEP, VARIANTS, bundle_overrides, cli_args, config_files

@@ -12,8 +12,9 @@ Histopathology Image Segmentation" (:func:`fuse_heads`; every named fusion, ``"s
   validation IoU measured at that scale (:mod:`seunet_monai.fusion.scale`: design, justification and the
   uncalibrated fallback to PEns). It needs the calibration ``profile`` (the network's ``fusion_*`` buffers).
 
-The per-pixel winning head of PDist (:func:`winning_head`) tells which scale group decided each pixel (used for
-scale estimation and winning-head maps at inference). The fusions as MONAI transforms for ``postprocessing``
+The per-pixel winning head of PDist (:func:`winning_head`) tells which scale group decided each pixel (winning-head
+maps at inference); :func:`head_votes` counts the winners of an image and :func:`head_confidence` gives each head's
+mean margin (the confidence the uncalibrated scale estimate of :mod:`seunet_monai.fusion.scale` weighs). The fusions as MONAI transforms for ``postprocessing``
 (``Fuse``, ``Fused``) are in :mod:`seunet_monai.transforms.post`.
 
 The fusions are ours: MONAI has no per-head fusion (its ``MeanEnsemble`` / ``VoteEnsemble`` average or vote over
@@ -29,7 +30,9 @@ __all__ = [
     "argmax",
     "check_head_probs",
     "fuse_heads",
+    "head_confidence",
     "head_margins",
+    "head_votes",
     "winning_head",
 ]
 
@@ -150,3 +153,41 @@ def winning_head(probs: torch.Tensor) -> torch.Tensor:
     if probs.shape[2] < 2:
         raise ValueError(f"winning_head: need at least 2 classes (dim 2), got {probs.shape[2]}.")
     return argmax(head_margins(probs), dim=1)
+
+
+def head_votes(probs: torch.Tensor, mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """PDist winner histogram and margin-weighted votes of one image.
+
+    Args:
+        probs: per-head probabilities ``(1, Ω, C, *spatial)`` (or ``(B, ...)``: pixels of all samples pooled).
+        mask: optional boolean ``(B, *spatial)``; only these pixels vote (e.g. not the ignore value).
+
+    Returns:
+        ``(counts (Ω,), weights (Ω,))`` float64: pixels won by each head, and the sum of their margins.
+    """
+    margins = head_margins(probs)  # (B, Ω, *spatial)
+    best_margin, winner = margins.max(dim=1)  # (B, *spatial)
+    omega = probs.shape[1]
+    if mask is not None:
+        winner, best_margin = winner[mask], best_margin[mask]
+    winner = winner.flatten()
+    counts = torch.bincount(winner, minlength=omega).double()
+    weights = torch.bincount(winner, weights=best_margin.flatten().double(), minlength=omega)
+    return counts, weights
+
+
+def head_confidence(probs: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean margin ``D_k = p_max - p_second`` of every head over the (masked) pixels, ``(Ω,)`` float64 (NaN when no
+    pixel is left).
+
+    Args:
+        probs: per-head probabilities ``(B, Ω, C, *spatial)`` (pixels of all samples pooled).
+        mask: optional boolean ``(B, *spatial)``: only these pixels count.
+    """
+    margins = head_margins(probs).movedim(1, -1)  # (B, *spatial, Ω)
+    if mask is not None:
+        margins = margins[mask]
+    margins = margins.reshape(-1, probs.shape[1]).double()
+    if margins.shape[0] == 0:
+        return torch.full((probs.shape[1],), float("nan"), dtype=torch.float64)
+    return margins.mean(0)

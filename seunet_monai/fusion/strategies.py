@@ -17,12 +17,17 @@ import torch
 from seunet_monai.fusion.heads import PAPER_STRATEGIES, check_head_probs, fuse_heads
 from seunet_monai.fusion.scale import scale_fuse
 
-__all__ = ["FUSION_STRATEGIES", "fuse", "parse_strategy"]
+__all__ = ["FUSION_STRATEGIES", "all_strategies", "fuse", "parse_strategy"]
 
 #: every named fusion (``"head:k"`` aside)
 FUSION_STRATEGIES = (*PAPER_STRATEGIES, "scale")
 
 _HEAD_RE = re.compile(r"^head:?(\d+)$")
+
+
+def all_strategies(num_heads: int) -> list[str]:
+    """Every strategy of a network with ``num_heads`` heads: the named fusions, then ``"head:1"`` .. ``"head:Ω"``."""
+    return [*FUSION_STRATEGIES, *(f"head:{k + 1}" for k in range(int(num_heads)))]
 
 
 def parse_strategy(strategy: str) -> tuple[str, int | None]:

@@ -4,7 +4,8 @@
   (``model.pt``);
 - :mod:`.stats`: :class:`MultiHeadStatsHandler` (per-head losses, ω, σ, learning rate in TensorBoard);
 - :mod:`.stop_on_non_finite`: :class:`StopOnNonFinite`;
-- :mod:`.calibration`: :class:`ScaleFusionCalibration` (the ``"scale"`` fusion of ``model.pt`` after training);
+- :mod:`.calibration`: :class:`ScaleFusionCalibration` (calibrates the ``"scale"`` fusion of ``model.pt`` when
+  training completes);
 - :mod:`.metrics`: :func:`dataset_iou`, :func:`fusion_iou_metrics` (dataset-wide IoU metric handlers);
 - :mod:`.instance_metrics`: :class:`FusionInstanceMetrics` (PQ, AJI, F1, ... per fusion strategy);
 - :mod:`.metrics_saver`: :func:`save_metrics` (``metrics.json``);

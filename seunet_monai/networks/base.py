@@ -14,6 +14,10 @@ follow from them:
   class probabilities on the same axis, fused with the class fusion's head weights
   (:func:`seunet_monai.fusion.auxiliary.fuse_auxiliary`): ``(B, C + A, *spatial)`` / ``(B, Ω, C + A, *spatial)``.
 
+What a network can report about its scales has defaults a subclass overrides: :meth:`~MultiHeadNetwork.sigmas`,
+:meth:`~MultiHeadNetwork.sigma_bounds`, :meth:`~MultiHeadNetwork.head_sigmas` and
+:meth:`~MultiHeadNetwork.first_layer_filters`.
+
 SEUNet and every baseline of this package (CNN, SESN, DISCO) are such networks. Code that takes any network asks
 ``isinstance(network, MultiHeadNetwork)``; any other network (e.g. MONAI's ``BasicUNet``) returns logits
 ``(B, C, *spatial)`` and counts as one head.
@@ -32,7 +36,7 @@ from seunet_monai.fusion.strategies import fuse
 from seunet_monai.layers.rescale import rescale_image, resize_features
 from seunet_monai.networks.equivariance import equivariance_matrix
 
-__all__ = ["MultiHeadNetwork"]
+__all__ = ["MultiHeadNetwork", "last_layer_log_sigmas"]
 
 
 class MultiHeadNetwork(nn.Module):
@@ -113,6 +117,28 @@ class MultiHeadNetwork(nn.Module):
         """Current σ ``(Ω,)`` of every layer with learnt or fixed scales, detached, in network order (none here)."""
         return OrderedDict()
 
+    def sigma_bounds(self) -> OrderedDict[str, torch.Tensor]:
+        """Configured σ intervals ``(Ω, 2)`` of every layer whose σ are learnt within bounds, in network order
+        (none here)."""
+        return OrderedDict()
+
+    def head_sigmas(self) -> tuple[str, torch.Tensor] | None:
+        """The σ of the layer the heads read and its name: the last entry of :meth:`sigmas` as ``(name, σ (Ω,))``
+        float64 on the CPU; ``None`` when the network has no σ or that layer's are not Ω positive values."""
+        table = self.sigmas()
+        if not table:
+            return None
+        name, sigma = next(reversed(table.items()))
+        sigma = torch.as_tensor(sigma, dtype=torch.float64).detach().cpu().flatten()
+        if sigma.numel() != int(self.num_scales) or not bool((sigma > 0).all()):
+            return None
+        return str(name), sigma
+
+    def first_layer_filters(self) -> torch.Tensor | None:
+        """Dense filters of the first layer per group, ``(Ω, C_out, C_in, K, ..., K)`` (the paper's Fig. 4);
+        ``None`` when the network has none to show (here)."""
+        return None
+
     def upgrade_state_dict(self, state_dict: dict, prefix: str = "", warn: bool = True) -> None:
         """Bring, in place, a state dict of an older release to this network's layout (nothing to do here)."""
 
@@ -159,3 +185,20 @@ class MultiHeadNetwork(nn.Module):
 
         reference, test = cpu(reference), cpu(test)
         return equivariance_matrix(resize_features(reference, test.shape[3:]), test)
+
+
+def last_layer_log_sigmas(network: nn.Module, num_heads: int) -> tuple[torch.Tensor, str]:
+    """``log σ`` of the heads' Ω scale groups (:meth:`MultiHeadNetwork.head_sigmas`) and where they came from.
+
+    Args:
+        network: any network; only a :class:`MultiHeadNetwork` has σ.
+        num_heads: Ω (1 for a plain network).
+
+    Returns:
+        ``(log_sigmas (Ω,) float64, source)`` with ``source`` the layer name, or ``"head index"`` when the network
+        has no σ for its Ω heads (then ``log σ_k = k``).
+    """
+    named = network.head_sigmas() if isinstance(network, MultiHeadNetwork) else None
+    if named is not None and named[1].numel() == int(num_heads):
+        return named[1].log(), named[0]
+    return torch.arange(int(num_heads), dtype=torch.float64), "head index"

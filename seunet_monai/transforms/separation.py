@@ -22,7 +22,8 @@ there). Both commute with flips and transpositions of the instance map, and are 
 - :class:`SeparationTargetd`: the same in a training pipeline, appended as channel(s) to the class label (so that
   every spatial transform that follows moves target and label together), the instance map removed;
 - :class:`SplitSeparationd`: per-head outputs ``(Ω, C + A, *spatial)`` -> ``pred`` ``(Ω, C, *spatial)`` and the
-  separation maps ``(Ω, A, *spatial)`` under their own key (evaluation post-processing).
+  separation maps ``(Ω, A, *spatial)`` under their own key (evaluation post-processing);
+- :func:`separation_channels`: a network's ``aux_channels`` for a formulation (the bundle's ``separation_channels``).
 """
 
 from __future__ import annotations
@@ -42,7 +43,14 @@ from skimage.morphology import disk
 
 from seunet_monai.errors import ConfigValueError, DataError
 
-__all__ = ["SEPARATION_MODES", "SeparationTarget", "SeparationTargetd", "SplitSeparationd", "check_separation_mode"]
+__all__ = [
+    "SEPARATION_MODES",
+    "SeparationTarget",
+    "SeparationTargetd",
+    "SplitSeparationd",
+    "check_separation_mode",
+    "separation_channels",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +70,16 @@ def check_separation_mode(mode: str | None, allow_none: bool = True) -> str | No
         allowed = (*SEPARATION_MODES, None) if allow_none else SEPARATION_MODES
         raise ConfigValueError(f"separation must be one of {allowed}, got {mode!r}.")
     return str(mode)
+
+
+def separation_channels(mode: str | None) -> int:
+    """The number of separation maps a network predicts for ``mode`` (its ``aux_channels``): 0 for ``None``, 1 for
+    each of :data:`SEPARATION_MODES`.
+
+    Raises:
+        ConfigValueError: ``mode`` is not one of them (:func:`check_separation_mode`).
+    """
+    return int(check_separation_mode(mode) is not None)
 
 
 def _as_labels(instances: Any) -> np.ndarray:

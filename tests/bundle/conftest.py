@@ -19,6 +19,7 @@ REPO = Path(__file__).resolve().parents[2]
 CONFIGS = REPO / "bundle" / "configs"
 TRAIN = str(CONFIGS / "train.json")
 EVALUATE = str(CONFIGS / "evaluate.json")
+CALIBRATE = str(CONFIGS / "calibrate.json")
 INFERENCE = str(CONFIGS / "inference.json")
 MULTI_GPU = str(CONFIGS / "multi_gpu_train.json")
 

@@ -1,5 +1,6 @@
-"""The "scale" fusion in the bundle: calibrated at the end of `training`, re-calibrated by `calibrating`,
-and named by the `fusion` key of every config."""
+"""The "scale" fusion in the bundle: calibrated at the end of `training`, re-calibrated by `calibrating`
+(train.json + calibrate.json; both call the one `calibration` component), and named by the `fusion` key of every
+config."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import json
 import torch
 from monai.bundle import ConfigParser
 
-from .conftest import EVALUATE, INFERENCE, TINY_NET, TRAIN, bundle
+from .conftest import CALIBRATE, EVALUATE, INFERENCE, TINY_NET, TRAIN, bundle
 
 
 def _calibrated_rows(path) -> list[float]:
@@ -27,7 +28,7 @@ def test_training_calibrates_model_pt_and_calibrating_redoes_it(trained):
     original = (ckpt / "model_uncalibrated.pt").read_bytes()
     bundle(
         "calibrating",
-        f"['{TRAIN}','{EVALUATE}']",
+        f"['{TRAIN}','{CALIBRATE}']",
         *TINY_NET,
         *trained["dir_args"],
         "--calibration#scales", "[0.5,1,2]",
@@ -61,4 +62,14 @@ def test_fusion_key_scale_reaches_network_and_postprocessing():
     torch.testing.assert_close(fused, probs[:, 1], atol=1e-3, rtol=0)  # the calibrated best head wins
     train = ConfigParser()
     train.read_config([TRAIN, EVALUATE])
-    assert train["calibrate_fusion"] is True and "calibrating" in train.config
+    assert train["calibrate_fusion"] is True
+
+
+def test_calibrating_and_the_end_of_training_share_the_calibration_component():
+    calibrate = ConfigParser()
+    calibrate.read_config([TRAIN, CALIBRATE])
+    assert calibrate["run"] == "@calibrating" and calibrate["calibrating"][-1] == "$@calibration()"
+    handler = next(h for h in calibrate["train#handlers"] if h["_target_"].endswith("ScaleFusionCalibration"))
+    assert handler["calibration"] == "@calibration"
+    assert calibrate["calibration#data"] == "@validate#dataset"  # calibrate.json points validate# at the validation split
+    assert calibrate["validate#dataset#data#split"] == "validation"

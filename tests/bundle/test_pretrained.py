@@ -45,7 +45,7 @@ def test_shipped_model_scores_as_recorded_in_metadata():
 def test_inferring_a_raw_tile_matches_inferring_its_prepared_tile(tmp_path):
     """The same normalisation at training (whole prepared images) and at inference (per window, raw input)."""
     from seunet_monai.data.io import read_rgb
-    from seunet_monai.data.stain import stain_transform
+    from seunet_monai.data.stain.reference import stain_transform
 
     stem, _ = _regression_entry()
     raw, _ = read_rgb(REAL / "images" / f"{stem}.tif")

@@ -14,7 +14,7 @@ from monai.bundle import ConfigParser
 
 from seunet_monai.data.datalist import write_datalist
 from seunet_monai.data.io import atomic_save_png
-from seunet_monai.data.synthetic import synthesize_sample
+from seunet_monai.data.synthetic.histology import synthesize_sample
 
 from .conftest import CONFIGS, EVALUATE, INFERENCE, TINY_NET, TRAIN, bundle
 
@@ -113,8 +113,8 @@ def test_the_bundle_without_an_overlay_is_unchanged_and_one_key_switches_it_on()
     assert plain.get_parsed_content("loss").aux_channels == 0
     names = [type(t).__name__ for t in plain.get_parsed_content("train#preprocessing").transforms]
     assert names.count("LoadImaged") == 2 and "SeparationTargetd" not in names
-    assert plain.get_parsed_content("evaluate#postprocessing") is None
-    assert plain.get_parsed_content("evaluate#inferer").aux is False
+    assert plain.get_parsed_content("validate#postprocessing") is None
+    assert plain.get_parsed_content("validate#inferer").aux is False
     on = _parser(TRAIN, EVALUATE)
     on["separation"] = "centre"  # the same as the overlay, or --separation centre on the command line
     assert on.get_parsed_content("network_def").aux_channels == 1 and on.get_parsed_content("loss").aux_channels == 1
@@ -123,4 +123,13 @@ def test_the_bundle_without_an_overlay_is_unchanged_and_one_key_switches_it_on()
     ]
     assert len(target) == 1 and target[0].target.mode == "centre"
     assert on.get_parsed_content("sweep").separation == "centre"
-    assert on.get_parsed_content("evaluate#instance_metrics").separation == "centre"
+    assert on.get_parsed_content("validate#instance_metrics").separation == "centre"
+    assert on.get_parsed_content("validate#inferer").aux is True
+    assert type(on.get_parsed_content("validate#postprocessing")).__name__ == "SplitSeparationd"
+
+
+def test_a_separation_that_is_not_a_formulation_stops_the_bundle_with_one_line():
+    bad = _parser(TRAIN)
+    bad["separation"] = "contour"
+    with pytest.raises(Exception, match="separation must be one of"):
+        bad.get_parsed_content("network_def")

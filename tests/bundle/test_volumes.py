@@ -1,4 +1,4 @@
-"""The volume variant (bundle/configs/variants/3d.json) end to end through the bundle commands on tiny synthetic
+"""The volume variant (the overlays of bundle/configs/variants/3d/) end to end through the bundle commands on tiny synthetic
 volumes: `training` (1 epoch, embedded 3D default generated), `evaluating` (test split plus the isotropic and the
 axial-only scale sweeps at 2 scales) and `inferring` (NIfTI masks with the input's affine, from NIfTI and MHA
 inputs); and a 2D dataset given to the 3D variant, or volumes to the 2D bundle, fail with one clear line."""
@@ -12,10 +12,10 @@ import pytest
 
 from .conftest import INFERENCE, TINY_NET, bundle
 
-VARIANT = "bundle/configs/variants/3d.json"
-TRAIN_3D = f"['bundle/configs/train.json','{VARIANT}']"
-EVALUATE_3D = f"['bundle/configs/train.json','bundle/configs/evaluate.json','{VARIANT}']"
-INFER_3D = f"['{INFERENCE}','{VARIANT}']"
+VARIANT = "bundle/configs/variants/3d"
+TRAIN_3D = f"['bundle/configs/train.json','{VARIANT}/train.json']"
+EVALUATE_3D = f"['bundle/configs/train.json','bundle/configs/evaluate.json','{VARIANT}/train.json','{VARIANT}/evaluate.json']"
+INFER_3D = f"['{INFERENCE}','{VARIANT}/inference.json']"
 TINY_VOLUMES = [
     "--synthetic#n_train", "2", "--synthetic#n_val", "1", "--synthetic#n_test", "1", "--synthetic#size", "32",
     "--synthetic#spacing", "[1.0,1.0,2.0]", "--patch_size", "[32,32,32]", "--window", "[32,32,32]",
@@ -103,7 +103,7 @@ def test_inferring_writes_nifti_masks_with_the_input_affine(tmp_path, trained3d)
 
 
 def test_a_2d_dataset_given_to_the_3d_variant_is_one_clear_line(tmp_path):
-    from seunet_monai.data.synthetic import make_synthetic_dataset
+    from seunet_monai.data.synthetic.histology import make_synthetic_dataset
 
     make_synthetic_dataset(tmp_path / "data2d", n_train=1, n_val=1, n_test=0, size=16)
     proc = bundle("training", TRAIN_3D, *TINY_NET, "--dataset_dir", str(tmp_path / "data2d"),
@@ -115,5 +115,5 @@ def test_a_2d_dataset_given_to_the_3d_variant_is_one_clear_line(tmp_path):
 def test_volumes_given_to_the_2d_bundle_are_one_clear_line(tmp_path, trained3d):
     proc = bundle("training", "bundle/configs/train.json", *TINY_NET, "--dataset_dir", str(trained3d["dataset_dir"]),
                   "--output_dir", str(tmp_path / "logs"), "--ckpt_dir", str(tmp_path / "models"), check=False)
-    _one_error_line(proc, "holds a volume", "network is 2D", "variants/3d.json")
+    _one_error_line(proc, "holds a volume", "network is 2D", "variants/3d/")
     assert not (tmp_path / "models").exists()

@@ -106,13 +106,13 @@ def test_labels_stored_as_0_255(tmp_path):
 
 
 def test_ensure_dataset_for_volumes_generates_them_and_refuses_the_other_dimensionality(tmp_path, caplog):
-    """spatial_dims=3 (variants/3d.json): the embedded default is volumes, label values are read as volumes, and a
+    """spatial_dims=3 (variants/3d/): the embedded default is volumes, label values are read as volumes, and a
     dataset of the other dimensionality is one error naming a file, in both directions."""
     small = {"n_train": 1, "n_val": 1, "n_test": 0, "size": 16}
     with caplog.at_level("WARNING"):
         dl = ensure_dataset(tmp_path / "v", synthetic=small, num_classes=2, ignore_index=255, spatial_dims=3)
     assert "fluorescence-like 3D" in caplog.text and dl["training"][0]["image"].endswith(".nii.gz")
-    with pytest.raises(DataError, match="holds a volume.*network is 2D.*3d.json"):
+    with pytest.raises(DataError, match="holds a volume.*network is 2D.*variants/3d/"):
         ensure_dataset(tmp_path / "v", generate=False, num_classes=2)
     ensure_dataset(tmp_path / "i", synthetic=small)  # 2D default
     with pytest.raises(DataError, match="holds a 2D image.*network is 3D"):

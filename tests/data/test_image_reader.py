@@ -9,7 +9,7 @@ import pytest
 from monai.transforms import LoadImage
 
 from seunet_monai.data.image_reader import TiffStackReader
-from seunet_monai.data.synthetic3d import save_nifti
+from seunet_monai.data.synthetic.volumes import save_nifti
 from seunet_monai.data.volumes import VOLUME_READERS
 
 SPACING = (0.5, 0.6, 2.0)

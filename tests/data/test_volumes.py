@@ -9,7 +9,7 @@ import torch
 from monai.data import MetaTensor
 from PIL import Image
 
-from seunet_monai.data.synthetic3d import save_nifti
+from seunet_monai.data.synthetic.volumes import save_nifti
 from seunet_monai.data.volumes import (
     EnsureSpatialDimsd,
     PublishSavedd,
@@ -46,7 +46,7 @@ def test_file_spatial_shape_tells_images_from_volumes(files):
 
 
 @pytest.mark.parametrize("name, dims, hint", [("rgb.png", 3, "without that variant"), ("page.tif", 3, "without"),
-                                              ("vol.nii.gz", 2, "variants/3d.json"), ("stack.tif", 2, "3d.json")])
+                                              ("vol.nii.gz", 2, "variants/3d/"), ("stack.tif", 2, "3d/")])
 def test_wrong_dimensionality_is_one_clear_line(files, name, dims, hint):
     with pytest.raises(DataError) as e:
         check_spatial_dims(files / name, dims)

@@ -23,7 +23,7 @@ def test_evaluating_runs_the_sweep(tmp_path) -> None:
     net = SEUNet(spatial_dims=2, in_channels=3, out_channels=2, num_scales=2, channels=[4, 8, 16, 32, 64])
     with torch.no_grad():  # an untrained net predicts background only (IoU 0): push it to foreground instead
         net.head.bias.copy_(torch.tensor([0.0, 5.0]))
-    from seunet_monai.data.synthetic import make_synthetic_dataset
+    from seunet_monai.data.synthetic.histology import make_synthetic_dataset
 
     make_synthetic_dataset(tmp_path / "data", n_train=1, n_val=1, n_test=2, size=48, seed=0)  # evaluation never generates
     (tmp_path / "ckpt").mkdir()
@@ -58,6 +58,5 @@ def test_evaluating_runs_the_sweep(tmp_path) -> None:
     assert status["state"] == "finished" and status["images_done"] == status["num_images"] == 2
     assert status["model"] == "SEUNet" and status["iou_mean_over_scales"]["pens"] > 0
     cfg = json.loads((CONFIGS / "evaluate.json").read_text())
-    assert cfg["sweep"]["_target_"] == "seunet_monai.evaluation.sweep.ScaleSweep"
-    sweep_call = [expr for expr in cfg["evaluating"] if "sweep" in expr]
-    assert len(sweep_call) == 1 and sweep_call[0].startswith("$@sweep.run(") and len(sweep_call[0]) < 120
+    assert cfg["sweep"]["_target_"] == "seunet_monai.evaluation.sweep.ScaleSweep"  # settings: --sweep#KEY
+    assert cfg["sweep_run"]["_target_"] == "$@sweep().run" and cfg["evaluating"][-1] == "$@sweep_run"

@@ -1,5 +1,5 @@
-"""Specification of ``seunet_monai.evaluation.calibration``'s cost bounds (issue 28): the default scales, whole
-images from tiles, the pixel and time budgets, the plan logged before the work and one line per scale."""
+"""Specification of ``seunet_monai.evaluation.calibration``'s cost bounds: the default scales, whole images from
+tiles, the pixel and time budgets, the plan logged before the work and one line per scale."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import logging
 import pytest
 import torch
 
-from seunet_monai.evaluation.calibration import calibrate_scale_fusion, calibration_rows, whole_images
+from seunet_monai.evaluation.calibration import calibrate_scale_fusion, calibration_rows
 from seunet_monai.fusion.scale import ScaleProfile
 from seunet_monai.networks import SEUNet
 
@@ -43,18 +43,6 @@ def test_default_scales_are_those_from_one_half_to_two() -> None:
     result = calibrate_scale_fusion(net, [dict(zip(("image", "label"), _image(24)))])
     assert len(result["scales"]) == 9
     assert ScaleProfile.from_module(net).scales.tolist() == pytest.approx(result["scales"])
-
-
-def test_overlapping_tiles_are_put_back_into_whole_images() -> None:
-    a, b = _image(48, 1), _image(40, 2)
-    items = _tiles("a", *a, tile=24, stride=12) + _tiles("b", *b, tile=24, stride=16) + [
-        {"image": a[0][:, :20, :20], "label": a[1][:, :20, :20]}]  # not a tile: kept as it is
-    images = list(whole_images(items))
-    assert [(im.name, im.tiles, tuple(im.image.shape)) for im in images] == [
-        ("a", 9, (3, 48, 48)), ("b", 4, (3, 40, 40)), ("image0013", 1, (3, 20, 20))]
-    assert torch.equal(images[0].image, a[0]) and torch.equal(images[1].label, b[1])
-    holes = [t for t in _tiles("a", *a, tile=16, stride=16) if t["name"] != "a_r16_c16"]  # one tile dropped
-    assert [im.name for im in whole_images(holes)] == [t["name"] for t in holes]
 
 
 def test_each_pixel_is_predicted_once_per_scale_and_the_plan_is_logged(caplog) -> None:

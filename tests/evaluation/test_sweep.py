@@ -1,27 +1,38 @@
-"""The scale sweep end to end on tiny models and data: rows, scores and every output file."""
+"""The scale sweep end to end on tiny models and data: rows, scores, every output file, the status file and the
+instance metrics, guided by the network's separation map when it predicts one."""
 
 from __future__ import annotations
 
 import csv
 import json
+import logging
 import math
 
 import pytest
 import torch
 
+from seunet_monai.evaluation.instance_scoring import INSTANCE_COLUMNS
 from seunet_monai.evaluation.outputs import OUTPUT_FILES
-from seunet_monai.evaluation.sweep import run_scale_sweep
+from seunet_monai.evaluation.sweep import ScaleSweep, run_scale_sweep
 from seunet_monai.layers.rescale import rescale_image, rescale_label
 from seunet_monai.metrics import SegmentationScores
+from tests.instance_items import disk_items, square_pairs
 
-from .conftest import toy_dataset
+from .conftest import ToyHeadsWithMap, toy_dataset
 
 SCALES = [0.5, 1.0, 2.0]
+INSTANCE_SCALES = [0.5, 1.0, 2.0, 4.0]
+OPTS = dict(model_name="toy", roi_size=16, overlap=0.25, sw_batch_size=2, equivariance_images=0, num_examples=0,
+            tensorboard=False)
 
 
 def _rows(path):
     with open(path, newline="") as fh:
         return list(csv.DictReader(fh))
+
+
+def _rows_by_key(path):
+    return {(r["strategy"], float(r["scale"])): r for r in _rows(path)}
 
 
 def test_sweep_writes_every_file_with_the_right_rows(tmp_path, toy_heads) -> None:
@@ -223,7 +234,6 @@ def test_windowed_and_whole_probabilities_of_a_real_seunet_agree() -> None:
     0.0043, 0.0054 (mean 0.28%). On a 768-px twin of this setting: 512-px windows 0.0002 ... 0.0107 (mean 0.39%),
     128-px windows with overlap 0.25 (the former rule) 0.0037, 0.023, 0.039, 0.048, 0.052 (mean 3.3%)."""
     from seunet_monai.evaluation.heads import output_heads_mode
-    from seunet_monai.evaluation.sweep import ScaleSweep
     from seunet_monai.networks import SEUNet
 
     torch.manual_seed(0)
@@ -255,7 +265,6 @@ def test_windowed_and_whole_probabilities_of_a_real_seunet_agree() -> None:
 
 
 def test_the_sweep_writes_its_progress_and_results_to_a_status_file(tmp_path, toy_heads) -> None:
-    from seunet_monai.evaluation.sweep import ScaleSweep
     from seunet_monai.runtime.status import read_status
 
     sweep = ScaleSweep([0.5, 1.0], model_name="toy", roi_size=16, equivariance_images=0, num_examples=0,
@@ -271,3 +280,84 @@ def test_the_sweep_writes_its_progress_and_results_to_a_status_file(tmp_path, to
         sweep.run(toy_heads, bad, tmp_path / "bad")
     failed = read_status(tmp_path / "bad" / "sweep_status.json")
     assert failed["state"] == "failed" and "same spatial size" in failed["error"]
+
+
+def test_sweep_instance_columns_defaults(tmp_path, toy_heads) -> None:
+    run_scale_sweep(toy_heads, disk_items(), tmp_path, scales=INSTANCE_SCALES, pixel_size_um=0.25, **OPTS)
+    rows = _rows_by_key(tmp_path / "eval" / "scale_sweep.csv")
+    assert set(INSTANCE_COLUMNS) <= set(next(iter(rows.values())))
+    for (st, s), r in rows.items():
+        measured = not st.startswith("head") and 0.5 <= s <= 2  # the defaults: fusions, scales in [0.5, 2]
+        assert math.isnan(float(r["pq"])) != measured, (st, s)
+    for st in ("mean", "pdist", "pens"):
+        r = rows[(st, 1.0)]
+        for k in INSTANCE_COLUMNS:
+            assert float(r[k]) == pytest.approx(1.0), (st, k)  # exact prediction at scale 1, 7 disks
+    meta = json.loads((tmp_path / "eval" / "scale_sweep.json").read_text())
+    inst = meta["instance_metrics"]
+    assert inst["images"] == 2 and inst["scales"] == [0.5, 1.0, 2.0] and inst["strategies"] == ["mean", "pdist", "pens"]
+    assert inst["pixel_size_um"] == 0.25 and inst["seconds"] >= 0
+    pens = next(s for s in meta["summary"] if s["strategy"] == "pens")
+    assert 0 < pens["pq_mean"] <= 1 and "aji_mean" in pens
+    md = (tmp_path / "eval" / "scale_sweep.md").read_text()
+    assert "instance PQ per strategy" in md and "| dice_obj |" in md
+
+
+def test_sweep_instance_options(tmp_path, toy_heads) -> None:
+    run_scale_sweep(toy_heads, disk_items(1), tmp_path, scales=INSTANCE_SCALES, pixel_size_um=0.25,
+                    instance_scales=[4.0], instance_strategies="all", **OPTS)
+    rows = _rows_by_key(tmp_path / "eval" / "scale_sweep.csv")
+    measured = {k for k, r in rows.items() if not math.isnan(float(r["aji"]))}
+    assert measured == {(st, 4.0) for st in ("head1", "head2", "mean", "pdist", "pens")}
+    assert float(rows[("head1", 4.0)]["count_ratio"]) == pytest.approx(1.0)  # µm sizes follow the scale
+
+
+def test_sweep_items_without_instances_skip_with_one_line(tmp_path, toy_heads, caplog) -> None:
+    items = [{k: v for k, v in it.items() if k != "instance"} for it in disk_items()]
+    with caplog.at_level(logging.INFO, logger="seunet_monai.evaluation.sweep"):
+        run_scale_sweep(toy_heads, items, tmp_path, scales=[1.0], **OPTS)  # no pixel size needed
+    lines = [r.getMessage() for r in caplog.records if "instance metrics skipped" in r.getMessage()]
+    assert len(lines) == 1 and "'instance'" in lines[0]
+    rows = _rows_by_key(tmp_path / "eval" / "scale_sweep.csv")
+    assert all(math.isnan(float(r["pq"])) for r in rows.values())
+
+
+def test_sweep_instance_errors(tmp_path, toy_heads) -> None:
+    with pytest.raises(ValueError, match="pixel_size_um"):
+        run_scale_sweep(toy_heads, disk_items(1), tmp_path, scales=[1.0], **OPTS)
+    assert ScaleSweep([0.25 * 2 ** 0.5, 1.0], instance_scales=[0.25 * 2 ** 0.5 + 1e-12]).instance_scales == [0.25 * 2 ** 0.5]
+    with pytest.raises(ValueError, match="instance_scales"):
+        ScaleSweep([1.0, 2.0], instance_scales=[3.0])
+    with pytest.raises(ValueError, match="instance_strategies"):
+        run_scale_sweep(toy_heads, disk_items(1), tmp_path / "b", scales=[1.0], pixel_size_um=0.25,
+                        instance_strategies=["nope"], **OPTS)
+    # instance_metrics=False: no pixel size needed, nothing measured
+    run_scale_sweep(toy_heads, disk_items(1), tmp_path / "c", scales=[1.0], instance_metrics=False, **OPTS)
+
+
+@pytest.mark.parametrize("mode", ["boundary", "centre"])
+def test_the_sweep_separates_touching_nuclei_with_the_network_s_map(tmp_path, mode) -> None:
+    torch.manual_seed(0)
+    net, items = ToyHeadsWithMap(), square_pairs(mode)
+    run_scale_sweep(net, items, tmp_path / "plain", scales=[1.0], pixel_size_um=0.25, **OPTS)
+    run_scale_sweep(net, items, tmp_path / "sep", scales=[1.0], pixel_size_um=0.25, separation=mode, **OPTS)
+    plain = _rows_by_key(tmp_path / "plain" / "eval" / "scale_sweep.csv")
+    sep = _rows_by_key(tmp_path / "sep" / "eval" / "scale_sweep.csv")
+    for st in ("mean", "pdist", "pens"):
+        assert float(plain[(st, 1.0)]["count_ratio"]) == pytest.approx(0.5)  # each pair is one object
+        assert float(sep[(st, 1.0)]["count_ratio"]) == pytest.approx(1.0) and float(sep[(st, 1.0)]["pq"]) > 0.8
+        assert sep[(st, 1.0)]["iou"] == plain[(st, 1.0)]["iou"]  # the class mask is the same
+    meta = json.loads((tmp_path / "sep" / "eval" / "scale_sweep.json").read_text())
+    assert meta["instance_metrics"]["separation"] == mode
+    assert meta["num_classes"] == 2
+
+
+def test_a_separation_asked_of_a_network_without_maps_is_the_class_mask_alone(tmp_path, toy_heads, caplog) -> None:
+    with caplog.at_level(logging.WARNING, logger="seunet_monai.evaluation.sweep"):
+        run_scale_sweep(toy_heads, square_pairs("boundary"), tmp_path, scales=[1.0], pixel_size_um=0.25,
+                        separation="boundary", **OPTS)
+    assert any("predicts no separation map" in r.getMessage() for r in caplog.records)
+    rows = _rows_by_key(tmp_path / "eval" / "scale_sweep.csv")
+    assert float(rows[("pens", 1.0)]["count_ratio"]) == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="separation must be one of"):
+        ScaleSweep([1.0], separation="contour")

@@ -20,7 +20,7 @@ import PIL.Image
 import pytest
 import torch
 
-from seunet_monai.data.synthetic import make_synthetic_dataset
+from seunet_monai.data.synthetic.histology import make_synthetic_dataset
 from seunet_monai.evaluation.report import read_csv_rows
 from seunet_monai.experiments import runner, scale_shift, variants
 from seunet_monai.experiments.state import STATE_FILE

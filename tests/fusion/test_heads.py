@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from seunet_monai.fusion.heads import argmax, head_margins, winning_head
-from seunet_monai.fusion.strategies import fuse, parse_strategy
+from seunet_monai.fusion.heads import argmax, head_confidence, head_margins, head_votes, winning_head
+from seunet_monai.fusion.strategies import all_strategies, fuse, parse_strategy
 
 
 def _two_heads() -> torch.Tensor:
@@ -90,3 +90,28 @@ def test_bad_shapes_error() -> None:
         fuse(torch.rand(1, 2, 1, 4, 4), "pens")
     with pytest.raises(ValueError, match=r"\(B, Ω, C"):
         fuse(torch.rand(2, 4, 4), "pens")
+
+
+def test_head_votes_count_winners_and_margins() -> None:
+    # 3 pixels: head 1 wins pixel 0 (margin 0.8), head 2 wins pixels 1, 2 (margins 0.6, 0.2)
+    h1 = torch.tensor([[0.9, 0.5, 0.5], [0.1, 0.5, 0.5]])
+    h2 = torch.tensor([[0.5, 0.8, 0.6], [0.5, 0.2, 0.4]])
+    probs = torch.stack([h1, h2]).unsqueeze(0)  # (1, 2, 2, 3)
+    counts, weights = head_votes(probs)
+    assert counts.tolist() == [1, 2]
+    assert weights.tolist() == pytest.approx([0.8, 0.8])
+    counts, _ = head_votes(probs, mask=torch.tensor([[True, False, False]]))
+    assert counts.tolist() == [1, 0]
+
+
+def test_head_confidence_is_the_mean_margin() -> None:
+    h1 = torch.tensor([[0.9, 0.5, 0.5], [0.1, 0.5, 0.5]])  # margins 0.8, 0, 0
+    h2 = torch.tensor([[0.5, 0.8, 0.6], [0.5, 0.2, 0.4]])  # margins 0, 0.6, 0.2
+    probs = torch.stack([h1, h2]).unsqueeze(0)
+    assert head_confidence(probs).tolist() == pytest.approx([0.8 / 3, 0.8 / 3])
+    assert head_confidence(probs, mask=torch.tensor([[False, True, True]])).tolist() == pytest.approx([0.0, 0.4])
+
+
+def test_all_strategies_are_the_fusions_then_the_heads() -> None:
+    assert all_strategies(2) == ["mean", "pdist", "pens", "scale", "head:1", "head:2"]
+    assert all(parse_strategy(s) for s in all_strategies(3))

@@ -11,8 +11,14 @@ import pytest
 import torch
 
 import seunet_monai.fusion.scale as scale_fusion
-from seunet_monai.evaluation.calibration import calibrate_checkpoint, calibrate_scale_fusion
-from seunet_monai.fusion.scale import ScaleProfile, estimate_scale, head_signature, scale_head_weights
+from seunet_monai.evaluation.calibration import calibrate_scale_fusion
+from seunet_monai.fusion.scale import (
+    ScaleProfile,
+    estimate_scale,
+    head_signature,
+    relative_scale_estimates,
+    scale_head_weights,
+)
 from seunet_monai.fusion.strategies import FUSION_STRATEGIES, fuse
 from seunet_monai.networks import SEUNet
 from seunet_monai.transforms.post import Fuse, Fused
@@ -144,26 +150,6 @@ def test_seunet_scale_fusion_uses_its_buffers_and_survives_a_state_dict_round_tr
         assert torch.allclose(net2(x), fuse(heads, "scale", profile=prof))
 
 
-def test_calibrate_checkpoint_writes_back_in_place_and_keeps_the_original(tmp_path) -> None:
-    net = _tiny_seunet()
-    ckpt = tmp_path / "model.pt"
-    torch.save(net.state_dict(), ckpt)  # MONAI CheckpointSaver's layout for save_dict={"model": net}: the bare state dict
-    original = ckpt.read_bytes()
-    result = calibrate_checkpoint(_tiny_seunet(), ckpt, _tiny_items(), [1.0], report=tmp_path / "cal.json")
-    assert (tmp_path / "model_uncalibrated.pt").read_bytes() == original
-    state = torch.load(ckpt, weights_only=True)
-    assert "fusion_iou" in state and int(torch.isfinite(state["fusion_iou"]).all(1).sum()) == 1
-    assert result["scales"] == [1.0] and (tmp_path / "cal.json").is_file()
-    calibrate_checkpoint(_tiny_seunet(), ckpt, _tiny_items(), [0.5, 1.0])  # again: the backup stays the original
-    assert (tmp_path / "model_uncalibrated.pt").read_bytes() == original
-    assert int(torch.isfinite(torch.load(ckpt, weights_only=True)["fusion_iou"]).all(1).sum()) == 2
-    wrapped = tmp_path / "wrapped.pt"
-    torch.save({"model": net.state_dict(), "epoch": 3}, wrapped)
-    calibrate_checkpoint(_tiny_seunet(), wrapped, _tiny_items(), [1.0], backup=None)
-    data = torch.load(wrapped, weights_only=True)
-    assert data["epoch"] == 3 and torch.isfinite(data["model"]["fusion_iou"]).any()
-
-
 def test_calibration_refuses_scales_outside_the_profile_and_networks_without_buffers() -> None:
     with pytest.raises(ValueError, match="fusion_scales"):
         calibrate_scale_fusion(_tiny_seunet(), _tiny_items(), [0.6])
@@ -276,3 +262,18 @@ def test_consensus_agreement_counts_a_pixel_only_when_the_classes_match() -> Non
 
     sig = head_signature(torch.cat([head(1), head(1), head(2)], dim=1))
     assert sig[0, 6:].tolist() == pytest.approx([1.0, 1.0, 0.0])  # the mean calls it class 1
+
+
+def test_uncalibrated_estimates_follow_the_confident_head() -> None:
+    log_sig = torch.log(torch.tensor([1.0, 2.0, 4.0]))
+    scales = [0.5, 1.0, 2.0]
+    # head 1 confident at s=0.5, head 2 at s=1, head 3 at s=2 (a sharp temperature: near one-hot weights)
+    conf = np.full((2, 3, 3), 0.1)
+    for j in range(3):
+        conf[:, j, j] = 0.9
+    est = relative_scale_estimates(conf, scales, log_sig, temperature=0.01)
+    assert est[0].tolist() == pytest.approx([0.5, 1.0, 2.0], rel=1e-6)
+    soft = relative_scale_estimates(conf, scales, log_sig, temperature=1.0)  # soft weights: same order, compressed
+    assert 0.5 < soft[0, 0] < 1.0 < soft[0, 2] < 2.0
+    with pytest.raises(ValueError, match="temperature"):
+        relative_scale_estimates(conf, scales, log_sig, temperature=0.0)

@@ -95,8 +95,9 @@ def test_installed_wheel_ships_the_bundle(installed):
     bundle = Path(out.strip())
     assert bundle.name == "bundle" and bundle.parent.name == "seunet_monai"
     assert bundle.is_relative_to(installed["root"] / "venv")  # the installed package data, not this checkout
-    for name in ("configs/train.json", "configs/evaluate.json", "configs/inference.json", "configs/metadata.json",
-                 "configs/logging.conf", "configs/variants/unet.json", "models/model.pt", "docs/README.md", "LICENSE"):
+    for name in ("configs/train.json", "configs/evaluate.json", "configs/calibrate.json", "configs/inference.json",
+                 "configs/metadata.json", "configs/logging.conf", "configs/variants/unet.json",
+                 "configs/variants/3d/evaluate.json", "models/model.pt", "docs/README.md", "LICENSE"):
         assert (bundle / name).is_file(), name
     assert not (bundle / "data").exists() and not (bundle / "models" / "last.pt").exists()
     meta = json.loads((bundle / "configs" / "metadata.json").read_text())

@@ -7,6 +7,8 @@
 - ``NAME_heads.png``: the winning scale group (PDist) per region, a labelled map over the tissue.
 - ``NAME_scale.png``: the estimated scale relative to training per region (one estimate per window run).
 
+:func:`write_figures` writes those of one inferred input and returns the regions it cropped.
+
 Outlines are at least 2 pixels wide, in the Okabe-Ito colours (distinguishable with the common colour-vision
 deficiencies); the maps use viridis (heads) and a diverging purple-orange scale centred on 1 (scale).
 """
@@ -16,6 +18,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Sequence
+from pathlib import Path
 
 import matplotlib
 import numpy as np
@@ -24,14 +27,18 @@ from matplotlib.figure import Figure
 from PIL import Image, ImageDraw
 from scipy.ndimage import binary_erosion, maximum_filter, minimum_filter, uniform_filter
 
+from .slide import InferredSlide
+
 __all__ = [
     "OKABE_ITO",
+    "REGION_SIZE",
     "TISSUE_COLOUR",
     "draw_instance_outlines",
     "draw_outlines",
     "pick_regions",
     "tissue_box",
     "window_map",
+    "write_figures",
     "write_head_map",
     "write_image_overlay",
     "write_region_crops",
@@ -43,6 +50,8 @@ __all__ = [
 OKABE_ITO = [(240, 228, 66), (86, 180, 233), (213, 94, 0), (0, 158, 115), (204, 121, 167), (230, 159, 0)]
 #: Outline of the detected tissue (Okabe-Ito blue).
 TISSUE_COLOUR = (0, 114, 178)
+#: Side (pixels of the inference level) of the full-resolution crops of ``NAME_regions.png``.
+REGION_SIZE = 512
 _UNSET = (0.85, 0.85, 0.85)  # map cells outside the tissue, or where nothing ran
 
 
@@ -311,3 +320,46 @@ def write_scale_map(path: str | os.PathLike, scale: np.ndarray, tissue: np.ndarr
                 fontsize=9, bbox={"facecolor": "white", "alpha": 0.8})
     ax.text(0.0, -0.12, "grey: not tissue, or no estimate", transform=ax.transAxes, fontsize=8, va="top")
     _save_figure(fig, path)
+
+
+def write_figures(staging: Path, stem: str, slide: InferredSlide, num_classes: int,
+                  head_sigmas: Sequence[float] | None, instances: np.ndarray | None = None) -> list[dict]:
+    """The pictures of one input into ``staging``: ``NAME_overlay.png`` (an image's outlines its ``instances``
+    when given), ``NAME_regions.png`` (slides), ``NAME_heads.png`` and ``NAME_scale.png``.
+
+    Returns:
+        the regions of ``NAME_regions.png``: ``{"y", "x", "height", "width"}`` in pixels of the inference level
+        and ``"level0_yx"`` (empty for an image).
+    """
+    size, factor, tissue, acc = slide.size, slide.factor, slide.tissue, slide.accumulator
+    box = tissue_box(tissue)
+    foreground = acc.foreground_fraction()
+    regions: list[dict] = []
+    if slide.image:
+        write_image_overlay(staging / f"{stem}_overlay.png", slide.read_region((0, 0), size),
+                            acc.mask.read_rows(0, size[0]), num_classes, instances=instances)
+    else:
+        write_slide_overview(staging / f"{stem}_overlay.png", slide.thumbnail, tissue, foreground, box)
+        crop = [min(REGION_SIZE, int(s)) for s in size]
+        crops, masks, labels = [], [], []
+        ds = slide.downsample
+        for k, (ty, tx) in enumerate(pick_regions(foreground, tissue, math.ceil(max(crop) / factor))):
+            y, x = min(ty * factor, size[0] - crop[0]), min(tx * factor, size[1] - crop[1])
+            crops.append(slide.read_region((y, x), (crop[0], crop[1])))
+            masks.append(acc.mask.read_block(y, x, crop[0], crop[1]))
+            labels.append(f"region {k + 1}: x {round(x * ds)}, y {round(y * ds)} (level 0)")
+            regions.append({"y": y, "x": x, "height": crop[0], "width": crop[1],
+                            "level0_yx": [round(y * ds), round(x * ds)]})
+        write_region_crops(staging / f"{stem}_regions.png", crops, masks, labels, num_classes)
+    write_head_map(staging / f"{stem}_heads.png", acc.winner_map(), tissue, box, factor, head_sigmas, slide.path.name)
+    scales = np.exp(np.asarray(slide.window_log_scales, dtype=np.float64))
+    locations = slide.splitter.locations(str(slide.path)) if scales.size else []
+    note = ""
+    if len(locations) != scales.size or not scales.size:
+        scales, locations = np.zeros(0), []
+        note = "no per-window scale estimate: the model has no scale-fusion calibration (run calibrating)"
+    values = window_map(locations, scales, slide.patch_size, factor, tissue.shape)
+    write_scale_map(staging / f"{stem}_scale.png", values,
+                    tissue, box, factor, slide.path.name, note)
+    return regions
+
