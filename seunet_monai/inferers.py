@@ -62,11 +62,13 @@ WHOLE_IMAGE_PIXELS = 2048 * 2048
 MIN_WINDOW = 512
 
 
-def head_probabilities(network: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+def head_probabilities(network: torch.nn.Module, x: torch.Tensor, aux: bool = False) -> torch.Tensor:
     """Per-head class probabilities ``(B, Ω, C, *spatial)`` of ``network`` on ``x`` ``(B, C_in, *spatial)``.
 
     - a :class:`~seunet_monai.networks.base.MultiHeadNetwork` (SEUNet and the baselines):
-      ``softmax(forward_heads(x), dim=2)`` in any mode;
+      ``softmax(forward_heads(x), dim=2)`` in any mode; for a network with ``aux_channels = A`` the class part
+      only, or with ``aux`` its ``A`` extra maps (sigmoid) after the classes, ``(B, Ω, C + A, *spatial)``
+      (:meth:`~seunet_monai.networks.base.MultiHeadNetwork.head_outputs`);
     - a plain network returning logits ``(B, C, *spatial)``: one head, ``softmax(network(x), 1).unsqueeze(1)``.
 
     Raises:
@@ -74,7 +76,7 @@ def head_probabilities(network: torch.nn.Module, x: torch.Tensor) -> torch.Tenso
     """
     net = unwrap(network)
     if isinstance(net, MultiHeadNetwork):
-        return torch.softmax(net.forward_heads(x), dim=2)
+        return net.head_outputs(net.forward_heads(x), aux=aux)
     out = network(x)
     out = out[0] if isinstance(out, (tuple, list)) else out
     if out.ndim != x.ndim:
@@ -107,6 +109,7 @@ def infer_heads(
     inputs: torch.Tensor,
     inferer: Inferer | None = None,
     *args: Any,
+    aux: bool = False,
     **kwargs: Any,
 ) -> torch.Tensor:
     """Per-head probabilities ``(B, Ω, C, *spatial)`` of ``inputs`` ``(B, C_in, *spatial)``, run by ``inferer``.
@@ -117,6 +120,7 @@ def infer_heads(
         inferer: a MONAI inferer (default :class:`~monai.inferers.SimpleInferer`: the whole image); a sliding
             window is cut to the image where it is larger (:func:`fit_window`).
         args: further positional arguments of the inferer's network call.
+        aux: also the network's extra maps after the classes (:func:`head_probabilities`).
         kwargs: further keyword arguments of the inferer's network call.
 
     Returns:
@@ -125,7 +129,7 @@ def infer_heads(
     heads: list[tuple[int, int]] = []
 
     def flat(x: torch.Tensor, *a: Any, **k: Any) -> torch.Tensor:
-        p = head_probabilities(network, x)  # type: ignore[arg-type]
+        p = head_probabilities(network, x, aux)  # type: ignore[arg-type]
         heads.append((int(p.shape[1]), int(p.shape[2])))
         return p.flatten(1, 2)
 
@@ -139,13 +143,15 @@ def infer_heads(
 
 
 def predict_heads(
-    network: torch.nn.Module, image: torch.Tensor, inferer: Inferer | None, device: torch.device | str
+    network: torch.nn.Module, image: torch.Tensor, inferer: Inferer | None, device: torch.device | str,
+    aux: bool = False,
 ) -> torch.Tensor:
     """Per-head probabilities ``(1, Ω, C, *spatial)`` (float) of one image ``(C_in, *spatial)`` run on ``device``
     by ``inferer`` (``None``: whole) through :func:`infer_heads`, without gradients (a window larger than the
-    image is cut to it: no zero padding). Call it with the network in eval mode (scale sweep, calibration)."""
+    image is cut to it: no zero padding). Call it with the network in eval mode (scale sweep, calibration).
+    ``aux``: also the network's extra maps, ``(1, Ω, C + A, *spatial)`` (:func:`head_probabilities`)."""
     with torch.no_grad():
-        return infer_heads(network, image.unsqueeze(0).to(device), inferer).float()
+        return infer_heads(network, image.unsqueeze(0).to(device), inferer, aux=aux).float()
 
 
 class HeadsInferer(Inferer):
@@ -161,6 +167,8 @@ class HeadsInferer(Inferer):
             of another dimensionality is refused in one line naming its file.
         inferer: the inferer doing the actual work, e.g. a :class:`~monai.inferers.SlidingWindowInferer` whose
             ``roi_size`` has ``spatial_dims`` entries.
+        aux: also the network's extra maps after the classes, ``(B, Ω, C + A, *spatial)`` (:func:`head_probabilities`;
+            :class:`~seunet_monai.transforms.separation.SplitSeparationd` moves them to their own key).
 
     Example::
 
@@ -168,12 +176,13 @@ class HeadsInferer(Inferer):
         probs = inferer(volume, network)  # (B, Ω, C, X, Y, Z), then fused: network.fuse_heads(probs)
     """
 
-    def __init__(self, spatial_dims: int | None = None, inferer: Inferer | None = None) -> None:
+    def __init__(self, spatial_dims: int | None = None, inferer: Inferer | None = None, aux: bool = False) -> None:
         super().__init__()
         if spatial_dims is not None and (isinstance(spatial_dims, bool) or int(spatial_dims) < 1):
             raise ValueError(f"HeadsInferer: spatial_dims must be a positive number or None, got {spatial_dims!r}.")
         self.spatial_dims = None if spatial_dims is None else int(spatial_dims)
         self.inferer = inferer if inferer is not None else SimpleInferer()
+        self.aux = bool(aux)
 
     def __call__(self, inputs: torch.Tensor, network: Callable[..., Any], *args: Any, **kwargs: Any) -> torch.Tensor:
         """Per-head probabilities ``(B, Ω, C, *spatial)`` of ``inputs`` ``(B, C_in, *spatial)`` (see the class).
@@ -189,7 +198,7 @@ class HeadsInferer(Inferer):
                 f"{what} {inputs.ndim - 2} spatial dimensions (shape {tuple(inputs.shape)}, batch and channel "
                 f"first); this inferer expects {self.spatial_dims}."
             )
-        out = infer_heads(network, inputs, self.inferer, *args, **kwargs)
+        out = infer_heads(network, inputs, self.inferer, *args, aux=self.aux, **kwargs)
         if isinstance(inputs, MetaTensor):
             out = MetaTensor(out).copy_meta_from(inputs, copy_attr=False)
         return out

@@ -106,3 +106,31 @@ def test_volumes_go_through_the_same_per_head_path_with_3d_windows():
         inferer(MetaTensor(torch.rand(1, 1, 8, 8), meta={"filename_or_obj": "img.png"}), net)
     with pytest.raises(ValueError, match="spatial_dims"):
         HeadsInferer(0)
+
+
+class _HeadsWithMap(_Heads):
+    """:class:`_Heads` plus one extra map per head: logits (B, 2, 2 + 1, H, W)."""
+
+    aux_channels = 1
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 6, 1)
+
+    def forward_heads(self, x):
+        return self.conv(x).reshape(x.shape[0], 2, 3, *x.shape[2:])
+
+
+def test_the_extra_maps_come_only_when_asked_and_are_stitched_like_the_classes():
+    torch.manual_seed(0)
+    net = _HeadsWithMap().eval()
+    x = torch.rand(1, 3, 20, 28)
+    with torch.no_grad():
+        logits = net.forward_heads(x)
+        classes = head_probabilities(net, x)
+        both = head_probabilities(net, x, aux=True)
+        torch.testing.assert_close(classes, torch.softmax(logits[:, :, :2], 2))
+        torch.testing.assert_close(both, torch.cat([classes, torch.sigmoid(logits[:, :, 2:])], 2))
+        windows = SlidingWindowInferer(roi_size=(8, 8), sw_batch_size=3, overlap=0.5)
+        torch.testing.assert_close(HeadsInferer(2, windows, aux=True)(x, net), both)
+        torch.testing.assert_close(infer_heads(net, x, windows), classes)

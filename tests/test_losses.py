@@ -8,6 +8,8 @@ import torch.nn.functional as F
 from monai.losses import DiceLoss
 
 from seunet_monai.losses import MultiHeadLoss
+from seunet_monai.networks import SEUNet
+from seunet_monai.transforms.separation import SeparationTarget
 
 
 @pytest.mark.parametrize("num_heads", [1, 2, 5])
@@ -130,4 +132,72 @@ def test_state_dict_round_trip():
 def test_bad_arguments_raise_clear_errors(kwargs, shape, tshape, match):
     with pytest.raises(ValueError, match=match):
         loss = MultiHeadLoss(**kwargs)
+        loss(torch.zeros(shape), torch.zeros(tshape))
+
+
+def test_extra_maps_add_their_loss_to_each_head_under_the_same_weights():
+    torch.manual_seed(0)
+    logits = torch.randn(2, 3, 2 + 1, 5, 6)  # (B, Ω, C + A, H, W)
+    classes = torch.randint(0, 2, (2, 1, 5, 6))
+    maps = torch.rand(2, 1, 5, 6)
+    loss = MultiHeadLoss(3, aux_channels=1, aux_weight=0.5)
+    with torch.no_grad():
+        loss.eta.copy_(torch.tensor([0.5, -1.0, 2.0]))
+    value = loss(logits, torch.cat([classes.float(), maps], 1))
+    ce = torch.stack([F.cross_entropy(logits[:, k, :2], classes[:, 0]) for k in range(3)])
+    bce = torch.stack([F.binary_cross_entropy_with_logits(logits[:, k, 2:], maps) for k in range(3)])
+    torch.testing.assert_close(value, (loss.weights().detach() * (ce + 0.5 * bce)).sum())
+    torch.testing.assert_close(loss.last_head_losses, ce + 0.5 * bce)
+    torch.testing.assert_close(loss.last_aux_losses, 0.5 * bce)
+    mse = MultiHeadLoss(3, aux_channels=1, aux_loss="mse", learn_weights=False)
+    expected = torch.stack([F.cross_entropy(logits[:, k, :2], classes[:, 0])
+                            + F.mse_loss(torch.sigmoid(logits[:, k, 2:]), maps) for k in range(3)]).mean()
+    torch.testing.assert_close(mse(logits, torch.cat([classes.float(), maps], 1)), expected)
+
+
+def test_extra_maps_leave_out_ignored_pixels_and_train_their_logits():
+    logits = torch.zeros(1, 2, 3, 2, 2, requires_grad=True)
+    target = torch.tensor([[[[1.0, 255.0], [0.0, 1.0]], [[1.0, 0.0], [0.0, 1.0]]]])  # (1, 1 + 1, 2, 2)
+    loss = MultiHeadLoss(2, aux_channels=1, ignore_index=255)
+    value = loss(logits, target)
+    value.backward()
+    assert logits.grad[0, :, 2, 0, 1].abs().max() == 0  # the ignored pixel trains nothing
+    assert logits.grad[0, :, 2, 0, 0].abs().min() > 0 and loss.eta.grad is not None
+    torch.testing.assert_close(loss.last_aux_losses, torch.full((2,), F.binary_cross_entropy_with_logits(
+        torch.zeros(3), torch.tensor([1.0, 0.0, 1.0])).item()))
+
+
+def test_a_tiny_network_with_a_separation_map_learns_it():
+    torch.manual_seed(0)
+    inst = torch.zeros(1, 1, 16, 16)
+    inst[0, 0, 3:9, 3:9], inst[0, 0, 3:9, 9:14] = 1, 2
+    target = torch.cat([(inst > 0).float(), torch.as_tensor(SeparationTarget("centre")(inst[0]))[None]], 1)
+    x = torch.cat([(inst > 0).float(), torch.rand(1, 2, 16, 16)], 1)
+    net = SEUNet(num_scales=2, channels=(4, 8, 8, 8, 8), aux_channels=1).train()
+    loss = MultiHeadLoss(2, aux_channels=1)
+    opt = torch.optim.Adam(list(net.parameters()) + list(loss.parameters()), lr=0.01)
+    values = []
+    for _ in range(5):
+        opt.zero_grad()
+        value = loss(net(x), target)
+        value.backward()
+        opt.step()
+        values.append(float(value.detach()))
+    assert all(torch.isfinite(torch.tensor(values))) and values[-1] < values[0]
+    assert net.aux_head.weight.grad is not None and net.aux_head.weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize(
+    "kwargs, shape, tshape, match",
+    [
+        ({"aux_channels": -1}, None, None, "aux_channels"),
+        ({"aux_channels": 1, "aux_loss": "l1"}, None, None, "aux_loss"),
+        ({"aux_channels": 1, "aux_weight": -1.0}, None, None, "aux_weight"),
+        ({"aux_channels": 1}, (2, 2, 1, 4, 4), (2, 2, 4, 4), "does the network predict them"),
+        ({"aux_channels": 1}, (2, 2, 3, 4, 4), (2, 1, 4, 4), "class labels then the target maps"),
+    ],
+)
+def test_extra_map_arguments_and_shapes_are_checked(kwargs, shape, tshape, match):
+    with pytest.raises(ValueError, match=match):
+        loss = MultiHeadLoss(2, **kwargs)
         loss(torch.zeros(shape), torch.zeros(tshape))

@@ -3,6 +3,7 @@
 Usage::
 
     seunet-experiment --preset monuseg-cpu --source ../shared/data/monuseg-train --out O [--dry-run]
+    seunet-experiment --preset instances-cpu --source ../shared/data/monuseg-train --out O [--dry-run]
     seunet-experiment --dataset-dir D --out O \
         --variants seunet,cnn,unet,sesn,disco,seunet_fixed,seunet_free [--epochs N] [--tiny] [--scales 0.5,1,2] \
         [--seed S] [--widths 20,40,80,160,320] [--override KEY=VALUE ...]
@@ -33,7 +34,7 @@ from typing import Any
 from seunet_monai.experiments.presets import PRESETS
 from seunet_monai.experiments.reproduction import run_preset
 from seunet_monai.experiments.runner import run_experiment
-from seunet_monai.experiments.variants import VARIANTS
+from seunet_monai.experiments.variants import DEFAULT_VARIANTS, VARIANTS
 
 __all__ = ["main"]
 
@@ -74,7 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dry-run", action="store_true", help="with --preset: list the jobs and estimated times only")
     parser.add_argument("--dataset-dir", default=None, help="dataset folder (datalist.json; generated when absent)")
     parser.add_argument("--out", required=True, help="experiment folder")
-    parser.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated, from {','.join(VARIANTS)}")
+    parser.add_argument("--variants", default=",".join(DEFAULT_VARIANTS),
+                        help=f"comma-separated, from {','.join(VARIANTS)} (default {','.join(DEFAULT_VARIANTS)})")
     parser.add_argument("--epochs", type=int, default=None, help="training epochs (default: the bundle's)")
     parser.add_argument("--tiny", action="store_true", help="tiny networks and data (smoke test)")
     parser.add_argument("--scales", type=_scales, default=None,

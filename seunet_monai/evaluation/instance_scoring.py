@@ -4,7 +4,9 @@
 :class:`InstanceScoring` keeps one :class:`~seunet_monai.evaluation.instances.InstanceMetrics` per key (a fusion
 strategy, or a ``(scale, strategy)`` pair): each update turns fused class probabilities ``(C, H, W)`` into nucleus
 instances with :class:`~seunet_monai.transforms.instances.NucleusInstances` (its defaults) at the given pixel
-size and scores them against the annotated instance labels. :func:`instance_columns` names the dataset-wide
+size and scores them against the annotated instance labels; with ``separation`` (``"boundary"`` or ``"centre"``)
+the network's fused separation map, when an update gives one, goes to its ``boundary`` / ``centre`` argument.
+:func:`instance_columns` names the dataset-wide
 scores as the tables do (:data:`INSTANCE_COLUMNS`; the object Dice is ``dice_obj``, since ``dice`` is the
 class-mask Dice there).
 """
@@ -21,6 +23,7 @@ import torch
 
 from seunet_monai.evaluation.instances import InstanceMetrics
 from seunet_monai.transforms.instances import NucleusInstances
+from seunet_monai.transforms.separation import check_separation_mode
 
 __all__ = ["INSTANCE_COLUMNS", "InstanceScoring", "instance_columns"]
 
@@ -45,6 +48,8 @@ class InstanceScoring:
         nucleus_class: channel of the nucleus class.
         match_iou: IoU above which a pair matches (0.5).
         postprocessing: more arguments of :class:`NucleusInstances` (e.g. ``min_nucleus_area_um2``).
+        separation: ``None`` (the instances of the class mask alone), ``"boundary"`` or ``"centre"``: what the
+            ``separation`` map of :meth:`update` is (:mod:`seunet_monai.transforms.separation`).
 
     Attributes:
         metrics: ``{key: InstanceMetrics}`` of the keys updated so far.
@@ -52,16 +57,18 @@ class InstanceScoring:
     """
 
     def __init__(self, pixel_size_um: float, nucleus_class: int = 1, match_iou: float = 0.5,
-                 postprocessing: Mapping[str, Any] | None = None) -> None:
+                 postprocessing: Mapping[str, Any] | None = None, separation: str | None = None) -> None:
         if not (isinstance(pixel_size_um, (int, float)) and math.isfinite(pixel_size_um) and pixel_size_um > 0):
             raise ValueError(f"pixel_size_um must be a positive number (µm per pixel at scale 1), got {pixel_size_um!r}.")
         self.pixel_size_um = float(pixel_size_um)
         self.match_iou = float(match_iou)
+        self.separation = check_separation_mode(separation)
         self.transform = NucleusInstances(nucleus_class=nucleus_class, dtype=np.int64, **dict(postprocessing or {}))
         self.metrics: dict[Hashable, InstanceMetrics] = {}
         self.seconds = 0.0
 
-    def update(self, key: Hashable, fused: Any, instances: Any, scale: float = 1.0) -> dict[str, float]:
+    def update(self, key: Hashable, fused: Any, instances: Any, scale: float = 1.0,
+               separation: Any = None) -> dict[str, float]:
         """Add one image under ``key``; returns its own scores.
 
         Args:
@@ -69,10 +76,16 @@ class InstanceScoring:
             fused: fused class probabilities ``(C, H, W)`` (tensor or array).
             instances: annotated instance labels ``(1, H, W)`` or ``(H, W)`` at the same size.
             scale: the image's scale relative to ``pixel_size_um``.
+            separation: the fused separation map ``(1, H, W)`` of the image (used with the ``separation`` mode
+                given at construction; ignored without one).
         """
         t0 = time.perf_counter()
         probs = fused.detach().float().cpu().numpy() if isinstance(fused, torch.Tensor) else np.asarray(fused)
-        pred = self.transform(probs, pixel_size_um=self.pixel_size_um / float(scale))
+        extra = {}
+        if self.separation is not None and separation is not None:
+            extra[self.separation] = (separation.detach().float().cpu().numpy() if isinstance(separation, torch.Tensor)
+                                      else np.asarray(separation))
+        pred = self.transform(probs, pixel_size_um=self.pixel_size_um / float(scale), **extra)
         if key not in self.metrics:
             self.metrics[key] = InstanceMetrics(self.match_iou)
         scores = self.metrics[key].update(pred, instances)
@@ -86,5 +99,5 @@ class InstanceScoring:
 
     def settings(self, keys: Sequence[str] = ("min_nucleus_area_um2", "max_hole_area_um2", "marker_h_um")) -> dict:
         """The post-processing parameters, for the record."""
-        return {"pixel_size_um": self.pixel_size_um, "match_iou": self.match_iou,
+        return {"pixel_size_um": self.pixel_size_um, "match_iou": self.match_iou, "separation": self.separation,
                 **{k: getattr(self.transform, k) for k in keys}}

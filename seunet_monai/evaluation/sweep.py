@@ -22,9 +22,11 @@ labels), at the ``instance_scales`` and for the ``instance_strategies``, the fus
 instances (:class:`~seunet_monai.transforms.instances.NucleusInstances` at ``pixel_size_um / s`` µm per pixel)
 scored dataset-wide (:class:`~seunet_monai.evaluation.instance_scoring.InstanceScoring`): columns ``pq, sq, rq,
 aji, f1, dice_obj, count_ratio`` of the tables, ``nan`` where not measured. Items without instance labels are
-skipped with one log line. The post-processing costs time per megapixel of the rescaled image and strategy
-(``bundle/docs/README.md``), hence the defaults: the sweep scales in ``[0.5, 2]`` and the fusions without the
-single heads.
+skipped with one log line. With ``separation`` (``"boundary"`` or ``"centre"``) and a network that predicts a
+separation map (``aux_channels``), the per-head maps are fused with each strategy's head weights
+(:func:`seunet_monai.fusion.auxiliary.fuse_auxiliary`) and guide the instances. The post-processing costs time
+per megapixel of the rescaled image and strategy (``bundle/docs/README.md``), hence the defaults: the sweep scales
+in ``[0.5, 2]`` and the fusions without the single heads.
 
 Steps (methods of :class:`ScaleSweep`, run by :meth:`ScaleSweep.run` for one image at a time):
 :meth:`~ScaleSweep.prepare` (the ``eval`` folder, ``if_exists``), :meth:`~ScaleSweep.predict` (rescale, then
@@ -64,6 +66,7 @@ from seunet_monai.evaluation.sweep_results import (
     prepare_eval_dir,
     write_results,
 )
+from seunet_monai.fusion.auxiliary import fuse_auxiliary
 from seunet_monai.fusion.heads import argmax, head_confidence, head_votes, winning_head
 from seunet_monai.fusion.scale import apply_head_weights, scale_head_weights
 from seunet_monai.fusion.strategies import fuse
@@ -72,6 +75,7 @@ from seunet_monai.layers.rescale import default_scales, rescale_image, rescale_l
 from seunet_monai.metrics import SegmentationScores
 from seunet_monai.runtime.progress import progress as progress_bar
 from seunet_monai.runtime.status import write_status
+from seunet_monai.transforms.separation import check_separation_mode
 
 __all__ = ["DEFAULT_MAX_PIXELS", "DEFAULT_MAX_VOXELS", "ScaleSweep", "run_scale_sweep"]
 
@@ -136,6 +140,8 @@ class ScaleSweep:
         instance_strategies: strategies with instance metrics (``head1``.., ``mean``, ``pdist``, ``pens``,
             ``scale``, or ``"all"``); default the fusions without the single heads (``scale`` only when
             calibrated).
+        separation: ``None`` or the network's separation formulation, ``"boundary"`` or ``"centre"``
+            (:mod:`seunet_monai.transforms.separation`): its fused map guides the instances (module docstring).
 
     Raises:
         ValueError: for bad ``scales``, ``overlap`` or ``if_exists``, naming the argument.
@@ -171,6 +177,7 @@ class ScaleSweep:
         pixel_size_um: float | None = None,
         instance_scales: Sequence[float] | None = None,
         instance_strategies: Sequence[str] | str | None = None,
+        separation: str | None = None,
     ) -> None:
         scales = [float(s) for s in (default_scales() if scales is None else scales)]
         if not scales or any(not (s > 0 and math.isfinite(s)) for s in scales):
@@ -214,6 +221,7 @@ class ScaleSweep:
         self.instance_scales = ([s for s in scales if 0.5 <= s <= 2.0] if instance_scales is None
                                 else [m[0] for m in matched])
         self.instance_strategies = instance_strategies
+        self.separation = check_separation_mode(separation)
 
     # ------------------------------------------------------------------------------------------------ steps
     def prepare(self, eval_dir: str | os.PathLike) -> Path:
@@ -237,14 +245,16 @@ class ScaleSweep:
         if window is not None:
             inferer = SlidingWindowInferer(roi_size=window, sw_batch_size=self.sw_batch_size, overlap=self.overlap,
                                            mode=self.sw_mode, device=self.output_device, progress=False)
-        probs = predict_heads(network, img_s, inferer, device).to(self.output_device)
+        probs = predict_heads(network, img_s, inferer, device, aux=self.separation is not None).to(self.output_device)
         return img_s, probs, window
 
     def score(self, run: SweepState, index: int, j: int, img_s: torch.Tensor, label_s: torch.Tensor,
-              probs: torch.Tensor, per_image: dict[str, np.ndarray], instance_s: torch.Tensor | None = None) -> None:
+              probs: torch.Tensor, per_image: dict[str, np.ndarray], instance_s: torch.Tensor | None = None,
+              separation_s: torch.Tensor | None = None) -> None:
         """Add one image at scale ``run.scales[j]``: scores of every strategy, the heads' votes and confidence, the
         calibrated scale estimate, and an example thumbnail when asked for; the instance metrics when
-        ``instance_s`` (instance labels ``(1, *spatial)`` at this scale) is given."""
+        ``instance_s`` (instance labels ``(1, *spatial)`` at this scale) is given, guided by the per-head
+        separation maps ``separation_s`` ``(1, Ω, A, *spatial)`` when given."""
         s, name = run.scales[j], run.names[index]
         if run.num_classes is None:
             run.num_classes = int(probs.shape[2])
@@ -260,7 +270,11 @@ class ScaleSweep:
             try:
                 run.scores[(s, st)].update(pred, label_s)
                 if instance_s is not None and st in run.instance_strategies:
-                    run.instances.update((s, st), fused[0], instance_s, scale=s)
+                    sep = None
+                    if separation_s is not None:
+                        sep = (apply_head_weights(separation_s, weights) if st == "scale"
+                               else fuse_auxiliary(probs, separation_s, st, profile=run.profile))[0]
+                    run.instances.update((s, st), fused[0], instance_s, scale=s, separation=sep)
             except ValueError as e:
                 raise ValueError(f"test item {index} ({name}) at scale {s:g}: {e}") from e
         valid = None if self.ignore_index is None else (label_s[:, 0] != self.ignore_index)
@@ -311,7 +325,8 @@ class ScaleSweep:
         if tuple(inst.shape) != (1, *shape):
             raise ValueError(f"test item {index}: instance labels {tuple(inst.shape)} must be (1, *spatial) = {(1, *shape)}.")
         if run.instances is None:
-            run.instances = InstanceScoring(self.pixel_size_um)
+            separation = self.separation if run.aux_channels else None
+            run.instances = InstanceScoring(self.pixel_size_um, separation=separation)
         run.instance_images += 1
         return inst.round().long() if inst.is_floating_point() else inst.long()
 
@@ -379,7 +394,10 @@ class ScaleSweep:
                progress: dict[str, Any]) -> tuple[SweepState, float]:
         run = SweepState.start(network, self.scales, partner_tolerance=self.partner_tolerance,
                                example_scales=self.example_scales, instance_scales=self.instance_scales,
-                               instance_strategies=self.instance_strategies)
+                               instance_strategies=self.instance_strategies, separation=self.separation)
+        if self.separation and not run.aux_channels:
+            logger.warning("scale sweep: separation %r asked for, but the network predicts no separation map "
+                           "(aux_channels 0): instances from the class mask alone", self.separation)
         t_start = time.perf_counter()
         with output_heads_mode(network):
             total = progress["num_images"]
@@ -399,12 +417,15 @@ class ScaleSweep:
                 for j, s in enumerate(run.scales):
                     t0 = time.perf_counter()
                     img_s, probs, window = self.predict(network, image, s, device, run.roi)
+                    separation_s = None
+                    if run.aux_channels:  # the separation maps after the classes
+                        probs, separation_s = probs[:, :, : -run.aux_channels], probs[:, :, -run.aux_channels :]
                     if window is not None:
                         run.windowed[s] = tuple(window)
                     label_s = rescale_label(label, s, self.scale_axes).unsqueeze(0)  # (1, 1, *spatial)
                     inst_s = rescale_label(instances, s) if instances is not None and s in run.instance_scales else None
-                    self.score(run, index, j, img_s, label_s, probs, per_image, inst_s)
-                    del probs
+                    self.score(run, index, j, img_s, label_s, probs, per_image, inst_s, separation_s)
+                    del probs, separation_s
                     run.time_per_scale[s] += time.perf_counter() - t0
                 run.confidences.append(per_image["confidence"])
                 run.calibrated_est.append(per_image["estimate"])

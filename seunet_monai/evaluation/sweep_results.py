@@ -80,6 +80,7 @@ class SweepState:
     instances: InstanceScoring | None = None
     instance_images: int = 0
     instance_skipped: int = 0
+    aux_channels: int = 0  # the network's separation channels, when the sweep uses them
 
     @classmethod
     def start(
@@ -91,9 +92,11 @@ class SweepState:
         example_scales: Sequence[float] | None = None,
         instance_scales: Sequence[float] = (),
         instance_strategies: Sequence[str] | str | None = None,
+        separation: str | None = None,
     ) -> SweepState:
         """The empty state of a sweep of ``network`` over ``scales`` (the settings of
-        :class:`~seunet_monai.evaluation.sweep.ScaleSweep`).
+        :class:`~seunet_monai.evaluation.sweep.ScaleSweep`); ``aux_channels`` is the network's number of separation
+        maps when ``separation`` is set, else 0.
 
         Raises:
             ValueError: ``instance_strategies`` names a strategy the network does not have.
@@ -113,7 +116,9 @@ class SweepState:
         if unknown:
             raise ValueError(f"instance_strategies: {unknown!r} are not strategies of this network {strategies!r}.")
         targets = example_scales if example_scales is not None else (min(scales), 1.0, max(scales))
+        aux = int(network.aux_channels) if separation and isinstance(network, MultiHeadNetwork) else 0
         return cls(
+            aux_channels=aux,
             instance_scales=set(instance_scales),
             instance_strategies=[st for st in strategies if st in wanted],
             scales=list(scales),

@@ -7,6 +7,7 @@
 - :mod:`~seunet_monai.experiments.comparison`: the comparison of the finished variants;
 - :mod:`~seunet_monai.experiments.presets`: the named protocols (``--preset monuseg-cpu``) and the paper's numbers;
 - :mod:`~seunet_monai.experiments.reproduction`: running a preset and its report (``reproduction.md``);
+- :mod:`~seunet_monai.experiments.instance_comparison`: the report of an instance preset (``instances.md``);
 - :mod:`~seunet_monai.experiments.scale_shift`: the controlled scale-shift benchmark (``seunet-scale-shift``).
 
 Import from the modules themselves.

@@ -69,6 +69,8 @@ class Preset:
         epoch_s: measured seconds per epoch per variant (for estimates before a job has run).
         sweep_s: measured seconds of one scale sweep per variant.
         prepare_s: measured seconds of the two preparations.
+        report: ``"table2"`` (``reproduction.md``: IoU over the scales, the paper's Table 2) or ``"instances"``
+            (``instances.md``: PQ, AJI, F1, count ratio; :mod:`seunet_monai.experiments.instance_comparison`).
     """
 
     name: str
@@ -82,6 +84,7 @@ class Preset:
     epoch_s: Mapping[str, float] = field(default_factory=dict)
     sweep_s: Mapping[str, float] = field(default_factory=dict)
     prepare_s: float = 120.0
+    report: str = "table2"
 
 
 def _monuseg_cpu_jobs() -> tuple[Job, ...]:
@@ -95,6 +98,12 @@ def _monuseg_cpu_jobs() -> tuple[Job, ...]:
     return tuple(job(v, s) for v, s in order)
 
 
+#: the recipe of the MoNuSeg presets: the paper's (Adam, lr 0.015 one-cycle, weight decay 1e-4, batch 20: the
+#: bundle's defaults), flips only (no shift padding, no scale augmentation); the scale fusion is not calibrated
+_MONUSEG_CPU_TRAIN = {"shift": 0, "scale_augmentation": False, "calibrate_fusion": False, "progress": False}
+#: whole images up to 2048² (scales <= 2); larger ones in 1024² windows overlapping by 1/4
+_MONUSEG_CPU_EVAL = {"sweep#min_window": 1024, "sweep#overlap": 0.25, "sweep#num_examples": 1, "progress": False}
+
 PRESETS: dict[str, Preset] = {
     "monuseg-cpu": Preset(
         name="monuseg-cpu",
@@ -104,12 +113,8 @@ PRESETS: dict[str, Preset] = {
         epochs=6,
         widths=(20, 40, 80, 160, 320),
         scales=tuple(default_scales()),
-        # the paper's recipe (Adam, lr 0.015 one-cycle, weight decay 1e-4, batch 20: the bundle's defaults),
-        # flips only (no shift padding, no scale augmentation); the scale fusion is not calibrated (see the doc)
-        train_overrides={"shift": 0, "scale_augmentation": False, "calibrate_fusion": False, "progress": False},
-        # whole images up to 2048² (scales <= 2); larger ones in 1024² windows overlapping by 1/4
-        eval_overrides={"sweep#min_window": 1024, "sweep#overlap": 0.25, "sweep#num_examples": 1,
-                        "progress": False},
+        train_overrides=dict(_MONUSEG_CPU_TRAIN),
+        eval_overrides=dict(_MONUSEG_CPU_EVAL),
         # measured on the 2-core CPU (2026-12-07, load ~2 from the job alone): seunet 941 s for 6 epochs (the first 3
         # slowed by other jobs; ~75 s idle) and a 1717 s sweep; cnn 320 s and 937 s; unet ~80 s per epoch;
         # sesn, disco: not yet measured (guesses)
@@ -117,5 +122,25 @@ PRESETS: dict[str, Preset] = {
                  "seunet_free": 75.0},
         sweep_s={"seunet": 1720.0, "cnn": 940.0, "unet": 950.0, "sesn": 2000.0, "disco": 2000.0,
                  "seunet_fixed": 1720.0, "seunet_free": 1720.0},
+    ),
+    "instances-cpu": Preset(
+        name="instances-cpu",
+        description="nucleus separation at equal budget on real MoNuSeg, 2 CPU cores: the SEUNet at widths 20..320 "
+        "with the monuseg-cpu recipe, 6 epochs, seed 0, without a separation output (plain: watershed of the class "
+        "mask's distance), with a boundary map and with a centre map; PQ, AJI, F1 and count ratio at the 9 scales "
+        "0.5..2 on the 5 whole validation images",
+        jobs=(Job("plain", "seunet", 0), Job("boundary", "separation_boundary", 0),
+              Job("centre", "separation_centre", 0)),
+        epochs=6,
+        widths=(20, 40, 80, 160, 320),
+        scales=tuple(s for s in default_scales() if 0.5 <= s <= 2.0),
+        train_overrides=dict(_MONUSEG_CPU_TRAIN),
+        eval_overrides=dict(_MONUSEG_CPU_EVAL),
+        # estimates from monuseg-cpu's seunet (75 s per epoch; a 17-scale sweep of 1717 s): the 9 scales hold a
+        # quarter of its pixels (~410 s), plus the instance post-processing (~1 s per megapixel and fusion: 3 fusions
+        # at 9 scales, ~200 s) and the evaluator's pass at scale 1 (~80 s); not yet measured
+        epoch_s={"seunet": 75.0, "separation_boundary": 75.0, "separation_centre": 75.0},
+        sweep_s={"seunet": 700.0, "separation_boundary": 700.0, "separation_centre": 700.0},
+        report="instances",
     ),
 }

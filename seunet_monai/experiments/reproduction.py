@@ -8,7 +8,7 @@ job at a time. Layout of ``out``::
     out/data/tiles/                  training (400-px tiles) and validation tiles (checkpoint selection)
     out/data/sweep/                  the whole validation images as the ``test`` split (the scale sweep)
     out/<job>/                       one job (``seunet``, ``cnn``, ..., ``seunet-seed1``), as run_experiment's
-    out/reproduction.md, reproduction.csv, reproduction_iou_vs_scale.png
+    out/reproduction.md, reproduction.csv, reproduction_iou_vs_scale.png   (an instance preset: instances.md, .csv)
 
 Resuming: the same command continues where it stopped; a finished preparation or job is never redone, an
 interrupted training continues from its ``last.pt``. ``dry_run`` lists every step with its state and estimated
@@ -33,6 +33,7 @@ from matplotlib.figure import Figure
 
 from seunet_monai.data.prepare.monuseg import prepare_monuseg
 from seunet_monai.evaluation.report import read_csv_rows, write_csv_rows
+from seunet_monai.experiments.instance_comparison import write_instance_comparison
 from seunet_monai.experiments.presets import (
     MONUSEG_VALIDATION_IMAGES,
     PAPER_EQUIVARIANCE,
@@ -203,7 +204,8 @@ def run_preset(
             failed[job.name] = f"{type(e).__name__}: {e}"
             log(f"[{job.name}] FAILED: {failed[job.name]}")
             continue
-        files = write_reproduction(out, preset)
+        report = write_instance_comparison if preset.report == "instances" else write_reproduction
+        files = report(out, preset)
     return {"plan": plan, "states": states, "failed": failed, "files": files}
 
 

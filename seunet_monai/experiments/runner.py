@@ -40,6 +40,7 @@ from seunet_monai.experiments.comparison import write_comparison
 from seunet_monai.experiments.state import STATE_FILE, SWEEP_STATUS, TRAINING_STATUS, fmt_time, read_json, write_json
 from seunet_monai.experiments.variants import (
     BUNDLE_DIR,
+    DEFAULT_VARIANTS,
     TINY_SWEEP,
     VARIANTS,
     bundle_overrides,
@@ -260,7 +261,7 @@ def run_variant(
 def run_experiment(
     dataset_dir: str | os.PathLike,
     out: str | os.PathLike,
-    variants: Sequence[str] = tuple(VARIANTS),
+    variants: Sequence[str] = DEFAULT_VARIANTS,
     epochs: int | None = None,
     tiny: bool = False,
     scales: Sequence[float] | None = None,

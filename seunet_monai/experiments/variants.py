@@ -11,7 +11,10 @@ A variant differs from the bundle's default only by its override file ``configs/
   learned 3×3 convolutions, one group, one head (the paper's conventional CNN, widths 60..960),
 - ``sesn``: :class:`~seunet_monai.networks.sesn.SESNUNet`,
 - ``disco``: :class:`~seunet_monai.networks.disco.DISCOUNet`,
-- ``seunet_fixed`` / ``seunet_free``: the σ ablation (Table 3): ``sigma_mode`` ``"fixed"`` / ``"free"``.
+- ``seunet_fixed`` / ``seunet_free``: the σ ablation (Table 3): ``sigma_mode`` ``"fixed"`` / ``"free"``;
+- ``separation_boundary`` / ``separation_centre``: the SEUNet with a nucleus separation output (the bundle's
+  ``separation`` key, :mod:`seunet_monai.transforms.separation`); not among :data:`DEFAULT_VARIANTS` (they need
+  annotated instances, and answer another question than Table 2).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from seunet_monai.runtime.resources import bundle_path, config_path
 __all__ = [
     "BUNDLE_DIR",
     "CONFIG_DIR",
+    "DEFAULT_VARIANTS",
     "TINY_DATA",
     "TINY_SWEEP",
     "VARIANTS",
@@ -69,7 +73,12 @@ VARIANTS: dict[str, VariantSpec] = {
     "disco": VariantSpec("disco.json"),
     "seunet_fixed": VariantSpec("seunet_fixed.json"),
     "seunet_free": VariantSpec("seunet_free.json"),
+    "separation_boundary": VariantSpec("separation_boundary.json"),
+    "separation_centre": VariantSpec("separation_centre.json"),
 }
+
+#: the variants an experiment runs when none are named: the paper's models and the σ ablation
+DEFAULT_VARIANTS = ("seunet", "unet", "cnn", "sesn", "disco", "seunet_fixed", "seunet_free")
 
 #: tiny data (used when the embedded synthetic default is generated), patch and batch sizes
 TINY_DATA: dict[str, Any] = {

@@ -5,7 +5,9 @@
 - :mod:`~seunet_monai.fusion.scale`: the ``"scale"`` fusion (beyond the paper) and the one scale estimator:
   scale signature, calibration profile, the calibrated scale estimate and head weights, and the uncalibrated
   ``log σ̂`` of networks without a calibration;
-- :mod:`~seunet_monai.fusion.strategies`: :func:`~seunet_monai.fusion.strategies.fuse`, every named fusion.
+- :mod:`~seunet_monai.fusion.strategies`: :func:`~seunet_monai.fusion.strategies.fuse`, every named fusion;
+- :mod:`~seunet_monai.fusion.auxiliary`: extra per-head maps (e.g. the nucleus separation map) fused with the
+  head weights of a class fusion.
 
 Tensors only: this package sits under :mod:`seunet_monai.networks` (whose eval-mode output is a fused
 prediction) and above :mod:`seunet_monai.layers`, so it takes what it needs of a network (its calibration

@@ -10,6 +10,12 @@ keys into ``engine.state.metrics``: ``{prefix}_{column}`` for ``fusion`` (``test
 ``headk``), ``column`` in :data:`~seunet_monai.evaluation.instance_scoring.INSTANCE_COLUMNS`. Items without
 ``instance_key`` are skipped, with one log line; with none the values are ``nan``. Single process: under
 ``torch.distributed`` each process reports its own items.
+
+With ``separation`` (``"boundary"`` or ``"centre"``) and per-head separation maps ``(Ω, A, H, W)`` under
+``separation_key`` in the output (:class:`seunet_monai.transforms.separation.SplitSeparationd` puts them there), the
+maps are fused with each strategy's head weights (:func:`seunet_monai.fusion.auxiliary.fuse_auxiliary`) and guide
+the instances (:class:`~seunet_monai.transforms.instances.NucleusInstances`); an output without them gives the
+instances of the class mask alone.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from ignite.engine import Engine
 from ignite.metrics import Metric
 
 from seunet_monai.evaluation.instance_scoring import InstanceScoring
+from seunet_monai.fusion.auxiliary import fuse_auxiliary
 from seunet_monai.fusion.strategies import fuse
 
 __all__ = ["FusionInstanceMetrics"]
@@ -42,11 +49,13 @@ class FusionInstanceMetrics(Metric):
         instance_key: key of the instance labels ``(1, H, W)`` in the batch.
         profile: the ``"scale"`` fusion's calibration (typically the network).
         nucleus_class: channel of the nucleus class.
+        separation: ``None``, ``"boundary"`` or ``"centre"``: what the maps under ``separation_key`` are.
+        separation_key: key of the per-head separation maps ``(Ω, A, H, W)`` in the output.
     """
 
     def __init__(self, strategies: Sequence[str], fusion: str, pixel_size_um: float, prefix: str = "test",
                  pred_key: str = "pred", instance_key: str = "instance", profile: Any = None,
-                 nucleus_class: int = 1) -> None:
+                 nucleus_class: int = 1, separation: str | None = None, separation_key: str = "separation") -> None:
         self.listed = list(dict.fromkeys(strategies))
         self.strategies = list(dict.fromkeys([*strategies, fusion]))
         self.fusion = fusion
@@ -56,11 +65,13 @@ class FusionInstanceMetrics(Metric):
         self.profile = profile
         self.pixel_size_um = pixel_size_um
         self.nucleus_class = int(nucleus_class)
-        InstanceScoring(pixel_size_um, self.nucleus_class)  # checks the arguments now
+        self.separation = separation
+        self.separation_key = separation_key
+        InstanceScoring(pixel_size_um, self.nucleus_class, separation=separation)  # checks the arguments now
         super().__init__(output_transform=lambda x: x)
 
     def reset(self) -> None:
-        self.scoring = InstanceScoring(self.pixel_size_um, self.nucleus_class)
+        self.scoring = InstanceScoring(self.pixel_size_um, self.nucleus_class, separation=self.separation)
         self.skipped = 0
 
     def update(self, output: tuple[Any, Any]) -> None:
@@ -73,9 +84,13 @@ class FusionInstanceMetrics(Metric):
             self.skipped += 1
             return
         probs = torch.as_tensor(out[self.pred_key]).float()
+        maps = None
+        if self.separation is not None and self.separation_key in out:
+            maps = torch.as_tensor(out[self.separation_key]).float()
         for st in self.strategies:
             fused = fuse(probs[None], st, profile=self.profile)[0]
-            self.scoring.update(st, fused, torch.as_tensor(item[self.instance_key]))
+            sep = None if maps is None else fuse_auxiliary(probs[None], maps[None], st, profile=self.profile)[0]
+            self.scoring.update(st, fused, torch.as_tensor(item[self.instance_key]), separation=sep)
 
     def iteration_completed(self, engine: Engine) -> None:
         """Pairs the decollated output with the decollated batch (the labels are not in the output)."""

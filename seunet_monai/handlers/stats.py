@@ -24,6 +24,8 @@ class MultiHeadStatsHandler:
     Tags (``k`` is 1-based):
 
     - ``loss/head{k}``: head k's loss of the last iteration (``loss.last_head_losses``),
+    - ``loss_aux/head{k}``: its weighted part from the extra maps, for a loss with ``aux_channels``
+      (``loss.last_aux_losses``),
     - ``loss_weight/omega{k}``: ω_k (``loss.weights()``),
     - ``sigma/{layer}/group{k}``: σ of group k of every layer in ``network.sigmas()`` (skipped for networks
       without σ, e.g. a plain UNet),
@@ -82,6 +84,9 @@ class MultiHeadStatsHandler:
             if hasattr(loss, "last_head_losses"):
                 for k, v in enumerate(torch.as_tensor(loss.last_head_losses).flatten().tolist()):
                     out[f"loss/head{k + 1}"] = float(v)
+            if getattr(loss, "aux_channels", 0) and hasattr(loss, "last_aux_losses"):
+                for k, v in enumerate(torch.as_tensor(loss.last_aux_losses).flatten().tolist()):
+                    out[f"loss_aux/head{k + 1}"] = float(v)
             if hasattr(loss, "weights"):
                 with torch.no_grad():
                     for k, v in enumerate(loss.weights().flatten().tolist()):

@@ -1,16 +1,22 @@
 """The multi-head contract of the package's networks: Ω scale groups, one head each, fused in eval mode.
 
-A :class:`MultiHeadNetwork` has ``num_scales`` (Ω) heads, each predicting the same ``out_channels`` classes, and
-a fusion strategy ``fusion`` (:func:`seunet_monai.fusion.strategies.fuse`). A subclass implements
-:meth:`~MultiHeadNetwork.forward_heads` (per-head logits) and :meth:`~MultiHeadNetwork.features` (the last layer's
-features, for the equivariance error of eq. 10); the forward pass, the fusion and the equivariance check
-(:meth:`~MultiHeadNetwork.check_equivariance`) follow from them. What a network can report about its scales has
-defaults a subclass overrides: :meth:`~MultiHeadNetwork.sigmas`, :meth:`~MultiHeadNetwork.sigma_bounds`,
-:meth:`~MultiHeadNetwork.head_sigmas` and :meth:`~MultiHeadNetwork.first_layer_filters`.
+A :class:`MultiHeadNetwork` has ``num_scales`` (Ω) heads, each predicting the same ``out_channels`` classes (and,
+with ``aux_channels = A > 0``, ``A`` extra maps in ``[0, 1]`` after them, e.g. the nucleus separation map of
+:mod:`seunet_monai.transforms.separation`), and a fusion strategy ``fusion``
+(:func:`seunet_monai.fusion.strategies.fuse`). A subclass implements :meth:`~MultiHeadNetwork.forward_heads`
+(per-head logits) and :meth:`~MultiHeadNetwork.features` (the last layer's features, for the equivariance error
+of eq. 10); the forward pass, the fusion and the equivariance check (:meth:`~MultiHeadNetwork.check_equivariance`)
+follow from them:
 
-- training mode: per-head logits ``(B, Ω, C, *spatial)`` (what the multi-head loss trains);
+- training mode: per-head logits ``(B, Ω, C + A, *spatial)`` (what the multi-head loss trains);
 - eval mode: fused class probabilities ``(B, C, *spatial)``, or the per-head probabilities ``(B, Ω, C, *spatial)``
-  while ``output_heads`` is True.
+  while ``output_heads`` is True. With ``A > 0`` the ``A`` maps (a sigmoid of their logits) follow the ``C``
+  class probabilities on the same axis, fused with the class fusion's head weights
+  (:func:`seunet_monai.fusion.auxiliary.fuse_auxiliary`): ``(B, C + A, *spatial)`` / ``(B, Ω, C + A, *spatial)``.
+
+What a network can report about its scales has defaults a subclass overrides: :meth:`~MultiHeadNetwork.sigmas`,
+:meth:`~MultiHeadNetwork.sigma_bounds`, :meth:`~MultiHeadNetwork.head_sigmas` and
+:meth:`~MultiHeadNetwork.first_layer_filters`.
 
 SEUNet and every baseline of this package (CNN, SESN, DISCO) are such networks. Code that takes any network asks
 ``isinstance(network, MultiHeadNetwork)``; any other network (e.g. MONAI's ``BasicUNet``) returns logits
@@ -25,6 +31,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from seunet_monai.fusion.auxiliary import fuse_auxiliary
 from seunet_monai.fusion.strategies import fuse
 from seunet_monai.layers.rescale import rescale_image, resize_features
 from seunet_monai.networks.equivariance import equivariance_matrix
@@ -35,12 +42,13 @@ __all__ = ["MultiHeadNetwork", "last_layer_log_sigmas"]
 class MultiHeadNetwork(nn.Module):
     """Base class of the multi-head networks (see the module docstring).
 
-    Subclasses set ``num_scales``, ``out_channels`` and ``fusion`` in ``__init__`` and implement
-    :meth:`forward_heads` and :meth:`features`.
+    Subclasses set ``num_scales``, ``out_channels``, ``fusion`` (and ``aux_channels`` when they predict extra maps)
+    in ``__init__`` and implement :meth:`forward_heads` and :meth:`features`.
     """
 
     num_scales: int
     out_channels: int
+    aux_channels: int = 0
     fusion: str = "pens"
 
     def __init__(self) -> None:
@@ -48,23 +56,59 @@ class MultiHeadNetwork(nn.Module):
         self.output_heads = False
 
     def forward_heads(self, x: torch.Tensor) -> torch.Tensor:
-        """Per-head logits ``(B, Ω, C, *spatial)`` in any mode."""
+        """Per-head logits ``(B, Ω, C + A, *spatial)`` in any mode (``A = aux_channels``, 0 by default)."""
         raise NotImplementedError(f"{type(self).__name__} must implement forward_heads(x).")
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """The last layer's features before the heads, ``(B, Ω, F, *spatial)`` (for eq. 10 and 12)."""
         raise NotImplementedError(f"{type(self).__name__} must implement features(x).")
 
+    def head_outputs(self, logits: torch.Tensor, aux: bool = True) -> torch.Tensor:
+        """Per-head probabilities of per-head logits ``(B, Ω, C + A, *spatial)``: a softmax over the ``C`` classes,
+        then (with ``aux``) a sigmoid of each of the ``A`` extra maps, ``(B, Ω, C + A, *spatial)``; without ``aux``
+        the class probabilities alone, ``(B, Ω, C, *spatial)``."""
+        if not self.aux_channels:
+            return torch.softmax(logits, dim=2)
+        classes, extra = self.split_outputs(logits, dim=2)
+        probs = torch.softmax(classes, dim=2)
+        return torch.cat([probs, torch.sigmoid(extra)], dim=2) if aux else probs
+
+    def split_outputs(self, x: torch.Tensor, dim: int = 2) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``(classes, extra maps)`` of an output whose axis ``dim`` holds the ``C = out_channels`` class channels,
+        then the ``A`` extra ones (``dim`` 2 for per-head outputs, 1 for fused ones); ``(x, None)`` when the network
+        has no extra maps or ``x`` holds the classes alone.
+
+        Raises:
+            ValueError: when axis ``dim`` holds neither ``C`` nor ``C + A`` channels.
+        """
+        n = x.shape[dim]
+        if not self.aux_channels or n == self.out_channels:
+            return x, None
+        if n != self.out_channels + self.aux_channels:
+            raise ValueError(
+                f"{type(self).__name__}: expected {self.out_channels} classes, then {self.aux_channels} extra maps, on "
+                f"axis {dim}, got shape {tuple(x.shape)}."
+            )
+        return x.narrow(dim, 0, self.out_channels), x.narrow(dim, self.out_channels, self.aux_channels)
+
     def fuse_heads(self, probs: torch.Tensor) -> torch.Tensor:
         """Fused class probabilities ``(B, C, *spatial)`` of per-head ones ``(B, Ω, C, *spatial)``, by the strategy
-        ``self.fusion`` (``"scale"`` reads the network's ``fusion_*`` calibration buffers; the others ignore them)."""
-        return fuse(probs, self.fusion, profile=self)
+        ``self.fusion`` (``"scale"`` reads the network's ``fusion_*`` calibration buffers; the others ignore them).
+        With ``aux_channels`` the input may also be ``(B, Ω, C + A, *spatial)``, and the output is then
+        ``(B, C + A, *spatial)``: the extra maps fused with the head weights of the class fusion."""
+        if not self.aux_channels:
+            return fuse(probs, self.fusion, profile=self)
+        classes, extra = self.split_outputs(probs, dim=2)
+        fused = fuse(classes, self.fusion, profile=self)
+        if extra is None:
+            return fused
+        return torch.cat([fused, fuse_auxiliary(classes, extra, self.fusion, profile=self)], dim=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         logits = self.forward_heads(x)
         if self.training:
             return logits
-        probs = torch.softmax(logits, dim=2)
+        probs = self.head_outputs(logits)
         if self.output_heads:
             return probs
         return self.fuse_heads(probs)

@@ -70,6 +70,7 @@ class CNNUNet(SEUNet):
         act: MONAI activation spec (ReLU, as the SEUNet).
         dropout: dropout after each block.
         fusion: eval-mode fusion (with one head every strategy returns that head).
+        aux_channels: extra maps after the classes (e.g. 1 for a separation map), as for the SEUNet.
 
     Forward: as :class:`~seunet_monai.networks.seunet.SEUNet` with Ω = 1: per-head logits ``(B, 1, C, *spatial)``
     in training, fused probabilities ``(B, C, *spatial)`` in eval mode (``(B, 1, C, *spatial)`` with
@@ -88,6 +89,7 @@ class CNNUNet(SEUNet):
         act: str | tuple = "relu",
         dropout: float = 0.0,
         fusion: str = "pens",
+        aux_channels: int = 0,
     ) -> None:
         if int(num_scales) != 1:
             raise ValueError(
@@ -107,6 +109,7 @@ class CNNUNet(SEUNet):
             dropout=dropout,
             share_heads=True,
             fusion=fusion,
+            aux_channels=aux_channels,
         )
         self.sigma_mode = "none (learned 3x3 convolutions)"
 
@@ -118,4 +121,5 @@ class CNNUNet(SEUNet):
         return (
             f"spatial_dims={self.spatial_dims}, in_channels={self.in_channels}, out_channels={self.out_channels}, "
             f"channels={self.channels}, kernel_size={self.kernel_size}, fusion={self.fusion!r}"
+            + (f", aux_channels={self.aux_channels}" if self.aux_channels else "")
         )

@@ -290,6 +290,7 @@ class DISCOUNet(SESNUNet):
         dropout: dropout after each block.
         share_heads: one 1×1 head shared by all groups (default) or one per group.
         fusion: eval-mode fusion of the heads.
+        aux_channels: extra maps after the classes (e.g. 1 for a separation map), as for the SEUNet.
     """
 
     conv_class = DISCOConv
@@ -309,6 +310,7 @@ class DISCOUNet(SESNUNet):
         dropout: float = 0.0,
         share_heads: bool = True,
         fusion: str = "pens",
+        aux_channels: int = 0,
     ) -> None:
         self._init_fixed_basis(
             dict(envelope=float(envelope)),
@@ -323,4 +325,5 @@ class DISCOUNet(SESNUNet):
             dropout=dropout,
             share_heads=share_heads,
             fusion=fusion,
+            aux_channels=aux_channels,
         )

@@ -254,6 +254,7 @@ class SESNUNet(SEUNet):
         dropout: dropout after each block.
         share_heads: one 1×1 head shared by all groups (default) or one per group.
         fusion: eval-mode fusion of the heads.
+        aux_channels: extra maps after the classes (e.g. 1 for a separation map), as for the SEUNet.
     """
 
     conv_class: type = SESNConv
@@ -274,6 +275,7 @@ class SESNUNet(SEUNet):
         dropout: float = 0.0,
         share_heads: bool = True,
         fusion: str = "pens",
+        aux_channels: int = 0,
     ) -> None:
         self._init_fixed_basis(
             dict(max_order=int(max_order), envelope=float(envelope)),
@@ -288,6 +290,7 @@ class SESNUNet(SEUNet):
             dropout=dropout,
             share_heads=share_heads,
             fusion=fusion,
+            aux_channels=aux_channels,
         )
 
     def _init_fixed_basis(self, basis_kwargs: dict, scales: Sequence[float] | None, num_scales: int, **kwargs) -> None:
@@ -313,5 +316,5 @@ class SESNUNet(SEUNet):
         return (
             f"spatial_dims={self.spatial_dims}, in_channels={self.in_channels}, out_channels={self.out_channels}, "
             f"num_scales={self.num_scales}, channels={self.channels}, {basis}, share_heads={self.share_heads}, "
-            f"fusion={self.fusion!r}"
+            f"fusion={self.fusion!r}" + (f", aux_channels={self.aux_channels}" if self.aux_channels else "")
         )

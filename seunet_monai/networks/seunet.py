@@ -163,13 +163,19 @@ class SEUNet(MultiHeadNetwork):
             scales ``2^(k/4)``, ``k = -8..8``. The buffers are part of the state dict (saved with the weights)
             and hold NaN until a calibration fills them.
         implementation: GD layers' ``"fast"`` path or the ``"dense"`` reference.
+        aux_channels: ``A``, extra maps in ``[0, 1]`` every head predicts after its ``C`` class scores (default 0;
+            1 for a nucleus separation map, :mod:`~seunet_monai.transforms.separation`). A second 1×1 head on the
+            same features of each group (shared by the groups like the class head, or one per group), so the
+            maps follow the groups' scales as the classes do; the class head and its outputs are unchanged.
 
     Forward:
         ``x``: ``(B, in_channels, *spatial)``, any spatial size (padded with zeros at the far end to a
         multiple of 16 and cropped back). In training mode returns the per-head logits
         ``(B, Ω, C, *spatial)``. In eval mode returns the fused class probabilities ``(B, C, *spatial)``
         (strategy ``self.fusion``), or the per-head probabilities ``(B, Ω, C, *spatial)`` when
-        ``self.output_heads`` is True.
+        ``self.output_heads`` is True. With ``aux_channels`` the ``A`` maps follow the classes on the same axis
+        (logits in training, sigmoid probabilities fused with the class fusion's head weights in eval mode; see
+        :mod:`~seunet_monai.networks.base`).
     """
 
     def __init__(
@@ -194,6 +200,7 @@ class SEUNet(MultiHeadNetwork):
         fusion: str = "pens",
         implementation: str = "fast",
         profile_scales: Sequence[float] | None = None,
+        aux_channels: int = 0,
     ) -> None:
         super().__init__()
         if spatial_dims not in (2, 3):
@@ -202,6 +209,8 @@ class SEUNet(MultiHeadNetwork):
             raise ValueError(f"num_scales must be >= 1, got {num_scales}.")
         if in_channels < 1 or out_channels < 1:
             raise ValueError(f"in_channels and out_channels must be >= 1, got {in_channels}, {out_channels}.")
+        if int(aux_channels) != aux_channels or aux_channels < 0:
+            raise ValueError(f"aux_channels must be an integer >= 0, got {aux_channels}.")
         channels = tuple(int(c) for c in channels)
         if len(channels) != _NUM_LEVELS:
             raise ValueError(f"channels must give {_NUM_LEVELS} widths (4 encoder levels + bottleneck), got {channels}.")
@@ -224,6 +233,7 @@ class SEUNet(MultiHeadNetwork):
         self.spatial_dims = spatial_dims
         self.in_channels = in_channels
         self.out_channels = out_channels
+        self.aux_channels = int(aux_channels)
         self.num_scales = num_scales
         self.channels = channels
         self.order = order
@@ -272,10 +282,14 @@ class SEUNet(MultiHeadNetwork):
         self.register_buffer("fusion_iou", torch.full((p, num_scales), float("nan")))
         self.register_buffer("fusion_signature", torch.full((p, signature_width(num_scales)), float("nan")))
         self.pool = {2: nn.MaxPool2d, 3: nn.MaxPool3d}[spatial_dims](kernel_size=2)
-        if share_heads:
-            self.head = {2: nn.Conv2d, 3: nn.Conv3d}[spatial_dims](widths[0], out_channels, kernel_size=1)
-        else:
-            self.head = _GroupHeads(num_scales, widths[0], out_channels)
+        self.head = self._make_head(widths[0], out_channels)
+        self.aux_head = self._make_head(widths[0], self.aux_channels) if self.aux_channels else None
+
+    def _make_head(self, in_channels: int, out_channels: int) -> nn.Module:
+        """A 1×1 head shared by the groups (``share_heads``) or one per group."""
+        if self.share_heads:
+            return {2: nn.Conv2d, 3: nn.Conv3d}[self.spatial_dims](in_channels, out_channels, kernel_size=1)
+        return _GroupHeads(self.num_scales, in_channels, out_channels)
 
     def _make_conv(self, cin: int, cout: int, bounds, lifting: bool, name: str) -> nn.Module:
         """Build one scale-group layer; subclasses (other equivariant layers) override this."""
@@ -326,9 +340,11 @@ class SEUNet(MultiHeadNetwork):
         return self._crop(unfold_groups(d1, self.num_scales), size)
 
     def forward_heads(self, x: torch.Tensor) -> torch.Tensor:
-        """Per-head logits ``(B, Ω, C, *spatial)`` in any mode."""
+        """Per-head logits ``(B, Ω, C, *spatial)`` in any mode (``(B, Ω, C + A, *spatial)`` with ``aux_channels``)."""
         d1, size = self._decoder_features(x)
         logits = self.head(d1)
+        if self.aux_head is not None:
+            logits = torch.cat([logits, self.aux_head(d1)], dim=1)
         logits = unfold_groups(logits.contiguous(), self.num_scales)
         return self._crop(logits, size)
 
@@ -380,4 +396,5 @@ class SEUNet(MultiHeadNetwork):
             f"num_scales={self.num_scales}, channels={self.channels}, order={self.order}, "
             f"sigma_mode={self.sigma_mode!r}, discretization={self.discretization!r}, "
             f"share_heads={self.share_heads}, fusion={self.fusion!r}"
+            + (f", aux_channels={self.aux_channels}" if self.aux_channels else "")
         )

@@ -47,6 +47,16 @@ class ToyHeads(MultiHeadNetwork):
         return torch.randn(self.num_scales, 4, self.in_channels, 5, 5)
 
 
+class ToyHeadsWithMap(ToyHeads):
+    """:class:`ToyHeads` with a separation map per head: its logit is ``t_k * (x_1 - 0.5)`` (image channel 1)."""
+
+    aux_channels = 1
+
+    def forward_heads(self, x: torch.Tensor) -> torch.Tensor:
+        extra = (x[:, 1:2] - 0.5).unsqueeze(1) * self.t.view(1, -1, 1, 1, 1)
+        return torch.cat([super().forward_heads(x), extra], dim=2)
+
+
 class PlainPointwise(nn.Module):
     """A plain (one-head) network: two linear 1×1 convolutions, logits ``(B, 2, H, W)``."""
 

@@ -1,5 +1,5 @@
 """The scale sweep end to end on tiny models and data: rows, scores, every output file, the status file and the
-instance metrics."""
+instance metrics, guided by the network's separation map when it predicts one."""
 
 from __future__ import annotations
 
@@ -16,9 +16,9 @@ from seunet_monai.evaluation.outputs import OUTPUT_FILES
 from seunet_monai.evaluation.sweep import ScaleSweep, run_scale_sweep
 from seunet_monai.layers.rescale import rescale_image, rescale_label
 from seunet_monai.metrics import SegmentationScores
-from tests.instance_items import disk_items
+from tests.instance_items import disk_items, square_pairs
 
-from .conftest import toy_dataset
+from .conftest import ToyHeadsWithMap, toy_dataset
 
 SCALES = [0.5, 1.0, 2.0]
 INSTANCE_SCALES = [0.5, 1.0, 2.0, 4.0]
@@ -333,3 +333,31 @@ def test_sweep_instance_errors(tmp_path, toy_heads) -> None:
                         instance_strategies=["nope"], **OPTS)
     # instance_metrics=False: no pixel size needed, nothing measured
     run_scale_sweep(toy_heads, disk_items(1), tmp_path / "c", scales=[1.0], instance_metrics=False, **OPTS)
+
+
+@pytest.mark.parametrize("mode", ["boundary", "centre"])
+def test_the_sweep_separates_touching_nuclei_with_the_network_s_map(tmp_path, mode) -> None:
+    torch.manual_seed(0)
+    net, items = ToyHeadsWithMap(), square_pairs(mode)
+    run_scale_sweep(net, items, tmp_path / "plain", scales=[1.0], pixel_size_um=0.25, **OPTS)
+    run_scale_sweep(net, items, tmp_path / "sep", scales=[1.0], pixel_size_um=0.25, separation=mode, **OPTS)
+    plain = _rows_by_key(tmp_path / "plain" / "eval" / "scale_sweep.csv")
+    sep = _rows_by_key(tmp_path / "sep" / "eval" / "scale_sweep.csv")
+    for st in ("mean", "pdist", "pens"):
+        assert float(plain[(st, 1.0)]["count_ratio"]) == pytest.approx(0.5)  # each pair is one object
+        assert float(sep[(st, 1.0)]["count_ratio"]) == pytest.approx(1.0) and float(sep[(st, 1.0)]["pq"]) > 0.8
+        assert sep[(st, 1.0)]["iou"] == plain[(st, 1.0)]["iou"]  # the class mask is the same
+    meta = json.loads((tmp_path / "sep" / "eval" / "scale_sweep.json").read_text())
+    assert meta["instance_metrics"]["separation"] == mode
+    assert meta["num_classes"] == 2
+
+
+def test_a_separation_asked_of_a_network_without_maps_is_the_class_mask_alone(tmp_path, toy_heads, caplog) -> None:
+    with caplog.at_level(logging.WARNING, logger="seunet_monai.evaluation.sweep"):
+        run_scale_sweep(toy_heads, square_pairs("boundary"), tmp_path, scales=[1.0], pixel_size_um=0.25,
+                        separation="boundary", **OPTS)
+    assert any("predicts no separation map" in r.getMessage() for r in caplog.records)
+    rows = _rows_by_key(tmp_path / "eval" / "scale_sweep.csv")
+    assert float(rows[("pens", 1.0)]["count_ratio"]) == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="separation must be one of"):
+        ScaleSweep([1.0], separation="contour")

@@ -14,6 +14,7 @@ from seunet_monai.evaluation.report import write_csv_rows
 from seunet_monai.experiments import presets
 from seunet_monai.experiments import reproduction as rep
 from seunet_monai.experiments.state import STATE_FILE
+from seunet_monai.experiments.variants import DEFAULT_VARIANTS
 
 FIXTURE = Path(__file__).resolve().parents[2] / ".." / "shared" / "fixtures" / "monuseg-sample"
 
@@ -39,6 +40,24 @@ def test_dry_run_lists_every_job_with_an_estimate_and_writes_nothing(tmp_path, c
     for job in preset.jobs:
         assert "pending  " in text and job.name in text
     assert "remaining (estimated)" in text
+
+
+def test_the_instance_preset_compares_three_formulations_at_equal_budget(tmp_path, capsys):
+    out = tmp_path / "out"
+    source = str(_fake_source(tmp_path))
+    rc = cli.main(["--preset", "instances-cpu", "--source", source, "--out", str(out), "--dry-run"])
+    text = capsys.readouterr().out
+    assert rc == 0 and not out.exists()
+    preset, table2 = presets.PRESETS["instances-cpu"], presets.PRESETS["monuseg-cpu"]
+    assert [(j.name, j.variant, j.seed) for j in preset.jobs] == [
+        ("plain", "seunet", 0), ("boundary", "separation_boundary", 0), ("centre", "separation_centre", 0)]
+    assert preset.scales == tuple(s for s in table2.scales if 0.5 <= s <= 2) and len(preset.scales) == 9
+    assert (preset.epochs, preset.widths) == (table2.epochs, table2.widths)  # the monuseg-cpu budget and recipe
+    assert preset.train_overrides == table2.train_overrides and preset.report == "instances"
+    for job in preset.jobs:
+        assert "pending  " in text and f"{job.name} (variant {job.variant}, seed 0)" in text
+    assert "remaining (estimated)" in text
+    assert not {"separation_boundary", "separation_centre"} & set(DEFAULT_VARIANTS)  # not in plain experiments
 
 
 @pytest.mark.parametrize("make, needle", [

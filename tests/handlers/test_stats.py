@@ -40,8 +40,17 @@ def test_stats_handler_scalars_and_ddp_unwrapping(tmp_path):
     assert values["loss_weight/omega1"] == pytest.approx(0.5) and values["loss_weight/omega2"] == pytest.approx(0.5)
     assert values["sigma/enc1.conv2/group2"] == pytest.approx(4.0)
     assert values["lr"] == pytest.approx(0.01)
+    assert not any(k.startswith("loss_aux") for k in values)
     # writes event files when attached
     engine = Engine(lambda e, b: 0.0)
     handler.attach(engine)
     engine.run([0, 1], max_epochs=1)
     assert any(p.name.startswith("events.out.tfevents") for p in tmp_path.iterdir())
+
+
+def test_the_extra_maps_part_of_each_head_loss_is_logged(tmp_path):
+    loss = MultiHeadLoss(2, aux_channels=1)
+    loss(torch.randn(1, 2, 3, 4, 4), torch.cat([torch.zeros(1, 1, 4, 4), torch.rand(1, 1, 4, 4)], 1))
+    values = MultiHeadStatsHandler(loss=loss, log_dir=tmp_path).scalars()
+    assert values["loss_aux/head2"] == pytest.approx(float(loss.last_aux_losses[1]))
+    assert values["loss/head2"] > values["loss_aux/head2"] > 0
