@@ -33,7 +33,6 @@ it towards PEns or towards a flatter profile, or discount heads whose IoU varies
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import logging
@@ -64,7 +63,7 @@ from seunet_monai.fusion.scale import ScaleProfile, apply_head_weights, head_sig
 from seunet_monai.inferers import MIN_WINDOW, WHOLE_IMAGE_PIXELS, predict_heads, sweep_window
 from seunet_monai.layers.rescale import default_scales, rescale_image, rescale_label, scaled_size
 from seunet_monai.metrics import confusion_counts, reduce_class_scores
-from seunet_monai.runtime.files import atomic_write_bytes, atomic_write_json, atomic_write_text
+from seunet_monai.runtime.files import atomic_write_bytes, atomic_write_json, atomic_write_text, file_sha256
 from seunet_monai.runtime.resources import config_path
 
 __all__ = [
@@ -84,7 +83,6 @@ __all__ = [
     "calibration_inferer",
     "code_version",
     "dataset_iou",
-    "file_sha256",
     "fold_profile",
     "load_bundle_setup",
     "log_scale_from_signature",
@@ -127,15 +125,6 @@ def _mpx(pixels: float) -> str:
 
 def _secs(seconds: float) -> str:
     return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
-
-
-def file_sha256(path: str | Path) -> str:
-    """Hex SHA-256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def code_version() -> dict[str, Any]:
