@@ -23,7 +23,7 @@ each run and the items with their scales; a cache of another checkpoint or other
 cached statistics as the calibration aggregates them (:func:`fold_profile`: per scale, each head's IoU of the
 summed confusion counts and the mean signature over items, NaN components left out), from whole images or from
 the tiles of the other images; the held-out image's scale is estimated from its cached signature
-(:func:`log_scale_from_signature`), each candidate rule fuses its cached heads, and the confusion counts are summed
+(:func:`~seunet_monai.fusion.scale.estimate_log_scale_from_signature`), each candidate rule fuses its cached heads, and the confusion counts are summed
 per scale over the held-out images. Reported per scale: the dataset-wide IoU of every rule, of ``pens``, ``mean``
 and each head, the best head at each scale (oracle), the gaps to it and to PEns, and the estimate's error.
 
@@ -59,7 +59,13 @@ from seunet_monai.evaluation.calibration import whole_images
 from seunet_monai.evaluation.heads import num_heads, output_heads_mode
 from seunet_monai.evaluation.items import item_name, iterate_items, prepare_item
 from seunet_monai.fusion.heads import argmax, fuse_heads
-from seunet_monai.fusion.scale import ScaleProfile, apply_head_weights, head_signature
+from seunet_monai.fusion.scale import (
+    ScaleProfile,
+    apply_head_weights,
+    estimate_log_scale_from_signature,
+    head_signature,
+    iou_head_weights,
+)
 from seunet_monai.inferers import MIN_WINDOW, WHOLE_IMAGE_PIXELS, predict_heads, sweep_window
 from seunet_monai.layers.rescale import default_scales, rescale_image, rescale_label, scaled_size
 from seunet_monai.metrics import confusion_counts, reduce_class_scores
@@ -85,7 +91,6 @@ __all__ = [
     "dataset_iou",
     "fold_profile",
     "load_bundle_setup",
-    "log_scale_from_signature",
     "lower_bound_rule",
     "measure",
     "pens_mix_rule",
@@ -717,40 +722,6 @@ def fold_profile(
     return FoldProfile(profile, se[rows], len(images), images)
 
 
-def log_scale_from_signature(signature: torch.Tensor, profile: ScaleProfile, grid_steps: int = 8) -> torch.Tensor:
-    """:func:`~seunet_monai.fusion.scale.estimate_log_scale` from a signature already computed (the cache holds it):
-    the grid point of the profile's linearly interpolated signature curve nearest to it, each component divided
-    by its spread over the calibrated scales, components without a value on either side left out.
-
-    The same rule as the fusion module's private ``_dense_curve`` / ``_signature_spread`` / ``_nearest_on_curve``
-    (to be folded into a ``signature=`` argument there); the tests check both give the same estimate.
-
-    Args:
-        signature: ``(B, 3Ω)`` signatures (:func:`~seunet_monai.fusion.scale.head_signature`).
-        profile: the calibrated profile.
-        grid_steps: interpolation points per interval between calibrated scales.
-
-    Returns:
-        ``(B,)`` float64 ``log ŝ``.
-    """
-    t, g = profile.scales.log(), profile.signature
-    if t.numel() == 1:
-        grid, curve = t, g
-    else:
-        steps = max(1, int(grid_steps))
-        frac = torch.arange(steps, dtype=torch.float64) / steps
-        grid = torch.cat([(t[:-1, None] + (t[1:] - t[:-1])[:, None] * frac).reshape(-1), t[-1:]])
-        dense = g[:-1, None] + (g[1:] - g[:-1])[:, None] * frac[None, :, None]  # (P - 1, steps, 3Ω)
-        curve = torch.cat([dense.reshape(-1, g.shape[1]), g[-1:]])
-    n = torch.isfinite(g).sum(0)
-    var = (g - g.nanmean(0)).pow(2).nanmean(0)
-    spread = torch.where(n > 1, var.sqrt(), torch.ones_like(var))
-    top = float(spread.max()) if spread.numel() else 0.0
-    spread = spread.clamp_min(1e-3 * top if top > 0 else 1.0)
-    diff = (signature.double()[:, None] - curve[None]) / spread  # (B, G, 3Ω)
-    return grid[diff.pow(2).nanmean(-1).nan_to_num(nan=float("inf")).argmin(1)]
-
-
 @dataclass(frozen=True)
 class RuleInput:
     """What a rule sees for one held-out image at one scale.
@@ -758,7 +729,8 @@ class RuleInput:
     Attributes:
         probs: per-head class probabilities ``(1, Ω, C, *spatial)``.
         pens: their PEns fusion ``(1, C, *spatial)``.
-        log_scale: the estimated ``log ŝ`` (:func:`log_scale_from_signature` with ``fold.profile``).
+        log_scale: the estimated ``log ŝ``
+            (:func:`~seunet_monai.fusion.scale.estimate_log_scale_from_signature` with ``fold.profile``).
         fold: the calibration (other images only, under LOIO).
     """
 
@@ -772,15 +744,8 @@ class RuleInput:
 Rule = Callable[[RuleInput], torch.Tensor]
 
 
-def _softmax_weights(q: torch.Tensor, temperature: float) -> torch.Tensor:
-    """``softmax((q - max q) / τ)`` over heads ``(Ω,)`` (``τ = 0``: the best head alone), as the fusion weighs."""
-    if temperature == 0:
-        return torch.nn.functional.one_hot(q.argmax(), q.numel()).double()
-    return torch.softmax((q - q.max()) / temperature, dim=0)
-
-
 def _weighted(x: RuleInput, q: torch.Tensor, temperature: float) -> torch.Tensor:
-    return apply_head_weights(x.probs, _softmax_weights(q, temperature)[None])
+    return apply_head_weights(x.probs, iou_head_weights(q[None], temperature))
 
 
 def scale_rule(temperature: float = 0.01) -> Rule:
@@ -951,7 +916,7 @@ def score_cache(
         for j, s in enumerate(eval_scales):
             signature, confusion = fc.stats(WHOLE, h, s)
             head_counts[j] += confusion
-            t_hat = float(log_scale_from_signature(signature[None], fold.profile, grid_steps)[0])
+            t_hat = float(estimate_log_scale_from_signature(signature[None], fold.profile, grid_steps)[0])
             estimates.append({"image": h, "scale": s, "estimate": math.exp(t_hat)})
             probs, label = fc.heads(h, s)
             pens = fuse_heads(probs, "pens")

@@ -2,9 +2,10 @@
 
 - :mod:`~seunet_monai.fusion.heads`: the paper's fusions (mean, PDist, PEns, ``head:k``), margins, winning head,
   the heads' votes and confidence;
-- :mod:`~seunet_monai.fusion.scale`: the ``"scale"`` fusion (beyond the paper) and the one scale estimator:
-  scale signature, calibration profile, the calibrated scale estimate and head weights, and the uncalibrated
-  ``log σ̂`` of networks without a calibration;
+- :mod:`~seunet_monai.fusion.scale`: the ``"scale"`` fusion (beyond the paper): scale signature, calibration
+  profile, the calibrated scale estimate and head weights;
+- :mod:`~seunet_monai.fusion.relative_scale`: the uncalibrated ``log σ̂`` (a relative scale) of networks without a
+  calibration;
 - :mod:`~seunet_monai.fusion.strategies`: :func:`~seunet_monai.fusion.strategies.fuse`, every named fusion.
 
 Tensors only: this package sits under :mod:`seunet_monai.networks` (whose eval-mode output is a fused
