@@ -48,28 +48,27 @@ from typing import Any
 import numpy as np
 import torch
 from monai.bundle import ConfigParser
-from monai.inferers import SlidingWindowInferer
-from monai.metrics import compute_confusion_matrix_metric
 from scipy.stats import spearmanr
 
 from seunet_monai import __version__
 from seunet_monai.checkpoint import load_network
 from seunet_monai.errors import CheckpointError, ConfigValueError, DataError, MissingPathError
-from seunet_monai.evaluation.calibration import whole_images
+from seunet_monai.evaluation.calibration import measure_heads, profile_from_measurements
 from seunet_monai.evaluation.heads import num_heads, output_heads_mode
 from seunet_monai.evaluation.items import item_name, iterate_items, prepare_item
+from seunet_monai.evaluation.whole_images import whole_images
 from seunet_monai.fusion.heads import argmax, fuse_heads
 from seunet_monai.fusion.scale import (
     ScaleProfile,
     apply_head_weights,
     estimate_log_scale_from_signature,
-    head_signature,
     iou_head_weights,
 )
-from seunet_monai.inferers import MIN_WINDOW, WHOLE_IMAGE_PIXELS, predict_heads, sweep_window
-from seunet_monai.layers.rescale import default_scales, rescale_image, rescale_label, scaled_size
-from seunet_monai.metrics import confusion_counts, reduce_class_scores
+from seunet_monai.layers.rescale import default_scales, scaled_size
+from seunet_monai.metrics import confusion_counts, dataset_iou
 from seunet_monai.runtime.files import atomic_write_bytes, atomic_write_json, atomic_write_text, file_sha256
+from seunet_monai.runtime.progress import format_duration as _secs
+from seunet_monai.runtime.progress import format_megapixels as _mpx
 from seunet_monai.runtime.resources import config_path
 
 __all__ = [
@@ -86,13 +85,10 @@ __all__ = [
     "RuleInput",
     "build_cache",
     "cache_items",
-    "calibration_inferer",
     "code_version",
-    "dataset_iou",
     "fold_profile",
     "load_bundle_setup",
     "lower_bound_rule",
-    "measure",
     "pens_mix_rule",
     "scale_rule",
     "score_cache",
@@ -122,14 +118,6 @@ def _key(scale: float) -> str:
 def _in_eval_range(scale: float) -> bool:
     low, high = EVAL_RANGE
     return low * (1 - 1e-6) <= float(scale) <= high * (1 + 1e-6)
-
-
-def _mpx(pixels: float) -> str:
-    return f"{pixels / 1e6:.3g} Mpx"
-
-
-def _secs(seconds: float) -> str:
-    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
 
 
 def code_version() -> dict[str, Any]:
@@ -207,76 +195,6 @@ def cache_items(
         owner = source if isinstance(source, str) and source in wholes else name
         items.append(CacheItem(name, TILE, owner, image, label))
     return items
-
-
-def calibration_inferer(
-    shape: Sequence[int], roi_size: int | Sequence[int] | None = None, overlap: float = 0.25, sw_batch_size: int = 4
-) -> SlidingWindowInferer | None:
-    """The inferer :func:`~seunet_monai.evaluation.calibration.calibrate_scale_fusion` uses for one rescaled image of
-    spatial ``shape``: ``roi_size`` windows when given; else the whole image up to the sweep's budget
-    (:data:`~seunet_monai.inferers.WHOLE_IMAGE_PIXELS`), larger ones in the sweep's windows
-    (:func:`~seunet_monai.inferers.sweep_window`); ``None`` means whole.
-
-    The same rule as the calibration module's private ``_inferer`` (to be folded into one public function there).
-    """
-    if roi_size is not None:
-        roi = (int(roi_size),) * len(shape) if isinstance(roi_size, int) else tuple(int(r) for r in roi_size)
-    else:
-        roi = sweep_window(shape, WHOLE_IMAGE_PIXELS, (MIN_WINDOW,) * len(shape), MIN_WINDOW, sw_batch_size)
-        if roi is None:
-            return None
-    return SlidingWindowInferer(
-        roi_size=roi,
-        sw_batch_size=sw_batch_size,
-        overlap=overlap,
-        mode="gaussian",
-        device=torch.device("cpu"),
-        progress=False,
-    )
-
-
-def measure(
-    network: torch.nn.Module,
-    image: torch.Tensor,
-    label: torch.Tensor,
-    scale: float,
-    num_classes: int,
-    ignore_index: int | None = None,
-    roi_size: int | Sequence[int] | None = None,
-    overlap: float = 0.25,
-    sw_batch_size: int = 4,
-    device: str | torch.device = "cpu",
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """One (image, scale) pass of the calibration: rescale image and label, predict the heads, count, sign.
-
-    The calibration's per-image step (a closure inside
-    :func:`~seunet_monai.evaluation.calibration.calibrate_scale_fusion`), returning what it accumulates. Call it
-    with the network in :func:`~seunet_monai.evaluation.heads.output_heads_mode`.
-
-    Args:
-        network: a multi-head network in eval mode with ``output_heads`` on.
-        image: ``(C_in, *spatial)``; label: ``(1, *spatial)`` class indices.
-        scale: the rescaling factor.
-        num_classes: ``C``.
-        ignore_index: label value left out of the counts.
-        roi_size, overlap, sw_batch_size: see :func:`calibration_inferer`.
-        device: where the network runs.
-
-    Returns:
-        ``(probs (Ω, C, *spatial) float32, label (*spatial) int64, signature (3Ω,) float64, confusion (Ω, C, 4)
-        float64)``, on the CPU.
-    """
-    img_s = rescale_image(image, scale)
-    lab_s = rescale_label(label, scale).unsqueeze(0)  # (1, 1, *spatial)
-    inferer = calibration_inferer(img_s.shape[1:], roi_size, overlap, sw_batch_size)
-    probs = predict_heads(network, img_s, inferer, torch.device(device)).cpu()  # (1, Ω, C, *spatial)
-    confusion = torch.stack(
-        [
-            confusion_counts(argmax(probs[:, k], 1, keepdim=True), lab_s, num_classes, ignore_index).sum(0)
-            for k in range(probs.shape[1])
-        ]
-    )
-    return probs[0], lab_s[0, 0], head_signature(probs)[0].cpu(), confusion
 
 
 def _label_dtype(label: torch.Tensor) -> np.dtype:
@@ -529,7 +447,7 @@ def build_cache(
         for index, (item, missing) in enumerate(pending):
             t_item = time.perf_counter()
             for s in missing:
-                probs, label, signature, confusion = measure(
+                probs, label, signature, confusion = measure_heads(
                     network, item.image, item.label, s, classes, ignore_index, roi_size, overlap, sw_batch_size, device
                 )
                 arrays = {
@@ -625,12 +543,6 @@ def load_bundle_setup(
 # profiles and rules
 
 
-def dataset_iou(confusion: torch.Tensor, ignore_index: int | None = None) -> float:
-    """The dataset-wide IoU of summed ``[TP, FP, TN, FN]`` counts ``(C, 4)``, as
-    :class:`~seunet_monai.metrics.SegmentationScores` reduces them (class 1 for two classes)."""
-    return float(reduce_class_scores(compute_confusion_matrix_metric("threat score", confusion), ignore_index))
-
-
 @dataclass(frozen=True)
 class ItemStats:
     """The cached statistics of one calibration item at the profile scales: ``signature (P, 3Ω)``,
@@ -675,10 +587,10 @@ class FoldProfile:
 def fold_profile(
     stats: Sequence[ItemStats], scales: Sequence[float], num_classes: int, ignore_index: int | None = None
 ) -> FoldProfile:
-    """The profile a calibration on ``stats``' items would store, aggregated as
-    :func:`~seunet_monai.evaluation.calibration.calibrate_scale_fusion` does: at each scale, head k's IoU of the
-    confusion counts summed over the items, and the mean signature over the items (per component, over the items
-    where it is finite).
+    """The profile a calibration on ``stats``' items would store
+    (:func:`~seunet_monai.evaluation.calibration.profile_from_measurements`, the calibration's own aggregation: at
+    each scale, head k's IoU of the confusion counts summed over the items, and the mean signature over the items
+    where it is finite), with the standard error of each head's IoU across the items' images.
 
     Args:
         stats: the calibration items' statistics at ``scales`` (same order of scales).
@@ -694,31 +606,22 @@ def fold_profile(
     conf = torch.stack([st.confusion for st in stats])  # (N, P, Ω, C, 4)
     if conf.shape[-2] != num_classes:
         raise DataError(f"fold_profile: the counts are for {conf.shape[-2]} classes, not {num_classes}.")
-    sig = torch.stack([st.signature for st in stats])  # (N, P, 3Ω)
-    total = conf.sum(0)  # (P, Ω, C, 4)
-    num_scales, omega = total.shape[:2]
-    iou = torch.tensor(
-        [[dataset_iou(total[p, k], ignore_index) for k in range(omega)] for p in range(num_scales)], dtype=torch.float64
-    )
-    signature = sig.nan_to_num(nan=0.0).sum(0) / torch.isfinite(sig).double().sum(0)  # 0/0: NaN
+    iou, signature = profile_from_measurements(conf, torch.stack([st.signature for st in stats]), ignore_index)
     profile = ScaleProfile.from_buffers(torch.tensor([float(s) for s in scales], dtype=torch.float64), iou, signature)
     if profile is None:
         raise DataError("fold_profile: no scale has a finite IoU for every head (no foreground in the labels?).")
     images = tuple(dict.fromkeys(st.image_name for st in stats))
     per_image = torch.stack(
         [
-            torch.tensor(
-                [[dataset_iou(c[p, k], ignore_index) for k in range(omega)] for p in range(num_scales)],
-                dtype=torch.float64,
-            )
-            for c in (conf[[i for i, st in enumerate(stats) if st.image_name == name]].sum(0) for name in images)
+            dataset_iou(conf[[i for i, st in enumerate(stats) if st.image_name == name]].sum(0), ignore_index)
+            for name in images
         ]
     )  # (n, P, Ω)
     finite = torch.isfinite(per_image)
     n = finite.sum(0).double()
     centred = torch.where(finite, per_image - per_image.nan_to_num(0.0).sum(0) / n.clamp_min(1), 0.0)
     se = torch.where(n > 1, (centred.pow(2).sum(0) / (n - 1).clamp_min(1)).sqrt() / n.sqrt(), 0.0)  # (P, Ω)
-    rows = [min(range(num_scales), key=lambda j: abs(math.log(float(scales[j]) / float(s)))) for s in profile.scales]
+    rows = [min(range(len(scales)), key=lambda j: abs(math.log(float(scales[j]) / float(s)))) for s in profile.scales]
     return FoldProfile(profile, se[rows], len(images), images)
 
 
@@ -934,15 +837,15 @@ def score_cache(
         )
 
     iou: dict[str, list[float]] = {}
-    heads = [[dataset_iou(head_counts[j, k], ignore) for k in range(omega)] for j in range(len(eval_scales))]
+    heads = dataset_iou(head_counts, ignore).tolist()  # (scales, Ω)
     iou["oracle"] = [max(hs) for hs in heads]
     oracle_head = [int(np.argmax(hs)) + 1 for hs in heads]
     for r in ("pens", "mean"):
-        iou[r] = [dataset_iou(counts[r][_key(s)], ignore) for s in eval_scales]
+        iou[r] = [float(dataset_iou(counts[r][_key(s)], ignore)) for s in eval_scales]
     for k in range(omega):
         iou[f"head{k + 1}"] = [hs[k] for hs in heads]
     for r in rules:
-        iou[r] = [dataset_iou(counts[r][_key(s)], ignore) for s in eval_scales]
+        iou[r] = [float(dataset_iou(counts[r][_key(s)], ignore)) for s in eval_scales]
 
     def mean(v: Sequence[float]) -> float:
         return float(np.mean(v))
