@@ -4,6 +4,8 @@
   the heads' votes and confidence;
 - :mod:`~seunet_monai.fusion.scale`: the ``"scale"`` fusion (beyond the paper): scale signature, calibration
   profile, the calibrated scale estimate and head weights;
+- :mod:`~seunet_monai.fusion.scale_rules`: candidate rules for the ``"scale"`` fusion's head weights, scored out of
+  sample by :mod:`seunet_monai.evaluation.fusion_validation`;
 - :mod:`~seunet_monai.fusion.relative_scale`: the uncalibrated ``log σ̂`` (a relative scale) of networks without a
   calibration;
 - :mod:`~seunet_monai.fusion.strategies`: :func:`~seunet_monai.fusion.strategies.fuse`, every named fusion.
