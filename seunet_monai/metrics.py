@@ -50,6 +50,7 @@ __all__ = [
     "SegmentationScores",
     "as_class_indices",
     "confusion_counts",
+    "dataset_iou",
     "masked_onehot",
     "reduce_class_scores",
     "scale_correlation",
@@ -158,6 +159,13 @@ def reduce_class_scores(per_class: torch.Tensor, ignore_index: int | None = None
     return torch.nanmean(vals, dim=-1)
 
 
+def dataset_iou(confusion: torch.Tensor, ignore_index: int | None = None) -> torch.Tensor:
+    """The paper's IoU of confusion counts summed over a split: ``[TP, FP, TN, FN]`` per class ``(..., C, 4)`` ->
+    ``(...)``, i.e. TP / (TP + FP + FN) per class (MONAI's ``"threat score"``) reduced by
+    :func:`reduce_class_scores`."""
+    return reduce_class_scores(compute_confusion_matrix_metric("threat score", confusion), ignore_index)
+
+
 class ConfusionIoU(ConfusionMatrixMetric):
     """Dataset-wide IoU (the paper, sec. 4.2; ``bundle/docs/README.md``, Evaluation) as a MONAI ``CumulativeIterationMetric``.
 
@@ -244,7 +252,7 @@ class SegmentationScores:
     def compute(self) -> dict[str, float]:
         """Scores so far: ``iou`` (dataset-wide), ``iou_per_image``, ``dice`` (per-image means), ``num_images``."""
         return {
-            "iou": float(reduce_class_scores(self.per_class_iou(), self.ignore_index)),
+            "iou": float(dataset_iou(self.confusion, self.ignore_index)),
             "iou_per_image": _nanmean(self.image_iou),
             "dice": _nanmean(self.image_dice),
             "num_images": len(self.image_iou),

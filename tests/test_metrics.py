@@ -13,6 +13,7 @@ from seunet_monai.metrics import (
     ConfusionIoU,
     SegmentationScores,
     confusion_counts,
+    dataset_iou,
     masked_onehot,
     reduce_class_scores,
     scale_correlation,
@@ -42,6 +43,16 @@ def test_binary_dataset_iou_against_hand_counts() -> None:
     assert r["dice"] == pytest.approx(0.5)  # A: 1, B: 0
     assert r["num_images"] == 2
     assert r["iou"] != pytest.approx(r["iou_per_image"])
+
+
+def test_dataset_iou_of_summed_counts_is_the_accumulated_score_for_any_leading_shape() -> None:
+    counts = confusion_counts(torch.cat([PRED_A, PRED_B]), torch.cat([LAB_A, LAB_B]), 2)  # (2, C, 4) per image
+    assert float(dataset_iou(counts.sum(0))) == pytest.approx(0.8)  # TP 8, FP 1, FN 1
+    assert dataset_iou(counts).tolist() == pytest.approx([1.0, 0.0])  # one IoU per leading index
+    lab, pred = _img([[0, 0, 1, 1], [2, 2, 255, 255]]), _img([[0, 1, 1, 1], [2, 0, 2, 1]])
+    s = SegmentationScores(num_classes=3, ignore_index=255)
+    s.update(pred, lab)
+    assert float(dataset_iou(confusion_counts(pred, lab, 3, 255)[0], 255)) == s.compute()["iou"]
 
 
 def test_confusion_iou_metric_matches_and_accumulates() -> None:

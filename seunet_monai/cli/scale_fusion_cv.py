@@ -9,8 +9,9 @@ Usage::
     python scripts/scale_fusion_cv.py score --cache CACHE --out REPORT_DIR [--calibration whole|tiles]
         [--profile-scales 9|17|S ...] [--rules scale,lcb_z1,...] [--in-sample]
 
-``cache`` runs the network (resumable: run it again to finish or extend a cache); ``score`` needs no network and
-writes ``REPORT_DIR/cv_report.json`` and ``cv_report.md``. Errors print one ``error:`` line and exit with 2.
+``cache`` runs the network (:mod:`seunet_monai.evaluation.fusion_cache_build`; resumable: run it again to finish or
+extend a cache); ``score`` needs no network and writes ``REPORT_DIR/cv_report.json`` and ``cv_report.md``. Errors
+print one ``error:`` line and exit with 2.
 """
 
 from __future__ import annotations
@@ -24,16 +25,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from seunet_monai.errors import ConfigValueError, SeunetError
-from seunet_monai.evaluation.fusion_validation import (
-    CANDIDATE_RULES,
-    EVAL_SCALES,
-    PAPER_SCALES,
-    build_cache,
-    code_version,
-    load_bundle_setup,
-    score_cache,
-    write_report,
-)
+from seunet_monai.evaluation.checkpoint_calibration import load_bundle_setup
+from seunet_monai.evaluation.fusion_cache import EVAL_SCALES, PAPER_SCALES, cache_code_version
+from seunet_monai.evaluation.fusion_cache_build import build_cache
+from seunet_monai.evaluation.fusion_validation import score_cache, write_report
+from seunet_monai.fusion.scale_rules import CANDIDATE_RULES
 
 __all__ = ["main", "parse_scales"]
 
@@ -108,7 +104,7 @@ def _score(args: argparse.Namespace, argv: Sequence[str]) -> int:
     result = score_cache(
         args.cache, args.calibration, profile, rules={n: CANDIDATE_RULES[n] for n in names}, loio=not args.in_sample
     )
-    provenance = {"command": " ".join(shlex.quote(a) for a in [PROG, *argv]), "code": code_version()}
+    provenance = {"command": " ".join(shlex.quote(a) for a in [PROG, *argv]), "code": cache_code_version()}
     for path in write_report(result, args.out, provenance):
         print(path)
     return 0
@@ -125,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--with-tiles", action="store_true", help="cache the split's items as they are (tiles) too")
     c.add_argument("--tile-scales", nargs="+", default=None, help="scales of the tiles (default: --scales)")
     c.add_argument("--split", default="validation", help="the datalist split (default validation)")
-    c.add_argument("--config-file", action="append", default=[], help="bundle config (default train + evaluate)")
+    c.add_argument("--config-file", action="append", default=[], help="bundle config (default train + calibrate)")
     c.add_argument(
         "--set",
         action="append",

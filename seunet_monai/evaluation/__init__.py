@@ -10,6 +10,9 @@ it reports.
 - :mod:`~seunet_monai.evaluation.calibration`: measuring the ``"scale"`` fusion's calibration on validation images;
   :mod:`~seunet_monai.evaluation.checkpoint_calibration`: calibrating a checkpoint file (the bundle's
   ``calibration`` component); :mod:`~seunet_monai.evaluation.whole_images`: tiles put back into whole images.
+- :mod:`~seunet_monai.evaluation.fusion_validation`: the ``"scale"`` fusion scored leave-one-image-out
+  (``scripts/scale_fusion_cv.py``) from a cache of the calibration's measurements
+  (:mod:`~seunet_monai.evaluation.fusion_cache`, filled by :mod:`~seunet_monai.evaluation.fusion_cache_build`).
 - :mod:`~seunet_monai.evaluation.report`, :mod:`~seunet_monai.evaluation.plots`: tables and figures.
 - :mod:`~seunet_monai.evaluation.compare`: several sweeps merged (``scripts/compare.py``).
 

@@ -6,7 +6,8 @@ calibrating`` (``"$@calibration()"``) and, when training completes,
 :class:`~seunet_monai.handlers.calibration.ScaleFusionCalibration` (which adds the time budget taken from the
 training, the status file and what a Ctrl-C leaves). Both go through :func:`calibrate_checkpoint`, which loads the
 file, measures the calibration (:func:`~seunet_monai.evaluation.calibration.calibrate_scale_fusion`) and writes the
-file back.
+file back. :func:`load_bundle_setup` builds the network and the split of ``run calibrating`` outside the bundle's
+runner (for tools that measure as the calibration does, e.g. ``scripts/scale_fusion_cv.py``).
 """
 
 from __future__ import annotations
@@ -15,20 +16,22 @@ import copy
 import logging
 import math
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
+from monai.bundle import ConfigParser
 
 from seunet_monai.checkpoint import MODEL_KEY, atomic_torch_save, load_network
-from seunet_monai.errors import ConfigValueError
+from seunet_monai.errors import ConfigValueError, MissingPathError
 from seunet_monai.evaluation.calibration import DEFAULT_MAX_PIXELS, calibrate_scale_fusion, calibration_rows
 from seunet_monai.fusion.scale import BUFFER_NAMES
 from seunet_monai.runtime.distributed import unwrap
 from seunet_monai.runtime.files import atomic_write_bytes, atomic_write_json
+from seunet_monai.runtime.resources import config_path
 
-__all__ = ["DEFAULT_TIME_FRACTION", "CheckpointCalibration", "calibrate_checkpoint"]
+__all__ = ["DEFAULT_TIME_FRACTION", "CheckpointCalibration", "calibrate_checkpoint", "load_bundle_setup"]
 
 logger = logging.getLogger(__name__)
 
@@ -211,3 +214,60 @@ class CheckpointCalibration:
             on_progress=on_progress,
             **self.kwargs,
         )
+
+
+def load_bundle_setup(
+    checkpoint: str | Path,
+    data_dir: str | Path,
+    config_files: Sequence[str | Path] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    split: str = "validation",
+) -> dict[str, Any]:
+    """The network and the split as the bundle's ``calibrating`` command builds them (``network_def`` and
+    ``calibration#data`` of ``train.json`` + ``calibrate.json``: same loading, stain normalisation with the
+    checkpoint folder's ``stain_reference.json``, intensity scaling), the weights of ``checkpoint`` loaded.
+
+    Args:
+        checkpoint: a ``model.pt``; its folder is the bundle's ``ckpt_dir``.
+        data_dir: a prepared dataset folder (``datalist.json``).
+        config_files: the bundle configs (default ``train.json`` and ``calibrate.json`` of the bundle).
+        overrides: config values by ``#`` path (e.g. ``{"network_def#channels": [20, 40, 80, 160, 320]}``).
+        split: the split read (the calibration's is ``validation``).
+
+    Returns:
+        ``{"network", "data", "num_classes", "ignore_index", "device"}``.
+
+    Raises:
+        MissingPathError: a missing checkpoint, or a data folder without ``datalist.json``.
+        CheckpointError: weights that do not fit the configured network.
+    """
+    ckpt, data = Path(checkpoint).expanduser(), Path(data_dir).expanduser()
+    if not ckpt.is_file():
+        raise MissingPathError(f"checkpoint {str(ckpt)!r} does not exist.")
+    if not (data / "datalist.json").is_file():
+        raise MissingPathError(
+            f"{str(data)!r} holds no datalist.json: give a prepared dataset folder (e.g. made by "
+            "seunet-prepare-monuseg)."
+        )
+    files = [str(f) for f in (config_files or (config_path("train.json"), config_path("calibrate.json")))]
+    parser = ConfigParser()
+    parser.read_config(files)
+    parser.update(
+        {
+            "dataset_dir": str(data.resolve()),
+            "ckpt_dir": str(ckpt.resolve().parent),
+            "calibration#checkpoint": str(ckpt.resolve()),
+            "validate#dataset#data#split": split,
+            **dict(overrides or {}),
+        }
+    )
+    network = parser.get_parsed_content("network_def")
+    load_network(network, ckpt)
+    device = parser.get_parsed_content("device")
+    return {
+        "network": network.to(device).eval(),
+        "data": parser.get_parsed_content("calibration#data"),
+        "num_classes": int(parser.get_parsed_content("num_classes")),
+        "ignore_index": parser.get_parsed_content("ignore_index"),
+        "device": device,
+    }

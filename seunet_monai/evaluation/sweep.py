@@ -9,8 +9,8 @@ with MONAI's ``SlidingWindowInferer`` and windows of at least 512 px (overlap 0.
 ``pdist``, ``pens``, and ``scale`` when the network's scale fusion is calibrated) and accumulates, per scale and
 strategy, the dataset-wide IoU plus per-image IoU and Dice (:class:`seunet_monai.metrics.SegmentationScores`).
 It also measures the equivariance error (eq. 10, 12) on centre crops and estimates each image's relative scale
-from the winning heads (:func:`seunet_monai.fusion.scale.relative_scale_estimates`). What it accumulates and the files it writes into
-``output_dir/eval/`` are in :mod:`~seunet_monai.evaluation.sweep_results`.
+from the winning heads (:func:`seunet_monai.fusion.relative_scale.relative_scale_estimates`). What it accumulates
+and the files it writes into ``output_dir/eval/`` are in :mod:`~seunet_monai.evaluation.sweep_results`.
 
 Memory: one image is processed at a time; only its per-head probabilities at the current scale are held
 (``Ω · C`` floats per pixel of the rescaled image, stitched on ``output_device``); scores are running counts.
@@ -125,7 +125,7 @@ class ScaleSweep:
         if_exists: earlier results in ``eval_dir``: ``"archive"``, ``"error"`` or ``"overwrite"``
             (:func:`~seunet_monai.evaluation.sweep_results.prepare_eval_dir`).
         tensorboard: also write scalars with ``torch.utils.tensorboard.SummaryWriter``.
-        scale_temperature: τ of the scale estimate (:func:`~seunet_monai.fusion.scale.log_sigma_estimate`).
+        scale_temperature: τ of the scale estimate (:func:`~seunet_monai.fusion.relative_scale.log_sigma_estimate`).
         partner_tolerance: eq. 10 averages only groups whose matched group's σ ratio is within this relative
             tolerance of the scale (:func:`~seunet_monai.evaluation.equivariance.scale_partners`); the others are
             listed.

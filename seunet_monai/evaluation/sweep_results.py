@@ -31,7 +31,8 @@ from seunet_monai.evaluation.heads import num_heads
 from seunet_monai.evaluation.instance_scoring import INSTANCE_COLUMNS, InstanceScoring, instance_columns
 from seunet_monai.evaluation.outputs import OUTPUT_FILES, write_outputs
 from seunet_monai.evaluation.report import strategy_names, summarise
-from seunet_monai.fusion.scale import ScaleProfile, relative_scale_estimates
+from seunet_monai.fusion.relative_scale import relative_scale_estimates
+from seunet_monai.fusion.scale import ScaleProfile
 from seunet_monai.metrics import SegmentationScores, scale_correlation
 from seunet_monai.networks.base import MultiHeadNetwork, last_layer_log_sigmas
 
@@ -230,7 +231,7 @@ def write_results(
     profile, calibrated_est, counts, confidences = state.profile, state.calibrated_est, state.counts, state.confidences
     estimation = {
         "method": "log σ of the last layer weighted by softmax(mean margin per head / temperature), relative to "
-        "the split's mean at scale 1 (see seunet_monai.fusion.scale.relative_scale_estimates)",
+        "the split's mean at scale 1 (see seunet_monai.fusion.relative_scale.relative_scale_estimates)",
         "temperature": sweep.scale_temperature,
         "sigma_source": sigma_source,
         "correlation": scale_correlation(est, scales),

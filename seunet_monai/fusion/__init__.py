@@ -2,9 +2,12 @@
 
 - :mod:`~seunet_monai.fusion.heads`: the paper's fusions (mean, PDist, PEns, ``head:k``), margins, winning head,
   the heads' votes and confidence;
-- :mod:`~seunet_monai.fusion.scale`: the ``"scale"`` fusion (beyond the paper) and the one scale estimator:
-  scale signature, calibration profile, the calibrated scale estimate and head weights, and the uncalibrated
-  ``log σ̂`` of networks without a calibration;
+- :mod:`~seunet_monai.fusion.scale`: the ``"scale"`` fusion (beyond the paper): scale signature, calibration
+  profile, the calibrated scale estimate and head weights;
+- :mod:`~seunet_monai.fusion.scale_rules`: candidate rules for the ``"scale"`` fusion's head weights, scored out of
+  sample by :mod:`seunet_monai.evaluation.fusion_validation`;
+- :mod:`~seunet_monai.fusion.relative_scale`: the uncalibrated ``log σ̂`` (a relative scale) of networks without a
+  calibration;
 - :mod:`~seunet_monai.fusion.strategies`: :func:`~seunet_monai.fusion.strategies.fuse`, every named fusion;
 - :mod:`~seunet_monai.fusion.auxiliary`: extra per-head maps (e.g. the nucleus separation map) fused with the
   head weights of a class fusion.

@@ -17,35 +17,29 @@ non-background labels with those of the heads' mean. A window without objects ha
 head finds any) = NaN; such components are left out of the estimate. A checkpoint calibrated with the older
 layout (``(P, 2Ω)``, until 0.3.0) loads with its calibration cleared (:func:`upgrade_signature_state`).
 
-**Estimate** (:func:`estimate_log_scale`): the calibrated signatures are a curve ``S(t)`` over ``t = log s``,
-linearly interpolated on a fine grid (``grid_steps`` points per calibration interval); the window's scale is
-the grid point nearest to its signature, each component divided by its spread over the calibrated scales.
-Outside the calibrated range the estimate is clamped to its ends.
+**Estimate** (:func:`estimate_log_scale`; :func:`estimate_log_scale_from_signature` for a signature already
+computed): the calibrated signatures are a curve ``S(t)`` over ``t = log s``, linearly interpolated on a fine grid
+(``grid_steps`` points per calibration interval); the window's scale is the grid point nearest to its signature,
+each component divided by its spread over the calibrated scales. Outside the calibrated range the estimate is
+clamped to its ends.
 
 **Weights** (:func:`scale_head_weights`): with ``q_k = IoU_k(t̂)`` (``fusion_iou`` interpolated in ``log s``),
-``w_k = softmax_k((q_k - max_j q_j) / τ)`` and the fused probabilities are ``Σ_k w_k ŷ_k`` (``τ`` in IoU units;
-``τ = 0`` selects the best head alone). One estimate per item (window).
+``w_k = softmax_k((q_k - max_j q_j) / τ)`` (:func:`iou_head_weights`) and the fused probabilities are
+``Σ_k w_k ŷ_k`` (``τ`` in IoU units; ``τ = 0`` selects the best head alone). One estimate per item (window).
 
 **Without calibration** (all buffers NaN, or no profile given) :func:`~seunet_monai.fusion.strategies.fuse`
-falls back to PEns (the paper's best fusion) and warns once per process.
-
-**Uncalibrated estimate** (:func:`log_sigma_estimate`, any multi-head network): the heads' ``log σ`` (of the layer
-the heads read; the caller passes them, e.g. ``networks.base.last_layer_log_sigmas``) averaged with weights
-``softmax_k(c_k / τ)`` of their mean margins ``c_k`` (:func:`~seunet_monai.fusion.heads.head_confidence`):
-``log σ̂ = Σ_k softmax_k(c_k / τ) log σ_k``. It is a scale only relative to a reference ``log σ̂_ref`` of the
-same data at scale 1 (:func:`relative_scale_estimates`: ``ŝ = exp(log σ̂ − log σ̂_ref)``), and tracks the true
-scale in rank, not in magnitude.
+falls back to PEns (the paper's best fusion) and warns once per process. The estimate for networks without a
+calibration is :mod:`seunet_monai.fusion.relative_scale`.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
 from scipy import ndimage
 
@@ -58,10 +52,10 @@ __all__ = [
     "ScaleProfile",
     "apply_head_weights",
     "estimate_log_scale",
+    "estimate_log_scale_from_signature",
     "estimate_scale",
     "head_signature",
-    "log_sigma_estimate",
-    "relative_scale_estimates",
+    "iou_head_weights",
     "signature_width",
     "upgrade_signature_state",
     "resolve_profile",
@@ -280,23 +274,59 @@ def _check_heads(probs: torch.Tensor, profile: ScaleProfile, name: str) -> None:
         )
 
 
-def _nearest_on_curve(signature: torch.Tensor, profile: ScaleProfile, grid_steps: int) -> torch.Tensor:
-    """Index into the dense curve of the grid point nearest to each signature ``(B, 3Ω)`` -> ``(B,)``.
+def _nearest_on_curve(
+    signature: torch.Tensor, profile: ScaleProfile, grid_steps: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(log s grid (G,), iou (G, Ω), index (B,))``: the dense curve and the index of the grid point nearest to
+    each signature ``(B, 3Ω)``.
 
     Non-finite components (a head without objects in the window, or at a calibrated scale) are left out of
     the distance, which is the mean squared normalised difference over the components both sides have.
     """
-    _, curve, _ = _dense_curve(profile, grid_steps)
+    grid, curve, iou = _dense_curve(profile, grid_steps)
     spread = _signature_spread(profile)
     diff = (signature.unsqueeze(1) - curve.unsqueeze(0)) / spread  # (B, G, 3Ω)
     # mean over the components both sides have, so grid points with fewer finite components are not favoured;
     # a grid point sharing none is never the nearest
     d = diff.pow(2).nanmean(-1).nan_to_num(nan=float("inf"))  # (B, G)
-    return d.argmin(dim=1)
+    return grid, iou, d.argmin(dim=1)
+
+
+def _calibrated(profile: Any, name: str) -> ScaleProfile:
+    prof = resolve_profile(profile)
+    if prof is None:
+        raise ValueError(f"{name}: the scale profile is not calibrated (run the 'calibrating' command).")
+    return prof
+
+
+def estimate_log_scale_from_signature(signature: torch.Tensor, profile: Any, grid_steps: int = 8) -> torch.Tensor:
+    """Estimated ``log s`` of items whose signature is already computed (the estimate of
+    :func:`estimate_log_scale`, e.g. from signatures stored with the items).
+
+    Args:
+        signature: ``(B, 3Ω)`` signatures (:func:`head_signature`).
+        profile: a calibrated :class:`ScaleProfile` (or anything :func:`resolve_profile` accepts).
+        grid_steps: interpolation points per interval between calibrated scales.
+
+    Returns:
+        ``(B,)`` float64 ``log ŝ`` within the calibrated range.
+
+    Raises:
+        ValueError: when the profile is not calibrated or the signature's width is not that of its Ω heads.
+    """
+    prof = _calibrated(profile, "estimate_log_scale_from_signature")
+    if signature.ndim != 2 or signature.shape[1] != signature_width(prof.num_heads):
+        raise ValueError(
+            f"estimate_log_scale_from_signature: expected signatures (B, {signature_width(prof.num_heads)}) for the "
+            f"profile's {prof.num_heads} heads, got {tuple(signature.shape)}."
+        )
+    grid, _, index = _nearest_on_curve(signature.detach().double().cpu(), prof, grid_steps)
+    return grid[index]
 
 
 def estimate_log_scale(probs: torch.Tensor, profile: Any, grid_steps: int = 8) -> torch.Tensor:
-    """Estimated ``log s`` of every item (image or any window, e.g. a slide region) from its heads' outputs.
+    """Estimated ``log s`` of every item (image or any window, e.g. a slide region) from its heads' outputs:
+    :func:`estimate_log_scale_from_signature` of their :func:`head_signature`.
 
     Args:
         probs: per-head class probabilities ``(B, Ω, C, *spatial)``.
@@ -309,17 +339,32 @@ def estimate_log_scale(probs: torch.Tensor, profile: Any, grid_steps: int = 8) -
     Raises:
         ValueError: when the profile is not calibrated or its Ω differs from ``probs``'.
     """
-    prof = resolve_profile(profile)
-    if prof is None:
-        raise ValueError("estimate_log_scale: the scale profile is not calibrated (run the 'calibrating' command).")
+    prof = _calibrated(profile, "estimate_log_scale")
     _check_heads(probs, prof, "estimate_log_scale")
-    grid, _, _ = _dense_curve(prof, grid_steps)
-    return grid[_nearest_on_curve(head_signature(probs).cpu(), prof, grid_steps)]
+    return estimate_log_scale_from_signature(head_signature(probs), prof, grid_steps)
 
 
 def estimate_scale(probs: torch.Tensor, profile: Any, grid_steps: int = 8) -> torch.Tensor:
     """``exp`` of :func:`estimate_log_scale`: the estimated magnification relative to training, ``(B,)``."""
     return estimate_log_scale(probs, profile, grid_steps).exp()
+
+
+def iou_head_weights(expected_iou: torch.Tensor, temperature: float = 0.01) -> torch.Tensor:
+    """The scale fusion's head weights from the heads' expected IoUs: ``w_k = softmax_k((q_k - max_j q_j) / τ)``.
+
+    Args:
+        expected_iou: ``q`` ``(B, Ω)``.
+        temperature: ``τ`` in IoU units (``>= 0``; 0 gives all the weight to the best head).
+
+    Returns:
+        ``(B, Ω)`` weights summing to 1.
+    """
+    if not (temperature >= 0 and math.isfinite(temperature)):
+        raise ValueError(f"temperature must be a finite number >= 0, got {temperature!r}.")
+    q = expected_iou
+    if temperature == 0:
+        return torch.nn.functional.one_hot(q.argmax(1), q.shape[1]).double()
+    return torch.softmax((q - q.max(1, keepdim=True).values) / temperature, dim=1)
 
 
 def scale_head_weights(
@@ -334,22 +379,13 @@ def scale_head_weights(
         grid_steps: interpolation points per interval between calibrated scales.
 
     Returns:
-        ``(weights (B, Ω), scales (B,))``, float64 on the CPU; weights sum to 1.
+        ``(weights (B, Ω), scales (B,))``, float64 on the CPU; weights sum to 1 (:func:`iou_head_weights` of the
+        profile's IoU at the estimated scale).
     """
-    if not (temperature >= 0 and math.isfinite(temperature)):
-        raise ValueError(f"temperature must be a finite number >= 0, got {temperature!r}.")
-    prof = resolve_profile(profile)
-    if prof is None:
-        raise ValueError("scale_head_weights: the scale profile is not calibrated (run the 'calibrating' command).")
+    prof = _calibrated(profile, "scale_head_weights")
     _check_heads(probs, prof, "scale_head_weights")
-    grid, _, iou = _dense_curve(prof, grid_steps)
-    index = _nearest_on_curve(head_signature(probs).cpu(), prof, grid_steps)
-    q = iou[index]  # (B, Ω) expected IoU per head
-    if temperature == 0:
-        weights = torch.nn.functional.one_hot(q.argmax(1), q.shape[1]).double()
-    else:
-        weights = torch.softmax((q - q.max(1, keepdim=True).values) / temperature, dim=1)
-    return weights, grid[index].exp()
+    grid, iou, index = _nearest_on_curve(head_signature(probs).cpu(), prof, grid_steps)
+    return iou_head_weights(iou[index], temperature), grid[index].exp()
 
 
 def _warn_uncalibrated() -> None:
@@ -388,47 +424,3 @@ def apply_head_weights(probs: torch.Tensor, weights: torch.Tensor) -> torch.Tens
     """``Σ_k w_k ŷ_k``: per-item head weights ``(B, Ω)`` applied to ``probs`` ``(B, Ω, C, *spatial)`` -> ``(B, C, *spatial)``."""
     w = weights.to(device=probs.device, dtype=probs.dtype).view(*weights.shape, *([1] * (probs.ndim - 2)))
     return (w * probs).sum(dim=1)
-
-
-def log_sigma_estimate(confidence: np.ndarray | torch.Tensor, log_sigmas: np.ndarray | torch.Tensor,
-                       temperature: float = 0.05) -> np.ndarray:
-    """The uncalibrated estimate ``log σ̂ = Σ_k softmax_k(c_k / τ) log σ_k`` over the last axis of ``confidence``.
-
-    Args:
-        confidence: the heads' mean margins ``(..., Ω)`` (:func:`~seunet_monai.fusion.heads.head_confidence`).
-        log_sigmas: ``(Ω,)`` log σ of the heads (or the head index for a network without σ).
-        temperature: ``τ`` (> 0).
-
-    Returns:
-        ``(...)`` float64.
-    """
-    if temperature <= 0:
-        raise ValueError(f"temperature must be > 0, got {temperature}.")
-    c = torch.as_tensor(np.asarray(confidence, dtype=np.float64))
-    ls = torch.as_tensor(np.asarray(log_sigmas, dtype=np.float64))
-    w = torch.softmax(c / temperature, dim=-1)
-    return (w * ls).sum(-1).numpy()
-
-
-def relative_scale_estimates(
-    confidence: np.ndarray,
-    scales: Sequence[float],
-    log_sigmas: torch.Tensor | np.ndarray,
-    temperature: float = 0.05,
-    reference_scale: float = 1.0,
-) -> np.ndarray:
-    """Uncalibrated relative scales ``ŝ`` ``(N, S)`` of N images seen at S scales, from their heads' confidences
-    ``(N, S, Ω)`` (:func:`log_sigma_estimate`).
-
-    The reference ``log σ̂_ref`` is the mean estimate over images at the scale closest to ``reference_scale`` (in
-    log), shifted by that scale's log so that ``ŝ`` is relative to scale 1.
-    """
-    c = np.asarray(confidence, dtype=np.float64)
-    ls = np.asarray(log_sigmas, dtype=np.float64)
-    if c.ndim != 3 or c.shape[1] != len(scales) or c.shape[2] != ls.shape[0]:
-        raise ValueError(f"confidence must be (N, {len(scales)}, {ls.shape[0]}), got {c.shape}.")
-    est = log_sigma_estimate(c, ls, temperature)  # (N, S)
-    log_scales = np.log(np.asarray(scales, dtype=np.float64))
-    j_ref = int(np.argmin(np.abs(log_scales - math.log(reference_scale))))
-    ref = np.nanmean(est[:, j_ref]) - (log_scales[j_ref] - math.log(reference_scale)) if est.size else float("nan")
-    return np.exp(est - ref)

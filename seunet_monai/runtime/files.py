@@ -1,4 +1,4 @@
-"""Files and folders written safely: atomic writes and output folders.
+"""Files and folders written safely: atomic writes and output folders; a file's SHA-256.
 
 Every writer goes through a temporary file in the destination folder followed by :func:`os.replace`, so an
 interrupted run never leaves a partially written file under the final name (``os.replace`` is atomic on one
@@ -12,6 +12,7 @@ ever removing what this project did not write.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -28,6 +29,7 @@ __all__ = [
     "atomic_write_text",
     "check_not_overlapping",
     "check_output_dir",
+    "file_sha256",
     "ordinary_dir_mode",
     "ordinary_file_mode",
     "prepare_output_dir",
@@ -113,6 +115,16 @@ def atomic_write_json(path: PathLike, obj: Any, indent: int = 2) -> Path:
         ``path`` as a :class:`pathlib.Path`.
     """
     return atomic_write_text(path, json.dumps(obj, indent=indent, default=_json_default) + "\n")
+
+
+def file_sha256(path: PathLike) -> str:
+    """The SHA-256 hex digest of the file at ``path`` (read in 1 MiB blocks), e.g. to record which checkpoint made
+    an output."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _json_default(o: Any) -> Any:

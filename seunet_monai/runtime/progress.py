@@ -9,7 +9,9 @@ end up on one line of the terminal. Here:
   (:func:`tqdm.contrib.logging.logging_redirect_tqdm`), which prints them above the bar;
 - :class:`EpochLogger` logs one line per epoch (mean loss of the epoch, learning rate, time) in place of
   MONAI's per-iteration ``StatsHandler`` line;
-- :func:`progress` does the same for a plain loop (the scale sweep).
+- :func:`progress` does the same for a plain loop (the scale sweep);
+- :func:`format_duration` and :func:`format_megapixels` write the times and amounts of work of a long job's
+  plan and progress lines (the calibration, the fusion cache).
 
 Bars are drawn on a terminal only (``enabled=None``): a log file captured from a pipe gets the log lines, not
 hundreds of bar redraws. ``enabled=True`` forces them.
@@ -33,7 +35,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from seunet_monai.runtime.checks import as_flag
 
-__all__ = ["EpochLogger", "ProgressBar", "progress"]
+__all__ = ["EpochLogger", "ProgressBar", "format_duration", "format_megapixels", "progress"]
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +66,18 @@ def _show(enabled: bool | str | None, file: IO[str]) -> bool:
         isatty = getattr(file, "isatty", None)
         return bool(isatty and isatty())
     return as_flag(enabled, "progress")
+
+
+def format_duration(seconds: float) -> str:
+    """A duration for a log line: ``"4.2 s"`` under 10 s, ``"75 s"`` under 2 min, else ``"3.5 min"``."""
+    if seconds < 10:
+        return f"{seconds:.1f} s"
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
+
+
+def format_megapixels(pixels: float) -> str:
+    """An amount of pixels for a log line or a report, in megapixels to 3 significant digits: ``"13.1 Mpx"``."""
+    return f"{pixels / 1e6:.3g} Mpx"
 
 
 def _number(value: Any) -> float:

@@ -1,5 +1,6 @@
-"""Specification of ``seunet_monai.evaluation.calibration``'s cost bounds: the default scales, whole images from
-tiles, the pixel and time budgets, the plan logged before the work and one line per scale."""
+"""Specification of ``seunet_monai.evaluation.calibration``: the buffers are the profile of each image's
+measurement at each scale; its cost bounds: the default scales, whole images from tiles, the pixel and time budgets,
+the plan logged before the work and one line per scale."""
 
 from __future__ import annotations
 
@@ -8,9 +9,17 @@ import logging
 import pytest
 import torch
 
-from seunet_monai.evaluation.calibration import calibrate_scale_fusion, calibration_rows
+from seunet_monai.evaluation.calibration import (
+    calibrate_scale_fusion,
+    calibration_inferer,
+    calibration_rows,
+    measure_heads,
+    profile_from_measurements,
+)
+from seunet_monai.evaluation.heads import output_heads_mode
 from seunet_monai.fusion.scale import ScaleProfile
 from seunet_monai.networks import SEUNet
+from tests.scale_heads import ScaleBandHeads, disk_items
 
 
 def _net() -> SEUNet:
@@ -82,3 +91,37 @@ def test_pixel_and_time_budgets_bound_the_images(caplog) -> None:
     for bad in ({"max_pixels": 0}, {"max_seconds": -1.0}):
         with pytest.raises(ValueError, match="max_pixels|time budget"):
             calibrate_scale_fusion(_net(), items, [1.0], **bad)
+
+
+def test_the_buffers_are_the_profile_of_each_images_measurement_at_each_scale() -> None:
+    net, scales = ScaleBandHeads(radii=(3.0, 6.0, 12.0)), [0.5, 1.0, 2.0]
+    items = disk_items(1.0, 2, size=48) + disk_items(0.7, 1, size=48, seed=1)
+    calibrate_scale_fusion(net, items, scales)
+    with output_heads_mode(net):
+        measured = [[measure_heads(net, it["image"], it["label"], s, 2) for s in scales] for it in items]
+    probs, label, signature, confusion = measured[0][2]
+    assert probs.shape == (3, 2, 96, 96) and label.shape == (96, 96) and signature.shape == (9,)
+    assert confusion.shape == (3, 2, 4) and confusion[..., [0, 3]].sum(-1)[:, 1].tolist() == [float(label.sum())] * 3
+    iou, sig = profile_from_measurements(
+        torch.stack([torch.stack([m[3] for m in row]) for row in measured]),  # (N, P, Ω, C, 4)
+        torch.stack([torch.stack([m[2] for m in row]) for row in measured]),  # (N, P, 3Ω)
+    )
+    rows = calibration_rows(net.fusion_scales.tolist(), scales)
+    assert torch.equal(net.fusion_iou[rows], iou.float())
+    torch.testing.assert_close(net.fusion_signature[rows], sig.float(), rtol=0, atol=0, equal_nan=True)
+    assert [int(q.argmax()) for q in iou] == [0, 1, 2]  # the head tuned to each scale
+
+
+def test_the_profile_means_each_signature_component_where_it_is_finite() -> None:
+    nan = float("nan")
+    signature = torch.tensor([[[1.0, nan, nan]], [[3.0, 2.0, nan]]])  # (N=2, P=1, 3)
+    confusion = torch.tensor([[[[[5.0, 0, 5, 0], [3, 1, 5, 1]]]], [[[[5.0, 0, 5, 0], [1, 0, 8, 1]]]]])  # (2, 1, 1, 2, 4)
+    iou, sig = profile_from_measurements(confusion, signature)
+    assert iou.tolist() == [[pytest.approx(4 / 7)]]  # class 1 of the summed counts: TP 4, FP 1, FN 2
+    assert sig[0, :2].tolist() == [2.0, 2.0] and torch.isnan(sig[0, 2])
+
+
+def test_images_within_the_sweeps_budget_are_predicted_whole() -> None:
+    assert calibration_inferer((64, 64)) is None
+    assert calibration_inferer((64, 64), roi_size=32).roi_size == (32, 32)
+    assert calibration_inferer((4096, 4096)).roi_size[0] < 4096  # the sweep's windows

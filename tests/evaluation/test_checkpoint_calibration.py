@@ -1,5 +1,7 @@
 """Specification of ``seunet_monai.evaluation.checkpoint_calibration``: a checkpoint file calibrated in place with its
-original kept, and the bundle's ``calibration`` component that ``run calibrating`` and the end of training call."""
+original kept, the bundle's ``calibration`` component that ``run calibrating`` and the end of training call, and
+the same network and split outside the bundle (``load_bundle_setup``, used by ``tests/cli/test_scale_fusion_cv.py``
+on a prepared dataset)."""
 
 from __future__ import annotations
 
@@ -8,8 +10,12 @@ import json
 import pytest
 import torch
 
-from seunet_monai.errors import ConfigValueError
-from seunet_monai.evaluation.checkpoint_calibration import CheckpointCalibration, calibrate_checkpoint
+from seunet_monai.errors import ConfigValueError, MissingPathError
+from seunet_monai.evaluation.checkpoint_calibration import (
+    CheckpointCalibration,
+    calibrate_checkpoint,
+    load_bundle_setup,
+)
 from seunet_monai.networks import SEUNet
 
 
@@ -87,3 +93,11 @@ def test_the_component_calibrates_the_file_and_leaves_the_network_alone(tmp_path
 def test_bad_settings_fail_when_the_component_is_built(tmp_path, bad, key) -> None:
     with pytest.raises(ConfigValueError, match=f"calibration#{key}"):
         CheckpointCalibration(_net(), tmp_path / "model.pt", _items(), **bad)
+
+
+def test_the_bundle_setup_names_a_missing_checkpoint_or_datalist(tmp_path) -> None:
+    with pytest.raises(MissingPathError, match="does not exist"):
+        load_bundle_setup(tmp_path / "model.pt", tmp_path)
+    torch.save(_net().state_dict(), tmp_path / "model.pt")
+    with pytest.raises(MissingPathError, match="holds no datalist.json"):
+        load_bundle_setup(tmp_path / "model.pt", tmp_path)

@@ -14,9 +14,11 @@ import seunet_monai.fusion.scale as scale_fusion
 from seunet_monai.evaluation.calibration import calibrate_scale_fusion
 from seunet_monai.fusion.scale import (
     ScaleProfile,
+    estimate_log_scale,
+    estimate_log_scale_from_signature,
     estimate_scale,
     head_signature,
-    relative_scale_estimates,
+    iou_head_weights,
     scale_head_weights,
 )
 from seunet_monai.fusion.strategies import FUSION_STRATEGIES, fuse
@@ -264,16 +266,26 @@ def test_consensus_agreement_counts_a_pixel_only_when_the_classes_match() -> Non
     assert sig[0, 6:].tolist() == pytest.approx([1.0, 1.0, 0.0])  # the mean calls it class 1
 
 
-def test_uncalibrated_estimates_follow_the_confident_head() -> None:
-    log_sig = torch.log(torch.tensor([1.0, 2.0, 4.0]))
-    scales = [0.5, 1.0, 2.0]
-    # head 1 confident at s=0.5, head 2 at s=1, head 3 at s=2 (a sharp temperature: near one-hot weights)
-    conf = np.full((2, 3, 3), 0.1)
-    for j in range(3):
-        conf[:, j, j] = 0.9
-    est = relative_scale_estimates(conf, scales, log_sig, temperature=0.01)
-    assert est[0].tolist() == pytest.approx([0.5, 1.0, 2.0], rel=1e-6)
-    soft = relative_scale_estimates(conf, scales, log_sig, temperature=1.0)  # soft weights: same order, compressed
-    assert 0.5 < soft[0, 0] < 1.0 < soft[0, 2] < 2.0
+def test_the_estimate_from_a_stored_signature_is_the_estimate_from_the_heads() -> None:
+    torch.manual_seed(0)
+    logits = torch.nn.functional.interpolate(torch.randn(4, 6, 6, 6) * 3, size=(24, 24), mode="nearest")
+    probs = torch.softmax(logits.view(4, 3, 2, 24, 24), dim=2)  # (B, Ω, C, H, W)
+    g = torch.Generator().manual_seed(1)
+    signature = torch.rand(5, 9, generator=g, dtype=torch.float64)
+    signature[1, 3] = float("nan")  # a head without objects at one calibrated scale
+    profile = ScaleProfile.from_buffers([0.5, 0.71, 1.0, 1.41, 2.0], torch.rand(5, 3, generator=g), signature)
+    t_hat = estimate_log_scale_from_signature(head_signature(probs), profile)
+    assert torch.equal(t_hat, estimate_log_scale(probs, profile))
+    assert torch.equal(t_hat.exp(), scale_head_weights(probs, profile)[1])
+    with pytest.raises(ValueError, match=r"expected signatures \(B, 9\)"):
+        estimate_log_scale_from_signature(head_signature(probs)[:, :6], profile)
+
+
+def test_head_weights_are_a_softmax_of_the_expected_iou_gaps() -> None:
+    q = torch.tensor([[0.60, 0.59, 0.50], [0.1, 0.3, 0.2]], dtype=torch.float64)
+    w = iou_head_weights(q, 0.01)
+    assert w.sum(1).tolist() == pytest.approx([1.0, 1.0])
+    assert float(w[0, 1] / w[0, 0]) == pytest.approx(math.exp(-1)) and int(w[1].argmax()) == 1
+    assert iou_head_weights(q, 0).tolist() == [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]
     with pytest.raises(ValueError, match="temperature"):
-        relative_scale_estimates(conf, scales, log_sig, temperature=0.0)
+        iou_head_weights(q, float("nan"))

@@ -1,10 +1,11 @@
 from __future__ import annotations
 
+import hashlib
 import os
 
 import pytest
 
-from seunet_monai.runtime.files import atomic_write_text, prepare_output_dir
+from seunet_monai.runtime.files import atomic_write_text, file_sha256, prepare_output_dir
 
 
 def test_atomic_write_failure_keeps_old_content_and_removes_temporary(tmp_path, monkeypatch):
@@ -55,3 +56,9 @@ def test_prepare_output_dir_refuses_a_file_and_the_working_directory(tmp_path, m
     with pytest.raises(ValueError, match="refusing"):
         prepare_output_dir(work, overwrite=True)
     assert (work / "inner").is_dir()
+
+
+def test_file_sha256_is_the_digest_of_the_files_bytes(tmp_path):
+    data = os.urandom(3 << 20 | 5)  # more than one 1 MiB block, not a whole number of them
+    (tmp_path / "model.pt").write_bytes(data)
+    assert file_sha256(tmp_path / "model.pt") == hashlib.sha256(data).hexdigest()

@@ -12,7 +12,7 @@ import pytest
 import torch
 from ignite.engine import Engine, Events
 
-from seunet_monai.runtime.progress import EpochLogger, ProgressBar, progress
+from seunet_monai.runtime.progress import EpochLogger, ProgressBar, format_duration, format_megapixels, progress
 
 
 def _trainer(losses_per_epoch: int = 3) -> Engine:
@@ -99,3 +99,8 @@ def test_progress_false_given_as_a_word_turns_bars_off(word):
     ProgressBar(desc="validation", file=out, enabled="true").attach(engine := _trainer())
     engine.run([1, 2], max_epochs=1)
     assert "validation" in out.getvalue()
+
+
+def test_durations_and_pixel_counts_read_in_log_lines():
+    assert [format_duration(t) for t in (0.04, 9.9, 75.4, 119.6, 210.0)] == ["0.0 s", "9.9 s", "75 s", "120 s", "3.5 min"]
+    assert format_megapixels(13_107_200) == "13.1 Mpx" and format_megapixels(20886) == "0.0209 Mpx"

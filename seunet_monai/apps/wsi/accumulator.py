@@ -62,8 +62,8 @@ class SlideAccumulator:
     (``factor`` x ``factor`` pixels), the margin sums of every head (their argmax is the region's winning head)
     and the fraction of non-background pixels; and, over the whole slide, class pixel counts, the PDist winner
     counts (over inferred and over non-background pixels) and every head's mean margin (its confidence, for
-    :func:`seunet_monai.fusion.scale.log_sigma_estimate`). Pixels whose margins are ``NaN`` (no window interior
-    reached them: :class:`~seunet_monai.apps.wsi.merger.BandMerger`) are left out of every head statistic.
+    :func:`seunet_monai.fusion.relative_scale.log_sigma_estimate`). Pixels whose margins are ``NaN`` (no window
+    interior reached them: :class:`~seunet_monai.apps.wsi.merger.BandMerger`) are left out of every head statistic.
 
     Args:
         mask: the :class:`RawMask` receiving class ids.

@@ -8,7 +8,6 @@ time (:func:`input_file_record`). Finished outputs count as this run's only when
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections.abc import Sequence
@@ -19,12 +18,12 @@ import torch
 
 from seunet_monai.errors import ExistingPathError
 from seunet_monai.runtime.distributed import unwrap
+from seunet_monai.runtime.files import file_sha256
 
 __all__ = [
     "bundle_version",
     "check_recorded",
     "differences",
-    "file_sha256",
     "input_file_record",
     "read_recorded",
     "run_record",
@@ -35,15 +34,6 @@ def bundle_version(metadata_file: str | os.PathLike) -> str | None:
     """The bundle's ``version`` from its ``metadata.json`` (``None`` when absent), recorded in the summaries."""
     value = json.loads(Path(metadata_file).read_text()).get("version")
     return None if value is None else str(value)
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    """The SHA-256 hex digest of the file at ``path`` (read in 1 MiB blocks)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def differences(old: Any, new: Any, key: str = "") -> list[str]:

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from seunet_monai.fusion.scale import log_sigma_estimate
+from seunet_monai.fusion.relative_scale import log_sigma_estimate
 from seunet_monai.networks.base import last_layer_log_sigmas
 from seunet_monai.runtime.distributed import unwrap
 
