@@ -22,6 +22,16 @@ def save_checkpoint(path: Path, net: nn.Module) -> Path:
     return path
 
 
+def random_items(n: int = 2, size: int = 32) -> list[dict[str, torch.Tensor]]:
+    """``n`` tiny items whose nuclei (label 1, 40% of the pixels) are brighter than the background."""
+    g = torch.Generator().manual_seed(0)
+    items = []
+    for _ in range(n):
+        label = (torch.rand(1, size, size, generator=g) > 0.6).long()
+        items.append({"image": torch.rand(3, size, size, generator=g) * 0.2 + label.float() * 0.6, "label": label})
+    return items
+
+
 def blocks(size: int, seed: int, block: int = 8) -> torch.Tensor:
     """A random mask of ``block``-px squares ``(1, size, size)``."""
     g = torch.Generator().manual_seed(seed)

@@ -17,20 +17,13 @@ from seunet_monai.evaluation.checkpoint_calibration import (
     load_bundle_setup,
 )
 from seunet_monai.networks import SEUNet
+from tests.fusion_cache_items import random_items
 
 
 def _net() -> SEUNet:
     torch.manual_seed(0)
     return SEUNet(2, 3, 2, num_scales=2, channels=(2, 4, 8, 16, 32), fusion="scale").eval()
 
-
-def _items(n: int = 2) -> list[dict[str, torch.Tensor]]:
-    g = torch.Generator().manual_seed(0)
-    items = []
-    for _ in range(n):
-        label = (torch.rand(1, 32, 32, generator=g) > 0.6).long()
-        items.append({"image": torch.rand(3, 32, 32, generator=g) * 0.2 + label.float() * 0.6, "label": label})
-    return items
 
 
 def _calibrated_rows(path) -> int:
@@ -45,16 +38,16 @@ def test_calibrate_checkpoint_writes_back_in_place_and_keeps_the_original(tmp_pa
         net.state_dict(), ckpt
     )  # MONAI CheckpointSaver's layout for save_dict={"model": net}: the bare state dict
     original = ckpt.read_bytes()
-    result = calibrate_checkpoint(_net(), ckpt, _items(), [1.0], report=tmp_path / "cal.json")
+    result = calibrate_checkpoint(_net(), ckpt, random_items(), [1.0], report=tmp_path / "cal.json")
     assert (tmp_path / "model_uncalibrated.pt").read_bytes() == original
     assert _calibrated_rows(ckpt) == 1
     assert result["scales"] == [1.0] and json.loads((tmp_path / "cal.json").read_text())["scales"] == [1.0]
-    calibrate_checkpoint(_net(), ckpt, _items(), [0.5, 1.0])  # again: the backup stays the original
+    calibrate_checkpoint(_net(), ckpt, random_items(), [0.5, 1.0])  # again: the backup stays the original
     assert (tmp_path / "model_uncalibrated.pt").read_bytes() == original
     assert _calibrated_rows(ckpt) == 2
     wrapped = tmp_path / "wrapped.pt"
     torch.save({"model": net.state_dict(), "epoch": 3}, wrapped)
-    calibrate_checkpoint(_net(), wrapped, _items(), [1.0], backup=None)
+    calibrate_checkpoint(_net(), wrapped, random_items(), [1.0], backup=None)
     data = torch.load(wrapped, weights_only=True)
     assert data["epoch"] == 3 and _calibrated_rows(wrapped) == 1
 
@@ -66,7 +59,7 @@ def test_the_component_calibrates_the_file_and_leaves_the_network_alone(tmp_path
     with torch.no_grad():  # the configured network now differs from the file (after a training: the last epoch)
         net.head.bias.add_(1.0)
     before = {k: v.clone() for k, v in net.state_dict().items()}
-    calibration = CheckpointCalibration(net, ckpt, _items(), scales=[0.5, 1.0], report=tmp_path / "cal.json")
+    calibration = CheckpointCalibration(net, ckpt, random_items(), scales=[0.5, 1.0], report=tmp_path / "cal.json")
     assert calibration.can_calibrate()
     result = calibration(training_seconds=None)
     assert result["budget_s"] is None and result["checkpoint"] == str(ckpt)  # no training: no time budget
@@ -75,9 +68,9 @@ def test_the_component_calibrates_the_file_and_leaves_the_network_alone(tmp_path
         torch.equal(v, before[k]) or k.startswith("fusion_") and torch.equal(v.isnan(), before[k].isnan())
         for k, v in net.state_dict().items()
     )
-    timed = CheckpointCalibration(net, ckpt, _items(), scales=[1.0], time_fraction=0.5)(training_seconds=10.0)
+    timed = CheckpointCalibration(net, ckpt, random_items(), scales=[1.0], time_fraction=0.5)(training_seconds=10.0)
     assert timed["budget_s"] == pytest.approx(5.0)
-    assert not CheckpointCalibration(torch.nn.Conv2d(3, 2, 1), ckpt, _items()).can_calibrate()
+    assert not CheckpointCalibration(torch.nn.Conv2d(3, 2, 1), ckpt, random_items()).can_calibrate()
 
 
 @pytest.mark.parametrize(
@@ -92,7 +85,7 @@ def test_the_component_calibrates_the_file_and_leaves_the_network_alone(tmp_path
 )
 def test_bad_settings_fail_when_the_component_is_built(tmp_path, bad, key) -> None:
     with pytest.raises(ConfigValueError, match=f"calibration#{key}"):
-        CheckpointCalibration(_net(), tmp_path / "model.pt", _items(), **bad)
+        CheckpointCalibration(_net(), tmp_path / "model.pt", random_items(), **bad)
 
 
 def test_the_bundle_setup_names_a_missing_checkpoint_or_datalist(tmp_path) -> None:

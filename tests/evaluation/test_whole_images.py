@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from seunet_monai.evaluation.whole_images import whole_images
+from tests.fusion_cache_items import tiles
 
 
 def _image(size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -12,26 +13,12 @@ def _image(size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.rand(3, size, size, generator=g), (torch.rand(1, size, size, generator=g) > 0.6).long()
 
 
-def _tiles(source: str, image: torch.Tensor, label: torch.Tensor, tile: int, stride: int) -> list[dict]:
-    """Overlapping tiles named as the preparation scripts name them."""
-    starts = list(range(0, image.shape[1] - tile + 1, stride))
-    return [
-        {
-            "image": image[:, r : r + tile, c : c + tile],
-            "label": label[:, r : r + tile, c : c + tile],
-            "name": f"{source}_r{r}_c{c}",
-            "source": source,
-        }
-        for r in starts
-        for c in starts
-    ]
-
 
 def test_overlapping_tiles_are_put_back_into_whole_images() -> None:
     a, b = _image(48, 1), _image(40, 2)
     items = (
-        _tiles("a", *a, tile=24, stride=12)
-        + _tiles("b", *b, tile=24, stride=16)
+        tiles("a", *a, tile=24, stride=12)
+        + tiles("b", *b, tile=24, stride=16)
         + [{"image": a[0][:, :20, :20], "label": a[1][:, :20, :20]}]
     )  # not a tile: kept as it is
     images = list(whole_images(items))
@@ -46,5 +33,5 @@ def test_overlapping_tiles_are_put_back_into_whole_images() -> None:
 
 def test_tiles_that_leave_holes_come_as_they_are() -> None:
     a = _image(48, 1)
-    holes = [t for t in _tiles("a", *a, tile=16, stride=16) if t["name"] != "a_r16_c16"]  # one tile dropped
+    holes = [t for t in tiles("a", *a, tile=16, stride=16) if t["name"] != "a_r16_c16"]  # one tile dropped
     assert [im.name for im in whole_images(holes)] == [t["name"] for t in holes]

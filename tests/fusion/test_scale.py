@@ -24,6 +24,7 @@ from seunet_monai.fusion.scale import (
 from seunet_monai.fusion.strategies import FUSION_STRATEGIES, fuse
 from seunet_monai.networks import SEUNet
 from seunet_monai.transforms.post import Fuse, Fused
+from tests.fusion_cache_items import random_items
 from tests.scale_heads import ScaleBandHeads, disk_items, label_image_items
 
 SCALES_05_2 = [2 ** (k / 4) for k in range(-4, 5)]  # 0.5 .. 2, a subset of the 17 profile scales
@@ -124,14 +125,6 @@ def _tiny_seunet(fusion: str = "scale") -> SEUNet:
     return SEUNet(2, 3, 2, num_scales=2, channels=(2, 4, 8, 16, 32), fusion=fusion).eval()
 
 
-def _tiny_items(n: int = 2) -> list[dict[str, torch.Tensor]]:
-    g = torch.Generator().manual_seed(0)
-    items = []
-    for _ in range(n):
-        label = (torch.rand(1, 32, 32, generator=g) > 0.6).long()
-        items.append({"image": torch.rand(3, 32, 32, generator=g) * 0.2 + label.float() * 0.6, "label": label})
-    return items
-
 
 def test_seunet_scale_fusion_uses_its_buffers_and_survives_a_state_dict_round_trip(tmp_path) -> None:
     net = _tiny_seunet()
@@ -139,7 +132,7 @@ def test_seunet_scale_fusion_uses_its_buffers_and_survives_a_state_dict_round_tr
     with torch.no_grad():
         heads = torch.softmax(net.forward_heads(x), 2)
         assert torch.allclose(net(x), fuse(heads, "pens"))  # not calibrated yet: PEns
-    calibrate_scale_fusion(net, _tiny_items(), [0.5, 1.0, 2.0])
+    calibrate_scale_fusion(net, random_items(), [0.5, 1.0, 2.0])
     path = tmp_path / "model.pt"
     torch.save(net.state_dict(), path)
     net2 = _tiny_seunet()
@@ -154,9 +147,9 @@ def test_seunet_scale_fusion_uses_its_buffers_and_survives_a_state_dict_round_tr
 
 def test_calibration_refuses_scales_outside_the_profile_and_networks_without_buffers() -> None:
     with pytest.raises(ValueError, match="fusion_scales"):
-        calibrate_scale_fusion(_tiny_seunet(), _tiny_items(), [0.6])
+        calibrate_scale_fusion(_tiny_seunet(), random_items(), [0.6])
     with pytest.raises(ValueError, match="fusion_"):
-        calibrate_scale_fusion(torch.nn.Conv2d(3, 2, 1), _tiny_items(), [1.0])
+        calibrate_scale_fusion(torch.nn.Conv2d(3, 2, 1), random_items(), [1.0])
 
 
 def test_fuse_transforms_read_the_profile_when_called(disk_heads: ScaleBandHeads) -> None:
@@ -233,7 +226,7 @@ def test_checkpoint_calibrated_with_the_0_3_0_signature_loads_uncalibrated_with_
     from seunet_monai.checkpoint import check_state_dict, load_network
 
     net = _tiny_seunet()
-    calibrate_scale_fusion(net, _tiny_items(), [1.0])
+    calibrate_scale_fusion(net, random_items(), [1.0])
     state = net.state_dict()
     state["fusion_signature"] = state["fusion_signature"][:, : 2 * net.num_scales].clone()  # 0.3.0: (P, 2Ω)
     path = tmp_path / "model.pt"
