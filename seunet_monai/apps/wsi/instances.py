@@ -10,10 +10,10 @@ component alone; the module docstring of :mod:`seunet_monai.transforms.instances
 - the window starts ``g`` rows above the band, ``g = ⌊max_hole_area_um2 / pixel area⌋ + 1`` (one more than the
   largest hole the transform fills, in pixels): a small hole beside a component of the band lies in the window
   without touching its top row, so it is filled there as in the whole mask;
-- it ends ``max(g, margin_um)`` below the band; while a component of the band comes within ``g`` rows of the
-  window's bottom (unless that is the image's), the rows below it are doubled and the band redone, so a
+- it ends ``margin_um`` and ``g`` rows below the band; while a component of the band comes within ``g`` rows of
+  the window's bottom (unless that is the image's), the rows below the band are doubled and the band redone, so a
   component of any height is separated whole (memory grows with the tallest such component only; a nucleus
-  mask's clusters of touching nuclei are far shorter than the margin).
+  mask's clusters of touching nuclei reach less than ``margin_um`` below the band they start in).
 
 :func:`iter_instances` (models of other classes) yields the 4-connected components of each non-background class
 (scikit-image ``label``). The mask is read in bands of rows (plus ``margin`` rows below); a component belongs to the
@@ -220,7 +220,8 @@ def iter_nucleus_bands(
         instances: the separation (its ``fill_holes`` and ``separate`` steps, sizes in µm).
         pixel_size_um: µm per pixel of the mask, one value or ``(row, column)``.
         band: rows per band (>= 1).
-        margin_um: rows read below each band at once, in µm (components reaching further are followed).
+        margin_um: rows read below each band at once besides the ``g`` of the module docstring, in µm (components
+            reaching further are followed).
         boundary: optional ``(H, W)`` boundary probability, read like ``mask``.
         centre: optional ``(H, W)`` centre probability, read like ``mask``.
         nucleus_class: the class id of the nucleus pixels.
@@ -236,7 +237,7 @@ def iter_nucleus_bands(
     maps = {name: _rows_of(m) for name, m in (("boundary", boundary), ("centre", centre)) if m is not None}
     height = int(mask.shape[0])
     guard = math.floor(instances.max_hole_area_um2 / (size[0] * size[1])) + 1
-    below = max(guard, math.ceil(float(margin_um) / size[0]))
+    below = guard + math.ceil(float(margin_um) / size[0])
     for y0 in range(0, height, int(band)):
         y1 = min(height, y0 + int(band))
         top, extra = max(0, y0 - guard), below

@@ -88,7 +88,8 @@ def test_the_mask_is_read_a_window_at_a_time():
     with it (not with the mask)."""
     mask = np.tile(nuclei_across_seams(), (5, 1)).astype(np.uint8)  # 2000 rows, five 376-row chains
     t = NucleusInstances(pixel_size_um=0.5)
-    guard, below, chain = int(10.0 / 0.25) + 1, 60, 376  # the largest filled hole + 1; 30 µm at 0.5 µm/px
+    guard, chain = int(10.0 / 0.25) + 1, 376  # the largest filled hole + 1 (px); the chains' height
+    below = guard + 60  # and 30 µm at 0.5 µm/px
     rows = CountingRows(mask)
     n = sum(part.count for part in iter_nucleus_bands(rows, t, 0.5, band=64))
     assert n == len(objects(whole(mask.astype(bool), t)))
