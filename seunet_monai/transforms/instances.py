@@ -2,7 +2,9 @@
 
 - :class:`NucleusInstances` / :class:`NucleusInstancesd`: class probabilities ``(C, H, W)`` (nucleus = class
   ``nucleus_class``) -> instance labels ``(1, H, W)``, 0 = background, 1..N = nuclei;
-- :func:`pixel_size_of`: the pixel size in µm ``(row, column)`` of an argument or a ``MetaTensor``, or ``None``.
+- :func:`pixel_size_of`: the pixel size in µm ``(row, column)`` of an argument or a ``MetaTensor``, or ``None``;
+- :func:`nucleus_components`, :func:`padded_box`: the components of a nucleus mask and the crop of each, for callers
+  that separate some components only (a band of a slide).
 
 Steps of :class:`NucleusInstances` (every size in µm, converted with the pixel size, so that the same
 physical nucleus gives the same objects at any resolution):
@@ -26,6 +28,19 @@ physical nucleus gives the same objects at any resolution):
    foreground (the border pixels included); each foreground component left without a marker is one object.
 5. Objects with an area under ``min_nucleus_area_um2`` are removed (not merged into a neighbour); labels are
    renumbered ``1..N`` in raster order of their first pixel.
+
+Steps 3-5 run on each 8-connected component of the hole-filled foreground on its own, in the crop of its bounding
+box grown by one pixel (within the image) where the other components are background
+(:meth:`NucleusInstances.separate`). The nuclei of a component therefore depend on that component (and the maps
+over it) alone, not on the rest of the image: what lets a slide be labelled band by band with exactly the nuclei
+of one call over the whole image (:func:`seunet_monai.apps.wsi.instances.iter_nucleus_bands`). The distance, its
+extended maxima and the watershed of a component are those of a call over the whole image, but for the order in
+which scikit-image's watershed settles pixels that two markers reach at the same priority: over a whole image
+that order depends on every other marker of the image (its heap), per component on the component only.
+
+Memory: the whole image is held as a few boolean masks, the int32 component labels and the output labels (the
+probabilities are not copied); the distance, the markers and the watershed exist for one component's crop at a
+time.
 
 Resolution: ``pixel_size_um`` of the call, else of the constructor (µm per pixel, one value or ``(row, column)``;
 per call, e.g. the training resolution divided by an estimated scale), else the pixel size of the
@@ -58,7 +73,7 @@ from scipy import ndimage as ndi
 from skimage.morphology import local_maxima, reconstruction
 from skimage.segmentation import watershed
 
-__all__ = ["NucleusInstances", "NucleusInstancesd", "pixel_size_of"]
+__all__ = ["NucleusInstances", "NucleusInstancesd", "nucleus_components", "padded_box", "pixel_size_of"]
 
 _EIGHT = np.ones((3, 3), dtype=bool)
 _AFFINE_UM_RANGE = (0.01, 100.0)
@@ -104,8 +119,8 @@ def pixel_size_of(x: Any = None, pixel_size_um: float | Sequence[float] | None =
 
 
 def _probability_map(value: Any, shape: tuple[int, int], name: str) -> np.ndarray:
-    """An extra map ``(H, W)`` or ``(1, H, W)`` as float64 ``(H, W)``."""
-    arr = np.asarray(value.detach().cpu() if isinstance(value, torch.Tensor) else value, dtype=np.float64)
+    """An extra map ``(H, W)`` or ``(1, H, W)`` as an ``(H, W)`` array of its own dtype (not copied)."""
+    arr = np.asarray(value.detach().cpu() if isinstance(value, torch.Tensor) else value)
     if arr.ndim == 3 and arr.shape[0] == 1:
         arr = arr[0]
     if arr.shape != shape:
@@ -113,16 +128,26 @@ def _probability_map(value: Any, shape: tuple[int, int], name: str) -> np.ndarra
     return arr
 
 
+def _above(values: np.ndarray, threshold: float) -> np.ndarray:
+    """``values > threshold`` compared in float64 whatever the dtype of ``values`` (a ``float32`` map is not copied;
+    its values convert to float64 exactly)."""
+    return np.greater(values, np.float64(threshold))
+
+
 def _fill_small_holes(foreground: np.ndarray, max_area_px: float) -> np.ndarray:
-    """``foreground`` with its enclosed background regions of at most ``max_area_px`` pixels filled."""
-    holes = ndi.binary_fill_holes(foreground) & ~foreground
+    """``foreground`` with its enclosed background regions of at most ``max_area_px`` pixels filled (in place
+    when there is any; the array is returned)."""
+    holes = ndi.binary_fill_holes(foreground)
+    np.logical_and(holes, ~foreground, out=holes)
     if max_area_px <= 0 or not holes.any():
         return foreground
     lab, n = ndi.label(holes)  # background is 4-connected, as the 8-connected objects imply
+    del holes
     areas = np.bincount(lab.ravel(), minlength=n + 1)
     small = areas <= max_area_px
     small[0] = False
-    return foreground | small[lab]
+    np.logical_or(foreground, small[lab], out=foreground)
+    return foreground
 
 
 def _extended_maxima(image: np.ndarray, h: float) -> np.ndarray:
@@ -132,17 +157,31 @@ def _extended_maxima(image: np.ndarray, h: float) -> np.ndarray:
     return local_maxima(transformed, connectivity=2, allow_borders=True).astype(bool)
 
 
-def _remove_small(labels: np.ndarray, min_area_px: float) -> np.ndarray:
-    """``labels`` with the objects under ``min_area_px`` pixels set to 0 and the rest renumbered 1..N in
-    raster order of their first pixel."""
+def _remove_small(labels: np.ndarray, min_area_px: float) -> tuple[np.ndarray, np.ndarray]:
+    """``labels`` (int32, in place) with the objects under ``min_area_px`` pixels set to 0 and the rest renumbered
+    1..N in raster order of their first pixel; and the flat index of each kept object's first pixel."""
     flat = labels.ravel()
     areas = np.bincount(flat)
     ids, first = np.unique(flat, return_index=True)
     keep = (ids > 0) & (areas[ids] >= min_area_px)
-    order = ids[keep][np.argsort(first[keep], kind="stable")]
-    lut = np.zeros(areas.size, dtype=np.int64)
-    lut[order] = np.arange(1, order.size + 1)
-    return lut[labels]
+    order = np.argsort(first[keep], kind="stable")
+    lut = np.zeros(areas.size, dtype=labels.dtype)
+    lut[ids[keep][order]] = np.arange(1, order.size + 1, dtype=labels.dtype)
+    np.take(lut, labels, out=labels)
+    return labels, first[keep][order]
+
+
+def padded_box(box: tuple[slice, slice], shape: tuple[int, int]) -> tuple[slice, slice]:
+    """``box`` (row and column slices, e.g. of ``scipy.ndimage.find_objects``) grown by one pixel on every side,
+    within ``shape``: the crop in which :meth:`NucleusInstances.separate` sees one component."""
+    return tuple(slice(max(0, b.start - 1), min(n, b.stop + 1)) for b, n in zip(box, shape))  # type: ignore[return-value]
+
+
+def nucleus_components(nuclei: np.ndarray) -> tuple[np.ndarray, list[tuple[slice, slice] | None]]:
+    """The 8-connected components of a (hole-filled) nucleus mask ``(H, W)``: int32 labels ``1..n`` in raster
+    order of their first pixel, and the bounding box of each (``scipy.ndimage.find_objects``)."""
+    components, _ = ndi.label(nuclei, structure=_EIGHT)
+    return components, ndi.find_objects(components)
 
 
 class NucleusInstances(Transform):
@@ -216,48 +255,158 @@ class NucleusInstances(Transform):
             ValueError: for a ``probs`` that is not ``(C, H, W)`` with ``C > nucleus_class``, extra maps of
                 another size, or an unknown resolution.
         """
-        x = np.asarray(probs.detach().cpu() if isinstance(probs, torch.Tensor) else probs, dtype=np.float64)
-        if x.ndim != 3 or x.shape[0] <= self.nucleus_class:
-            raise ValueError(
-                f"probs must be (C, H, W) class probabilities with C > nucleus_class={self.nucleus_class}, got {x.shape}."
-            )
+        size = self.resolution(probs, pixel_size_um)
+        nuclei = self.fill_holes(self.foreground(probs), size)
+        shape = nuclei.shape
+        extra_b = None if boundary is None else _probability_map(boundary, shape, "boundary")
+        extra_c = None if centre is None else _probability_map(centre, shape, "centre")
+        components, boxes = nucleus_components(nuclei)
+        del nuclei
+        labels, _ = self.label_components(components, boxes, size, extra_b, extra_c)
+        out = labels[None]
+        return convert_to_dst_type(out, probs, dtype=out.dtype)[0] if isinstance(probs, torch.Tensor) else out
+
+    def resolution(self, probs: Any = None, pixel_size_um: float | Sequence[float] | None = None) -> tuple[float, float]:
+        """µm per pixel ``(row, column)``: ``pixel_size_um``, else the constructor's, else ``probs``' affine.
+
+        Raises:
+            ValueError: when none of them states it (module docstring).
+        """
         size = pixel_size_of(probs, self.pixel_size_um if pixel_size_um is None else pixel_size_um)
         if size is None:
             raise ValueError(
                 "pixel_size_um: the resolution is unknown (not given, and the input has no MetaTensor affine in µm); "
                 "give pixel_size_um (µm per pixel)."
             )
-        shape = (x.shape[1], x.shape[2])
-        extra_b = None if boundary is None else _probability_map(boundary, shape, "boundary")
-        extra_c = None if centre is None else _probability_map(centre, shape, "centre")
-        labels = self._labels(x, size, extra_b, extra_c)
-        out = labels[None].astype(self.dtype)
-        return convert_to_dst_type(out, probs, dtype=out.dtype)[0] if isinstance(probs, torch.Tensor) else out
+        return size
 
-    def _labels(self, x: np.ndarray, size: tuple[float, float], boundary: np.ndarray | None,
-                centre: np.ndarray | None) -> np.ndarray:
-        """``(H, W)`` int64 labels of the steps in the module docstring."""
-        if self.threshold is None:
-            foreground = np.argmax(x, axis=0) == self.nucleus_class
-        else:
-            foreground = x[self.nucleus_class] > self.threshold
-        pixel_area = size[0] * size[1]
-        foreground = _fill_small_holes(foreground, self.max_hole_area_um2 / pixel_area)
-        if not foreground.any():
-            return np.zeros(foreground.shape, dtype=np.int64)
-        interior = foreground if boundary is None else foreground & ~(boundary > self.map_threshold)
+    def foreground(self, probs: Any) -> np.ndarray:
+        """Step 1: the nucleus pixels ``(H, W)`` (bool) of class probabilities ``(C, H, W)``: where the argmax over
+        ``C`` (the first of equal maxima, as ``numpy.argmax``) is ``nucleus_class``, or where
+        ``probs[nucleus_class] > threshold``; computed in the input's dtype, without a float64 copy.
+
+        Raises:
+            ValueError: for a ``probs`` that is not ``(C, H, W)`` with ``C > nucleus_class``.
+        """
+        x = np.asarray(probs.detach().cpu() if isinstance(probs, torch.Tensor) else probs)
+        k = self.nucleus_class
+        if x.ndim != 3 or x.shape[0] <= k:
+            raise ValueError(
+                f"probs must be (C, H, W) class probabilities with C > nucleus_class={k}, got {x.shape}."
+            )
+        if self.threshold is not None:
+            return _above(x[k], self.threshold)
+        fg = np.ones(x.shape[1:], dtype=bool)
+        for j in range(x.shape[0]):
+            if j != k:  # argmax is k: larger than every earlier class, at least every later one
+                np.logical_and(fg, (x[k] > x[j]) if j < k else (x[k] >= x[j]), out=fg)
+        if x.dtype.kind in "fc":  # numpy.argmax returns the first NaN: k when the first is at k
+            nan_k = np.isnan(x[k])
+            if nan_k.any():
+                for j in range(k):
+                    nan_k &= ~np.isnan(x[j])
+                fg |= nan_k
+        return fg
+
+    def fill_holes(self, foreground: np.ndarray, pixel_size_um: float | Sequence[float]) -> np.ndarray:
+        """Step 2: ``foreground`` ``(H, W)`` (bool, changed in place) with its enclosed holes of at most
+        ``max_hole_area_um2`` filled."""
+        size = pixel_size_of(None, pixel_size_um)
+        return _fill_small_holes(np.asarray(foreground, dtype=bool), self.max_hole_area_um2 / (size[0] * size[1]))
+
+    def separate(self, component: np.ndarray, pixel_size_um: float | Sequence[float], boundary: Any = None,
+                 centre: Any = None) -> tuple[np.ndarray, np.ndarray]:
+        """Steps 3-5 on one 8-connected component of the hole-filled nucleus mask.
+
+        Args:
+            component: ``(h, w)`` bool crop holding the component alone (the other pixels False), grown by one
+                pixel on every side within the image (:func:`padded_box`); the result depends on this crop only.
+            pixel_size_um: µm per pixel, one value or ``(row, column)``.
+            boundary: optional ``(h, w)`` boundary probability over the crop.
+            centre: optional ``(h, w)`` centre probability over the crop.
+
+        Returns:
+            int32 labels ``(h, w)``, 0 = background, ``1..n`` the nuclei of the component in raster order of their
+            first pixel (those under ``min_nucleus_area_um2`` removed), and the flat index in the crop of each
+            one's first pixel ``(n,)``.
+        """
+        size = pixel_size_of(None, pixel_size_um)
+        t = self.map_threshold
+        interior = component if boundary is None else component & ~_above(boundary, t)
         distance = ndi.distance_transform_edt(interior, sampling=size)
         if centre is not None:
-            markers, _ = ndi.label(foreground & (centre > self.map_threshold), structure=_EIGHT)
+            markers, n = ndi.label(component & _above(centre, t), structure=_EIGHT)
         else:
-            markers, _ = ndi.label(_extended_maxima(distance, self.marker_h_um) & interior, structure=_EIGHT)
-        labels = np.zeros(foreground.shape, dtype=np.int64)
-        if markers.any():
-            labels = watershed(-distance, markers, connectivity=2, mask=foreground).astype(np.int64)
-        orphans, _ = ndi.label(foreground & (labels == 0), structure=_EIGHT)
-        labels[orphans > 0] = orphans[orphans > 0] + labels.max()
-        return _remove_small(labels, self.min_nucleus_area_um2 / pixel_area)
+            markers, n = ndi.label(_extended_maxima(distance, self.marker_h_um) & interior, structure=_EIGHT)
+        if n <= 1:  # one marker floods the whole component; without any, the component is one object
+            labels = component.astype(np.int32)
+        else:
+            labels = watershed(-distance, markers, connectivity=2, mask=component).astype(np.int32, copy=False)
+        return _remove_small(labels, self.min_nucleus_area_um2 / (size[0] * size[1]))
 
+    def label_components(
+        self,
+        components: np.ndarray,
+        boxes: Sequence[tuple[slice, slice] | None],
+        pixel_size_um: float | Sequence[float],
+        boundary: np.ndarray | None = None,
+        centre: np.ndarray | None = None,
+        which: Sequence[int] | None = None,
+    ) -> tuple[np.ndarray, int]:
+        """Steps 3-5 over the components of a hole-filled nucleus mask, one at a time (:meth:`separate`).
+
+        Args:
+            components: ``(H, W)`` int32 component labels and ``boxes`` their bounding boxes
+                (:func:`nucleus_components`).
+            boxes: see ``components``.
+            pixel_size_um: µm per pixel.
+            boundary: optional ``(H, W)`` boundary probability.
+            centre: optional ``(H, W)`` centre probability.
+            which: the component labels to separate (default all); the others stay 0.
+
+        Returns:
+            ``(H, W)`` labels of dtype ``dtype``: the nuclei of those components numbered ``1..N`` in raster order
+            of their first pixel; and ``N``.
+        """
+        size = pixel_size_of(None, pixel_size_um)
+        shape = components.shape
+        min_area = self.min_nucleus_area_um2 / (size[0] * size[1])
+        labels = np.zeros(shape, dtype=self.dtype)
+        done: list[tuple[int, tuple[slice, slice]]] = []
+        firsts: list[np.ndarray] = []
+        count = 0
+        for k in range(1, len(boxes) + 1) if which is None else which:
+            box = boxes[k - 1]
+            if box is None:
+                continue
+            crop = padded_box(box, shape)
+            component = components[crop] == k
+            if component.sum() < min_area:  # every nucleus of it would be smaller
+                continue
+            local, first = self.separate(
+                component,
+                size,
+                None if boundary is None else boundary[crop],
+                None if centre is None else centre[crop],
+            )
+            if not first.size:
+                continue
+            rows, cols = np.divmod(first, crop[1].stop - crop[1].start)
+            firsts.append((rows + crop[0].start) * shape[1] + cols + crop[1].start)
+            region = labels[crop]
+            region[component] = (local[component] + count) * (local[component] > 0)
+            count += first.size
+            done.append((k, crop))
+        if not count:
+            return labels, 0
+        order = np.argsort(np.concatenate(firsts), kind="stable")  # provisional id - 1 -> raster rank
+        lut = np.zeros(count + 1, dtype=self.dtype)
+        lut[order + 1] = np.arange(1, count + 1, dtype=self.dtype)
+        for k, crop in done:
+            region = labels[crop]
+            inside = components[crop] == k
+            region[inside] = lut[region[inside]]
+        return labels, count
 
 class NucleusInstancesd(MapTransform):
     """Dictionary form of :class:`NucleusInstances`: writes the labels of ``keys`` under ``new_key``.

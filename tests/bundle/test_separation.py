@@ -1,6 +1,6 @@
 """The separation overlays (``variants/separation_boundary.json``, ``separation_centre.json``): training learns the
 extra map from the datalist's instance labels, evaluating scores the instances it guides (metrics.json and the
-sweep), and the plain bundle is left as it was."""
+sweep), inferring separates the nuclei with it, and the plain bundle is left as it was."""
 
 from __future__ import annotations
 
@@ -80,7 +80,7 @@ def test_training_and_evaluating_with_a_separation_overlay(tmp_path, mode):
     sweep = json.loads((tmp_path / "logs" / "eval" / "scale_sweep.json").read_text())
     assert sweep["instance_metrics"]["separation"] == mode and sweep["instance_metrics"]["images"] == 1
     assert sweep["num_classes"] == 2
-    # inference loads the model with the same overlay (its instances do not use the map yet)
+    # inference loads the model with the same overlay, and its fused map guides the nuclei
     out = tmp_path / "predictions"
     bundle(
         "inferring",
@@ -98,6 +98,9 @@ def test_training_and_evaluating_with_a_separation_overlay(tmp_path, mode):
         "false",
     )
     assert (out / "test_0_instances.tif").is_file() and (out / "test_0_summary.json").is_file()
+    nuclei = json.loads((out / "test_0_summary.json").read_text())["nuclei"]
+    assert f"guided by the network's {mode} map" in nuclei["objects"]
+    assert json.loads((out / "test_0_summary.json").read_text())["provenance"]["settings"]["separation"] == mode
 
 
 def _parser(*files: str) -> ConfigParser:

@@ -23,7 +23,7 @@ from .figures import (
     write_slide_overview,
 )
 from .inferers import HeadsPatchPredictor, PatchPreprocessing, SlideInferer, patch_stain_transform
-from .instances import Instance, iter_instances, iter_label_instances, split_touching
+from .instances import Instance, NucleusBand, iter_instances, iter_label_instances, iter_nucleus_bands
 from .merger import BandMerger
 from .objects import ASSUMED_MPP, write_components, write_nuclei
 from .outputs import OUTPUT_FILES, list_inputs, output_names, output_stem
@@ -62,6 +62,7 @@ __all__ = [
     "InferredSlide",
     "Instance",
     "MAX_IMAGE_PIXELS",
+    "NucleusBand",
     "OKABE_ITO",
     "OUTPUT_FILES",
     "PALETTE",
@@ -89,6 +90,7 @@ __all__ = [
     "is_colourless",
     "iter_instances",
     "iter_label_instances",
+    "iter_nucleus_bands",
     "level_mpp",
     "list_inputs",
     "make_reader",
@@ -98,7 +100,6 @@ __all__ = [
     "pick_regions",
     "read_region",
     "read_thumbnail",
-    "split_touching",
     "tissue_box",
     "training_mpp",
     "window_map",

@@ -1,6 +1,7 @@
-"""What :class:`~seunet_monai.apps.wsi.merger.BandMerger` hands the final rows to: the class-id mask goes to
-an uncompressed row-major file on disk (the slide's mask is never held in memory), and everything the overlay
-and the summary need is reduced on the fly to thumbnail resolution or to a few counts.
+"""What :class:`~seunet_monai.apps.wsi.merger.BandMerger` hands the final rows to: the class-id mask (and, for a
+nucleus model, the nucleus probability and the separation map) go to uncompressed row-major files on disk (a
+slide's maps are never held in memory), and everything the overlay and the summary need is reduced on the fly to
+thumbnail resolution or to a few counts.
 """
 
 from __future__ import annotations
@@ -47,16 +48,20 @@ class RawMask:
         return arr.reshape(n, self.shape[1])
 
     def read_block(self, y0: int, x0: int, h: int, w: int) -> np.ndarray:
-        """The block ``[y0, y0 + h) x [x0, x0 + w)``, zero beyond the mask."""
-        out = np.zeros((h, w), dtype=self.dtype)
-        rows = self.read_rows(y0, y0 + h)
-        part = rows[:, max(0, x0) : min(self.shape[1], x0 + w)]
-        out[: part.shape[0], : part.shape[1]] = part
+        """The block ``[y0, y0 + h) x [x0, x0 + w)``, zero beyond the mask (only its columns are read)."""
+        out = np.zeros((int(h), int(w)), dtype=self.dtype)
+        ya, yb = max(0, int(y0)), min(self.shape[0], int(y0) + int(h))
+        xa, xb = max(0, int(x0)), min(self.shape[1], int(x0) + int(w))
+        if ya < yb and xa < xb:
+            stored = np.memmap(self.path, dtype=self.dtype, mode="r", shape=self.shape)
+            out[ya - y0 : yb - y0, xa - x0 : xb - x0] = stored[ya:yb, xa:xb]
+            del stored
         return out
 
 
 class SlideAccumulator:
-    """Sink of the merged rows ``(C + Ω, n, W)``: fused class probabilities then per-head margins.
+    """Sink of the merged rows ``(C + A + Ω, n, W)``: fused class probabilities, the ``A`` fused extra maps of a
+    network with ``aux_channels`` (e.g. the nucleus separation map), then per-head margins.
 
     Writes ``argmax`` class ids to a :class:`RawMask` (0 where no patch ran) and keeps, per thumbnail pixel
     (``factor`` x ``factor`` pixels), the margin sums of every head (their argmax is the region's winning head)
@@ -72,13 +77,20 @@ class SlideAccumulator:
         probability: optional ``float32`` :class:`RawMask` receiving the fused probability of class
             ``probability_class`` (0 where no patch ran), for the per-nucleus measurements.
         probability_class: the class whose probability is kept.
+        aux_channels: ``A``, the extra maps after the classes (0: none).
+        separation: optional ``float32`` :class:`RawMask` receiving the first extra map (0 where no patch ran),
+            for the separation of touching nuclei; needs ``aux_channels >= 1``.
     """
 
     def __init__(self, mask: RawMask, num_classes: int, factor: int, probability: RawMask | None = None,
-                 probability_class: int = 1) -> None:
+                 probability_class: int = 1, aux_channels: int = 0, separation: RawMask | None = None) -> None:
+        if separation is not None and int(aux_channels) < 1:
+            raise ValueError("SlideAccumulator: a separation store needs aux_channels >= 1 (the map's channel).")
         self.mask = mask
         self.probability = probability
         self.probability_class = int(probability_class)
+        self.aux_channels = int(aux_channels)
+        self.separation = separation
         self.num_classes = int(num_classes)
         self.factor = int(factor)
         h, w = mask.shape
@@ -99,8 +111,8 @@ class SlideAccumulator:
         if values is None:  # rows no patch covered: background, already zero in the sparse file
             self.class_pixels[0] += int(valid) * self.mask.shape[1]
             return
-        c = self.num_classes
-        probs, margins = values[:c], values[c:]
+        c, a = self.num_classes, self.aux_channels
+        probs, margins = values[:c], values[c + a :]
         if self.cell_margins is None:
             self.num_heads = margins.shape[0]
             omega = self.num_heads
@@ -113,6 +125,8 @@ class SlideAccumulator:
         self.mask.write_rows(y0, labels)
         if self.probability is not None:
             self.probability.write_rows(y0, np.where(valid, probs[self.probability_class], 0.0))
+        if self.separation is not None:
+            self.separation.write_rows(y0, np.where(valid, values[c], 0.0))
         self.class_pixels += np.bincount(labels.ravel(), minlength=c)[:c]
         if not valid.any():
             return

@@ -27,6 +27,7 @@ from matplotlib.figure import Figure
 from PIL import Image, ImageDraw
 from scipy.ndimage import binary_erosion, maximum_filter, minimum_filter, uniform_filter
 
+from .accumulator import RawMask
 from .slide import InferredSlide
 
 __all__ = [
@@ -184,7 +185,8 @@ def pick_regions(foreground: np.ndarray, tissue: np.ndarray, cells: int, quantil
 
 
 def write_region_crops(path: str | os.PathLike, crops: Sequence[np.ndarray], masks: Sequence[np.ndarray],
-                       labels: Sequence[str], num_classes: int, width: int = 2, gap: int = 16) -> None:
+                       labels: Sequence[str], num_classes: int, width: int = 2, gap: int = 16,
+                       instances: Sequence[np.ndarray] | None = None) -> None:
     """Full-resolution crops side by side, objects outlined as in :func:`write_image_overlay`, each with its
     ``label`` written above it.
 
@@ -196,6 +198,8 @@ def write_region_crops(path: str | os.PathLike, crops: Sequence[np.ndarray], mas
         num_classes: number of classes, background included.
         width: outline width in pixels.
         gap: white pixels between crops and above them for the labels (at least 16).
+        instances: optional nucleus instance labels ``(h, w)`` per crop; when given, class 1 is outlined instance
+            by instance.
     """
     gap = max(int(gap), 16)
     if not crops:  # no tissue: a picture that says so
@@ -208,10 +212,13 @@ def write_region_crops(path: str | os.PathLike, crops: Sequence[np.ndarray], mas
     total = sum(c.shape[1] for c in crops) + gap * (len(crops) - 1)
     canvas = np.full((h + gap, total, 3), 255, dtype=np.uint8)
     x = 0
-    for crop, mask in zip(crops, masks):
+    for k, (crop, mask) in enumerate(zip(crops, masks)):
         out = np.array(crop[..., :3], dtype=np.uint8)
         for c in range(1, max(int(num_classes), 2)):
-            draw_outlines(out, mask == c, _class_colour(c), width)
+            if c == 1 and instances is not None:
+                draw_instance_outlines(out, np.asarray(instances[k]), _class_colour(c), width)
+            else:
+                draw_outlines(out, mask == c, _class_colour(c), width)
         canvas[gap : gap + out.shape[0], x : x + out.shape[1]] = out
         x += out.shape[1] + gap
     picture = Image.fromarray(canvas)
@@ -323,9 +330,10 @@ def write_scale_map(path: str | os.PathLike, scale: np.ndarray, tissue: np.ndarr
 
 
 def write_figures(staging: Path, stem: str, slide: InferredSlide, num_classes: int,
-                  head_sigmas: Sequence[float] | None, instances: np.ndarray | None = None) -> list[dict]:
-    """The pictures of one input into ``staging``: ``NAME_overlay.png`` (an image's outlines its ``instances``
-    when given), ``NAME_regions.png`` (slides), ``NAME_heads.png`` and ``NAME_scale.png``.
+                  head_sigmas: Sequence[float] | None, instances: RawMask | None = None) -> list[dict]:
+    """The pictures of one input into ``staging``: ``NAME_overlay.png``, ``NAME_regions.png`` (slides),
+    ``NAME_heads.png`` and ``NAME_scale.png``; with the nucleus ``instances`` (labels of the inference grid), an
+    image's overlay and a slide's region crops outline the nuclei one by one.
 
     Returns:
         the regions of ``NAME_regions.png``: ``{"y", "x", "height", "width"}`` in pixels of the inference level
@@ -336,21 +344,25 @@ def write_figures(staging: Path, stem: str, slide: InferredSlide, num_classes: i
     foreground = acc.foreground_fraction()
     regions: list[dict] = []
     if slide.image:
+        labels = None if instances is None else instances.read_rows(0, size[0])
         write_image_overlay(staging / f"{stem}_overlay.png", slide.read_region((0, 0), size),
-                            acc.mask.read_rows(0, size[0]), num_classes, instances=instances)
+                            acc.mask.read_rows(0, size[0]), num_classes, instances=labels)
     else:
         write_slide_overview(staging / f"{stem}_overlay.png", slide.thumbnail, tissue, foreground, box)
         crop = [min(REGION_SIZE, int(s)) for s in size]
-        crops, masks, labels = [], [], []
+        crops, masks, labels, nuclei = [], [], [], []
         ds = slide.downsample
         for k, (ty, tx) in enumerate(pick_regions(foreground, tissue, math.ceil(max(crop) / factor))):
             y, x = min(ty * factor, size[0] - crop[0]), min(tx * factor, size[1] - crop[1])
             crops.append(slide.read_region((y, x), (crop[0], crop[1])))
             masks.append(acc.mask.read_block(y, x, crop[0], crop[1]))
+            if instances is not None:
+                nuclei.append(instances.read_block(y, x, crop[0], crop[1]))
             labels.append(f"region {k + 1}: x {round(x * ds)}, y {round(y * ds)} (level 0)")
             regions.append({"y": y, "x": x, "height": crop[0], "width": crop[1],
                             "level0_yx": [round(y * ds), round(x * ds)]})
-        write_region_crops(staging / f"{stem}_regions.png", crops, masks, labels, num_classes)
+        write_region_crops(staging / f"{stem}_regions.png", crops, masks, labels, num_classes,
+                           instances=nuclei if instances is not None else None)
     write_head_map(staging / f"{stem}_heads.png", acc.winner_map(), tissue, box, factor, head_sigmas, slide.path.name)
     scales = np.exp(np.asarray(slide.window_log_scales, dtype=np.float64))
     locations = slide.splitter.locations(str(slide.path)) if scales.size else []

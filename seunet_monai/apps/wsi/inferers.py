@@ -12,8 +12,9 @@ patches read from a file. For slides (and every image the inference workflow seg
   half the overlap of each inner window edge is left out.
 - :class:`PatchPreprocessing`: the per-window image transform (stain normalisation), then ``uint8 -> [0, 1]``.
 - :class:`HeadsPatchPredictor`: the network call: the per-head probabilities, fused as the network's eval mode
-  fuses them, plus each head's margin ``D_k = p_max - p_second`` (Algorithm 1), as one ``(B, C + Ω, h, w)``
-  output (``PatchInferer`` uses one merger class for all outputs).
+  fuses them (with the network's extra maps, e.g. the nucleus separation map, fused with the same head weights),
+  plus each head's margin ``D_k = p_max - p_second`` (Algorithm 1), as one ``(B, C + A + Ω, h, w)`` output
+  (``PatchInferer`` uses one merger class for all outputs).
 """
 
 from __future__ import annotations
@@ -162,26 +163,33 @@ class HeadsPatchPredictor:
 
     Per-head probabilities come from :func:`seunet_monai.inferers.head_probabilities` (``forward_heads`` and a
     softmax over classes for multi-head networks; a plain network is one head). They are fused as the network's
-    eval-mode ``forward`` fuses them (:meth:`~seunet_monai.networks.base.MultiHeadNetwork.fuse_heads`).
+    eval-mode ``forward`` fuses them (:meth:`~seunet_monai.networks.base.MultiHeadNetwork.fuse_heads`); the ``A``
+    extra maps of a network with ``aux_channels`` (a sigmoid each) are fused with the head weights of that class
+    fusion (:func:`seunet_monai.fusion.auxiliary.fuse_auxiliary`).
 
     Args:
         network: the segmentation network (put in eval mode by the caller).
         amp: autocast on CUDA.
 
     Returns (when called on ``x`` ``(B, 3, h, w)``):
-        ``(B, C + Ω, h, w)`` float32 on the CPU: ``C`` fused class probabilities, then the Ω head margins.
+        ``(B, C + A + Ω, h, w)`` float32 on the CPU: ``C`` fused class probabilities, the ``A`` fused extra maps
+        (:attr:`aux_channels`; none for most networks), then the Ω head margins.
     """
 
     def __init__(self, network: torch.nn.Module, amp: bool = False) -> None:
         self.network = network
         self.amp = bool(amp)
+        net = unwrap(network)
+        #: ``A``: the network's extra maps after the classes (0 for a network without any)
+        self.aux_channels = int(net.aux_channels) if isinstance(net, MultiHeadNetwork) else 0
         #: ``log ŝ`` of every window run (a slide region), when the network's scale fusion is calibrated
         self.window_log_scales: list[float] = []
 
     def heads(self, x: torch.Tensor) -> torch.Tensor:
-        """Per-head class probabilities ``(B, Ω, C, h, w)`` (:func:`seunet_monai.inferers.head_probabilities`, the
-        package's one path; ``softmax`` runs in float32 under autocast)."""
-        return head_probabilities(self.network, x).float()
+        """Per-head probabilities ``(B, Ω, C + A, h, w)``: the classes, then the :attr:`aux_channels` extra maps
+        (:func:`seunet_monai.inferers.head_probabilities`, the package's one path; ``softmax`` and ``sigmoid`` run
+        in float32 under autocast)."""
+        return head_probabilities(self.network, x, aux=self.aux_channels > 0).float()
 
     def _record_scales(self, probs: torch.Tensor) -> None:
         """Estimate each window's scale relative to training from its heads (the ``scale`` fusion's estimator)."""
@@ -190,7 +198,8 @@ class HeadsPatchPredictor:
             self.window_log_scales.extend(float(v) for v in estimate_log_scale(probs.float().cpu(), net))
 
     def fused(self, probs: torch.Tensor) -> torch.Tensor:
-        """Fused class probabilities ``(B, C, h, w)`` of per-head ones, as the network's eval mode fuses them."""
+        """Fused probabilities ``(B, C + A, h, w)`` of per-head ones ``(B, Ω, C + A, h, w)``, as the network's eval
+        mode fuses them."""
         net = unwrap(self.network)
         if isinstance(net, MultiHeadNetwork):
             return net.fuse_heads(probs)  # "scale" reads the network's fusion_* calibration buffers
@@ -200,5 +209,6 @@ class HeadsPatchPredictor:
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         with torch.autocast(device_type=x.device.type, enabled=self.amp and x.device.type == "cuda"):
             probs = self.heads(x)
-        self._record_scales(probs)
-        return torch.cat([self.fused(probs), head_margins(probs)], dim=1).float().cpu()
+        classes = probs[:, :, : probs.shape[2] - self.aux_channels]
+        self._record_scales(classes)
+        return torch.cat([self.fused(probs), head_margins(classes)], dim=1).float().cpu()

@@ -1,16 +1,28 @@
-"""Nucleus (object) instances of a stitched class-id mask, band by band, as polygons with holes.
+"""Objects of a stitched class-id mask, band by band: separated nuclei, or connected components, as polygons.
 
-Instances are the 4-connected components of each non-background class (scikit-image ``label``), optionally
-split where touching nuclei meet (distance transform, ``peak_local_max`` markers, ``watershed``). The mask is
-read in bands of rows (plus ``margin`` rows below); a component belongs to the band that holds its first row,
-so each is reported once. A component that reaches the bottom of the rows read may continue below: it is
-followed (flood fill in a box that doubles towards every side the component touches, reading only the rows
-it needs) until it is whole, so an object of any height is one polygon, however the bands cut it. Memory
-grows only with the size of such an object (a tissue region of a multi-class model: its bounding box of
-rows is read; a nucleus mask never needs it).
+:func:`iter_nucleus_bands` (a nucleus model: images and slides alike) labels the nuclei of the nucleus pixels of
+the mask with :class:`~seunet_monai.transforms.instances.NucleusInstances`, reading a band of rows at a time with a
+margin above and below. Each connected component of the hole-filled nucleus mask belongs to the band that holds its
+first row and is separated in a window where it is whole, so every nucleus is reported once, and the nuclei are
+exactly those of one call of the transform over the whole mask (whose result for a component depends on that
+component alone; the module docstring of :mod:`seunet_monai.transforms.instances`):
 
-:func:`iter_label_instances` yields the same polygons for the objects of an instance label map (e.g. from
-:class:`~seunet_monai.transforms.instances.NucleusInstances`), one per label, in label order.
+- the window starts ``g`` rows above the band, ``g = ⌊max_hole_area_um2 / pixel area⌋ + 1`` (one more than the
+  largest hole the transform fills, in pixels): a small hole beside a component of the band lies in the window
+  without touching its top row, so it is filled there as in the whole mask;
+- it ends ``margin_um`` and ``g`` rows below the band; while a component of the band comes within ``g`` rows of
+  the window's bottom (unless that is the image's), the rows below the band are doubled and the band redone, so a
+  component of any height is separated whole (memory grows with the tallest such component only; a nucleus
+  mask's clusters of touching nuclei reach less than ``margin_um`` below the band they start in).
+
+:func:`iter_instances` (models of other classes) yields the 4-connected components of each non-background class
+(scikit-image ``label``). The mask is read in bands of rows (plus ``margin`` rows below); a component belongs to the
+band that holds its first row, so each is reported once. A component that reaches the bottom of the rows read may
+continue below: it is followed (flood fill in a box that doubles towards every side the component touches, reading
+only the rows it needs) until it is whole, so an object of any height is one polygon, however the bands cut it.
+
+:func:`iter_label_instances` yields the polygons of the objects of an instance label map, one per label, in label
+order.
 
 Polygons (``find_contours`` on the zero-padded component, background 8-connected as the 4-connected
 labelling implies) are the outer boundary and one interior ring per hole, in the pixel coordinates of the
@@ -20,16 +32,21 @@ repeated last), exterior counter-clockwise and holes clockwise in ``(x, y)`` (RF
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import math
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from scipy import ndimage as ndi
-from skimage.feature import peak_local_max
 from skimage.measure import find_contours, label, regionprops
-from skimage.segmentation import watershed
 
-__all__ = ["Instance", "iter_instances", "iter_label_instances", "split_touching"]
+from seunet_monai.transforms.instances import NucleusInstances, nucleus_components, pixel_size_of
+
+__all__ = ["Instance", "NucleusBand", "iter_instances", "iter_label_instances", "iter_nucleus_bands"]
+
+#: rows below a band read at once by :func:`iter_nucleus_bands` (µm): twice the largest nucleus diameter
+NUCLEUS_MARGIN_UM = 30.0
 
 
 @dataclass
@@ -67,23 +84,6 @@ def iter_label_instances(labels: np.ndarray, class_id: int = 1) -> Iterator[Inst
         offset = np.array([box[1].start, box[0].start], dtype=np.float64)
         yield Instance(class_id=int(class_id), polygon=exterior + offset, area=int(crop.sum()),
                        holes=[h + offset for h in holes], label=k)
-
-
-def split_touching(component: np.ndarray, min_distance: int = 5) -> list[np.ndarray]:
-    """Split one boolean component into touching objects by a marker-controlled watershed.
-
-    Markers are the local maxima of the Euclidean distance to the background at least ``min_distance`` apart;
-    with fewer than two markers the component is returned whole.
-    """
-    distance = ndi.distance_transform_edt(component)
-    peaks = peak_local_max(distance, min_distance=max(1, int(min_distance)), labels=component.astype(np.int32),
-                           exclude_border=False)
-    if len(peaks) < 2:
-        return [component]
-    markers = np.zeros(component.shape, dtype=np.int32)
-    markers[tuple(peaks.T)] = np.arange(1, len(peaks) + 1)
-    parts = watershed(-distance, markers, mask=component, connectivity=1)
-    return [parts == k for k in range(1, len(peaks) + 1) if (parts == k).any()]
 
 
 def _signed_area(ring: np.ndarray) -> float:
@@ -137,20 +137,21 @@ def _whole_component(read, shape: tuple[int, int], class_id: int, seed: tuple[in
         y0, y1, x0, x1 = grown
 
 
-def iter_instances(
-    mask, num_classes: int, band: int = 1024, margin: int = 128, watershed: bool = False, min_distance: int = 5
-) -> Iterator[Instance]:
-    """Yield every instance of the classes ``1..num_classes-1`` of ``mask`` (a :class:`RawMask` or an array).
+def _rows_of(source: Any):
+    """``read(y0, y1)`` of an object with ``read_rows`` (a :class:`~.accumulator.RawMask`) or of an array."""
+    return source.read_rows if hasattr(source, "read_rows") else (lambda a, b: np.asarray(source)[max(a, 0) : b])
+
+
+def iter_instances(mask, num_classes: int, band: int = 1024, margin: int = 128) -> Iterator[Instance]:
+    """Yield every connected component of the classes ``1..num_classes-1`` of ``mask`` (module docstring).
 
     Args:
         mask: ``(H, W)`` class ids: an array or an object with ``shape`` and ``read_rows(y0, y1)``.
         num_classes: number of classes (0 is background).
         band: rows per band.
         margin: rows read below each band at once (objects reaching further are followed: module docstring).
-        watershed: split touching objects (:func:`split_touching`).
-        min_distance: watershed marker spacing in pixels.
     """
-    read = mask.read_rows if hasattr(mask, "read_rows") else (lambda a, b: np.asarray(mask)[max(a, 0) : b])
+    read = _rows_of(mask)
     height, width = int(mask.shape[0]), int(mask.shape[1])
     for y0 in range(0, height, band):
         # one row above the band: a component reaching it starts in an earlier band (which reports it)
@@ -178,9 +179,82 @@ def iter_instances(
                     followed.append((top, left, image))
                     if top < y0:
                         continue  # its first row is in an earlier band, which reported it whole
-                parts = split_touching(image, min_distance) if watershed else [image]
-                for part in parts:
-                    exterior, holes = _rings(part)
-                    offset = np.array([left, top], dtype=np.float64)
-                    yield Instance(class_id=c, polygon=exterior + offset, area=int(part.sum()),
-                                   holes=[h + offset for h in holes])
+                exterior, holes = _rings(image)
+                offset = np.array([left, top], dtype=np.float64)
+                yield Instance(class_id=c, polygon=exterior + offset, area=int(image.sum()),
+                               holes=[h + offset for h in holes])
+
+
+@dataclass
+class NucleusBand:
+    """The nuclei that one band of rows owns (:func:`iter_nucleus_bands`).
+
+    Attributes:
+        top: the image row of the first row of ``labels`` (the band's first row).
+        labels: ``(n, W)`` labels (the transform's dtype) of rows ``top .. top + n - 1``: this band's nuclei
+            numbered ``1..count`` in raster order of their first pixel, 0 elsewhere (the nuclei of other bands
+            included). The rows end with the last row of this band's nuclei.
+        count: the number of nuclei.
+    """
+
+    top: int
+    labels: np.ndarray
+    count: int
+
+
+def iter_nucleus_bands(
+    mask: Any,
+    instances: NucleusInstances,
+    pixel_size_um: float | Sequence[float],
+    band: int = 512,
+    margin_um: float = NUCLEUS_MARGIN_UM,
+    boundary: Any = None,
+    centre: Any = None,
+    nucleus_class: int = 1,
+) -> Iterator[NucleusBand]:
+    """Yield the separated nuclei of ``mask`` band by band, each nucleus once (module docstring).
+
+    Args:
+        mask: ``(H, W)`` class ids: an array or an object with ``shape`` and ``read_rows(y0, y1)`` (a
+            :class:`~.accumulator.RawMask`); only the rows of one window are read at a time.
+        instances: the separation (its ``fill_holes`` and ``separate`` steps, sizes in µm).
+        pixel_size_um: µm per pixel of the mask, one value or ``(row, column)``.
+        band: rows per band (>= 1).
+        margin_um: rows read below each band at once besides the ``g`` of the module docstring, in µm (components
+            reaching further are followed).
+        boundary: optional ``(H, W)`` boundary probability, read like ``mask``.
+        centre: optional ``(H, W)`` centre probability, read like ``mask``.
+        nucleus_class: the class id of the nucleus pixels.
+
+    Yields:
+        one :class:`NucleusBand` per band that owns any nucleus, top to bottom. Numbering the nuclei of band after
+        band on from the previous bands' count gives labels unique across the mask.
+    """
+    if int(band) < 1:
+        raise ValueError(f"band must be >= 1 row, got {band}.")
+    size = pixel_size_of(None, pixel_size_um)
+    read = _rows_of(mask)
+    maps = {name: _rows_of(m) for name, m in (("boundary", boundary), ("centre", centre)) if m is not None}
+    height = int(mask.shape[0])
+    guard = math.floor(instances.max_hole_area_um2 / (size[0] * size[1])) + 1
+    below = guard + math.ceil(float(margin_um) / size[0])
+    for y0 in range(0, height, int(band)):
+        y1 = min(height, y0 + int(band))
+        top, extra = max(0, y0 - guard), below
+        while True:
+            bottom = min(height, y1 + extra)
+            nuclei = instances.fill_holes(read(top, bottom) == nucleus_class, size)
+            components, boxes = nucleus_components(nuclei)
+            del nuclei
+            owned = [k for k, b in enumerate(boxes, start=1) if b is not None and y0 <= top + b[0].start < y1]
+            if bottom == height or all(top + boxes[k - 1][0].stop <= bottom - guard for k in owned):
+                break
+            extra *= 2  # a component of this band comes near the rows not read: read twice as many below
+        if not owned:
+            continue
+        extra_maps = {name: r(top, bottom) for name, r in maps.items()}
+        labels, count = instances.label_components(components, boxes, size, which=owned, **extra_maps)
+        del components, extra_maps
+        if count:
+            last = max(boxes[k - 1][0].stop for k in owned)
+            yield NucleusBand(top=y0, labels=labels[y0 - top : last], count=count)

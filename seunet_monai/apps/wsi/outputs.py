@@ -38,15 +38,15 @@ PARTIAL_MARKER = ".seunet_partial"
 OUTPUT_FILES = {
     "_mask.tif": "class id per pixel (0 background, 1 nucleus, ...) at the inference resolution: tiled, pyramidal "
     "OME-TIFF with its resolution (opens in QuPath, Fiji, napari)",
-    "_instances.tif": "images: nucleus instance id per pixel (uint32, 0 background, 1..N one per nucleus, touching "
-    "nuclei separated), same geometry, tiling, pyramid and resolution as NAME_mask.tif",
-    ".geojson": "one polygon per object (images: per separated nucleus) with its class and measurements (area, "
-    "perimeter, equivalent diameter, eccentricity, solidity, mean nucleus probability, mean haematoxylin OD), in "
-    "level-0 pixels (QuPath: File > Import objects)",
+    "_instances.tif": "nucleus model: nucleus instance id per pixel (uint32, 0 background, 1..N one per nucleus, "
+    "touching nuclei separated), same geometry, tiling, pyramid and resolution as NAME_mask.tif",
+    ".geojson": "one polygon per object (nucleus model: per separated nucleus) with its class and measurements "
+    "(area, perimeter, equivalent diameter, eccentricity, solidity, mean nucleus probability, mean haematoxylin OD), "
+    "in level-0 pixels (QuPath: File > Import objects)",
     "_overlay.png": "images: the image at full resolution with every object (every separated nucleus) outlined; "
     "slides: the tissue (blue outline) and the objects (yellow), cropped to the tissue",
     "_regions.png": "slides: full-resolution crops of representative tissue regions (dense, typical, sparse in "
-    "objects) with the objects outlined; positions in the summary's 'regions'",
+    "objects) with the objects (every separated nucleus) outlined; positions in the summary's 'regions'",
     "_heads.png": "map of the winning scale group (PDist) per region of tissue, with each head's σ",
     "_scale.png": "map of the estimated scale relative to the training data per region (one estimate per window)",
     "_mask.png": "images: the class ids as a palette PNG (pixel value = class id; background black, nuclei yellow)",
@@ -70,14 +70,11 @@ def output_stem(path: str | os.PathLike) -> str:
 
 def output_names(stem: str, image: bool | None = None, instances: bool = True) -> list[str]:
     """File names written for input ``stem`` (:data:`OUTPUT_FILES`): an ordinary image's (``image=True``: with
-    ``NAME_mask.png``, and ``NAME_instances.tif`` unless ``instances`` is false: a model without a single
-    nucleus class), a slide's (``False``: with ``NAME_regions.png``) or every name either may have (``None``).
+    ``NAME_mask.png``), a slide's (``False``: with ``NAME_regions.png``) or every name either may have (``None``);
+    both with ``NAME_instances.tif`` unless ``instances`` is false (a model without a single nucleus class).
     The summary comes last (it marks a finished input)."""
-    skip = {
-        True: ("_regions.png",) + (() if instances else ("_instances.tif",)),
-        False: ("_mask.png", "_instances.tif"),
-        None: (),
-    }[image]
+    without = () if instances else ("_instances.tif",)
+    skip = {True: ("_regions.png", *without), False: ("_mask.png", *without), None: ()}[image]
     return [stem + suffix for suffix in OUTPUT_FILES if suffix not in skip]
 
 

@@ -32,7 +32,8 @@ class InferredSlide:
         size: ``(H, W)`` of the inference grid.
         downsample: level-0 pixels of the file per pixel of the inference grid.
         image: an ordinary image (``NAME_mask.png``, full-resolution overlay), not a slide.
-        instances: its nuclei are separated into instances (an image segmented by a 2-class nucleus model).
+        instances: its nuclei are separated into instances (an image or a slide segmented by a 2-class nucleus
+            model).
         thumbnail: ``(h, w, 3) uint8`` overview of the grid, ``factor`` pixels per thumbnail pixel.
         factor: grid pixels per thumbnail pixel.
         tissue: boolean tissue mask ``(h, w)`` at thumbnail resolution.

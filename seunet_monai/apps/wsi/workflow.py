@@ -38,10 +38,12 @@ from tqdm.auto import tqdm
 
 from seunet_monai.checkpoint import check_state_dict, load_network
 from seunet_monai.errors import ConfigValueError, ExistingPathError, InferenceError, SeunetError
+from seunet_monai.networks.base import MultiHeadNetwork
 from seunet_monai.runtime.checks import as_flag
 from seunet_monai.runtime.distributed import unwrap
 from seunet_monai.runtime.run_lock import lock_run_folders
 from seunet_monai.transforms.instances import NucleusInstances
+from seunet_monai.transforms.separation import check_separation_mode
 
 from .accumulator import RawMask, SlideAccumulator
 from .figures import write_figures
@@ -86,10 +88,12 @@ class SlideInferenceWorkflow:
         tissue_mask: ``"otsu"`` or ``"none"``.
         slide_backend: ``"tifffile"`` (default), ``"cucim"`` or ``"openslide"`` for TIFF/SVS files.
         overwrite: redo slides whose outputs exist, replacing them.
-        watershed: slides only: split touching objects of the class mask (``peak_local_max`` markers) in the
-            GeoJSON; images always get separated instances
-            (:class:`~seunet_monai.transforms.instances.NucleusInstances`).
-        watershed_min_distance: watershed marker spacing (pixels of the inference level), slides only.
+        watershed: deprecated, ignored (a warning when true): the nuclei of images and slides are separated by
+            :class:`~seunet_monai.transforms.instances.NucleusInstances` (``marker_h_um``, ``min_nucleus_area_um2``).
+        watershed_min_distance: deprecated, ignored (a warning when set), as ``watershed``.
+        separation: the network's separation map, ``"boundary"`` or ``"centre"``
+            (:mod:`seunet_monai.transforms.separation`): a network with ``aux_channels`` predicts it, and its fused
+            map guides the separation of touching nuclei; ``None`` (default) for a network without one.
         mpp: declared resolution (µm per pixel of level 0) of inputs whose file states none (e.g. MoNuSeg's
             TIFFs, PNGs); used as a file's own. An input whose file states a resolution more than
             ``resample_tolerance`` off ``mpp`` fails with one line naming both (the file's tags are never
@@ -99,10 +103,11 @@ class SlideInferenceWorkflow:
             ``"none"`` and ``nuclei.instance_mpp_source`` says what was assumed).
         geojson_simplify: tolerance (pixels of the inference level) of the polygon simplification in the GeoJSON;
             0 = exact pixel outlines.
-        min_nucleus_area_um2: images: instances smaller than this (µm²) are not exported.
-        marker_h_um: images: drop of the distance to the background (µm) that separates two nuclei.
-        instance_margin: rows read below each band of the mask at once when listing instances (objects that
-            reach further are followed until whole: :func:`~.instances.iter_instances`).
+        min_nucleus_area_um2: nuclei smaller than this (µm²) are not exported.
+        marker_h_um: drop of the distance to the background (µm) that separates two nuclei.
+        instance_margin: models of other classes: rows read below each band of the mask at once when listing its
+            connected components (objects that reach further are followed until whole:
+            :func:`~.instances.iter_instances`).
         class_names: name per class (default ``background``, ``Nucleus`` for two classes).
         thumbnail_size: longer side of the overview thumbnail (tissue detection, overlay).
         png_max_pixels: largest single-level image treated as an image (``NAME_mask.png``, full-resolution overlay).
@@ -120,7 +125,8 @@ class SlideInferenceWorkflow:
         progress: progress bar over the inputs (the windows' bar is the inferer's).
 
     Raises:
-        ConfigValueError: for a setting out of its range (one line naming the key).
+        ConfigValueError: for a setting out of its range (one line naming the key), or a ``separation`` that does
+            not match the network (a map predicted and not named, or named and not predicted).
     """
 
     COMPARED = ("model_sha256", "fusion", "stain_normalisation", "settings", "input_file")
@@ -140,7 +146,8 @@ class SlideInferenceWorkflow:
         slide_backend: str = "tifffile",
         overwrite: bool = False,
         watershed: bool = False,
-        watershed_min_distance: int = 5,
+        watershed_min_distance: int | None = None,
+        separation: str | None = None,
         mpp: float | None = None,
         geojson_simplify: float = 1.0,
         min_nucleus_area_um2: float = 5.0,
@@ -174,8 +181,11 @@ class SlideInferenceWorkflow:
         self.tissue_method = str(tissue_mask)
         self.slide_backend = slide_backend
         self.overwrite = as_flag(overwrite, "overwrite")
-        self.watershed = as_flag(watershed, "watershed")
-        self.watershed_min_distance = int(watershed_min_distance)
+        if as_flag(watershed, "watershed") or watershed_min_distance is not None:
+            logger.warning(
+                "watershed and watershed_min_distance are deprecated and ignored: nuclei are separated by "
+                "NucleusInstances (marker_h_um, min_nucleus_area_um2) in images and slides alike."
+            )
         self.instance_margin = int(instance_margin)
         self.thumbnail_size = int(thumbnail_size)
         self.png_max_pixels = int(png_max_pixels)
@@ -185,6 +195,18 @@ class SlideInferenceWorkflow:
         self.progress = as_flag(progress, "progress")
         net = unwrap(network)
         self.num_classes = int(getattr(net, "out_channels", None) or len(class_names or []) or 2)
+        self.separation = check_separation_mode(separation)
+        aux = int(net.aux_channels) if isinstance(net, MultiHeadNetwork) else 0
+        if aux and self.separation is None:
+            raise ConfigValueError(
+                f"separation: the network predicts {aux} extra map(s) (aux_channels) but separation is not set; give "
+                "the separation the model was trained with ('boundary' or 'centre')."
+            )
+        if self.separation is not None and not aux:
+            raise ConfigValueError(
+                f"separation {self.separation!r} needs a network that predicts the map (aux_channels 1), but this one "
+                "predicts none; leave separation null for this model."
+            )
         c = self.num_classes
         self.class_names = (
             list(class_names)
@@ -233,8 +255,7 @@ class SlideInferenceWorkflow:
                 "tissue_mask": self.tissue_method,
                 "roi_size": self.inferer.roi_size,
                 "overlap": self.inferer.overlap,
-                "watershed": self.watershed,
-                "watershed_min_distance": self.watershed_min_distance,
+                "separation": self.separation,
                 "mpp": res.mpp,
                 "geojson_simplify": self.geojson_simplify,
                 "min_nucleus_area_um2": self.instances.min_nucleus_area_um2,
@@ -316,8 +337,8 @@ class SlideInferenceWorkflow:
 
     # ------------------------------------------------------------------ one input
     def infer(self, path: Path, staging: Path) -> InferredSlide:
-        """Open ``path``, pick its resolution, detect its tissue and run its windows (the class mask and the
-        nucleus probability go to raw files in ``staging``).
+        """Open ``path``, pick its resolution, detect its tissue and run its windows (the class mask, and for a
+        nucleus model the nucleus probability and the network's separation map, go to raw files in ``staging``).
 
         Raises:
             ValueError: when the file cannot be opened, or for a level beyond its levels.
@@ -339,7 +360,7 @@ class SlideInferenceWorkflow:
         image = path.suffix.lower() in WHOLE_IMAGE_SUFFIXES or (
             base.get_level_count(wsi) == 1 and size[0] * size[1] <= self.png_max_pixels
         )
-        separate = image and self.num_classes == 2  # separated nucleus instances (images of a nucleus model)
+        separate = self.num_classes == 2  # separated nucleus instances (a nucleus model: images and slides)
         thumb, factor = read_thumbnail(reader, wsi, level, self.thumbnail_size)
         tissue = detect_tissue(thumb, self.tissue_method)
         detector = self.tissue_method
@@ -350,14 +371,17 @@ class SlideInferenceWorkflow:
                 "from H&E colour saturation; check the overlay."
             )
         self._fit_stains(thumb, None if factor == 1 else tissue)
+        predictor = HeadsPatchPredictor(self.network, amp=self.amp)
+        aux = predictor.aux_channels
         probability = RawMask(staging / "probability.raw", size, np.float32) if separate else None
-        acc = SlideAccumulator(RawMask(staging / "mask.raw", size), self.num_classes, factor, probability)
+        separation = RawMask(staging / "separation.raw", size, np.float32) if separate and aux else None
+        mask = RawMask(staging / "mask.raw", size)
+        acc = SlideAccumulator(mask, self.num_classes, factor, probability, aux_channels=aux, separation=separation)
         patch_size = self.inferer.window()[0]
         location_filter = None if self.tissue_method == "none" else TissueLocationFilter(tissue, factor, patch_size)
         splitter = self.inferer.splitter(reader, level, location_filter)
         splitter.set_slide(str(path), wsi)  # the slide is open already
-        predictor = HeadsPatchPredictor(self.network, amp=self.amp)
-        self.inferer(str(path), predictor, splitter=splitter, sink=acc, head_channels_from=self.num_classes)
+        self.inferer(str(path), predictor, splitter=splitter, sink=acc, head_channels_from=self.num_classes + aux)
         ds = reader.downsample_to_base(wsi) if plan.resampled else float(reader.get_downsample_ratio(wsi, level))
         return InferredSlide(
             path,
@@ -393,7 +417,14 @@ class SlideInferenceWorkflow:
         labels = None
         if slide.instances:
             nuclei, labels = write_nuclei(
-                staging, stem, slide, self.instances, self.class_names, self.geojson_simplify, self.target_mpp
+                staging,
+                stem,
+                slide,
+                self.instances,
+                self.class_names,
+                self.geojson_simplify,
+                self.target_mpp,
+                separation=self.separation,
             )
         else:
             nuclei = write_components(
@@ -404,13 +435,10 @@ class SlideInferenceWorkflow:
                 self.class_names,
                 self.geojson_simplify,
                 self.instance_margin,
-                self.watershed,
-                self.watershed_min_distance,
             )
         regions = write_figures(
             staging, stem, slide, self.num_classes, head_sigmas(self.network, acc.num_heads), labels
         )
-        del labels
         if slide.image:
             write_palette_png(staging / f"{stem}_mask.png", acc.mask.read_rows(0, size[0]), self.num_classes)
         summary = slide_summary(
@@ -429,9 +457,9 @@ class SlideInferenceWorkflow:
         with open(staging / names[-1], "w", encoding="utf-8") as f:
             json.dump(summary, f, indent=2)
             f.write("\n")
-        acc.mask.path.unlink()
-        if acc.probability is not None:
-            acc.probability.path.unlink()
+        for raw in (acc.mask, acc.probability, acc.separation, labels):
+            if raw is not None:
+                raw.path.unlink()
         commit_staging(staging, self.output_dir, names)
         res = f"{slide.mpp:.3f} µm/px" if slide.mpp else "resolution unknown"
         if slide.plan.resampled:

@@ -47,11 +47,11 @@ def write_mask_tiff(
     """Write a label map (class ids, or instance ids) as a tiled, compressed OME-TIFF, with sub-resolution
     levels in SubIFDs.
 
-    Level 0 is streamed tile row by tile row from ``mask`` (a :class:`~.accumulator.RawMask` or an array
+    Every level is streamed tile row by tile row from ``mask`` (a :class:`~.accumulator.RawMask` or an array
     ``(H, W)``, of any unsigned integer dtype: ``uint8`` class ids, ``uint32`` instance labels; the file has the
-    mask's dtype); each further level keeps every ``factor``-th pixel of the previous one (labels are not
-    averaged) until the longer side is at most ``min_size``. The resolution (µm per pixel) goes into the TIFF
-    resolution tags (centimetre unit) and the OME ``PhysicalSizeX/Y``.
+    mask's dtype): level ``k`` keeps every ``factor**k``-th pixel of level 0 (labels are not averaged), read row
+    by row, until the longer side is at most ``min_size``; memory holds one tile row of one level. The resolution
+    (µm per pixel) goes into the TIFF resolution tags (centimetre unit) and the OME ``PhysicalSizeX/Y``.
 
     Returns:
         the ``(height, width)`` of every level written.
@@ -62,21 +62,21 @@ def write_mask_tiff(
     shapes = [(h, w)]
     while pyramid and max(shapes[-1]) > min_size:
         shapes.append((math.ceil(shapes[-1][0] / factor), math.ceil(shapes[-1][1] / factor)))
-    lower = [np.zeros(s, dtype=dtype) for s in shapes[1:2]]  # level 1 filled while level 0 streams
-    step = factor
 
-    def tiles():
-        for ty in range(0, h, tile):
-            rows = read(ty, min(h, ty + tile))
-            if lower:
-                first = (-ty) % step
-                sub = rows[first::step, ::step]
-                r0 = (ty + first) // step
-                lower[0][r0 : r0 + sub.shape[0]] = sub
-            padded = np.zeros((tile, math.ceil(w / tile) * tile), dtype=dtype)
-            padded[: rows.shape[0], :w] = rows
-            for tx in range(0, w, tile):
-                yield padded[:, tx : tx + tile]
+    def tiles(step: int, shape: tuple[int, int]):
+        lh, lw = shape
+        padded = np.zeros((tile, math.ceil(lw / tile) * tile), dtype=dtype)
+        for ty in range(0, lh, tile):
+            n = min(tile, lh - ty)
+            padded[:] = 0
+            if step == 1:
+                padded[:n, :lw] = read(ty, ty + n)
+            else:
+                for i in range(n):
+                    y = (ty + i) * step
+                    padded[i, :lw] = read(y, y + 1)[0, ::step]
+            for tx in range(0, lw, tile):
+                yield padded[:, tx : tx + tile].copy()
 
     def options(level_mpp: float | None) -> dict:
         opts: dict[str, Any] = {"tile": (tile, tile), "compression": compression, "photometric": "minisblack"}
@@ -89,13 +89,12 @@ def write_mask_tiff(
     if mpp:
         meta.update(PhysicalSizeX=mpp, PhysicalSizeXUnit="µm", PhysicalSizeY=mpp, PhysicalSizeYUnit="µm")
     with tifffile.TiffWriter(path, bigtiff=h * w * dtype.itemsize > 2**31, ome=True) as tif:
-        tif.write(tiles(), shape=(h, w), dtype=dtype, subifds=len(shapes) - 1, metadata=meta, **options(mpp))
-        level = lower[0] if lower else None
+        tif.write(tiles(1, shapes[0]), shape=shapes[0], dtype=dtype, subifds=len(shapes) - 1, metadata=meta,
+                  **options(mpp))
         for k in range(1, len(shapes)):
             d = factor**k
-            tif.write(level, subfiletype=1, metadata=None, **options(mpp * d if mpp else None))
-            if k + 1 < len(shapes):
-                level = np.ascontiguousarray(level[::factor, ::factor])  # type: ignore[index]
+            tif.write(tiles(d, shapes[k]), shape=shapes[k], dtype=dtype, subfiletype=1, metadata=None,
+                      **options(mpp * d if mpp else None))
     return shapes
 
 

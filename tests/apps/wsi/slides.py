@@ -59,6 +59,26 @@ class CalibratedDarkBlobs(DarkBlobs):
         )
 
 
+class DarkBlobsWithMap(DarkBlobs):
+    """DarkBlobs predicting a separation map too (``aux_channels = 1``, both heads alike): high where the colour
+    channel ``channel`` (0 red, 1 green) of the window exceeds 0.6, so that a test image draws the map: a green line
+    across a nucleus as its boundary, red dots inside it as centres (both still dark enough to be nucleus)."""
+
+    aux_channels = 1
+
+    def __init__(self, channel: int = 1) -> None:
+        super().__init__()
+        self.channel = int(channel)
+
+    def forward_heads(self, x: torch.Tensor) -> torch.Tensor:
+        classes = super().forward_heads(x)
+        extra = 40.0 * (x[:, self.channel : self.channel + 1] - 0.6)
+        return torch.cat([classes, torch.stack([extra, extra], 1)], 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fuse_heads(self.head_outputs(self.forward_heads(x)))
+
+
 class ThreeClasses(DarkBlobs):
     """The dark-blob stand-in with a third, never-winning class: a model without a single nucleus class."""
 
@@ -169,3 +189,58 @@ def tall_objects() -> np.ndarray:
     m[100:104, 105:109] = 1  # small blobs
     m[33:36, 110:118] = 1
     return m
+
+
+def nuclei_across_seams(shape=(400, 300), seams=64) -> np.ndarray:
+    """A nucleus mask (bool) whose objects cross the seams of bands of ``seams`` rows: touching pairs of discs
+    astride every seam, a chain of touching discs taller than the mask's bands and margins, rings around small
+    holes (filled at 0.5 µm/px) holding a speck or a small nucleus that start on the first row of a band, and
+    scattered discs."""
+    from skimage.draw import disk
+
+    m = np.zeros(shape, dtype=bool)
+    for k, y in enumerate(range(seams, shape[0], seams)):
+        x = 30 + (k * 53) % (shape[1] - 60)
+        m[disk((y - 7, x), 9, shape=shape)] = True  # a pair astride the seam, one nucleus each side
+        m[disk((y + 8, x + 3), 8, shape=shape)] = True
+        m[disk((y, x + 40), 11, shape=shape)] = True  # a nucleus cut by the seam
+    for y in range(20, 380, 14):  # a chain of touching discs, 360 rows tall
+        m[disk((y, 280), 8, shape=shape)] = True
+    ring = np.zeros(shape, dtype=bool)
+    ring[disk((2 * seams, 150), 10, shape=shape)] = True
+    ring[disk((2 * seams, 150), 3, shape=shape)] = False  # a hole of 29 px: 7 µm² at 0.5 µm/px
+    ring[2 * seams, 150] = True  # a speck in the hole, its row the first of a band
+    m |= ring
+    y = 3 * seams  # a square ring whose 22-px hole (filled) holds a 4 x 5 px nucleus starting on a band's first row
+    if y + 7 <= shape[0]:
+        m[y - 3 : y + 7, 205:216] = True
+        m[y - 1 : y + 5, 207:214] = False
+        m[y : y + 4, 208:213] = True
+    rng = np.random.default_rng(0)
+    for _ in range(25):
+        m[disk(tuple(rng.uniform(10, np.array(shape) - 10)), rng.uniform(4, 9), shape=shape)] = True
+    return m
+
+
+class CountingRows:
+    """A mask read as a :class:`~seunet_monai.apps.wsi.accumulator.RawMask` is (``shape``, ``read_rows``),
+    recording every read."""
+
+    def __init__(self, array: np.ndarray) -> None:
+        self.array = array
+        self.shape = array.shape
+        self.dtype = array.dtype
+        self.reads: list[tuple[int, int]] = []
+
+    def read_rows(self, y0: int, y1: int) -> np.ndarray:
+        y0, y1 = max(0, int(y0)), min(self.shape[0], int(y1))
+        self.reads.append((y0, y1))
+        return self.array[y0:y1].copy()
+
+
+def painted_image(mask: np.ndarray) -> np.ndarray:
+    """An RGB image of a nucleus mask: pink background, dark purple nuclei (what :class:`DarkBlobs` segments)."""
+    img = np.empty((*mask.shape, 3), np.uint8)
+    img[:] = PINK
+    img[mask] = PURPLE
+    return img

@@ -10,7 +10,7 @@ import json
 import numpy as np
 from PIL import Image
 
-from seunet_monai.apps.wsi.figures import draw_instance_outlines
+from seunet_monai.apps.wsi.figures import draw_instance_outlines, write_region_crops
 from tests.apps.wsi.slides import (
     embed,
     make_workflow,
@@ -36,6 +36,17 @@ def test_instance_outlines_show_the_cut_between_touching_nuclei():
     painted = rgb[..., 0] > 0
     assert painted[4, 5] and painted[4, 6]  # both sides of the cut
     assert not painted[4, 3] and not painted[4, 8] and not painted[0].any()  # interiors and background untouched
+
+
+def test_region_crops_outline_the_nuclei_one_by_one_when_given(tmp_path):
+    crop = np.full((40, 60, 3), 255, np.uint8)
+    mask = np.zeros((40, 60), np.uint8)
+    mask[10:30, 10:50] = 1  # two touching nuclei: one component of the class mask
+    nuclei = np.where(mask == 1, np.where(np.arange(60) < 30, 1, 2), 0).astype(np.uint32)
+    for name, instances in (("plain", None), ("nuclei", [nuclei])):
+        write_region_crops(tmp_path / f"{name}.png", [crop], [mask], ["r"], 2, instances=instances)
+    plain, cut = (np.asarray(Image.open(tmp_path / f"{n}.png"))[16:][:40] for n in ("plain", "nuclei"))
+    assert (plain[20, 29] == 255).all() and not (cut[20, 29] == 255).all()  # the cut is drawn
 
 
 def test_image_overlay_is_full_resolution_and_slide_pictures_crop_to_the_tissue(tmp_path, tissue):

@@ -14,10 +14,14 @@ from monai.inferers import SlidingWindowInferer
 from PIL import Image
 
 from seunet_monai.apps.wsi import (
+    HeadsPatchPredictor,
     PatchPreprocessing,
 )
+from seunet_monai.fusion.heads import head_margins
+from seunet_monai.inferers import head_probabilities
 from tests.apps.wsi.slides import (
     DarkBlobs,
+    DarkBlobsWithMap,
     embed,
     make_workflow,
     write_pyramid,
@@ -91,3 +95,16 @@ def test_stain_reference_file_gives_a_channel_first_normaliser(tmp_path, tissue)
     patch = np.ascontiguousarray(np.moveaxis(tissue[:64, :64], -1, 0))
     out = np.asarray(normalise(patch))
     assert out.shape == (3, 64, 64) and out.dtype == np.uint8 and not np.array_equal(out, patch)
+
+
+def test_the_network_call_gives_fused_classes_then_fused_maps_then_head_margins():
+    x = torch.rand(2, 3, 32, 32)
+    net = DarkBlobsWithMap()
+    call = HeadsPatchPredictor(net)
+    out = call(x)
+    assert call.aux_channels == 1 and out.shape == (2, 2 + 1 + 2, 32, 32)
+    probs = head_probabilities(net, x, aux=True)
+    assert torch.allclose(out[:, :3], net.fuse_heads(probs))  # classes, then the map fused with their head weights
+    assert torch.allclose(out[:, 3:], head_margins(probs[:, :, :2]))
+    plain = HeadsPatchPredictor(DarkBlobs())
+    assert plain.aux_channels == 0 and plain(x).shape == (2, 2 + 2, 32, 32)

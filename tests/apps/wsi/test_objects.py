@@ -13,13 +13,58 @@ import tifffile
 from PIL import Image
 from skimage.measure import label
 
+from seunet_monai.transforms.instances import NucleusInstances
 from tests.apps.wsi.slides import (
+    PURPLE,
+    DarkBlobsWithMap,
     ThreeClasses,
     discs,
     listing,
     make_workflow,
+    nuclei_across_seams,
+    painted_image,
     run_one,
+    write_pyramid,
 )
+
+
+def objects(labels: np.ndarray) -> set[tuple[int, ...]]:
+    """The objects of a label map as a set of pixel sets (flat indices): labels compared up to renumbering."""
+    flat = np.asarray(labels).ravel()
+    order = np.argsort(flat, kind="stable")
+    cuts = np.flatnonzero(np.diff(flat[order])) + 1
+    return {tuple(g) for g in np.split(order, cuts) if flat[g[0]] > 0}
+
+
+def features(path) -> list:
+    """The GeoJSON features of a file, less their ids, in a canonical order."""
+    fc = json.loads(path.read_text())["features"]
+    return sorted(json.dumps({k: v for k, v in f.items() if k != "id"}, sort_keys=True) for f in fc)
+
+
+def test_a_slide_gets_the_nuclei_and_measurements_of_the_same_pixels_as_an_image(tmp_path):
+    """The same pixels as a 2-level pyramidal TIFF (a slide, labelled in bands of 512 rows) and as a PNG: the same
+    class mask, the nuclei of one NucleusInstances call over the whole mask, the same GeoJSON features."""
+    img = painted_image(nuclei_across_seams((1400, 300), seams=512))
+    (tmp_path / "in").mkdir()
+    write_pyramid(tmp_path / "in" / "s.tif", img, mpp=0.25, levels=2)
+    Image.fromarray(img).save(tmp_path / "in" / "i.png")
+    make_workflow(tmp_path / "in", tmp_path / "out", mpp=0.25, tissue_mask="none").run()
+    out = tmp_path / "out"
+    summaries = [json.loads((out / f"{n}_summary.json").read_text()) for n in ("i", "s")]
+    assert summaries[1]["resolution"]["mpp"] == pytest.approx(0.25) and "s_regions.png" in summaries[1]["outputs"]
+    masks, labels = {}, {}
+    for n in ("i", "s"):
+        with tifffile.TiffFile(out / f"{n}_mask.tif") as m, tifffile.TiffFile(out / f"{n}_instances.tif") as i:
+            masks[n], labels[n] = m.series[0].levels[0].asarray(), i.series[0].levels[0].asarray()
+            assert labels[n].dtype == np.uint32 and i.pages[0].tilewidth == m.pages[0].tilewidth
+            assert i.pages[0].tags["XResolution"].value == m.pages[0].tags["XResolution"].value
+    assert np.array_equal(masks["i"], masks["s"])
+    whole = NucleusInstances(pixel_size_um=0.25)(np.stack([masks["s"] != 1, masks["s"] == 1]).astype(np.float32))
+    assert objects(labels["s"]) == objects(whole[0]) == objects(labels["i"])
+    assert np.unique(labels["s"]).size - 1 == labels["s"].max() == summaries[1]["nuclei"]["count"] > 30
+    assert summaries[0]["nuclei"] == summaries[1]["nuclei"]
+    assert features(out / "i.geojson") == features(out / "s.geojson")
 
 
 def test_image_outputs_separated_instances_with_measurements(tmp_path):
@@ -98,3 +143,46 @@ def test_models_of_more_classes_keep_connected_components_and_resume(tmp_path):
     nuclei = json.loads((tmp_path / "out" / "a_summary.json").read_text())["nuclei"]
     assert nuclei["objects"].startswith("connected components") and nuclei["count"] == 2
     assert workflow().run()["skipped"] == ["a.png"]  # finished without the instances file
+
+
+def one_nucleus_with(mark: str) -> np.ndarray:
+    """A disc of 20 px radius on pink, with a green line across it (``"line"``) or two red dots in it (``"dots"``)."""
+    img = discs(shape=(160, 160), centres=((80, 80),), radius=20)
+    if mark == "line":
+        img[55:106, 79:81] = (20, 200, 20)
+    else:
+        for x in (70, 90):
+            img[78:83, x - 2 : x + 3] = (200, 30, 110)
+    assert (img[80, 60] == PURPLE).all()
+    return img
+
+
+@pytest.mark.parametrize("separation,channel,mark", [("boundary", 1, "line"), ("centre", 0, "dots")])
+def test_the_networks_separation_map_guides_the_nuclei(tmp_path, separation, channel, mark):
+    img = one_nucleus_with(mark)
+    _, plain = run_one(tmp_path / "plain", image=img, mpp=0.25)
+    assert json.loads((plain / "a_summary.json").read_text())["nuclei"]["count"] == 1
+    wf_kwargs = {"network": DarkBlobsWithMap(channel), "mpp": 0.25, "separation": separation}
+    _, out = run_one(tmp_path / "map", image=img, **wf_kwargs)
+    nuclei = json.loads((out / "a_summary.json").read_text())["nuclei"]
+    assert nuclei["count"] == 2 and f"guided by the network's {separation} map" in nuclei["objects"]
+    labels = tifffile.imread(out / "a_instances.tif")
+    assert labels[80, 65] != labels[80, 95] and labels[80, 65] > 0 and labels[80, 95] > 0
+    assert not list(out.glob(".*partial*"))  # the raw stores (separation.raw included) are gone
+    pyramid = tmp_path / "slide"
+    (pyramid / "in").mkdir(parents=True)
+    write_pyramid(pyramid / "in" / "s.tif", np.tile(img, (4, 1, 1)), mpp=0.25, levels=2)
+    make_workflow(pyramid / "in", pyramid / "out", tissue_mask="none", **wf_kwargs).run()
+    assert json.loads((pyramid / "out" / "s_summary.json").read_text())["nuclei"]["count"] == 8  # slides alike
+
+
+def test_a_separation_that_does_not_match_the_network_is_a_one_line_error(tmp_path):
+    from seunet_monai.errors import ConfigValueError
+
+    with pytest.raises(ConfigValueError, match="separation is not set") as e:
+        make_workflow(tmp_path, tmp_path / "out", network=DarkBlobsWithMap())
+    assert "\n" not in str(e.value)
+    with pytest.raises(ConfigValueError, match="separation 'boundary' needs a network"):
+        make_workflow(tmp_path, tmp_path / "out", separation="boundary")
+    with pytest.raises(ConfigValueError, match="separation must be one of"):
+        make_workflow(tmp_path, tmp_path / "out", network=DarkBlobsWithMap(), separation="edges")

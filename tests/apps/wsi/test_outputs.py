@@ -50,7 +50,16 @@ def test_ome_tiff_outputs_are_named_without_the_ome_suffix(tmp_path, tissue):
     names = sorted(p.name for p in (tmp_path / "out").iterdir() if not p.name.startswith("."))
     assert names == sorted(
         f"slide{s}"
-        for s in ("_mask.tif", ".geojson", "_overlay.png", "_regions.png", "_heads.png", "_scale.png", "_summary.json")
+        for s in (
+            "_mask.tif",
+            "_instances.tif",
+            ".geojson",
+            "_overlay.png",
+            "_regions.png",
+            "_heads.png",
+            "_scale.png",
+            "_summary.json",
+        )
     )
     summary = json.loads((tmp_path / "out" / "slide_summary.json").read_text())
     assert set(summary["output_files"]) == set(summary["outputs"]) == set(names)
@@ -58,9 +67,10 @@ def test_ome_tiff_outputs_are_named_without_the_ome_suffix(tmp_path, tissue):
     assert make_workflow(tmp_path / "in", tmp_path / "out", target_mpp=0.5).run()["skipped"] == ["slide.ome.tif"]
 
 
-def test_images_list_the_instances_file_and_slides_do_not():
+def test_images_and_slides_of_a_nucleus_model_list_the_instances_file_other_models_do_not():
     assert "_instances.tif" in OUTPUT_FILES
-    assert "a_instances.tif" in output_names("a", True) and "a_instances.tif" not in output_names("a", False)
+    assert all("a_instances.tif" in output_names("a", image) for image in (True, False))
+    assert all("a_instances.tif" not in output_names("a", image, instances=False) for image in (True, False))
 
 
 @pytest.mark.parametrize("overwrite", [False, True])

@@ -32,13 +32,13 @@ def test_finished_outputs_of_other_settings_or_another_input_are_refused(tmp_pat
         and prov["fusion"] == "pens"
         and prov["stain_normalisation"] == {"method": "none"}
     )
-    assert prov["settings"]["watershed"] is False and prov["settings"]["roi_size"] == [128, 128]
+    assert prov["settings"]["separation"] is None and prov["settings"]["roi_size"] == [128, 128]
     assert prov["input_file"]["size_bytes"] == image.stat().st_size
     # the same settings: skipped
     same = make_workflow(tmp_path / "in", out, checkpoint=tmp_path / "model.pt")
     assert same.run()["skipped"] == ["a.png"]
-    with pytest.raises(FileExistsError, match=r"a\.png.*watershed: False -> True.*--overwrite true"):
-        make_workflow(tmp_path / "in", out, checkpoint=tmp_path / "model.pt", watershed=True).run()
+    with pytest.raises(FileExistsError, match=r"a\.png.*marker_h_um: 0\.15 -> 0\.3.*--overwrite true"):
+        make_workflow(tmp_path / "in", out, checkpoint=tmp_path / "model.pt", marker_h_um=0.3).run()
     with pytest.raises(FileExistsError, match="model_sha256"):
         make_workflow(tmp_path / "in", out).run()  # another model (here: none)
     png(image, tissue[100:196, :96])

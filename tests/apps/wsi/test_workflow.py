@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import tifffile
 from PIL import Image
+from scipy.ndimage import binary_fill_holes
 from skimage.measure import label
 
 from seunet_monai.apps.wsi import (
@@ -40,6 +41,7 @@ def test_outputs_geojson_mask_tiff_overlay_and_summary(tmp_path, tissue):
     assert listing(out) == sorted(
         [
             "slide_mask.tif",
+            "slide_instances.tif",
             "slide.geojson",
             "slide_overlay.png",
             "slide_regions.png",
@@ -57,10 +59,16 @@ def test_outputs_geojson_mask_tiff_overlay_and_summary(tmp_path, tissue):
         assert tif.pages[0].is_tiled and tif.pages[0].compression != 1
         xres = tif.pages[0].tags["XResolution"].value
         assert 1e4 / (xres[0] / xres[1]) == pytest.approx(0.5, rel=1e-3)
+    with tifffile.TiffFile(out / "slide_instances.tif") as tif:
+        labels = tif.series[0].levels[0].asarray()
+        assert labels.dtype == np.uint32 and labels.shape == mask.shape and tif.pages[0].is_tiled
+    assert not ((labels > 0) & ~binary_fill_holes(mask == 1)).any()  # nuclei: nucleus pixels (and small holes)
+    ids = np.unique(labels[labels > 0])
     fc = json.loads((out / "slide.geojson").read_text())
     assert fc["type"] == "FeatureCollection"
-    num_components = int(label(mask == 1, connectivity=1).max())
-    assert len(fc["features"]) == num_components == summary["nuclei"]["count"] > 10
+    assert len(fc["features"]) == ids.size == ids.max() == summary["nuclei"]["count"] > 10  # 1..N, unique
+    assert ids.size > int(label(mask == 1, connectivity=2).max())  # touching nuclei separated
+    assert summary["nuclei"]["objects"].startswith("separated instances")
     for feat in fc["features"]:
         ring = np.asarray(feat["geometry"]["coordinates"][0])
         assert feat["geometry"]["type"] == "Polygon" and len(ring) >= 4 and (ring[0] == ring[-1]).all()
@@ -69,7 +77,7 @@ def test_outputs_geojson_mask_tiff_overlay_and_summary(tmp_path, tissue):
         assert props["objectType"] == "detection" and props["classification"]["name"] == "Nucleus"
         assert props["measurements"]["Area µm^2"] > 0
     total = sum(f["properties"]["measurements"]["Area µm^2"] for f in fc["features"])
-    assert total == pytest.approx((mask == 1).sum() * 0.25, rel=1e-6)  # 0.5 µm pixels
+    assert total == pytest.approx((labels > 0).sum() * 0.25, rel=1e-6)  # 0.5 µm pixels
     assert summary["winning_heads"]["num_heads"] == 2
     assert sum(summary["winning_heads"]["inferred_pixels"].values()) == pytest.approx(1.0)
     assert summary["patches"]["run"] < summary["patches"]["total"]  # background patches skipped
@@ -160,11 +168,19 @@ def test_second_run_into_a_locked_output_folder_is_refused_naming_the_pid(tmp_pa
 def test_string_flags_from_the_command_line_are_parsed(tmp_path):
     from seunet_monai.errors import ConfigValueError
 
-    wf = make_workflow(tmp_path, tmp_path / "out", overwrite="false", watershed="True")
-    assert wf.overwrite is False and wf.watershed is True
+    wf = make_workflow(tmp_path, tmp_path / "out", overwrite="false", amp="True")
+    assert wf.overwrite is False and wf.amp is True
     assert TissueWSISplitter([64, 64], reader=TiffRegionReader(), progress="false").progress is False
     with pytest.raises(ConfigValueError, match="overwrite must be true or false, got 'maybe'"):
         make_workflow(tmp_path, tmp_path / "out", overwrite="maybe")
+
+
+def test_the_watershed_settings_are_deprecated_with_one_warning_and_ignored(tmp_path, caplog):
+    make_workflow(tmp_path, tmp_path / "out", watershed="false")
+    assert "deprecated" not in caplog.text
+    make_workflow(tmp_path, tmp_path / "out", watershed="true", watershed_min_distance=3)
+    lines = [r.getMessage() for r in caplog.records if "deprecated" in r.getMessage()]
+    assert len(lines) == 1 and "watershed" in lines[0] and "\n" not in lines[0]
 
 
 @pytest.mark.parametrize("key,value", [("mpp", -1), ("mpp", "x"), ("geojson_simplify", -1)])

@@ -51,6 +51,21 @@ def test_instance_tiff_keeps_uint32_labels_in_every_level(tmp_path):
         assert (levels[1].asarray() == labels[::4, ::4]).all()
 
 
+def test_every_level_is_streamed_from_a_raw_mask(tmp_path):
+    from seunet_monai.apps.wsi import RawMask
+
+    labels = np.random.default_rng(0).integers(0, 2**32 - 1, (1300, 1700), dtype=np.uint32)
+    raw = RawMask(tmp_path / "labels.raw", labels.shape, np.uint32)
+    raw.write_rows(0, labels)
+    shapes = write_mask_tiff(tmp_path / "x.tif", raw, mpp=0.5, min_size=64)
+    assert shapes == [(1300, 1700), (325, 425), (82, 107), (21, 27)]
+    with tifffile.TiffFile(tmp_path / "x.tif") as tif:
+        for k, level in enumerate(tif.series[0].levels):
+            assert np.array_equal(level.asarray(), labels[:: 4**k, :: 4**k])
+            res = level.keyframe.tags["XResolution"].value
+            assert 1e4 / (res[0] / res[1]) == pytest.approx(0.5 * 4**k, rel=1e-4)
+
+
 def test_geojson_polygons_carry_interior_rings(tmp_path):
     from seunet_monai.apps.wsi import GeoJSONWriter, iter_instances
 
