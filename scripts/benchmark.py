@@ -172,10 +172,17 @@ def _inference_case(args, res: dict, seunet: torch.nn.Module, unet: torch.nn.Mod
                 else:
                     res[f"{name}_infer_window_peak_mb"] = _peak_mb_cpu(step)
     mpx = size * size / 1e6
-    res.update(seunet_infer_mpx_s=mpx / (t["seunet"] / 1000), unet_infer_mpx_s=mpx / (t["unet"] / 1000),
-               seunet_infer_vs_unet=t["seunet"] / t["unet"], infer_image_size=size, infer_roi_size=roi)
-    print(f"inference ({size}x{size}, windows {roi}, overlap 0.25): SEUNet {res['seunet_infer_mpx_s']:.3f} Mpx/s, "
-          f"UNet {res['unet_infer_mpx_s']:.3f} Mpx/s, time ratio {res['seunet_infer_vs_unet']:.2f}")
+    res.update(
+        seunet_infer_mpx_s=mpx / (t["seunet"] / 1000),
+        unet_infer_mpx_s=mpx / (t["unet"] / 1000),
+        seunet_infer_vs_unet=t["seunet"] / t["unet"],
+        infer_image_size=size,
+        infer_roi_size=roi,
+    )
+    print(
+        f"inference ({size}x{size}, windows {roi}, overlap 0.25): SEUNet {res['seunet_infer_mpx_s']:.3f} Mpx/s, "
+        f"UNet {res['unet_infer_mpx_s']:.3f} Mpx/s, time ratio {res['seunet_infer_vs_unet']:.2f}"
+    )
 
 
 def _cpu_option_cases(quick: bool, with_compile: bool) -> dict:
@@ -197,7 +204,10 @@ def _cpu_option_cases(quick: bool, with_compile: bool) -> dict:
             xs, bigs = x, big
             if option == "channels_last":
                 net = net.to(memory_format=torch.channels_last)
-                xs, bigs = x.contiguous(memory_format=torch.channels_last), big.contiguous(memory_format=torch.channels_last)
+                xs, bigs = (
+                    x.contiguous(memory_format=torch.channels_last),
+                    big.contiguous(memory_format=torch.channels_last),
+                )
             model = torch.compile(net) if option == "compile" else net
             step = _train_step(model, xs, y)
             bf16 = option == "bf16"
@@ -232,7 +242,9 @@ def _cpu_options(args, res: dict) -> None:
         cases = {k: v for k, v in cases.items() if v is not None}
     t = _time_interleaved({"/".join(k): fn for k, fn in cases.items()}, args.repeats, torch.device("cpu"))
     res["cpu_options"] = t
-    res["cpu_options_ratio"] = {k: v / t[k.rsplit("/", 1)[0] + "/fp32"] for k, v in t.items() if not k.endswith("/fp32")}
+    res["cpu_options_ratio"] = {
+        k: v / t[k.rsplit("/", 1)[0] + "/fp32"] for k, v in t.items() if not k.endswith("/fp32")
+    }
     for k, v in t.items():
         ratio = res["cpu_options_ratio"].get(k)
         print(f"{k:36s} {v:9.0f} ms" + ("" if ratio is None else f"   option / fp32 = {ratio:.2f}"))
@@ -246,9 +258,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small sizes: a demo, not the contract's figures")
     parser.add_argument("--infer-repeats", type=int, default=1, help="timed repetitions of the inference case")
     parser.add_argument("--only-inference", action="store_true", help="run the inference case alone")
-    parser.add_argument("--threads", type=int, default=None, help="CPU threads (torch.set_num_threads); default: torch's")
-    parser.add_argument("--cpu-options", action="store_true",
-                        help="float32 / bfloat16 autocast / channels_last at the CPU protocol's sizes, alone")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="CPU threads (torch.set_num_threads); default: torch's"
+    )
+    parser.add_argument(
+        "--cpu-options",
+        action="store_true",
+        help="float32 / bfloat16 autocast / channels_last at the CPU protocol's sizes, alone",
+    )
     parser.add_argument("--compile", action="store_true", help="with --cpu-options: also torch.compile")
     args = parser.parse_args(argv)
     if args.threads is not None:
@@ -286,7 +303,9 @@ def main(argv: list[str] | None = None) -> int:
 
     t = _time_interleaved({"fast": fast_fn, "dense": dense_fn}, args.repeats, device)
     res.update(gdconv_fast_ms=t["fast"], gdconv_dense_ms=t["dense"], gdconv_speedup=t["dense"] / t["fast"])
-    print(f"GD layer fwd+bwd: dense {t['dense']:.1f} ms, fast {t['fast']:.1f} ms, speed-up {t['dense'] / t['fast']:.2f}x")
+    print(
+        f"GD layer fwd+bwd: dense {t['dense']:.1f} ms, fast {t['fast']:.1f} ms, speed-up {t['dense'] / t['fast']:.2f}x"
+    )
 
     size, batch = (64, 2) if args.quick else (256, 2)
     seunet, unet = _nets(args.quick)
@@ -331,8 +350,10 @@ def _load_avg() -> list[float] | None:
 
 def _write(args, res: dict) -> int:
     res["load_avg_end"] = _load_avg()
-    print(f"device: {res['device']} ({res['device_name']}), torch {res['torch']}, {res['threads']} threads, "
-          f"load average {res['load_avg_start']} -> {res['load_avg_end']}")
+    print(
+        f"device: {res['device']} ({res['device_name']}), torch {res['torch']}, {res['threads']} threads, "
+        f"load average {res['load_avg_start']} -> {res['load_avg_end']}"
+    )
     if args.json:
         from seunet_monai.runtime.files import atomic_write_json
 

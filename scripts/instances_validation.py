@@ -48,8 +48,10 @@ def _items(data: Path, split: str) -> list[dict]:
     datalist = json.loads((data / "datalist.json").read_text())
     items = datalist.get(split) or []
     if not items or any("instance" not in it for it in items):
-        raise SystemExit(f"--data {data}: split {split!r} has no items with an 'instance' key; prepare the data with "
-                         "prepare_monuseg (it writes instance labels) and pass the split that holds them.")
+        raise SystemExit(
+            f"--data {data}: split {split!r} has no items with an 'instance' key; prepare the data with "
+            "prepare_monuseg (it writes instance labels) and pass the split that holds them."
+        )
     return items
 
 
@@ -87,7 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     net = load_pretrained(args.checkpoint)
     t0 = time.perf_counter()
     configs = [("connected components", None, None)] + [
-        ("watershed", h, a) for h, a in itertools.product(args.marker_h_um, args.min_area_um2)]
+        ("watershed", h, a) for h, a in itertools.product(args.marker_h_um, args.min_area_um2)
+    ]
     results = []
     for scale in args.scales:
         metrics = {c: InstanceMetrics() for c in configs}
@@ -97,35 +100,56 @@ def main(argv: list[str] | None = None) -> int:
             if image.shape[:2] != truth.shape[:2]:
                 raise SystemExit(f"{it['image']}: image and instance label differ in size.")
             truth_s = rescale_label(torch.from_numpy(truth)[None], scale)[0].numpy()
-            fused = predict_cached(net, image, scale, args.fusion,
-                                   args.out / "cache" / f"{it.get('name', Path(it['image']).stem)}_s{scale:g}.npy")
+            fused = predict_cached(
+                net,
+                image,
+                scale,
+                args.fusion,
+                args.out / "cache" / f"{it.get('name', Path(it['image']).stem)}_s{scale:g}.npy",
+            )
             size = args.pixel_size_um / scale
             for c in configs:
                 kind, h, a = c
                 if kind == "connected components":
                     pred = connected_components(fused.argmax(0) == 1, connectivity=1)
                 else:
-                    pred = NucleusInstances(pixel_size_um=size, marker_h_um=h, min_nucleus_area_um2=a,
-                                            dtype=np.int64)(fused)[0]
+                    pred = NucleusInstances(pixel_size_um=size, marker_h_um=h, min_nucleus_area_um2=a, dtype=np.int64)(
+                        fused
+                    )[0]
                 metrics[c].update(np.asarray(pred), truth_s)
         for c, m in metrics.items():
             agg = m.aggregate()
-            results.append({"scale": scale, "method": c[0], "marker_h_um": c[1], "min_area_um2": c[2],
-                            **{k: float(agg[k]) for k in KEYS}})
+            results.append(
+                {
+                    "scale": scale,
+                    "method": c[0],
+                    "marker_h_um": c[1],
+                    "min_area_um2": c[2],
+                    **{k: float(agg[k]) for k in KEYS},
+                }
+            )
         print(f"scale {scale:g} done, {time.perf_counter() - t0:.0f} s", flush=True)
-    lines = [f"# Nucleus instances on `{args.data}` ({args.split}, {len(items)} images)", "",
-             f"checkpoint `{args.checkpoint}`, fusion {args.fusion}, pixel size {args.pixel_size_um} µm at scale 1; "
-             f"{time.perf_counter() - t0:.0f} s", "",
-             "| scale | method | marker h (µm) | min area (µm²) | PQ | SQ | RQ | AJI | F1 | pred/true |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"# Nucleus instances on `{args.data}` ({args.split}, {len(items)} images)",
+        "",
+        f"checkpoint `{args.checkpoint}`, fusion {args.fusion}, pixel size {args.pixel_size_um} µm at scale 1; "
+        f"{time.perf_counter() - t0:.0f} s",
+        "",
+        "| scale | method | marker h (µm) | min area (µm²) | PQ | SQ | RQ | AJI | F1 | pred/true |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in results:
-        lines.append(f"| {r['scale']:g} | {r['method']} | {r['marker_h_um'] if r['marker_h_um'] is not None else '–'} | "
-                     f"{r['min_area_um2'] if r['min_area_um2'] is not None else '–'} | "
-                     + " | ".join(f"{r[k]:.3f}" for k in KEYS) + " |")
+        lines.append(
+            f"| {r['scale']:g} | {r['method']} | {r['marker_h_um'] if r['marker_h_um'] is not None else '–'} | "
+            f"{r['min_area_um2'] if r['min_area_um2'] is not None else '–'} | "
+            + " | ".join(f"{r[k]:.3f}" for k in KEYS)
+            + " |"
+        )
     args.out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(args.out / "instances_validation.md", "\n".join(lines) + "\n")
-    atomic_write_json(args.out / "instances_validation.json", {"args": {k: str(v) for k, v in vars(args).items()},
-                                                                "results": results})
+    atomic_write_json(
+        args.out / "instances_validation.json", {"args": {k: str(v) for k, v in vars(args).items()}, "results": results}
+    )
     print("\n".join(lines))
     return 0
 

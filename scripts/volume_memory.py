@@ -54,8 +54,15 @@ def _measure(mode: str, size: int, widths: list[int], num_scales: int, device: s
         peak = torch.cuda.max_memory_allocated() / 2**20
     else:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"mode": mode, "size": size, "voxels": size**3, "base_mb": round(base, 1), "peak_mb": round(peak, 1),
-            "delta_mb": round(peak - base, 1), "seconds": round(time.perf_counter() - t0, 1)}
+    return {
+        "mode": mode,
+        "size": size,
+        "voxels": size**3,
+        "base_mb": round(base, 1),
+        "peak_mb": round(peak, 1),
+        "delta_mb": round(peak - base, 1),
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -77,18 +84,35 @@ def main(argv: list[str] | None = None) -> int:
     for mode in args.modes.split(","):
         rows = []
         for size in sizes:
-            cmd = [sys.executable, __file__, "--child", mode, str(size), "--widths", args.widths,
-                   "--num-scales", str(args.num_scales), "--device", args.device]
+            cmd = [
+                sys.executable,
+                __file__,
+                "--child",
+                mode,
+                str(size),
+                "--widths",
+                args.widths,
+                "--num-scales",
+                str(args.num_scales),
+                "--device",
+                args.device,
+            ]
             out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
             rows.append(json.loads(out.strip().splitlines()[-1]))
             print(json.dumps(rows[-1]), file=sys.stderr)
         a, b = rows[0], rows[-1]
         per_voxel = (b["delta_mb"] - a["delta_mb"]) * 2**20 / max(1, b["voxels"] - a["voxels"])
         fixed = a["delta_mb"] - per_voxel * a["voxels"] / 2**20
-        affordable = (args.budget_gb * 1024 - b["base_mb"] - max(fixed, 0)) * 2**20 / per_voxel if per_voxel > 0 else None
-        results[mode] = {"runs": rows, "bytes_per_voxel": round(per_voxel), "fixed_mb": round(fixed, 1),
-                         f"voxels_in_{args.budget_gb:g}_gb": None if affordable is None else int(affordable),
-                         "cube_side": None if affordable is None else int(affordable ** (1 / 3))}
+        affordable = (
+            (args.budget_gb * 1024 - b["base_mb"] - max(fixed, 0)) * 2**20 / per_voxel if per_voxel > 0 else None
+        )
+        results[mode] = {
+            "runs": rows,
+            "bytes_per_voxel": round(per_voxel),
+            "fixed_mb": round(fixed, 1),
+            f"voxels_in_{args.budget_gb:g}_gb": None if affordable is None else int(affordable),
+            "cube_side": None if affordable is None else int(affordable ** (1 / 3)),
+        }
     print(json.dumps({"device": args.device, "widths": widths, "num_scales": args.num_scales, **results}, indent=2))
     return 0
 

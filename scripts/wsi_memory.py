@@ -80,7 +80,9 @@ def run(args: argparse.Namespace, work: Path) -> None:
     from seunet_monai.networks import SEUNet
 
     (work / "in").mkdir(parents=True)
-    images = sorted((Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "monuseg-train" / "images").glob("*.tif"))
+    images = sorted(
+        (Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "monuseg-train" / "images").glob("*.tif")
+    )
     tissue = tifffile.imread(images[0]) if images else np.full((1000, 1000, 3), (150, 80, 140), np.uint8)
     t0 = time.perf_counter()
     write_slide(work / "in" / "big.tif", args.size, tissue, args.islands)
@@ -93,15 +95,24 @@ def run(args: argparse.Namespace, work: Path) -> None:
     t0 = time.perf_counter()
     wf.run()
     summary = json.loads((work / "out" / "big_summary.json").read_text())
-    print(json.dumps({
-        "slide": [args.size, args.size], "slide_file_mb": round((work / "in" / "big.tif").stat().st_size / 2**20, 1),
-        "build_s": round(build_s, 1), "inference_wall_s": round(time.perf_counter() - t0, 1),
-        "peak_rss_mb_before_inference": round(rss_before / 1024, 1),
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-        "patches_run": summary["patches"]["run"], "patches_total": summary["patches"]["total"],
-        "objects": summary["nuclei"]["count"], "widths": widths,
-        "mask_tif_mb": round((work / "out" / "big_mask.tif").stat().st_size / 2**20, 2),
-    }, indent=1))
+    print(
+        json.dumps(
+            {
+                "slide": [args.size, args.size],
+                "slide_file_mb": round((work / "in" / "big.tif").stat().st_size / 2**20, 1),
+                "build_s": round(build_s, 1),
+                "inference_wall_s": round(time.perf_counter() - t0, 1),
+                "peak_rss_mb_before_inference": round(rss_before / 1024, 1),
+                "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+                "patches_run": summary["patches"]["run"],
+                "patches_total": summary["patches"]["total"],
+                "objects": summary["nuclei"]["count"],
+                "widths": widths,
+                "mask_tif_mb": round((work / "out" / "big_mask.tif").stat().st_size / 2**20, 2),
+            },
+            indent=1,
+        )
+    )
 
 
 if __name__ == "__main__":

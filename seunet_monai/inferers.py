@@ -143,7 +143,10 @@ def infer_heads(
 
 
 def predict_heads(
-    network: torch.nn.Module, image: torch.Tensor, inferer: Inferer | None, device: torch.device | str,
+    network: torch.nn.Module,
+    image: torch.Tensor,
+    inferer: Inferer | None,
+    device: torch.device | str,
     aux: bool = False,
 ) -> torch.Tensor:
     """Per-head probabilities ``(1, Ω, C, *spatial)`` (float) of one image ``(C_in, *spatial)`` run on ``device``

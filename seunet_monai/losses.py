@@ -231,6 +231,9 @@ class MultiHeadLoss(nn.Module):
         return (
             f"num_heads={self.num_heads}, spatial_dims={self.spatial_dims}, loss={loss_name}, "
             f"ignore_index={self.ignore_index}, learn_weights={self.learn_weights}"
-            + (f", aux_channels={self.aux_channels}, aux_loss={self.aux_loss}, aux_weight={self.aux_weight}"
-               if self.aux_channels else "")
+            + (
+                f", aux_channels={self.aux_channels}, aux_loss={self.aux_loss}, aux_weight={self.aux_weight}"
+                if self.aux_channels
+                else ""
+            )
         )

@@ -81,7 +81,9 @@ def _checked_indices(
     p = as_class_indices(pred, "pred")
     y = as_class_indices(label, "label")
     if p.shape != y.shape:
-        raise ValueError(f"pred and label must have the same batch and spatial shape, got {tuple(p.shape)} and {tuple(y.shape)}.")
+        raise ValueError(
+            f"pred and label must have the same batch and spatial shape, got {tuple(p.shape)} and {tuple(y.shape)}."
+        )
     valid = torch.ones_like(y, dtype=torch.bool) if ignore_index is None else y != ignore_index
     yv = y[valid]
     if yv.numel() and (int(yv.min()) < 0 or int(yv.max()) >= num_classes):
@@ -187,7 +189,9 @@ class ConfusionIoU(ConfusionMatrixMetric):
     """
 
     def __init__(self, num_classes: int, ignore_index: int | None = None) -> None:
-        super().__init__(include_background=True, metric_name="threat score", compute_sample=False, reduction="sum_batch")
+        super().__init__(
+            include_background=True, metric_name="threat score", compute_sample=False, reduction="sum_batch"
+        )
         if int(num_classes) < 2:
             raise ValueError(f"ConfusionIoU: num_classes must be >= 2, got {num_classes}.")
         self.num_classes = int(num_classes)

@@ -28,8 +28,13 @@ from seunet_monai.networks.base import MultiHeadNetwork
 
 
 class ScaleBandHeads(MultiHeadNetwork):
-    def __init__(self, radii: Sequence[float] = (2.5, 4.2, 7.1, 12.0), width: float = 1.3,
-                 profile_scales: Sequence[float] | None = None, fusion: str = "scale") -> None:
+    def __init__(
+        self,
+        radii: Sequence[float] = (2.5, 4.2, 7.1, 12.0),
+        width: float = 1.3,
+        profile_scales: Sequence[float] | None = None,
+        fusion: str = "scale",
+    ) -> None:
         super().__init__()
         self.radii = [float(r) for r in radii]
         self.width = float(width)
@@ -39,7 +44,9 @@ class ScaleBandHeads(MultiHeadNetwork):
         scales = [2.0 ** (k / 4.0) for k in range(-8, 9)] if profile_scales is None else list(profile_scales)
         self.register_buffer("fusion_scales", torch.tensor(scales, dtype=torch.float32))
         self.register_buffer("fusion_iou", torch.full((len(scales), self.num_scales), float("nan")))
-        self.register_buffer("fusion_signature", torch.full((len(scales), signature_width(self.num_scales)), float("nan")))
+        self.register_buffer(
+            "fusion_signature", torch.full((len(scales), signature_width(self.num_scales)), float("nan"))
+        )
 
     def heads(self, x: torch.Tensor) -> torch.Tensor:
         """Per-head probabilities ``(B, Ω, 2, H, W)``."""
@@ -64,7 +71,9 @@ class ScaleBandHeads(MultiHeadNetwork):
         return probs if (self.output_heads or self.training) else self.fuse_heads(probs)
 
 
-def label_image_items(scale: float, n: int, split: str = "test", size: int = 96, seed: int = 0) -> list[dict[str, torch.Tensor]]:
+def label_image_items(
+    scale: float, n: int, split: str = "test", size: int = 96, seed: int = 0
+) -> list[dict[str, torch.Tensor]]:
     """``n`` items ``{"image": (3, H, W) float, "label": (1, H, W)}`` whose image is the nucleus mask of a synthetic
     sample generated at ``scale`` (:func:`seunet_monai.data.synthetic.histology.synthesize_sample`)."""
     from seunet_monai.data.synthetic.common import sample_seed
@@ -78,7 +87,9 @@ def label_image_items(scale: float, n: int, split: str = "test", size: int = 96,
     return items
 
 
-def disk_items(scale: float, n: int, size: int = 96, radius: float = 6.0, seed: int = 0) -> list[dict[str, torch.Tensor]]:
+def disk_items(
+    scale: float, n: int, size: int = 96, radius: float = 6.0, seed: int = 0
+) -> list[dict[str, torch.Tensor]]:
     """``n`` items whose image and label are disks of radius ``radius · scale`` on a jittered grid (hand-made data
     of one known object scale)."""
     rng = np.random.default_rng(seed)

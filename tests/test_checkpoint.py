@@ -18,8 +18,12 @@ def test_check_state_dict(tmp_path):
     with pytest.raises(ValueError, match=r"bare\.pt.*shape"):
         check_state_dict(other, tmp_path / "bare.pt")
     with pytest.raises(ValueError, match="missing keys"):
-        check_state_dict(torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.Conv2d(4, 2, 1), torch.nn.ReLU(),
-                                             torch.nn.Conv2d(2, 2, 1)), tmp_path / "bare.pt")
+        check_state_dict(
+            torch.nn.Sequential(
+                torch.nn.Conv2d(3, 4, 3), torch.nn.Conv2d(4, 2, 1), torch.nn.ReLU(), torch.nn.Conv2d(2, 2, 1)
+            ),
+            tmp_path / "bare.pt",
+        )
     with pytest.raises(FileNotFoundError, match="nothing.pt"):
         check_state_dict(net, tmp_path / "nothing.pt")
     (tmp_path / "junk.pt").write_text("not a checkpoint")

@@ -150,8 +150,12 @@ def test_extra_maps_add_their_loss_to_each_head_under_the_same_weights():
     torch.testing.assert_close(loss.last_head_losses, ce + 0.5 * bce)
     torch.testing.assert_close(loss.last_aux_losses, 0.5 * bce)
     mse = MultiHeadLoss(3, aux_channels=1, aux_loss="mse", learn_weights=False)
-    expected = torch.stack([F.cross_entropy(logits[:, k, :2], classes[:, 0])
-                            + F.mse_loss(torch.sigmoid(logits[:, k, 2:]), maps) for k in range(3)]).mean()
+    expected = torch.stack(
+        [
+            F.cross_entropy(logits[:, k, :2], classes[:, 0]) + F.mse_loss(torch.sigmoid(logits[:, k, 2:]), maps)
+            for k in range(3)
+        ]
+    ).mean()
     torch.testing.assert_close(mse(logits, torch.cat([classes.float(), maps], 1)), expected)
 
 
@@ -163,8 +167,10 @@ def test_extra_maps_leave_out_ignored_pixels_and_train_their_logits():
     value.backward()
     assert logits.grad[0, :, 2, 0, 1].abs().max() == 0  # the ignored pixel trains nothing
     assert logits.grad[0, :, 2, 0, 0].abs().min() > 0 and loss.eta.grad is not None
-    torch.testing.assert_close(loss.last_aux_losses, torch.full((2,), F.binary_cross_entropy_with_logits(
-        torch.zeros(3), torch.tensor([1.0, 0.0, 1.0])).item()))
+    torch.testing.assert_close(
+        loss.last_aux_losses,
+        torch.full((2,), F.binary_cross_entropy_with_logits(torch.zeros(3), torch.tensor([1.0, 0.0, 1.0])).item()),
+    )
 
 
 def test_a_tiny_network_with_a_separation_map_learns_it():

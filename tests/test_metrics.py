@@ -123,7 +123,9 @@ def test_usable_as_ignite_key_metric() -> None:
 
     batches = [{"pred": [PRED_A[0]], "label": [LAB_A[0]]}, {"pred": [PRED_B[0]], "label": [LAB_B[0]]}]
     engine = Engine(lambda e, b: b)
-    handler = IgniteMetricHandler(metric_fn=ConfusionIoU(num_classes=2), output_transform=from_engine(["pred", "label"]))
+    handler = IgniteMetricHandler(
+        metric_fn=ConfusionIoU(num_classes=2), output_transform=from_engine(["pred", "label"])
+    )
     handler.attach(engine, "val_iou")
     engine.run(batches, max_epochs=1)
     assert engine.state.metrics["val_iou"] == pytest.approx(0.8)

@@ -29,8 +29,10 @@ def test_test_extra_installs_the_tools_that_build_a_wheel():
 def _stub_python(tmp_path: Path) -> Path:
     """A ``python`` that logs ``-m pip`` calls instead of installing and runs everything else for real."""
     stub = tmp_path / "python"
-    stub.write_text(f'#!/bin/sh\nif [ "$1" = "-m" ] && [ "$2" = "pip" ]; then echo "$@" >> "{tmp_path}/pip.log"; '
-                    f'exit 0; fi\nexec "{sys.executable}" "$@"\n')
+    stub.write_text(
+        f'#!/bin/sh\nif [ "$1" = "-m" ] && [ "$2" = "pip" ]; then echo "$@" >> "{tmp_path}/pip.log"; '
+        f'exit 0; fi\nexec "{sys.executable}" "$@"\n'
+    )
     stub.chmod(0o755)
     return stub
 
@@ -44,8 +46,19 @@ def test_install_script_says_what_it_installs_where_and_what_to_try_next(tmp_pat
     assert "torch" in lines[1] and "already installed, kept" in lines[1]  # this environment has torch
     assert "seunet-monai, editable from" in proc.stdout and "wheel" in proc.stdout
     assert (tmp_path / "pip.log").read_text().split() == ["-m", "pip", "install", "--quiet", "-e", ".[test]"]
-    assert lines[-1].split() == ["python", "-m", "monai.bundle", "run", "inferring", "--config_file",
-                                 "bundle/configs/inference.json", "--input_dir", "DIR", "--output_dir", "OUT"]
+    assert lines[-1].split() == [
+        "python",
+        "-m",
+        "monai.bundle",
+        "run",
+        "inferring",
+        "--config_file",
+        "bundle/configs/inference.json",
+        "--input_dir",
+        "DIR",
+        "--output_dir",
+        "OUT",
+    ]
 
 
 def _ci_copy(tmp_path: Path, rc: int) -> Path:
@@ -67,7 +80,8 @@ def _ci_copy(tmp_path: Path, rc: int) -> Path:
     )
     (root / "scripts" / "test.sh").write_text(
         'python -c "import sys; print(sys.prefix, sys.base_prefix != sys.prefix)" > used.txt\n'
-        f'echo "PYTHON=${{PYTHON:-}}" >> used.txt\n{stub}exit {rc}\n')
+        f'echo "PYTHON=${{PYTHON:-}}" >> used.txt\n{stub}exit {rc}\n'
+    )
     return root
 
 
@@ -87,5 +101,8 @@ def test_ci_runs_the_test_command_in_a_fresh_virtual_environment(tmp_path, rc):
     assert not (venv / "left-over").exists()  # recreated on every run
     assert (venv / "bin" / "pip").exists()  # with pip, so scripts/install.sh can install torch and the package
     # then the lint, only when the tests passed
-    assert (root / "ruff.txt").read_text().split() == ["check", "seunet_monai", "tests", "scripts"] if rc == 0 \
+    assert (
+        (root / "ruff.txt").read_text().split() == ["check", "seunet_monai", "tests", "scripts"]
+        if rc == 0
         else not (root / "ruff.txt").exists()
+    )

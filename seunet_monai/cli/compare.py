@@ -22,8 +22,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--overwrite", action="store_true", help="replace existing comparison files")
     args = parser.parse_args(argv)
     try:
-        result = compare_evaluations(args.eval_dirs, args.out, strategies=args.strategies.split(","),
-                                     overwrite=args.overwrite)
+        result = compare_evaluations(
+            args.eval_dirs, args.out, strategies=args.strategies.split(","), overwrite=args.overwrite
+        )
     except (FileNotFoundError, FileExistsError, ValueError) as e:
         print(f"seunet-compare: error: {e}", file=sys.stderr)
         return 2

@@ -68,25 +68,42 @@ def main(argv: list[str] | None = None) -> int:
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _interrupt)  # stop like Ctrl-C: the running job's process is killed too
     parser = argparse.ArgumentParser(prog="seunet-experiment", description=__doc__.splitlines()[0])
-    parser.add_argument("--preset", choices=sorted(PRESETS), default=None,
-                        help="run a fixed protocol (data, models, recipe, seeds, scales) instead of the options below")
-    parser.add_argument("--source", default=None, help="with --preset: the MoNuSeg training set folder "
-                        "(images/, masks/, annotations/)")
+    parser.add_argument(
+        "--preset",
+        choices=sorted(PRESETS),
+        default=None,
+        help="run a fixed protocol (data, models, recipe, seeds, scales) instead of the options below",
+    )
+    parser.add_argument(
+        "--source", default=None, help="with --preset: the MoNuSeg training set folder (images/, masks/, annotations/)"
+    )
     parser.add_argument("--dry-run", action="store_true", help="with --preset: list the jobs and estimated times only")
     parser.add_argument("--dataset-dir", default=None, help="dataset folder (datalist.json; generated when absent)")
     parser.add_argument("--out", required=True, help="experiment folder")
-    parser.add_argument("--variants", default=",".join(DEFAULT_VARIANTS),
-                        help=f"comma-separated, from {','.join(VARIANTS)} (default {','.join(DEFAULT_VARIANTS)})")
+    parser.add_argument(
+        "--variants",
+        default=",".join(DEFAULT_VARIANTS),
+        help=f"comma-separated, from {','.join(VARIANTS)} (default {','.join(DEFAULT_VARIANTS)})",
+    )
     parser.add_argument("--epochs", type=int, default=None, help="training epochs (default: the bundle's)")
     parser.add_argument("--tiny", action="store_true", help="tiny networks and data (smoke test)")
-    parser.add_argument("--scales", type=_scales, default=None,
-                        help="test scales, e.g. 0.5,1,2 (default: the bundle's)")
+    parser.add_argument(
+        "--scales", type=_scales, default=None, help="test scales, e.g. 0.5,1,2 (default: the bundle's)"
+    )
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    parser.add_argument("--widths", default=None,
-                        help="five level widths for every variant, e.g. 20,40,80,160,320 (default: the bundle's)")
-    parser.add_argument("--override", type=_override, action="append", default=[], metavar="KEY=VALUE",
-                        help="a bundle override applied to every command of every variant, e.g. "
-                             "scale_augmentation=true (repeatable)")
+    parser.add_argument(
+        "--widths",
+        default=None,
+        help="five level widths for every variant, e.g. 20,40,80,160,320 (default: the bundle's)",
+    )
+    parser.add_argument(
+        "--override",
+        type=_override,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a bundle override applied to every command of every variant, e.g. scale_augmentation=true (repeatable)",
+    )
     args = parser.parse_args(argv)
     log = lambda s: print(s, flush=True)  # noqa: E731
     if args.preset is not None:
@@ -98,8 +115,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"seunet-experiment: error: {e}", file=sys.stderr)
             return 2
         except KeyboardInterrupt:
-            print(f"seunet-experiment: interrupted; finished jobs are kept in {args.out}: run the same command again "
-                  "to resume.", file=sys.stderr)
+            print(
+                f"seunet-experiment: interrupted; finished jobs are kept in {args.out}: run the same command again "
+                "to resume.",
+                file=sys.stderr,
+            )
             return 130
         return 1 if result["failed"] else 0
     if args.dataset_dir is None:
@@ -109,15 +129,26 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError:
         parser.error(f"--widths must be comma-separated integers, got {args.widths!r}")
     try:
-        result = run_experiment(args.dataset_dir, args.out, [v for v in args.variants.split(",") if v],
-                                epochs=args.epochs, tiny=args.tiny, scales=args.scales, seed=args.seed,
-                                widths=widths, overrides=dict(args.override) or None,
-                                log=log)
+        result = run_experiment(
+            args.dataset_dir,
+            args.out,
+            [v for v in args.variants.split(",") if v],
+            epochs=args.epochs,
+            tiny=args.tiny,
+            scales=args.scales,
+            seed=args.seed,
+            widths=widths,
+            overrides=dict(args.override) or None,
+            log=log,
+        )
     except (ValueError, FileNotFoundError, NotADirectoryError) as e:
         print(f"seunet-experiment: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"seunet-experiment: interrupted; finished variants are kept in {args.out}: run the same command "
-              "again to resume.", file=sys.stderr)
+        print(
+            f"seunet-experiment: interrupted; finished variants are kept in {args.out}: run the same command "
+            "again to resume.",
+            file=sys.stderr,
+        )
         return 130
     return 1 if result["failed"] else 0

@@ -17,8 +17,9 @@ __all__ = ["main"]
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="seunet-make-synthetic", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="seunet-make-synthetic", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--dst", required=True, help="output folder (missing or empty unless --overwrite)")
     p.add_argument("--task", choices=TASKS, default="nuclei", help="nuclei: 0/1 masks; tissue: 5 region classes")
     p.add_argument("--n-train", type=int, default=16, help="training samples (default 16)")

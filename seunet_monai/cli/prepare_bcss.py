@@ -33,8 +33,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--masks", required=True, help="folder of code masks with the same file names")
     p.add_argument("--dst", required=True, help="output dataset folder (must be empty unless --overwrite)")
     p.add_argument("--tile", type=int, default=512, help="tile size (all splits)")
-    p.add_argument("--test-institutions", default=None,
-                   help=f"comma-separated held-out site codes (default {','.join(DEFAULT_TEST_INSTITUTIONS)})")
+    p.add_argument(
+        "--test-institutions",
+        default=None,
+        help=f"comma-separated held-out site codes (default {','.join(DEFAULT_TEST_INSTITUTIONS)})",
+    )
     p.add_argument("--class-map", default=None, help="JSON or TSV file code -> class merged onto the default")
     p.add_argument("--overwrite", action="store_true", help="replace the content of a non-empty --dst")
     p.add_argument("--skip-bad", action="store_true", help="skip (and report) bad files instead of failing")
@@ -44,15 +47,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stain-reference", default=None, help="reference image (default: a training tile)")
     return p
 
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit status (0 when something was written)."""
     args = build_parser().parse_args(argv)
     tests = args.test_institutions.split(",") if args.test_institutions else None
     try:
         report = prepare_bcss(
-            args.images, args.masks, args.dst, tile=args.tile, test_institutions=tests, class_map=args.class_map,
-            overwrite=args.overwrite, skip_bad=args.skip_bad, val_fraction=args.val_fraction, seed=args.seed,
-            stain_norm=args.stain_norm, stain_reference=args.stain_reference,
+            args.images,
+            args.masks,
+            args.dst,
+            tile=args.tile,
+            test_institutions=tests,
+            class_map=args.class_map,
+            overwrite=args.overwrite,
+            skip_bad=args.skip_bad,
+            val_fraction=args.val_fraction,
+            seed=args.seed,
+            stain_norm=args.stain_norm,
+            stain_reference=args.stain_reference,
         )
     except (PreparationError, FileExistsError, FileNotFoundError, ValueError) as e:
         print(f"prepare_bcss: error: {e}", file=sys.stderr)

@@ -42,14 +42,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stride", type=int, default=200, help="tile stride")
     p.add_argument("--stain-norm", choices=STAIN_METHODS, default="vahadane", help="stain normalisation")
     p.add_argument("--stain-reference", default=None, help="reference image (default: a training tile)")
-    p.add_argument("--overwrite", action="store_true",
-                   help="replace a non-empty --dst written by this script (the new dataset is written beside it and "
-                   "swapped in when complete)")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace a non-empty --dst written by this script (the new dataset is written beside it and "
+        "swapped in when complete)",
+    )
     p.add_argument("--skip-bad", action="store_true", help="skip (and report) bad files instead of failing")
-    p.add_argument("--strict", action="store_true",
-                   help="an annotation with no region, or most regions outside its image, is a bad file (default: warn)")
+    p.add_argument(
+        "--strict",
+        action="store_true",
+        help="an annotation with no region, or most regions outside its image, is a bad file (default: warn)",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the training/validation split")
     return p
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit status (0 when something was written)."""

@@ -35,9 +35,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=4, help="training batch size")
     parser.add_argument("--tiny", action="store_true", help="tiny networks (smoke test)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the generator and the training")
-    parser.add_argument("--field-of-view", choices=FIELDS_OF_VIEW, default="same",
-                        help="same (default): the set generated at scale K shows the scale-1 test tissue in "
-                             "round(K*size)-px images; fixed: size-px images at every K (a K^2 times smaller area)")
+    parser.add_argument(
+        "--field-of-view",
+        choices=FIELDS_OF_VIEW,
+        default="same",
+        help="same (default): the set generated at scale K shows the scale-1 test tissue in "
+        "round(K*size)-px images; fixed: size-px images at every K (a K^2 times smaller area)",
+    )
     args = parser.parse_args(argv)
     try:
         scales = [float(v) for v in args.test_scales.split(",")]
@@ -47,9 +51,21 @@ def main(argv: list[str] | None = None) -> int:
     overrides = {"batch_size": args.batch_size, "patch_size": [args.size, args.size]}
     try:
         result = run_scale_shift_benchmark(
-            args.out, [v for v in args.variants.split(",") if v], scales, n_train=args.n_train, n_val=args.n_val,
-            n_test=args.n_test, size=args.size, epochs=args.epochs, tiny=args.tiny, widths=widths,
-            overrides=overrides, seed=args.seed, log=lambda s: print(s, flush=True), field_of_view=args.field_of_view)
+            args.out,
+            [v for v in args.variants.split(",") if v],
+            scales,
+            n_train=args.n_train,
+            n_val=args.n_val,
+            n_test=args.n_test,
+            size=args.size,
+            epochs=args.epochs,
+            tiny=args.tiny,
+            widths=widths,
+            overrides=overrides,
+            seed=args.seed,
+            log=lambda s: print(s, flush=True),
+            field_of_view=args.field_of_view,
+        )
     except (ValueError, FileNotFoundError, NotADirectoryError) as e:
         print(f"seunet-scale-shift: error: {e}", file=sys.stderr)
         return 2

@@ -50,7 +50,6 @@ _OPTIONAL_FILE_KEYS = ("instance",)
 PathLike = str | os.PathLike
 
 
-
 def datalist_path(dataset_dir: PathLike) -> Path:
     """Path of the datalist file inside ``dataset_dir``."""
     return Path(dataset_dir) / DATALIST_NAME

@@ -61,6 +61,7 @@ def _generate_default(root: Path, synthetic: Mapping[str, Any] | None, spatial_d
         )
         (make_synthetic_volumes if spatial_dims == 3 else make_synthetic_dataset)(root, **kwargs)
 
+
 def ensure_dataset(
     dataset_dir: str | os.PathLike,
     synthetic: Mapping[str, Any] | None = None,
@@ -121,12 +122,17 @@ def ensure_dataset(
         if not datalist.get(split):
             raise DataError(
                 f"{root / 'datalist.json'}: the {split!r} split is empty, but this run needs it "
-                + ("(validation selects model.pt); prepare the dataset with a validation split (--val-fraction > 0 "
-                   "or --val-images)." if split == "validation" else f"; add entries under {split!r}.")
+                + (
+                    "(validation selects model.pt); prepare the dataset with a validation split (--val-fraction > 0 "
+                    "or --val-images)."
+                    if split == "validation"
+                    else f"; add entries under {split!r}."
+                )
             )
     if num_classes is not None:
-        check_label_values(datalist, num_classes, ignore_index, splits=required_splits or tuple(datalist),
-                           spatial_dims=spatial_dims)
+        check_label_values(
+            datalist, num_classes, ignore_index, splits=required_splits or tuple(datalist), spatial_dims=spatial_dims
+        )
     if check_sizes and spatial_dims == 2:
         for split in required_splits:
             for i, entry in enumerate(datalist[split]):

@@ -148,7 +148,7 @@ def _to_uint8(arr: np.ndarray, path: Path, bits: int | None = None) -> tuple[np.
         depth = bits if bits is not None and 8 < bits <= 16 else 16
         shift = depth - 8
         out = np.clip(arr >> shift, 0, 255).astype(np.uint8)
-        return out, "uint16->uint8", f"{depth}-bit values >> {shift} (x 255/{2 ** depth - 1}, truncated)"
+        return out, "uint16->uint8", f"{depth}-bit values >> {shift} (x 255/{2**depth - 1}, truncated)"
     if np.issubdtype(arr.dtype, np.floating):
         hi = float(np.nanmax(arr)) if arr.size else 0.0
         scale = 255.0 if hi <= 1.0 else 1.0

@@ -205,7 +205,9 @@ def list_volumes(
     try:
         check_not_overlapping(out, [folder], what="output_dir")
     except ValueError as e:
-        raise DataError(f"output_dir {str(out)!r} is the input folder or overlaps it; choose another --output_dir.") from e
+        raise DataError(
+            f"output_dir {str(out)!r} is the input folder or overlaps it; choose another --output_dir."
+        ) from e
     for item in items:
         check_spatial_dims(item["image"], 3)
     check_outputs(items, out, overwrite, suffixes=(f"_{output_postfix}{output_ext}",), stem=volume_stem)
@@ -236,7 +238,9 @@ class PublishSavedd(MapTransform):
             meta = getattr(d[key], "meta", None) or d.get(f"{key}_meta_dict") or {}
             src = meta.get("saved_to")
             if not src:
-                raise ValueError(f"PublishSavedd: no 'saved_to' in the metadata of {key!r}; set SaveImaged(savepath_in_metadict=True).")
+                raise ValueError(
+                    f"PublishSavedd: no 'saved_to' in the metadata of {key!r}; set SaveImaged(savepath_in_metadict=True)."
+                )
             src = Path(src)
             self.output_dir.mkdir(parents=True, exist_ok=True)
             dst = self.output_dir / src.name
@@ -249,4 +253,3 @@ class PublishSavedd(MapTransform):
             except OSError:
                 pass
         return d
-

@@ -89,7 +89,9 @@ def _buffers(network: torch.nn.Module) -> dict[str, torch.Tensor]:
     return bufs
 
 
-def select_profile_rows(profile_scales: Sequence[float], scales: Sequence[float] | None, rtol: float = 1e-4) -> list[int]:
+def select_profile_rows(
+    profile_scales: Sequence[float], scales: Sequence[float] | None, rtol: float = 1e-4
+) -> list[int]:
     """Indices of ``scales`` in ``profile_scales`` (all of them when ``scales`` is None).
 
     Raises:
@@ -136,15 +138,24 @@ def calibration_rows(profile_scales: Sequence[float], scales: Sequence[float] | 
     return rows or list(range(len(prof)))
 
 
-def _gather(data: Any, scales: Sequence[float], max_images: int | None, max_pixels: int | None, whole: bool,
-            image_key: str, label_key: str) -> tuple[list[WholeImage], bool]:
+def _gather(
+    data: Any,
+    scales: Sequence[float],
+    max_images: int | None,
+    max_pixels: int | None,
+    whole: bool,
+    image_key: str,
+    label_key: str,
+) -> tuple[list[WholeImage], bool]:
     """The images to calibrate on, in order, within ``max_images`` and ``max_pixels`` (at least one); and whether
     more were left out by the pixel budget."""
     if whole:
         source: Iterator[WholeImage] = whole_images(data, image_key, label_key)
     else:
-        source = (WholeImage(item_name(it, image_key, i), *prepare_item(it, image_key, label_key, i))
-                  for i, it in enumerate(iterate_items(data)))
+        source = (
+            WholeImage(item_name(it, image_key, i), *prepare_item(it, image_key, label_key, i))
+            for i, it in enumerate(iterate_items(data))
+        )
     chosen: list[WholeImage] = []
     total = 0
     for img in source:
@@ -170,8 +181,14 @@ def calibration_inferer(
         roi = sweep_window(shape, WHOLE_IMAGE_PIXELS, (MIN_WINDOW,) * len(shape), MIN_WINDOW, sw_batch_size)
         if roi is None:
             return None
-    return SlidingWindowInferer(roi_size=roi, sw_batch_size=sw_batch_size, overlap=overlap, mode="gaussian",
-                                device=torch.device("cpu"), progress=False)
+    return SlidingWindowInferer(
+        roi_size=roi,
+        sw_batch_size=sw_batch_size,
+        overlap=overlap,
+        mode="gaussian",
+        device=torch.device("cpu"),
+        progress=False,
+    )
 
 
 def measure_heads(
@@ -207,8 +224,12 @@ def measure_heads(
     lab_s = rescale_label(label, scale).unsqueeze(0)  # (1, 1, *spatial)
     inferer = calibration_inferer(img_s.shape[1:], roi_size, overlap, sw_batch_size)
     probs = predict_heads(network, img_s, inferer, torch.device(device)).cpu()  # (1, Ω, C, *spatial)
-    confusion = torch.stack([confusion_counts(argmax(probs[:, k], 1, keepdim=True), lab_s, num_classes,
-                                              ignore_index).sum(0) for k in range(probs.shape[1])])
+    confusion = torch.stack(
+        [
+            confusion_counts(argmax(probs[:, k], 1, keepdim=True), lab_s, num_classes, ignore_index).sum(0)
+            for k in range(probs.shape[1])
+        ]
+    )
     return probs[0], lab_s[0, 0], head_signature(probs)[0].cpu(), confusion
 
 
@@ -306,16 +327,24 @@ def calibrate_scale_fusion(
         device = p.device if p is not None else torch.device("cpu")
     device = torch.device(device)
     t0 = time.perf_counter()
-    images, over_budget = _gather(data, row_scales, None if max_images is None else int(max_images),
-                                  None if max_pixels is None else int(max_pixels), whole, image_key, label_key)
+    images, over_budget = _gather(
+        data,
+        row_scales,
+        None if max_images is None else int(max_images),
+        None if max_pixels is None else int(max_pixels),
+        whole,
+        image_key,
+        label_key,
+    )
     if not images:
         raise ValueError("calibrate_scale_fusion: the validation data is empty.")
     counts: dict[int, list[torch.Tensor]] = {r: [] for r in rows}  # per row, each image's (Ω, C, 4)
     signatures: dict[int, list[torch.Tensor]] = {r: [] for r in rows}  # per row, each image's (3Ω,)
 
     def measure(img: WholeImage, r: int, s: float) -> None:
-        _, _, signature, confusion = measure_heads(net, img.image, img.label, s, classes, ignore_index, roi_size,
-                                                   overlap, sw_batch_size, device)
+        _, _, signature, confusion = measure_heads(
+            net, img.image, img.label, s, classes, ignore_index, roi_size, overlap, sw_batch_size, device
+        )
         counts[r].append(confusion)
         signatures[r].append(signature)
 
@@ -323,9 +352,15 @@ def calibrate_scale_fusion(
         # the speed, measured on the first image at the scale nearest 1 (a pass the calibration needs anyway)
         probe = min(range(len(rows)), key=lambda j: abs(math.log(row_scales[j])))
         probe_row = rows[probe]
-        logger.info("scale calibration: up to %d image(s) x %d scales (%s); timing the first pass (%s at scale %.3g) "
-                    "to plan within the budget.", len(images), len(rows),
-                    _mpx(sum(im.pixels(row_scales) for im in images)), images[0].name, row_scales[probe])
+        logger.info(
+            "scale calibration: up to %d image(s) x %d scales (%s); timing the first pass (%s at scale %.3g) "
+            "to plan within the budget.",
+            len(images),
+            len(rows),
+            _mpx(sum(im.pixels(row_scales) for im in images)),
+            images[0].name,
+            row_scales[probe],
+        )
         t_probe = time.perf_counter()
         measure(images[0], probe_row, row_scales[probe])
         probe_px = math.prod(scaled_size(images[0].image.shape[1:], row_scales[probe]))
@@ -338,8 +373,12 @@ def calibrate_scale_fusion(
             while len(rows) > 3 and per_px * images[0].pixels(row_scales) > float(max_seconds):
                 rows, row_scales = rows[::2], row_scales[::2]
             if len(rows) < requested:
-                logger.warning("scale calibration: even one image at the %d scales exceeds the time budget; "
-                               "calibrating %d of them.", requested, len(rows))
+                logger.warning(
+                    "scale calibration: even one image at the %d scales exceeds the time budget; "
+                    "calibrating %d of them.",
+                    requested,
+                    len(rows),
+                )
         left_out = over_budget or len(images) < available
         pixels = sum(im.pixels(row_scales) for im in images)
         expected = per_px * pixels
@@ -353,14 +392,26 @@ def calibrate_scale_fusion(
         if max_pixels is not None:
             budget.append(f"pixel budget {_mpx(int(max_pixels))}")
         logger.info(
-            "scale calibration: %s x %d scales (%s) = %s, expected about %s (%s)%s.", what, len(rows),
-            ", ".join(f"{s:.3g}" for s in row_scales), _mpx(pixels), _secs(expected), "; ".join(budget) or "no budget",
+            "scale calibration: %s x %d scales (%s) = %s, expected about %s (%s)%s.",
+            what,
+            len(rows),
+            ", ".join(f"{s:.3g}" for s in row_scales),
+            _mpx(pixels),
+            _secs(expected),
+            "; ".join(budget) or "no budget",
             "; later images are left out to stay within the budget (calibration#max_pixels, calibration#time_fraction)"
-            if left_out else "",
+            if left_out
+            else "",
         )
-        state = {"scales_done": 0, "scales_total": len(rows), "images": len(images), "pixels": pixels,
-                 "expected_s": round(expected, 1), "elapsed_s": round(time.perf_counter() - t0, 1),
-                 "eta_s": round(expected, 1)}
+        state = {
+            "scales_done": 0,
+            "scales_total": len(rows),
+            "images": len(images),
+            "pixels": pixels,
+            "expected_s": round(expected, 1),
+            "elapsed_s": round(time.perf_counter() - t0, 1),
+            "eta_s": round(expected, 1),
+        }
         if on_progress is not None:
             on_progress(dict(state))
         done_px = probe_px if probe_row in rows else 0
@@ -374,25 +425,41 @@ def calibrate_scale_fusion(
             elapsed = time.perf_counter() - t0
             rate = (time.perf_counter() - t_probe) / max(1, done_px)
             eta = rate * (pixels - done_px)
-            logger.info("scale calibration: scale %d/%d (%.3g) done in %s, %s elapsed, about %s left", j + 1, len(rows),
-                        s, _secs(time.perf_counter() - t_scale), _secs(elapsed), _secs(eta))
+            logger.info(
+                "scale calibration: scale %d/%d (%.3g) done in %s, %s elapsed, about %s left",
+                j + 1,
+                len(rows),
+                s,
+                _secs(time.perf_counter() - t_scale),
+                _secs(elapsed),
+                _secs(eta),
+            )
             state.update(scales_done=j + 1, elapsed_s=round(elapsed, 1), eta_s=round(eta, 1))
             if on_progress is not None:
                 on_progress(dict(state))
     iou = torch.full(bufs["fusion_iou"].shape, float("nan"), dtype=torch.float64)
     sig = torch.full(bufs["fusion_signature"].shape, float("nan"), dtype=torch.float64)
-    iou[rows], sig[rows] = profile_from_measurements(torch.stack([torch.stack(counts[r]) for r in rows], 1),
-                                                     torch.stack([torch.stack(signatures[r]) for r in rows], 1),
-                                                     ignore_index)
+    iou[rows], sig[rows] = profile_from_measurements(
+        torch.stack([torch.stack(counts[r]) for r in rows], 1),
+        torch.stack([torch.stack(signatures[r]) for r in rows], 1),
+        ignore_index,
+    )
     with torch.no_grad():
         bufs["fusion_iou"].copy_(iou.to(bufs["fusion_iou"]))
         bufs["fusion_signature"].copy_(sig.to(bufs["fusion_signature"]))
     if ScaleProfile.from_module(net) is None:
-        logger.warning("scale calibration: no scale gave a finite IoU for every head (no foreground in the "
-                       "validation labels?); the 'scale' fusion stays uncalibrated.")
+        logger.warning(
+            "scale calibration: no scale gave a finite IoU for every head (no foreground in the "
+            "validation labels?); the 'scale' fusion stays uncalibrated."
+        )
     elapsed = time.perf_counter() - t0
-    logger.info("scale calibration: %d image(s) x %d scales in %s (expected %s)", len(images), len(rows),
-                _secs(elapsed), _secs(expected))
+    logger.info(
+        "scale calibration: %d image(s) x %d scales in %s (expected %s)",
+        len(images),
+        len(rows),
+        _secs(elapsed),
+        _secs(expected),
+    )
     return {
         "scales": row_scales,
         "iou": iou[rows].tolist(),

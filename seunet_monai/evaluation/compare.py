@@ -82,11 +82,19 @@ def compare_evaluations(
     summary = summarise(all_rows)
     out.mkdir(parents=True, exist_ok=True)
     files = [write_csv_rows(out / "comparison.csv", all_rows, SWEEP_COLUMNS)]
-    md = ["# Comparison of scale sweeps", "", "Mean over test scales (Table 2 form); best per column in bold.", "",
-          comparison_markdown(summary, extras), "Sources:", ""]
+    md = [
+        "# Comparison of scale sweeps",
+        "",
+        "Mean over test scales (Table 2 form); best per column in bold.",
+        "",
+        comparison_markdown(summary, extras),
+        "Sources:",
+        "",
+    ]
     md += [f"- {m}: {e['source']}" for m, e in extras.items()]
 
     files.append(atomic_write_text(out / "comparison.md", "\n".join(md) + "\n"))
-    files.append(plots.plot_iou_vs_scale(all_rows, out / "iou_vs_scale.png", title="IoU vs test scale",
-                                         strategies=strategies))
+    files.append(
+        plots.plot_iou_vs_scale(all_rows, out / "iou_vs_scale.png", title="IoU vs test scale", strategies=strategies)
+    )
     return {"files": [str(f) for f in files], "summary": summary}

@@ -42,8 +42,15 @@ __all__ = [
 ]
 
 #: columns of ``equivariance.csv`` (eq. 10 per scale)
-EQUIVARIANCE_COLUMNS = ("model", "scale", "equivariance_error", "num_images", "matched_groups", "pair_errors",
-                        "groups_without_partner")
+EQUIVARIANCE_COLUMNS = (
+    "model",
+    "scale",
+    "equivariance_error",
+    "num_images",
+    "matched_groups",
+    "pair_errors",
+    "groups_without_partner",
+)
 #: columns of ``equivariance_matrix.csv`` (eq. 12, long format)
 EQUIVARIANCE_MATRIX_COLUMNS = ("model", "scale", "group", "group_rescaled", "sigma_ratio", "error", "matched")
 
@@ -146,7 +153,9 @@ def scale_partners(
     return matches, (ratio / scale - 1.0).abs() <= tolerance + 1e-12
 
 
-def equivariance_error(reference: torch.Tensor, test: torch.Tensor, matches: torch.Tensor | None = None) -> torch.Tensor:
+def equivariance_error(
+    reference: torch.Tensor, test: torch.Tensor, matches: torch.Tensor | None = None
+) -> torch.Tensor:
     """Relative equivariance error of eq. 10, per sample.
 
     ``Δ = mean_k ||S_s Φ_k(f) − Φ_{m(k)}(S_s f)||² / ||S_s Φ_k(f)||²`` with ``m`` the matched groups
@@ -167,12 +176,15 @@ def equivariance_error(reference: torch.Tensor, test: torch.Tensor, matches: tor
         matches = torch.arange(min(omega, e.shape[2]))
     matches = torch.as_tensor(matches, dtype=torch.long).flatten()
     if matches.numel() != omega or int(matches.max()) >= e.shape[2] or int(matches.min()) < 0:
-        raise ValueError(f"equivariance_error: matches must hold {omega} indices in [0, {e.shape[2]}), got {matches.tolist()}.")
+        raise ValueError(
+            f"equivariance_error: matches must hold {omega} indices in [0, {e.shape[2]}), got {matches.tolist()}."
+        )
     return e[:, torch.arange(omega), matches].mean(dim=1)
 
 
-def group_partners(log_sigmas: torch.Tensor, sigma_source: str, scale: float, omega: int,
-              tolerance: float) -> tuple[torch.Tensor, torch.Tensor]:
+def group_partners(
+    log_sigmas: torch.Tensor, sigma_source: str, scale: float, omega: int, tolerance: float
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Matched groups and partner mask at one scale (:func:`scale_partners` of the σ ``exp(log_sigmas)``); without σ
     (``sigma_source == "head index"``: plain networks) every group is its own partner."""
     if sigma_source == "head index":
@@ -202,18 +214,28 @@ def equivariance_rows(
         matches, has = partners[s]
         pairs = [(k, int(matches[k])) for k in range(omega) if bool(has[k])]
         values = [v for v in eq_delta[s] if not math.isnan(v)]
-        eq_rows.append({
-            "model": model_name, "scale": s,
-            "equivariance_error": float(np.mean(values)) if values else float("nan"),
-            "num_images": eq_images,
-            "matched_groups": " ".join(f"{k + 1}>{m + 1}" for k, m in pairs),
-            "pair_errors": " ".join(f"{k + 1}>{m + 1}={mat[k, m]:.6g}" for k, m in pairs),
-            "groups_without_partner": " ".join(str(k + 1) for k in range(omega) if not bool(has[k])),
-        })
+        eq_rows.append(
+            {
+                "model": model_name,
+                "scale": s,
+                "equivariance_error": float(np.mean(values)) if values else float("nan"),
+                "num_images": eq_images,
+                "matched_groups": " ".join(f"{k + 1}>{m + 1}" for k, m in pairs),
+                "pair_errors": " ".join(f"{k + 1}>{m + 1}={mat[k, m]:.6g}" for k, m in pairs),
+                "groups_without_partner": " ".join(str(k + 1) for k in range(omega) if not bool(has[k])),
+            }
+        )
         for k in range(omega):
             for kp in range(omega):
-                eq_matrix_rows.append({"model": model_name, "scale": s, "group": k + 1, "group_rescaled": kp + 1,
-                                       "sigma_ratio": float(sigmas[kp] / sigmas[k]) if sigmas is not None else float("nan"),
-                                       "error": float(mat[k, kp]),
-                                       "matched": bool(has[k]) and int(matches[k]) == kp})
+                eq_matrix_rows.append(
+                    {
+                        "model": model_name,
+                        "scale": s,
+                        "group": k + 1,
+                        "group_rescaled": kp + 1,
+                        "sigma_ratio": float(sigmas[kp] / sigmas[k]) if sigmas is not None else float("nan"),
+                        "error": float(mat[k, kp]),
+                        "matched": bool(has[k]) and int(matches[k]) == kp,
+                    }
+                )
     return eq_rows, eq_matrix_rows, eq_matrices

@@ -43,6 +43,7 @@ def output_heads_mode(network: nn.Module) -> Iterator[nn.Module]:
             network.output_heads = had
         network.train(was_training)
 
+
 def network_features(network: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """Last-layer features ``(B, Ω, F, *spatial)`` of ``network`` for input ``x`` (no gradients).
 
@@ -73,5 +74,7 @@ def network_features(network: nn.Module, x: torch.Tensor) -> torch.Tensor:
             raise ValueError(f"network_features: {type(network).__name__} has no features() and ran no convolution.")
         feats = captured[-1]
         if feats.shape[0] != x.shape[0] or feats.ndim != x.ndim:
-            raise ValueError(f"network_features: captured features of shape {tuple(feats.shape)} for input {tuple(x.shape)}.")
+            raise ValueError(
+                f"network_features: captured features of shape {tuple(feats.shape)} for input {tuple(x.shape)}."
+            )
         return feats.unsqueeze(1)

@@ -56,10 +56,18 @@ class InstanceScoring:
         seconds: time spent in instances and metrics, summed.
     """
 
-    def __init__(self, pixel_size_um: float, nucleus_class: int = 1, match_iou: float = 0.5,
-                 postprocessing: Mapping[str, Any] | None = None, separation: str | None = None) -> None:
+    def __init__(
+        self,
+        pixel_size_um: float,
+        nucleus_class: int = 1,
+        match_iou: float = 0.5,
+        postprocessing: Mapping[str, Any] | None = None,
+        separation: str | None = None,
+    ) -> None:
         if not (isinstance(pixel_size_um, (int, float)) and math.isfinite(pixel_size_um) and pixel_size_um > 0):
-            raise ValueError(f"pixel_size_um must be a positive number (µm per pixel at scale 1), got {pixel_size_um!r}.")
+            raise ValueError(
+                f"pixel_size_um must be a positive number (µm per pixel at scale 1), got {pixel_size_um!r}."
+            )
         self.pixel_size_um = float(pixel_size_um)
         self.match_iou = float(match_iou)
         self.separation = check_separation_mode(separation)
@@ -67,8 +75,9 @@ class InstanceScoring:
         self.metrics: dict[Hashable, InstanceMetrics] = {}
         self.seconds = 0.0
 
-    def update(self, key: Hashable, fused: Any, instances: Any, scale: float = 1.0,
-               separation: Any = None) -> dict[str, float]:
+    def update(
+        self, key: Hashable, fused: Any, instances: Any, scale: float = 1.0, separation: Any = None
+    ) -> dict[str, float]:
         """Add one image under ``key``; returns its own scores.
 
         Args:
@@ -83,8 +92,11 @@ class InstanceScoring:
         probs = fused.detach().float().cpu().numpy() if isinstance(fused, torch.Tensor) else np.asarray(fused)
         extra = {}
         if self.separation is not None and separation is not None:
-            extra[self.separation] = (separation.detach().float().cpu().numpy() if isinstance(separation, torch.Tensor)
-                                      else np.asarray(separation))
+            extra[self.separation] = (
+                separation.detach().float().cpu().numpy()
+                if isinstance(separation, torch.Tensor)
+                else np.asarray(separation)
+            )
         pred = self.transform(probs, pixel_size_um=self.pixel_size_um / float(scale), **extra)
         if key not in self.metrics:
             self.metrics[key] = InstanceMetrics(self.match_iou)
@@ -99,5 +111,9 @@ class InstanceScoring:
 
     def settings(self, keys: Sequence[str] = ("min_nucleus_area_um2", "max_hole_area_um2", "marker_h_um")) -> dict:
         """The post-processing parameters, for the record."""
-        return {"pixel_size_um": self.pixel_size_um, "match_iou": self.match_iou, "separation": self.separation,
-                **{k: getattr(self.transform, k) for k in keys}}
+        return {
+            "pixel_size_um": self.pixel_size_um,
+            "match_iou": self.match_iou,
+            "separation": self.separation,
+            **{k: getattr(self.transform, k) for k in keys},
+        }

@@ -122,13 +122,21 @@ def _labels(x: Any, name: str) -> np.ndarray:
     return relabel_sequential(arr)[0]
 
 
-def _panoptic_counts(pred: np.ndarray, true: np.ndarray, pairs_true: np.ndarray, pairs_pred: np.ndarray,
-                     n_true: int, n_pred: int, match_iou: float) -> tuple[int, float]:
+def _panoptic_counts(
+    pred: np.ndarray,
+    true: np.ndarray,
+    pairs_true: np.ndarray,
+    pairs_pred: np.ndarray,
+    n_true: int,
+    n_pred: int,
+    match_iou: float,
+) -> tuple[int, float]:
     """TP and IoU sum of MONAI's ``compute_panoptic_quality``, one cluster of overlapping objects at a time."""
     if pairs_true.size == 0:
         return 0, 0.0
-    graph = coo_matrix((np.ones(pairs_true.size), (pairs_true - 1, n_true + pairs_pred - 1)),
-                       shape=(n_true + n_pred, n_true + n_pred))
+    graph = coo_matrix(
+        (np.ones(pairs_true.size), (pairs_true - 1, n_true + pairs_pred - 1)), shape=(n_true + n_pred, n_true + n_pred)
+    )
     _, component = connected_components(graph, directed=False)
     boxes_true, boxes_pred = ndi.find_objects(true), ndi.find_objects(pred)
     tp, iou_sum = 0, 0.0
@@ -140,15 +148,17 @@ def _panoptic_counts(pred: np.ndarray, true: np.ndarray, pairs_true: np.ndarray,
         t, p = true[crop], pred[crop]
         t = np.where(np.isin(t, ids_true), t, 0)
         p = np.where(np.isin(p, ids_pred), p, 0)
-        counts = compute_panoptic_quality(torch.from_numpy(p), torch.from_numpy(t), match_iou_threshold=match_iou,
-                                          output_confusion_matrix=True)
+        counts = compute_panoptic_quality(
+            torch.from_numpy(p), torch.from_numpy(t), match_iou_threshold=match_iou, output_confusion_matrix=True
+        )
         tp += int(counts[0])
         iou_sum += float(counts[3])
     return tp, iou_sum
 
 
-def _weighted_best(owner: np.ndarray, other: np.ndarray, inter: np.ndarray, dice: np.ndarray,
-                   areas: np.ndarray) -> float:
+def _weighted_best(
+    owner: np.ndarray, other: np.ndarray, inter: np.ndarray, dice: np.ndarray, areas: np.ndarray
+) -> float:
     """``Σ |owner| D(owner, partner)`` over the owners of overlapping pairs, the partner being the one of largest
     overlap (ties: lowest id); owners without a pair add 0."""
     if owner.size == 0:
@@ -178,7 +188,9 @@ def instance_counts(pred_instances: Any, true_instances: Any, match_iou: float =
     pred = _labels(pred_instances, "pred_instances")
     true = _labels(true_instances, "true_instances")
     if pred.shape != true.shape:
-        raise ValueError(f"pred_instances and true_instances must have the same shape, got {pred.shape} and {true.shape}.")
+        raise ValueError(
+            f"pred_instances and true_instances must have the same shape, got {pred.shape} and {true.shape}."
+        )
     n_pred, n_true = int(pred.max()), int(true.max())
     area_pred = np.bincount(pred.ravel(), minlength=n_pred + 1)
     area_true = np.bincount(true.ravel(), minlength=n_true + 1)
@@ -203,10 +215,18 @@ def instance_counts(pred_instances: Any, true_instances: Any, match_iou: float =
 
     tp, iou_sum = _panoptic_counts(pred, true, pt, pp, n_true, n_pred, float(match_iou))
     return InstanceCounts(
-        n_pred=n_pred, n_true=n_true, tp=tp, fp=n_pred - tp, fn=n_true - tp, iou_sum=iou_sum,
-        aji_intersection=aji_c, aji_union=aji_u,
-        dice_true=_weighted_best(pt, pp, inter, dice, area_true), area_true=int(area_true[1:].sum()),
-        dice_pred=_weighted_best(pp, pt, inter, dice, area_pred), area_pred=int(area_pred[1:].sum()),
+        n_pred=n_pred,
+        n_true=n_true,
+        tp=tp,
+        fp=n_pred - tp,
+        fn=n_true - tp,
+        iou_sum=iou_sum,
+        aji_intersection=aji_c,
+        aji_union=aji_u,
+        dice_true=_weighted_best(pt, pp, inter, dice, area_true),
+        area_true=int(area_true[1:].sum()),
+        dice_pred=_weighted_best(pp, pt, inter, dice, area_pred),
+        area_pred=int(area_pred[1:].sum()),
     )
 
 

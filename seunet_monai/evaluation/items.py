@@ -34,7 +34,9 @@ def item_name(item: Mapping[str, Any], key: str, index: int) -> str:
     return volume_stem(str(name)) if name else f"image{index:04d}"  # a.nii.gz -> a
 
 
-def prepare_item(item: Mapping[str, Any], image_key: str, label_key: str, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+def prepare_item(
+    item: Mapping[str, Any], image_key: str, label_key: str, index: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """``(image (C, *spatial) float, label (1, *spatial) int64)`` of one test item, checked.
 
     Raises:

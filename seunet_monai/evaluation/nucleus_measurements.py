@@ -36,8 +36,17 @@ from seunet_monai.transforms.instances import pixel_size_of
 __all__ = ["MEASUREMENT_COLUMNS", "haematoxylin_od", "nucleus_measurements"]
 
 MEASUREMENT_COLUMNS = (
-    "label", "area_px", "perimeter_px", "equivalent_diameter_px", "eccentricity", "solidity",
-    "area_um2", "perimeter_um", "equivalent_diameter_um", "mean_probability", "mean_haematoxylin_od",
+    "label",
+    "area_px",
+    "perimeter_px",
+    "equivalent_diameter_px",
+    "eccentricity",
+    "solidity",
+    "area_um2",
+    "perimeter_um",
+    "equivalent_diameter_um",
+    "mean_probability",
+    "mean_haematoxylin_od",
 )
 
 # rgb2hed returns -ln(I) / -ln(1e-6) = -log10(I) / 6 per stain
@@ -133,8 +142,10 @@ def nucleus_measurements(
         out["equivalent_diameter_um"] = np.sqrt(4.0 * out["area_um2"] / np.pi)
 
     area = np.bincount(labels.ravel(), minlength=int(labels.max(initial=0)) + 1).astype(np.float64)
-    for column, values, name in (("mean_probability", probability, "probability"),
-                                 ("mean_haematoxylin_od", image, "image")):
+    for column, values, name in (
+        ("mean_probability", probability, "probability"),
+        ("mean_haematoxylin_od", image, "image"),
+    ):
         if values is None:
             continue
         if name == "image":

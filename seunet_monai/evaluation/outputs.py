@@ -50,36 +50,51 @@ def write_outputs(
     files.append(write_csv_rows(eval_dir / "scale_sweep.csv", rows, SWEEP_COLUMNS))
     files.append(write_csv_rows(eval_dir / "equivariance.csv", eq_rows, EQUIVARIANCE_COLUMNS))
     files.append(write_csv_rows(eval_dir / "equivariance_matrix.csv", eq_matrix_rows, EQUIVARIANCE_MATRIX_COLUMNS))
-    files.append(plots.plot_iou_vs_scale(rows, eval_dir / "iou_vs_scale.png", title=f"{metadata['model']}: IoU vs scale"))
+    files.append(
+        plots.plot_iou_vs_scale(rows, eval_dir / "iou_vs_scale.png", title=f"{metadata['model']}: IoU vs scale")
+    )
     if eq_rows:
         files.append(plots.plot_equivariance(eq_rows, eq_matrices, eval_dir / "equivariance.png"))
     else:
-        files.append(plots.plot_message(eval_dir / "equivariance.png", "equivariance", "equivariance_images = 0: not measured"))
+        files.append(
+            plots.plot_message(eval_dir / "equivariance.png", "equivariance", "equivariance_images = 0: not measured")
+        )
     multihead = isinstance(network, MultiHeadNetwork)
     sigmas = network.sigmas() if multihead else None
     if sigmas:
         files.append(plots.plot_sigmas(sigmas, network.sigma_bounds(), eval_dir / "sigmas.png"))
     else:
-        files.append(plots.plot_message(eval_dir / "sigmas.png", "learned σ", f"{type(network).__name__} has no learned σ"))
+        files.append(
+            plots.plot_message(eval_dir / "sigmas.png", "learned σ", f"{type(network).__name__} has no learned σ")
+        )
     with torch.no_grad():
         filters = network.first_layer_filters() if multihead else None
     if filters is not None:
         files.append(plots.plot_filters(filters, eval_dir / "filters.png"))
     else:
-        files.append(plots.plot_message(eval_dir / "filters.png", "first-layer filters",
-                                        f"{type(network).__name__} has no scale-group filters"))
+        files.append(
+            plots.plot_message(
+                eval_dir / "filters.png", "first-layer filters", f"{type(network).__name__} has no scale-group filters"
+            )
+        )
     files.append(plots.plot_examples(examples, eval_dir / "examples.png"))
     if tensorboard:
         _write_tensorboard(eval_dir / "tensorboard", rows, summary, eq_rows)
     files.append(atomic_write_text(eval_dir / "scale_sweep.md", sweep_markdown(rows, metadata, eq_rows)))
-    payload = {**metadata, "rows": rows, "summary": summary, "equivariance": eq_rows,
-               "equivariance_matrix": {f"{s:.6g}": m.tolist() for s, m in eq_matrices.items()}}
+    payload = {
+        **metadata,
+        "rows": rows,
+        "summary": summary,
+        "equivariance": eq_rows,
+        "equivariance_matrix": {f"{s:.6g}": m.tolist() for s, m in eq_matrices.items()},
+    }
     files.append(atomic_write_json(eval_dir / "scale_sweep.json", _json_safe(payload)))  # last: marks a finished run
     return [str(f) for f in files]
 
 
-def _write_tensorboard(log_dir: Path, rows: list[dict[str, Any]], summary: list[dict[str, Any]],
-                       eq_rows: list[dict[str, Any]]) -> None:
+def _write_tensorboard(
+    log_dir: Path, rows: list[dict[str, Any]], summary: list[dict[str, Any]], eq_rows: list[dict[str, Any]]
+) -> None:
     """Scalars per strategy against the scale (step = round(100 · s), i.e. the scale in percent)."""
     writer = SummaryWriter(log_dir=str(log_dir))
     try:

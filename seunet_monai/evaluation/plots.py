@@ -44,8 +44,12 @@ def plot_message(path: str | Path, title: str, message: str) -> Path:
     return _save(fig, path)
 
 
-def plot_iou_vs_scale(rows: Sequence[Mapping[str, Any]], path: str | Path, title: str = "IoU vs test scale",
-                      strategies: Sequence[str] | None = None) -> Path:
+def plot_iou_vs_scale(
+    rows: Sequence[Mapping[str, Any]],
+    path: str | Path,
+    title: str = "IoU vs test scale",
+    strategies: Sequence[str] | None = None,
+) -> Path:
     """IoU (%) against test scale on a log axis, one line per (model, strategy) (Fig. 2).
 
     Args:
@@ -62,12 +66,23 @@ def plot_iou_vs_scale(rows: Sequence[Mapping[str, Any]], path: str | Path, title
     for model, strategy in keys:
         if strategies is not None and strategy not in strategies:
             continue
-        pts = sorted((float(r["scale"]), float(r["iou"])) for r in rows if (str(r["model"]), str(r["strategy"])) == (model, strategy))
+        pts = sorted(
+            (float(r["scale"]), float(r["iou"]))
+            for r in rows
+            if (str(r["model"]), str(r["strategy"])) == (model, strategy)
+        )
         scales_all.update(p[0] for p in pts)
         is_head = strategy.startswith("head")
         label = strategy if len(models) == 1 else f"{model} {strategy}"
-        ax.plot([p[0] for p in pts], [100 * p[1] for p in pts], marker="o" if not is_head else ".",
-                linestyle=":" if is_head else "-", linewidth=1.0 if is_head else 2.0, markersize=3, label=label)
+        ax.plot(
+            [p[0] for p in pts],
+            [100 * p[1] for p in pts],
+            marker="o" if not is_head else ".",
+            linestyle=":" if is_head else "-",
+            linewidth=1.0 if is_head else 2.0,
+            markersize=3,
+            label=label,
+        )
     ax.set_xscale("log", base=2)
     if scales_all:
         ticks = sorted(scales_all)
@@ -84,8 +99,12 @@ def plot_iou_vs_scale(rows: Sequence[Mapping[str, Any]], path: str | Path, title
     return _save(fig, path)
 
 
-def plot_equivariance(errors: Sequence[Mapping[str, Any]], matrices: Mapping[float, np.ndarray], path: str | Path,
-                      title: str = "Equivariance error") -> Path:
+def plot_equivariance(
+    errors: Sequence[Mapping[str, Any]],
+    matrices: Mapping[float, np.ndarray],
+    path: str | Path,
+    title: str = "Equivariance error",
+) -> Path:
     """Eq. 10 error against scale, and the Ω×Ω matrices of eq. 12 per scale with the minimum marked (Fig. 5).
 
     Args:
@@ -145,8 +164,12 @@ def plot_sigmas(sigmas: Mapping[str, Any], bounds: Mapping[str, Any] | None, pat
     for k in range(sig.shape[1]):
         ax.plot(x, sig[:, k], marker="o", color=colors[k], label=f"group {k + 1}")
         if bounds:
-            b = np.stack([np.asarray(_np(bounds[n]), dtype=float).reshape(-1, 2)[k] if n in bounds else [np.nan, np.nan]
-                          for n in names])
+            b = np.stack(
+                [
+                    np.asarray(_np(bounds[n]), dtype=float).reshape(-1, 2)[k] if n in bounds else [np.nan, np.nan]
+                    for n in names
+                ]
+            )
             ax.plot(x, b[:, 0], linestyle="--", color=colors[k], linewidth=0.8)
             ax.plot(x, b[:, 1], linestyle="--", color=colors[k], linewidth=0.8)
     ax.set_xticks(x)
@@ -207,9 +230,12 @@ def plot_examples(examples: Sequence[Mapping[str, Any]], path: str | Path) -> Pa
             img = img[..., 0]
         lo, hi = np.nanmin(img), np.nanmax(img)
         img = (img - lo) / (hi - lo) if hi > lo else np.zeros_like(img)
-        panels = [(img, None, None), (np.asarray(_np(ex["label"])), "tab10", (0, 9)),
-                  (np.asarray(_np(ex["pred"])), "tab10", (0, 9)),
-                  (np.asarray(_np(ex["winner"])) + 1, "viridis", (1, max(2, int(ex.get("num_heads", 1)))))]
+        panels = [
+            (img, None, None),
+            (np.asarray(_np(ex["label"])), "tab10", (0, 9)),
+            (np.asarray(_np(ex["pred"])), "tab10", (0, 9)),
+            (np.asarray(_np(ex["winner"])) + 1, "viridis", (1, max(2, int(ex.get("num_heads", 1))))),
+        ]
         for j, (arr, cmap, lim) in enumerate(panels):
             a = fig.add_subplot(len(examples), len(cols), i * len(cols) + j + 1)
             if cmap is None:

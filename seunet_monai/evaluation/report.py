@@ -134,12 +134,16 @@ def sweep_markdown(
             lines.append(f"- {key}: {metadata[key]}")
     if "scale_estimation" in metadata:
         c = metadata["scale_estimation"].get("correlation", {})
-        lines.append(f"- scale estimation (log ŝ vs log s): Spearman {_num(c.get('spearman'))}, Pearson {_num(c.get('pearson'))}")
+        lines.append(
+            f"- scale estimation (log ŝ vs log s): Spearman {_num(c.get('spearman'))}, Pearson {_num(c.get('pearson'))}"
+        )
         sf = metadata["scale_estimation"].get("scale_fusion") or {}
         if sf.get("calibrated"):
             c = sf.get("correlation") or {}
-            lines.append(f"- 'scale' fusion's calibrated estimate (log ŝ vs log s): Spearman {_num(c.get('spearman'))}, "
-                         f"Pearson {_num(c.get('pearson'))}")
+            lines.append(
+                f"- 'scale' fusion's calibrated estimate (log ŝ vs log s): Spearman {_num(c.get('spearman'))}, "
+                f"Pearson {_num(c.get('pearson'))}"
+            )
         elif sf:
             lines.append("- 'scale' fusion: not calibrated (no `scale` row; run the bundle's `calibrating` first)")
     lines.append("")
@@ -164,25 +168,34 @@ def sweep_markdown(
         lines.append("")
         lines += _instance_markdown(model, mrows, summary, strategies)
     if equivariance:
-        lines += ["## Equivariance error (eq. 10, last-layer features, matched groups)", "",
-                  "Averaged over the groups k whose matched group k' has σ_k'/σ_k within 10% of the scale "
-                  "(pairs k>k'=error); groups without such a partner are listed and left out.", ""]
+        lines += [
+            "## Equivariance error (eq. 10, last-layer features, matched groups)",
+            "",
+            "Averaged over the groups k whose matched group k' has σ_k'/σ_k within 10% of the scale "
+            "(pairs k>k'=error); groups without such a partner are listed and left out.",
+            "",
+        ]
         lines.append("| scale | error | pairs (k>k'=error) | groups without partner |")
         lines.append("|---|---|---|---|")
         for e in equivariance:
             pairs = e.get("pair_errors") or e.get("matched_groups", "")
-            lines.append(f"| {float(e['scale']):.2f} | {_num(e['equivariance_error'], 4)} | {pairs} | "
-                         f"{e.get('groups_without_partner', '')} |")
+            lines.append(
+                f"| {float(e['scale']):.2f} | {_num(e['equivariance_error'], 4)} | {pairs} | "
+                f"{e.get('groups_without_partner', '')} |"
+            )
         if "equivariance_error_mean" in metadata:
             lines += ["", f"Mean over scales ≠ 1: {_num(metadata['equivariance_error_mean'], 4)}"]
         lines.append("")
-    lines.append("IoU: confusion matrix accumulated over the whole test split (class 1 for binary tasks, mean over "
-                 "classes otherwise). Per-image columns: mean of per-image scores (images without the class skipped).")
+    lines.append(
+        "IoU: confusion matrix accumulated over the whole test split (class 1 for binary tasks, mean over "
+        "classes otherwise). Per-image columns: mean of per-image scores (images without the class skipped)."
+    )
     return "\n".join(lines) + "\n"
 
 
-def _instance_markdown(model: str, rows: Sequence[Mapping[str, Any]], summary: Mapping[str, Mapping[str, Any]],
-                       strategies: Sequence[str]) -> list[str]:
+def _instance_markdown(
+    model: str, rows: Sequence[Mapping[str, Any]], summary: Mapping[str, Mapping[str, Any]], strategies: Sequence[str]
+) -> list[str]:
     """PQ per strategy and scale, and the means of the instance columns, where they were measured."""
     measured = [r for r in rows if r.get("pq") is not None and not math.isnan(float(r["pq"]))]
     if not measured:
@@ -190,13 +203,22 @@ def _instance_markdown(model: str, rows: Sequence[Mapping[str, Any]], summary: M
     scales = sorted({float(r["scale"]) for r in measured})
     names = [st for st in strategies if any(str(r["strategy"]) == st for r in measured)]
     table = {(str(r["strategy"]), float(r["scale"])): r for r in measured}
-    lines = [f"## {model}: instance PQ per strategy and test scale", "",
-             "| strategy | " + " | ".join(f"{s:.2f}" for s in scales) + " | mean |", "|---" * (len(scales) + 2) + "|"]
+    lines = [
+        f"## {model}: instance PQ per strategy and test scale",
+        "",
+        "| strategy | " + " | ".join(f"{s:.2f}" for s in scales) + " | mean |",
+        "|---" * (len(scales) + 2) + "|",
+    ]
     for st in names:
         cells = [_num(table.get((st, s), {}).get("pq")) for s in scales]
         lines.append(f"| {st} | " + " | ".join(cells) + f" | {_num(summary[st]['pq_mean'])} |")
-    lines += ["", f"## {model}: instance metrics, mean over {len(scales)} scales", "",
-              "| strategy | " + " | ".join(_INSTANCE) + " |", "|---" * (len(_INSTANCE) + 1) + "|"]
+    lines += [
+        "",
+        f"## {model}: instance metrics, mean over {len(scales)} scales",
+        "",
+        "| strategy | " + " | ".join(_INSTANCE) + " |",
+        "|---" * (len(_INSTANCE) + 1) + "|",
+    ]
     for st in names:
         lines.append(f"| {st} | " + " | ".join(_num(summary[st][f"{k}_mean"]) for k in _INSTANCE) + " |")
     return [*lines, ""]
@@ -209,8 +231,11 @@ def comparison_markdown(summary_rows: Sequence[Mapping[str, Any]], extras: Mappi
         summary_rows: output of :func:`summarise` over all models.
         extras: per model, optional ``equivariance_error`` (lower is better) and ``parameters``.
     """
-    cols = [("iou_mean", "IoU (%)", max, _pct), ("iou_per_image_mean", "per-image IoU (%)", max, _pct),
-            ("dice_mean", "per-image Dice (%)", max, _pct)]
+    cols = [
+        ("iou_mean", "IoU (%)", max, _pct),
+        ("iou_per_image_mean", "per-image IoU (%)", max, _pct),
+        ("dice_mean", "per-image Dice (%)", max, _pct),
+    ]
     rows = [dict(r) for r in summary_rows]
     for r in rows:
         ex = extras.get(str(r["model"]), {})
@@ -223,8 +248,10 @@ def comparison_markdown(summary_rows: Sequence[Mapping[str, Any]], extras: Mappi
         return pick(vals) if vals else None
 
     bests = {key: best(key, pick) for key, _, pick, _ in cols}
-    lines = ["| model | strategy | " + " | ".join(c[1] for c in cols) + " | parameters |",
-             "|---|---|" + "---|" * len(cols) + "---|"]
+    lines = [
+        "| model | strategy | " + " | ".join(c[1] for c in cols) + " | parameters |",
+        "|---|---|" + "---|" * len(cols) + "---|",
+    ]
     for r in rows:
         cells = []
         for key, _, _, fmt in cols:
@@ -234,5 +261,7 @@ def comparison_markdown(summary_rows: Sequence[Mapping[str, Any]], extras: Mappi
                 text = f"**{text}**"
             cells.append(text)
         params = r.get("parameters")
-        lines.append(f"| {r['model']} | {r['strategy']} | " + " | ".join(cells) + f" | {'' if params is None else int(params)} |")
+        lines.append(
+            f"| {r['model']} | {r['strategy']} | " + " | ".join(cells) + f" | {'' if params is None else int(params)} |"
+        )
     return "\n".join(lines) + "\n"

@@ -214,12 +214,15 @@ class ScaleSweep:
         if not all(matched):
             raise ValueError(f"instance_scales must be sweep scales {scales!r}, got {list(instance_scales)!r}.")
         if pixel_size_um is not None and not (math.isfinite(float(pixel_size_um)) and float(pixel_size_um) > 0):
-            raise ValueError(f"pixel_size_um must be a positive number (µm per pixel at scale 1), got {pixel_size_um!r}.")
+            raise ValueError(
+                f"pixel_size_um must be a positive number (µm per pixel at scale 1), got {pixel_size_um!r}."
+            )
         self.instance_metrics = bool(instance_metrics)
         self.instance_key = instance_key
         self.pixel_size_um = None if pixel_size_um is None else float(pixel_size_um)
-        self.instance_scales = ([s for s in scales if 0.5 <= s <= 2.0] if instance_scales is None
-                                else [m[0] for m in matched])
+        self.instance_scales = (
+            [s for s in scales if 0.5 <= s <= 2.0] if instance_scales is None else [m[0] for m in matched]
+        )
         self.instance_strategies = instance_strategies
         self.separation = check_separation_mode(separation)
 
@@ -232,8 +235,9 @@ class ScaleSweep:
             logger.warning("scale sweep: %s", message)
         return eval_dir
 
-    def predict(self, network: torch.nn.Module, image: torch.Tensor, scale: float, device: torch.device,
-                roi: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor, tuple[int, ...] | None]:
+    def predict(
+        self, network: torch.nn.Module, image: torch.Tensor, scale: float, device: torch.device, roi: Sequence[int]
+    ) -> tuple[torch.Tensor, torch.Tensor, tuple[int, ...] | None]:
         """Rescale ``image`` ``(C, *spatial)`` by ``scale`` and predict it (whole or by windows, :func:`sweep_window`).
 
         Returns:
@@ -243,14 +247,29 @@ class ScaleSweep:
         window = sweep_window(img_s.shape[1:], self.max_pixels, roi, self.min_window, self.sw_batch_size)
         inferer = None
         if window is not None:
-            inferer = SlidingWindowInferer(roi_size=window, sw_batch_size=self.sw_batch_size, overlap=self.overlap,
-                                           mode=self.sw_mode, device=self.output_device, progress=False)
+            inferer = SlidingWindowInferer(
+                roi_size=window,
+                sw_batch_size=self.sw_batch_size,
+                overlap=self.overlap,
+                mode=self.sw_mode,
+                device=self.output_device,
+                progress=False,
+            )
         probs = predict_heads(network, img_s, inferer, device, aux=self.separation is not None).to(self.output_device)
         return img_s, probs, window
 
-    def score(self, run: SweepState, index: int, j: int, img_s: torch.Tensor, label_s: torch.Tensor,
-              probs: torch.Tensor, per_image: dict[str, np.ndarray], instance_s: torch.Tensor | None = None,
-              separation_s: torch.Tensor | None = None) -> None:
+    def score(
+        self,
+        run: SweepState,
+        index: int,
+        j: int,
+        img_s: torch.Tensor,
+        label_s: torch.Tensor,
+        probs: torch.Tensor,
+        per_image: dict[str, np.ndarray],
+        instance_s: torch.Tensor | None = None,
+        separation_s: torch.Tensor | None = None,
+    ) -> None:
         """Add one image at scale ``run.scales[j]``: scores of every strategy, the heads' votes and confidence, the
         calibrated scale estimate, and an example thumbnail when asked for; the instance metrics when
         ``instance_s`` (instance labels ``(1, *spatial)`` at this scale) is given, guided by the per-head
@@ -258,8 +277,11 @@ class ScaleSweep:
         s, name = run.scales[j], run.names[index]
         if run.num_classes is None:
             run.num_classes = int(probs.shape[2])
-            run.scores = {(s2, st): SegmentationScores(run.num_classes, self.ignore_index)
-                          for s2 in run.scales for st in run.strategies}
+            run.scores = {
+                (s2, st): SegmentationScores(run.num_classes, self.ignore_index)
+                for s2 in run.scales
+                for st in run.strategies
+            }
         label_s = label_s.to(probs.device)
         weights = estimate = None
         if run.profile is not None:  # one signature per image and scale: the "scale" row and the estimate share it
@@ -272,8 +294,11 @@ class ScaleSweep:
                 if instance_s is not None and st in run.instance_strategies:
                     sep = None
                     if separation_s is not None:
-                        sep = (apply_head_weights(separation_s, weights) if st == "scale"
-                               else fuse_auxiliary(probs, separation_s, st, profile=run.profile))[0]
+                        sep = (
+                            apply_head_weights(separation_s, weights)
+                            if st == "scale"
+                            else fuse_auxiliary(probs, separation_s, st, profile=run.profile)
+                        )[0]
                     run.instances.update((s, st), fused[0], instance_s, scale=s, separation=sep)
             except ValueError as e:
                 raise ValueError(f"test item {index} ({name}) at scale {s:g}: {e}") from e
@@ -283,28 +308,51 @@ class ScaleSweep:
         if estimate is not None:
             per_image["estimate"][j] = float(estimate[0])
         if index < self.num_examples and s in run.example_at:
-            run.examples.append({
-                "name": name, "scale": s, "strategy": "pens", "num_heads": run.omega,
-                "image": _thumb(img_s, run.spatial_dims), "label": _thumb(label_s[0, 0], run.spatial_dims),
-                "pred": _thumb(argmax(fuse(probs, "pens"), 1)[0], run.spatial_dims),
-                "winner": _thumb(winning_head(probs)[0], run.spatial_dims),
-            })
+            run.examples.append(
+                {
+                    "name": name,
+                    "scale": s,
+                    "strategy": "pens",
+                    "num_heads": run.omega,
+                    "image": _thumb(img_s, run.spatial_dims),
+                    "label": _thumb(label_s[0, 0], run.spatial_dims),
+                    "pred": _thumb(argmax(fuse(probs, "pens"), 1)[0], run.spatial_dims),
+                    "winner": _thumb(winning_head(probs)[0], run.spatial_dims),
+                }
+            )
 
-    def equivariance(self, run: SweepState, network: torch.nn.Module, image: torch.Tensor, device: torch.device) -> None:
+    def equivariance(
+        self, run: SweepState, network: torch.nn.Module, image: torch.Tensor, device: torch.device
+    ) -> None:
         """Add one image's eq. 12 matrices (centre crop of ``equivariance_crop`` px) at every scale."""
-        for s, mat in equivariance_matrices(network, image, run.scales, self.equivariance_crop, device,
-                                            self.scale_axes).items():
+        for s, mat in equivariance_matrices(
+            network, image, run.scales, self.equivariance_crop, device, self.scale_axes
+        ).items():
             run.eq_sum[s] += mat
             run.eq_delta[s].append(matched_error(mat, *run.partners[s]))
         run.eq_images += 1
 
-    def report(self, run: SweepState, network: torch.nn.Module, eval_dir: Path, elapsed: float, device: torch.device,
-               checkpoint: Any = None, dataset_name: Any = None) -> dict[str, Any]:
+    def report(
+        self,
+        run: SweepState,
+        network: torch.nn.Module,
+        eval_dir: Path,
+        elapsed: float,
+        device: torch.device,
+        checkpoint: Any = None,
+        dataset_name: Any = None,
+    ) -> dict[str, Any]:
         """Write the tables, figures and ``scale_sweep.json`` (last,
         :func:`~seunet_monai.evaluation.sweep_results.write_results`); returns the run's summary."""
         result = write_results(self, run, network, eval_dir, elapsed, device, checkpoint, dataset_name)
-        logger.info("scale sweep: %d images x %d scales in %.1f s, peak RSS %.0f MiB, results in %s", len(run.names),
-                    len(run.scales), elapsed, result["peak_rss_mb"], eval_dir)
+        logger.info(
+            "scale sweep: %d images x %d scales in %.1f s, peak RSS %.0f MiB, results in %s",
+            len(run.names),
+            len(run.scales),
+            elapsed,
+            result["peak_rss_mb"],
+            eval_dir,
+        )
         return result
 
     def _instances_of(self, run: SweepState, item: Any, index: int, shape: tuple[int, ...]) -> torch.Tensor | None:
@@ -318,12 +366,16 @@ class ScaleSweep:
             run.instance_skipped += 1
             return None
         if self.pixel_size_um is None:
-            raise ValueError("pixel_size_um: the test items have instance labels but the pixel size is not set; "
-                             "give pixel_size_um (µm per pixel at scale 1, MoNuSeg 0.25) or instance_metrics=False.")
+            raise ValueError(
+                "pixel_size_um: the test items have instance labels but the pixel size is not set; "
+                "give pixel_size_um (µm per pixel at scale 1, MoNuSeg 0.25) or instance_metrics=False."
+            )
         inst = convert_to_tensor(item[self.instance_key], track_meta=False)
         inst = inst.unsqueeze(0) if inst.ndim == len(shape) else inst
         if tuple(inst.shape) != (1, *shape):
-            raise ValueError(f"test item {index}: instance labels {tuple(inst.shape)} must be (1, *spatial) = {(1, *shape)}.")
+            raise ValueError(
+                f"test item {index}: instance labels {tuple(inst.shape)} must be (1, *spatial) = {(1, *shape)}."
+            )
         if run.instances is None:
             separation = self.separation if run.aux_channels else None
             run.instances = InstanceScoring(self.pixel_size_um, separation=separation)
@@ -380,24 +432,43 @@ class ScaleSweep:
             run, elapsed = self._sweep(network, dataset, device, status, progress)
             result = self.report(run, network, eval_dir, elapsed, device, checkpoint, dataset_name)
         except BaseException as e:
-            write_status(status, "failed", error=f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}",
-                         **progress)
+            write_status(
+                status, "failed", error=f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}", **progress
+            )
             raise
         summary = {r["strategy"]: r["iou_mean"] for r in result["summary"]}
-        write_status(status, "finished", images_done=len(run.names), elapsed_s=round(elapsed, 3),
-                     iou_mean_over_scales={k: (None if v != v else v) for k, v in summary.items()},
-                     equivariance_error_mean=None if math.isnan(result["equivariance_error_mean"])
-                     else result["equivariance_error_mean"], results=str(eval_dir / "scale_sweep.json"), **progress)
+        write_status(
+            status,
+            "finished",
+            images_done=len(run.names),
+            elapsed_s=round(elapsed, 3),
+            iou_mean_over_scales={k: (None if v != v else v) for k, v in summary.items()},
+            equivariance_error_mean=None
+            if math.isnan(result["equivariance_error_mean"])
+            else result["equivariance_error_mean"],
+            results=str(eval_dir / "scale_sweep.json"),
+            **progress,
+        )
         return result
 
-    def _sweep(self, network: torch.nn.Module, dataset: Any, device: torch.device, status: Path,
-               progress: dict[str, Any]) -> tuple[SweepState, float]:
-        run = SweepState.start(network, self.scales, partner_tolerance=self.partner_tolerance,
-                               example_scales=self.example_scales, instance_scales=self.instance_scales,
-                               instance_strategies=self.instance_strategies, separation=self.separation)
+    def _sweep(
+        self, network: torch.nn.Module, dataset: Any, device: torch.device, status: Path, progress: dict[str, Any]
+    ) -> tuple[SweepState, float]:
+        run = SweepState.start(
+            network,
+            self.scales,
+            partner_tolerance=self.partner_tolerance,
+            example_scales=self.example_scales,
+            instance_scales=self.instance_scales,
+            instance_strategies=self.instance_strategies,
+            separation=self.separation,
+        )
         if self.separation and not run.aux_channels:
-            logger.warning("scale sweep: separation %r asked for, but the network predicts no separation map "
-                           "(aux_channels 0): instances from the class mask alone", self.separation)
+            logger.warning(
+                "scale sweep: separation %r asked for, but the network predicts no separation map "
+                "(aux_channels 0): instances from the class mask alone",
+                self.separation,
+            )
         t_start = time.perf_counter()
         with output_heads_mode(network):
             total = progress["num_images"]
@@ -411,9 +482,11 @@ class ScaleSweep:
                         raise ValueError(f"roi_size {rs!r} does not match {run.spatial_dims}D images.")
                 run.names.append(item_name(item, self.image_key, index))
                 instances = self._instances_of(run, item, index, tuple(label.shape[1:]))
-                per_image = {"estimate": np.full(len(run.scales), np.nan),
-                             "confidence": np.zeros((len(run.scales), run.omega)),
-                             "counts": np.zeros((len(run.scales), run.omega))}
+                per_image = {
+                    "estimate": np.full(len(run.scales), np.nan),
+                    "confidence": np.zeros((len(run.scales), run.omega)),
+                    "counts": np.zeros((len(run.scales), run.omega)),
+                }
                 for j, s in enumerate(run.scales):
                     t0 = time.perf_counter()
                     img_s, probs, window = self.predict(network, image, s, device, run.roi)
@@ -433,8 +506,13 @@ class ScaleSweep:
                 if index < self.equivariance_images:
                     self.equivariance(run, network, image, device)
                 elapsed = time.perf_counter() - t_start
-                logger.info("scale sweep: image %d (%s) done, %.1f s elapsed, peak RSS %.0f MiB", index + 1,
-                            run.names[-1], elapsed, peak_rss_mb())
+                logger.info(
+                    "scale sweep: image %d (%s) done, %.1f s elapsed, peak RSS %.0f MiB",
+                    index + 1,
+                    run.names[-1],
+                    elapsed,
+                    peak_rss_mb(),
+                )
                 write_status(status, "running", images_done=index + 1, elapsed_s=round(elapsed, 3), **progress)
         if run.num_classes is None:
             raise ValueError("run_scale_sweep: the test dataset is empty.")
@@ -470,5 +548,6 @@ def run_scale_sweep(
     """
     sweep = ScaleSweep(scales, **settings)
     target = eval_dir if eval_dir is not None else Path(output_dir) / eval_subdir
-    return sweep.run(network, dataset, target, checkpoint=checkpoint, load_checkpoint=load_checkpoint,
-                     dataset_name=dataset_name)
+    return sweep.run(
+        network, dataset, target, checkpoint=checkpoint, load_checkpoint=load_checkpoint, dataset_name=dataset_name
+    )

@@ -42,30 +42,44 @@ def write_comparison(out: str | os.PathLike, states: Mapping[str, Mapping[str, A
     extras: dict[str, dict[str, Any]] = {}
     for n in names:
         meta = read_json(out / n / "eval" / "scale_sweep.json")
-        extras[n] = {"equivariance_error": meta.get("equivariance_error_mean"),
-                     "parameters": states[n].get("parameters", meta.get("parameters"))}
+        extras[n] = {
+            "equivariance_error": meta.get("equivariance_error_mean"),
+            "parameters": states[n].get("parameters", meta.get("parameters")),
+        }
 
     def fmt_s(v: Any) -> str:
         return "–" if v is None else f"{float(v):.1f}"
 
-    md = ["# Experiment comparison", "",
-          "Every variant was trained and evaluated by the same bundle commands (same data, seed, epochs, "
-          "augmentation); IoU is the dataset-wide IoU of the test split, averaged over the test scales.", "",
-          "## Table 2 form: mean IoU over scales per model and strategy", "",
-          comparison_markdown(summary, extras),
-          "## Parameters and training time", "",
-          "| model | parameters | epochs | training time (s) | evaluation time (s) |", "|---|---|---|---|---|"]
+    md = [
+        "# Experiment comparison",
+        "",
+        "Every variant was trained and evaluated by the same bundle commands (same data, seed, epochs, "
+        "augmentation); IoU is the dataset-wide IoU of the test split, averaged over the test scales.",
+        "",
+        "## Table 2 form: mean IoU over scales per model and strategy",
+        "",
+        comparison_markdown(summary, extras),
+        "## Parameters and training time",
+        "",
+        "| model | parameters | epochs | training time (s) | evaluation time (s) |",
+        "|---|---|---|---|---|",
+    ]
     for n in names:
         s = states[n]
-        md.append(f"| {n} | {s.get('parameters', '')} | {s.get('max_epochs', '')} | {fmt_s(s.get('training_time_s'))} "
-                  f"| {fmt_s(s.get('evaluation_time_s'))} |")
+        md.append(
+            f"| {n} | {s.get('parameters', '')} | {s.get('max_epochs', '')} | {fmt_s(s.get('training_time_s'))} "
+            f"| {fmt_s(s.get('evaluation_time_s'))} |"
+        )
     md.append("")
     md.append("Training time: sum of the trainer's per-epoch times (validation included) over all attempts.")
     md.append("")
     ablation = [n for n in ("seunet", "seunet_fixed", "seunet_free") if n in names]
     if len(ablation) > 1:
-        md += ["## Table 3 form: σ ablation (constrained / fixed at the midpoints / free)", "",
-               comparison_markdown([r for r in summary if r["model"] in ablation], extras)]
+        md += [
+            "## Table 3 form: σ ablation (constrained / fixed at the midpoints / free)",
+            "",
+            comparison_markdown([r for r in summary if r["model"] in ablation], extras),
+        ]
     md += ["Sources:", ""] + [f"- {n}: {out / n / 'eval'}" for n in names]
     atomic_write_text(out / "comparison.md", "\n".join(md) + "\n")
     return result["files"]

@@ -90,11 +90,23 @@ class Preset:
 def _monuseg_cpu_jobs() -> tuple[Job, ...]:
     """The open question first (SEUNet against the CNN, with a second seed each), then the other baselines, the σ
     ablation and the third seeds: an interrupted protocol has answered the most it could."""
+
     def job(v: str, s: int) -> Job:
         return Job(v if s == 0 else f"{v}-seed{s}", v, s)
 
-    order = [("seunet", 0), ("cnn", 0), ("seunet", 1), ("cnn", 1), ("sesn", 0), ("disco", 0), ("unet", 0),
-             ("seunet_fixed", 0), ("seunet_free", 0), ("seunet", 2), ("cnn", 2)]
+    order = [
+        ("seunet", 0),
+        ("cnn", 0),
+        ("seunet", 1),
+        ("cnn", 1),
+        ("sesn", 0),
+        ("disco", 0),
+        ("unet", 0),
+        ("seunet_fixed", 0),
+        ("seunet_free", 0),
+        ("seunet", 2),
+        ("cnn", 2),
+    ]
     return tuple(job(v, s) for v, s in order)
 
 
@@ -118,10 +130,24 @@ PRESETS: dict[str, Preset] = {
         # measured on the 2-core CPU (2026-12-07, load ~2 from the job alone): seunet 941 s for 6 epochs (the first 3
         # slowed by other jobs; ~75 s idle) and a 1717 s sweep; cnn 320 s and 937 s; unet ~80 s per epoch;
         # sesn, disco: not yet measured (guesses)
-        epoch_s={"seunet": 75.0, "cnn": 55.0, "unet": 80.0, "sesn": 110.0, "disco": 110.0, "seunet_fixed": 75.0,
-                 "seunet_free": 75.0},
-        sweep_s={"seunet": 1720.0, "cnn": 940.0, "unet": 950.0, "sesn": 2000.0, "disco": 2000.0,
-                 "seunet_fixed": 1720.0, "seunet_free": 1720.0},
+        epoch_s={
+            "seunet": 75.0,
+            "cnn": 55.0,
+            "unet": 80.0,
+            "sesn": 110.0,
+            "disco": 110.0,
+            "seunet_fixed": 75.0,
+            "seunet_free": 75.0,
+        },
+        sweep_s={
+            "seunet": 1720.0,
+            "cnn": 940.0,
+            "unet": 950.0,
+            "sesn": 2000.0,
+            "disco": 2000.0,
+            "seunet_fixed": 1720.0,
+            "seunet_free": 1720.0,
+        },
     ),
     "instances-cpu": Preset(
         name="instances-cpu",
@@ -129,8 +155,11 @@ PRESETS: dict[str, Preset] = {
         "with the monuseg-cpu recipe, 6 epochs, seed 0, without a separation output (plain: watershed of the class "
         "mask's distance), with a boundary map and with a centre map; PQ, AJI, F1 and count ratio at the 9 scales "
         "0.5..2 on the 5 whole validation images",
-        jobs=(Job("plain", "seunet", 0), Job("boundary", "separation_boundary", 0),
-              Job("centre", "separation_centre", 0)),
+        jobs=(
+            Job("plain", "seunet", 0),
+            Job("boundary", "separation_boundary", 0),
+            Job("centre", "separation_centre", 0),
+        ),
         epochs=6,
         widths=(20, 40, 80, 160, 320),
         scales=tuple(s for s in default_scales() if 0.5 <= s <= 2.0),

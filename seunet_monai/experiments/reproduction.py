@@ -67,8 +67,10 @@ def _check_source(source: Path) -> None:
     stems = {p.stem for p in (source / "images").iterdir()}
     absent = [s for s in MONUSEG_VALIDATION_IMAGES if s not in stems]
     if absent:
-        raise FileNotFoundError(f"--source {source}/images lacks the validation images {absent}: this preset needs "
-                                "the MoNuSeg 2018 training set.")
+        raise FileNotFoundError(
+            f"--source {source}/images lacks the validation images {absent}: this preset needs "
+            "the MoNuSeg 2018 training set."
+        )
 
 
 def _read_state(out: Path) -> dict[str, Any]:
@@ -83,8 +85,15 @@ def _read_state(out: Path) -> dict[str, Any]:
 
 def _prepare_tiles(source: Path, dst: Path) -> None:
     ann = source / "annotations"
-    prepare_monuseg(None, dst, images=source / "images", annotations=ann if ann.is_dir() else None,
-                    masks=source / "masks", val_images=list(MONUSEG_VALIDATION_IMAGES), overwrite=dst.exists())
+    prepare_monuseg(
+        None,
+        dst,
+        images=source / "images",
+        annotations=ann if ann.is_dir() else None,
+        masks=source / "masks",
+        val_images=list(MONUSEG_VALIDATION_IMAGES),
+        overwrite=dst.exists(),
+    )
 
 
 def _prepare_sweep_set(source: Path, tiles: Path, dst: Path) -> None:
@@ -100,9 +109,16 @@ def _prepare_sweep_set(source: Path, tiles: Path, dst: Path) -> None:
             if f.stem in MONUSEG_VALIDATION_IMAGES and not link.exists():
                 link.symlink_to(f.resolve())
     ann = flat / "annotations"
-    prepare_monuseg(None, dst, images=flat / "images", annotations=ann if any(ann.iterdir()) else None,
-                    masks=flat / "masks", test_images=list(MONUSEG_VALIDATION_IMAGES),
-                    stain_reference=tiles / "stain_reference.png", overwrite=dst.exists())
+    prepare_monuseg(
+        None,
+        dst,
+        images=flat / "images",
+        annotations=ann if any(ann.iterdir()) else None,
+        masks=flat / "masks",
+        test_images=list(MONUSEG_VALIDATION_IMAGES),
+        stain_reference=tiles / "stain_reference.png",
+        overwrite=dst.exists(),
+    )
 
 
 def _job_state(out: Path, job: Job) -> dict[str, Any]:
@@ -122,8 +138,13 @@ def plan_preset(preset: Preset, out: str | os.PathLike) -> list[dict[str, Any]]:
     state = _read_state(out)
     steps: list[dict[str, Any]] = []
     done = state.get("steps", {})
-    steps.append({"step": "prepare", "state": "done" if "prepare" in done else "pending",
-                  "estimate_s": done.get("prepare", {}).get("wall_s", preset.prepare_s)})
+    steps.append(
+        {
+            "step": "prepare",
+            "state": "done" if "prepare" in done else "pending",
+            "estimate_s": done.get("prepare", {}).get("wall_s", preset.prepare_s),
+        }
+    )
     for job in preset.jobs:
         js = _job_state(out, job)
         epochs_done = len(js.get("epoch_times_s", {}))
@@ -133,8 +154,9 @@ def plan_preset(preset: Preset, out: str | os.PathLike) -> list[dict[str, Any]]:
             left = 0 if js.get("training_finished") else preset.epochs - epochs_done
             est = left * preset.epoch_s.get(job.variant, 60.0) + preset.sweep_s.get(job.variant, 400.0)
             st = "partial" if js else "pending"
-        steps.append({"step": f"{job.name} (variant {job.variant}, seed {job.seed})", "state": st,
-                      "estimate_s": float(est)})
+        steps.append(
+            {"step": f"{job.name} (variant {job.variant}, seed {job.seed})", "state": st, "estimate_s": float(est)}
+        )
     return steps
 
 
@@ -166,8 +188,10 @@ def run_preset(
     _check_source(source)
     state = _read_state(out)
     if state and (state.get("preset") != name or state.get("source") != str(source)):
-        raise ValueError(f"{out / STATE} holds preset {state.get('preset')!r} from {state.get('source')}; "
-                         "refusing to mix runs: use the same --preset and --source, or another --out.")
+        raise ValueError(
+            f"{out / STATE} holds preset {state.get('preset')!r} from {state.get('source')}; "
+            "refusing to mix runs: use the same --preset and --source, or another --out."
+        )
     plan = plan_preset(preset, out)
     total = sum(s["estimate_s"] for s in plan if s["state"] != "done")
     log(f"preset {name}: {preset.description}")
@@ -197,9 +221,22 @@ def run_preset(
         log(f"== job {i + 1}/{len(preset.jobs)}: {job.name}")
         try:
             states[job.name] = run_variant(
-                job.variant, tiles, out, preset.epochs, False, preset.scales, job.seed, python, env, log,
-                list(preset.widths), dict(preset.train_overrides), job=job.name, eval_dataset_dir=sweep,
-                eval_extra=dict(preset.eval_overrides))
+                job.variant,
+                tiles,
+                out,
+                preset.epochs,
+                False,
+                preset.scales,
+                job.seed,
+                python,
+                env,
+                log,
+                list(preset.widths),
+                dict(preset.train_overrides),
+                job=job.name,
+                eval_dataset_dir=sweep,
+                eval_extra=dict(preset.eval_overrides),
+            )
         except Exception as e:  # noqa: BLE001 - a failing job is reported; the others still run
             failed[job.name] = f"{type(e).__name__}: {e}"
             log(f"[{job.name}] FAILED: {failed[job.name]}")
@@ -242,8 +279,9 @@ def write_reproduction(out: str | os.PathLike, preset: Preset) -> list[str]:
     out = Path(out)
     # per (variant, strategy): {seed: {scale: iou}}
     curves: dict[tuple[str, str], dict[int, dict[float, float]]] = defaultdict(dict)
-    meta: dict[str, dict[str, Any]] = defaultdict(lambda: {"seeds": [], "params": None, "train_s": [],
-                                                           "sweep_s": [], "eq": [], "best_val": []})
+    meta: dict[str, dict[str, Any]] = defaultdict(
+        lambda: {"seeds": [], "params": None, "train_s": [], "sweep_s": [], "eq": [], "best_val": []}
+    )
     pending: list[str] = []
     for job in preset.jobs:
         rows = _sweep_rows(out, job)
@@ -253,8 +291,9 @@ def write_reproduction(out: str | os.PathLike, preset: Preset) -> list[str]:
             continue
         strategies = sorted({r["strategy"] for r in rows})
         for strat in _model_strategies(strategies):
-            curves[(job.variant, strat)][job.seed] = {float(r["scale"]): float(r["iou"]) for r in rows
-                                                      if r["strategy"] == strat}
+            curves[(job.variant, strat)][job.seed] = {
+                float(r["scale"]): float(r["iou"]) for r in rows if r["strategy"] == strat
+            }
         heads = [curves[(job.variant, h)][job.seed] for h in _model_strategies(strategies) if h.startswith("head")]
         if len(heads) > 1:
             curves[(job.variant, BEST_HEAD)][job.seed] = {sc: max(h[sc] for h in heads) for sc in heads[0]}
@@ -263,22 +302,33 @@ def write_reproduction(out: str | os.PathLike, preset: Preset) -> list[str]:
         m["params"] = js.get("parameters")
         m["train_s"].append(js.get("training_wall_s") or js.get("training_time_s") or float("nan"))
         m["sweep_s"].append(js.get("evaluation_time_s") or float("nan"))
-        m["eq"].append(js.get("equivariance_error_mean") if js.get("equivariance_error_mean") is not None
-                       else float("nan"))
+        m["eq"].append(
+            js.get("equivariance_error_mean") if js.get("equivariance_error_mean") is not None else float("nan")
+        )
         m["best_val"].append(js.get("best_val_iou") if js.get("best_val_iou") is not None else float("nan"))
-    csv_rows = [{"model": v, "strategy": s, "seed": seed, "scale": sc, "iou": iou}
-                for (v, s), by_seed in curves.items() for seed, c in by_seed.items() for sc, iou in sorted(c.items())]
+    csv_rows = [
+        {"model": v, "strategy": s, "seed": seed, "scale": sc, "iou": iou}
+        for (v, s), by_seed in curves.items()
+        for seed, c in by_seed.items()
+        for sc, iou in sorted(c.items())
+    ]
     files = [str(write_csv_rows(out / "reproduction.csv", csv_rows, ["model", "strategy", "seed", "scale", "iou"]))]
 
     def seed_means(v: str, s: str) -> np.ndarray:
         return np.array([100 * np.mean(list(c.values())) for c in curves[(v, s)].values()])
 
-    md = [f"# Table 2 reproduction: preset `{preset.name}`", "", preset.description + ".", "",
-          "Mean IoU (%) over the scales per model (dataset-wide IoU of the nucleus class at each scale, then the mean); "
-          "with several seeds, mean ± standard deviation over seeds [min, max].", "",
-          "| model | fusion | ours | seeds | paper | equivariance error (ours / paper) | parameters | best val IoU "
-          "| training wall (s) | sweep wall (s) |",
-          "|---|---|---|---|---|---|---|---|---|---|"]
+    md = [
+        f"# Table 2 reproduction: preset `{preset.name}`",
+        "",
+        preset.description + ".",
+        "",
+        "Mean IoU (%) over the scales per model (dataset-wide IoU of the nucleus class at each scale, then the mean); "
+        "with several seeds, mean ± standard deviation over seeds [min, max].",
+        "",
+        "| model | fusion | ours | seeds | paper | equivariance error (ours / paper) | parameters | best val IoU "
+        "| training wall (s) | sweep wall (s) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     order = [v for v in VARIANTS if any(k[0] == v for k in curves)]
     for v in order:
         m = meta[v]
@@ -289,9 +339,11 @@ def write_reproduction(out: str | os.PathLike, preset: Preset) -> list[str]:
                 ours += f" ± {vals.std(ddof=1):.2f} [{vals.min():.2f}, {vals.max():.2f}]"
             paper = PAPER_TABLE2.get(v, {}).get(s)
             eq = f"{_fmt(float(np.nanmean(m['eq'])), 3)} / {_fmt(PAPER_EQUIVARIANCE.get(v), 2)}"
-            md.append(f"| {v} | {s} | {ours} | {len(vals)} | {_fmt(paper)} | {eq} | {m['params']} | "
-                      f"{_fmt(100 * float(np.nanmean(m['best_val'])))} | {_fmt(float(np.nanmean(m['train_s'])), 0)} | "
-                      f"{_fmt(float(np.nanmean(m['sweep_s'])), 0)} |")
+            md.append(
+                f"| {v} | {s} | {ours} | {len(vals)} | {_fmt(paper)} | {eq} | {m['params']} | "
+                f"{_fmt(100 * float(np.nanmean(m['best_val'])))} | {_fmt(float(np.nanmean(m['train_s'])), 0)} | "
+                f"{_fmt(float(np.nanmean(m['sweep_s'])), 0)} |"
+            )
     md += ["", "## Per scale (IoU %, mean over seeds)", ""]
     scales = sorted({sc for c in curves.values() for cs in c.values() for sc in cs})
     md.append("| model | fusion | " + " | ".join(f"{sc:.2f}" for sc in scales) + " |")
@@ -314,7 +366,7 @@ def write_reproduction(out: str | os.PathLike, preset: Preset) -> list[str]:
         by_seed = curves[(v, s)]
         arr = np.array([[100 * c.get(sc, np.nan) for sc in scales] for c in by_seed.values()])
         mean = np.nanmean(arr, axis=0)
-        line, = ax.plot(scales, mean, marker="o", ms=3, label=f"{v} ({s}, {len(arr)} seed{'s' * (len(arr) > 1)})")
+        (line,) = ax.plot(scales, mean, marker="o", ms=3, label=f"{v} ({s}, {len(arr)} seed{'s' * (len(arr) > 1)})")
         if len(arr) > 1:
             ax.fill_between(scales, np.nanmin(arr, axis=0), np.nanmax(arr, axis=0), color=line.get_color(), alpha=0.2)
     ax.set_xscale("log", base=2)

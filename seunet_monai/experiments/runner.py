@@ -131,8 +131,10 @@ class _SweepProgress:
         if not st or st == self.stale or int(st.get("images_done") or 0) <= self.done:
             return
         self.done = int(st["images_done"])
-        self.log(f"[{self.name}] scale sweep: image {self.done}/{st.get('num_images') or '?'} at "
-                 f"{st.get('num_scales')} scales, {fmt_time(float(st.get('elapsed_s') or 0.0))}")
+        self.log(
+            f"[{self.name}] scale sweep: image {self.done}/{st.get('num_images') or '?'} at "
+            f"{st.get('num_scales')} scales, {fmt_time(float(st.get('elapsed_s') or 0.0))}"
+        )
 
 
 def run_logged(cmd: list[str], log_path: Path, env: Mapping[str, str], poll: Callable[[], None] | None = None) -> int:
@@ -142,8 +144,15 @@ def run_logged(cmd: list[str], log_path: Path, env: Mapping[str, str], poll: Cal
     with open(log_path, "a", encoding="utf-8") as log:
         log.write(f"\n$ {' '.join(cmd)}\n")
         log.flush()
-        proc = subprocess.Popen(cmd, cwd=str(COMMAND_DIR), env=dict(env), stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True, errors="replace")
+        proc = subprocess.Popen(
+            cmd,
+            cwd=str(COMMAND_DIR),
+            env=dict(env),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            errors="replace",
+        )
 
         def pump() -> None:
             assert proc.stdout is not None
@@ -191,8 +200,10 @@ def run_variant(
     ov = bundle_overrides(variant, dataset_dir, vdir, epochs, tiny, seed, widths, extra)
     args = {"overrides": ov, "scales": None if scales is None else [float(s) for s in scales]}
     if eval_dataset_dir is not None or eval_extra:
-        args["evaluation"] = {"dataset_dir": None if eval_dataset_dir is None else str(eval_dataset_dir),
-                              "overrides": dict(eval_extra or {})}
+        args["evaluation"] = {
+            "dataset_dir": None if eval_dataset_dir is None else str(eval_dataset_dir),
+            "overrides": dict(eval_extra or {}),
+        }
     if state_path.is_file():
         state = read_json(state_path)
         if state.get("args") != json.loads(json.dumps(args)):
@@ -213,8 +224,18 @@ def run_variant(
 
     if not state.get("training_finished"):
         resume = (vdir / "models" / "last.pt").is_file()
-        cmd = [python, "-m", "monai.bundle", "run", "training", "--config_file",
-               json.dumps(config_files(spec, evaluating=False)), *cli_args(ov), "--resume", cli_value(resume)]
+        cmd = [
+            python,
+            "-m",
+            "monai.bundle",
+            "run",
+            "training",
+            "--config_file",
+            json.dumps(config_files(spec, evaluating=False)),
+            *cli_args(ov),
+            "--resume",
+            cli_value(resume),
+        ]
         log(f"[{name}] training{' (resuming from last.pt)' if resume else ''}; log: {vdir / 'train.log'}")
         progress = _Progress(name, log, state, state_path, vdir / TRAINING_STATUS)
         t_train = time.perf_counter()
@@ -239,8 +260,16 @@ def run_variant(
         eval_ov["dataset_dir"] = str(eval_dataset_dir)
     eval_ov.update(dict(eval_extra or {}))
     eval_ov["sweep#model_name"] = name
-    cmd = [python, "-m", "monai.bundle", "run", "evaluating", "--config_file",
-           json.dumps(config_files(spec, evaluating=True)), *cli_args(eval_ov)]
+    cmd = [
+        python,
+        "-m",
+        "monai.bundle",
+        "run",
+        "evaluating",
+        "--config_file",
+        json.dumps(config_files(spec, evaluating=True)),
+        *cli_args(eval_ov),
+    ]
     log(f"[{name}] evaluating (scale sweep); log: {vdir / 'evaluate.log'}")
     t0 = time.perf_counter()
     rc = run_logged(cmd, vdir / "evaluate.log", env, _SweepProgress(name, log, vdir / SWEEP_STATUS).poll)
@@ -313,8 +342,9 @@ def run_experiment(
     for i, name in enumerate(variants):
         log(f"== variant {i + 1}/{len(variants)}: {name} (elapsed {fmt_time(time.perf_counter() - t0)})")
         try:
-            states[name] = run_variant(name, dataset_dir, out, epochs, tiny, scales, seed, python, env, log,
-                                        widths, overrides)
+            states[name] = run_variant(
+                name, dataset_dir, out, epochs, tiny, scales, seed, python, env, log, widths, overrides
+            )
         except Exception as e:  # noqa: BLE001 - a failing variant is reported; the others still run
             failed[name] = f"{type(e).__name__}: {e}"
             log(f"[{name}] FAILED: {failed[name]}")

@@ -46,15 +46,24 @@ def check_generated_set(folder: Path, expected: Mapping[str, Any]) -> None:
     try:
         params = json.loads(report.read_text())["parameters"]
     except (OSError, ValueError, KeyError, TypeError):
-        raise ValueError(f"{folder} has a datalist.json but no readable {SYNTHETIC_MARKER}: it was not made by this "
-                         "benchmark; use another --out.") from None
-    diff = {k: (params.get(k), v) for k, v in expected.items()
-            if not (params.get(k) == v or (isinstance(v, float) and params.get(k) is not None
-                                           and math.isclose(float(params[k]), v)))}
+        raise ValueError(
+            f"{folder} has a datalist.json but no readable {SYNTHETIC_MARKER}: it was not made by this "
+            "benchmark; use another --out."
+        ) from None
+    diff = {
+        k: (params.get(k), v)
+        for k, v in expected.items()
+        if not (
+            params.get(k) == v
+            or (isinstance(v, float) and params.get(k) is not None and math.isclose(float(params[k]), v))
+        )
+    }
     if diff:
         found = ", ".join(f"{k} {a!r} (this run needs {b!r})" for k, (a, b) in diff.items())
-        raise ValueError(f"{folder} was generated with other parameters: {found}; use another --out (or remove that "
-                         "folder so that it is generated again).")
+        raise ValueError(
+            f"{folder} was generated with other parameters: {found}; use another --out (or remove that "
+            "folder so that it is generated again)."
+        )
 
 
 def run_scale_shift_benchmark(
@@ -133,15 +142,28 @@ def run_scale_shift_benchmark(
             check_generated_set(d, {"size": side, "scale": k, "seed": seed, "n_test": n_test})
         else:
             log(f"generating the synthetic test set at scale {k:g} ({side} px) in {d}")
-            make_synthetic_dataset(d, task="nuclei", n_train=n_tr, n_val=n_v, n_test=n_test, size=side, scale=k,
-                                   seed=seed)
+            make_synthetic_dataset(
+                d, task="nuclei", n_train=n_tr, n_val=n_v, n_test=n_test, size=side, scale=k, seed=seed
+            )
         return d
 
     train_dir = dataset(1.0, n_train, n_val)
     generated = {k: dataset(k, 0, 0) for k in scales if k != 1.0}  # before the training: a bad kept set fails now
     runs = out / "runs"
-    result = run_experiment(train_dir, runs, variants, epochs=epochs, tiny=tiny, scales=scales, seed=seed,
-                            python=python, env=env, log=log, widths=widths, overrides=overrides)
+    result = run_experiment(
+        train_dir,
+        runs,
+        variants,
+        epochs=epochs,
+        tiny=tiny,
+        scales=scales,
+        seed=seed,
+        python=python,
+        env=env,
+        log=log,
+        widths=widths,
+        overrides=overrides,
+    )
     failed = dict(result["failed"])
     python = python or sys.executable
     env = dict(os.environ if env is None else env)
@@ -152,12 +174,22 @@ def run_scale_shift_benchmark(
             continue
         vdir = runs / name
         for r in read_csv_rows(vdir / "eval" / "scale_sweep.csv"):
-            rows.append({"model": name, "strategy": r["strategy"], "test_scale": float(r["scale"]),
-                         "test_set": "resampled", "iou": r["iou"]})
+            rows.append(
+                {
+                    "model": name,
+                    "strategy": r["strategy"],
+                    "test_scale": float(r["scale"]),
+                    "test_set": "resampled",
+                    "iou": r["iou"],
+                }
+            )
         for k in scales:
             if k == 1.0:  # the training set's own test split, already swept (resampling by 1 is the identity)
-                rows += [dict(r, test_set="generated") for r in rows
-                         if r["model"] == name and r["test_scale"] == 1.0 and r["test_set"] == "resampled"]
+                rows += [
+                    dict(r, test_set="generated")
+                    for r in rows
+                    if r["model"] == name and r["test_scale"] == 1.0 and r["test_set"] == "resampled"
+                ]
                 continue
             d = generated[k]
             eval_dir = vdir / f"eval_native_{k:g}"
@@ -166,34 +198,60 @@ def run_scale_shift_benchmark(
                 if tiny:
                     ov.update(TINY_SWEEP)
                 ov.update({"eval_dir": str(eval_dir), "scales": [1.0], "sweep#model_name": name})
-                cmd = [python, "-m", "monai.bundle", "run", "evaluating", "--config_file",
-                       json.dumps(config_files(VARIANTS[name], evaluating=True)), *cli_args(ov)]
+                cmd = [
+                    python,
+                    "-m",
+                    "monai.bundle",
+                    "run",
+                    "evaluating",
+                    "--config_file",
+                    json.dumps(config_files(VARIANTS[name], evaluating=True)),
+                    *cli_args(ov),
+                ]
                 log(f"[{name}] evaluating on the test set generated at scale {k:g}")
                 rc = run_logged(cmd, vdir / "evaluate_native.log", env, None)
                 if rc != 0:
-                    failed[name] = f"evaluating at generated scale {k:g} failed (exit {rc}); see {vdir / 'evaluate_native.log'}"
+                    failed[name] = (
+                        f"evaluating at generated scale {k:g} failed (exit {rc}); see {vdir / 'evaluate_native.log'}"
+                    )
                     log(f"[{name}] FAILED: {failed[name]}")
                     break
             for r in read_csv_rows(eval_dir / "scale_sweep.csv"):
-                rows.append({"model": name, "strategy": r["strategy"], "test_scale": k, "test_set": "generated",
-                             "iou": r["iou"]})
+                rows.append(
+                    {
+                        "model": name,
+                        "strategy": r["strategy"],
+                        "test_scale": k,
+                        "test_set": "generated",
+                        "iou": r["iou"],
+                    }
+                )
     files: list[str] = []
     if rows:
-        files.append(str(write_csv_rows(out / "scale_shift.csv", rows,
-                                        ("model", "strategy", "test_scale", "test_set", "iou"))))
-        fov = (f"the same tissue as the scale-1 test split, images of round(K·{size}) px"
-               if field_of_view == "same" else f"images of {size} px at every K, a K² times smaller tissue area")
-        md = ["# Scale-shift benchmark", "",
-              f"Trained at synthetic scale 1 ({n_train} images of {size} px); dataset-wide IoU (%) of {n_test} test "
-              f"images per set. `generated`: test sets rendered by the synthetic generator at scale K ({fov}; "
-              f"field of view `{field_of_view}`); `resampled`: the scale-1 test split resized by K.", ""]
+        files.append(
+            str(write_csv_rows(out / "scale_shift.csv", rows, ("model", "strategy", "test_scale", "test_set", "iou")))
+        )
+        fov = (
+            f"the same tissue as the scale-1 test split, images of round(K·{size}) px"
+            if field_of_view == "same"
+            else f"images of {size} px at every K, a K² times smaller tissue area"
+        )
+        md = [
+            "# Scale-shift benchmark",
+            "",
+            f"Trained at synthetic scale 1 ({n_train} images of {size} px); dataset-wide IoU (%) of {n_test} test "
+            f"images per set. `generated`: test sets rendered by the synthetic generator at scale K ({fov}; "
+            f"field of view `{field_of_view}`); `resampled`: the scale-1 test split resized by K.",
+            "",
+        ]
         head = [f"{k:g} {t}" for k in scales for t in ("generated", "resampled")]
         md.append("| model | strategy | " + " | ".join(head) + " |")
         md.append("|---|---|" + "---|" * len(head))
         table = {(r["model"], r["strategy"], r["test_scale"], r["test_set"]): r["iou"] for r in rows}
         for name in variants:
-            strategies = sorted({r["strategy"] for r in rows if r["model"] == name},
-                                key=lambda s: (s.startswith("head"), s))
+            strategies = sorted(
+                {r["strategy"] for r in rows if r["model"] == name}, key=lambda s: (s.startswith("head"), s)
+            )
             for st in strategies:
                 cells = []
                 for k in scales:

@@ -45,7 +45,9 @@ __all__ = [
     "count_parameters",
 ]
 
-BUNDLE_DIR = bundle_path()  # the source checkout's bundle/ or the installed package data (seunet_monai.runtime.resources)
+BUNDLE_DIR = (
+    bundle_path()
+)  # the source checkout's bundle/ or the installed package data (seunet_monai.runtime.resources)
 CONFIG_DIR = BUNDLE_DIR / "configs"
 
 

@@ -38,6 +38,8 @@ __all__ = [
 
 #: the paper's fusions (sec. 3.4)
 PAPER_STRATEGIES = ("mean", "pdist", "pens")
+
+
 def check_head_probs(probs: torch.Tensor, name: str = "fuse") -> None:
     """Refuse anything but per-head class probabilities ``(B, Ω, C, *spatial)`` with ``C >= 2``.
 

@@ -96,7 +96,9 @@ def upgrade_signature_state(state_dict: dict, key: str, num_heads: int, warn: bo
     logger.warning(
         "%s: the checkpoint's scale-fusion calibration has the 0.3.0 layout (2 statistics per head, now %d); it "
         "is cleared and fusion 'scale' falls back to 'pens' until `python -m monai.bundle run calibrating` "
-        "measures it again.", key, len(SIGNATURE_STATISTICS),
+        "measures it again.",
+        key,
+        len(SIGNATURE_STATISTICS),
     )
     return True
 
@@ -399,7 +401,9 @@ def _warn_uncalibrated() -> None:
         )
 
 
-def scale_fuse(probs: torch.Tensor, profile: Any = None, temperature: float = 0.01, grid_steps: int = 8) -> torch.Tensor:
+def scale_fuse(
+    probs: torch.Tensor, profile: Any = None, temperature: float = 0.01, grid_steps: int = 8
+) -> torch.Tensor:
     """The ``"scale"`` strategy of :func:`seunet_monai.fusion.strategies.fuse`: ``Σ_k w_k ŷ_k`` with per-item weights
     :func:`scale_head_weights`; PEns (with a one-time warning) when ``profile`` is missing or not calibrated.
 

@@ -85,14 +85,17 @@ class ScaleFusionCalibration:
         if not checkpoint.is_file():
             self.logger.warning(f"scale-fusion calibration skipped: {checkpoint} does not exist (no validation ran?).")
             return None
-        base = {k: v for k, v in (read_status(self.status) or {}).items() if k not in ("state", "updated_utc")} \
-            if self.status is not None else {}
+        base = (
+            {k: v for k, v in (read_status(self.status) or {}).items() if k not in ("state", "updated_utc")}
+            if self.status is not None
+            else {}
+        )
         self._progress(base)({"scales_done": 0})
         configs = f"['{self.config_dir / 'train.json'}','{self.config_dir / 'calibrate.json'}']"
         set_interrupt_note(
             f"training finished; the scale-fusion calibration was stopped, {checkpoint} is kept as training "
             "wrote it (uncalibrated: fusion 'scale' falls back to 'pens'). Calibrate it later with `python -m "
-            f"monai.bundle run calibrating --config_file \"{configs}\" --ckpt_dir {checkpoint.parent}` and "
+            f'monai.bundle run calibrating --config_file "{configs}" --ckpt_dir {checkpoint.parent}` and '
             "the training's --dataset_dir and network_def overrides."
         )
         result = self.calibration(self.training_seconds(engine), on_progress=self._progress(base))

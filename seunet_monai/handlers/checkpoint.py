@@ -156,8 +156,10 @@ class ResumableCheckpoint:
             self.logger.warning(f"resume requested but {self.path} does not exist: training from scratch.")
             return
         checkpoint = read_checkpoint(self.path)
-        if isinstance(checkpoint, Mapping) and not is_training_checkpoint(checkpoint) and all(
-            torch.is_tensor(v) for v in checkpoint.values()
+        if (
+            isinstance(checkpoint, Mapping)
+            and not is_training_checkpoint(checkpoint)
+            and all(torch.is_tensor(v) for v in checkpoint.values())
         ):
             raise CheckpointError(
                 f"{str(self.path)!r} is a model file (weights only, like model.pt), not a resumable training "
@@ -166,7 +168,10 @@ class ResumableCheckpoint:
         if isinstance(checkpoint, Mapping) and MODEL_KEY in self.save_dict and MODEL_KEY not in checkpoint:
             legacy = [k for k in LEGACY_MODEL_KEYS if k in checkpoint]
             if legacy:  # last.pt of an older version: the network under "network"
-                checkpoint = {MODEL_KEY: checkpoint[legacy[0]], **{k: v for k, v in checkpoint.items() if k != legacy[0]}}
+                checkpoint = {
+                    MODEL_KEY: checkpoint[legacy[0]],
+                    **{k: v for k, v in checkpoint.items() if k != legacy[0]},
+                }
         missing = [k for k in self.save_dict if k not in checkpoint and k not in self.optional]
         if missing:
             raise CheckpointError(
@@ -197,7 +202,6 @@ class ResumableCheckpoint:
             f"training continues to epoch {prior_max_epochs}."
         )
 
-
     def _check_schedule(self, checkpoint: Mapping[str, Any], schedules: Mapping[str, Any], engine: Engine) -> None:
         """Refuse a checkpoint whose learning-rate schedule has another length than the configured one
         (``schedules``: ``total_steps`` of each object before loading), e.g. ``--resume true --epochs 6`` on a run
@@ -215,7 +219,9 @@ class ResumableCheckpoint:
             )
 
 
-def _randomizables(obj: Any, found: list[Randomizable] | None = None, seen: set[int] | None = None) -> list[Randomizable]:
+def _randomizables(
+    obj: Any, found: list[Randomizable] | None = None, seen: set[int] | None = None
+) -> list[Randomizable]:
     """Every ``Randomizable`` in a transform, depth first: the members of a ``Compose`` and the inner
     transforms of a dictionary transform (``RandSpatialCropd.cropper``), each of which has its own generator."""
     found = [] if found is None else found
@@ -319,11 +325,12 @@ class BestModelSaver(CheckpointSaver):
         kwargs: further ``CheckpointSaver`` arguments (``save_key_metric`` is always on, and one model is kept).
     """
 
-    def __init__(
-        self, save_dir: str, save_dict: dict, key_metric_filename: str = "model.pt", **kwargs: Any
-    ) -> None:
+    def __init__(self, save_dir: str, save_dict: dict, key_metric_filename: str = "model.pt", **kwargs: Any) -> None:
         super().__init__(
-            save_dir=save_dir, save_dict=save_dict, save_key_metric=True, key_metric_filename=key_metric_filename,
+            save_dir=save_dir,
+            save_dict=save_dict,
+            save_key_metric=True,
+            key_metric_filename=key_metric_filename,
             **kwargs,
         )
         self.filename = key_metric_filename

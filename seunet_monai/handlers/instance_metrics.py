@@ -53,9 +53,19 @@ class FusionInstanceMetrics(Metric):
         separation_key: key of the per-head separation maps ``(Ω, A, H, W)`` in the output.
     """
 
-    def __init__(self, strategies: Sequence[str], fusion: str, pixel_size_um: float, prefix: str = "test",
-                 pred_key: str = "pred", instance_key: str = "instance", profile: Any = None,
-                 nucleus_class: int = 1, separation: str | None = None, separation_key: str = "separation") -> None:
+    def __init__(
+        self,
+        strategies: Sequence[str],
+        fusion: str,
+        pixel_size_um: float,
+        prefix: str = "test",
+        pred_key: str = "pred",
+        instance_key: str = "instance",
+        profile: Any = None,
+        nucleus_class: int = 1,
+        separation: str | None = None,
+        separation_key: str = "separation",
+    ) -> None:
         self.listed = list(dict.fromkeys(strategies))
         self.strategies = list(dict.fromkeys([*strategies, fusion]))
         self.fusion = fusion
@@ -79,8 +89,10 @@ class FusionInstanceMetrics(Metric):
         out, item = output
         if self.instance_key not in item:
             if not self.skipped:
-                logger.info("instance metrics: a test item has no %r key (instance labels); such items are skipped",
-                            self.instance_key)
+                logger.info(
+                    "instance metrics: a test item has no %r key (instance labels); such items are skipped",
+                    self.instance_key,
+                )
             self.skipped += 1
             return
         probs = torch.as_tensor(out[self.pred_key]).float()
@@ -115,4 +127,3 @@ class FusionInstanceMetrics(Metric):
     def completed(self, engine: Engine, name: str) -> None:
         """Writes the flat keys of :meth:`compute` (not one dict under ``name``)."""
         engine.state.metrics.update(self.compute())
-

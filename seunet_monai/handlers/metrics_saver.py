@@ -37,11 +37,15 @@ def save_metrics(engine: Any, path: str | os.PathLike, **extra: Any) -> Path:
     Returns:
         ``path``.
     """
-    metrics = {k: (float(v) if isinstance(v, (int, float)) or torch.is_tensor(v) and v.numel() == 1 else v)
-               for k, v in engine.state.metrics.items()}
+    metrics = {
+        k: (float(v) if isinstance(v, (int, float)) or torch.is_tensor(v) and v.numel() == 1 else v)
+        for k, v in engine.state.metrics.items()
+    }
     out = Path(path)
     if is_main_process():
         out.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(out, {"metrics": metrics, **{k: str(v) if isinstance(v, os.PathLike) else v for k, v in extra.items()}})
+        atomic_write_json(
+            out, {"metrics": metrics, **{k: str(v) if isinstance(v, os.PathLike) else v for k, v in extra.items()}}
+        )
         logger.info(f"metrics written to {out}: {metrics}")
     return out

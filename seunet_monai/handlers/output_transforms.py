@@ -34,6 +34,7 @@ def loss_from_output(output: Any) -> torch.Tensor:
     """
     return output[0]["loss"] if isinstance(output, (list, tuple)) else output["loss"]
 
+
 def fused_output_transform(
     strategy: str = "pens", pred_key: str = "pred", label_key: str = "label", profile: Any = None
 ) -> Callable[[Any], tuple[torch.Tensor, torch.Tensor]]:
@@ -63,6 +64,7 @@ def fused_output_transform(
         return fuse(pred.float(), strategy, profile=profile), label.long()
 
     return _transform
+
 
 def label_display(label: torch.Tensor, num_classes: int) -> torch.Tensor:
     """Map a label map ``(1, *spatial)`` to ``[0, 1]`` for TensorBoard (class / (C - 1); ignore values -> 0)."""

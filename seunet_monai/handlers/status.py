@@ -65,8 +65,9 @@ class RunStatus:
         engine.add_event_handler(Events.EXCEPTION_RAISED, self.failed)
 
     def _write(self, state: str, engine: Engine) -> None:
-        self.fields.update(epoch=int(engine.state.epoch), max_epochs=engine.state.max_epochs,
-                           iteration=int(engine.state.iteration))
+        self.fields.update(
+            epoch=int(engine.state.epoch), max_epochs=engine.state.max_epochs, iteration=int(engine.state.iteration)
+        )
         if self.validator is not None:
             v = self.validator.state
             best = getattr(v, "best_metric", None)

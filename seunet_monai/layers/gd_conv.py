@@ -324,9 +324,14 @@ class GDConv(nn.Module):
         if norm is not None:
             sources += [t for t in (norm.running_mean, norm.running_var, norm.weight, norm.bias) if t is not None]
         cache = self.__dict__.get("_inference_cache")
-        if cache is not None and cache[0] == (x.dtype, x.device, id(norm)) and len(cache[1]) == len(sources) and all(
-            a.shape == b.shape and a.device == b.device and a.dtype == b.dtype and torch.equal(a, b)
-            for a, b in zip(cache[1], sources)
+        if (
+            cache is not None
+            and cache[0] == (x.dtype, x.device, id(norm))
+            and len(cache[1]) == len(sources)
+            and all(
+                a.shape == b.shape and a.device == b.device and a.dtype == b.dtype and torch.equal(a, b)
+                for a, b in zip(cache[1], sources)
+            )
         ):
             return cache[2]
         scale = shift = None
@@ -361,7 +366,6 @@ class GDConv(nn.Module):
             f"discretization={self.discretization!r}, implementation={self.implementation!r}, "
             f"sigma=[{sig}], kernel_sizes={self.kernel_sizes()}, bias={self.bias is not None}"
         )
-
 
 
 def _foldable(norm: nn.Module) -> bool:

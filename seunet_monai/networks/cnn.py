@@ -36,8 +36,9 @@ class PlainConv(nn.Module):
     Shapes: ``(B, C_in, *spatial) -> (B, C_out, *spatial)`` (one group: the folded batch is the batch).
     """
 
-    def __init__(self, spatial_dims: int, in_channels: int, out_channels: int, kernel_size: int = 3,
-                 name: str = "conv") -> None:
+    def __init__(
+        self, spatial_dims: int, in_channels: int, out_channels: int, kernel_size: int = 3, name: str = "conv"
+    ) -> None:
         super().__init__()
         if spatial_dims not in _CONV:
             raise ValueError(f"{name}: spatial_dims must be 2 or 3, got {spatial_dims}.")

@@ -63,7 +63,7 @@ def _shifted(x: torch.Tensor, half_width: int) -> torch.Tensor:
     """``(S, L) -> (2h + 1, S, L)``: row ``u`` is ``x(· + u - h)`` with zeros outside (the correlation's taps)."""
     padded = F.pad(x, (half_width, half_width))
     length = x.shape[-1]
-    return torch.stack([padded[:, u:u + length] for u in range(2 * half_width + 1)])
+    return torch.stack([padded[:, u : u + length] for u in range(2 * half_width + 1)])
 
 
 def _smooth_signals(num: int, length: int, smoothing: float, seed: int) -> torch.Tensor:
@@ -89,8 +89,13 @@ def _pair_design(signals: torch.Tensor, ratio: float, h_small: int, h_large: int
 
 @functools.lru_cache(maxsize=16)
 def _disco_basis_1d_cached(
-    scales: tuple[float, ...], half_widths: tuple[int, ...], num_signals: int, length: int, smoothing: float,
-    ridge: float, seed: int,
+    scales: tuple[float, ...],
+    half_widths: tuple[int, ...],
+    num_signals: int,
+    length: int,
+    smoothing: float,
+    ridge: float,
+    seed: int,
 ) -> tuple[torch.Tensor, ...]:
     signals = _smooth_signals(num_signals, length, smoothing, seed)
     m = 2 * half_widths[0] + 1  # complete basis of the smallest scale: one delta per tap
@@ -119,7 +124,7 @@ def _disco_basis_1d_cached(
     solution = torch.linalg.solve(gram, rhs)  # (n_unknown, m)
     out = [torch.eye(m, dtype=torch.float64)]
     for k in range(1, len(scales)):
-        out.append(solution[offsets[k - 1]:offsets[k - 1] + sizes[k]].T.contiguous())
+        out.append(solution[offsets[k - 1] : offsets[k - 1] + sizes[k]].T.contiguous())
     return tuple(out)
 
 
@@ -255,8 +260,18 @@ class DISCOConv(SESNConv):
         bias: bool = False,
         name: str = "discoconv",
     ) -> None:
-        super().__init__(spatial_dims, in_channels, out_channels, scales=scales, num_scales=num_scales, max_order=1,
-                         envelope=envelope, lifting=lifting, bias=bias, name=name)
+        super().__init__(
+            spatial_dims,
+            in_channels,
+            out_channels,
+            scales=scales,
+            num_scales=num_scales,
+            max_order=1,
+            envelope=envelope,
+            lifting=lifting,
+            bias=bias,
+            name=name,
+        )
 
     def _make_bases(self) -> list[torch.Tensor]:
         if list(self.scale_factors) != sorted(set(self.scale_factors)):

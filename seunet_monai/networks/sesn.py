@@ -211,7 +211,9 @@ class SESNConv(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Filter ``x``; see the class docstring for shapes."""
         if x.ndim != self.spatial_dims + 2:
-            raise ValueError(f"{self.name}: expected a {self.spatial_dims + 2}-D input (B, C, *spatial), got {tuple(x.shape)}.")
+            raise ValueError(
+                f"{self.name}: expected a {self.spatial_dims + 2}-D input (B, C, *spatial), got {tuple(x.shape)}."
+            )
         if x.shape[1] != self.in_channels:
             raise ValueError(f"{self.name}: expected {self.in_channels} input channels, got {x.shape[1]}.")
         if not self.lifting and x.shape[0] % self.num_scales:
@@ -223,7 +225,7 @@ class SESNConv(nn.Module):
         b = x.shape[0] if self.lifting else x.shape[0] // self.num_scales
         outs = []
         for k, h in enumerate(self.half_width_list):
-            xk = x if self.lifting else x[k * b:(k + 1) * b]
+            xk = x if self.lifting else x[k * b : (k + 1) * b]
             outs.append(conv(xk, self.filters(k), self.bias, padding=h))
         return torch.cat(outs, dim=0)
 
@@ -299,7 +301,9 @@ class SESNUNet(SEUNet):
         if scales is not None:
             num_scales = len(scales)
         self._basis_kwargs = dict(
-            scales=None if scales is None else tuple(float(s) for s in scales), num_scales=int(num_scales), **basis_kwargs
+            scales=None if scales is None else tuple(float(s) for s in scales),
+            num_scales=int(num_scales),
+            **basis_kwargs,
         )
         super().__init__(num_scales=num_scales, sigma_mode="fixed", **kwargs)
         self.sigma_mode = f"fixed ({self.basis_name} basis)"

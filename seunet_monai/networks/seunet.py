@@ -213,7 +213,9 @@ class SEUNet(MultiHeadNetwork):
             raise ValueError(f"aux_channels must be an integer >= 0, got {aux_channels}.")
         channels = tuple(int(c) for c in channels)
         if len(channels) != _NUM_LEVELS:
-            raise ValueError(f"channels must give {_NUM_LEVELS} widths (4 encoder levels + bottleneck), got {channels}.")
+            raise ValueError(
+                f"channels must give {_NUM_LEVELS} widths (4 encoder levels + bottleneck), got {channels}."
+            )
         for c in channels:
             if c < num_scales or c % num_scales:
                 raise ValueError(
@@ -228,7 +230,9 @@ class SEUNet(MultiHeadNetwork):
         if sigma_ranges is None:
             sigma_ranges = default_sigma_ranges(num_scales, _NUM_LAYERS, sigma_width, sigma_growth, sigma_layout)
         if len(sigma_ranges) != _NUM_LAYERS:
-            raise ValueError(f"sigma_ranges must give {_NUM_LAYERS} layers of {num_scales} (b, a) pairs, got {len(sigma_ranges)}.")
+            raise ValueError(
+                f"sigma_ranges must give {_NUM_LAYERS} layers of {num_scales} (b, a) pairs, got {len(sigma_ranges)}."
+            )
 
         self.spatial_dims = spatial_dims
         self.in_channels = in_channels
@@ -382,9 +386,7 @@ class SEUNet(MultiHeadNetwork):
 
     def sigma_bounds(self) -> "OrderedDict[str, torch.Tensor]":
         """Configured σ intervals ``(Ω, 2)`` as ``(b, a)`` of every GD layer, in network order."""
-        return OrderedDict(
-            (n, m.scales.bounds().detach()) for n, m in self.gd_layers().items() if hasattr(m, "scales")
-        )
+        return OrderedDict((n, m.scales.bounds().detach()) for n, m in self.gd_layers().items() if hasattr(m, "scales"))
 
     def first_layer_filters(self) -> torch.Tensor:
         """Dense filters of the lifting layer per group, ``(Ω, C_out, C_in, K, ..., K)`` (Fig. 4)."""

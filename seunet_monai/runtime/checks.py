@@ -113,6 +113,7 @@ def check_scales(scales: Any) -> list[float]:
         raise ConfigValueError(f"--scales {values!r}: a scale repeats; expected {expected}.")
     return values
 
+
 def check_outputs(
     items: Sequence[Mapping[str, Any]],
     output_dir: str | os.PathLike,

@@ -137,7 +137,6 @@ def _json_default(o: Any) -> Any:
     raise TypeError(f"object of type {type(o).__name__} is not JSON serialisable")
 
 
-
 def check_not_overlapping(dst: PathLike, inputs: Any, what: str = "output folder") -> None:
     """Refuse an output folder that is, contains or lies inside one of the ``inputs`` (files or folders).
 
@@ -183,7 +182,9 @@ def check_output_dir(
         protected = {Path(real.anchor), Path.home().resolve()}
         cwd = Path.cwd().resolve()
         if real in protected or real == cwd or real in cwd.parents:
-            raise ValueError(f"refusing to clean {real}: it is the root, the home folder or contains the working directory.")
+            raise ValueError(
+                f"refusing to clean {real}: it is the root, the home folder or contains the working directory."
+            )
         markers = [marker] if isinstance(marker, str) else list(marker or ())
         if marker is not None and not any((real / m).is_file() for m in markers):
             raise ValueError(

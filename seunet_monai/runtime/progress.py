@@ -187,8 +187,13 @@ class EpochLogger:
         self.logger.info(self.line(engine))
 
 
-def progress(iterable: Iterable, total: int | None = None, desc: str | None = None,
-             enabled: bool | None = None, file: IO[str] | None = None) -> Iterator:
+def progress(
+    iterable: Iterable,
+    total: int | None = None,
+    desc: str | None = None,
+    enabled: bool | None = None,
+    file: IO[str] | None = None,
+) -> Iterator:
     """Iterate ``iterable`` with a progress bar (on a terminal only, unless ``enabled``), log records printed
     above it. A generator: the bar closes and logging is restored when the loop ends or is left."""
     file = sys.stderr if file is None else file

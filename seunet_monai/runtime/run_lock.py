@@ -112,8 +112,9 @@ def lock_run_folders(
     return held
 
 
-def claim_ckpt_dir(ckpt_dir: str | os.PathLike, resume: bool | str = False, overwrite: bool | str = False,
-                   enabled: bool = True) -> Path:
+def claim_ckpt_dir(
+    ckpt_dir: str | os.PathLike, resume: bool | str = False, overwrite: bool | str = False, enabled: bool = True
+) -> Path:
     """Make sure a training writes over no model file that it did not write itself.
 
     A ``ckpt_dir`` holding none of :data:`RUN_FILES` is fine. With ``resume`` and a ``last.pt`` there, the run that

@@ -96,7 +96,9 @@ def pixel_size_of(x: Any = None, pixel_size_um: float | Sequence[float] | None =
     if pixel_size_um is not None:
         values = np.atleast_1d(np.asarray(pixel_size_um, dtype=np.float64)).ravel()
         if values.size not in (1, 2) or not np.all(np.isfinite(values)) or np.any(values <= 0):
-            raise ValueError(f"pixel_size_um must be one or two positive finite numbers (µm per pixel), got {pixel_size_um!r}.")
+            raise ValueError(
+                f"pixel_size_um must be one or two positive finite numbers (µm per pixel), got {pixel_size_um!r}."
+            )
         if values.size == 1:
             values = np.repeat(values, 2)
         return float(values[0]), float(values[1])
@@ -239,8 +241,9 @@ class NucleusInstances(Transform):
         self.map_threshold = float(map_threshold)
         self.dtype = dtype
 
-    def __call__(self, probs: Any, boundary: Any = None, centre: Any = None,
-                 pixel_size_um: float | Sequence[float] | None = None) -> Any:
+    def __call__(
+        self, probs: Any, boundary: Any = None, centre: Any = None, pixel_size_um: float | Sequence[float] | None = None
+    ) -> Any:
         """
         Args:
             probs: ``(C, H, W)`` class probabilities (or scores: only their argmax is used without a threshold).
@@ -266,7 +269,9 @@ class NucleusInstances(Transform):
         out = labels[None]
         return convert_to_dst_type(out, probs, dtype=out.dtype)[0] if isinstance(probs, torch.Tensor) else out
 
-    def resolution(self, probs: Any = None, pixel_size_um: float | Sequence[float] | None = None) -> tuple[float, float]:
+    def resolution(
+        self, probs: Any = None, pixel_size_um: float | Sequence[float] | None = None
+    ) -> tuple[float, float]:
         """µm per pixel ``(row, column)``: ``pixel_size_um``, else the constructor's, else ``probs``' affine.
 
         Raises:
@@ -291,9 +296,7 @@ class NucleusInstances(Transform):
         x = np.asarray(probs.detach().cpu() if isinstance(probs, torch.Tensor) else probs)
         k = self.nucleus_class
         if x.ndim != 3 or x.shape[0] <= k:
-            raise ValueError(
-                f"probs must be (C, H, W) class probabilities with C > nucleus_class={k}, got {x.shape}."
-            )
+            raise ValueError(f"probs must be (C, H, W) class probabilities with C > nucleus_class={k}, got {x.shape}.")
         if self.threshold is not None:
             return _above(x[k], self.threshold)
         fg = np.ones(x.shape[1:], dtype=bool)
@@ -314,8 +317,9 @@ class NucleusInstances(Transform):
         size = pixel_size_of(None, pixel_size_um)
         return _fill_small_holes(np.asarray(foreground, dtype=bool), self.max_hole_area_um2 / (size[0] * size[1]))
 
-    def separate(self, component: np.ndarray, pixel_size_um: float | Sequence[float], boundary: Any = None,
-                 centre: Any = None) -> tuple[np.ndarray, np.ndarray]:
+    def separate(
+        self, component: np.ndarray, pixel_size_um: float | Sequence[float], boundary: Any = None, centre: Any = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Steps 3-5 on one 8-connected component of the hole-filled nucleus mask.
 
         Args:
@@ -408,6 +412,7 @@ class NucleusInstances(Transform):
             region[inside] = lut[region[inside]]
         return labels, count
 
+
 class NucleusInstancesd(MapTransform):
     """Dictionary form of :class:`NucleusInstances`: writes the labels of ``keys`` under ``new_key``.
 
@@ -445,11 +450,16 @@ class NucleusInstancesd(MapTransform):
         d = dict(data)
         for key in self.key_iterator(d):
             extra = {}
-            for name, extra_key in (("boundary", self.boundary_key), ("centre", self.centre_key),
-                                    ("pixel_size_um", self.pixel_size_key)):
+            for name, extra_key in (
+                ("boundary", self.boundary_key),
+                ("centre", self.centre_key),
+                ("pixel_size_um", self.pixel_size_key),
+            ):
                 if extra_key is not None:
                     if extra_key not in d:
-                        raise ValueError(f"{name.removesuffix('_um')}_key: {extra_key!r} is not in the data (keys {sorted(map(str, d))}).")
+                        raise ValueError(
+                            f"{name.removesuffix('_um')}_key: {extra_key!r} is not in the data (keys {sorted(map(str, d))})."
+                        )
                     extra[name] = d[extra_key]
             d[self.new_key] = self.transform(d[key], **extra)
         return d

@@ -38,8 +38,14 @@ class Fuse(Transform):
     A ``MetaTensor`` input gives a ``MetaTensor`` output with the same metadata.
     """
 
-    def __init__(self, strategy: str = "pens", batched: bool = False, softmax: bool = False, profile: Any = None,
-                 temperature: float = 0.01) -> None:
+    def __init__(
+        self,
+        strategy: str = "pens",
+        batched: bool = False,
+        softmax: bool = False,
+        profile: Any = None,
+        temperature: float = 0.01,
+    ) -> None:
         parse_strategy(strategy)  # fail early on a bad name
         self.strategy = strategy
         self.batched = bool(batched)
@@ -97,8 +103,7 @@ class Fused(MapTransform):
         allow_missing_keys: bool = False,
     ) -> None:
         super().__init__(keys, allow_missing_keys)
-        self.fuser = Fuse(strategy=strategy, batched=batched, softmax=softmax, profile=profile,
-                          temperature=temperature)
+        self.fuser = Fuse(strategy=strategy, batched=batched, softmax=softmax, profile=profile, temperature=temperature)
 
     def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
         d = dict(data)

@@ -25,13 +25,25 @@ MULTI_GPU = str(CONFIGS / "multi_gpu_train.json")
 
 TINY_NET = ["--network_def#num_scales", "2", "--network_def#channels", "[4,8,16,32,64]"]
 TINY_DATA = [
-    "--synthetic#n_train", "4", "--synthetic#n_val", "2", "--synthetic#n_test", "2", "--synthetic#size", "64",
-    "--patch_size", "[64,64]", "--shift", "8",
+    "--synthetic#n_train",
+    "4",
+    "--synthetic#n_val",
+    "2",
+    "--synthetic#n_test",
+    "2",
+    "--synthetic#size",
+    "64",
+    "--patch_size",
+    "[64,64]",
+    "--shift",
+    "8",
 ]
 TINY_TRAIN = TINY_NET + TINY_DATA + ["--epochs", "2", "--batch_size", "2", "--num_workers", "0"]
 
 
-def run_cmd(args: list[str], cwd: str | Path = REPO, timeout: int = 300, check: bool = True) -> subprocess.CompletedProcess:
+def run_cmd(
+    args: list[str], cwd: str | Path = REPO, timeout: int = 300, check: bool = True
+) -> subprocess.CompletedProcess:
     """Run a command, return the completed process (stdout and stderr merged into ``stdout``)."""
     env = dict(os.environ)
     env.pop("SEUNET_BUNDLE_ROOT", None)
@@ -47,7 +59,9 @@ def run_cmd(args: list[str], cwd: str | Path = REPO, timeout: int = 300, check: 
 def bundle(run_id: str, config_file: str, *overrides: str, cwd: str | Path = REPO, check: bool = True):
     """``python -m monai.bundle run RUN_ID --config_file CONFIG ...`` in a subprocess."""
     return run_cmd(
-        [sys.executable, "-m", "monai.bundle", "run", run_id, "--config_file", config_file, *overrides], cwd=cwd, check=check
+        [sys.executable, "-m", "monai.bundle", "run", run_id, "--config_file", config_file, *overrides],
+        cwd=cwd,
+        check=check,
     )
 
 
@@ -77,5 +91,9 @@ def trained(tmp_path_factory) -> dict:
         *TINY_TRAIN,
         *[a for k, v in dirs.items() for a in (f"--{k}", str(v))],
     )
-    return {**dirs, "root": root, "log": proc.stdout,
-            "dir_args": [a for k, v in dirs.items() for a in (f"--{k}", str(v))]}
+    return {
+        **dirs,
+        "root": root,
+        "log": proc.stdout,
+        "dir_args": [a for k, v in dirs.items() for a in (f"--{k}", str(v))],
+    }

@@ -12,8 +12,13 @@ from PIL import Image
 
 from .conftest import EVALUATE, INFERENCE, TRAIN
 
-TINY = {"network_def#num_scales": 2, "network_def#channels": [4, 8, 16, 32, 64], "epochs": 1, "batch_size": 2,
-        "patch_size": [64, 64]}
+TINY = {
+    "network_def#num_scales": 2,
+    "network_def#channels": [4, 8, 16, 32, 64],
+    "epochs": 1,
+    "batch_size": 2,
+    "patch_size": [64, 64],
+}
 
 
 def _chain(exc: BaseException) -> str:
@@ -26,8 +31,9 @@ def _chain(exc: BaseException) -> str:
 
 
 def _workflow(config, run_id, workflow_type=None, **override):
-    wf = ConfigWorkflow(config_file=config, run_id=run_id, workflow_type=workflow_type, logging_file=False,
-                        **{**TINY, **override})
+    wf = ConfigWorkflow(
+        config_file=config, run_id=run_id, workflow_type=workflow_type, logging_file=False, **{**TINY, **override}
+    )
     wf.initialize()
     return wf
 
@@ -87,9 +93,14 @@ def test_resume_from_checkpoint_of_another_architecture(dataset):
 
 def test_evaluating_checkpoint_of_another_architecture(tmp_path, trained):
     out = tmp_path / "logs"
-    wf = _workflow([TRAIN, EVALUATE], "evaluating", dataset_dir=str(trained["dataset_dir"]),
-                   ckpt_dir=str(trained["ckpt_dir"]), output_dir=str(out),
-                   **{"network_def#channels": [6, 12, 24, 48, 96]})
+    wf = _workflow(
+        [TRAIN, EVALUATE],
+        "evaluating",
+        dataset_dir=str(trained["dataset_dir"]),
+        ckpt_dir=str(trained["ckpt_dir"]),
+        output_dir=str(out),
+        **{"network_def#channels": [6, 12, 24, 48, 96]},
+    )
     with pytest.raises(Exception) as err:
         wf.run()
     text = _chain(err.value)
@@ -98,9 +109,21 @@ def test_evaluating_checkpoint_of_another_architecture(tmp_path, trained):
 
 
 def test_check_properties(tmp_path, trained):
-    wf = _workflow(TRAIN, "training", "train", dataset_dir=str(trained["dataset_dir"]),
-                   ckpt_dir=str(tmp_path / "m"), output_dir=str(tmp_path / "l"))
+    wf = _workflow(
+        TRAIN,
+        "training",
+        "train",
+        dataset_dir=str(trained["dataset_dir"]),
+        ckpt_dir=str(tmp_path / "m"),
+        output_dir=str(tmp_path / "l"),
+    )
     assert wf.check_properties() == []
-    wf = _workflow(INFERENCE, "inferring", "infer", input_dir=str(trained["dataset_dir"] / "images"),
-                   ckpt_dir=str(trained["ckpt_dir"]), output_dir=str(tmp_path / "p"))
+    wf = _workflow(
+        INFERENCE,
+        "inferring",
+        "infer",
+        input_dir=str(trained["dataset_dir"] / "images"),
+        ckpt_dir=str(trained["ckpt_dir"]),
+        output_dir=str(tmp_path / "p"),
+    )
     assert wf.check_properties() == []

@@ -31,8 +31,10 @@ def test_training_calibrates_model_pt_and_calibrating_redoes_it(trained):
         f"['{TRAIN}','{CALIBRATE}']",
         *TINY_NET,
         *trained["dir_args"],
-        "--calibration#scales", "[0.5,1,2]",
-        "--calibration#max_images", "1",
+        "--calibration#scales",
+        "[0.5,1,2]",
+        "--calibration#max_images",
+        "1",
     )
     assert _calibrated_rows(ckpt / "model.pt") == [0.5, 1.0, 2.0]
     assert (ckpt / "model_uncalibrated.pt").read_bytes() == original
@@ -71,5 +73,7 @@ def test_calibrating_and_the_end_of_training_share_the_calibration_component():
     assert calibrate["run"] == "@calibrating" and calibrate["calibrating"][-1] == "$@calibration()"
     handler = next(h for h in calibrate["train#handlers"] if h["_target_"].endswith("ScaleFusionCalibration"))
     assert handler["calibration"] == "@calibration"
-    assert calibrate["calibration#data"] == "@validate#dataset"  # calibrate.json points validate# at the validation split
+    assert (
+        calibrate["calibration#data"] == "@validate#dataset"
+    )  # calibrate.json points validate# at the validation split
     assert calibrate["validate#dataset#data#split"] == "validation"

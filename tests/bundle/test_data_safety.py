@@ -26,7 +26,11 @@ def run(run_id: str, configs: list[str], *overrides: str, env: dict | None = Non
     full_env.pop("SEUNET_BUNDLE_ROOT", None)
     return subprocess.run(
         [sys.executable, "-m", "monai.bundle", "run", run_id, "--config_file", config, *overrides],
-        cwd=str(REPO), env=full_env, capture_output=True, text=True, timeout=timeout,
+        cwd=str(REPO),
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 
@@ -70,8 +74,19 @@ def test_raw_data_folder_is_never_generated_into(tmp_path):
 def test_evaluating_never_generates_data(tmp_path, trained):
     """Item 7: a mistyped dataset_dir in evaluating is an error naming the path and the preparation scripts."""
     typo = tmp_path / "dataa"
-    proc = run("evaluating", [TRAIN, EVALUATE], *TINY_NET, "--dataset_dir", str(typo), "--ckpt_dir",
-               str(trained["ckpt_dir"]), "--output_dir", str(tmp_path / "logs"), "--scales", "[1.0]")
+    proc = run(
+        "evaluating",
+        [TRAIN, EVALUATE],
+        *TINY_NET,
+        "--dataset_dir",
+        str(typo),
+        "--ckpt_dir",
+        str(trained["ckpt_dir"]),
+        "--output_dir",
+        str(tmp_path / "logs"),
+        "--scales",
+        "[1.0]",
+    )
     assert_one_line_error(proc, str(typo), "no datalist.json", "prepare_monuseg.py")
     assert not typo.exists() and not (tmp_path / "logs" / "eval" / "metrics.json").exists()
 
@@ -133,15 +148,28 @@ def test_divergence_stops_with_epoch_and_iteration_and_no_nan_checkpoint(tmp_pat
             ckpt = torch.load(path, map_location="cpu", weights_only=True)
             weights = ckpt["model"] if name == "last.pt" else ckpt
             # every tensor finite, except the fusion calibration buffers (NaN until calibrated, by design)
-            bad = [k for k, v in weights.items() if v.is_floating_point() and not k.startswith("fusion_")
-                   and not torch.isfinite(v).all()]
+            bad = [
+                k
+                for k, v in weights.items()
+                if v.is_floating_point() and not k.startswith("fusion_") and not torch.isfinite(v).all()
+            ]
             assert bad == [], (name, bad, line)
 
 
 # ------------------------------------------------------------------------------------------------- readable
 def test_bad_scales_fail_before_the_test_evaluation(tmp_path, trained):
-    proc = run("evaluating", [TRAIN, EVALUATE], *TINY_NET, *trained["dir_args"][:2], "--ckpt_dir",
-               str(trained["ckpt_dir"]), "--output_dir", str(tmp_path / "logs"), "--scales", "[0.5,-1]")
+    proc = run(
+        "evaluating",
+        [TRAIN, EVALUATE],
+        *TINY_NET,
+        *trained["dir_args"][:2],
+        "--ckpt_dir",
+        str(trained["ckpt_dir"]),
+        "--output_dir",
+        str(tmp_path / "logs"),
+        "--scales",
+        "[0.5,-1]",
+    )
     assert_one_line_error(proc, "--scales", "positive")
     assert not (tmp_path / "logs" / "eval").exists()
 
@@ -153,12 +181,23 @@ def test_bad_arguments_are_checked_before_any_work(tmp_path):
 
 
 def test_last_pt_given_as_the_model_is_named_as_such(tmp_path, trained):
-    proc = run("evaluating", [TRAIN, EVALUATE], *TINY_NET, *trained["dir_args"], "--output_dir", str(tmp_path / "l"),
-               "--eval_checkpoint", str(trained["ckpt_dir"] / "last.pt"), "--scales", "[1.0]")
+    proc = run(
+        "evaluating",
+        [TRAIN, EVALUATE],
+        *TINY_NET,
+        *trained["dir_args"],
+        "--output_dir",
+        str(tmp_path / "l"),
+        "--eval_checkpoint",
+        str(trained["ckpt_dir"] / "last.pt"),
+        "--scales",
+        "[1.0]",
+    )
     assert_one_line_error(proc, "last.pt", "resumable training checkpoint", "model.pt")
 
 
 def test_debug_switch_gives_the_full_traceback(tmp_path):
-    proc = run("training", [TRAIN], *TINY_TRAIN, *dirs(tmp_path, tmp_path / "data"), "--epochs", "0",
-               env={"SEUNET_DEBUG": "1"})
+    proc = run(
+        "training", [TRAIN], *TINY_TRAIN, *dirs(tmp_path, tmp_path / "data"), "--epochs", "0", env={"SEUNET_DEBUG": "1"}
+    )
     assert proc.returncode == 2 and "Traceback" in proc.stderr and "--epochs 0" in proc.stderr

@@ -18,8 +18,15 @@ from .conftest import CONFIGS, EVALUATE, INFERENCE, MULTI_GPU, REPO, TRAIN
 
 MONAI_MAIN = str(Path(monai.bundle.__file__).with_name("__main__.py"))  # sys.argv[0] of python -m monai.bundle
 TINY = {"network_def#num_scales": 2, "network_def#channels": [4, 8, 16, 32, 64]}
-TINY_SYNTHETIC = {"synthetic#n_train": 2, "synthetic#n_val": 1, "synthetic#n_test": 1, "synthetic#size": 64,
-                  "patch_size": [64, 64], "shift": 8, "batch_size": 2}
+TINY_SYNTHETIC = {
+    "synthetic#n_train": 2,
+    "synthetic#n_val": 1,
+    "synthetic#n_test": 1,
+    "synthetic#size": 64,
+    "patch_size": [64, 64],
+    "shift": 8,
+    "batch_size": 2,
+}
 
 
 def _parser(*files: str) -> ConfigParser:
@@ -30,8 +37,12 @@ def _parser(*files: str) -> ConfigParser:
 
 @pytest.mark.parametrize(
     "files, alias",
-    [((TRAIN,), "training"), ((TRAIN, EVALUATE), "evaluating"), ((INFERENCE,), "inferring"),
-     ((TRAIN, MULTI_GPU), "training")],
+    [
+        ((TRAIN,), "training"),
+        ((TRAIN, EVALUATE), "evaluating"),
+        ((INFERENCE,), "inferring"),
+        ((TRAIN, MULTI_GPU), "training"),
+    ],
     ids=["train", "train+evaluate", "inference", "train+multi_gpu"],
 )
 def test_run_is_the_configs_workflow_and_the_named_id_its_alias(files, alias):
@@ -84,8 +95,12 @@ def test_train_properties_on_a_fresh_bundle(fresh, monkeypatch):
 
 def test_evaluate_properties_on_a_fresh_bundle(fresh, monkeypatch):
     bundle = fresh["bundle"]
-    wf = _check(monkeypatch, [bundle / "configs" / "train.json", bundle / "configs" / "evaluate.json"], "eval",
-                dataset_dir=str(fresh["data"]))
+    wf = _check(
+        monkeypatch,
+        [bundle / "configs" / "train.json", bundle / "configs" / "evaluate.json"],
+        "eval",
+        dataset_dir=str(fresh["data"]),
+    )
     assert len(wf.dataset) == 1  # the test split
     assert wf.evaluator is wf.parser.get_parsed_content("validate#evaluator")  # evaluate.json overlays validate#
     assert wf.inferer is wf.parser.get_parsed_content("validate#inferer")
@@ -112,8 +127,13 @@ def test_3d_inference_properties_on_a_fresh_bundle(fresh, monkeypatch, tmp_path)
     volumes.mkdir()
     nib.save(nib.Nifti1Image(np.zeros((8, 8, 4), np.float32), np.eye(4)), volumes / "v.nii.gz")
     configs = fresh["bundle"] / "configs"
-    wf = _check(monkeypatch, [configs / "inference.json", configs / "variants" / "3d" / "inference.json"], "infer",
-                input_dir=str(volumes), output_dir=str(tmp_path / "out"))
+    wf = _check(
+        monkeypatch,
+        [configs / "inference.json", configs / "variants" / "3d" / "inference.json"],
+        "infer",
+        input_dir=str(volumes),
+        output_dir=str(tmp_path / "out"),
+    )
     assert len(wf.dataset) == 1 and wf.network_def.spatial_dims == 3
     assert isinstance(wf.inferer, HeadsInferer) and wf.inferer.spatial_dims == 3
     assert "stain_transform" not in wf.parser.config

@@ -16,16 +16,27 @@ def test_evaluating_scores_the_test_split(trained):
         "['bundle/configs/train.json','bundle/configs/evaluate.json']",
         *TINY_NET,
         *trained["dir_args"],
-        "--scales", "[0.5,1]",  # the scale sweep added to evaluating (tested in tests/evaluation)
+        "--scales",
+        "[0.5,1]",  # the scale sweep added to evaluating (tested in tests/evaluation)
     )
     assert "Restored all variables" in proc.stdout
     out = json.loads((trained["output_dir"] / "eval" / "metrics.json").read_text())
     metrics = out["metrics"]
-    expected = {"test_iou", "test_iou_mean", "test_iou_pdist", "test_iou_pens", "test_iou_scale", "test_iou_head1",
-                "test_iou_head2"}
+    expected = {
+        "test_iou",
+        "test_iou_mean",
+        "test_iou_pdist",
+        "test_iou_pens",
+        "test_iou_scale",
+        "test_iou_head1",
+        "test_iou_head2",
+    }
     # instance metrics: every key present, nan here (the synthetic test items have no instance labels)
-    instance = {f"test_{k}{s}" for k in ("pq", "sq", "rq", "aji", "f1", "dice_obj", "count_ratio")
-                for s in ("", "_mean", "_pdist", "_pens", "_scale", "_head1", "_head2")}
+    instance = {
+        f"test_{k}{s}"
+        for k in ("pq", "sq", "rq", "aji", "f1", "dice_obj", "count_ratio")
+        for s in ("", "_mean", "_pdist", "_pens", "_scale", "_head1", "_head2")
+    }
     assert set(metrics) == expected | instance
     assert all(np.isnan(metrics[k]) for k in instance)
     assert all(0.0 <= v <= 1.0 or np.isnan(v) for v in metrics.values())
@@ -55,13 +66,32 @@ def test_inferring_writes_one_mask_per_image(tmp_path, trained):
 
     sizes = _inputs(tmp_path / "in")
     out = tmp_path / "out"
-    args = [*TINY_NET, "--ckpt_dir", str(trained["ckpt_dir"]), "--input_dir", str(tmp_path / "in"),
-            "--output_dir", str(out), "--roi_size", "[64,64]", "--progress", "false"]
+    args = [
+        *TINY_NET,
+        "--ckpt_dir",
+        str(trained["ckpt_dir"]),
+        "--input_dir",
+        str(tmp_path / "in"),
+        "--output_dir",
+        str(out),
+        "--roi_size",
+        "[64,64]",
+        "--progress",
+        "false",
+    ]
     proc = bundle("inferring", INFERENCE, *args)
     assert "converting PIL mode 'L' to RGB" in proc.stdout and "converting PIL mode 'RGBA' to RGB" in proc.stdout
     assert "notes.txt: unsupported file type" in proc.stdout
-    suffixes = ("_mask.png", "_mask.tif", "_instances.tif", ".geojson", "_overlay.png", "_heads.png", "_scale.png",
-                "_summary.json")
+    suffixes = (
+        "_mask.png",
+        "_mask.tif",
+        "_instances.tif",
+        ".geojson",
+        "_overlay.png",
+        "_heads.png",
+        "_scale.png",
+        "_summary.json",
+    )
     names = sorted(p.name for p in out.iterdir() if p.name != ".seunet_run.lock")  # the run lock stays, as in training
     assert names == sorted(f"{k}{s}" for k in sizes for s in suffixes)
     for stem, (h, w) in sizes.items():
@@ -84,7 +114,9 @@ def test_inferring_writes_one_mask_per_image(tmp_path, trained):
     assert (out / "wide_mask.png").stat().st_mtime_ns == before
     # outputs are never written among the inputs, whatever --overwrite says
     inputs_before = sorted(p.name for p in (tmp_path / "in").iterdir())
-    same = bundle("inferring", INFERENCE, *args, "--output_dir", str(tmp_path / "in"), "--overwrite", "true", check=False)
+    same = bundle(
+        "inferring", INFERENCE, *args, "--output_dir", str(tmp_path / "in"), "--overwrite", "true", check=False
+    )
     assert same.returncode != 0 and "is the input folder" in same.stdout
     assert sorted(p.name for p in (tmp_path / "in").iterdir()) == inputs_before
 
@@ -93,8 +125,20 @@ def test_inferring_refuses_16_bit_images(tmp_path, trained):
     folder = tmp_path / "in16"
     folder.mkdir()
     Image.fromarray(np.full((32, 32), 1000, np.uint16)).save(folder / "deep.png")
-    proc = bundle("inferring", INFERENCE, *TINY_NET, "--ckpt_dir", str(trained["ckpt_dir"]),
-                  "--input_dir", str(folder), "--output_dir", str(tmp_path / "o"), "--roi_size", "[64,64]", check=False)
+    proc = bundle(
+        "inferring",
+        INFERENCE,
+        *TINY_NET,
+        "--ckpt_dir",
+        str(trained["ckpt_dir"]),
+        "--input_dir",
+        str(folder),
+        "--output_dir",
+        str(tmp_path / "o"),
+        "--roi_size",
+        "[64,64]",
+        check=False,
+    )
     assert proc.returncode != 0
     assert "deep.png" in proc.stdout and "16-bit" in proc.stdout
     assert not (tmp_path / "o" / "deep.png").exists()
@@ -105,7 +149,15 @@ def test_run_of_the_evaluation_configs_evaluates(trained, tmp_path):
     last = trained["ckpt_dir"] / "last.pt"
     stamp = last.stat().st_mtime_ns
     out = tmp_path / "eval_run"
-    bundle("run", "['bundle/configs/train.json','bundle/configs/evaluate.json']", *TINY_NET, *trained["dir_args"],
-           "--eval_dir", str(out), "--scales", "[1]")
+    bundle(
+        "run",
+        "['bundle/configs/train.json','bundle/configs/evaluate.json']",
+        *TINY_NET,
+        *trained["dir_args"],
+        "--eval_dir",
+        str(out),
+        "--scales",
+        "[1]",
+    )
     assert json.loads((out / "metrics.json").read_text())["split"] == "test"
     assert last.stat().st_mtime_ns == stamp  # nothing was trained

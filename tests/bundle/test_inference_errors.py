@@ -36,8 +36,20 @@ def inputs(tmp_path):
 
 
 def _infer(tmp_path, inputs, *overrides: str):
-    return run("inferring", [INFERENCE], *TINY_NET, "--input_dir", str(inputs), "--output_dir", str(tmp_path / "out"),
-               "--ckpt_dir", str(tmp_path / "models"), "--progress", "false", *overrides)
+    return run(
+        "inferring",
+        [INFERENCE],
+        *TINY_NET,
+        "--input_dir",
+        str(inputs),
+        "--output_dir",
+        str(tmp_path / "out"),
+        "--ckpt_dir",
+        str(tmp_path / "models"),
+        "--progress",
+        "false",
+        *overrides,
+    )
 
 
 @pytest.mark.parametrize("content", ['{"method": "vahadane", "target_st', "{}"], ids=["truncated", "empty"])

@@ -24,8 +24,10 @@ def _meta() -> dict:
 
 def test_verify_metadata_passes_offline_with_the_schema_in_the_bundle(tmp_path):
     # the schema file exists, so MONAI skips the download of the `schema` URL: nothing goes over the network
-    proc = run_cmd([sys.executable, "-m", "monai.bundle", "verify_metadata", "--meta_file", str(META),
-                    "--filepath", str(SCHEMA)], cwd=tmp_path)
+    proc = run_cmd(
+        [sys.executable, "-m", "monai.bundle", "verify_metadata", "--meta_file", str(META), "--filepath", str(SCHEMA)],
+        cwd=tmp_path,
+    )
     assert "skipped downloading" in proc.stdout and "metadata is verified with no error" in proc.stdout
 
 
@@ -52,10 +54,12 @@ def test_the_documented_metadata_check_is_the_offline_form_and_passes(doc):
 
 @pytest.mark.parametrize(
     "path, value, message",
-    [(("network_data_format", "outputs", "pred", "type"), "labels", "'labels' is not one of"),
-     (("eval_metrics", "val_iou"), "0.65", "'0.65' is not of type 'number'"),
-     (("required_packages_version", "scipy"), "latest", "'latest' does not match"),
-     (("network_data_format", "inputs", "image", "num_channels"), None, "'num_channels' is a required property")],
+    [
+        (("network_data_format", "outputs", "pred", "type"), "labels", "'labels' is not one of"),
+        (("eval_metrics", "val_iou"), "0.65", "'0.65' is not of type 'number'"),
+        (("required_packages_version", "scipy"), "latest", "'latest' does not match"),
+        (("network_data_format", "inputs", "image", "num_channels"), None, "'num_channels' is a required property"),
+    ],
     ids=["output-type", "metric-not-a-number", "package-version", "missing-num-channels"],
 )
 def test_the_schema_rejects_a_broken_metadata_file(tmp_path, path, value, message):

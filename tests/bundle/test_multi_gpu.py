@@ -13,9 +13,26 @@ from .conftest import MULTI_GPU, TINY_TRAIN, TRAIN, run_cmd
 def test_two_process_gloo_training(tmp_path, trained):
     logs, ckpt = tmp_path / "logs", tmp_path / "models"
     proc = run_cmd(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-         "-m", "monai.bundle", "run", "training", "--config_file", f"['{TRAIN}','{MULTI_GPU}']",
-         *TINY_TRAIN, "--dataset_dir", str(trained["dataset_dir"]), "--output_dir", str(logs), "--ckpt_dir", str(ckpt)],
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node=2",
+            "-m",
+            "monai.bundle",
+            "run",
+            "training",
+            "--config_file",
+            f"['{TRAIN}','{MULTI_GPU}']",
+            *TINY_TRAIN,
+            "--dataset_dir",
+            str(trained["dataset_dir"]),
+            "--output_dir",
+            str(logs),
+            "--ckpt_dir",
+            str(ckpt),
+        ],
         timeout=300,
     )
     assert "Traceback" not in proc.stdout

@@ -29,7 +29,7 @@ pytestmark = pytest.mark.skipif(
 def _regression_entry() -> tuple[str, float]:
     metrics = json.loads(METADATA.read_text())["eval_metrics"]
     (key,) = [k for k in metrics if k.startswith(REGRESSION_PREFIX)]
-    return key[len(REGRESSION_PREFIX):], float(metrics[key])
+    return key[len(REGRESSION_PREFIX) :], float(metrics[key])
 
 
 def test_shipped_model_scores_as_recorded_in_metadata():
@@ -56,8 +56,18 @@ def test_inferring_a_raw_tile_matches_inferring_its_prepared_tile(tmp_path):
         Image.fromarray(np.ascontiguousarray(img[box])).save(tmp_path / name / "tile.png")
     masks = {}
     for name, norm in (("raw", "auto"), ("prepared", "none")):
-        bundle("inferring", INFERENCE, "--input_dir", str(tmp_path / name), "--output_dir", str(tmp_path / f"out_{name}"),
-               "--stain_norm", norm, "--progress", "false")
+        bundle(
+            "inferring",
+            INFERENCE,
+            "--input_dir",
+            str(tmp_path / name),
+            "--output_dir",
+            str(tmp_path / f"out_{name}"),
+            "--stain_norm",
+            norm,
+            "--progress",
+            "false",
+        )
         masks[name] = np.asarray(Image.open(tmp_path / f"out_{name}" / "tile_mask.png"))
     assert masks["raw"].shape == (400, 400)
     agreement = float((masks["raw"] == masks["prepared"]).mean())

@@ -31,8 +31,18 @@ def test_training_writes_data_checkpoints_and_tensorboard(trained):
     # η is in the optimizer: it moved away from its zero initialisation
     assert last["loss"]["eta"].abs().sum() > 0
     tb = scalars(trained["output_dir"])
-    for tag in ("train_loss", "loss/head1", "loss/head2", "loss_weight/omega1", "loss_weight/omega2", "lr",
-                "val_iou", "val_iou_mean", "val_iou_pdist", "val_iou_pens"):
+    for tag in (
+        "train_loss",
+        "loss/head1",
+        "loss/head2",
+        "loss_weight/omega1",
+        "loss_weight/omega2",
+        "lr",
+        "val_iou",
+        "val_iou_mean",
+        "val_iou_pdist",
+        "val_iou_pens",
+    ):
         assert tag in tb, f"missing TensorBoard tag {tag}"
     assert [s for s, _ in tb["train_loss"]] == [1, 2, 3, 4]
     omegas = [v for _, v in tb["loss_weight/omega1"]]
@@ -67,7 +77,9 @@ def test_training_from_another_directory_with_seed_and_resume(tmp_path, trained)
     first = bundle("training", config, *TINY_TRAIN, "--train#trainer#max_epochs", "1", cwd=elsewhere)
     assert (bundle_dir / "data" / "synthetic_nuclei" / "datalist.json").is_file()
     assert (run_dir / "last.pt").is_file() and (run_dir / "model.pt").is_file()
-    assert (bundle_dir / "models" / "model.pt").read_bytes() == shipped and not (bundle_dir / "models" / "last.pt").exists()
+    assert (bundle_dir / "models" / "model.pt").read_bytes() == shipped and not (
+        bundle_dir / "models" / "last.pt"
+    ).exists()
     assert list(elsewhere.iterdir()) == []
     ckpt1 = torch.load(run_dir / "last.pt", map_location="cpu", weights_only=True)
     assert ckpt1["trainer"]["iteration"] == 2 and ckpt1["trainer"]["epoch_length"] == 2  # epoch 1
@@ -76,7 +88,10 @@ def test_training_from_another_directory_with_seed_and_resume(tmp_path, trained)
     # same seed, same data (the generator is deterministic): the first epoch's losses repeat exactly
     ours = dict(scalars(bundle_dir / "logs")["train_loss"])
     ref = dict(trained_losses := scalars(trained["output_dir"])["train_loss"])
-    assert ours[1] == pytest.approx(ref[1], rel=1e-6) and ours[2] == pytest.approx(ref[2], rel=1e-6), (ours, trained_losses)
+    assert ours[1] == pytest.approx(ref[1], rel=1e-6) and ours[2] == pytest.approx(ref[2], rel=1e-6), (
+        ours,
+        trained_losses,
+    )
 
     second = bundle("training", config, *TINY_TRAIN, "--resume", "true", cwd=elsewhere)
     assert "resumed from" in second.stdout and "epoch 1, iteration 2" in second.stdout

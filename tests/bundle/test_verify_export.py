@@ -12,16 +12,45 @@ META = str(REPO / "bundle" / "configs" / "metadata.json")
 
 
 def test_verify_net_in_out():
-    proc = run_cmd([sys.executable, "-m", "monai.bundle", "verify_net_in_out", "network_def", "--meta_file", META,
-                    "--config_file", INFERENCE, *TINY_NET])
+    proc = run_cmd(
+        [
+            sys.executable,
+            "-m",
+            "monai.bundle",
+            "verify_net_in_out",
+            "network_def",
+            "--meta_file",
+            META,
+            "--config_file",
+            INFERENCE,
+            *TINY_NET,
+        ]
+    )
     assert "verified with no error" in proc.stdout
 
 
 def _export(tmp_path, trained, *extra: str, check: bool = True):
     ts = tmp_path / "model.ts"
-    proc = run_cmd([sys.executable, "-m", "monai.bundle", "ckpt_export", "network_def", "--filepath", str(ts),
-                    "--ckpt_file", str(trained["ckpt_dir"] / "model.pt"), "--meta_file", META, "--config_file",
-                    INFERENCE, *TINY_NET, *extra], check=check)
+    proc = run_cmd(
+        [
+            sys.executable,
+            "-m",
+            "monai.bundle",
+            "ckpt_export",
+            "network_def",
+            "--filepath",
+            str(ts),
+            "--ckpt_file",
+            str(trained["ckpt_dir"] / "model.pt"),
+            "--meta_file",
+            META,
+            "--config_file",
+            INFERENCE,
+            *TINY_NET,
+            *extra,
+        ],
+        check=check,
+    )
     return ts, proc
 
 

@@ -15,11 +15,25 @@ from .conftest import INFERENCE, REPO, TINY_NET, bundle
 
 VARIANT = "bundle/configs/variants/3d"
 TRAIN_3D = f"['bundle/configs/train.json','{VARIANT}/train.json']"
-EVALUATE_3D = f"['bundle/configs/train.json','bundle/configs/evaluate.json','{VARIANT}/train.json','{VARIANT}/evaluate.json']"
+EVALUATE_3D = (
+    f"['bundle/configs/train.json','bundle/configs/evaluate.json','{VARIANT}/train.json','{VARIANT}/evaluate.json']"
+)
 INFER_3D = f"['{INFERENCE}','{VARIANT}/inference.json']"
 TINY_VOLUMES = [
-    "--synthetic#n_train", "2", "--synthetic#n_val", "1", "--synthetic#n_test", "1", "--synthetic#size", "32",
-    "--synthetic#spacing", "[1.0,1.0,2.0]", "--patch_size", "[32,32,32]", "--window", "[32,32,32]",
+    "--synthetic#n_train",
+    "2",
+    "--synthetic#n_val",
+    "1",
+    "--synthetic#n_test",
+    "1",
+    "--synthetic#size",
+    "32",
+    "--synthetic#spacing",
+    "[1.0,1.0,2.0]",
+    "--patch_size",
+    "[32,32,32]",
+    "--window",
+    "[32,32,32]",
 ]
 SPACING = [1.0, 1.0, 2.0]
 
@@ -38,8 +52,19 @@ def trained3d(tmp_path_factory) -> dict:
     root = tmp_path_factory.mktemp("trained3d")
     dirs = {"dataset_dir": root / "data", "output_dir": root / "logs", "ckpt_dir": root / "models"}
     args = [a for k, v in dirs.items() for a in (f"--{k}", str(v))]
-    proc = bundle("training", TRAIN_3D, *TINY_NET, *TINY_VOLUMES, *args, "--epochs", "1", "--batch_size", "2",
-                  "--calibration#scales", "[1.0]")
+    proc = bundle(
+        "training",
+        TRAIN_3D,
+        *TINY_NET,
+        *TINY_VOLUMES,
+        *args,
+        "--epochs",
+        "1",
+        "--batch_size",
+        "2",
+        "--calibration#scales",
+        "[1.0]",
+    )
     return {**dirs, "root": root, "log": proc.stdout, "dir_args": args}
 
 
@@ -59,9 +84,22 @@ def test_training_generates_volumes_and_trains_a_3d_network(trained3d):
 
 
 def test_evaluating_sweeps_isotropic_and_axial_scales(trained3d):
-    bundle("evaluating", EVALUATE_3D, *TINY_NET, *trained3d["dir_args"], "--patch_size", "[32,32,32]",
-           "--window", "[32,32,32]", "--scales", "[0.5,1.0]", "--sweep#equivariance_crop", "24",
-           "--sweep#equivariance_images", "1")
+    bundle(
+        "evaluating",
+        EVALUATE_3D,
+        *TINY_NET,
+        *trained3d["dir_args"],
+        "--patch_size",
+        "[32,32,32]",
+        "--window",
+        "[32,32,32]",
+        "--scales",
+        "[0.5,1.0]",
+        "--sweep#equivariance_crop",
+        "24",
+        "--sweep#equivariance_images",
+        "1",
+    )
     eval_dir = trained3d["output_dir"] / "eval"
     metrics = json.loads((eval_dir / "metrics.json").read_text())["metrics"]
     assert {"test_iou", "test_iou_head1", "test_iou_head2"} <= set(metrics)
@@ -88,8 +126,17 @@ def test_inferring_writes_nifti_masks_with_the_input_affine(tmp_path, trained3d)
     mha.SetSpacing([0.5, 0.75, 3.0])
     itk.imwrite(mha, str(inputs / "b.mha"))
     out = tmp_path / "out"
-    args = [*TINY_NET, "--ckpt_dir", str(trained3d["ckpt_dir"]), "--input_dir", str(inputs), "--output_dir", str(out),
-            "--window", "[32,32,32]"]
+    args = [
+        *TINY_NET,
+        "--ckpt_dir",
+        str(trained3d["ckpt_dir"]),
+        "--input_dir",
+        str(inputs),
+        "--output_dir",
+        str(out),
+        "--window",
+        "[32,32,32]",
+    ]
     bundle("inferring", INFER_3D, *args)
     assert sorted(p.name for p in out.iterdir()) == ["a_seg.nii.gz", "b_seg.nii.gz"]  # no staging folder left
     a_in, a_out = nib.load(inputs / "a.nii.gz"), nib.load(out / "a_seg.nii.gz")
@@ -121,11 +168,19 @@ def test_3d_inference_fuses_the_per_head_probabilities_of_the_package_inferer(tm
     nib.save(nib.Nifti1Image(volume, np.diag([1.0, 1.0, 2.0, 1.0])), inputs / "v.nii.gz")
     parser = ConfigParser()
     parser.read_config([INFERENCE, f"{REPO}/{VARIANT}/inference.json"])
-    parser.update({
-        "bundle_root": str(REPO / "bundle"), "device": "$torch.device('cpu')", "amp": False, "handlers": [],
-        "network_def#num_scales": 2, "network_def#channels": [4, 8, 16, 32, 64], "window": [16, 16, 16],
-        "input_dir": str(inputs), "output_dir": str(tmp_path / "out"),
-    })
+    parser.update(
+        {
+            "bundle_root": str(REPO / "bundle"),
+            "device": "$torch.device('cpu')",
+            "amp": False,
+            "handlers": [],
+            "network_def#num_scales": 2,
+            "network_def#channels": [4, 8, 16, 32, 64],
+            "window": [16, 16, 16],
+            "input_dir": str(inputs),
+            "output_dir": str(tmp_path / "out"),
+        }
+    )
     parser.parse()
     assert "stain_transform" not in parser.config and "SlideInferer" not in json.dumps(parser.config["inferer"])
     inferer = parser.get_parsed_content("inferer")
@@ -147,14 +202,34 @@ def test_a_2d_dataset_given_to_the_3d_variant_is_one_clear_line(tmp_path):
     from seunet_monai.data.synthetic.histology import make_synthetic_dataset
 
     make_synthetic_dataset(tmp_path / "data2d", n_train=1, n_val=1, n_test=0, size=16)
-    proc = bundle("training", TRAIN_3D, *TINY_NET, "--dataset_dir", str(tmp_path / "data2d"),
-                  "--output_dir", str(tmp_path / "logs"), "--ckpt_dir", str(tmp_path / "models"), check=False)
+    proc = bundle(
+        "training",
+        TRAIN_3D,
+        *TINY_NET,
+        "--dataset_dir",
+        str(tmp_path / "data2d"),
+        "--output_dir",
+        str(tmp_path / "logs"),
+        "--ckpt_dir",
+        str(tmp_path / "models"),
+        check=False,
+    )
     _one_error_line(proc, "holds a 2D image", "network is 3D", "without that variant")
     assert not (tmp_path / "models").exists()
 
 
 def test_volumes_given_to_the_2d_bundle_are_one_clear_line(tmp_path, trained3d):
-    proc = bundle("training", "bundle/configs/train.json", *TINY_NET, "--dataset_dir", str(trained3d["dataset_dir"]),
-                  "--output_dir", str(tmp_path / "logs"), "--ckpt_dir", str(tmp_path / "models"), check=False)
+    proc = bundle(
+        "training",
+        "bundle/configs/train.json",
+        *TINY_NET,
+        "--dataset_dir",
+        str(trained3d["dataset_dir"]),
+        "--output_dir",
+        str(tmp_path / "logs"),
+        "--ckpt_dir",
+        str(tmp_path / "models"),
+        check=False,
+    )
     _one_error_line(proc, "holds a volume", "network is 2D", "variants/3d/")
     assert not (tmp_path / "models").exists()

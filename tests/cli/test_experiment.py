@@ -42,11 +42,30 @@ def test_script_and_console_script_are_the_same_main(calls):
 
 
 def test_overrides_and_options_reach_the_runner(calls):
-    rc = _script_main()([
-        "--dataset-dir", "D", "--out", "O", "--variants", "seunet,unet", "--epochs", "3", "--scales", "0.5,1",
-        "--widths", "4,8,16,32,64", "--override", "scale_augmentation=true", "--override", "patch_size=[64, 64]",
-        "--override", "fusion=pens", "--override", "batch_size = 4",
-    ])
+    rc = _script_main()(
+        [
+            "--dataset-dir",
+            "D",
+            "--out",
+            "O",
+            "--variants",
+            "seunet,unet",
+            "--epochs",
+            "3",
+            "--scales",
+            "0.5,1",
+            "--widths",
+            "4,8,16,32,64",
+            "--override",
+            "scale_augmentation=true",
+            "--override",
+            "patch_size=[64, 64]",
+            "--override",
+            "fusion=pens",
+            "--override",
+            "batch_size = 4",
+        ]
+    )
     assert rc == 0
     (call,) = calls
     assert call["variants"] == ["seunet", "unet"] and call["epochs"] == 3 and call["scales"] == [0.5, 1.0]

@@ -118,7 +118,10 @@ def test_size_mismatch_names_both_files(tmp_path):
     atomic_save_png(tmp_path / "labels" / "training1.png", np.zeros((8, 7), np.uint8))
     write_datalist(tmp_path, splits)
     load_datalist(tmp_path)  # sizes are only compared on request
-    with pytest.raises(DatalistError, match=r"training\[1\]: image .*images/training1.png has size 8x6 but label .*labels/training1.png has size 8x7"):
+    with pytest.raises(
+        DatalistError,
+        match=r"training\[1\]: image .*images/training1.png has size 8x6 but label .*labels/training1.png has size 8x7",
+    ):
         load_datalist(tmp_path, check_sizes=True)
 
 

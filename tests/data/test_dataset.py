@@ -16,6 +16,7 @@ from seunet_monai.runtime.checks import check_outputs
 
 SMALL = {"n_train": 2, "n_val": 1, "n_test": 1, "size": 32}
 
+
 def test_ensure_dataset_generates_the_embedded_default_once(tmp_path, caplog):
     small = {"n_train": 2, "n_val": 1, "n_test": 1, "size": 32}
     with caplog.at_level("WARNING"):
@@ -37,6 +38,7 @@ def test_ensure_dataset_generates_the_embedded_default_once(tmp_path, caplog):
     with pytest.raises(DataError, match="dataset_dir.*not a folder"):
         ensure_dataset(tmp_path / "f")
 
+
 def test_list_images_and_check_outputs(tmp_path):
     for name in ("b.PNG", "a.tif", "c.tiff", "notes.txt"):
         (tmp_path / name).write_bytes(b"")
@@ -57,6 +59,7 @@ def test_list_images_and_check_outputs(tmp_path):
     with pytest.raises(ValueError, match="both write"):
         check_outputs([{"image": "x/a.png"}, {"image": "y/a.tif"}], out)
 
+
 def test_ensure_dataset_generates_only_in_an_empty_or_missing_folder(tmp_path):
     """Items 3 and 7: raw data is never generated into (whatever the synthetic overrides say); evaluation
     (generate=False) never generates at all."""
@@ -73,10 +76,12 @@ def test_ensure_dataset_generates_only_in_an_empty_or_missing_folder(tmp_path):
     (tmp_path / "empty").mkdir()
     assert len(ensure_dataset(tmp_path / "empty", synthetic=SMALL)["training"]) == 2
 
+
 def test_ensure_dataset_required_splits_and_label_values(tmp_path):
     """Items 8 and 9: empty required splits and label values outside 0..num_classes-1 (+ ignore_index) fail."""
-    dl = ensure_dataset(tmp_path / "d", synthetic=SMALL, required_splits=["training", "validation"],
-                        num_classes=2, ignore_index=255)
+    dl = ensure_dataset(
+        tmp_path / "d", synthetic=SMALL, required_splits=["training", "validation"], num_classes=2, ignore_index=255
+    )
     datalist = json.loads((tmp_path / "d" / "datalist.json").read_text())
     (tmp_path / "d" / "datalist.json").write_text(json.dumps({**datalist, "validation": []}))
     with pytest.raises(DataError, match="'validation' split is empty"):
@@ -93,6 +98,7 @@ def test_ensure_dataset_required_splits_and_label_values(tmp_path):
     with pytest.raises(DataError, match=r"training_0001.png.*\(training\[1\]\).*\[4\].*--num_classes 5"):
         check_label_values(dl, 2, 255)
     check_label_values(dl, 5, 255)
+
 
 def test_labels_stored_as_0_255(tmp_path):
     dl = ensure_dataset(tmp_path / "d", synthetic=SMALL)
@@ -119,9 +125,16 @@ def test_ensure_dataset_for_volumes_generates_them_and_refuses_the_other_dimensi
         ensure_dataset(tmp_path / "i", generate=False, num_classes=2, spatial_dims=3)
 
 
-@pytest.mark.parametrize("text", ['{"method": "vahadane", "target_stain', "{}", '{"method": "sepia"}',
-                                  '{"method": "macenko", "target_stain_matrix": [[NaN, 0.5, 0.2], [0.1, 0.8, 0.3]], '
-                                  '"target_max_concentrations": [1.5, 1.0]}'])
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"method": "vahadane", "target_stain',
+        "{}",
+        '{"method": "sepia"}',
+        '{"method": "macenko", "target_stain_matrix": [[NaN, 0.5, 0.2], [0.1, 0.8, 0.3]], '
+        '"target_max_concentrations": [1.5, 1.0]}',
+    ],
+)
 def test_a_corrupt_stain_reference_stops_training_before_it_is_copied(tmp_path, text):
     """Issue 25: a corrupt stain_reference.json is one error naming the file, not a model carrying it."""
     from seunet_monai.data.dataset import copy_stain_reference

@@ -30,8 +30,13 @@ def _save_mha(path, volume, spacing):
 def _save_tiff(path, volume, spacing):
     import tifffile
 
-    tifffile.imwrite(path, volume.transpose(2, 1, 0), imagej=True, resolution=(1 / spacing[0], 1 / spacing[1]),
-                     metadata={"spacing": spacing[2], "axes": "ZYX"})
+    tifffile.imwrite(
+        path,
+        volume.transpose(2, 1, 0),
+        imagej=True,
+        resolution=(1 / spacing[0], 1 / spacing[1]),
+        metadata={"spacing": spacing[2], "axes": "ZYX"},
+    )
 
 
 def test_nifti_and_mha_read_to_the_same_array_and_spacing(tmp_path, volume):

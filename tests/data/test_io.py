@@ -117,8 +117,6 @@ def test_read_label_grey_and_equal_channel_rgb(tmp_path):
         read_label(tmp_path / "colour.png")
 
 
-
-
 def test_written_files_have_ordinary_permissions(tmp_path):
     """Item 12 of issue 12: 0666 less the umask (0644 under 022, 0664 under 002), not mkstemp's 0600."""
     import stat
@@ -142,8 +140,9 @@ def test_bit_depth_stated_by_the_tiff_and_stacks_refused(tmp_path):
     tifffile.imwrite(tmp_path / "b12.tif", rgb.astype(np.uint16) << 4, photometric="rgb", bitspersample=12)
     img, info = read_rgb(tmp_path / "b12.tif")
     assert np.array_equal(img, rgb) and info["bits_per_sample"] == 12 and "12-bit values >> 4" in info["scaling"]
-    tifffile.imwrite(tmp_path / "max.tif", rgb.astype(np.uint16) << 2, photometric="rgb",
-                     extratags=[(281, "H", 1, 1023, False)])  # MaxSampleValue 1023: 10-bit data in 16-bit words
+    tifffile.imwrite(
+        tmp_path / "max.tif", rgb.astype(np.uint16) << 2, photometric="rgb", extratags=[(281, "H", 1, 1023, False)]
+    )  # MaxSampleValue 1023: 10-bit data in 16-bit words
     img, info = read_rgb(tmp_path / "max.tif")
     assert np.array_equal(img, rgb) and info["bits_per_sample"] == 10
 

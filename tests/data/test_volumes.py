@@ -45,8 +45,15 @@ def test_file_spatial_shape_tells_images_from_volumes(files):
     assert file_spatial_shape(files / "page.tif") == (10, 12)
 
 
-@pytest.mark.parametrize("name, dims, hint", [("rgb.png", 3, "without that variant"), ("page.tif", 3, "without"),
-                                              ("vol.nii.gz", 2, "variants/3d/"), ("stack.tif", 2, "3d/")])
+@pytest.mark.parametrize(
+    "name, dims, hint",
+    [
+        ("rgb.png", 3, "without that variant"),
+        ("page.tif", 3, "without"),
+        ("vol.nii.gz", 2, "variants/3d/"),
+        ("stack.tif", 2, "3d/"),
+    ],
+)
 def test_wrong_dimensionality_is_one_clear_line(files, name, dims, hint):
     with pytest.raises(DataError) as e:
         check_spatial_dims(files / name, dims)

@@ -25,16 +25,38 @@ def test_evaluating_runs_the_sweep(tmp_path) -> None:
         net.head.bias.copy_(torch.tensor([0.0, 5.0]))
     from seunet_monai.data.synthetic.histology import make_synthetic_dataset
 
-    make_synthetic_dataset(tmp_path / "data", n_train=1, n_val=1, n_test=2, size=48, seed=0)  # evaluation never generates
+    make_synthetic_dataset(
+        tmp_path / "data", n_train=1, n_val=1, n_test=2, size=48, seed=0
+    )  # evaluation never generates
     (tmp_path / "ckpt").mkdir()
     torch.save({"model": net.state_dict()}, tmp_path / "ckpt" / "model.pt")
     config = f"['{CONFIGS / 'train.json'}','{CONFIGS / 'evaluate.json'}']"
     args = [
-        sys.executable, "-m", "monai.bundle", "run", "evaluating", "--config_file", config,
-        "--network_def#num_scales", "2", "--network_def#channels", "[4,8,16,32,64]",
-        "--patch_size", "[48,48]", "--dataset_dir", str(tmp_path / "data"), "--output_dir", str(tmp_path / "out"),
-        "--ckpt_dir", str(tmp_path / "ckpt"), "--scales", "[0.5,1]", "--sweep#equivariance_images", "1",
-        "--sweep#equivariance_crop", "32",
+        sys.executable,
+        "-m",
+        "monai.bundle",
+        "run",
+        "evaluating",
+        "--config_file",
+        config,
+        "--network_def#num_scales",
+        "2",
+        "--network_def#channels",
+        "[4,8,16,32,64]",
+        "--patch_size",
+        "[48,48]",
+        "--dataset_dir",
+        str(tmp_path / "data"),
+        "--output_dir",
+        str(tmp_path / "out"),
+        "--ckpt_dir",
+        str(tmp_path / "ckpt"),
+        "--scales",
+        "[0.5,1]",
+        "--sweep#equivariance_images",
+        "1",
+        "--sweep#equivariance_crop",
+        "32",
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "2"}
     proc = subprocess.run(args, cwd=str(tmp_path), env=env, capture_output=True, text=True, timeout=300)

@@ -36,8 +36,16 @@ def _image(size: int = 48, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
 def _tiles(source: str, image: torch.Tensor, label: torch.Tensor, tile: int, stride: int) -> list[dict]:
     """Overlapping tiles named as the preparation scripts name them."""
     starts = list(range(0, image.shape[1] - tile + 1, stride))
-    return [{"image": image[:, r : r + tile, c : c + tile], "label": label[:, r : r + tile, c : c + tile],
-             "name": f"{source}_r{r}_c{c}", "source": source} for r in starts for c in starts]
+    return [
+        {
+            "image": image[:, r : r + tile, c : c + tile],
+            "label": label[:, r : r + tile, c : c + tile],
+            "name": f"{source}_r{r}_c{c}",
+            "source": source,
+        }
+        for r in starts
+        for c in starts
+    ]
 
 
 def test_default_scales_are_those_from_one_half_to_two() -> None:
@@ -62,8 +70,9 @@ def test_each_pixel_is_predicted_once_per_scale_and_the_plan_is_logged(caplog) -
     net.forward_heads = lambda x: seen.append(tuple(x.shape[2:])) or heads(x)
     progress: list[dict] = []
     with caplog.at_level(logging.INFO, logger="seunet_monai.evaluation.calibration"):
-        result = calibrate_scale_fusion(net, _tiles("a", *a, tile=24, stride=12), [0.5, 1.0, 2.0],
-                                        on_progress=progress.append)
+        result = calibrate_scale_fusion(
+            net, _tiles("a", *a, tile=24, stride=12), [0.5, 1.0, 2.0], on_progress=progress.append
+        )
     assert sorted(seen) == [(24, 24), (48, 48), (96, 96)]  # the whole image once per scale, not 9 tiles
     assert result["num_images"] == 1 and result["tiles"] == 9 and result["pixels"] == 24**2 + 48**2 + 96**2
     lines = [r.getMessage() for r in caplog.records]
@@ -71,7 +80,10 @@ def test_each_pixel_is_predicted_once_per_scale_and_the_plan_is_logged(caplog) -
     assert "1 whole validation image(s) (put together from 9 tiles) x 3 scales" in lines[plan]
     per_scale = [line for line in lines[plan:] if " done in " in line]
     assert [line.split(" done")[0] for line in per_scale] == [
-        "scale calibration: scale 1/3 (0.5)", "scale calibration: scale 2/3 (1)", "scale calibration: scale 3/3 (2)"]
+        "scale calibration: scale 1/3 (0.5)",
+        "scale calibration: scale 2/3 (1)",
+        "scale calibration: scale 3/3 (2)",
+    ]
     assert all("s left" in line for line in per_scale)
     assert [p["scales_done"] for p in progress] == [0, 1, 2, 3] and progress[-1]["eta_s"] == 0
 
@@ -115,7 +127,9 @@ def test_the_buffers_are_the_profile_of_each_images_measurement_at_each_scale() 
 def test_the_profile_means_each_signature_component_where_it_is_finite() -> None:
     nan = float("nan")
     signature = torch.tensor([[[1.0, nan, nan]], [[3.0, 2.0, nan]]])  # (N=2, P=1, 3)
-    confusion = torch.tensor([[[[[5.0, 0, 5, 0], [3, 1, 5, 1]]]], [[[[5.0, 0, 5, 0], [1, 0, 8, 1]]]]])  # (2, 1, 1, 2, 4)
+    confusion = torch.tensor(
+        [[[[[5.0, 0, 5, 0], [3, 1, 5, 1]]]], [[[[5.0, 0, 5, 0], [1, 0, 8, 1]]]]]
+    )  # (2, 1, 1, 2, 4)
     iou, sig = profile_from_measurements(confusion, signature)
     assert iou.tolist() == [[pytest.approx(4 / 7)]]  # class 1 of the summed counts: TP 4, FP 1, FN 2
     assert sig[0, :2].tolist() == [2.0, 2.0] and torch.isnan(sig[0, 2])

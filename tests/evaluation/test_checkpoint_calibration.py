@@ -25,7 +25,6 @@ def _net() -> SEUNet:
     return SEUNet(2, 3, 2, num_scales=2, channels=(2, 4, 8, 16, 32), fusion="scale").eval()
 
 
-
 def _calibrated_rows(path) -> int:
     state = torch.load(path, weights_only=True)
     return int(torch.isfinite(state.get("model", state)["fusion_iou"]).all(1).sum())

@@ -83,7 +83,7 @@ def test_scale_partners_within_ten_percent():
     matches, has = scale_partners(sig, 2.0)
     assert matches.tolist()[:2] == [1, 3] and has.tolist() == [True, True, False, False, False]
     # 2^(1/4) = 1.19: 2.5/2 = 1.25 is within 5%; 2/1.5 = 1.33 is 12% away
-    matches, has = scale_partners(sig, 2 ** 0.25)
+    matches, has = scale_partners(sig, 2**0.25)
     assert has.tolist() == [False, False, False, True, False] and int(matches[3]) == 4
     assert scale_partners(sig, 1.0)[1].all()
     assert not scale_partners(sig, 7.0)[1].any()

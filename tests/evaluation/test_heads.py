@@ -42,6 +42,7 @@ def test_a_multihead_network_gives_its_heads_whatever_its_output_heads(toy_heads
     assert head_probabilities(toy_heads, torch.rand(1, 3, 4, 4)).shape == (1, 2, 2, 4, 4)  # not the fused (1, 2, ...)
     assert toy_heads.output_heads is False
 
+
 def test_monai_basicunet_features_come_from_its_final_conv_input() -> None:
     from monai.networks.nets import BasicUNet
 

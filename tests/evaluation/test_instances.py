@@ -149,7 +149,8 @@ def test_panoptic_counts_are_monais_on_the_whole_image():
         assert (c.tp, c.fp, c.fn) == tuple(int(v) for v in ref[:3])
         assert c.iou_sum == pytest.approx(float(ref[3]), rel=1e-6)
         assert instance_metrics(pred, true)["pq"] == pytest.approx(
-            float(compute_panoptic_quality(torch.from_numpy(pred), torch.from_numpy(true))), abs=1e-5)
+            float(compute_panoptic_quality(torch.from_numpy(pred), torch.from_numpy(true))), abs=1e-5
+        )
 
 
 def test_aji_is_kumars_definition():
@@ -167,10 +168,23 @@ def test_empty_images_do_not_crash_and_give_values_where_defined():
     assert both["n_pred"] == both["n_true"] == 0
     missed = instance_metrics(empty, one)
     assert {k: missed[k] for k in INSTANCE_METRIC_KEYS} == {
-        "pq": 0.0, "sq": 0.0, "rq": 0.0, "f1": 0.0, "aji": 0.0, "dice": 0.0, "count_ratio": 0.0}
+        "pq": 0.0,
+        "sq": 0.0,
+        "rq": 0.0,
+        "f1": 0.0,
+        "aji": 0.0,
+        "dice": 0.0,
+        "count_ratio": 0.0,
+    }
     spurious = instance_metrics(one, empty)
     assert {k: spurious[k] for k in INSTANCE_METRIC_KEYS if k != "count_ratio"} == {
-        "pq": 0.0, "sq": 0.0, "rq": 0.0, "f1": 0.0, "aji": 0.0, "dice": 0.0}
+        "pq": 0.0,
+        "sq": 0.0,
+        "rq": 0.0,
+        "f1": 0.0,
+        "aji": 0.0,
+        "dice": 0.0,
+    }
     assert math.isnan(spurious["count_ratio"])  # no annotated object: no ratio
 
 

@@ -22,8 +22,15 @@ from .conftest import ToyHeadsWithMap, toy_dataset
 
 SCALES = [0.5, 1.0, 2.0]
 INSTANCE_SCALES = [0.5, 1.0, 2.0, 4.0]
-OPTS = dict(model_name="toy", roi_size=16, overlap=0.25, sw_batch_size=2, equivariance_images=0, num_examples=0,
-            tensorboard=False)
+OPTS = dict(
+    model_name="toy",
+    roi_size=16,
+    overlap=0.25,
+    sw_batch_size=2,
+    equivariance_images=0,
+    num_examples=0,
+    tensorboard=False,
+)
 
 
 def _rows(path):
@@ -37,8 +44,19 @@ def _rows_by_key(path):
 
 def test_sweep_writes_every_file_with_the_right_rows(tmp_path, toy_heads) -> None:
     data = toy_dataset(n=2, size=(40, 36))
-    out = run_scale_sweep(toy_heads, data, tmp_path, scales=SCALES, model_name="toy", roi_size=16, overlap=0.25,
-                          sw_batch_size=2, equivariance_images=1, equivariance_crop=16, num_examples=1)
+    out = run_scale_sweep(
+        toy_heads,
+        data,
+        tmp_path,
+        scales=SCALES,
+        model_name="toy",
+        roi_size=16,
+        overlap=0.25,
+        sw_batch_size=2,
+        equivariance_images=1,
+        equivariance_crop=16,
+        num_examples=1,
+    )
     eval_dir = tmp_path / "eval"
     for name in OUTPUT_FILES:
         assert (eval_dir / name).is_file() and (eval_dir / name).stat().st_size > 0, name
@@ -62,8 +80,19 @@ def test_sweep_writes_every_file_with_the_right_rows(tmp_path, toy_heads) -> Non
     assert float(r2["iou"]) == pytest.approx(ref.compute()["iou"], abs=1e-6)
 
     meta = json.loads((eval_dir / "scale_sweep.json").read_text())
-    for key in ("checkpoint", "dataset", "scales", "elapsed_s", "peak_rss_mb", "time_per_scale_s", "rows", "summary",
-                "equivariance", "equivariance_matrix", "scale_estimation"):
+    for key in (
+        "checkpoint",
+        "dataset",
+        "scales",
+        "elapsed_s",
+        "peak_rss_mb",
+        "time_per_scale_s",
+        "rows",
+        "summary",
+        "equivariance",
+        "equivariance_matrix",
+        "scale_estimation",
+    ):
         assert key in meta, key
     assert meta["scales"] == SCALES and meta["num_heads"] == 2 and meta["peak_rss_mb"] > 0
     est = meta["scale_estimation"]
@@ -85,7 +114,9 @@ def test_sweep_writes_every_file_with_the_right_rows(tmp_path, toy_heads) -> Non
     assert by_scale[2.0]["pair_errors"].startswith("1>2=")
     matrix = _rows(eval_dir / "equivariance_matrix.csv")
     assert len(matrix) == len(SCALES) * 4
-    assert [(r["group"], r["group_rescaled"]) for r in matrix if r["scale"] == "2.0" and r["matched"] == "True"] == [("1", "2")]
+    assert [(r["group"], r["group_rescaled"]) for r in matrix if r["scale"] == "2.0" and r["matched"] == "True"] == [
+        ("1", "2")
+    ]
     assert {float(r["sigma_ratio"]) for r in matrix} == {0.5, 1.0, 2.0}
     md = (eval_dir / "scale_sweep.md").read_text()
     assert "Table 1 style" in md and "Table 2 style" in md and "| pens |" in md
@@ -94,8 +125,17 @@ def test_sweep_writes_every_file_with_the_right_rows(tmp_path, toy_heads) -> Non
 
 def test_scales_without_any_partner_are_left_out_of_the_mean(tmp_path, toy_heads) -> None:
     data = toy_dataset(n=1, size=(24, 24))
-    out = run_scale_sweep(toy_heads, data, tmp_path, scales=[1.5, 2.0], roi_size=32, equivariance_images=1,
-                          equivariance_crop=24, num_examples=0, tensorboard=False)
+    out = run_scale_sweep(
+        toy_heads,
+        data,
+        tmp_path,
+        scales=[1.5, 2.0],
+        roi_size=32,
+        equivariance_images=1,
+        equivariance_crop=24,
+        num_examples=0,
+        tensorboard=False,
+    )
     eq = {float(r["scale"]): r for r in _rows(tmp_path / "eval" / "equivariance.csv")}
     assert eq[1.5]["equivariance_error"] == "nan" and eq[1.5]["groups_without_partner"] == "1 2"
     assert out["equivariance_error_mean"] == pytest.approx(float(eq[2.0]["equivariance_error"]))
@@ -122,8 +162,17 @@ def test_existing_results_are_not_overwritten_silently(tmp_path, toy_heads) -> N
 
 def test_plain_network_is_one_head(tmp_path, plain_pointwise) -> None:
     data = toy_dataset(n=1, size=(20, 20))
-    run_scale_sweep(plain_pointwise, data, tmp_path, scales=[0.5, 1.0], roi_size=16, equivariance_images=1,
-                    equivariance_crop=16, num_examples=1, tensorboard=False)
+    run_scale_sweep(
+        plain_pointwise,
+        data,
+        tmp_path,
+        scales=[0.5, 1.0],
+        roi_size=16,
+        equivariance_images=1,
+        equivariance_crop=16,
+        num_examples=1,
+        tensorboard=False,
+    )
     rows = _rows(tmp_path / "eval" / "scale_sweep.csv")
     assert sorted({r["strategy"] for r in rows}) == ["head1", "mean", "pdist", "pens"]
     by = {(r["strategy"], r["scale"]): float(r["iou"]) for r in rows}
@@ -155,8 +204,17 @@ def test_real_seunet_smoke(tmp_path) -> None:
     torch.manual_seed(0)
     net = SEUNet(spatial_dims=2, in_channels=3, out_channels=2, num_scales=2, channels=(2, 2, 2, 2, 2), norm=None)
     data = toy_dataset(n=1, size=(24, 24))
-    out = run_scale_sweep(net, data, tmp_path, scales=[0.5, 1.0, 2.0], roi_size=32, equivariance_images=1,
-                          equivariance_crop=24, num_examples=1, tensorboard=False)
+    out = run_scale_sweep(
+        net,
+        data,
+        tmp_path,
+        scales=[0.5, 1.0, 2.0],
+        roi_size=32,
+        equivariance_images=1,
+        equivariance_crop=24,
+        num_examples=1,
+        tensorboard=False,
+    )
     rows = _rows(tmp_path / "eval" / "scale_sweep.csv")
     assert len(rows) == 3 * (2 + 3)
     assert net.training and not net.output_heads  # modes restored
@@ -178,8 +236,17 @@ def test_3d_volumes(tmp_path) -> None:
     vol = torch.rand(1, 1, 4, 4, 4, generator=g)
     vol = torch.nn.functional.interpolate(vol, size=(12, 12, 12), mode="trilinear")[0]
     data = [{"image": vol, "label": (vol > 0.5).long()}]
-    run_scale_sweep(Pointwise3D(), data, tmp_path, scales=[0.5, 1.0], roi_size=8, equivariance_images=1,
-                    equivariance_crop=8, num_examples=1, tensorboard=False)
+    run_scale_sweep(
+        Pointwise3D(),
+        data,
+        tmp_path,
+        scales=[0.5, 1.0],
+        roi_size=8,
+        equivariance_images=1,
+        equivariance_crop=8,
+        num_examples=1,
+        tensorboard=False,
+    )
     rows = _rows(tmp_path / "eval" / "scale_sweep.csv")
     assert len(rows) == 2 * 4
     assert (tmp_path / "eval" / "examples.png").stat().st_size > 0
@@ -192,8 +259,15 @@ def test_label_values_beyond_the_classes_name_the_image(tmp_path, toy_heads) -> 
     with pytest.raises(ValueError, match=r"test item 0 \(image0000\).*label values"):
         run_scale_sweep(toy_heads, [{"image": img, "label": lab}], tmp_path, scales=[1.0], tensorboard=False)
     lab[0, 0, 0] = 255
-    run_scale_sweep(toy_heads, [{"image": img, "label": lab}], tmp_path / "ok", scales=[1.0], ignore_index=255,
-                    equivariance_images=0, tensorboard=False)
+    run_scale_sweep(
+        toy_heads,
+        [{"image": img, "label": lab}],
+        tmp_path / "ok",
+        scales=[1.0],
+        ignore_index=255,
+        equivariance_images=0,
+        tensorboard=False,
+    )
 
 
 def test_images_smaller_than_the_window_are_not_padded(toy_heads) -> None:
@@ -267,8 +341,9 @@ def test_windowed_and_whole_probabilities_of_a_real_seunet_agree() -> None:
 def test_the_sweep_writes_its_progress_and_results_to_a_status_file(tmp_path, toy_heads) -> None:
     from seunet_monai.runtime.status import read_status
 
-    sweep = ScaleSweep([0.5, 1.0], model_name="toy", roi_size=16, equivariance_images=0, num_examples=0,
-                       tensorboard=False)
+    sweep = ScaleSweep(
+        [0.5, 1.0], model_name="toy", roi_size=16, equivariance_images=0, num_examples=0, tensorboard=False
+    )
     out = sweep.run(toy_heads, toy_dataset(n=2, size=(20, 20)), tmp_path / "eval")
     status = read_status(tmp_path / "eval" / "sweep_status.json")
     assert status["state"] == "finished" and status["images_done"] == status["num_images"] == 2
@@ -304,8 +379,16 @@ def test_sweep_instance_columns_defaults(tmp_path, toy_heads) -> None:
 
 
 def test_sweep_instance_options(tmp_path, toy_heads) -> None:
-    run_scale_sweep(toy_heads, disk_items(1), tmp_path, scales=INSTANCE_SCALES, pixel_size_um=0.25,
-                    instance_scales=[4.0], instance_strategies="all", **OPTS)
+    run_scale_sweep(
+        toy_heads,
+        disk_items(1),
+        tmp_path,
+        scales=INSTANCE_SCALES,
+        pixel_size_um=0.25,
+        instance_scales=[4.0],
+        instance_strategies="all",
+        **OPTS,
+    )
     rows = _rows_by_key(tmp_path / "eval" / "scale_sweep.csv")
     measured = {k for k, r in rows.items() if not math.isnan(float(r["aji"]))}
     assert measured == {(st, 4.0) for st in ("head1", "head2", "mean", "pdist", "pens")}
@@ -325,12 +408,19 @@ def test_sweep_items_without_instances_skip_with_one_line(tmp_path, toy_heads, c
 def test_sweep_instance_errors(tmp_path, toy_heads) -> None:
     with pytest.raises(ValueError, match="pixel_size_um"):
         run_scale_sweep(toy_heads, disk_items(1), tmp_path, scales=[1.0], **OPTS)
-    assert ScaleSweep([0.25 * 2 ** 0.5, 1.0], instance_scales=[0.25 * 2 ** 0.5 + 1e-12]).instance_scales == [0.25 * 2 ** 0.5]
+    assert ScaleSweep([0.25 * 2**0.5, 1.0], instance_scales=[0.25 * 2**0.5 + 1e-12]).instance_scales == [0.25 * 2**0.5]
     with pytest.raises(ValueError, match="instance_scales"):
         ScaleSweep([1.0, 2.0], instance_scales=[3.0])
     with pytest.raises(ValueError, match="instance_strategies"):
-        run_scale_sweep(toy_heads, disk_items(1), tmp_path / "b", scales=[1.0], pixel_size_um=0.25,
-                        instance_strategies=["nope"], **OPTS)
+        run_scale_sweep(
+            toy_heads,
+            disk_items(1),
+            tmp_path / "b",
+            scales=[1.0],
+            pixel_size_um=0.25,
+            instance_strategies=["nope"],
+            **OPTS,
+        )
     # instance_metrics=False: no pixel size needed, nothing measured
     run_scale_sweep(toy_heads, disk_items(1), tmp_path / "c", scales=[1.0], instance_metrics=False, **OPTS)
 
@@ -354,8 +444,15 @@ def test_the_sweep_separates_touching_nuclei_with_the_network_s_map(tmp_path, mo
 
 def test_a_separation_asked_of_a_network_without_maps_is_the_class_mask_alone(tmp_path, toy_heads, caplog) -> None:
     with caplog.at_level(logging.WARNING, logger="seunet_monai.evaluation.sweep"):
-        run_scale_sweep(toy_heads, square_pairs("boundary"), tmp_path, scales=[1.0], pixel_size_um=0.25,
-                        separation="boundary", **OPTS)
+        run_scale_sweep(
+            toy_heads,
+            square_pairs("boundary"),
+            tmp_path,
+            scales=[1.0],
+            pixel_size_um=0.25,
+            separation="boundary",
+            **OPTS,
+        )
     assert any("predicts no separation map" in r.getMessage() for r in caplog.records)
     rows = _rows_by_key(tmp_path / "eval" / "scale_sweep.csv")
     assert float(rows[("pens", 1.0)]["count_ratio"]) == pytest.approx(0.5)

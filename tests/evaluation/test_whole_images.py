@@ -13,7 +13,6 @@ def _image(size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.rand(3, size, size, generator=g), (torch.rand(1, size, size, generator=g) > 0.6).long()
 
 
-
 def test_overlapping_tiles_are_put_back_into_whole_images() -> None:
     a, b = _image(48, 1), _image(40, 2)
     items = (

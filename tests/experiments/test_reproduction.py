@@ -50,7 +50,10 @@ def test_the_instance_preset_compares_three_formulations_at_equal_budget(tmp_pat
     assert rc == 0 and not out.exists()
     preset, table2 = presets.PRESETS["instances-cpu"], presets.PRESETS["monuseg-cpu"]
     assert [(j.name, j.variant, j.seed) for j in preset.jobs] == [
-        ("plain", "seunet", 0), ("boundary", "separation_boundary", 0), ("centre", "separation_centre", 0)]
+        ("plain", "seunet", 0),
+        ("boundary", "separation_boundary", 0),
+        ("centre", "separation_centre", 0),
+    ]
     assert preset.scales == tuple(s for s in table2.scales if 0.5 <= s <= 2) and len(preset.scales) == 9
     assert (preset.epochs, preset.widths) == (table2.epochs, table2.widths)  # the monuseg-cpu budget and recipe
     assert preset.train_overrides == table2.train_overrides and preset.report == "instances"
@@ -60,10 +63,13 @@ def test_the_instance_preset_compares_three_formulations_at_equal_budget(tmp_pat
     assert not {"separation_boundary", "separation_centre"} & set(DEFAULT_VARIANTS)  # not in plain experiments
 
 
-@pytest.mark.parametrize("make, needle", [
-    (lambda p: p / "missing", "images/"),
-    (lambda p: (p / "images").mkdir(parents=True) or (p / "masks").mkdir() or p, "lacks the validation images"),
-])
+@pytest.mark.parametrize(
+    "make, needle",
+    [
+        (lambda p: p / "missing", "images/"),
+        (lambda p: (p / "images").mkdir(parents=True) or (p / "masks").mkdir() or p, "lacks the validation images"),
+    ],
+)
 def test_wrong_source_is_one_line_naming_it(tmp_path, capsys, make, needle):
     src = make(tmp_path / "src")
     rc = cli.main(["--preset", "monuseg-cpu", "--source", str(src), "--out", str(tmp_path / "o"), "--dry-run"])
@@ -89,18 +95,42 @@ def test_a_folder_of_another_run_is_refused(tmp_path):
 def _finished_job(out: Path, name: str, model: str, ious: dict, params: int = 100) -> None:
     d = out / name
     (d / "eval").mkdir(parents=True)
-    rows = [{"model": model, "strategy": s, "scale": sc, "iou": v, "iou_per_image": v, "dice": v, "num_images": 5}
-            for s, curve in ious.items() for sc, v in curve.items()]
+    rows = [
+        {"model": model, "strategy": s, "scale": sc, "iou": v, "iou_per_image": v, "dice": v, "num_images": 5}
+        for s, curve in ious.items()
+        for sc, v in curve.items()
+    ]
     write_csv_rows(d / "eval" / "scale_sweep.csv", rows)
-    (d / STATE_FILE).write_text(json.dumps({"evaluation_finished": True, "parameters": params, "training_wall_s": 60.0,
-                                            "evaluation_time_s": 30.0, "equivariance_error_mean": 0.3,
-                                            "best_val_iou": 0.6}))
+    (d / STATE_FILE).write_text(
+        json.dumps(
+            {
+                "evaluation_finished": True,
+                "parameters": params,
+                "training_wall_s": 60.0,
+                "evaluation_time_s": 30.0,
+                "equivariance_error_mean": 0.3,
+                "best_val_iou": 0.6,
+            }
+        )
+    )
 
 
 def test_report_pools_seeds_and_sets_the_paper_beside_ours(tmp_path):
-    preset = presets.Preset("p", "test preset", (presets.Job("seunet", "seunet", 0), presets.Job("seunet-seed1", "seunet", 1),
-                                             presets.Job("cnn", "cnn", 0), presets.Job("unet", "unet", 0)),
-                        1, (2, 2, 2, 2, 2), (0.5, 1.0), {}, {})
+    preset = presets.Preset(
+        "p",
+        "test preset",
+        (
+            presets.Job("seunet", "seunet", 0),
+            presets.Job("seunet-seed1", "seunet", 1),
+            presets.Job("cnn", "cnn", 0),
+            presets.Job("unet", "unet", 0),
+        ),
+        1,
+        (2, 2, 2, 2, 2),
+        (0.5, 1.0),
+        {},
+        {},
+    )
     fusions = ("mean", "pdist", "pens")
     heads = {"head1": {0.5: 0.56, 1.0: 0.60}, "head2": {0.5: 0.50, 1.0: 0.66}}  # best per scale: 0.56, 0.66
     _finished_job(tmp_path, "seunet", "seunet", {**{s: {0.5: 0.50, 1.0: 0.60} for s in fusions}, **heads})
@@ -118,7 +148,9 @@ def test_report_pools_seeds_and_sets_the_paper_beside_ours(tmp_path):
     # seunet: 3 fusions, 2 heads and the best head at each scale, 2 seeds x 2 scales; cnn: 1 row x 2 scales
     assert rows[0] == "model,strategy,seed,scale,iou" and len(rows) == 1 + 6 * 2 * 2 + 2
     assert "| seunet | head2 | 58.00 ± 0.00 [58.00, 58.00] | 2 |" in md
-    assert "| seunet | best_head | 61.00 ± 0.00 [61.00, 61.00] | 2 |" in md  # max over heads per scale, then the mean over scales
+    assert (
+        "| seunet | best_head | 61.00 ± 0.00 [61.00, 61.00] | 2 |" in md
+    )  # max over heads per scale, then the mean over scales
     assert len(files) == 3
 
 
@@ -127,10 +159,21 @@ def test_report_pools_seeds_and_sets_the_paper_beside_ours(tmp_path):
 def test_tiny_preset_runs_end_to_end_and_resumes(tmp_path, monkeypatch):
     images = sorted(p.stem for p in (FIXTURE / "images").iterdir())
     monkeypatch.setattr(rep, "MONUSEG_VALIDATION_IMAGES", (images[0],))
-    tiny = presets.Preset("tiny", "tiny", (presets.Job("cnn", "cnn", 0),), 1, (4, 8, 8, 8, 8), (0.5, 1.0),
-                      {"calibrate_fusion": False, "patch_size": [64, 64], "batch_size": 2, "shift": 0},
-                      {"sweep#equivariance_images": 1, "sweep#equivariance_crop": 64, "sweep#num_examples": 1,
-                       "sweep#max_pixels": 1000000})
+    tiny = presets.Preset(
+        "tiny",
+        "tiny",
+        (presets.Job("cnn", "cnn", 0),),
+        1,
+        (4, 8, 8, 8, 8),
+        (0.5, 1.0),
+        {"calibrate_fusion": False, "patch_size": [64, 64], "batch_size": 2, "shift": 0},
+        {
+            "sweep#equivariance_images": 1,
+            "sweep#equivariance_crop": 64,
+            "sweep#num_examples": 1,
+            "sweep#max_pixels": 1000000,
+        },
+    )
     monkeypatch.setitem(presets.PRESETS, "tiny", tiny)
     out = tmp_path / "out"
     lines: list[str] = []

@@ -43,8 +43,9 @@ def run(tmp_path_factory) -> dict:
     data = root / "data" / "scale_1"
     make_synthetic_dataset(data, n_train=4, n_val=2, n_test=2, size=64, scale=1.0, seed=0)
     lines: list[str] = []
-    result = runner.run_experiment(data, root / "runs", VARIANTS, epochs=1, tiny=True, scales=SCALES,
-                                       env=_env(), log=lines.append)
+    result = runner.run_experiment(
+        data, root / "runs", VARIANTS, epochs=1, tiny=True, scales=SCALES, env=_env(), log=lines.append
+    )
     return {"root": root, "out": root / "runs", "data": data, "lines": lines, "result": result}
 
 
@@ -115,12 +116,14 @@ def test_comparison_tables_and_figure(run):
 def test_rerun_skips_finished_variants_and_refuses_other_arguments(run):
     lines: list[str] = []
     t0 = time.perf_counter()
-    res = runner.run_experiment(run["data"], run["out"], ["unet", "sesn"], epochs=1, tiny=True, scales=SCALES,
-                                    env=_env(), log=lines.append)
+    res = runner.run_experiment(
+        run["data"], run["out"], ["unet", "sesn"], epochs=1, tiny=True, scales=SCALES, env=_env(), log=lines.append
+    )
     assert time.perf_counter() - t0 < 20 and res["failed"] == {}
     assert "[unet] already trained and evaluated: skipped" in " ".join(lines)
-    res = runner.run_experiment(run["data"], run["out"], ["unet"], epochs=2, tiny=True, scales=SCALES,
-                                    env=_env(), log=lines.append)
+    res = runner.run_experiment(
+        run["data"], run["out"], ["unet"], epochs=2, tiny=True, scales=SCALES, env=_env(), log=lines.append
+    )
     assert "other arguments" in res["failed"]["unet"]
 
 
@@ -138,18 +141,45 @@ def test_failing_variant_is_reported_and_others_still_run(run, monkeypatch, tmp_
     spec = importlib.util.spec_from_file_location("run_experiment_script", REPO / "scripts" / "run_experiment.py")
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
-    rc = script.main(["--dataset-dir", str(run["data"]), "--out", str(run["out"]), "--variants", "sesn,unet",
-                      "--epochs", "1", "--tiny", "--scales", "0.5,1"])
+    rc = script.main(
+        [
+            "--dataset-dir",
+            str(run["data"]),
+            "--out",
+            str(run["out"]),
+            "--variants",
+            "sesn,unet",
+            "--epochs",
+            "1",
+            "--tiny",
+            "--scales",
+            "0.5,1",
+        ]
+    )
     text = capsys.readouterr().out
     assert rc == 1 and "[sesn] FAILED" in text and "[unet] already trained" in text and "comparison:" in text
 
 
 def test_interrupted_training_resumes_from_last_pt(run, tmp_path):
     out = tmp_path / "out"
-    cmd = [sys.executable, str(REPO / "scripts" / "run_experiment.py"), "--dataset-dir", str(run["data"]),
-           "--out", str(out), "--variants", "unet", "--epochs", "3", "--tiny", "--scales", "1"]
-    proc = subprocess.Popen(cmd, cwd=str(REPO), env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    cmd = [
+        sys.executable,
+        str(REPO / "scripts" / "run_experiment.py"),
+        "--dataset-dir",
+        str(run["data"]),
+        "--out",
+        str(out),
+        "--variants",
+        "unet",
+        "--epochs",
+        "3",
+        "--tiny",
+        "--scales",
+        "1",
+    ]
+    proc = subprocess.Popen(
+        cmd, cwd=str(REPO), env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
     last = out / "unet" / "models" / "last.pt"
     deadline = time.time() + 120
     try:
@@ -162,8 +192,9 @@ def test_interrupted_training_resumes_from_last_pt(run, tmp_path):
     state = json.loads((out / "unet" / STATE_FILE).read_text())
     assert not state.get("training_finished")
     lines: list[str] = []
-    res = runner.run_experiment(run["data"], out, ["unet"], epochs=3, tiny=True, scales=[1.0], env=_env(),
-                                    log=lines.append)
+    res = runner.run_experiment(
+        run["data"], out, ["unet"], epochs=3, tiny=True, scales=[1.0], env=_env(), log=lines.append
+    )
     assert res["failed"] == {}, res["failed"]
     text = "\n".join(lines)
     assert "training (resuming from last.pt)" in text and "[unet] resumed at epoch" in text
@@ -176,8 +207,19 @@ def test_interrupted_training_resumes_from_last_pt(run, tmp_path):
 
 def test_scale_shift_benchmark_evaluates_generated_test_sets(run):
     lines: list[str] = []
-    res = scale_shift.run_scale_shift_benchmark(run["root"], ["unet"], SCALES, n_train=4, n_val=2, n_test=2, size=64,
-                                               epochs=1, tiny=True, env=_env(), log=lines.append)
+    res = scale_shift.run_scale_shift_benchmark(
+        run["root"],
+        ["unet"],
+        SCALES,
+        n_train=4,
+        n_val=2,
+        n_test=2,
+        size=64,
+        epochs=1,
+        tiny=True,
+        env=_env(),
+        log=lines.append,
+    )
     assert res["failed"] == {}, res["failed"]
     text = "\n".join(lines)
     assert "[unet] already trained and evaluated: skipped" in text  # trained once, at scale 1
@@ -203,12 +245,21 @@ def test_scale_shift_benchmark_evaluates_generated_test_sets(run):
 def test_generated_set_with_other_parameters_is_refused_not_reused(tmp_path):
     """A scale-K folder made with another field of view (e.g. the fixed layout of 0.3.0) is not silently reused."""
     d = tmp_path / "data" / "scale_2"
-    make_synthetic_dataset(d, task="nuclei", n_train=0, n_val=0, n_test=1, size=scale_shift.generated_size(32, 2.0, "fixed"),
-                           scale=2.0, seed=0)
+    make_synthetic_dataset(
+        d,
+        task="nuclei",
+        n_train=0,
+        n_val=0,
+        n_test=1,
+        size=scale_shift.generated_size(32, 2.0, "fixed"),
+        scale=2.0,
+        seed=0,
+    )
     scale_shift.check_generated_set(d, {"size": 32, "scale": 2.0, "seed": 0, "n_test": 1})  # what made it: accepted
     with pytest.raises(ValueError, match=r"scale_2 was generated with other parameters: size 32 \(this run needs 64\)"):
-        scale_shift.check_generated_set(d, {"size": scale_shift.generated_size(32, 2.0), "scale": 2.0, "seed": 0,
-                                           "n_test": 1})
+        scale_shift.check_generated_set(
+            d, {"size": scale_shift.generated_size(32, 2.0), "scale": 2.0, "seed": 0, "n_test": 1}
+        )
     with pytest.raises(ValueError, match="field_of_view"):
         scale_shift.run_scale_shift_benchmark(tmp_path / "b", ["unet"], field_of_view="wide")
 

@@ -54,7 +54,11 @@ def test_picks_the_head_that_is_right_at_the_input_scale(disk_heads: ScaleBandHe
 
 
 def test_calibration_fills_only_the_requested_rows(disk_heads: ScaleBandHeads) -> None:
-    rows = [i for i, s in enumerate(disk_heads.fusion_scales.tolist()) if any(math.isclose(s, t, rel_tol=1e-4) for t in SCALES_05_2)]
+    rows = [
+        i
+        for i, s in enumerate(disk_heads.fusion_scales.tolist())
+        if any(math.isclose(s, t, rel_tol=1e-4) for t in SCALES_05_2)
+    ]
     assert len(rows) == len(SCALES_05_2)
     calibrated = torch.isfinite(disk_heads.fusion_iou).all(1)
     assert calibrated.nonzero().flatten().tolist() == rows
@@ -125,7 +129,6 @@ def _tiny_seunet(fusion: str = "scale") -> SEUNet:
     return SEUNet(2, 3, 2, num_scales=2, channels=(2, 4, 8, 16, 32), fusion=fusion).eval()
 
 
-
 def test_seunet_scale_fusion_uses_its_buffers_and_survives_a_state_dict_round_trip(tmp_path) -> None:
     net = _tiny_seunet()
     x = torch.rand(1, 3, 32, 32)
@@ -165,8 +168,16 @@ def test_fuse_transforms_read_the_profile_when_called(disk_heads: ScaleBandHeads
 def test_sweep_reports_the_scale_fusion_of_a_calibrated_network(disk_heads: ScaleBandHeads, tmp_path) -> None:
     from seunet_monai.evaluation.sweep import run_scale_sweep
 
-    out = run_scale_sweep(disk_heads, disk_items(1.0, 2, seed=2), tmp_path, [0.5, 1.0, 2.0], equivariance_images=0,
-                          num_examples=0, tensorboard=False, roi_size=256)
+    out = run_scale_sweep(
+        disk_heads,
+        disk_items(1.0, 2, seed=2),
+        tmp_path,
+        [0.5, 1.0, 2.0],
+        equivariance_images=0,
+        num_examples=0,
+        tensorboard=False,
+        roi_size=256,
+    )
     rows = json.loads((tmp_path / "eval" / "scale_sweep.json").read_text())["rows"]
     iou = {(r["strategy"], r["scale"]): r["iou"] for r in rows}
     for s in (0.5, 1.0, 2.0):
@@ -193,7 +204,9 @@ def _one_head_probs(mask: torch.Tensor) -> torch.Tensor:
 
 def test_object_radius_follows_the_size_of_the_nuclei_not_their_number() -> None:
     few = head_signature(_one_head_probs(_disks(5, [(20, 20), (70, 60)])))[0, 1]
-    many = head_signature(_one_head_probs(_disks(5, [(15, 15), (15, 50), (15, 80), (50, 20), (50, 60), (80, 40)])))[0, 1]
+    many = head_signature(_one_head_probs(_disks(5, [(15, 15), (15, 50), (15, 80), (50, 20), (50, 60), (80, 40)])))[
+        0, 1
+    ]
     large = head_signature(_one_head_probs(_disks(10, [(25, 25), (70, 65)])))[0, 1]
     assert float(many - few) == pytest.approx(0.0, abs=0.02)  # density does not move it
     assert float(large - few) == pytest.approx(math.log(2), abs=0.1)  # size 2x: log 2
@@ -238,8 +251,11 @@ def test_checkpoint_calibrated_with_the_0_3_0_signature_loads_uncalibrated_with_
         load_network(fresh, path)
     assert "0.3.0 layout" in caplog.text and "run calibrating" in caplog.text
     loaded = fresh.state_dict()
-    assert all(torch.allclose(loaded[k].double(), v.double(), equal_nan=True)  # the weights and the IoU loaded
-               for k, v in state.items() if k != "fusion_signature")
+    assert all(
+        torch.allclose(loaded[k].double(), v.double(), equal_nan=True)  # the weights and the IoU loaded
+        for k, v in state.items()
+        if k != "fusion_signature"
+    )
     assert fresh.fusion_signature.shape == net.fusion_signature.shape and torch.isnan(fresh.fusion_signature).all()
     assert ScaleProfile.from_module(fresh) is None  # uncalibrated: "scale" falls back to PEns
     with pytest.raises(ValueError, match="0.3.0 .*recalibrate"):

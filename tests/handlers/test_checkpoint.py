@@ -46,7 +46,9 @@ def test_saves_each_epoch_atomically_and_resumes_to_the_same_final_epoch(tmp_pat
     engine2.add_event_handler(Events.ITERATION_STARTED, lambda e: iterations.append(e.state.iteration))
     ResumableCheckpoint(tmp_path, {"model": net2, "optimizer": opt2, "scheduler": sched2}, resume=True).attach(engine2)
     loaded = {}  # registered after the checkpoint handler: sees the restored weights
-    engine2.add_event_handler(Events.STARTED, lambda e: loaded.update({k: v.clone() for k, v in net2.state_dict().items()}))
+    engine2.add_event_handler(
+        Events.STARTED, lambda e: loaded.update({k: v.clone() for k, v in net2.state_dict().items()})
+    )
     engine2.run(data2, max_epochs=2)
     assert engine2.state.epoch == 2 and engine2.state.iteration == 6
     assert iterations == [4, 5, 6]  # continued, not restarted
@@ -262,5 +264,7 @@ def test_the_interrupt_note_says_what_is_kept_and_how_to_resume(tmp_path):
     engine.add_event_handler(Events.ITERATION_COMPLETED, lambda e: notes.append(interrupt_note()))
     engine.run(data, max_epochs=2)
     assert "nothing to resume" in notes[0]
-    assert notes[-1] == (f"{tmp_path / 'last.pt'} keeps epoch 1 of 2 (and model.pt the best epoch so far); continue "
-                         "with the same command and --resume true.")
+    assert notes[-1] == (
+        f"{tmp_path / 'last.pt'} keeps epoch 1 of 2 (and model.pt the best epoch so far); continue "
+        "with the same command and --resume true."
+    )

@@ -14,8 +14,9 @@ from seunet_monai.handlers import save_metrics
 
 def test_metrics_json_holds_the_values_monai_metrics_saver_writes_and_the_run_information(tmp_path):
     engine = Engine(lambda e, b: None)
-    engine.add_event_handler(Events.EPOCH_COMPLETED,
-                             lambda e: e.state.metrics.update(test_iou=0.123456789, test_iou_pens=torch.tensor(0.5)))
+    engine.add_event_handler(
+        Events.EPOCH_COMPLETED, lambda e: e.state.metrics.update(test_iou=0.123456789, test_iou_pens=torch.tensor(0.5))
+    )
     MetricsSaver(save_dir=str(tmp_path / "monai"), metrics="*").attach(engine)
     engine.run([0], max_epochs=1)
     out = save_metrics(engine, tmp_path / "eval" / "metrics.json", checkpoint=tmp_path / "model.pt", split="test")

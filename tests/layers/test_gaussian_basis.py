@@ -66,7 +66,9 @@ def test_scale_normalised_first_derivative_of_a_ramp_is_sigma():
     """γ-normalisation: σ·∂(G_σ * f) of f(x) = x is σ, for every σ (hybrid: exactly)."""
     ramp = torch.arange(60, dtype=torch.float64)
     for sigma in (0.3, 1.0, 2.5, 4.0):
-        taps = gaussian_derivative_kernels_1d(torch.tensor(sigma, dtype=torch.float64), 1, int(np.ceil(2 * sigma)), "hybrid")
+        taps = gaussian_derivative_kernels_1d(
+            torch.tensor(sigma, dtype=torch.float64), 1, int(np.ceil(2 * sigma)), "hybrid"
+        )
         out = _apply_1d(taps[1], ramp)
         assert out[20].item() == pytest.approx(sigma, rel=1e-12)
 

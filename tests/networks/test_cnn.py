@@ -14,8 +14,11 @@ TINY = (5, 10, 20, 40, 80)
 def _layout(net: nn.Module) -> list[tuple[str, str]]:
     """Every module but the filters themselves, by name and type."""
     skip = ("GDConv", "PlainConv", "Conv2d", "ScaleParameter")
-    return [(n, type(m).__name__) for n, m in net.named_modules()
-            if n and type(m).__name__ not in skip and ".conv" not in n.split(".")[-1]]
+    return [
+        (n, type(m).__name__)
+        for n, m in net.named_modules()
+        if n and type(m).__name__ not in skip and ".conv" not in n.split(".")[-1]
+    ]
 
 
 def test_same_architecture_as_seunet_except_the_filters():

@@ -110,6 +110,7 @@ def test_trace_export_matches_eager():
     x2 = torch.randn(2, 3, 24, 20)
     torch.testing.assert_close(traced(x2), net(x2))
 
+
 def test_dense_reference_network_matches_fast():
     x = torch.randn(1, 3, 32, 32)
     fast = _net().eval()

@@ -32,12 +32,26 @@ def test_check_arguments_names_the_key(kwargs, match):
     with pytest.raises(ConfigValueError, match=match):
         check_arguments(**kwargs)
 
+
 def test_check_arguments_accepts_the_defaults():
     cfg = json.loads((REPO / "bundle" / "configs" / "train.json").read_text())
-    keys = ["epochs", "batch_size", "val_batch_size", "val_interval", "log_interval", "num_workers", "num_classes",
-            "ignore_index", "learning_rate", "weight_decay", "patch_size", "scale_range"]
+    keys = [
+        "epochs",
+        "batch_size",
+        "val_batch_size",
+        "val_interval",
+        "log_interval",
+        "num_workers",
+        "num_classes",
+        "ignore_index",
+        "learning_rate",
+        "weight_decay",
+        "patch_size",
+        "scale_range",
+    ]
     assert check_arguments(**{k: cfg[k] for k in keys}) is True
     assert check_scales([0.25, 1, 4]) == [0.25, 1.0, 4.0]
+
 
 def test_seunet_errors_are_found_through_monai_wrapping():
     try:

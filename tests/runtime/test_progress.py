@@ -102,5 +102,11 @@ def test_progress_false_given_as_a_word_turns_bars_off(word):
 
 
 def test_durations_and_pixel_counts_read_in_log_lines():
-    assert [format_duration(t) for t in (0.04, 9.9, 75.4, 119.6, 210.0)] == ["0.0 s", "9.9 s", "75 s", "120 s", "3.5 min"]
+    assert [format_duration(t) for t in (0.04, 9.9, 75.4, 119.6, 210.0)] == [
+        "0.0 s",
+        "9.9 s",
+        "75 s",
+        "120 s",
+        "3.5 min",
+    ]
     assert format_megapixels(13_107_200) == "13.1 Mpx" and format_megapixels(20886) == "0.0209 Mpx"

@@ -34,8 +34,11 @@ def test_a_model_that_no_run_here_wrote_is_refused_without_overwrite(tmp_path):
 
 def test_an_earlier_run_is_refused_resumed_or_replaced_and_says_which(tmp_path):
     run = _files(tmp_path / "run", "last.pt", "model.pt", "model_uncalibrated.pt", "stain_reference.json")
-    with pytest.raises(ExistingPathError, match=r"earlier training run \(last.pt, model.pt, model_uncalibrated.pt\)"
-                                                r".*--resume true.*--output_dir"):
+    with pytest.raises(
+        ExistingPathError,
+        match=r"earlier training run \(last.pt, model.pt, model_uncalibrated.pt\)"
+        r".*--resume true.*--output_dir",
+    ):
         claim_ckpt_dir(run, resume="false")
     assert claim_ckpt_dir(run, resume="true") == run and (run / "model.pt").is_file()  # the same run goes on
     claim_ckpt_dir(run, resume=False, overwrite="true")  # nothing of the earlier run is taken for the new one

@@ -195,7 +195,8 @@ def test_dict_transform_adds_the_labels_under_new_key():
     d = NucleusInstancesd("pred", pixel_size_um=0.5)({"pred": probs})
     assert d["pred"] is probs and d["instances"].max() == 2
     d = NucleusInstancesd("pred", new_key="objects", centre_key="centre", pixel_size_um=0.5)(
-        {"pred": probs, "centre": np.zeros((1, 64, 96), np.float32)})
+        {"pred": probs, "centre": np.zeros((1, 64, 96), np.float32)}
+    )
     assert d["objects"].max() == 1  # no centre above the threshold: each component is one object
     per_item = NucleusInstancesd("pred", pixel_size_key="mpp", min_nucleus_area_um2=10.0)
     speck = probs_of(np.pad(np.ones((5, 10), bool), 10))  # 50 px

@@ -43,8 +43,9 @@ class RawMask:
         """Rows ``[y0, y1)`` (clipped to the mask) as ``(n, W)`` of ``dtype``."""
         y0, y1 = max(0, int(y0)), min(self.shape[0], int(y1))
         n = max(0, y1 - y0)
-        arr = np.fromfile(self.path, dtype=self.dtype, count=n * self.shape[1],
-                          offset=y0 * self.shape[1] * self.dtype.itemsize)
+        arr = np.fromfile(
+            self.path, dtype=self.dtype, count=n * self.shape[1], offset=y0 * self.shape[1] * self.dtype.itemsize
+        )
         return arr.reshape(n, self.shape[1])
 
     def read_block(self, y0: int, x0: int, h: int, w: int) -> np.ndarray:
@@ -82,8 +83,16 @@ class SlideAccumulator:
             for the separation of touching nuclei; needs ``aux_channels >= 1``.
     """
 
-    def __init__(self, mask: RawMask, num_classes: int, factor: int, probability: RawMask | None = None,
-                 probability_class: int = 1, aux_channels: int = 0, separation: RawMask | None = None) -> None:
+    def __init__(
+        self,
+        mask: RawMask,
+        num_classes: int,
+        factor: int,
+        probability: RawMask | None = None,
+        probability_class: int = 1,
+        aux_channels: int = 0,
+        separation: RawMask | None = None,
+    ) -> None:
         if separation is not None and int(aux_channels) < 1:
             raise ValueError("SlideAccumulator: a separation store needs aux_channels >= 1 (the map's channel).")
         self.mask = mask

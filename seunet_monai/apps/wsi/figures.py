@@ -85,8 +85,14 @@ def draw_instance_outlines(rgb: np.ndarray, labels: np.ndarray, colour: Sequence
     return rgb
 
 
-def write_image_overlay(path: str | os.PathLike, image: np.ndarray, mask: np.ndarray, num_classes: int,
-                        width: int = 2, instances: np.ndarray | None = None) -> None:
+def write_image_overlay(
+    path: str | os.PathLike,
+    image: np.ndarray,
+    mask: np.ndarray,
+    num_classes: int,
+    width: int = 2,
+    instances: np.ndarray | None = None,
+) -> None:
     """The image at full resolution with every predicted object outlined (class ``c`` in ``OKABE_ITO[c - 1]``).
 
     Args:
@@ -119,8 +125,15 @@ def tissue_box(tissue: np.ndarray, margin: float = 0.05) -> tuple[int, int, int,
     return max(0, rows[0] - dy), min(h, rows[-1] + 1 + dy), max(0, cols[0] - dx), min(w, cols[-1] + 1 + dx)
 
 
-def write_slide_overview(path: str | os.PathLike, thumbnail: np.ndarray, tissue: np.ndarray, foreground: np.ndarray,
-                         box: tuple[int, int, int, int], min_size: int = 1024, width: int = 2) -> None:
+def write_slide_overview(
+    path: str | os.PathLike,
+    thumbnail: np.ndarray,
+    tissue: np.ndarray,
+    foreground: np.ndarray,
+    box: tuple[int, int, int, int],
+    min_size: int = 1024,
+    width: int = 2,
+) -> None:
     """The thumbnail cropped to ``box`` (:func:`tissue_box`), enlarged by an integer factor (nearest neighbour) to
     a longer side of at least ``min_size``, with the tissue (blue) and the predicted objects (yellow: where at
     least half of a thumbnail pixel's pixels are non-background) outlined.
@@ -146,8 +159,13 @@ def write_slide_overview(path: str | os.PathLike, thumbnail: np.ndarray, tissue:
     _save_png(path, out)
 
 
-def pick_regions(foreground: np.ndarray, tissue: np.ndarray, cells: int, quantiles: Sequence[float] = (0.95, 0.5, 0.1),
-                 min_tissue: float = 0.5) -> list[tuple[int, int]]:
+def pick_regions(
+    foreground: np.ndarray,
+    tissue: np.ndarray,
+    cells: int,
+    quantiles: Sequence[float] = (0.95, 0.5, 0.1),
+    min_tissue: float = 0.5,
+) -> list[tuple[int, int]]:
     """Top-left corners (thumbnail pixels) of up to ``len(quantiles)`` non-overlapping ``cells`` x ``cells``
     windows on the tissue, whose object fraction is at the given quantiles over all such windows (dense, typical,
     sparse): representative regions to look at in full resolution.
@@ -184,9 +202,16 @@ def pick_regions(foreground: np.ndarray, tissue: np.ndarray, cells: int, quantil
     return picked
 
 
-def write_region_crops(path: str | os.PathLike, crops: Sequence[np.ndarray], masks: Sequence[np.ndarray],
-                       labels: Sequence[str], num_classes: int, width: int = 2, gap: int = 16,
-                       instances: Sequence[np.ndarray] | None = None) -> None:
+def write_region_crops(
+    path: str | os.PathLike,
+    crops: Sequence[np.ndarray],
+    masks: Sequence[np.ndarray],
+    labels: Sequence[str],
+    num_classes: int,
+    width: int = 2,
+    gap: int = 16,
+    instances: Sequence[np.ndarray] | None = None,
+) -> None:
     """Full-resolution crops side by side, objects outlined as in :func:`write_image_overlay`, each with its
     ``label`` written above it.
 
@@ -231,16 +256,23 @@ def write_region_crops(path: str | os.PathLike, crops: Sequence[np.ndarray], mas
         picture.save(f, format="PNG")
 
 
-def window_map(locations: Sequence[Sequence[int]], values: Sequence[float], patch_size: Sequence[int], factor: int,
-               shape: Sequence[int]) -> np.ndarray:
+def window_map(
+    locations: Sequence[Sequence[int]],
+    values: Sequence[float],
+    patch_size: Sequence[int],
+    factor: int,
+    shape: Sequence[int],
+) -> np.ndarray:
     """Mean of the per-window ``values`` over the windows covering each thumbnail pixel ``(h, w)`` (``NaN`` where
     none did); ``locations`` are the windows' top-left corners in pixels of the inference level."""
     total = np.zeros(tuple(shape), dtype=np.float64)
     count = np.zeros(tuple(shape), dtype=np.int64)
     ph, pw = (int(p) for p in patch_size)
     for (y, x), v in zip(locations, values):
-        cells = (slice(int(y) // factor, math.ceil((int(y) + ph) / factor)),
-                 slice(int(x) // factor, math.ceil((int(x) + pw) / factor)))
+        cells = (
+            slice(int(y) // factor, math.ceil((int(y) + ph) / factor)),
+            slice(int(x) // factor, math.ceil((int(x) + pw) / factor)),
+        )
         total[cells] += float(v)
         count[cells] += 1
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -266,8 +298,15 @@ def _save_figure(fig: Figure, path: str | os.PathLike) -> None:
         fig.savefig(f, format="png")
 
 
-def write_head_map(path: str | os.PathLike, winner: np.ndarray, tissue: np.ndarray, box: tuple[int, int, int, int],
-                   factor: int, head_sigmas: Sequence[float] | None = None, name: str = "") -> None:
+def write_head_map(
+    path: str | os.PathLike,
+    winner: np.ndarray,
+    tissue: np.ndarray,
+    box: tuple[int, int, int, int],
+    factor: int,
+    head_sigmas: Sequence[float] | None = None,
+    name: str = "",
+) -> None:
     """The winning scale group (PDist: the head with the largest summed margin) per thumbnail pixel, over the
     tissue only (grey elsewhere, and where no window interior reached), cropped to ``box``, with a legend naming
     each head and its σ.
@@ -285,8 +324,13 @@ def write_head_map(path: str | os.PathLike, winner: np.ndarray, tissue: np.ndarr
     shown = np.where(tissue, winner, -1)
     fig, ax, crop, extent = _map_figure(shown, box, factor, f"{name}: winning scale group (PDist) per region")
     cmap = ListedColormap(matplotlib.colormaps["viridis"](np.linspace(0, 1, omega))).with_extremes(bad=_UNSET)
-    im = ax.imshow(np.ma.masked_less(crop, 0), cmap=cmap, norm=BoundaryNorm(np.arange(-0.5, omega), omega),
-                   interpolation="nearest", extent=extent)
+    im = ax.imshow(
+        np.ma.masked_less(crop, 0),
+        cmap=cmap,
+        norm=BoundaryNorm(np.arange(-0.5, omega), omega),
+        interpolation="nearest",
+        extent=extent,
+    )
     bar = fig.colorbar(im, ax=ax, ticks=range(omega), fraction=0.046)
     labels = [f"head {k + 1}" + (f" (σ={head_sigmas[k]:.2f})" if head_sigmas else "") for k in range(omega)]
     bar.ax.set_yticklabels(labels)
@@ -295,8 +339,15 @@ def write_head_map(path: str | os.PathLike, winner: np.ndarray, tissue: np.ndarr
     _save_figure(fig, path)
 
 
-def write_scale_map(path: str | os.PathLike, scale: np.ndarray, tissue: np.ndarray, box: tuple[int, int, int, int],
-                    factor: int, name: str = "", note: str = "") -> None:
+def write_scale_map(
+    path: str | os.PathLike,
+    scale: np.ndarray,
+    tissue: np.ndarray,
+    box: tuple[int, int, int, int],
+    factor: int,
+    name: str = "",
+    note: str = "",
+) -> None:
     """The estimated scale of the tissue relative to the training data per region (:func:`window_map` of the
     per-window estimates), over the tissue only, on a log scale from 1/2 to 2 centred on 1 (purple: smaller
     than in training, orange: larger), cropped to ``box``. Without estimates (all ``NaN``) the figure says why
@@ -312,25 +363,39 @@ def write_scale_map(path: str | os.PathLike, scale: np.ndarray, tissue: np.ndarr
         note: the reason printed when there is no estimate.
     """
     shown = np.where(tissue, scale, np.nan)
-    fig, ax, crop, extent = _map_figure(shown, box, factor,
-                                             f"{name}: estimated scale relative to training, per window")
+    fig, ax, crop, extent = _map_figure(shown, box, factor, f"{name}: estimated scale relative to training, per window")
     cmap = matplotlib.colormaps["PuOr_r"].with_extremes(bad=_UNSET)
     with np.errstate(invalid="ignore", divide="ignore"):
         log2 = np.log2(crop)
     im = ax.imshow(np.ma.masked_invalid(log2), cmap=cmap, vmin=-1.0, vmax=1.0, interpolation="nearest", extent=extent)
     ticks = [-1.0, -0.5, 0.0, 0.5, 1.0]
     bar = fig.colorbar(im, ax=ax, ticks=ticks, fraction=0.046)
-    bar.ax.set_yticklabels([f"{2.0 ** t:.2g}" for t in ticks])
+    bar.ax.set_yticklabels([f"{2.0**t:.2g}" for t in ticks])
     bar.set_label("scale relative to training (1 = as trained)")
     if not np.isfinite(crop).any():
-        ax.text(0.5, 0.5, note or "no scale estimate", transform=ax.transAxes, ha="center", va="center", wrap=True,
-                fontsize=9, bbox={"facecolor": "white", "alpha": 0.8})
+        ax.text(
+            0.5,
+            0.5,
+            note or "no scale estimate",
+            transform=ax.transAxes,
+            ha="center",
+            va="center",
+            wrap=True,
+            fontsize=9,
+            bbox={"facecolor": "white", "alpha": 0.8},
+        )
     ax.text(0.0, -0.12, "grey: not tissue, or no estimate", transform=ax.transAxes, fontsize=8, va="top")
     _save_figure(fig, path)
 
 
-def write_figures(staging: Path, stem: str, slide: InferredSlide, num_classes: int,
-                  head_sigmas: Sequence[float] | None, instances: RawMask | None = None) -> list[dict]:
+def write_figures(
+    staging: Path,
+    stem: str,
+    slide: InferredSlide,
+    num_classes: int,
+    head_sigmas: Sequence[float] | None,
+    instances: RawMask | None = None,
+) -> list[dict]:
     """The pictures of one input into ``staging``: ``NAME_overlay.png``, ``NAME_regions.png`` (slides),
     ``NAME_heads.png`` and ``NAME_scale.png``; with the nucleus ``instances`` (labels of the inference grid), an
     image's overlay and a slide's region crops outline the nuclei one by one.
@@ -345,8 +410,13 @@ def write_figures(staging: Path, stem: str, slide: InferredSlide, num_classes: i
     regions: list[dict] = []
     if slide.image:
         labels = None if instances is None else instances.read_rows(0, size[0])
-        write_image_overlay(staging / f"{stem}_overlay.png", slide.read_region((0, 0), size),
-                            acc.mask.read_rows(0, size[0]), num_classes, instances=labels)
+        write_image_overlay(
+            staging / f"{stem}_overlay.png",
+            slide.read_region((0, 0), size),
+            acc.mask.read_rows(0, size[0]),
+            num_classes,
+            instances=labels,
+        )
     else:
         write_slide_overview(staging / f"{stem}_overlay.png", slide.thumbnail, tissue, foreground, box)
         crop = [min(REGION_SIZE, int(s)) for s in size]
@@ -359,10 +429,17 @@ def write_figures(staging: Path, stem: str, slide: InferredSlide, num_classes: i
             if instances is not None:
                 nuclei.append(instances.read_block(y, x, crop[0], crop[1]))
             labels.append(f"region {k + 1}: x {round(x * ds)}, y {round(y * ds)} (level 0)")
-            regions.append({"y": y, "x": x, "height": crop[0], "width": crop[1],
-                            "level0_yx": [round(y * ds), round(x * ds)]})
-        write_region_crops(staging / f"{stem}_regions.png", crops, masks, labels, num_classes,
-                           instances=nuclei if instances is not None else None)
+            regions.append(
+                {"y": y, "x": x, "height": crop[0], "width": crop[1], "level0_yx": [round(y * ds), round(x * ds)]}
+            )
+        write_region_crops(
+            staging / f"{stem}_regions.png",
+            crops,
+            masks,
+            labels,
+            num_classes,
+            instances=nuclei if instances is not None else None,
+        )
     write_head_map(staging / f"{stem}_heads.png", acc.winner_map(), tissue, box, factor, head_sigmas, slide.path.name)
     scales = np.exp(np.asarray(slide.window_log_scales, dtype=np.float64))
     locations = slide.splitter.locations(str(slide.path)) if scales.size else []
@@ -371,7 +448,5 @@ def write_figures(staging: Path, stem: str, slide: InferredSlide, num_classes: i
         scales, locations = np.zeros(0), []
         note = "no per-window scale estimate: the model has no scale-fusion calibration (run calibrating)"
     values = window_map(locations, scales, slide.patch_size, factor, tissue.shape)
-    write_scale_map(staging / f"{stem}_scale.png", values,
-                    tissue, box, factor, slide.path.name, note)
+    write_scale_map(staging / f"{stem}_scale.png", values, tissue, box, factor, slide.path.name, note)
     return regions
-

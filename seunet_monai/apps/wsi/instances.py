@@ -82,8 +82,13 @@ def iter_label_instances(labels: np.ndarray, class_id: int = 1) -> Iterator[Inst
         part = crop if parts.max() <= 1 else parts == (np.argmax(np.bincount(parts.ravel())[1:]) + 1)
         exterior, holes = _rings(part)
         offset = np.array([box[1].start, box[0].start], dtype=np.float64)
-        yield Instance(class_id=int(class_id), polygon=exterior + offset, area=int(crop.sum()),
-                       holes=[h + offset for h in holes], label=k)
+        yield Instance(
+            class_id=int(class_id),
+            polygon=exterior + offset,
+            area=int(crop.sum()),
+            holes=[h + offset for h in holes],
+            label=k,
+        )
 
 
 def _signed_area(ring: np.ndarray) -> float:
@@ -109,8 +114,9 @@ def _rings(component: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
     return exterior, holes
 
 
-def _whole_component(read, shape: tuple[int, int], class_id: int, seed: tuple[int, int],
-                     box: tuple[int, int, int, int]) -> tuple[np.ndarray, int, int]:
+def _whole_component(
+    read, shape: tuple[int, int], class_id: int, seed: tuple[int, int], box: tuple[int, int, int, int]
+) -> tuple[np.ndarray, int, int]:
     """The whole 4-connected component of ``class_id`` holding pixel ``seed`` (absolute ``(y, x)``).
 
     Starts from ``box`` ``(y0, y1, x0, x1)`` and doubles it towards each side that the component touches (and
@@ -172,8 +178,10 @@ def iter_instances(mask, num_classes: int, band: int = 1024, margin: int = 128) 
                 if w0 + r1 == bottom < height:  # may continue below the rows read: follow it
                     sy, sx = (int(v) for v in region.coords[0])
                     sy += w0
-                    if any(t <= sy < t + im.shape[0] and l <= sx < l + im.shape[1] and im[sy - t, sx - l]
-                           for t, l, im in followed):
+                    if any(
+                        t <= sy < t + im.shape[0] and l <= sx < l + im.shape[1] and im[sy - t, sx - l]
+                        for t, l, im in followed
+                    ):
                         continue  # another part of an object already followed
                     image, top, left = _whole_component(read, (height, width), c, (sy, sx), (w0 + r0, bottom, c0, c1))
                     followed.append((top, left, image))
@@ -181,8 +189,9 @@ def iter_instances(mask, num_classes: int, band: int = 1024, margin: int = 128) 
                         continue  # its first row is in an earlier band, which reported it whole
                 exterior, holes = _rings(image)
                 offset = np.array([left, top], dtype=np.float64)
-                yield Instance(class_id=c, polygon=exterior + offset, area=int(image.sum()),
-                               holes=[h + offset for h in holes])
+                yield Instance(
+                    class_id=c, polygon=exterior + offset, area=int(image.sum()), holes=[h + offset for h in holes]
+                )
 
 
 @dataclass

@@ -26,8 +26,17 @@ from .instances import Instance
 __all__ = ["PALETTE", "GeoJSONWriter", "write_mask_tiff", "write_palette_png"]
 
 #: Class colours (class id -> RGB): background black, then clearly visible colours.
-PALETTE = [(0, 0, 0), (255, 224, 0), (0, 160, 255), (255, 0, 160), (0, 200, 80), (255, 120, 0), (160, 80, 255),
-           (0, 230, 230), (200, 200, 200)]
+PALETTE = [
+    (0, 0, 0),
+    (255, 224, 0),
+    (0, 160, 255),
+    (255, 0, 160),
+    (0, 200, 80),
+    (255, 120, 0),
+    (160, 80, 255),
+    (0, 230, 230),
+    (200, 200, 200),
+]
 
 
 def _colour(c: int) -> tuple[int, int, int]:
@@ -89,12 +98,19 @@ def write_mask_tiff(
     if mpp:
         meta.update(PhysicalSizeX=mpp, PhysicalSizeXUnit="µm", PhysicalSizeY=mpp, PhysicalSizeYUnit="µm")
     with tifffile.TiffWriter(path, bigtiff=h * w * dtype.itemsize > 2**31, ome=True) as tif:
-        tif.write(tiles(1, shapes[0]), shape=shapes[0], dtype=dtype, subifds=len(shapes) - 1, metadata=meta,
-                  **options(mpp))
+        tif.write(
+            tiles(1, shapes[0]), shape=shapes[0], dtype=dtype, subifds=len(shapes) - 1, metadata=meta, **options(mpp)
+        )
         for k in range(1, len(shapes)):
             d = factor**k
-            tif.write(tiles(d, shapes[k]), shape=shapes[k], dtype=dtype, subfiletype=1, metadata=None,
-                      **options(mpp * d if mpp else None))
+            tif.write(
+                tiles(d, shapes[k]),
+                shape=shapes[k],
+                dtype=dtype,
+                subfiletype=1,
+                metadata=None,
+                **options(mpp * d if mpp else None),
+            )
     return shapes
 
 
@@ -128,8 +144,15 @@ class GeoJSONWriter:
         simplify: tolerance of the polygon simplification in mask pixels (>= 0; 0 = the exact pixel outlines).
     """
 
-    def __init__(self, path: str | os.PathLike, class_names: Sequence[str], scale: float = 1.0,
-                 mpp: float | None = None, namespace: str = "", simplify: float = 0.0) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        class_names: Sequence[str],
+        scale: float = 1.0,
+        mpp: float | None = None,
+        namespace: str = "",
+        simplify: float = 0.0,
+    ) -> None:
         if not (math.isfinite(float(simplify)) and float(simplify) >= 0):
             raise ValueError(f"geojson_simplify must be a tolerance >= 0 in pixels (0 = off), got {simplify!r}.")
         self.path = Path(path)
@@ -179,4 +202,3 @@ class GeoJSONWriter:
         if not self._f.closed:
             self._f.write("\n]}\n")
             self._f.close()
-
