@@ -23,6 +23,6 @@ Package layout, in layers that import only downward (:mod:`~seunet_monai.errors`
 7. :mod:`~seunet_monai.cli` (the console scripts).
 """
 
-__version__ = "0.4.0"
+__version__ = "0.5.0"
 
 __all__ = ["__version__"]
