@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from ignite.engine import Engine, Events
@@ -11,9 +11,6 @@ from torch.utils.tensorboard import SummaryWriter
 
 from seunet_monai.networks.base import MultiHeadNetwork
 from seunet_monai.runtime.distributed import is_main_process, unwrap
-
-if TYPE_CHECKING:
-    from torch.utils.tensorboard import SummaryWriter
 
 __all__ = ["MultiHeadStatsHandler"]
 
