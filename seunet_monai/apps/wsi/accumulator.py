@@ -67,9 +67,8 @@ class SlideAccumulator:
     Writes ``argmax`` class ids to a :class:`RawMask` (0 where no patch ran) and keeps, per thumbnail pixel
     (``factor`` x ``factor`` pixels), the margin sums of every head (their argmax is the region's winning head)
     and the fraction of non-background pixels; and, over the whole slide, class pixel counts, the PDist winner
-    counts (over inferred and over non-background pixels) and every head's mean margin (its confidence, for
-    :func:`seunet_monai.fusion.relative_scale.log_sigma_estimate`). Pixels whose margins are ``NaN`` (no window
-    interior reached them: :class:`~seunet_monai.apps.wsi.merger.BandMerger`) are left out of every head statistic.
+    counts (over inferred and over non-background pixels). Pixels whose margins are ``NaN`` (no window interior
+    reached them: :class:`~seunet_monai.apps.wsi.merger.BandMerger`) are left out of every head statistic.
 
     Args:
         mask: the :class:`RawMask` receiving class ids.
@@ -107,14 +106,12 @@ class SlideAccumulator:
         self.num_heads = 0
         self.class_pixels = np.zeros(self.num_classes, dtype=np.int64)
         self.inferred_pixels = 0
-        self.head_pixels = 0
         self.cell_heads = np.zeros(self.thumb_shape[0] * self.thumb_shape[1], dtype=np.int64)
         self.cell_inferred = np.zeros(self.thumb_shape[0] * self.thumb_shape[1], dtype=np.int64)
         self.cell_foreground = np.zeros_like(self.cell_inferred)
         self.cell_margins: np.ndarray | None = None
         self.winner_pixels: np.ndarray | None = None
         self.winner_foreground: np.ndarray | None = None
-        self.margin_sums: np.ndarray | None = None
 
     def __call__(self, y0: int, values: np.ndarray | None, valid: np.ndarray | int) -> None:
         if values is None:  # rows no patch covered: background, already zero in the sparse file
@@ -128,7 +125,6 @@ class SlideAccumulator:
             self.cell_margins = np.zeros((omega, self.cell_inferred.size), dtype=np.float64)
             self.winner_pixels = np.zeros(omega, dtype=np.int64)
             self.winner_foreground = np.zeros(omega, dtype=np.int64)
-            self.margin_sums = np.zeros(omega, dtype=np.float64)
         valid = np.asarray(valid, dtype=bool)
         labels = np.where(valid, probs.argmax(0), 0).astype(np.uint8)
         self.mask.write_rows(y0, labels)
@@ -150,14 +146,12 @@ class SlideAccumulator:
         self.cell_foreground += np.bincount(cells[fg], minlength=size)
         known = np.isfinite(m).all(0)  # per-head values from a window interior
         cells, fg, m = cells[known], fg[known], m[:, known]
-        self.head_pixels += int(known.sum())
         self.cell_heads += np.bincount(cells, minlength=size)
         for k in range(self.num_heads):
             self.cell_margins[k] += np.bincount(cells, weights=m[k], minlength=size)  # type: ignore[index]
         winner = m.argmax(0)
         self.winner_pixels += np.bincount(winner, minlength=self.num_heads)  # type: ignore[operator]
         self.winner_foreground += np.bincount(winner[fg], minlength=self.num_heads)  # type: ignore[operator]
-        self.margin_sums += m.sum(1, dtype=np.float64)  # type: ignore[operator]
 
     def winner_map(self) -> np.ndarray:
         """0-based winning head per thumbnail pixel ``(h, w)`` (largest summed margin), ``-1`` where nothing ran or
@@ -170,12 +164,6 @@ class SlideAccumulator:
     def foreground_fraction(self) -> np.ndarray:
         """Fraction of non-background pixels per thumbnail pixel ``(h, w)``."""
         return (self.cell_foreground / np.maximum(self.cell_inferred, 1)).reshape(self.thumb_shape)
-
-    def head_confidence(self) -> np.ndarray | None:
-        """Mean margin of every head over the pixels with per-head values ``(Ω,)`` (``None`` when there are none)."""
-        if self.margin_sums is None or self.head_pixels == 0:
-            return None
-        return self.margin_sums / self.head_pixels
 
     def result(self) -> "SlideAccumulator":
         return self

@@ -3,13 +3,12 @@
 :func:`slide_summary` gives the record: input and outputs, sizes, level and resolution (with where it came from,
 the resampling and the warnings), tissue (fraction, area, detector), objects (count, areas, density per mm² of
 tissue), class pixels, the winning heads (PDist) over inferred and over object pixels with each head's σ
-(:func:`head_sigmas`), the estimated scale relative to training (:func:`scale_entry`), the windows run, the
-regions of ``NAME_regions.png``, the wall time and the provenance.
+(:func:`head_sigmas`), the scale relative to training estimated by the calibrated ``scale`` fusion
+(:func:`scale_entry`), the windows run, the regions of ``NAME_regions.png``, the wall time and the provenance.
 """
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -17,11 +16,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from seunet_monai.fusion.relative_scale import log_sigma_estimate
 from seunet_monai.networks.base import last_layer_log_sigmas
 from seunet_monai.runtime.distributed import unwrap
 
-from .accumulator import SlideAccumulator
 from .outputs import OUTPUT_FILES, output_stem
 from .slide import InferredSlide
 
@@ -43,45 +40,29 @@ def head_sigmas(network: torch.nn.Module, num_heads: int) -> list[float] | None:
 
 
 def scale_entry(
-    acc: SlideAccumulator,
-    network: torch.nn.Module,
-    mpp: float | None,
-    target_mpp: float | None,
-    window_log_scales: Sequence[float],
-    scale_reference: float | None,
+    mpp: float | None, target_mpp: float | None, window_log_scales: Sequence[float], num_heads: int
 ) -> dict[str, Any]:
-    """The summary's ``scale``: the resolution relative to training, ``log σ̂`` of the head confidences and, with
-    a scale-fusion calibration, the distribution of the per-window scale estimates (else, with
-    ``scale_reference``, the scale of ``log σ̂`` relative to it)."""
+    """The summary's ``scale``: the resolution relative to training and, with a scale-fusion calibration, the
+    distribution of the per-window scale estimates (:func:`~seunet_monai.fusion.scale.estimate_log_scale`; its
+    median is ``estimated_scale_relative_to_training``). Without one that estimate is ``None``, with a note when
+    the network has heads (``num_heads > 0``) and could be calibrated."""
     entry: dict[str, Any] = {
         "resolution_relative_to_training": (target_mpp / mpp) if (mpp and target_mpp) else None,
-        "estimated_log_sigma": None,
         "estimated_scale_relative_to_training": None,
     }
-    conf = acc.head_confidence()
-    if conf is None:
-        return entry
-    log_sigmas, _ = last_layer_log_sigmas(unwrap(network), acc.num_heads)
-    est = float(log_sigma_estimate(conf, log_sigmas.numpy()))
-    entry["estimated_log_sigma"] = est
-    entry["head_confidence"] = [float(v) for v in conf]
     regions = np.exp(np.asarray(window_log_scales, dtype=np.float64))
-    if regions.size:  # the calibrated estimator of the "scale" fusion, one estimate per window run
-        q = np.percentile(regions, [10, 25, 50, 75, 90])
-        entry["estimated_scale_relative_to_training"] = float(q[2])
-        entry["per_region"] = {
-            "source": "scale fusion calibration (model.pt fusion_* buffers), one estimate per window",
-            "windows": int(regions.size),
-            "percentiles": {p: float(v) for p, v in zip(("p10", "p25", "median", "p75", "p90"), q)},
-            "histogram": scale_histogram(regions),
-        }
-    elif scale_reference is not None:
-        entry["estimated_scale_relative_to_training"] = float(math.exp(est - float(scale_reference)))
-    else:
-        entry["note"] = (
-            "uncalibrated: set scale_reference (log σ̂ of the test split at scale 1) to get the "
-            "estimated scale relative to training"
-        )
+    if not regions.size:
+        if num_heads:
+            entry["note"] = "uncalibrated: calibrate the network (`run calibrating`) to get the estimated scale"
+        return entry
+    q = np.percentile(regions, [10, 25, 50, 75, 90])
+    entry["estimated_scale_relative_to_training"] = float(q[2])
+    entry["per_region"] = {
+        "source": "scale fusion calibration (model.pt fusion_* buffers), one estimate per window",
+        "windows": int(regions.size),
+        "percentiles": {p: float(v) for p, v in zip(("p10", "p25", "median", "p75", "p90"), q)},
+        "histogram": scale_histogram(regions),
+    }
     return entry
 
 
@@ -94,7 +75,6 @@ def slide_summary(
     class_names: Sequence[str],
     tissue_method: str,
     target_mpp: float | None,
-    scale_reference: float | None,
     provenance: dict,
     start: float,
 ) -> dict[str, Any]:
@@ -109,7 +89,6 @@ def slide_summary(
         class_names: name per class.
         tissue_method: the ``tissue_mask`` setting.
         target_mpp: the resolution the model was trained at.
-        scale_reference: ``log σ̂`` at the training scale, or ``None``.
         provenance: what made the outputs (:mod:`~seunet_monai.apps.wsi.provenance`).
         start: ``time.perf_counter()`` when the input was started.
     """
@@ -151,7 +130,7 @@ def slide_summary(
             "inferred_pixels": dist(acc.winner_pixels),
             "object_pixels": dist(acc.winner_foreground),
         },
-        "scale": scale_entry(acc, network, mpp, target_mpp, slide.window_log_scales, scale_reference),
+        "scale": scale_entry(mpp, target_mpp, slide.window_log_scales, omega),
         "patches": {"run": slide.splitter.num_patches, "total": slide.splitter.num_locations},
         "wall_time_s": round(time.perf_counter() - start, 3),
         "regions": regions,

@@ -119,8 +119,8 @@ class SlideInferenceWorkflow:
             (default 4: the resampled image at most 16 times the stored pixels). Beyond it (e.g. 144-dpi tags
             read as 176 µm/px) the resolution is treated as unknown, with a warning, and the level used as stored.
         bundle_version: the bundle's version, recorded in each summary's ``provenance``.
-        scale_reference: ``log σ̂`` at the training scale (confidence-weighted last-layer ``log σ``); when given
-            the summary has the estimated scale relative to training, else that entry is ``None``.
+        scale_reference: deprecated, ignored (a warning when set): the summary's estimated scale is the calibrated
+            one of the ``scale`` fusion (``None`` for a network without a calibration: ``run calibrating``).
         amp: mixed precision on CUDA.
         progress: progress bar over the inputs (the windows' bar is the inferer's).
 
@@ -190,7 +190,11 @@ class SlideInferenceWorkflow:
         self.thumbnail_size = int(thumbnail_size)
         self.png_max_pixels = int(png_max_pixels)
         self.bundle_version = bundle_version
-        self.scale_reference = scale_reference
+        if scale_reference is not None:
+            logger.warning(
+                "scale_reference is deprecated and ignored: the estimated scale is the calibrated one of the scale "
+                "fusion (calibrate the network with `run calibrating`)."
+            )
         self.amp = as_flag(amp, "amp")
         self.progress = as_flag(progress, "progress")
         net = unwrap(network)
@@ -450,7 +454,6 @@ class SlideInferenceWorkflow:
             self.class_names,
             self.tissue_method,
             self.target_mpp,
-            self.scale_reference,
             self._provenance(path),
             start,
         )

@@ -27,5 +27,8 @@ def test_summary_reports_the_estimated_scale_per_region_when_calibrated(tmp_path
     p = regions["percentiles"]
     assert 0.5 <= p["p10"] <= p["median"] <= p["p90"] <= 2.0  # within the calibrated range
     assert summary["scale"]["estimated_scale_relative_to_training"] == p["median"]
-    make_workflow(tmp_path / "in", tmp_path / "out2", target_mpp=0.5).run()  # uncalibrated: no per-region entry
-    assert "per_region" not in json.loads((tmp_path / "out2" / "slide_summary.json").read_text())["scale"]
+    assert "estimated_log_sigma" not in summary["scale"] and "head_confidence" not in summary["scale"]
+    make_workflow(tmp_path / "in", tmp_path / "out2", target_mpp=0.5).run()  # uncalibrated: no estimate, a note
+    scale = json.loads((tmp_path / "out2" / "slide_summary.json").read_text())["scale"]
+    assert "per_region" not in scale and scale["estimated_scale_relative_to_training"] is None
+    assert "run calibrating" in scale["note"]

@@ -183,6 +183,15 @@ def test_the_watershed_settings_are_deprecated_with_one_warning_and_ignored(tmp_
     assert len(lines) == 1 and "watershed" in lines[0] and "\n" not in lines[0]
 
 
+def test_scale_reference_is_deprecated_with_one_warning_and_ignored(tmp_path, caplog):
+    make_workflow(tmp_path, tmp_path / "out")
+    assert "deprecated" not in caplog.text
+    workflow = make_workflow(tmp_path, tmp_path / "out", scale_reference=0.3)
+    lines = [r.getMessage() for r in caplog.records if "deprecated" in r.getMessage()]
+    assert len(lines) == 1 and "scale_reference" in lines[0] and "\n" not in lines[0]
+    assert not hasattr(workflow, "scale_reference")
+
+
 @pytest.mark.parametrize("key,value", [("mpp", -1), ("mpp", "x"), ("geojson_simplify", -1)])
 def test_bad_mpp_and_simplify_values_are_refused(tmp_path, key, value):
     with pytest.raises(ConfigValueError, match=key):
