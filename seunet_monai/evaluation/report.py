@@ -133,10 +133,6 @@ def sweep_markdown(
         if key in metadata:
             lines.append(f"- {key}: {metadata[key]}")
     if "scale_estimation" in metadata:
-        c = metadata["scale_estimation"].get("correlation", {})
-        lines.append(
-            f"- scale estimation (log ŝ vs log s): Spearman {_num(c.get('spearman'))}, Pearson {_num(c.get('pearson'))}"
-        )
         sf = metadata["scale_estimation"].get("scale_fusion") or {}
         if sf.get("calibrated"):
             c = sf.get("correlation") or {}

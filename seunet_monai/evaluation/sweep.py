@@ -8,8 +8,9 @@ with MONAI's ``SlidingWindowInferer`` and windows of at least 512 px (overlap 0.
 :func:`~seunet_monai.inferers.sweep_window`), fuses them with every strategy (``head1..headΩ``, ``mean``,
 ``pdist``, ``pens``, and ``scale`` when the network's scale fusion is calibrated) and accumulates, per scale and
 strategy, the dataset-wide IoU plus per-image IoU and Dice (:class:`seunet_monai.metrics.SegmentationScores`).
-It also measures the equivariance error (eq. 10, 12) on centre crops and estimates each image's relative scale
-from the winning heads (:func:`seunet_monai.fusion.relative_scale.relative_scale_estimates`). What it accumulates
+It also measures the equivariance error (eq. 10, 12) on centre crops and, when the network's scale fusion is
+calibrated, records the scale it estimates for each image and scale
+(:func:`seunet_monai.fusion.scale.scale_head_weights`). What it accumulates
 and the files it writes into ``output_dir/eval/`` are in :mod:`~seunet_monai.evaluation.sweep_results`.
 
 Memory: one image is processed at a time; only its per-head probabilities at the current scale are held
@@ -31,7 +32,7 @@ in ``[0.5, 2]`` and the fusions without the single heads.
 Steps (methods of :class:`ScaleSweep`, run by :meth:`ScaleSweep.run` for one image at a time):
 :meth:`~ScaleSweep.prepare` (the ``eval`` folder, ``if_exists``), :meth:`~ScaleSweep.predict` (rescale, then
 per-head probabilities through the package's one inferer path, :func:`seunet_monai.inferers.infer_heads`),
-:meth:`~ScaleSweep.score` (running scores, winning heads, scale estimates, example thumbnails),
+:meth:`~ScaleSweep.score` (running scores, calibrated scale estimates, example thumbnails),
 :meth:`~ScaleSweep.equivariance` (eq. 12 matrices of one image) and :meth:`~ScaleSweep.report` (tables, figures,
 JSON). Progress and results go to ``eval/sweep_status.json`` (:func:`seunet_monai.runtime.status.write_status`),
 rewritten atomically after every image, so that tools read the sweep's state without parsing its log.
@@ -67,7 +68,7 @@ from seunet_monai.evaluation.sweep_results import (
     write_results,
 )
 from seunet_monai.fusion.auxiliary import fuse_auxiliary
-from seunet_monai.fusion.heads import argmax, head_confidence, head_votes, winning_head
+from seunet_monai.fusion.heads import argmax, winning_head
 from seunet_monai.fusion.scale import apply_head_weights, scale_head_weights
 from seunet_monai.fusion.strategies import fuse
 from seunet_monai.inferers import MIN_WINDOW, WHOLE_IMAGE_PIXELS, predict_heads, sweep_window
@@ -125,7 +126,6 @@ class ScaleSweep:
         if_exists: earlier results in ``eval_dir``: ``"archive"``, ``"error"`` or ``"overwrite"``
             (:func:`~seunet_monai.evaluation.sweep_results.prepare_eval_dir`).
         tensorboard: also write scalars with ``torch.utils.tensorboard.SummaryWriter``.
-        scale_temperature: τ of the scale estimate (:func:`~seunet_monai.fusion.relative_scale.log_sigma_estimate`).
         partner_tolerance: eq. 10 averages only groups whose matched group's σ ratio is within this relative
             tolerance of the scale (:func:`~seunet_monai.evaluation.equivariance.scale_partners`); the others are
             listed.
@@ -169,7 +169,6 @@ class ScaleSweep:
         example_scales: Sequence[float] | None = None,
         if_exists: str = "archive",
         tensorboard: bool = True,
-        scale_temperature: float = 0.05,
         partner_tolerance: float = 0.1,
         scale_axes: Sequence[int] | None = None,
         instance_metrics: bool = True,
@@ -207,7 +206,6 @@ class ScaleSweep:
         self.example_scales = example_scales
         self.if_exists = if_exists
         self.tensorboard = bool(tensorboard)
-        self.scale_temperature = float(scale_temperature)
         self.partner_tolerance = float(partner_tolerance)
         self.scale_axes = None if scale_axes is None else [int(a) for a in scale_axes]
         matched = [[t for t in scales if math.isclose(float(s), t, rel_tol=1e-6)] for s in instance_scales or ()]
@@ -302,9 +300,6 @@ class ScaleSweep:
                     run.instances.update((s, st), fused[0], instance_s, scale=s, separation=sep)
             except ValueError as e:
                 raise ValueError(f"test item {index} ({name}) at scale {s:g}: {e}") from e
-        valid = None if self.ignore_index is None else (label_s[:, 0] != self.ignore_index)
-        per_image["counts"][j] = head_votes(probs, valid)[0].cpu().numpy()
-        per_image["confidence"][j] = head_confidence(probs, valid).cpu().numpy()
         if estimate is not None:
             per_image["estimate"][j] = float(estimate[0])
         if index < self.num_examples and s in run.example_at:
@@ -482,11 +477,7 @@ class ScaleSweep:
                         raise ValueError(f"roi_size {rs!r} does not match {run.spatial_dims}D images.")
                 run.names.append(item_name(item, self.image_key, index))
                 instances = self._instances_of(run, item, index, tuple(label.shape[1:]))
-                per_image = {
-                    "estimate": np.full(len(run.scales), np.nan),
-                    "confidence": np.zeros((len(run.scales), run.omega)),
-                    "counts": np.zeros((len(run.scales), run.omega)),
-                }
+                per_image = {"estimate": np.full(len(run.scales), np.nan)}
                 for j, s in enumerate(run.scales):
                     t0 = time.perf_counter()
                     img_s, probs, window = self.predict(network, image, s, device, run.roi)
@@ -500,9 +491,7 @@ class ScaleSweep:
                     self.score(run, index, j, img_s, label_s, probs, per_image, inst_s, separation_s)
                     del probs, separation_s
                     run.time_per_scale[s] += time.perf_counter() - t0
-                run.confidences.append(per_image["confidence"])
                 run.calibrated_est.append(per_image["estimate"])
-                run.counts.append(per_image["counts"])
                 if index < self.equivariance_images:
                     self.equivariance(run, network, image, device)
                 elapsed = time.perf_counter() - t_start

@@ -1,7 +1,7 @@
 """What a scale sweep (:class:`~seunet_monai.evaluation.sweep.ScaleSweep`) accumulates over the test images and
 how it becomes its results in ``eval_dir``.
 
-- :class:`SweepState`: the running scores, heads' votes and confidences, equivariance sums, examples and timings.
+- :class:`SweepState`: the running scores, calibrated scale estimates, equivariance sums, examples and timings.
 - :func:`prepare_eval_dir`: the evaluation folder; earlier results archived, refused or replaced (``if_exists``:
   ``"archive"`` moves ``scale_sweep.*``, the figures, :data:`STATUS_FILE` and ``tensorboard/`` into
   ``eval/archive/<UTC time>/``, ``"error"`` raises ``FileExistsError``, ``"overwrite"`` replaces them).
@@ -31,7 +31,6 @@ from seunet_monai.evaluation.heads import num_heads
 from seunet_monai.evaluation.instance_scoring import INSTANCE_COLUMNS, InstanceScoring, instance_columns
 from seunet_monai.evaluation.outputs import OUTPUT_FILES, write_outputs
 from seunet_monai.evaluation.report import strategy_names, summarise
-from seunet_monai.fusion.relative_scale import relative_scale_estimates
 from seunet_monai.fusion.scale import ScaleProfile
 from seunet_monai.metrics import SegmentationScores, scale_correlation
 from seunet_monai.networks.base import MultiHeadNetwork, last_layer_log_sigmas
@@ -67,8 +66,6 @@ class SweepState:
     spatial_dims: int | None = None
     roi: tuple[int, ...] = ()
     names: list[str] = field(default_factory=list)
-    confidences: list[np.ndarray] = field(default_factory=list)  # per image (S, Ω) mean margin per head
-    counts: list[np.ndarray] = field(default_factory=list)  # per image (S, Ω) PDist winner pixel counts
     calibrated_est: list[np.ndarray] = field(default_factory=list)  # per image (S,) "scale" fusion estimate
     examples: list[dict[str, Any]] = field(default_factory=list)
     windowed: dict[float, tuple[int, ...]] = field(default_factory=dict)  # scales cut into windows (last size)
@@ -225,16 +222,8 @@ def write_results(
         if not math.isclose(e["scale"], 1.0) and not math.isnan(e["equivariance_error"])
     ]
     eq_mean = float(np.mean(off_one)) if off_one else float("nan")
-    est = relative_scale_estimates(
-        np.stack(state.confidences), scales, state.log_sigmas, temperature=sweep.scale_temperature
-    )
-    profile, calibrated_est, counts, confidences = state.profile, state.calibrated_est, state.counts, state.confidences
+    profile, calibrated_est = state.profile, state.calibrated_est
     estimation = {
-        "method": "log σ of the last layer weighted by softmax(mean margin per head / temperature), relative to "
-        "the split's mean at scale 1 (see seunet_monai.fusion.relative_scale.relative_scale_estimates)",
-        "temperature": sweep.scale_temperature,
-        "sigma_source": sigma_source,
-        "correlation": scale_correlation(est, scales),
         "scale_fusion": {
             "calibrated": profile is not None,
             "calibrated_scales": [] if profile is None else profile.scales.tolist(),
@@ -244,10 +233,7 @@ def write_results(
         "per_image": [
             {
                 "name": names[i],
-                "estimated_scale": [float(v) for v in est[i]],
                 "scale_fusion_estimate": [None if np.isnan(v) else float(v) for v in calibrated_est[i]],
-                "winning_head_histogram": counts[i].astype(int).tolist(),
-                "head_confidence": np.round(confidences[i], 6).tolist(),
             }
             for i in range(len(names))
         ],

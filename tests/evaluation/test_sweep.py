@@ -14,6 +14,7 @@ import torch
 from seunet_monai.evaluation.instance_scoring import INSTANCE_COLUMNS
 from seunet_monai.evaluation.outputs import OUTPUT_FILES
 from seunet_monai.evaluation.sweep import ScaleSweep, run_scale_sweep
+from seunet_monai.evaluation.sweep_results import SweepState
 from seunet_monai.layers.rescale import rescale_image, rescale_label
 from seunet_monai.metrics import SegmentationScores
 from tests.instance_items import disk_items, square_pairs
@@ -95,14 +96,11 @@ def test_sweep_writes_every_file_with_the_right_rows(tmp_path, toy_heads) -> Non
     ):
         assert key in meta, key
     assert meta["scales"] == SCALES and meta["num_heads"] == 2 and meta["peak_rss_mb"] > 0
-    est = meta["scale_estimation"]
-    assert set(est["correlation"]) >= {"spearman", "pearson"}
-    assert len(est["per_image"]) == 2 and len(est["per_image"][0]["winning_head_histogram"]) == len(SCALES)
-    # the toy's head 2 is always the more confident one: PDist picks it at every pixel
-    hist = est["per_image"][0]["winning_head_histogram"]
-    assert all(h[0] == 0 and h[1] > 0 for h in hist)
-    conf = est["per_image"][0]["head_confidence"]
-    assert len(conf) == len(SCALES) and all(c[1] > c[0] for c in conf)  # mean margins: head 2 is sharper
+    est = meta["scale_estimation"]  # one estimator, the calibrated one: the toy is not calibrated
+    assert set(est) == {"scale_fusion", "per_image"}
+    assert est["scale_fusion"]["calibrated"] is False and est["scale_fusion"]["correlation"] is None
+    assert [set(p) for p in est["per_image"]] == [{"name", "scale_fusion_estimate"}] * 2
+    assert est["per_image"][0]["scale_fusion_estimate"] == [None] * len(SCALES)
     eq = _rows(eval_dir / "equivariance.csv")
     assert [float(r["scale"]) for r in eq] == SCALES
     assert all(float(r["equivariance_error"]) < 1e-8 for r in eq)  # linear pointwise features
@@ -204,7 +202,7 @@ def test_real_seunet_smoke(tmp_path) -> None:
     torch.manual_seed(0)
     net = SEUNet(spatial_dims=2, in_channels=3, out_channels=2, num_scales=2, channels=(2, 2, 2, 2, 2), norm=None)
     data = toy_dataset(n=1, size=(24, 24))
-    out = run_scale_sweep(
+    run_scale_sweep(
         net,
         data,
         tmp_path,
@@ -220,7 +218,7 @@ def test_real_seunet_smoke(tmp_path) -> None:
     assert net.training and not net.output_heads  # modes restored
     eq = _rows(tmp_path / "eval" / "equivariance.csv")
     assert float(next(r for r in eq if r["scale"] == "1.0")["equivariance_error"]) == pytest.approx(0.0, abs=1e-10)
-    assert out["scale_estimation"]["sigma_source"] == "dec1.conv2"
+    assert SweepState.start(net, [1.0], partner_tolerance=0.1).sigma_source == "dec1.conv2"  # eq. 10's σ partners
 
 
 def test_3d_volumes(tmp_path) -> None:
