@@ -28,8 +28,7 @@ clamped to its ends.
 ``Σ_k w_k ŷ_k`` (``τ`` in IoU units; ``τ = 0`` selects the best head alone). One estimate per item (window).
 
 **Without calibration** (all buffers NaN, or no profile given) :func:`~seunet_monai.fusion.strategies.fuse`
-falls back to PEns (the paper's best fusion) and warns once per process. The estimate for networks without a
-calibration is :mod:`seunet_monai.fusion.relative_scale`.
+falls back to PEns (the paper's best fusion) and warns once per process, and there is no scale estimate.
 """
 
 from __future__ import annotations
