@@ -2,8 +2,10 @@
 it reports.
 
 - :mod:`~seunet_monai.evaluation.sweep`: :class:`~seunet_monai.evaluation.sweep.ScaleSweep` (the bundle's
-  ``sweep`` component) and ``run_scale_sweep``, the loop; :mod:`~seunet_monai.evaluation.sweep_results`: what it
-  accumulates and the results it makes of it; :mod:`~seunet_monai.evaluation.outputs`: the files it writes.
+  ``sweep`` component) and ``run_scale_sweep``, the loop; :mod:`~seunet_monai.evaluation.sweep_predict`: one image
+  rescaled and predicted; :mod:`~seunet_monai.evaluation.sweep_scoring`: its scores, scale estimate and instance
+  metrics; :mod:`~seunet_monai.evaluation.sweep_results`: what the sweep accumulates and the results it makes of it;
+  :mod:`~seunet_monai.evaluation.outputs`: the files it writes.
 - :mod:`~seunet_monai.evaluation.heads`: per-head probabilities and last-layer features of any network.
 - :mod:`~seunet_monai.evaluation.items`: the test items (iterate, name, check).
 - :mod:`~seunet_monai.evaluation.equivariance`: all equivariance code (eq. 10 / 12, group matching, tables).

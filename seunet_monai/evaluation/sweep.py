@@ -17,25 +17,17 @@ Memory: one image is processed at a time; only its per-head probabilities at the
 (``Ω · C`` floats per pixel of the rescaled image, stitched on ``output_device``); scores are running counts.
 The peak RSS (``resource.getrusage``) is logged per image and recorded in ``scale_sweep.json``.
 
-Instance metrics (``instance_metrics``, on by default): for the items that carry annotated instance labels
-(``instance_key``, e.g. MoNuSeg's ``test/instances/NAME.png``; rescaled with nearest neighbour like the class
-labels), at the ``instance_scales`` and for the ``instance_strategies``, the fused probabilities become nucleus
-instances (:class:`~seunet_monai.transforms.instances.NucleusInstances` at ``pixel_size_um / s`` µm per pixel)
-scored dataset-wide (:class:`~seunet_monai.evaluation.instance_scoring.InstanceScoring`): columns ``pq, sq, rq,
-aji, f1, dice_obj, count_ratio`` of the tables, ``nan`` where not measured. Items without instance labels are
-skipped with one log line. With ``separation`` (``"boundary"`` or ``"centre"``) and a network that predicts a
-separation map (``aux_channels``), the per-head maps are fused with each strategy's head weights
-(:func:`seunet_monai.fusion.auxiliary.fuse_auxiliary`) and guide the instances. The post-processing costs time
-per megapixel of the rescaled image and strategy (``bundle/docs/README.md``), hence the defaults: the sweep scales
-in ``[0.5, 2]`` and the fusions without the single heads.
+Instance metrics (``instance_metrics``, on by default): nucleus instances of the fused probabilities scored on the
+items with annotated instance labels (``instance_key``), at the ``instance_scales`` and for the
+``instance_strategies``, guided by the fused separation maps with ``separation``.
 
-Steps (methods of :class:`ScaleSweep`, run by :meth:`ScaleSweep.run` for one image at a time):
-:meth:`~ScaleSweep.prepare` (the ``eval`` folder, ``if_exists``), :meth:`~ScaleSweep.predict` (rescale, then
-per-head probabilities through the package's one inferer path, :func:`seunet_monai.inferers.infer_heads`),
-:meth:`~ScaleSweep.score` (running scores, calibrated scale estimates, example thumbnails),
-:meth:`~ScaleSweep.equivariance` (eq. 12 matrices of one image) and :meth:`~ScaleSweep.report` (tables, figures,
-JSON). Progress and results go to ``eval/sweep_status.json`` (:func:`seunet_monai.runtime.status.write_status`),
-rewritten atomically after every image, so that tools read the sweep's state without parsing its log.
+Steps, run by :meth:`ScaleSweep.run` for one image at a time: :meth:`~ScaleSweep.prepare` (the ``eval`` folder,
+``if_exists``), :func:`~seunet_monai.evaluation.sweep_predict.predict_scale` (rescale, then per-head
+probabilities, whole or by windows), :func:`~seunet_monai.evaluation.sweep_scoring.score_image` (running scores,
+calibrated scale estimates, instance metrics, example thumbnails), :meth:`~ScaleSweep.equivariance` (eq. 12
+matrices of one image) and :meth:`~ScaleSweep.report` (tables, figures, JSON). Progress and results go to
+``eval/sweep_status.json`` (:func:`seunet_monai.runtime.status.write_status`), rewritten atomically after every
+image, so that tools read the sweep's state without parsing its log.
 :func:`run_scale_sweep` is the same as one function call.
 """
 
@@ -51,14 +43,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from monai.inferers import SlidingWindowInferer
-from monai.utils import convert_to_tensor
 
 from seunet_monai.checkpoint import load_network
 from seunet_monai.evaluation.equivariance import equivariance_matrices, matched_error
 from seunet_monai.evaluation.heads import output_heads_mode
-from seunet_monai.evaluation.instance_scoring import InstanceScoring
 from seunet_monai.evaluation.items import item_name, iterate_items, prepare_item
+from seunet_monai.evaluation.sweep_predict import predict_scale
 from seunet_monai.evaluation.sweep_results import (
     IF_EXISTS,
     STATUS_FILE,
@@ -67,13 +57,9 @@ from seunet_monai.evaluation.sweep_results import (
     prepare_eval_dir,
     write_results,
 )
-from seunet_monai.fusion.auxiliary import fuse_auxiliary
-from seunet_monai.fusion.heads import argmax, winning_head
-from seunet_monai.fusion.scale import apply_head_weights, scale_head_weights
-from seunet_monai.fusion.strategies import fuse
-from seunet_monai.inferers import MIN_WINDOW, WHOLE_IMAGE_PIXELS, predict_heads, sweep_window
-from seunet_monai.layers.rescale import default_scales, rescale_image, rescale_label
-from seunet_monai.metrics import SegmentationScores
+from seunet_monai.evaluation.sweep_scoring import instance_labels, score_image
+from seunet_monai.inferers import MIN_WINDOW, WHOLE_IMAGE_PIXELS
+from seunet_monai.layers.rescale import default_scales, rescale_label
 from seunet_monai.runtime.progress import progress as progress_bar
 from seunet_monai.runtime.status import write_status
 from seunet_monai.transforms.separation import check_separation_mode
@@ -90,14 +76,6 @@ DEFAULT_MAX_PIXELS = WHOLE_IMAGE_PIXELS
 DEFAULT_MAX_VOXELS = 192 * 192 * 192
 
 
-def _thumb(x: torch.Tensor, spatial_dims: int, max_size: int = 192) -> np.ndarray:
-    """A small 2D view for plots: the middle slice of 3D data, subsampled to at most ``max_size`` px."""
-    if spatial_dims == 3:
-        x = x.select(-3, x.shape[-3] // 2)
-    step = max(1, int(math.ceil(max(x.shape[-2:]) / max_size)))
-    return x[..., ::step, ::step].cpu().numpy()
-
-
 class ScaleSweep:
     """The scale sweep as a configured component (``"sweep": {"_target_": "seunet_monai.evaluation.sweep.ScaleSweep",
     ...}`` in ``evaluate.json``): settings here, the network and data at :meth:`run`.
@@ -112,8 +90,8 @@ class ScaleSweep:
         sw_mode: window blending, ``"gaussian"`` or ``"constant"``.
         max_pixels: whole-image budget: a rescaled image of at most this many pixels is predicted whole (default
             :data:`DEFAULT_MAX_PIXELS`, sized for 16 GB; ``None``: always whole); a larger one by sliding windows
-            of at least ``max(roi_size, min_window)`` px (:func:`sweep_window`), so that the large-σ heads see
-            enough context and the probabilities do not depend on the window.
+            of at least ``max(roi_size, min_window)`` px (:func:`~seunet_monai.inferers.sweep_window`), so that the
+            large-σ heads see enough context and the probabilities do not depend on the window.
         min_window: smallest window side (512).
         device: where the network runs (default: where its parameters are).
         output_device: where stitched probabilities live (default CPU, which bounds GPU memory).
@@ -132,7 +110,8 @@ class ScaleSweep:
         scale_axes: spatial axes each scale applies to (``None``: all, an isotropic sweep; ``[2]``: the axial
             axis ``Z`` of volumes ``(X, Y, Z)`` only, as anisotropic sampling changes it); images, labels and the
             equivariance crops are rescaled alike (:func:`~seunet_monai.layers.rescale.scaled_size`).
-        instance_metrics: measure the instance metrics (module docstring) on items with ``instance_key``.
+        instance_metrics: measure the instance metrics (:mod:`~seunet_monai.evaluation.sweep_scoring`) on
+            items with ``instance_key``.
         instance_key: key of the annotated instance labels ``(1, H, W)`` (0 = background).
         pixel_size_um: µm per pixel of the test images at scale 1 (MoNuSeg: 0.25); needed as soon as an item has
             instance labels.
@@ -141,7 +120,7 @@ class ScaleSweep:
             ``scale``, or ``"all"``); default the fusions without the single heads (``scale`` only when
             calibrated).
         separation: ``None`` or the network's separation formulation, ``"boundary"`` or ``"centre"``
-            (:mod:`seunet_monai.transforms.separation`): its fused map guides the instances (module docstring).
+            (:mod:`seunet_monai.transforms.separation`): its fused map guides the instances.
 
     Raises:
         ValueError: for bad ``scales``, ``overlap`` or ``if_exists``, naming the argument.
@@ -233,89 +212,6 @@ class ScaleSweep:
             logger.warning("scale sweep: %s", message)
         return eval_dir
 
-    def predict(
-        self, network: torch.nn.Module, image: torch.Tensor, scale: float, device: torch.device, roi: Sequence[int]
-    ) -> tuple[torch.Tensor, torch.Tensor, tuple[int, ...] | None]:
-        """Rescale ``image`` ``(C, *spatial)`` by ``scale`` and predict it (whole or by windows, :func:`sweep_window`).
-
-        Returns:
-            ``(rescaled image, per-head probabilities (1, Ω, C, *spatial) on output_device, window or None)``.
-        """
-        img_s = rescale_image(image, scale, self.scale_axes)
-        window = sweep_window(img_s.shape[1:], self.max_pixels, roi, self.min_window, self.sw_batch_size)
-        inferer = None
-        if window is not None:
-            inferer = SlidingWindowInferer(
-                roi_size=window,
-                sw_batch_size=self.sw_batch_size,
-                overlap=self.overlap,
-                mode=self.sw_mode,
-                device=self.output_device,
-                progress=False,
-            )
-        probs = predict_heads(network, img_s, inferer, device, aux=self.separation is not None).to(self.output_device)
-        return img_s, probs, window
-
-    def score(
-        self,
-        run: SweepState,
-        index: int,
-        j: int,
-        img_s: torch.Tensor,
-        label_s: torch.Tensor,
-        probs: torch.Tensor,
-        per_image: dict[str, np.ndarray],
-        instance_s: torch.Tensor | None = None,
-        separation_s: torch.Tensor | None = None,
-    ) -> None:
-        """Add one image at scale ``run.scales[j]``: scores of every strategy, the heads' votes and confidence, the
-        calibrated scale estimate, and an example thumbnail when asked for; the instance metrics when
-        ``instance_s`` (instance labels ``(1, *spatial)`` at this scale) is given, guided by the per-head
-        separation maps ``separation_s`` ``(1, Ω, A, *spatial)`` when given."""
-        s, name = run.scales[j], run.names[index]
-        if run.num_classes is None:
-            run.num_classes = int(probs.shape[2])
-            run.scores = {
-                (s2, st): SegmentationScores(run.num_classes, self.ignore_index)
-                for s2 in run.scales
-                for st in run.strategies
-            }
-        label_s = label_s.to(probs.device)
-        weights = estimate = None
-        if run.profile is not None:  # one signature per image and scale: the "scale" row and the estimate share it
-            weights, estimate = scale_head_weights(probs, run.profile)
-        for st in run.strategies:
-            fused = apply_head_weights(probs, weights) if st == "scale" else fuse(probs, st, profile=run.profile)
-            pred = argmax(fused, dim=1, keepdim=True)
-            try:
-                run.scores[(s, st)].update(pred, label_s)
-                if instance_s is not None and st in run.instance_strategies:
-                    sep = None
-                    if separation_s is not None:
-                        sep = (
-                            apply_head_weights(separation_s, weights)
-                            if st == "scale"
-                            else fuse_auxiliary(probs, separation_s, st, profile=run.profile)
-                        )[0]
-                    run.instances.update((s, st), fused[0], instance_s, scale=s, separation=sep)
-            except ValueError as e:
-                raise ValueError(f"test item {index} ({name}) at scale {s:g}: {e}") from e
-        if estimate is not None:
-            per_image["estimate"][j] = float(estimate[0])
-        if index < self.num_examples and s in run.example_at:
-            run.examples.append(
-                {
-                    "name": name,
-                    "scale": s,
-                    "strategy": "pens",
-                    "num_heads": run.omega,
-                    "image": _thumb(img_s, run.spatial_dims),
-                    "label": _thumb(label_s[0, 0], run.spatial_dims),
-                    "pred": _thumb(argmax(fuse(probs, "pens"), 1)[0], run.spatial_dims),
-                    "winner": _thumb(winning_head(probs)[0], run.spatial_dims),
-                }
-            )
-
     def equivariance(
         self, run: SweepState, network: torch.nn.Module, image: torch.Tensor, device: torch.device
     ) -> None:
@@ -349,33 +245,6 @@ class ScaleSweep:
             eval_dir,
         )
         return result
-
-    def _instances_of(self, run: SweepState, item: Any, index: int, shape: tuple[int, ...]) -> torch.Tensor | None:
-        """The item's instance labels ``(1, *spatial)`` int64, or ``None`` (not measured, or not annotated)."""
-        if not self.instance_metrics or not run.instance_strategies or not run.instance_scales:
-            return None
-        if self.instance_key not in item or run.spatial_dims != 2:
-            if not run.instance_skipped:
-                why = "2D images only" if run.spatial_dims != 2 else f"no {self.instance_key!r} key (instance labels)"
-                logger.info("scale sweep: instance metrics skipped for test items with %s", why)
-            run.instance_skipped += 1
-            return None
-        if self.pixel_size_um is None:
-            raise ValueError(
-                "pixel_size_um: the test items have instance labels but the pixel size is not set; "
-                "give pixel_size_um (µm per pixel at scale 1, MoNuSeg 0.25) or instance_metrics=False."
-            )
-        inst = convert_to_tensor(item[self.instance_key], track_meta=False)
-        inst = inst.unsqueeze(0) if inst.ndim == len(shape) else inst
-        if tuple(inst.shape) != (1, *shape):
-            raise ValueError(
-                f"test item {index}: instance labels {tuple(inst.shape)} must be (1, *spatial) = {(1, *shape)}."
-            )
-        if run.instances is None:
-            separation = self.separation if run.aux_channels else None
-            run.instances = InstanceScoring(self.pixel_size_um, separation=separation)
-        run.instance_images += 1
-        return inst.round().long() if inst.is_floating_point() else inst.long()
 
     # ------------------------------------------------------------------------------------------------ run
     def run(
@@ -476,11 +345,11 @@ class ScaleSweep:
                     if len(run.roi) != run.spatial_dims:
                         raise ValueError(f"roi_size {rs!r} does not match {run.spatial_dims}D images.")
                 run.names.append(item_name(item, self.image_key, index))
-                instances = self._instances_of(run, item, index, tuple(label.shape[1:]))
+                instances = instance_labels(self, run, item, index, tuple(label.shape[1:]))
                 per_image = {"estimate": np.full(len(run.scales), np.nan)}
                 for j, s in enumerate(run.scales):
                     t0 = time.perf_counter()
-                    img_s, probs, window = self.predict(network, image, s, device, run.roi)
+                    img_s, probs, window = predict_scale(self, network, image, s, device, run.roi)
                     separation_s = None
                     if run.aux_channels:  # the separation maps after the classes
                         probs, separation_s = probs[:, :, : -run.aux_channels], probs[:, :, -run.aux_channels :]
@@ -488,7 +357,7 @@ class ScaleSweep:
                         run.windowed[s] = tuple(window)
                     label_s = rescale_label(label, s, self.scale_axes).unsqueeze(0)  # (1, 1, *spatial)
                     inst_s = rescale_label(instances, s) if instances is not None and s in run.instance_scales else None
-                    self.score(run, index, j, img_s, label_s, probs, per_image, inst_s, separation_s)
+                    score_image(self, run, index, j, img_s, label_s, probs, per_image, inst_s, separation_s)
                     del probs, separation_s
                     run.time_per_scale[s] += time.perf_counter() - t0
                 run.calibrated_est.append(per_image["estimate"])
