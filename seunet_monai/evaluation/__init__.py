@@ -9,7 +9,8 @@ it reports.
 - :mod:`~seunet_monai.evaluation.heads`: per-head probabilities and last-layer features of any network.
 - :mod:`~seunet_monai.evaluation.items`: the test items (iterate, name, check).
 - :mod:`~seunet_monai.evaluation.equivariance`: all equivariance code (eq. 10 / 12, group matching, tables).
-- :mod:`~seunet_monai.evaluation.calibration`: measuring the ``"scale"`` fusion's calibration on validation images;
+- :mod:`~seunet_monai.evaluation.calibration`: measuring the ``"scale"`` fusion's calibration on validation images
+  (one pass and the profile: :mod:`~seunet_monai.evaluation.calibration_measure`);
   :mod:`~seunet_monai.evaluation.checkpoint_calibration`: calibrating a checkpoint file (the bundle's
   ``calibration`` component); :mod:`~seunet_monai.evaluation.whole_images`: tiles put back into whole images.
 - :mod:`~seunet_monai.evaluation.fusion_validation`: the ``"scale"`` fusion scored leave-one-image-out

@@ -1,6 +1,6 @@
 """Filling a fusion cache (:mod:`seunet_monai.evaluation.fusion_cache`, the folder and its layout): every item of
 a split measured at each scale with the calibration's own step
-(:func:`~seunet_monai.evaluation.calibration.measure_heads`).
+(:func:`~seunet_monai.evaluation.calibration_measure.measure_heads`).
 
 Items (:func:`cache_items`) are the whole images (tiles of one source put back together by
 :func:`~seunet_monai.evaluation.whole_images.whole_images`, as the calibration does) and, optionally, the items as
@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from seunet_monai.errors import ConfigValueError, DataError
-from seunet_monai.evaluation.calibration import measure_heads
+from seunet_monai.evaluation.calibration_measure import measure_heads
 from seunet_monai.evaluation.fusion_cache import (
     CACHE_FORMAT,
     EVAL_RANGE,
@@ -139,7 +139,7 @@ def build_cache(
         num_classes: ``C`` (default: the network's ``out_channels``).
         ignore_index: label value left out of the counts.
         roi_size, overlap, sw_batch_size: the calibration's windows
-            (:func:`~seunet_monai.evaluation.calibration.calibration_inferer`).
+            (:func:`~seunet_monai.evaluation.calibration_measure.calibration_inferer`).
         device: where the network runs (default: where its parameters are).
         settings: further settings that change the numbers (e.g. data folder, config overrides), recorded and
             compared with an existing cache's.

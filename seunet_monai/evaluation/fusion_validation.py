@@ -4,7 +4,7 @@ offline, from a fusion cache (:mod:`seunet_monai.evaluation.fusion_cache`, fille
 
 **Score** (:func:`score_cache`): for each whole image held out, the profile is built from the *other* images'
 cached statistics as the calibration aggregates them (:func:`fold_profile`, with
-:func:`~seunet_monai.evaluation.calibration.profile_from_measurements`: per scale, each head's IoU of the summed
+:func:`~seunet_monai.evaluation.calibration_measure.profile_from_measurements`: per scale, each head's IoU of the summed
 confusion counts and the mean signature over items, NaN components left out), from whole images or from the tiles
 of the other images; the held-out image's scale is estimated from its cached signature
 (:func:`~seunet_monai.fusion.scale.estimate_log_scale_from_signature`), each candidate rule
@@ -31,7 +31,7 @@ import torch
 from scipy.stats import spearmanr
 
 from seunet_monai.errors import ConfigValueError, DataError
-from seunet_monai.evaluation.calibration import profile_from_measurements
+from seunet_monai.evaluation.calibration_measure import profile_from_measurements
 from seunet_monai.evaluation.fusion_cache import (
     EVAL_RANGE,
     EVAL_SCALES,
@@ -71,7 +71,7 @@ def fold_profile(
     stats: Sequence[ItemStats], scales: Sequence[float], num_classes: int, ignore_index: int | None = None
 ) -> FoldProfile:
     """The profile a calibration on ``stats``' items would store
-    (:func:`~seunet_monai.evaluation.calibration.profile_from_measurements`, the calibration's own aggregation: at
+    (:func:`~seunet_monai.evaluation.calibration_measure.profile_from_measurements`, the calibration's own aggregation: at
     each scale, head k's IoU of the confusion counts summed over the items, and the mean signature over the items
     where it is finite), with the standard error of each head's IoU across the items' images.
 

@@ -31,12 +31,8 @@ physical nucleus gives the same objects at any resolution):
 
 Steps 3-5 run on each 8-connected component of the hole-filled foreground on its own, in the crop of its bounding
 box grown by one pixel (within the image) where the other components are background
-(:meth:`NucleusInstances.separate`). The nuclei of a component therefore depend on that component (and the maps
-over it) alone, not on the rest of the image: what lets a slide be labelled band by band with exactly the nuclei
-of one call over the whole image (:func:`seunet_monai.apps.wsi.instances.iter_nucleus_bands`). The distance, its
-extended maxima and the watershed of a component are those of a call over the whole image, but for the order in
-which scikit-image's watershed settles pixels that two markers reach at the same priority: over a whole image
-that order depends on every other marker of the image (its heap), per component on the component only.
+(:meth:`NucleusInstances.separate`, the algorithm on arrays in :mod:`~seunet_monai.transforms.nucleus_watershed`,
+which says why the nuclei of a component depend on that component alone).
 
 Memory: the whole image is held as a few boolean masks, the int32 component labels and the output labels (the
 probabilities are not copied); the distance, the markers and the watershed exist for one component's crop at a
@@ -52,9 +48,6 @@ lies outside ``[0.01, 100]`` µm (e.g. centimetres or millimetres from TIFF reso
 Whoever builds the ``MetaTensor`` owns the unit of its affine: a spatial transform applied to an image with an
 identity affine (e.g. a zoom) makes an affine in *source pixels*, not µm, so pipelines that rescale should pass
 ``pixel_size_um`` explicitly.
-
-MONAI's ``RemoveSmallObjects(by_measure=True)`` is not used for step 5: it reads a ``MetaTensor``'s pixdim even
-when ``pixdim`` is given, and an identity affine there means 1 µm per pixel.
 """
 
 from __future__ import annotations
@@ -70,12 +63,11 @@ from monai.data import MetaTensor
 from monai.transforms import MapTransform, Transform
 from monai.utils import convert_to_dst_type
 from scipy import ndimage as ndi
-from skimage.morphology import local_maxima, reconstruction
-from skimage.segmentation import watershed
+
+from seunet_monai.transforms.nucleus_watershed import EIGHT_CONNECTED, above, fill_small_holes, separate_component
 
 __all__ = ["NucleusInstances", "NucleusInstancesd", "nucleus_components", "padded_box", "pixel_size_of"]
 
-_EIGHT = np.ones((3, 3), dtype=bool)
 _AFFINE_UM_RANGE = (0.01, 100.0)
 
 
@@ -130,49 +122,6 @@ def _probability_map(value: Any, shape: tuple[int, int], name: str) -> np.ndarra
     return arr
 
 
-def _above(values: np.ndarray, threshold: float) -> np.ndarray:
-    """``values > threshold`` compared in float64 whatever the dtype of ``values`` (a ``float32`` map is not copied;
-    its values convert to float64 exactly)."""
-    return np.greater(values, np.float64(threshold))
-
-
-def _fill_small_holes(foreground: np.ndarray, max_area_px: float) -> np.ndarray:
-    """``foreground`` with its enclosed background regions of at most ``max_area_px`` pixels filled (in place
-    when there is any; the array is returned)."""
-    holes = ndi.binary_fill_holes(foreground)
-    np.logical_and(holes, ~foreground, out=holes)
-    if max_area_px <= 0 or not holes.any():
-        return foreground
-    lab, n = ndi.label(holes)  # background is 4-connected, as the 8-connected objects imply
-    del holes
-    areas = np.bincount(lab.ravel(), minlength=n + 1)
-    small = areas <= max_area_px
-    small[0] = False
-    np.logical_or(foreground, small[lab], out=foreground)
-    return foreground
-
-
-def _extended_maxima(image: np.ndarray, h: float) -> np.ndarray:
-    """Boolean map of the regional maxima of the h-maxima transform ``R(image - h)`` (reconstruction by dilation
-    under ``image``): one connected region per dome at least ``h`` high, however many equal peaks it has."""
-    transformed = reconstruction(image - h, image, method="dilation")
-    return local_maxima(transformed, connectivity=2, allow_borders=True).astype(bool)
-
-
-def _remove_small(labels: np.ndarray, min_area_px: float) -> tuple[np.ndarray, np.ndarray]:
-    """``labels`` (int32, in place) with the objects under ``min_area_px`` pixels set to 0 and the rest renumbered
-    1..N in raster order of their first pixel; and the flat index of each kept object's first pixel."""
-    flat = labels.ravel()
-    areas = np.bincount(flat)
-    ids, first = np.unique(flat, return_index=True)
-    keep = (ids > 0) & (areas[ids] >= min_area_px)
-    order = np.argsort(first[keep], kind="stable")
-    lut = np.zeros(areas.size, dtype=labels.dtype)
-    lut[ids[keep][order]] = np.arange(1, order.size + 1, dtype=labels.dtype)
-    np.take(lut, labels, out=labels)
-    return labels, first[keep][order]
-
-
 def padded_box(box: tuple[slice, slice], shape: tuple[int, int]) -> tuple[slice, slice]:
     """``box`` (row and column slices, e.g. of ``scipy.ndimage.find_objects``) grown by one pixel on every side,
     within ``shape``: the crop in which :meth:`NucleusInstances.separate` sees one component."""
@@ -182,7 +131,7 @@ def padded_box(box: tuple[slice, slice], shape: tuple[int, int]) -> tuple[slice,
 def nucleus_components(nuclei: np.ndarray) -> tuple[np.ndarray, list[tuple[slice, slice] | None]]:
     """The 8-connected components of a (hole-filled) nucleus mask ``(H, W)``: int32 labels ``1..n`` in raster
     order of their first pixel, and the bounding box of each (``scipy.ndimage.find_objects``)."""
-    components, _ = ndi.label(nuclei, structure=_EIGHT)
+    components, _ = ndi.label(nuclei, structure=EIGHT_CONNECTED)
     return components, ndi.find_objects(components)
 
 
@@ -298,7 +247,7 @@ class NucleusInstances(Transform):
         if x.ndim != 3 or x.shape[0] <= k:
             raise ValueError(f"probs must be (C, H, W) class probabilities with C > nucleus_class={k}, got {x.shape}.")
         if self.threshold is not None:
-            return _above(x[k], self.threshold)
+            return above(x[k], self.threshold)
         fg = np.ones(x.shape[1:], dtype=bool)
         for j in range(x.shape[0]):
             if j != k:  # argmax is k: larger than every earlier class, at least every later one
@@ -315,12 +264,13 @@ class NucleusInstances(Transform):
         """Step 2: ``foreground`` ``(H, W)`` (bool, changed in place) with its enclosed holes of at most
         ``max_hole_area_um2`` filled."""
         size = pixel_size_of(None, pixel_size_um)
-        return _fill_small_holes(np.asarray(foreground, dtype=bool), self.max_hole_area_um2 / (size[0] * size[1]))
+        return fill_small_holes(np.asarray(foreground, dtype=bool), self.max_hole_area_um2 / (size[0] * size[1]))
 
     def separate(
         self, component: np.ndarray, pixel_size_um: float | Sequence[float], boundary: Any = None, centre: Any = None
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Steps 3-5 on one 8-connected component of the hole-filled nucleus mask.
+        """Steps 3-5 on one 8-connected component of the hole-filled nucleus mask
+        (:func:`~seunet_monai.transforms.nucleus_watershed.separate_component` at this transform's sizes in µm).
 
         Args:
             component: ``(h, w)`` bool crop holding the component alone (the other pixels False), grown by one
@@ -330,23 +280,12 @@ class NucleusInstances(Transform):
             centre: optional ``(h, w)`` centre probability over the crop.
 
         Returns:
-            int32 labels ``(h, w)``, 0 = background, ``1..n`` the nuclei of the component in raster order of their
-            first pixel (those under ``min_nucleus_area_um2`` removed), and the flat index in the crop of each
-            one's first pixel ``(n,)``.
+            int32 labels ``(h, w)`` (``1..n`` the nuclei in raster order, those under ``min_nucleus_area_um2``
+            removed) and the flat index in the crop of each one's first pixel ``(n,)``.
         """
         size = pixel_size_of(None, pixel_size_um)
-        t = self.map_threshold
-        interior = component if boundary is None else component & ~_above(boundary, t)
-        distance = ndi.distance_transform_edt(interior, sampling=size)
-        if centre is not None:
-            markers, n = ndi.label(component & _above(centre, t), structure=_EIGHT)
-        else:
-            markers, n = ndi.label(_extended_maxima(distance, self.marker_h_um) & interior, structure=_EIGHT)
-        if n <= 1:  # one marker floods the whole component; without any, the component is one object
-            labels = component.astype(np.int32)
-        else:
-            labels = watershed(-distance, markers, connectivity=2, mask=component).astype(np.int32, copy=False)
-        return _remove_small(labels, self.min_nucleus_area_um2 / (size[0] * size[1]))
+        min_area_px = self.min_nucleus_area_um2 / (size[0] * size[1])
+        return separate_component(component, size, self.marker_h_um, min_area_px, self.map_threshold, boundary, centre)
 
     def label_components(
         self,

@@ -9,13 +9,8 @@ import logging
 import pytest
 import torch
 
-from seunet_monai.evaluation.calibration import (
-    calibrate_scale_fusion,
-    calibration_inferer,
-    calibration_rows,
-    measure_heads,
-    profile_from_measurements,
-)
+from seunet_monai.evaluation.calibration import calibrate_scale_fusion, calibration_rows
+from seunet_monai.evaluation.calibration_measure import measure_heads, profile_from_measurements
 from seunet_monai.evaluation.heads import output_heads_mode
 from seunet_monai.fusion.scale import ScaleProfile
 from seunet_monai.networks import SEUNet
@@ -122,20 +117,3 @@ def test_the_buffers_are_the_profile_of_each_images_measurement_at_each_scale() 
     assert torch.equal(net.fusion_iou[rows], iou.float())
     torch.testing.assert_close(net.fusion_signature[rows], sig.float(), rtol=0, atol=0, equal_nan=True)
     assert [int(q.argmax()) for q in iou] == [0, 1, 2]  # the head tuned to each scale
-
-
-def test_the_profile_means_each_signature_component_where_it_is_finite() -> None:
-    nan = float("nan")
-    signature = torch.tensor([[[1.0, nan, nan]], [[3.0, 2.0, nan]]])  # (N=2, P=1, 3)
-    confusion = torch.tensor(
-        [[[[[5.0, 0, 5, 0], [3, 1, 5, 1]]]], [[[[5.0, 0, 5, 0], [1, 0, 8, 1]]]]]
-    )  # (2, 1, 1, 2, 4)
-    iou, sig = profile_from_measurements(confusion, signature)
-    assert iou.tolist() == [[pytest.approx(4 / 7)]]  # class 1 of the summed counts: TP 4, FP 1, FN 2
-    assert sig[0, :2].tolist() == [2.0, 2.0] and torch.isnan(sig[0, 2])
-
-
-def test_images_within_the_sweeps_budget_are_predicted_whole() -> None:
-    assert calibration_inferer((64, 64)) is None
-    assert calibration_inferer((64, 64), roi_size=32).roi_size == (32, 32)
-    assert calibration_inferer((4096, 4096)).roi_size[0] < 4096  # the sweep's windows

@@ -1,4 +1,5 @@
-"""Specification of ``seunet_monai.transforms.instances``: nucleus instances from class probabilities."""
+"""Specification of ``seunet_monai.transforms.instances``: nucleus instances from class probabilities (the
+algorithm on arrays alone: ``tests/transforms/test_nucleus_watershed.py``)."""
 
 from __future__ import annotations
 
