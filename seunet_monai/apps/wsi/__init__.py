@@ -6,7 +6,8 @@
   slide inferer and the network call), :mod:`~.accumulator` (where the finished rows go);
 - outputs: :mod:`~.outputs` (names, staging), :mod:`~.writers` (files), :mod:`~.instances` and :mod:`~.objects`
   (objects, GeoJSON), :mod:`~.figures` and :mod:`~.maps` (pictures), :mod:`~.summary`, :mod:`~.provenance`;
-- the loop: :mod:`~.workflow` (:class:`SlideInferenceWorkflow`, the ``evaluator`` of ``inference.json``).
+- the loop: :mod:`~.pipeline` (one input, up to its finished windows), :mod:`~.settings` (checks of the run's
+  settings), :mod:`~.workflow` (:class:`SlideInferenceWorkflow`, the ``evaluator`` of ``inference.json``).
 """
 
 from .accumulator import RawMask, SlideAccumulator
