@@ -5,8 +5,9 @@
 - windows: :mod:`~.tissue` (which windows run), :mod:`~.splitter`, :mod:`~.merger`, :mod:`~.inferers` (the
   slide inferer and the network call), :mod:`~.accumulator` (where the finished rows go);
 - outputs: :mod:`~.outputs` (names, staging), :mod:`~.writers` (files), :mod:`~.instances` and :mod:`~.objects`
-  (objects, GeoJSON), :mod:`~.figures`, :mod:`~.summary`, :mod:`~.provenance`;
-- the loop: :mod:`~.workflow` (:class:`SlideInferenceWorkflow`, the ``evaluator`` of ``inference.json``).
+  (objects, GeoJSON), :mod:`~.figures` and :mod:`~.maps` (pictures), :mod:`~.summary`, :mod:`~.provenance`;
+- the loop: :mod:`~.pipeline` (one input, up to its finished windows), :mod:`~.settings` (checks of the run's
+  settings), :mod:`~.workflow` (:class:`SlideInferenceWorkflow`, the ``evaluator`` of ``inference.json``).
 """
 
 from .accumulator import RawMask, SlideAccumulator
@@ -14,16 +15,14 @@ from .figures import (
     OKABE_ITO,
     pick_regions,
     tissue_box,
-    window_map,
     write_figures,
-    write_head_map,
     write_image_overlay,
     write_region_crops,
-    write_scale_map,
     write_slide_overview,
 )
 from .inferers import HeadsPatchPredictor, PatchPreprocessing, SlideInferer, patch_stain_transform
 from .instances import Instance, NucleusBand, iter_instances, iter_label_instances, iter_nucleus_bands
+from .maps import window_map, write_head_map, write_scale_map
 from .merger import BandMerger
 from .objects import ASSUMED_MPP, write_components, write_nuclei
 from .outputs import OUTPUT_FILES, list_inputs, output_names, output_stem

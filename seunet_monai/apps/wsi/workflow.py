@@ -1,9 +1,9 @@
 """``run inferring``: segment every image and slide of a folder, one input at a time, in bounded memory.
 
-:class:`SlideInferenceWorkflow` is the loop over the inputs of ``input_dir``; per input it opens the file, picks
-the resolution (:mod:`~.resolution`), detects the tissue on a thumbnail (:mod:`~.tissue`), runs the windows that
-touch tissue (:class:`~.inferers.SlideInferer`) and writes the outputs (:mod:`~.outputs`: names and staging;
-:mod:`~.objects`, :mod:`~.figures`, :mod:`~.summary`).
+:class:`SlideInferenceWorkflow` is the loop over the inputs of ``input_dir``; per input it runs the windows
+(:func:`~.pipeline.infer_input`: the file, its resolution, its tissue, the windows that touch it) and writes the
+outputs (:mod:`~.outputs`: names and staging; :mod:`~.objects`, :mod:`~.figures`, :mod:`~.summary`). Its settings
+are checked by :mod:`~.settings`.
 
 Contract of a run:
 
@@ -25,29 +25,24 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from seunet_monai.checkpoint import check_state_dict, load_network
-from seunet_monai.errors import ConfigValueError, ExistingPathError, InferenceError, SeunetError
-from seunet_monai.networks.base import MultiHeadNetwork
+from seunet_monai.errors import ConfigValueError, ExistingPathError, InferenceError
 from seunet_monai.runtime.checks import as_flag
 from seunet_monai.runtime.distributed import unwrap
 from seunet_monai.runtime.run_lock import lock_run_folders
 from seunet_monai.transforms.instances import NucleusInstances
-from seunet_monai.transforms.separation import check_separation_mode
 
-from .accumulator import RawMask, SlideAccumulator
 from .figures import write_figures
-from .inferers import HeadsPatchPredictor, SlideInferer
+from .inferers import SlideInferer
 from .objects import write_components, write_nuclei
 from .outputs import (
     PARTIAL_MARKER,
@@ -60,12 +55,12 @@ from .outputs import (
     output_stem,
     staging_folder,
 )
+from .pipeline import infer_input
 from .provenance import check_recorded, input_file_record, read_recorded, run_record
-from .readers import SUPPORTED_SUFFIXES, WHOLE_IMAGE_SUFFIXES, make_reader, read_thumbnail
+from .readers import SUPPORTED_SUFFIXES
 from .resolution import ResolutionPolicy
-from .slide import InferredSlide
+from .settings import check_geojson_simplify, check_separation, class_names_for, warn_deprecated
 from .summary import head_sigmas, slide_summary
-from .tissue import TissueLocationFilter, detect_tissue, is_colourless
 from .writers import write_mask_tiff, write_palette_png
 
 __all__ = ["SlideInferenceWorkflow"]
@@ -169,54 +164,21 @@ class SlideInferenceWorkflow:
         self.inferer = inferer
         self.checkpoint = checkpoint
         self.resolution = ResolutionPolicy(target_mpp, level, mpp, resample_tolerance, max_resample_zoom)
-        try:
-            self.geojson_simplify = float(geojson_simplify)
-        except (TypeError, ValueError):
-            self.geojson_simplify = math.nan
-        if not (math.isfinite(self.geojson_simplify) and self.geojson_simplify >= 0):
-            raise ConfigValueError(
-                f"geojson_simplify must be a tolerance >= 0 in pixels (0 = off), got {geojson_simplify!r}."
-            )
+        self.geojson_simplify = check_geojson_simplify(geojson_simplify)
         self.instances = NucleusInstances(min_nucleus_area_um2=min_nucleus_area_um2, marker_h_um=marker_h_um)
         self.tissue_method = str(tissue_mask)
         self.slide_backend = slide_backend
         self.overwrite = as_flag(overwrite, "overwrite")
-        if as_flag(watershed, "watershed") or watershed_min_distance is not None:
-            logger.warning(
-                "watershed and watershed_min_distance are deprecated and ignored: nuclei are separated by "
-                "NucleusInstances (marker_h_um, min_nucleus_area_um2) in images and slides alike."
-            )
+        warn_deprecated(watershed, watershed_min_distance, scale_reference)
         self.instance_margin = int(instance_margin)
         self.thumbnail_size = int(thumbnail_size)
         self.png_max_pixels = int(png_max_pixels)
         self.bundle_version = bundle_version
-        if scale_reference is not None:
-            logger.warning(
-                "scale_reference is deprecated and ignored: the estimated scale is the calibrated one of the scale "
-                "fusion (calibrate the network with `run calibrating`)."
-            )
         self.amp = as_flag(amp, "amp")
         self.progress = as_flag(progress, "progress")
-        net = unwrap(network)
-        self.num_classes = int(getattr(net, "out_channels", None) or len(class_names or []) or 2)
-        self.separation = check_separation_mode(separation)
-        aux = int(net.aux_channels) if isinstance(net, MultiHeadNetwork) else 0
-        if aux and self.separation is None:
-            raise ConfigValueError(
-                f"separation: the network predicts {aux} extra map(s) (aux_channels) but separation is not set; give "
-                "the separation the model was trained with ('boundary' or 'centre')."
-            )
-        if self.separation is not None and not aux:
-            raise ConfigValueError(
-                f"separation {self.separation!r} needs a network that predicts the map (aux_channels 1), but this one "
-                "predicts none; leave separation null for this model."
-            )
-        c = self.num_classes
-        self.class_names = (
-            list(class_names)
-            if class_names
-            else (["background", "Nucleus"] if c == 2 else [f"class{k}" for k in range(c)])
-        )
+        self.num_classes = int(getattr(unwrap(network), "out_channels", None) or len(class_names or []) or 2)
+        self.separation = check_separation(network, separation)
+        self.class_names = class_names_for(self.num_classes, class_names)
         self._settings: dict[str, Any] | None = None
 
     @property
@@ -340,80 +302,23 @@ class SlideInferenceWorkflow:
         return report
 
     # ------------------------------------------------------------------ one input
-    def infer(self, path: Path, staging: Path) -> InferredSlide:
-        """Open ``path``, pick its resolution, detect its tissue and run its windows (the class mask, and for a
-        nucleus model the nucleus probability and the network's separation map, go to raw files in ``staging``).
-
-        Raises:
-            ValueError: when the file cannot be opened, or for a level beyond its levels.
-            ConfigValueError: when ``mpp`` contradicts the file's resolution.
-        """
-        base = make_reader(path, self.slide_backend)
-        try:
-            wsi = base.read(str(path))
-        except SeunetError:  # already one line naming the file and the fix
-            raise
-        except Exception as e:  # noqa: BLE001 - any decoder error: one message naming the file
-            raise ValueError(f"cannot open {path.name} as an image or slide: {type(e).__name__}: {e}") from e
-        plan = self.resolution.plan(path.name, base, wsi)
-        base.level = plan.level
-        for message in plan.warnings:
-            logger.warning(f"{path.name}: {message}.")
-        reader, level, mpp = plan.grid(base)
-        size = tuple(int(v) for v in reader.get_size(wsi, level))
-        image = path.suffix.lower() in WHOLE_IMAGE_SUFFIXES or (
-            base.get_level_count(wsi) == 1 and size[0] * size[1] <= self.png_max_pixels
-        )
-        separate = self.num_classes == 2  # separated nucleus instances (a nucleus model: images and slides)
-        thumb, factor = read_thumbnail(reader, wsi, level, self.thumbnail_size)
-        tissue = detect_tissue(thumb, self.tissue_method)
-        detector = self.tissue_method
-        if self.tissue_method == "otsu" and tissue.any() and is_colourless(thumb):
-            detector = "otsu on brightness (colourless image)"
-            logger.warning(
-                f"{path.name}: no colour (a grey-scale image?): tissue detected from brightness, not "
-                "from H&E colour saturation; check the overlay."
-            )
-        self._fit_stains(thumb, None if factor == 1 else tissue)
-        predictor = HeadsPatchPredictor(self.network, amp=self.amp)
-        aux = predictor.aux_channels
-        probability = RawMask(staging / "probability.raw", size, np.float32) if separate else None
-        separation = RawMask(staging / "separation.raw", size, np.float32) if separate and aux else None
-        mask = RawMask(staging / "mask.raw", size)
-        acc = SlideAccumulator(mask, self.num_classes, factor, probability, aux_channels=aux, separation=separation)
-        patch_size = self.inferer.window()[0]
-        location_filter = None if self.tissue_method == "none" else TissueLocationFilter(tissue, factor, patch_size)
-        splitter = self.inferer.splitter(reader, level, location_filter)
-        splitter.set_slide(str(path), wsi)  # the slide is open already
-        self.inferer(str(path), predictor, splitter=splitter, sink=acc, head_channels_from=self.num_classes + aux)
-        ds = reader.downsample_to_base(wsi) if plan.resampled else float(reader.get_downsample_ratio(wsi, level))
-        return InferredSlide(
-            path,
-            wsi,
-            base,
-            plan,
-            reader,
-            level,
-            mpp,
-            size,
-            ds,
-            image,
-            separate,
-            thumb,
-            factor,
-            tissue,
-            detector,
-            acc,
-            splitter,
-            patch_size,
-            predictor.window_log_scales,
-        )
-
     def infer_one(self, path: Path) -> str:
         """Segment one image or slide and write its outputs; returns the log line."""
         start = time.perf_counter()
         staging = make_staging(self.output_dir, path)
-        slide = self.infer(path, staging)
+        slide = infer_input(
+            path,
+            staging,
+            self.network,
+            self.inferer,
+            self.resolution,
+            self.num_classes,
+            slide_backend=self.slide_backend,
+            tissue_mask=self.tissue_method,
+            thumbnail_size=self.thumbnail_size,
+            png_max_pixels=self.png_max_pixels,
+            amp=self.amp,
+        )
         acc, size = slide.accumulator, slide.size
         stem = output_stem(path)
         names = output_names(stem, slide.image, slide.instances)
@@ -472,11 +377,3 @@ class SlideInferenceWorkflow:
             f"{slide.splitter.num_locations} patches, {nuclei['count']} objects, tissue "
             f"{summary['tissue']['fraction']:.1%}, {summary['wall_time_s']:.1f} s -> {self.output_dir / names[0]}"
         )
-
-    def _fit_stains(self, thumb: np.ndarray, tissue: np.ndarray | None) -> None:
-        """Fix the stain normaliser's source stains for this input from its thumbnail (the whole image when it
-        is small, as the preparation normalises whole images; tissue pixels of a slide's thumbnail otherwise),
-        so that all windows are normalised alike and the stains are fitted once, not per window."""
-        transform = self.inferer.image_transform
-        if hasattr(transform, "fit_source") and not transform.fit_source(thumb, mask=tissue):
-            logger.info("stain normalisation: too little tissue to fit the input's stains; fitting per window")

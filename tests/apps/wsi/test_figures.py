@@ -1,4 +1,4 @@
-"""The pictures of an input: outlines, overlays, head and scale maps (``figures``).
+"""The pictures of an input: outlines, overlays, region crops and the maps written with them (``figures``).
 
 Inputs are small synthetic slides and images (:mod:`tests.apps.wsi.slides`); every test runs in seconds on a CPU.
 """
@@ -88,10 +88,3 @@ def test_winning_head_map_leaves_out_pixels_without_head_values(tmp_path):
     acc(0, values, np.ones((4, 8), bool))
     assert acc.winner_map().tolist() == [[1, 1, -1, -1], [1, 1, -1, -1]]
     assert acc.winner_pixels.tolist() == [0, 16]
-
-
-def test_window_map_averages_the_windows_covering_each_cell():
-    from seunet_monai.apps.wsi import window_map
-
-    m = window_map([(0, 0), (0, 4)], [1.0, 2.0], (4, 8), 2, (3, 6))
-    assert m[0].tolist() == [1.0, 1.0, 1.5, 1.5, 2.0, 2.0] and np.isnan(m[2]).all()

