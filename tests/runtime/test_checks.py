@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from seunet_monai.errors import ConfigValueError, DataError, SeunetError, find_seunet_error
+from seunet_monai.errors import ConfigValueError
 from seunet_monai.runtime.checks import check_arguments, check_scales
 
 REPO = Path(__file__).resolve().parents[2]
@@ -51,15 +51,3 @@ def test_check_arguments_accepts_the_defaults():
     ]
     assert check_arguments(**{k: cfg[k] for k in keys}) is True
     assert check_scales([0.25, 1, 4]) == [0.25, 1.0, 4.0]
-
-
-def test_seunet_errors_are_found_through_monai_wrapping():
-    try:
-        try:
-            raise DataError("dataset_dir '/x' holds no datalist.json")
-        except DataError as e:
-            raise RuntimeError("Failed to evaluate ConfigExpression") from e
-    except RuntimeError as wrapped:
-        found = find_seunet_error(wrapped)
-    assert isinstance(found, SeunetError) and isinstance(found, ValueError) and "/x" in str(found)
-    assert find_seunet_error(RuntimeError("other")) is None
