@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from seunet_monai.fusion.heads import argmax, head_confidence, head_margins, head_votes, winning_head
-from seunet_monai.fusion.strategies import all_strategies, fuse, parse_strategy
+from seunet_monai.fusion.strategies import fuse
 
 
 def _two_heads() -> torch.Tensor:
@@ -69,29 +69,6 @@ def test_pdist_tie_goes_to_lowest_head() -> None:
     assert fuse(p, "pdist").argmax(1).item() == 0
 
 
-def test_head_k_is_one_based_and_checked() -> None:
-    p = _two_heads()
-    assert torch.equal(fuse(p, "head:2"), p[:, 1])
-    assert torch.equal(fuse(p, "head1"), p[:, 0])
-    with pytest.raises(ValueError, match="head 3"):
-        fuse(p, "head:3")
-    with pytest.raises(ValueError, match="1-based"):
-        fuse(p, "head:0")
-
-
-@pytest.mark.parametrize("bad", ["median", "", "head:x"])
-def test_bad_strategy_errors(bad: str) -> None:
-    with pytest.raises(ValueError, match="unknown fusion strategy"):
-        parse_strategy(bad)
-
-
-def test_bad_shapes_error() -> None:
-    with pytest.raises(ValueError, match="at least 2 classes"):
-        fuse(torch.rand(1, 2, 1, 4, 4), "pens")
-    with pytest.raises(ValueError, match=r"\(B, Ω, C"):
-        fuse(torch.rand(2, 4, 4), "pens")
-
-
 def test_head_votes_count_winners_and_margins() -> None:
     # 3 pixels: head 1 wins pixel 0 (margin 0.8), head 2 wins pixels 1, 2 (margins 0.6, 0.2)
     h1 = torch.tensor([[0.9, 0.5, 0.5], [0.1, 0.5, 0.5]])
@@ -110,8 +87,3 @@ def test_head_confidence_is_the_mean_margin() -> None:
     probs = torch.stack([h1, h2]).unsqueeze(0)
     assert head_confidence(probs).tolist() == pytest.approx([0.8 / 3, 0.8 / 3])
     assert head_confidence(probs, mask=torch.tensor([[False, True, True]])).tolist() == pytest.approx([0.0, 0.4])
-
-
-def test_all_strategies_are_the_fusions_then_the_heads() -> None:
-    assert all_strategies(2) == ["mean", "pdist", "pens", "scale", "head:1", "head:2"]
-    assert all(parse_strategy(s) for s in all_strategies(3))
