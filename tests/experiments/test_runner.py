@@ -22,7 +22,7 @@ import torch
 
 from seunet_monai.data.synthetic.histology import make_synthetic_dataset
 from seunet_monai.evaluation.report import read_csv_rows
-from seunet_monai.experiments import runner, scale_shift, variants
+from seunet_monai.experiments import runner, scale_shift
 from seunet_monai.experiments.state import STATE_FILE
 
 REPO = Path(__file__).resolve().parents[2]
@@ -262,11 +262,3 @@ def test_generated_set_with_other_parameters_is_refused_not_reused(tmp_path):
         )
     with pytest.raises(ValueError, match="field_of_view"):
         scale_shift.run_scale_shift_benchmark(tmp_path / "b", ["unet"], field_of_view="wide")
-
-
-def test_overrides_reach_every_variants_bundle_arguments():
-    """The runner's ``overrides`` (``--override KEY=VALUE``, parsed in tests/cli/test_experiment.py) are in every
-    variant's bundle arguments."""
-    overrides = {"scale_augmentation": True, "scale_range": [0.5, 2], "fusion": "pdist"}
-    ov = variants.bundle_overrides("unet", Path("d"), Path("o"), None, False, 0, None, overrides)
-    assert ov["scale_augmentation"] is True and ov["scale_range"] == [0.5, 2] and ov["fusion"] == "pdist"
