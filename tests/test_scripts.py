@@ -75,7 +75,7 @@ def _ci_copy(tmp_path: Path, rc: int) -> Path:
         "d = pathlib.Path(site.getsitepackages()[0]) / 'ruff'\n"
         "d.mkdir()\n"
         "(d / '__init__.py').write_text('')\n"
-        "(d / '__main__.py').write_text(\"import sys; open('ruff.txt', 'w').write(' '.join(sys.argv[1:]))\")\n"
+        "(d / '__main__.py').write_text(\"import sys; open('ruff.txt', 'a').write(' '.join(sys.argv[1:]) + '\\\\n')\")\n"
         "PY\n"
     )
     (root / "scripts" / "test.sh").write_text(
@@ -100,9 +100,10 @@ def test_ci_runs_the_test_command_in_a_fresh_virtual_environment(tmp_path, rc):
     assert (root / "used.txt").read_text().splitlines()[1] == "PYTHON="
     assert not (venv / "left-over").exists()  # recreated on every run
     assert (venv / "bin" / "pip").exists()  # with pip, so scripts/install.sh can install torch and the package
-    # then the lint, only when the tests passed
+    # then the lint and the format check, only when the tests passed
     assert (
-        (root / "ruff.txt").read_text().split() == ["check", "seunet_monai", "tests", "scripts"]
+        (root / "ruff.txt").read_text().splitlines()
+        == ["check seunet_monai tests scripts", "format --check seunet_monai tests scripts"]
         if rc == 0
         else not (root / "ruff.txt").exists()
     )
